@@ -1,0 +1,12 @@
+//! The CPU executor and the CPU twin of every kernel. Each twin is generic over the element
+//! type: f32 to match the GPU, f64 for finite-difference checks.
+
+pub mod activation;
+pub mod bias;
+pub mod element;
+pub mod loss;
+pub mod matmul;
+pub mod optimizer;
+pub mod stats;
+
+pub use element::Element;

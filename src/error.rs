@@ -1,0 +1,95 @@
+//! The one error type of the crate. Every variant names what went wrong and, where there is
+//! one, what to change. Library code returns these; only `main` prints them.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter matched, or none exists.
+    #[error(
+        "no GPU adapter found{detail}; run `gradscope devices` to list adapters, or use `--device cpu`"
+    )]
+    NoAdapter { detail: String },
+
+    /// The adapter was found but refused to give us a device.
+    #[error("could not open a device on adapter `{adapter}`: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+
+    /// A wgpu validation or out-of-memory error, caught by our handler instead of a panic.
+    #[error("GPU error during {during}: {message}")]
+    Gpu { during: String, message: String },
+
+    /// The device was lost (driver reset, GPU removed, timeout).
+    #[error("the GPU device was lost ({reason}); the last checkpoint is intact, restart the run")]
+    DeviceLost { reason: String },
+
+    /// A tensor would not fit the device's limits.
+    #[error(
+        "tensor `{tensor}` needs {bytes} bytes but the adapter allows at most {limit} bytes per {what}; \
+         reduce the batch size or the layer width"
+    )]
+    TooLarge {
+        tensor: String,
+        bytes: u64,
+        limit: u64,
+        what: &'static str,
+    },
+
+    /// Two shapes that must agree do not.
+    #[error("shape mismatch in {op}: {detail}")]
+    Shape { op: String, detail: String },
+
+    /// A WGSL shader failed to compile (a bug of ours, reported with the shader's name).
+    #[error("shader `{shader}` failed to compile: {message}")]
+    Shader { shader: String, message: String },
+
+    /// An invalid setting in a config file or on the command line.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A malformed data file.
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
+
+    /// Non-finite values where finite ones are required.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+
+    pub fn shape(op: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Shape {
+            op: op.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The GPU context: one adapter, its device and queue, built once per process.
+//!
+//! Adapter choice ranks discrete > integrated > virtual > software (CPU), so a headless
+//! cloud machine with a real card never lands on lavapipe by accident. The device gets the
+//! adapter's own limits (wgpu would otherwise hand out conservative defaults that refuse
+//! buffers a real card holds easily). wgpu's default error handler panics; ours records the
+//! error, and every public entry point turns it into an `Error` of ours.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// How the user asked for an adapter.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterRequest {
+    /// `vulkan`, `metal`, `dx12` or `gl`; `None` means every backend (or `WGPU_BACKEND`).
+    pub backend: Option<String>,
+    /// An index into `gradscope devices`' list, or a case-insensitive name substring.
+    pub adapter: Option<String>,
+}
+
+/// What a user needs to know about one adapter (the `gradscope devices` listing).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub shader_f16: bool,
+    pub timestamp_query: bool,
+    pub subgroups: bool,
+}
+
+impl AdapterSummary {
+    fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        AdapterSummary {
+            index,
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            device_type: device_type_name(info.device_type).to_string(),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+        }
+    }
+
+    /// True for CPU-emulated adapters such as lavapipe or WARP.
+    pub fn is_software(&self) -> bool {
+        self.device_type == "cpu"
+    }
+
+    /// One line naming the adapter, for logs and summaries.
+    pub fn describe(&self) -> String {
+        let driver = if self.driver_info.is_empty() {
+            self.driver.clone()
+        } else {
+            format!("{} {}", self.driver, self.driver_info)
+        };
+        format!(
+            "{} ({}, {}, driver {})",
+            self.name,
+            self.backend,
+            self.device_type,
+            driver.trim()
+        )
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// Lower is better: the order in which adapters are preferred.
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    // Prefer the native compute APIs over GL, which lacks much of what compute needs.
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+fn parse_backends(request: &AdapterRequest) -> Result<wgpu::Backends> {
+    let name = match &request.backend {
+        Some(b) => b.clone(),
+        None => match std::env::var("WGPU_BACKEND") {
+            Ok(b) if !b.trim().is_empty() => b,
+            _ => return Ok(wgpu::Backends::all()),
+        },
+    };
+    let mut backends = wgpu::Backends::empty();
+    for part in name.split(',') {
+        backends |= match part.trim().to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            other => {
+                return Err(Error::config(format!(
+                    "unknown backend `{other}`; use one of vulkan, metal, dx12, gl"
+                )));
+            }
+        };
+    }
+    Ok(backends)
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter on the requested backends, best first.
+fn ranked_adapters(request: &AdapterRequest) -> Result<(wgpu::Instance, Vec<wgpu::Adapter>)> {
+    let backends = parse_backends(request)?;
+    let instance = new_instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (device_rank(info.device_type), backend_rank(info.backend))
+    });
+    Ok((instance, adapters))
+}
+
+/// Lists every adapter, best first, as `gradscope devices` shows them.
+pub fn list_adapters(request: &AdapterRequest) -> Result<Vec<AdapterSummary>> {
+    let (_, adapters) = ranked_adapters(request)?;
+    Ok(adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterSummary::new(i, a))
+        .collect())
+}
+
+/// Errors reported by wgpu's callbacks, waiting to be turned into ours.
+#[derive(Default)]
+struct ErrorSink {
+    gpu: Vec<String>,
+    lost: Option<String>,
+}
+
+/// A device ready for compute, with everything a launcher needs.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    errors: Arc<Mutex<ErrorSink>>,
+    pub(crate) pipelines: super::pipeline_cache::PipelineCache,
+    // Kept alive for the device's lifetime.
+    _instance: wgpu::Instance,
+}
+
+impl GpuContext {
+    /// Opens the best adapter, or the one the request names.
+    pub fn new(request: &AdapterRequest) -> Result<Self> {
+        let (instance, adapters) = ranked_adapters(request)?;
+        if adapters.is_empty() {
+            let detail = match &request.backend {
+                Some(b) => format!(" on backend `{b}`"),
+                None => String::new(),
+            };
+            return Err(Error::NoAdapter { detail });
+        }
+        let index = match &request.adapter {
+            None => 0,
+            Some(sel) => select_adapter(&adapters, sel)?,
+        };
+        let adapter = &adapters[index];
+        let summary = AdapterSummary::new(index, adapter);
+
+        // Ask for everything the adapter has that we use; the limits are the adapter's own.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gradscope"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::DeviceRequest {
+                adapter: summary.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+
+        let errors = Arc::new(Mutex::new(ErrorSink::default()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut s) = sink.lock() {
+                s.gpu.push(e.to_string());
+            }
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut s) = sink.lock() {
+                // A deliberate destroy at shutdown is not a loss worth reporting.
+                if reason != wgpu::DeviceLostReason::Destroyed {
+                    s.lost = Some(format!("{reason:?}: {message}"));
+                }
+            }
+        });
+
+        Ok(GpuContext {
+            pipelines: super::pipeline_cache::PipelineCache::default(),
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            features,
+            errors,
+            _instance: instance,
+        })
+    }
+
+    /// Turns any error wgpu reported since the last check into ours. `during` names the
+    /// phase (plan, step 12, readback) so the message says where it happened.
+    pub fn check(&self, during: &str) -> Result<()> {
+        let mut sink = self.errors.lock().map_err(|_| Error::Gpu {
+            during: during.to_string(),
+            message: "error sink poisoned".into(),
+        })?;
+        if let Some(reason) = sink.lost.take() {
+            return Err(Error::DeviceLost { reason });
+        }
+        if !sink.gpu.is_empty() {
+            let message = sink.gpu.drain(..).collect::<Vec<_>>().join("; ");
+            return Err(Error::Gpu {
+                during: during.to_string(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the queue is idle.
+    pub fn wait_idle(&self, during: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                during: during.to_string(),
+                message: e.to_string(),
+            })?;
+        self.check(during)
+    }
+
+    /// Refuses a buffer that the device cannot hold or bind, before any wgpu call.
+    pub fn check_size(&self, tensor: &str, bytes: u64) -> Result<()> {
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > binding {
+            return Err(Error::TooLarge {
+                tensor: tensor.to_string(),
+                bytes,
+                limit: binding,
+                what: "storage binding",
+            });
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                tensor: tensor.to_string(),
+                bytes,
+                limit: self.limits.max_buffer_size,
+                what: "buffer",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn select_adapter(adapters: &[wgpu::Adapter], sel: &str) -> Result<usize> {
+    if let Ok(i) = sel.parse::<usize>() {
+        return if i < adapters.len() {
+            Ok(i)
+        } else {
+            Err(Error::NoAdapter {
+                detail: format!(" with index {i} (there are {})", adapters.len()),
+            })
+        };
+    }
+    let needle = sel.to_ascii_lowercase();
+    adapters
+        .iter()
+        .position(|a| a.get_info().name.to_ascii_lowercase().contains(&needle))
+        .ok_or_else(|| Error::NoAdapter {
+            detail: format!(" whose name contains `{sel}`"),
+        })
+}

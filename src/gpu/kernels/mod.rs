@@ -1,0 +1,9 @@
+//! GPU launchers, one per shader stem. A launcher checks the shapes, writes the op's
+//! uniform and builds the bind group once, at plan time, returning a `Dispatch`.
+
+pub mod activation;
+pub mod bias;
+pub mod loss;
+pub mod matmul;
+pub mod optimizer;
+pub mod stats;

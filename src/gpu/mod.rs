@@ -1,0 +1,11 @@
+//! The GPU side: context and adapter choice, buffers, pipelines, launchers, executor.
+
+pub mod buffer;
+pub mod context;
+pub mod dispatch;
+pub mod kernels;
+pub mod pipeline_cache;
+pub mod shaders;
+
+pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
+pub use dispatch::Dispatch;

@@ -1,0 +1,11 @@
+//! The op vocabulary shared by both executors: the enums and parameter records that a plan's
+//! op list is made of. The GPU launchers (`gpu::kernels`) and the CPU twins (`cpu`) both take
+//! these, so an op means the same thing on either side.
+
+pub mod activation;
+pub mod matmul;
+pub mod optimizer;
+
+pub use activation::Activation;
+pub use matmul::{MatmulLayout, MatmulShape};
+pub use optimizer::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
