@@ -2,11 +2,19 @@
 //! whose every step reads back per-layer gradient statistics, so that vanishing and exploding
 //! gradients are seen where they happen. See ARCHITECTURE.md for the flow of a run.
 
+pub mod config;
 pub mod cpu;
+pub mod data;
 pub mod error;
+pub mod executor;
 pub mod gpu;
+pub mod init;
+pub mod model;
 pub mod ops;
+pub mod plan;
+pub mod rng;
 pub mod stats;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

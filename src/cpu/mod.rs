@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod bias;
 pub mod element;
+pub mod executor;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;

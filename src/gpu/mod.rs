@@ -3,8 +3,10 @@
 pub mod buffer;
 pub mod context;
 pub mod dispatch;
+pub mod executor;
 pub mod kernels;
 pub mod pipeline_cache;
+pub mod readback;
 pub mod shaders;
 
 pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};

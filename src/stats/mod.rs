@@ -1,5 +1,9 @@
-//! Per-layer gradient statistics: the record layout, and what is derived from it.
+//! Per-layer gradient statistics: the record layout, the per-layer view derived from a
+//! step's records, and the console table.
 
+pub mod layer;
 pub mod record;
+pub mod table;
 
+pub use layer::{LayerStats, layer_stats, total_grad_norm};
 pub use record::{HIST_BINS, RECORD_WORDS, RawStats, TensorStats};

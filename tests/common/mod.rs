@@ -2,7 +2,7 @@
 //! GPU context that skips (or fails under REQUIRE_GPU=1) where no adapter exists.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use gradscope::gpu::{AdapterRequest, GpuContext};
 use rand::{RngExt, SeedableRng};
@@ -97,9 +97,18 @@ pub fn random_labels(seed: u64, n: usize, bound: u32) -> Vec<u32> {
 /// The shared GPU context, or None (with a message) when there is no adapter. With
 /// REQUIRE_GPU=1 a missing adapter fails the test instead of skipping it.
 pub fn gpu() -> Option<&'static GpuContext> {
-    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
-    let ctx = CTX.get_or_init(|| match GpuContext::new(&AdapterRequest::default()) {
-        Ok(ctx) => Some(ctx),
+    shared_gpu().as_deref()
+}
+
+/// The same context as an `Arc`, for executors that keep one.
+pub fn gpu_arc() -> Option<Arc<GpuContext>> {
+    shared_gpu().clone()
+}
+
+fn shared_gpu() -> &'static Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    CTX.get_or_init(|| match GpuContext::new(&AdapterRequest::default()) {
+        Ok(ctx) => Some(Arc::new(ctx)),
         Err(e) => {
             if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("REQUIRE_GPU=1 but no GPU context: {e}");
@@ -107,6 +116,5 @@ pub fn gpu() -> Option<&'static GpuContext> {
             eprintln!("skipping GPU test: {e}");
             None
         }
-    });
-    ctx.as_ref()
+    })
 }

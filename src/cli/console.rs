@@ -1,0 +1,104 @@
+//! The console view of a run: which executor and why, a progress bar with loss and
+//! samples/s (hidden when stderr is not a terminal), a line per evaluation, and at the end
+//! the per-layer gradient table and the summary.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use gradscope::plan::Plan;
+use gradscope::stats::{LayerStats, table};
+use gradscope::train::metrics::{EvalLog, StepLog};
+use gradscope::train::{Observer, Summary};
+
+pub struct Console {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Console {
+    pub fn new(quiet: bool) -> Self {
+        Console { bar: None, quiet }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Observer for Console {
+    fn started(&mut self, executor: &str, reason: &str, plan: &Plan, total_steps: u64, run_dir: &Path) {
+        eprintln!("executor: {reason}");
+        let widths: Vec<String> = plan.layers.iter().map(|l| l.units.to_string()).collect();
+        eprintln!(
+            "model: {}-{} {} ({} parameters), batch {}, {} steps; {}",
+            plan.input_features,
+            widths.join("-"),
+            plan.layers.first().and_then(|l| l.activation).map_or("linear", |a| a.name()),
+            plan.model.param_count(),
+            plan.batch,
+            total_steps,
+            plan.optimizer.kind.name()
+        );
+        eprintln!("run directory: {}", run_dir.display());
+        let _ = executor;
+        let target = if self.quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total_steps), target);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, log: &StepLog, samples_per_second: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(log.step);
+            bar.set_message(format!("loss {:.4}  |∇| {:.2e}  {:.0} samples/s", log.loss, log.grad_norm, samples_per_second));
+        }
+    }
+
+    fn evaluated(&mut self, log: &EvalLog) {
+        self.println(&format!(
+            "epoch {:>3}  step {:>6}  {} loss {:.4}  accuracy {:.2}%",
+            log.epoch,
+            log.step,
+            log.split,
+            log.loss,
+            100.0 * log.accuracy
+        ));
+    }
+
+    fn finished(&mut self, summary: &Summary, layers: &[LayerStats]) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if !layers.is_empty() {
+            println!("\nper-layer gradient statistics at the last step (input at the top):");
+            print!("{}", table::render(layers));
+        }
+        println!(
+            "\ntrain loss {:.4} accuracy {:.2}% | validation loss {:.4} accuracy {:.2}%{}",
+            summary.final_train_loss,
+            100.0 * summary.final_train_accuracy,
+            summary.final_val_loss,
+            100.0 * summary.final_val_accuracy,
+            match (summary.test_loss, summary.test_accuracy) {
+                (Some(l), Some(a)) => format!(" | test loss {l:.4} accuracy {:.2}%", 100.0 * a),
+                _ => String::new(),
+            }
+        );
+        println!(
+            "{} steps, {:.0} samples/s on {}, {:.1} s; run directory {}",
+            summary.steps, summary.samples_per_second, summary.executor, summary.wall_seconds, summary.run_dir
+        );
+    }
+}

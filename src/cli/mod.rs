@@ -1,0 +1,38 @@
+//! Command-line interface: `gradscope [train] …` and `gradscope devices`.
+
+mod console;
+mod devices;
+mod train_args;
+
+use clap::{Parser, Subcommand};
+
+use gradscope::Result;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gradscope",
+    version,
+    about = "Train deep nets on any GPU through WGSL compute shaders, and see the gradient flow through every layer.",
+    long_about = "Without a subcommand, trains the default deep network on the bundled Fashion-MNIST data on the best \
+                  adapter there is, and prints the per-layer gradient table."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a network (presets, a TOML config, and a flag for every setting).
+    Train(Box<train_args::TrainArgs>),
+    /// List every GPU adapter with the limits and features that matter for compute.
+    Devices(devices::DevicesArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train_args::run(&train_args::TrainArgs::default()),
+        Some(Command::Train(args)) => train_args::run(&args),
+        Some(Command::Devices(args)) => devices::run(&args),
+    }
+}

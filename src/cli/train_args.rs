@@ -1,0 +1,157 @@
+//! `gradscope train`: every setting of `TrainConfig` as a flag, laid over a preset and a
+//! TOML config file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use gradscope::config::{DeviceChoice, Schedule, TrainConfig, presets};
+use gradscope::{Error, Result};
+
+use super::console::Console;
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// Named starting point: mlp (default), deep-sigmoid, deep-tanh, sigmoid-mse, wide-relu.
+    #[arg(long)]
+    preset: Option<String>,
+    /// A TOML file with any of the settings below (keys with underscores).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Hidden layer widths, comma-separated (e.g. 256,128,64); overrides --depth/--width.
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Number of hidden layers.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Width of every hidden layer.
+    #[arg(long)]
+    width: Option<usize>,
+    /// identity, sigmoid, tanh, relu, leaky_relu, elu, selu, gelu, softplus.
+    #[arg(long)]
+    activation: Option<String>,
+    /// zeros, normal, uniform, xavier_uniform, xavier_normal, he_uniform, he_normal,
+    /// lecun_normal, lecun_uniform, orthogonal.
+    #[arg(long)]
+    init: Option<String>,
+    /// xent or mse.
+    #[arg(long)]
+    loss: Option<String>,
+    /// sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    momentum: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    beta1: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    beta2: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f64>,
+    /// constant, cosine or step.
+    #[arg(long, value_parser = parse_schedule)]
+    schedule: Option<Schedule>,
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    #[arg(long, allow_negative_numbers = true)]
+    batch_size: Option<i64>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Stop after this many steps.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Full per-layer statistics every N steps (default 1).
+    #[arg(long)]
+    stats_every: Option<u64>,
+    #[arg(long, allow_negative_numbers = true)]
+    val_fraction: Option<f64>,
+    /// auto (a hardware GPU, else the CPU), gpu (any adapter) or cpu.
+    #[arg(long, value_parser = parse_device)]
+    device: Option<DeviceChoice>,
+    /// Adapter index or name substring (see `gradscope devices`).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Directory of MNIST-format IDX files (plain or gzip); default: the bundled set.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run directory (default runs/<time>-<preset>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_schedule(s: &str) -> std::result::Result<Schedule, String> {
+    match s {
+        "constant" => Ok(Schedule::Constant),
+        "cosine" => Ok(Schedule::Cosine),
+        "step" => Ok(Schedule::Step),
+        _ => Err(format!("unknown schedule `{s}`; use constant, cosine or step")),
+    }
+}
+
+fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
+    match s {
+        "auto" => Ok(DeviceChoice::Auto),
+        "gpu" => Ok(DeviceChoice::Gpu),
+        "cpu" => Ok(DeviceChoice::Cpu),
+        _ => Err(format!("unknown device `{s}`; use auto, gpu or cpu")),
+    }
+}
+
+impl TrainArgs {
+    /// Defaults, then the preset, then the config file, then the flags.
+    fn resolve(&self) -> Result<(TrainConfig, String)> {
+        let name = self.preset.clone().unwrap_or_else(|| "mlp".into());
+        let overlay = presets::find(&name).ok_or_else(|| {
+            Error::config(format!("unknown preset `{name}`; use one of {}", presets::names().join(", ")))
+        })?;
+        let mut c = TrainConfig::default().overlay_toml(overlay, std::path::Path::new("<preset>"))?;
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            c = c.overlay_toml(&text, path)?;
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
+        }
+        set!(hidden, depth, width, activation, init, loss, optimizer, lr, momentum, beta1, beta2, eps);
+        set!(weight_decay, schedule, warmup_steps, epochs, max_steps, seed, stats_every, val_fraction, device);
+        if let Some(b) = self.batch_size {
+            c.batch_size = usize::try_from(b)
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| Error::config(format!("`batch_size` must be at least 1, got {b}")))?;
+        }
+        if self.adapter.is_some() {
+            c.adapter = self.adapter.clone();
+        }
+        if self.backend.is_some() {
+            c.backend = self.backend.clone();
+        }
+        if self.data.is_some() {
+            c.data = self.data.clone();
+        }
+        if self.run_dir.is_some() {
+            c.run_dir = self.run_dir.clone();
+        }
+        c.validate()?;
+        Ok((c, name))
+    }
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let (config, name) = args.resolve()?;
+    let mut console = Console::new(args.quiet);
+    gradscope::train::train(&config, &name, &mut console)?;
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Run configuration: defaults, then a named preset, then a TOML file, then command-line
+//! flags, each layer overriding the one before. Unknown keys, impossible sizes and
+//! non-finite numbers are refused with a message naming the key.
+
+pub mod presets;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::model::{LossKind, ModelSpec};
+use crate::ops::{Activation, OptimizerKind, OptimizerParams};
+
+/// Which executor runs the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The GPU when a hardware adapter exists, else the CPU executor.
+    Auto,
+    /// The GPU executor on any adapter, software ones included.
+    Gpu,
+    Cpu,
+}
+
+/// Learning-rate schedule over optimizer steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Cosine decay from lr to lr·min_lr_factor over the run.
+    Cosine,
+    /// lr·gamma^(step / step_every).
+    Step,
+}
+
+/// Every setting of a training run. Field names are the TOML keys and, with dashes, the
+/// command-line flags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Hidden layer widths; overrides `depth` × `width` when non-empty.
+    pub hidden: Vec<usize>,
+    /// Number of hidden layers (used when `hidden` is empty).
+    pub depth: usize,
+    /// Width of every hidden layer (used when `hidden` is empty).
+    pub width: usize,
+    pub activation: String,
+    pub init: String,
+    pub loss: String,
+    pub optimizer: String,
+    pub lr: f64,
+    pub momentum: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Steps of linear warm-up from 0 to lr.
+    pub warmup_steps: u64,
+    /// Cosine: the final lr as a fraction of lr.
+    pub min_lr_factor: f64,
+    /// Step schedule: decay every this many steps.
+    pub step_every: u64,
+    /// Step schedule: decay factor.
+    pub gamma: f64,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Stop after this many steps (0: run every epoch).
+    pub max_steps: u64,
+    pub seed: u64,
+    /// Full statistics every N steps (gradient norms are taken every step regardless).
+    pub stats_every: u64,
+    /// Fraction of the training data held out for validation.
+    pub val_fraction: f64,
+    pub device: DeviceChoice,
+    /// Adapter index or name substring (see `gradscope devices`).
+    pub adapter: Option<String>,
+    /// vulkan, metal, dx12 or gl.
+    pub backend: Option<String>,
+    /// A directory of IDX files (train-images-idx3-ubyte[.gz], …); none: the bundled set.
+    pub data: Option<PathBuf>,
+    /// Where the run directory goes (default runs/<time>-<preset>).
+    pub run_dir: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: Vec::new(),
+            depth: 6,
+            width: 128,
+            activation: "relu".into(),
+            init: "he_normal".into(),
+            loss: "xent".into(),
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            min_lr_factor: 0.0,
+            step_every: 1000,
+            gamma: 0.1,
+            batch_size: 128,
+            epochs: 3,
+            max_steps: 0,
+            seed: 0,
+            stats_every: 1,
+            val_fraction: 0.1,
+            device: DeviceChoice::Auto,
+            adapter: None,
+            backend: None,
+            data: None,
+            run_dir: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses a TOML config, refusing unknown keys.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
+    }
+
+    /// Overlays the keys present in a TOML table onto `self`.
+    pub fn overlay_toml(&self, text: &str, path: &Path) -> Result<Self> {
+        let over: toml::Table =
+            toml::from_str(text).map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
+        let mut base = toml::Table::try_from(self).map_err(|e| Error::config(e.to_string()))?;
+        for (k, v) in over {
+            base.insert(k, v);
+        }
+        let merged = toml::to_string(&base).map_err(|e| Error::config(e.to_string()))?;
+        Self::from_toml(&merged, path)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn hidden_widths(&self) -> Vec<usize> {
+        if self.hidden.is_empty() { vec![self.width; self.depth] } else { self.hidden.clone() }
+    }
+
+    pub fn activation(&self) -> Result<Activation> {
+        Activation::parse(&self.activation).ok_or_else(|| {
+            Error::config(format!("unknown activation `{}`; use one of {}", self.activation, Activation::ALL_NAMES.join(", ")))
+        })
+    }
+
+    pub fn init(&self) -> Result<Init> {
+        Init::parse(&self.init)
+            .ok_or_else(|| Error::config(format!("unknown init `{}`; use one of {}", self.init, Init::ALL_NAMES.join(", "))))
+    }
+
+    pub fn loss(&self) -> Result<LossKind> {
+        LossKind::parse(&self.loss).ok_or_else(|| Error::config(format!("unknown loss `{}`; use xent or mse", self.loss)))
+    }
+
+    pub fn optimizer(&self) -> Result<OptimizerParams> {
+        let kind = OptimizerKind::parse(&self.optimizer).ok_or_else(|| {
+            Error::config(format!("unknown optimizer `{}`; use one of {}", self.optimizer, OptimizerKind::ALL_NAMES.join(", ")))
+        })?;
+        let mut p = OptimizerParams::new(kind);
+        p.momentum = self.momentum as f32;
+        p.beta1 = self.beta1 as f32;
+        // RMSProp's smoothing constant α shares the β₂ slot; its PyTorch default is 0.99.
+        p.beta2 = if kind == OptimizerKind::Rmsprop && self.beta2 == TrainConfig::default().beta2 { 0.99 } else { self.beta2 as f32 };
+        p.eps = if kind == OptimizerKind::Adagrad && self.eps == TrainConfig::default().eps { 1e-10 } else { self.eps as f32 };
+        p.weight_decay = self.weight_decay as f32;
+        Ok(p)
+    }
+
+    /// The model this config describes, for `input` features and `classes` classes.
+    pub fn model(&self, input: usize, classes: usize) -> Result<ModelSpec> {
+        ModelSpec::mlp(input, &self.hidden_widths(), classes, self.activation()?, self.init()?, self.loss()?)
+    }
+
+    /// Refuses settings no run can use, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::config(format!("`{name}` must be a finite number > 0, got {v}"))) }
+        };
+        let non_negative = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::config(format!("`{name}` must be a finite number ≥ 0, got {v}"))) }
+        };
+        let fraction = |name: &str, v: f64| {
+            if v.is_finite() && (0.0..1.0).contains(&v) { Ok(()) } else { Err(Error::config(format!("`{name}` must lie in [0, 1), got {v}"))) }
+        };
+        positive("lr", self.lr)?;
+        fraction("momentum", self.momentum)?;
+        fraction("beta1", self.beta1)?;
+        fraction("beta2", self.beta2)?;
+        positive("eps", self.eps)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("min_lr_factor", self.min_lr_factor)?;
+        positive("gamma", self.gamma)?;
+        fraction("val_fraction", self.val_fraction)?;
+        if self.batch_size == 0 {
+            return Err(Error::config("`batch_size` must be at least 1"));
+        }
+        if self.epochs == 0 && self.max_steps == 0 {
+            return Err(Error::config("`epochs` must be at least 1 (or set `max_steps`)"));
+        }
+        if self.stats_every == 0 {
+            return Err(Error::config("`stats_every` must be at least 1"));
+        }
+        if self.step_every == 0 {
+            return Err(Error::config("`step_every` must be at least 1"));
+        }
+        if self.hidden.is_empty() && self.depth > 0 && self.width == 0 {
+            return Err(Error::config("`width` must be at least 1"));
+        }
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            return Err(Error::config(format!("`hidden` entry {i} is 0; widths must be at least 1")));
+        }
+        self.activation()?;
+        self.init()?;
+        self.loss()?;
+        self.optimizer()?;
+        Ok(())
+    }
+
+    /// The learning rate of 1-based optimizer step `t` out of `total`.
+    pub fn lr_at(&self, t: u64, total: u64) -> f64 {
+        let warm = if self.warmup_steps > 0 && t <= self.warmup_steps { t as f64 / self.warmup_steps as f64 } else { 1.0 };
+        let after = t.saturating_sub(self.warmup_steps);
+        let span = total.saturating_sub(self.warmup_steps).max(1);
+        let factor = match self.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => {
+                let progress = (after as f64 / span as f64).min(1.0);
+                self.min_lr_factor + (1.0 - self.min_lr_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            Schedule::Step => self.gamma.powi((after / self.step_every) as i32),
+        };
+        self.lr * warm * factor
+    }
+}

@@ -1,0 +1,35 @@
+//! Named starting points for `gradscope train --preset NAME`. Each is a TOML fragment laid
+//! over the defaults, so a preset says only what makes it what it is.
+
+/// (name, what it shows, TOML overlay)
+pub const PRESETS: &[(&str, &str, &str)] = &[
+    ("mlp", "the default: 6 hidden ReLU layers of 128, He init, Adam; healthy gradient flow", ""),
+    (
+        "deep-sigmoid",
+        "10 sigmoid layers with a small normal init and SGD: the textbook vanishing gradient",
+        "depth = 10\nwidth = 64\nactivation = \"sigmoid\"\ninit = \"normal\"\noptimizer = \"sgd\"\nlr = 0.1\n",
+    ),
+    (
+        "deep-tanh",
+        "10 tanh layers with Xavier init and momentum: saturation without collapse",
+        "depth = 10\nwidth = 64\nactivation = \"tanh\"\ninit = \"xavier_normal\"\noptimizer = \"momentum\"\nlr = 0.01\n",
+    ),
+    (
+        "sigmoid-mse",
+        "Nielsen's classic: 3 sigmoid layers of 30 trained with MSE and SGD",
+        "depth = 3\nwidth = 30\nactivation = \"sigmoid\"\ninit = \"normal\"\nloss = \"mse\"\noptimizer = \"sgd\"\nlr = 3.0\nbatch_size = 10\n",
+    ),
+    (
+        "wide-relu",
+        "2 hidden ReLU layers of 256 (784-256-256-10), the benchmark network",
+        "depth = 2\nwidth = 256\n",
+    ),
+];
+
+pub fn find(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t)
+}
+
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _, _)| *n).collect()
+}

@@ -1,0 +1,264 @@
+//! The CPU executor: runs a plan's op list with the CPU twin of every kernel. Generic over
+//! the element type, so the same executor trains in f32 and checks gradients in f64.
+
+use super::{Element, activation, bias, loss, matmul, optimizer, stats};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
+use crate::model::LossKind;
+use crate::ops::StepScalars;
+use crate::plan::{BufId, Op, Plan};
+use crate::stats::RawStats;
+use crate::tensor::DType;
+
+/// A buffer of the plan, in host memory.
+enum Storage<T> {
+    Float(Vec<T>),
+    Index(Vec<u32>),
+}
+
+pub struct CpuExecutor<T: Element = f32> {
+    plan: Plan,
+    storage: Vec<Storage<T>>,
+    records: Vec<RawStats>,
+    dead: Vec<u32>,
+    reports: Vec<StepReport>,
+    targets_host: Vec<f32>,
+}
+
+impl<T: Element> CpuExecutor<T> {
+    /// Allocates every buffer of the plan, zeroed.
+    pub fn new(plan: Plan) -> Self {
+        let storage = plan
+            .buffers
+            .iter()
+            .map(|b| match b.dtype {
+                DType::U32 => Storage::Index(vec![0; b.numel]),
+                _ => Storage::Float(vec![T::zero(); b.numel]),
+            })
+            .collect();
+        let records = vec![RawStats::empty(); plan.stats_jobs.len()];
+        let dead = vec![0; plan.dead_unit_layers.len()];
+        let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        CpuExecutor { plan, storage, records, dead, reports: Vec::new(), targets_host }
+    }
+
+    fn float(&self, id: BufId) -> &[T] {
+        match &self.storage[id.0] {
+            Storage::Float(v) => v,
+            Storage::Index(_) => &[],
+        }
+    }
+
+    fn index(&self, id: BufId) -> &[u32] {
+        match &self.storage[id.0] {
+            Storage::Index(v) => v,
+            Storage::Float(_) => &[],
+        }
+    }
+
+    /// Takes a float buffer out to write it while others are read; `put` returns it.
+    fn take(&mut self, id: BufId) -> Vec<T> {
+        match &mut self.storage[id.0] {
+            Storage::Float(v) => std::mem::take(v),
+            Storage::Index(_) => Vec::new(),
+        }
+    }
+
+    fn put(&mut self, id: BufId, v: Vec<T>) {
+        self.storage[id.0] = Storage::Float(v);
+    }
+
+    /// The element-typed contents of a float buffer.
+    pub fn tensor(&self, id: BufId) -> &[T] {
+        self.float(id)
+    }
+
+    /// Overwrites a float buffer with element-typed data.
+    pub fn set_tensor(&mut self, id: BufId, data: &[T]) -> Result<()> {
+        let want = self.plan.buffer(id).numel;
+        if data.len() != want {
+            return Err(Error::shape(
+                "write",
+                format!("tensor `{}` has {want} elements, got {}", self.plan.buffer(id).name, data.len()),
+            ));
+        }
+        self.put(id, data.to_vec());
+        Ok(())
+    }
+
+    /// Forward, loss and backward on the loaded batch, leaving every gradient in place;
+    /// returns the mean loss. Used by gradient checks.
+    pub fn compute_gradients(&mut self) -> Result<T> {
+        let end = self.plan.backward_end;
+        self.run_ops(0..end, None, StatsLevel::None)?;
+        Ok(self.float(self.plan.loss_out)[0])
+    }
+
+    fn run_ops(&mut self, range: std::ops::Range<usize>, scalars: Option<StepScalars>, stats: StatsLevel) -> Result<()> {
+        for i in range {
+            let op = self.plan.ops[i].clone();
+            if op.stats_class(&self.plan.stats_jobs).is_some_and(|c| !stats.runs(c)) {
+                continue;
+            }
+            self.run_op(&op, scalars)?;
+        }
+        Ok(())
+    }
+
+    fn run_op(&mut self, op: &Op, scalars: Option<StepScalars>) -> Result<()> {
+        match *op {
+            Op::Matmul { layout, shape, a, b, c, accumulate } => {
+                let mut out = self.take(c);
+                let r = matmul::matmul(layout, shape, self.float(a), self.float(b), &mut out, accumulate);
+                self.put(c, out);
+                r?;
+            }
+            Op::BiasForward { y, bias: bb, rows, cols } => {
+                let mut out = self.take(y);
+                bias::bias_forward(&mut out, self.float(bb), rows, cols);
+                self.put(y, out);
+            }
+            Op::BiasBackward { dy, db, rows, cols, accumulate } => {
+                let mut out = self.take(db);
+                bias::bias_backward(self.float(dy), &mut out, rows, cols, accumulate);
+                self.put(db, out);
+            }
+            Op::ActivationForward { act, x, y, .. } => {
+                let mut out = self.take(y);
+                activation::activation_forward(act, self.float(x), &mut out);
+                self.put(y, out);
+            }
+            Op::ActivationBackward { act, x, y, dy, dx, .. } => {
+                let mut out = self.take(dx);
+                activation::activation_backward(act, self.float(x), self.float(y), self.float(dy), &mut out);
+                self.put(dx, out);
+            }
+            Op::Loss { kind, logits, dlogits, rows, classes } => {
+                let mut dl = self.take(dlogits);
+                let mut rl = self.take(self.plan.row_loss);
+                let mut rc = match std::mem::replace(&mut self.storage[self.plan.row_correct.0], Storage::Index(Vec::new())) {
+                    Storage::Index(v) => v,
+                    Storage::Float(_) => Vec::new(),
+                };
+                let labels = self.index(self.plan.labels);
+                match kind {
+                    LossKind::Xent => {
+                        loss::softmax_xent_forward_backward(self.float(logits), labels, &mut dl, &mut rl, &mut rc, rows, classes)
+                    }
+                    LossKind::Mse => {
+                        let targets = self.plan.targets.map_or(&[][..], |t| self.float(t));
+                        loss::mse_forward_backward(self.float(logits), targets, labels, &mut dl, &mut rl, &mut rc, rows, classes)
+                    }
+                }
+                let (sum, correct) = loss::loss_reduce(&rl, &rc);
+                let out = self.plan.loss_out;
+                self.put(out, vec![sum, T::from_f64(correct as f64)]);
+                self.put(dlogits, dl);
+                self.put(self.plan.row_loss, rl);
+                self.storage[self.plan.row_correct.0] = Storage::Index(rc);
+            }
+            Op::Stats { job } => {
+                let spec = &self.plan.stats_jobs[job];
+                self.records[job] = stats::stats_reduce(&self.float(spec.buffer)[..spec.len], spec.saturation);
+            }
+            Op::DeadUnits { layer, counter } => {
+                let l = &self.plan.layers[layer];
+                self.dead[counter] = stats::dead_units(self.float(l.output), self.plan.batch, l.units);
+            }
+            Op::Optimizer { param } => {
+                let s = scalars.ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
+                let slot = self.plan.params[param].clone();
+                let mut value = self.take(slot.value);
+                let mut s0 = slot.state.first().map(|&b| self.take(b)).unwrap_or_default();
+                let mut s1 = slot.state.get(1).map(|&b| self.take(b)).unwrap_or_default();
+                let mut update = self.take(self.plan.update_scratch);
+                optimizer::optimizer_update(
+                    &self.plan.optimizer,
+                    &s,
+                    &mut value,
+                    self.float(slot.grad),
+                    &mut s0,
+                    &mut s1,
+                    &mut update[..slot.numel],
+                );
+                self.put(slot.value, value);
+                if let Some(&b) = slot.state.first() {
+                    self.put(b, s0);
+                }
+                if let Some(&b) = slot.state.get(1) {
+                    self.put(b, s1);
+                }
+                self.put(self.plan.update_scratch, update);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element> Executor for CpuExecutor<T> {
+    fn describe(&self) -> String {
+        format!("cpu ({} threads, {})", rayon::current_num_threads(), T::NAME)
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn load_batch(&mut self, inputs: &[f32], labels: &[u32]) -> Result<()> {
+        check_batch(&self.plan, inputs, labels)?;
+        let input = self.plan.input;
+        let mut buf = self.take(input);
+        for (d, &s) in buf.iter_mut().zip(inputs) {
+            *d = T::from_f64(s as f64);
+        }
+        self.put(input, buf);
+        self.storage[self.plan.labels.0] = Storage::Index(labels.to_vec());
+        if let Some(t) = self.plan.targets {
+            one_hot(labels, self.plan.classes, &mut self.targets_host);
+            let mut buf = self.take(t);
+            for (d, &s) in buf.iter_mut().zip(&self.targets_host) {
+                *d = T::from_f64(s as f64);
+            }
+            self.put(t, buf);
+        }
+        Ok(())
+    }
+
+    fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
+        let n = self.plan.ops.len();
+        self.run_ops(0..n, Some(scalars), stats)?;
+        let out = self.float(self.plan.loss_out);
+        self.reports.push(StepReport {
+            step,
+            loss: Element::to_f64(out[0]) as f32,
+            correct: Element::to_f64(out[1]) as u32,
+            stats,
+            records: self.records.clone(),
+            dead_units: self.dead.clone(),
+        });
+        Ok(())
+    }
+
+    fn finished(&mut self, _wait: bool) -> Result<Vec<StepReport>> {
+        Ok(std::mem::take(&mut self.reports))
+    }
+
+    fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
+        let end = self.plan.eval_ops;
+        self.run_ops(0..end, None, StatsLevel::None)?;
+        let valid = valid.min(self.plan.batch);
+        let batch = self.plan.batch as f64;
+        let loss: f64 = self.float(self.plan.row_loss)[..valid].iter().map(|v| Element::to_f64(*v) * batch).sum();
+        let correct = self.index(self.plan.row_correct)[..valid].iter().sum();
+        Ok((loss, correct))
+    }
+
+    fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        Ok(self.float(buf).iter().map(|v| Element::to_f64(*v) as f32).collect())
+    }
+
+    fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()> {
+        let converted: Vec<T> = data.iter().map(|&v| T::from_f64(v as f64)).collect();
+        self.set_tensor(buf, &converted)
+    }
+}

@@ -1,0 +1,329 @@
+//! The GPU executor: every buffer, pipeline and bind group of a plan is created here, once;
+//! a training step writes the batch and the step's scalars, encodes the whole op list into
+//! one command buffer, submits it once, and queues the copy of its results into the
+//! readback ring. The host never waits for a step unless the ring is full.
+
+use std::sync::Arc;
+
+use super::kernels::{activation, bias, loss, matmul, optimizer, stats};
+use super::readback::ReadbackRing;
+use super::{Dispatch, GpuContext};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
+use crate::model::LossKind;
+use crate::ops::{StepScalars, StepUniform};
+use crate::plan::{BufId, Op, Plan, StatsClass};
+use crate::stats::{RECORD_WORDS, RawStats};
+
+/// Where each result lies in a staging slot.
+#[derive(Clone, Copy)]
+struct SlotLayout {
+    dead_offset: u64,
+    records_offset: u64,
+    bytes: u64,
+}
+
+pub struct GpuExecutor {
+    ctx: Arc<GpuContext>,
+    plan: Plan,
+    buffers: Vec<wgpu::Buffer>,
+    /// The dispatches of each op of the plan, in op order.
+    op_dispatches: Vec<Vec<Dispatch>>,
+    op_class: Vec<Option<StatsClass>>,
+    /// Finalize over the gradient records only, and over every record.
+    finalize_every: Option<Dispatch>,
+    finalize_all: Option<Dispatch>,
+    step_uniform: wgpu::Buffer,
+    records: wgpu::Buffer,
+    dead: wgpu::Buffer,
+    ring: ReadbackRing,
+    layout: SlotLayout,
+    eval_staging: wgpu::Buffer,
+    ready: Vec<StepReport>,
+    targets_host: Vec<f32>,
+}
+
+fn align16(x: u64) -> u64 {
+    x.div_ceil(16) * 16
+}
+
+impl GpuExecutor {
+    /// Allocates the plan's buffers on the device and builds every dispatch.
+    pub fn new(ctx: Arc<GpuContext>, plan: Plan) -> Result<Self> {
+        let c = &*ctx;
+        let mut buffers = Vec::with_capacity(plan.buffers.len());
+        for spec in &plan.buffers {
+            buffers.push(c.storage_buffer(&spec.name, spec.bytes())?);
+        }
+        let buf = |id: BufId| &buffers[id.0];
+
+        // Statistics: one partial range per job, records in job order.
+        let mut partial_base = Vec::with_capacity(plan.stats_jobs.len());
+        let mut partial_total = 0usize;
+        for job in &plan.stats_jobs {
+            partial_base.push(partial_total);
+            partial_total += stats::partial_count(job.len);
+        }
+        let record_bytes = (RECORD_WORDS * 4) as u64;
+        let partials = c.storage_buffer("stats.partials", partial_total.max(1) as u64 * record_bytes)?;
+        let records = c.storage_buffer("stats.records", plan.stats_jobs.len().max(1) as u64 * record_bytes)?;
+        let dead = c.storage_buffer("stats.dead_units", plan.dead_unit_layers.len().max(1) as u64 * 4)?;
+        let step_uniform = c.uniform("optimizer.step", &StepUniform { lr: 0.0, t: 1, bias_correction1: 1.0, bias_correction2: 1.0 })?;
+
+        let mut op_dispatches = Vec::with_capacity(plan.ops.len());
+        let mut op_class = Vec::with_capacity(plan.ops.len());
+        for op in &plan.ops {
+            op_class.push(op.stats_class(&plan.stats_jobs));
+            let d = match *op {
+                Op::Matmul { layout, shape, a, b, c: out, accumulate } => {
+                    vec![matmul::matmul(c, layout, shape, buf(a), buf(b), buf(out), accumulate)?]
+                }
+                Op::BiasForward { y, bias: bb, rows, cols } => vec![bias::bias_forward(c, buf(y), buf(bb), rows, cols)?],
+                Op::BiasBackward { dy, db, rows, cols, accumulate } => {
+                    vec![bias::bias_backward(c, buf(dy), buf(db), rows, cols, accumulate)?]
+                }
+                Op::ActivationForward { act, x, y, len } => vec![activation::activation_forward(c, act, buf(x), buf(y), len)?],
+                Op::ActivationBackward { act, x, y, dy, dx, len } => {
+                    vec![activation::activation_backward(c, act, buf(x), buf(y), buf(dy), buf(dx), len)?]
+                }
+                Op::Loss { kind, logits, dlogits, rows, classes } => {
+                    let (rl, rc) = (buf(plan.row_loss), buf(plan.row_correct));
+                    let fwd = match kind {
+                        LossKind::Xent => {
+                            loss::softmax_xent_forward_backward(c, buf(logits), buf(plan.labels), buf(dlogits), rl, rc, rows, classes)?
+                        }
+                        LossKind::Mse => {
+                            let targets = plan.targets.ok_or_else(|| Error::config("MSE loss without a targets buffer"))?;
+                            loss::mse_forward_backward(c, buf(logits), buf(targets), buf(plan.labels), buf(dlogits), rl, rc, rows, classes)?
+                        }
+                    };
+                    vec![fwd, loss::loss_reduce(c, rl, rc, buf(plan.loss_out), rows)?]
+                }
+                Op::Stats { job } => {
+                    let j = &plan.stats_jobs[job];
+                    vec![stats::stats_partial(c, buf(j.buffer), j.len, j.saturation, &partials, partial_base[job])?]
+                }
+                Op::DeadUnits { layer, counter } => {
+                    let l = &plan.layers[layer];
+                    vec![stats::dead_units(c, buf(l.output), plan.batch, l.units, &dead, counter)?]
+                }
+                Op::Optimizer { param } => {
+                    let p = &plan.params[param];
+                    vec![optimizer::optimizer_update(
+                        c,
+                        &plan.optimizer,
+                        &step_uniform,
+                        buf(p.value),
+                        buf(p.grad),
+                        p.state.first().map(|&s| buf(s)),
+                        p.state.get(1).map(|&s| buf(s)),
+                        buf(plan.update_scratch),
+                        p.numel,
+                    )?]
+                }
+            };
+            op_dispatches.push(d);
+        }
+
+        let finalize = |every_only: bool| -> Result<Option<Dispatch>> {
+            let jobs: Vec<stats::StatsJob> = plan
+                .stats_jobs
+                .iter()
+                .enumerate()
+                .filter(|(_, j)| !every_only || j.class == StatsClass::EveryStep)
+                .map(|(i, j)| stats::StatsJob {
+                    partial_base: partial_base[i] as u32,
+                    partial_count: stats::partial_count(j.len) as u32,
+                    record: i as u32,
+                    _pad: 0,
+                })
+                .collect();
+            if jobs.is_empty() {
+                return Ok(None);
+            }
+            let table = c.upload(if every_only { "stats.jobs.every" } else { "stats.jobs.all" }, &jobs)?;
+            Ok(Some(stats::stats_finalize(c, &partials, &table, &records, jobs.len())?))
+        };
+        let finalize_every = finalize(true)?;
+        let finalize_all = finalize(false)?;
+
+        let dead_offset = 16;
+        let records_offset = align16(dead_offset + 4 * plan.dead_unit_layers.len() as u64);
+        let layout = SlotLayout { dead_offset, records_offset, bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes };
+        let ring = ReadbackRing::new(c, layout.bytes)?;
+        let eval_staging = c.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("eval.staging"),
+            size: align16(8 * plan.batch as u64),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        c.check("building the plan on the GPU")?;
+        Ok(GpuExecutor {
+            ctx,
+            plan,
+            buffers,
+            op_dispatches,
+            op_class,
+            finalize_every,
+            finalize_all,
+            step_uniform,
+            records,
+            dead,
+            ring,
+            layout,
+            eval_staging,
+            ready: Vec::new(),
+            targets_host,
+        })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Turns a staging slot's bytes into a report. The tag is step·4 + the stats level.
+    fn parse_slot(plan: &Plan, layout: SlotLayout, tag: u64, bytes: &[u8]) -> StepReport {
+        let loss: &[f32] = bytemuck::cast_slice(&bytes[..8]);
+        let nd = plan.dead_unit_layers.len();
+        let d0 = layout.dead_offset as usize;
+        let dead: Vec<u32> = bytemuck::cast_slice(&bytes[d0..d0 + 4 * nd]).to_vec();
+        let r0 = layout.records_offset as usize;
+        let records: Vec<RawStats> = bytemuck::cast_slice(&bytes[r0..layout.bytes as usize]).to_vec();
+        let stats = match tag % 4 {
+            0 => StatsLevel::None,
+            1 => StatsLevel::Gradients,
+            _ => StatsLevel::Full,
+        };
+        StepReport { step: tag / 4, loss: loss[0], correct: loss[1] as u32, stats, records, dead_units: dead }
+    }
+
+    fn collect(&mut self, wait: bool, min: usize) -> Result<()> {
+        let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
+        self.ring.collect(&self.ctx, wait, min, &mut |tag, bytes| ready.push(Self::parse_slot(plan, layout, tag, bytes)))?;
+        Ok(())
+    }
+}
+
+impl Executor for GpuExecutor {
+    fn describe(&self) -> String {
+        format!("gpu: {}", self.ctx.adapter.describe())
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn load_batch(&mut self, inputs: &[f32], labels: &[u32]) -> Result<()> {
+        check_batch(&self.plan, inputs, labels)?;
+        // Queue writes land before the next submission and after every earlier one, so a
+        // step still in flight keeps reading its own batch.
+        self.ctx.write(&self.buffers[self.plan.input.0], bytemuck::cast_slice(inputs));
+        self.ctx.write(&self.buffers[self.plan.labels.0], bytemuck::cast_slice(labels));
+        if let Some(t) = self.plan.targets {
+            one_hot(labels, self.plan.classes, &mut self.targets_host);
+            self.ctx.write(&self.buffers[t.0], bytemuck::cast_slice(&self.targets_host));
+        }
+        Ok(())
+    }
+
+    fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
+        let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
+        let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| ready.push(Self::parse_slot(plan, layout, tag, bytes)))?;
+        let uniform = StepUniform::new(&scalars, &self.plan.optimizer);
+        self.ctx.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
+
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for (dispatches, class) in self.op_dispatches.iter().zip(&self.op_class) {
+                if class.is_some_and(|c| !stats.runs(c)) {
+                    continue;
+                }
+                for d in dispatches {
+                    d.record(&mut pass);
+                }
+            }
+            let finalize = match stats {
+                StatsLevel::None => &None,
+                StatsLevel::Gradients => &self.finalize_every,
+                StatsLevel::Full => &self.finalize_all,
+            };
+            if let Some(f) = finalize {
+                f.record(&mut pass);
+            }
+        }
+        let staging = self.ring.buffer(slot);
+        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.loss_out.0], 0, staging, 0, 8);
+        let nd = 4 * self.plan.dead_unit_layers.len() as u64;
+        if nd > 0 {
+            encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);
+        }
+        let nr = self.layout.bytes - self.layout.records_offset;
+        if nr > 0 {
+            encoder.copy_buffer_to_buffer(&self.records, 0, staging, self.layout.records_offset, nr);
+        }
+        let submission = self.ctx.queue.submit([encoder.finish()]);
+        let level = match stats {
+            StatsLevel::None => 0,
+            StatsLevel::Gradients => 1,
+            StatsLevel::Full => 2,
+        };
+        self.ring.submitted(slot, step * 4 + level, submission);
+        self.ctx.check(&format!("step {step}"))?;
+        // Pick up whatever has finished, without waiting.
+        self.collect(false, 0)
+    }
+
+    fn finished(&mut self, wait: bool) -> Result<Vec<StepReport>> {
+        let n = if wait { self.ring.in_flight() } else { 0 };
+        self.collect(wait, n)?;
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
+        let b = self.plan.batch as u64;
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for d in self.op_dispatches[..self.plan.eval_ops].iter().flatten() {
+                d.record(&mut pass);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.row_loss.0], 0, &self.eval_staging, 0, 4 * b);
+        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.row_correct.0], 0, &self.eval_staging, 4 * b, 4 * b);
+        self.ctx.queue.submit([encoder.finish()]);
+        let slice = self.eval_staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait_idle("evaluation")?;
+        let err = |m: String| Error::Gpu { during: "evaluation".into(), message: m };
+        rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+        let (loss, correct) = {
+            let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
+            let valid = valid.min(self.plan.batch);
+            let rows: &[f32] = bytemuck::cast_slice(&view[..4 * b as usize]);
+            let correct: &[u32] = bytemuck::cast_slice(&view[4 * b as usize..8 * b as usize]);
+            let loss: f64 = rows[..valid].iter().map(|&v| v as f64 * b as f64).sum();
+            (loss, correct[..valid].iter().sum())
+        };
+        self.eval_staging.unmap();
+        Ok((loss, correct))
+    }
+
+    fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        let n = self.plan.buffer(buf).numel;
+        self.ctx.read(&self.buffers[buf.0], n)
+    }
+
+    fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()> {
+        let spec = self.plan.buffer(buf);
+        if data.len() != spec.numel {
+            return Err(Error::shape("write", format!("tensor `{}` has {} elements, got {}", spec.name, spec.numel, data.len())));
+        }
+        self.ctx.write(&self.buffers[buf.0], bytemuck::cast_slice(data));
+        Ok(())
+    }
+}

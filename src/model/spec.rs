@@ -1,0 +1,210 @@
+//! The model description: nodes, parameters, and the MLP builder.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::init::{Init, activation_gain};
+use crate::ops::Activation;
+
+pub type NodeId = usize;
+pub type ParamId = usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Softmax cross-entropy over integer labels.
+    Xent,
+    /// Mean squared error against one-hot targets.
+    Mse,
+}
+
+impl LossKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "xent" | "cross_entropy" | "cross-entropy" | "ce" => Some(LossKind::Xent),
+            "mse" => Some(LossKind::Mse),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::Xent => "xent",
+            LossKind::Mse => "mse",
+        }
+    }
+}
+
+/// A learnable tensor. `name` follows PyTorch's state-dict naming (`layers.0.weight`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub name: String,
+    /// Row-major shape; Linear weights are [out, in] as nn.Linear stores them.
+    pub shape: Vec<usize>,
+    pub init: Init,
+    /// Gain for the initializer (torch.nn.init.calculate_gain of the following activation).
+    pub gain: f64,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeOp {
+    /// The batch of input features.
+    Input,
+    /// y = x·Wᵀ + b, W [out, in].
+    Linear { weight: ParamId, bias: Option<ParamId> },
+    Activation(Activation),
+    /// Consumes the logits; the labels come from the batch.
+    Loss(LossKind),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The name a user sees in the statistics table (`hidden3`, `hidden3.act`, `output`).
+    pub name: String,
+    pub op: NodeOp,
+    pub inputs: Vec<NodeId>,
+    /// Features per sample of this node's output.
+    pub features: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub nodes: Vec<Node>,
+    pub params: Vec<ParamSpec>,
+}
+
+impl ModelSpec {
+    /// A multi-layer perceptron: `input` features, one hidden layer per entry of `hidden`
+    /// (each Linear followed by `act`), a Linear read-out to `classes` logits, and the loss.
+    pub fn mlp(
+        input: usize,
+        hidden: &[usize],
+        classes: usize,
+        act: Activation,
+        init: Init,
+        loss: LossKind,
+    ) -> Result<Self> {
+        let layers: Vec<(usize, Activation)> = hidden.iter().map(|&w| (w, act)).collect();
+        Self::mlp_layers(input, &layers, classes, init, loss)
+    }
+
+    /// An MLP whose hidden layers each name their width and activation.
+    pub fn mlp_layers(
+        input: usize,
+        hidden: &[(usize, Activation)],
+        classes: usize,
+        init: Init,
+        loss: LossKind,
+    ) -> Result<Self> {
+        if input == 0 || classes == 0 {
+            return Err(Error::config(format!(
+                "an MLP needs at least one input feature and one class (got {input} and {classes})"
+            )));
+        }
+        if let Some(i) = hidden.iter().position(|&(w, _)| w == 0) {
+            return Err(Error::config(format!("hidden layer {} has width 0; widths must be at least 1", i + 1)));
+        }
+        let mut m = ModelSpec { name: "mlp".into(), nodes: Vec::new(), params: Vec::new() };
+        let mut prev = m.push("input", NodeOp::Input, vec![], input);
+        let mut fan_in = input;
+        let layers: Vec<(usize, Option<Activation>)> =
+            hidden.iter().map(|&(w, a)| (w, Some(a))).chain([(classes, None)]).collect();
+        for (i, &(out, act)) in layers.iter().enumerate() {
+            // The gain of the activation that consumes this layer's output (none after the
+            // read-out), as torch.nn.init.calculate_gain gives it.
+            let gain = act.map_or(1.0, |a| activation_gain(&a));
+            let weight = m.param(format!("layers.{i}.weight"), vec![out, fan_in], init, gain);
+            let bias = m.param(format!("layers.{i}.bias"), vec![out], Init::Zeros, 1.0);
+            let name = if act.is_none() { "output".to_string() } else { format!("hidden{}", i + 1) };
+            prev = m.push(&name, NodeOp::Linear { weight, bias: Some(bias) }, vec![prev], out);
+            if let Some(a) = act {
+                prev = m.push(&format!("{name}.act"), NodeOp::Activation(a), vec![prev], out);
+            }
+            fan_in = out;
+        }
+        m.push("loss", NodeOp::Loss(loss), vec![prev], 1);
+        Ok(m)
+    }
+
+    fn push(&mut self, name: &str, op: NodeOp, inputs: Vec<NodeId>, features: usize) -> NodeId {
+        self.nodes.push(Node { name: name.to_string(), op, inputs, features });
+        self.nodes.len() - 1
+    }
+
+    fn param(&mut self, name: String, shape: Vec<usize>, init: Init, gain: f64) -> ParamId {
+        self.params.push(ParamSpec { name, shape, init, gain });
+        self.params.len() - 1
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.numel()).sum()
+    }
+
+    /// The input node's feature count.
+    pub fn input_features(&self) -> usize {
+        self.nodes.iter().find(|n| n.op == NodeOp::Input).map_or(0, |n| n.features)
+    }
+
+    /// Checks the DAG: inputs exist and come earlier (a topological order), arities and
+    /// feature counts agree, one input node, exactly one loss node at the end.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |node: &Node, why: String| Error::config(format!("model node `{}`: {why}", node.name));
+        let mut inputs = 0;
+        let mut losses = 0;
+        for (id, node) in self.nodes.iter().enumerate() {
+            if let Some(&i) = node.inputs.iter().find(|&&i| i >= id) {
+                return Err(bad(node, format!("input {i} is not an earlier node")));
+            }
+            if node.features == 0 {
+                return Err(bad(node, "has 0 features".into()));
+            }
+            let arity = match node.op {
+                NodeOp::Input => {
+                    inputs += 1;
+                    0
+                }
+                NodeOp::Loss(_) => {
+                    losses += 1;
+                    1
+                }
+                _ => 1,
+            };
+            if node.inputs.len() != arity {
+                return Err(bad(node, format!("takes {arity} input(s), has {}", node.inputs.len())));
+            }
+            let fin = node.inputs.first().map(|&i| self.nodes[i].features);
+            match &node.op {
+                NodeOp::Linear { weight, bias } => {
+                    let w = self.params.get(*weight).ok_or_else(|| bad(node, "weight does not exist".into()))?;
+                    if w.shape != vec![node.features, fin.unwrap_or(0)] {
+                        return Err(bad(node, format!(
+                            "weight `{}` has shape {:?}, expected [{}, {}]",
+                            w.name, w.shape, node.features, fin.unwrap_or(0)
+                        )));
+                    }
+                    if let Some(b) = bias {
+                        let b = self.params.get(*b).ok_or_else(|| bad(node, "bias does not exist".into()))?;
+                        if b.shape != vec![node.features] {
+                            return Err(bad(node, format!("bias `{}` has shape {:?}", b.name, b.shape)));
+                        }
+                    }
+                }
+                NodeOp::Activation(_) if fin != Some(node.features) => {
+                    return Err(bad(node, "an activation keeps its input's feature count".into()));
+                }
+                _ => {}
+            }
+        }
+        if inputs != 1 || losses != 1 || !matches!(self.nodes.last().map(|n| &n.op), Some(NodeOp::Loss(_))) {
+            return Err(Error::config("a model needs one input node and one loss node, last".to_string()));
+        }
+        Ok(())
+    }
+}

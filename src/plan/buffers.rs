@@ -1,0 +1,38 @@
+//! The buffers of a plan: each named, typed and sized once at compile time.
+
+use crate::tensor::DType;
+
+/// Index of a buffer in `Plan::buffers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufId(pub usize);
+
+/// What a buffer holds, for the memory report and for readers of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferRole {
+    Param,
+    Grad,
+    OptimizerState,
+    /// Saved activations (pre- and post-activation outputs of each layer).
+    Activation,
+    /// Gradients with respect to activations.
+    ActivationGrad,
+    /// The batch: inputs, labels, targets.
+    Batch,
+    /// Per-row loss terms, the reduced loss, the update scratch.
+    Scratch,
+}
+
+#[derive(Clone, Debug)]
+pub struct BufferSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub numel: usize,
+    pub role: BufferRole,
+}
+
+impl BufferSpec {
+    pub fn bytes(&self) -> u64 {
+        (self.numel * self.dtype.size_bytes()) as u64
+    }
+}

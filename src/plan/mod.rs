@@ -1,0 +1,107 @@
+//! The plan: a model compiled once for a batch size into every buffer a step touches and the
+//! ordered op list forward → loss → backward → stats → optimizer. Both executors run the
+//! same plan; nothing about a step is decided later.
+
+pub mod buffers;
+pub mod compile;
+pub mod op;
+
+pub use buffers::{BufId, BufferRole, BufferSpec};
+pub use compile::compile;
+pub use op::{Op, StatsClass, StatsJobSpec, TensorKind};
+
+use crate::model::{LossKind, ModelSpec};
+use crate::ops::{Activation, OptimizerParams};
+use crate::tensor::DType;
+
+/// A parameter's buffers.
+#[derive(Clone, Debug)]
+pub struct ParamSlot {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub numel: usize,
+    pub value: BufId,
+    pub grad: BufId,
+    /// The optimizer's state tensors (none, one or two, by optimizer).
+    pub state: Vec<BufId>,
+}
+
+/// A layer as a user sees it in the statistics: a Linear and the activation after it.
+#[derive(Clone, Debug)]
+pub struct LayerInfo {
+    pub name: String,
+    /// Index into `Plan::params`.
+    pub weight: usize,
+    pub bias: Option<usize>,
+    /// Output features (units).
+    pub units: usize,
+    pub activation: Option<Activation>,
+    /// The layer's output activation (after the activation function) and its gradient.
+    pub output: BufId,
+    pub output_grad: BufId,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub model: ModelSpec,
+    pub batch: usize,
+    pub optimizer: OptimizerParams,
+    pub loss: LossKind,
+    pub classes: usize,
+    pub input_features: usize,
+    pub buffers: Vec<BufferSpec>,
+    pub params: Vec<ParamSlot>,
+    pub layers: Vec<LayerInfo>,
+    /// What a training step runs, in order.
+    pub ops: Vec<Op>,
+    /// The prefix of `ops` that evaluation runs (forward and loss).
+    pub eval_ops: usize,
+    /// The prefix of `ops` that computes every gradient (forward, loss, backward).
+    pub backward_end: usize,
+    /// One job per statistics record, in record order.
+    pub stats_jobs: Vec<StatsJobSpec>,
+    /// Layers whose dead units are counted, in the order of the dead-unit counters.
+    pub dead_unit_layers: Vec<usize>,
+    pub input: BufId,
+    pub labels: BufId,
+    /// One-hot targets (MSE only).
+    pub targets: Option<BufId>,
+    pub row_loss: BufId,
+    pub row_correct: BufId,
+    /// Two f32: [mean loss of the batch, number correct].
+    pub loss_out: BufId,
+    /// Shared scratch holding one parameter's update at a time (for its statistics).
+    pub update_scratch: BufId,
+}
+
+impl Plan {
+    pub fn buffer(&self, id: BufId) -> &BufferSpec {
+        &self.buffers[id.0]
+    }
+
+    pub fn param(&self, name: &str) -> Option<&ParamSlot> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Bytes the plan allocates, by role.
+    pub fn bytes_by_role(&self) -> Vec<(BufferRole, u64)> {
+        let mut out: Vec<(BufferRole, u64)> = Vec::new();
+        for b in &self.buffers {
+            let bytes = b.bytes();
+            match out.iter_mut().find(|(r, _)| *r == b.role) {
+                Some((_, total)) => *total += bytes,
+                None => out.push((b.role, bytes)),
+            }
+        }
+        out
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.buffers.iter().map(|b| b.bytes()).sum()
+    }
+
+    /// The dtype every float tensor of this plan uses.
+    pub fn float_dtype(&self) -> DType {
+        DType::F32
+    }
+}

@@ -1,0 +1,98 @@
+//! The op vocabulary of a plan. Each variant names its buffers and sizes; the GPU executor
+//! turns it into a `Dispatch` at plan time, the CPU executor calls the twin of the same name.
+
+use super::BufId;
+use crate::model::LossKind;
+use crate::ops::{Activation, MatmulLayout, MatmulShape};
+
+/// Which tensor of a layer a statistics record describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorKind {
+    Weight,
+    Bias,
+    WeightGrad,
+    BiasGrad,
+    /// The layer's output activation.
+    Output,
+    /// The gradient of the loss with respect to the output activation.
+    OutputGrad,
+    /// The change the optimizer applied to the weight.
+    WeightUpdate,
+    /// The change the optimizer applied to the bias.
+    BiasUpdate,
+}
+
+impl TensorKind {
+    pub const ALL: [TensorKind; 8] = [
+        TensorKind::Weight,
+        TensorKind::Bias,
+        TensorKind::WeightGrad,
+        TensorKind::BiasGrad,
+        TensorKind::Output,
+        TensorKind::OutputGrad,
+        TensorKind::WeightUpdate,
+        TensorKind::BiasUpdate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorKind::Weight => "weight",
+            TensorKind::Bias => "bias",
+            TensorKind::WeightGrad => "weight_grad",
+            TensorKind::BiasGrad => "bias_grad",
+            TensorKind::Output => "output",
+            TensorKind::OutputGrad => "output_grad",
+            TensorKind::WeightUpdate => "weight_update",
+            TensorKind::BiasUpdate => "bias_update",
+        }
+    }
+}
+
+/// When a statistics op runs: gradient records every step (they give the total gradient
+/// norm logged each step), the rest only on steps that take statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsClass {
+    EveryStep,
+    StatsSteps,
+}
+
+/// One statistics record: which layer's which tensor.
+#[derive(Clone, Debug)]
+pub struct StatsJobSpec {
+    pub layer: usize,
+    pub kind: TensorKind,
+    pub buffer: BufId,
+    pub len: usize,
+    pub saturation: Option<(f32, f32)>,
+    pub class: StatsClass,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    Matmul { layout: MatmulLayout, shape: MatmulShape, a: BufId, b: BufId, c: BufId, accumulate: bool },
+    BiasForward { y: BufId, bias: BufId, rows: usize, cols: usize },
+    BiasBackward { dy: BufId, db: BufId, rows: usize, cols: usize, accumulate: bool },
+    ActivationForward { act: Activation, x: BufId, y: BufId, len: usize },
+    ActivationBackward { act: Activation, x: BufId, y: BufId, dy: BufId, dx: BufId, len: usize },
+    /// Loss forward and backward fused, then the fixed-order reduction into `loss_out`.
+    Loss { kind: LossKind, logits: BufId, dlogits: BufId, rows: usize, classes: usize },
+    /// The statistics record `job` (index into `Plan::stats_jobs`).
+    Stats { job: usize },
+    /// Dead-unit count of layer `layer` into counter `counter`.
+    DeadUnits { layer: usize, counter: usize },
+    /// Optimizer step of parameter `param` (index into `Plan::params`); its update goes to
+    /// the plan's update scratch.
+    Optimizer { param: usize },
+}
+
+impl Op {
+    /// The statistics class of a statistics op, None for every other op.
+    pub fn stats_class(&self, jobs: &[super::StatsJobSpec]) -> Option<StatsClass> {
+        match self {
+            Op::Stats { job } => Some(jobs[*job].class),
+            Op::DeadUnits { .. } => Some(StatsClass::StatsSteps),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The run's metrics log: one JSON object per line, flushed as it is written so that a run
+//! killed at any moment leaves every line it logged readable.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::stats::LayerStats;
+
+/// One training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLog {
+    pub kind: &'static str,
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub lr: f64,
+    /// √(Σ‖g‖²) over every parameter gradient, taken every step.
+    pub grad_norm: f64,
+    /// Per-layer statistics, on the steps that take them (`stats_every`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerStats>>,
+}
+
+/// One evaluation, at the end of an epoch.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalLog {
+    pub kind: &'static str,
+    pub split: String,
+    pub epoch: u64,
+    pub step: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub samples: usize,
+}
+
+pub struct MetricsLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsLog {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(MetricsLog { path: path.to_path_buf(), out: BufWriter::new(file) })
+    }
+
+    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let line = serde_json::to_string(record).map_err(|e| Error::config(format!("serialising metrics: {e}")))?;
+        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
+    }
+}

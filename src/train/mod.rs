@@ -1,0 +1,275 @@
+//! The training loop: data → plan → executor → statistics → outputs.
+//!
+//! The loop keeps the device busy: it loads the next batch and submits the next step while
+//! earlier steps' results are still on their way back, and logs each step's report when it
+//! arrives. Everything a step needs was allocated before the first one.
+
+pub mod metrics;
+pub mod select;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::TrainConfig;
+use crate::data::dataset::{Dataset, bundled_fashion_mnist, load_dir};
+use crate::data::loader::BatchLoader;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, StatsLevel, StepReport};
+use crate::init::init_weight;
+use crate::ops::StepScalars;
+use crate::plan::{Plan, compile};
+use crate::rng::Rng;
+use crate::stats::{LayerStats, layer_stats, total_grad_norm};
+use metrics::{EvalLog, MetricsLog, StepLog};
+pub use summary::Summary;
+
+/// What the loop tells whoever shows it (the console in the binary, nothing in tests).
+pub trait Observer {
+    /// Before the first step: the chosen executor and why, and the plan.
+    fn started(&mut self, _executor: &str, _reason: &str, _plan: &Plan, _total_steps: u64, _run_dir: &Path) {}
+    fn step(&mut self, _log: &StepLog, _samples_per_second: f64) {}
+    fn evaluated(&mut self, _log: &EvalLog) {}
+    fn finished(&mut self, _summary: &Summary, _layers: &[LayerStats]) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The data of a run, normalized with the training split's statistics.
+pub struct RunData {
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Option<Dataset>,
+    pub source: String,
+}
+
+/// Loads `--data DIR` or the bundled set, splits off validation and standardizes.
+pub fn load_data(config: &TrainConfig) -> Result<RunData> {
+    let (full, test, source) = match &config.data {
+        Some(dir) => {
+            let (train, test) = load_dir(dir)?;
+            (train, test, dir.display().to_string())
+        }
+        None => (bundled_fashion_mnist()?, None, "bundled Fashion-MNIST test set (10 000 images)".to_string()),
+    };
+    let (mut train, mut val) = full.split(config.val_fraction, config.seed)?;
+    let (mean, std) = train.mean_std();
+    train.standardize(mean, std)?;
+    val.standardize(mean, std)?;
+    let test = match test {
+        Some(mut t) => {
+            t.standardize(mean, std)?;
+            Some(t)
+        }
+        None => None,
+    };
+    Ok(RunData { train, val, test, source })
+}
+
+/// Writes every parameter's initial value, drawn from the seeded generator: parameter i
+/// uses sub-stream i, so adding a layer does not change the others' draws.
+pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
+    let mut rng = Rng::new(seed);
+    let specs = exec.plan().model.params.clone();
+    let slots = exec.plan().params.clone();
+    for (i, (spec, slot)) in specs.iter().zip(&slots).enumerate() {
+        let fan_out = spec.shape.first().copied().unwrap_or(1);
+        let fan_in = spec.shape.iter().skip(1).product::<usize>().max(1);
+        let mut stream = rng.fork(i as u64);
+        let values = init_weight(spec.init, fan_out, fan_in, spec.gain, &mut stream);
+        exec.write(slot.value, &values)?;
+    }
+    Ok(())
+}
+
+/// Mean loss and accuracy of `data` under the current parameters, in batches of the plan's
+/// size (the last batch padded; padded rows are not counted).
+pub fn evaluate(exec: &mut dyn Executor, data: &Dataset, inputs: &mut [f32], labels: &mut [u32]) -> Result<(f64, f64)> {
+    let batch = exec.plan().batch;
+    let dim = data.dim;
+    let (mut loss, mut correct) = (0.0, 0u64);
+    for start in (0..data.n).step_by(batch) {
+        let valid = batch.min(data.n - start);
+        inputs.fill(0.0);
+        labels.fill(0);
+        inputs[..valid * dim].copy_from_slice(&data.inputs[start * dim..(start + valid) * dim]);
+        labels[..valid].copy_from_slice(&data.labels[start..start + valid]);
+        exec.load_batch(inputs, labels)?;
+        let (l, c) = exec.evaluate(valid)?;
+        loss += l;
+        correct += c as u64;
+    }
+    let n = data.n.max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// A fresh run directory: the given one, or runs/<unix time>-<name>.
+fn run_dir(config: &TrainConfig, name: &str) -> Result<PathBuf> {
+    let dir = match &config.run_dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            PathBuf::from("runs").join(format!("{t}-{name}"))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// Trains the network `config` describes; `name` labels the run (the preset's name).
+pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> Result<Summary> {
+    config.validate()?;
+    let data = load_data(config)?;
+    let model = config.model(data.train.dim, data.train.classes)?;
+    let plan = compile(&model, config.batch_size, config.optimizer()?)?;
+    let mut loader = BatchLoader::new(&data.train, config.batch_size, config.seed)?;
+    let (mut exec, reason) = select::open_executor(config, plan)?;
+    initialize(exec.as_mut(), config.seed)?;
+
+    let dir = run_dir(config, name)?;
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config.to_toml()).map_err(|e| Error::io(&config_path, e))?;
+    let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
+
+    let per_epoch = loader.batches_per_epoch() as u64;
+    let total = if config.max_steps > 0 { config.max_steps.min(per_epoch * config.epochs.max(1) as u64) } else { per_epoch * config.epochs as u64 };
+    let total = if config.epochs == 0 { config.max_steps } else { total };
+    let executor = exec.describe();
+    observer.started(&executor, &reason, exec.plan(), total, &dir);
+
+    let batch = config.batch_size;
+    let mut inputs = vec![0.0f32; batch * data.train.dim];
+    let mut labels = vec![0u32; batch];
+    let mut last_layers: Vec<LayerStats> = Vec::new();
+    let mut epoch_loss = (0.0f64, 0u64, 0u64); // (sum of losses, correct, steps)
+    let mut lrs = Vec::with_capacity(total as usize);
+    let mut train_time = 0.0f64;
+    let start = Instant::now();
+    let mut step = 0u64;
+    let mut epoch = 0u64;
+    let mut val_result = (f64::NAN, f64::NAN);
+    let mut last_epoch_train = (f64::NAN, f64::NAN);
+
+    let handle = |reports: Vec<StepReport>,
+                      exec: &dyn Executor,
+                      log: &mut MetricsLog,
+                      observer: &mut dyn Observer,
+                      last_layers: &mut Vec<LayerStats>,
+                      epoch_loss: &mut (f64, u64, u64),
+                      lrs: &[f64],
+                      elapsed: f64|
+     -> Result<()> {
+        for r in reports {
+            let plan = exec.plan();
+            let layers = if r.stats == StatsLevel::Full { Some(layer_stats(plan, &r)) } else { None };
+            if let Some(l) = &layers {
+                *last_layers = l.clone();
+            }
+            let entry = StepLog {
+                kind: "step",
+                step: r.step,
+                epoch: (r.step - 1) / per_epoch.max(1),
+                loss: r.loss as f64,
+                accuracy: r.correct as f64 / plan.batch as f64,
+                lr: lrs.get(r.step as usize - 1).copied().unwrap_or(f64::NAN),
+                grad_norm: total_grad_norm(plan, &r),
+                layers,
+            };
+            log.write(&entry)?;
+            observer.step(&entry, (r.step as f64 * batch as f64) / elapsed.max(1e-9));
+            if !r.loss.is_finite() {
+                let culprit = layer_stats(plan, &r).into_iter().find(|l| l.nonfinite > 0).map(|l| l.name);
+                return Err(Error::NonFinite(format!(
+                    "the loss became {} at step {}{}; lower the learning rate or clip gradients",
+                    r.loss,
+                    r.step,
+                    culprit.map(|n| format!(" (first non-finite gradient in layer `{n}`)")).unwrap_or_default()
+                )));
+            }
+            epoch_loss.0 += r.loss as f64;
+            epoch_loss.1 += r.correct as u64;
+            epoch_loss.2 += 1;
+        }
+        Ok(())
+    };
+
+    'epochs: while step < total {
+        let t0 = Instant::now();
+        while loader.fill(&mut inputs, &mut labels) {
+            step += 1;
+            let lr = config.lr_at(step, total);
+            lrs.push(lr);
+            exec.load_batch(&inputs, &labels)?;
+            let full = (step - 1) % config.stats_every == 0 || step == total;
+            let stats = if full { StatsLevel::Full } else { StatsLevel::Gradients };
+            exec.train_step(step, StepScalars { lr: lr as f32, t: step as u32 }, stats)?;
+            let reports = exec.finished(false)?;
+            let elapsed = train_time + t0.elapsed().as_secs_f64();
+            handle(reports, exec.as_ref(), &mut log, observer, &mut last_layers, &mut epoch_loss, &lrs, elapsed)?;
+            if step >= total {
+                break;
+            }
+        }
+        let reports = exec.finished(true)?;
+        train_time += t0.elapsed().as_secs_f64();
+        handle(reports, exec.as_ref(), &mut log, observer, &mut last_layers, &mut epoch_loss, &lrs, train_time)?;
+        epoch += 1;
+        let n = epoch_loss.2.max(1) as f64;
+        last_epoch_train = (epoch_loss.0 / n, epoch_loss.1 as f64 / (n * batch as f64));
+        epoch_loss = (0.0, 0, 0);
+
+        val_result = evaluate(exec.as_mut(), &data.val, &mut inputs, &mut labels)?;
+        let entry = EvalLog {
+            kind: "eval",
+            split: "val".into(),
+            epoch,
+            step,
+            loss: val_result.0,
+            accuracy: val_result.1,
+            samples: data.val.n,
+        };
+        log.write(&entry)?;
+        observer.evaluated(&entry);
+        if step >= total {
+            break 'epochs;
+        }
+    }
+
+    let test = match &data.test {
+        Some(t) => {
+            let (loss, acc) = evaluate(exec.as_mut(), t, &mut inputs, &mut labels)?;
+            let entry = EvalLog { kind: "eval", split: "test".into(), epoch, step, loss, accuracy: acc, samples: t.n };
+            log.write(&entry)?;
+            observer.evaluated(&entry);
+            Some((loss, acc))
+        }
+        None => None,
+    };
+
+    let summary = Summary {
+        executor,
+        executor_reason: reason,
+        data: data.source.clone(),
+        train_samples: data.train.n,
+        val_samples: data.val.n,
+        params: model.param_count(),
+        steps: step,
+        epochs: epoch,
+        final_train_loss: last_epoch_train.0,
+        final_train_accuracy: last_epoch_train.1,
+        final_val_loss: val_result.0,
+        final_val_accuracy: val_result.1,
+        test_loss: test.map(|t| t.0),
+        test_accuracy: test.map(|t| t.1),
+        samples_per_second: step as f64 * batch as f64 / train_time.max(1e-9),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        run_dir: dir.display().to_string(),
+    };
+    let path = dir.join("summary.json");
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    observer.finished(&summary, &last_layers);
+    Ok(summary)
+}
