@@ -3,6 +3,7 @@
 //! gradients are seen where they happen. See ARCHITECTURE.md for the flow of a run.
 
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod ops;
