@@ -351,7 +351,7 @@ pub fn load_dir(dir: &Path) -> Result<(Dataset, Option<Dataset>)> {
         let missing: Vec<String> = [(train_images, &TRAIN_IMAGES), (train_labels, &TRAIN_LABELS)]
             .iter()
             .filter(|(found, _)| found.is_none())
-            .map(|(_, stems)| looked_for(stems))
+            .map(|(_, stems)| looked_for(&stems[..]))
             .collect();
         return Err(Error::data(
             dir,
