@@ -66,7 +66,11 @@ pub fn partial_count(len: usize) -> usize {
 /// A grid of `n` workgroups, 2-D when n exceeds the per-dimension limit; the shader
 /// flattens it as x + y·nx and skips the workgroups past n.
 fn grid(ctx: &GpuContext, n: usize) -> [u32; 3] {
-    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    grid_for(n, ctx.limits.max_compute_workgroups_per_dimension)
+}
+
+fn grid_for(n: usize, max_per_dim: u32) -> [u32; 3] {
+    let max = max_per_dim.max(1) as usize;
     if n <= max {
         [n as u32, 1, 1]
     } else {
@@ -205,4 +209,22 @@ pub fn dead_units(
         },
     )?;
     ctx.dispatch("stats", "dead_units", &[y, out, &params], [1, 1, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_for;
+
+    /// The 2-D grid covers every chunk once the 1-D limit is passed (a tensor that large,
+    /// over 134M elements, is too slow to test on a software device).
+    #[test]
+    fn grid_covers_every_workgroup() {
+        assert_eq!(grid_for(0, 65535), [0, 1, 1]);
+        assert_eq!(grid_for(65535, 65535), [65535, 1, 1]);
+        assert_eq!(grid_for(65536, 65535), [65535, 2, 1]);
+        for n in [65536usize, 131_070, 131_071, 1 << 24] {
+            let [x, y, _] = grid_for(n, 65535);
+            assert!((x as usize * y as usize) >= n && (x as usize * (y as usize - 1)) < n);
+        }
+    }
 }
