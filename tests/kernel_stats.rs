@@ -440,6 +440,9 @@ fn launchers_refuse_short_buffers() {
     let big = ctx.upload("x", &[0f32; 5000]).unwrap();
     let err = gpu::stats_partial(ctx, &big, 5000, None, &small, 0).unwrap_err();
     assert!(err.to_string().contains("partials"), "{err}");
+    let tiny = ctx.storage_buffer("partials", 4).unwrap();
+    let err = gpu::stats_partial(ctx, &x, 0, None, &tiny, 0).unwrap_err();
+    assert!(err.to_string().contains("partials"), "{err}");
     let out = ctx.storage_buffer("out", 8).unwrap();
     let err = gpu::dead_units(ctx, &x, 10, 10, &out, 2).unwrap_err();
     assert!(err.to_string().contains("out"), "{err}");

@@ -116,7 +116,8 @@ fn push(a: &mut RawStats, x: f32, saturation: Option<(f32, f32)>) {
 }
 
 /// Number of columns (units) of y (rows, cols) that are exactly zero (+0 or −0) in every
-/// row. y is (rows, cols) row-major; a NaN is not zero.
+/// row. y is (rows, cols) row-major and holds rows·cols elements (the plan's activation
+/// buffer); a NaN is not zero, nor is a subnormal.
 pub fn dead_units<T: Element>(y: &[T], rows: usize, cols: usize) -> u32 {
     (0..cols)
         .filter(|&c| (0..rows).all(|r| y[r * cols + c] == T::zero()))

@@ -109,11 +109,13 @@ pub fn stats_partial(
     let base32 = to_u32(op, "partial_base", partial_base)?;
     to_u32(op, "partial_base + partial_count", partial_base + count)?;
     need_bytes(op, "x", x, len as u64 * 4)?;
+    // At least one record even for an empty tensor: wgpu refuses to bind an array of
+    // records to a buffer smaller than one element.
     need_bytes(
         op,
         "partials",
         partials,
-        (partial_base + count) as u64 * RECORD_BYTES,
+        (partial_base + count).max(1) as u64 * RECORD_BYTES,
     )?;
     if let Some((lo, hi)) = saturation
         && !(lo.is_finite() && hi.is_finite())
@@ -148,8 +150,9 @@ pub fn stats_partial(
 
 /// jobs is (n_jobs,) StatsJob → records[job.record] for each job: one workgroup per job
 /// merges partials[job.partial_base .. + job.partial_count]; a job without partials writes
-/// the empty record. The job table's contents are checked by the shader only for the grid
-/// bound, so the caller (the plan) must keep every job's ranges inside its buffers.
+/// the empty record. `partials` and `records` must hold at least one record each (wgpu's
+/// minimum binding size). The job table lives on the device, so its contents are not
+/// checked here: the caller (the plan) keeps every job's ranges inside its buffers.
 pub fn stats_finalize(
     ctx: &GpuContext,
     partials: &wgpu::Buffer,
