@@ -1,0 +1,393 @@
+// Per-tensor statistics, reduced in a fixed order so that every run gives the same bits.
+//
+// Algorithm: a two-pass tree reduction of "statistics records" (src/stats/record.rs).
+// - Moments: Welford's online update per element, Chan et al.'s pairwise formula to merge
+//   two partial (count, mean, M2) triples ("Updating formulae and a pairwise algorithm for
+//   computing sample variances", 1979).
+// - L2 norm: LAPACK's scaled sum of squares (dnrm2 before 3.10): keep (scale, ssq) with
+//   norm = scale·sqrt(ssq) and scale = max|x|, rescaling ssq when a larger |x| arrives, so
+//   that neither 1e30-sized values overflow nor 1e-30-sized values underflow.
+// - Histogram of log2|x|: read from the IEEE exponent field with bitcast (exact everywhere,
+//   unlike `log2`), counted with integer atomics on workgroup memory (integer sums do not
+//   depend on order, so the atomics keep the result deterministic).
+// Classification (NaN, ±Inf, zero, absolute value) is done on the bits too: WGSL lets an
+// implementation assume that floats are finite, and some devices flush subnormals to zero,
+// so `x != x` or `x == 0.0` would not be reliable.
+//
+// Fixed order: in `stats_partial`, invocation t of workgroup w walks elements
+// w·CHUNK + t + k·WG for k = 0..PER sequentially, then the workgroup merges its WG lanes in
+// a fixed binary tree (lane t absorbs lane t + s for s = WG/2, …, 1). `stats_finalize`
+// does the same over a job's partial records (lane t absorbs partials t, t + WG, … in
+// turn, then the tree). The CPU twin (src/cpu/stats.rs) follows exactly this order.
+
+const WG: u32 = 256u;
+// Elements per invocation in stats_partial; CHUNK = WG·PER elements per partial record.
+const PER: u32 = 8u;
+const CHUNK: u32 = 2048u;
+const HIST_BINS: u32 = 40u;
+// log2|x| at the lower edge of bin 0 and bin width (record.rs: HIST_LOG2_LO, HIST_BIN_WIDTH).
+const HIST_LOG2_LO: i32 = -64;
+const HIST_BIN_WIDTH: i32 = 2;
+const F32_INF_BITS: u32 = 0x7f800000u;
+const F32_NEG_INF_BITS: u32 = 0xff800000u;
+
+// Must match `RawStats` in src/stats/record.rs word for word (56 words).
+struct StatRecord {
+    finite: u32,
+    nan: u32,
+    inf: u32,
+    zeros: u32,
+    saturated: u32,
+    mean: f32,
+    m2: f32,
+    min: f32,
+    max: f32,
+    max_abs: f32,
+    norm_ssq: f32,
+    hist: array<u32, 40>,
+    pad: array<u32, 5>,
+}
+
+// One entry of the finalize job table (`StatsJob` in src/gpu/kernels/stats.rs).
+struct Job {
+    partial_base: u32,
+    partial_count: u32,
+    record: u32,
+    pad: u32,
+}
+
+// A record without its histogram: the state of one lane, kept in workgroup memory for the
+// tree merge. The histogram lives in `hist_acc` (atomics) instead.
+struct Acc {
+    finite: u32,
+    nan: u32,
+    inf: u32,
+    zeros: u32,
+    saturated: u32,
+    mean: f32,
+    m2: f32,
+    mn: f32,
+    mx: f32,
+    scale: f32,
+    ssq: f32,
+}
+
+struct PartialParams {
+    len: u32,
+    partial_base: u32,
+    // 1 when saturation bounds are given.
+    saturate: u32,
+    pad0: u32,
+    lo: f32,
+    hi: f32,
+    pad1: u32,
+    pad2: u32,
+}
+
+struct FinalizeParams {
+    n_jobs: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+struct DeadParams {
+    rows: u32,
+    cols: u32,
+    index: u32,
+    pad0: u32,
+}
+
+var<workgroup> lanes: array<Acc, 256>;
+var<workgroup> hist_acc: array<atomic<u32>, 40>;
+var<workgroup> dead_lanes: array<u32, 256>;
+
+fn acc_empty() -> Acc {
+    return Acc(0u, 0u, 0u, 0u, 0u, 0.0, 0.0, bitcast<f32>(F32_INF_BITS),
+        bitcast<f32>(F32_NEG_INF_BITS), 0.0, 0.0);
+}
+
+// record.rs `RawStats::hist_bin`: floor(log2|x|) from the exponent field, in bins of
+// HIST_BIN_WIDTH from 2^HIST_LOG2_LO, clamped. WGSL's `/` truncates where Rust's
+// div_euclid floors, but the two differ only for a negative numerator, which clamps to
+// bin 0 either way.
+fn hist_bin(bits: u32) -> u32 {
+    let e = i32((bits >> 23u) & 0xffu) - 127;
+    let b = (e - HIST_LOG2_LO) / HIST_BIN_WIDTH;
+    return u32(clamp(b, 0, i32(HIST_BINS) - 1));
+}
+
+// Folds one element into a lane. Mirrors `push` in src/cpu/stats.rs operation by operation.
+fn acc_push(a: ptr<function, Acc>, x: f32, saturate: bool, lo: f32, hi: f32) {
+    let bits = bitcast<u32>(x);
+    if ((bits & 0x7f800000u) == 0x7f800000u) {
+        if ((bits & 0x007fffffu) != 0u) {
+            (*a).nan += 1u;
+        } else {
+            (*a).inf += 1u;
+        }
+        return;
+    }
+    let abs_bits = bits & 0x7fffffffu;
+    if (abs_bits == 0u) {
+        (*a).zeros += 1u;
+    }
+    if (saturate && (x <= lo || x >= hi)) {
+        (*a).saturated += 1u;
+    }
+    (*a).finite += 1u;
+    if ((*a).finite == 1u) {
+        (*a).mean = x;
+        (*a).m2 = 0.0;
+        (*a).mn = x;
+        (*a).mx = x;
+    } else {
+        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n).
+        let delta = x - (*a).mean;
+        (*a).mean = (*a).mean + delta / f32((*a).finite);
+        (*a).m2 = (*a).m2 + delta * (x - (*a).mean);
+        if (x < (*a).mn) {
+            (*a).mn = x;
+        }
+        if (x > (*a).mx) {
+            (*a).mx = x;
+        }
+    }
+    // nrm2: ssq holds Σ(x/scale)²; a larger |x| becomes the scale and rescales the sum.
+    let ax = bitcast<f32>(abs_bits);
+    if (ax > (*a).scale) {
+        let r = (*a).scale / ax;
+        (*a).ssq = 1.0 + (*a).ssq * (r * r);
+        (*a).scale = ax;
+    } else if (ax > 0.0) {
+        let r = ax / (*a).scale;
+        (*a).ssq = (*a).ssq + r * r;
+    }
+}
+
+// a ← a ⊕ b (Chan for the moments, nrm2 rescaling for the norm). Mirrors
+// `RawStats::merge` in src/stats/record.rs.
+fn acc_merge(a: Acc, b: Acc) -> Acc {
+    var r = a;
+    r.nan = a.nan + b.nan;
+    r.inf = a.inf + b.inf;
+    r.zeros = a.zeros + b.zeros;
+    r.saturated = a.saturated + b.saturated;
+    if (b.finite == 0u) {
+        return r;
+    }
+    if (a.finite == 0u) {
+        r.finite = b.finite;
+        r.mean = b.mean;
+        r.m2 = b.m2;
+        r.mn = b.mn;
+        r.mx = b.mx;
+        r.scale = b.scale;
+        r.ssq = b.ssq;
+        return r;
+    }
+    let n = a.finite + b.finite;
+    r.finite = n;
+    // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma.
+    let delta = b.mean - a.mean;
+    let fb = f32(b.finite) / f32(n);
+    r.mean = a.mean + delta * fb;
+    r.m2 = (a.m2 + b.m2) + (delta * delta) * (f32(a.finite) * fb);
+    if (b.mn < a.mn) {
+        r.mn = b.mn;
+    }
+    if (b.mx > a.mx) {
+        r.mx = b.mx;
+    }
+    if (b.scale > a.scale) {
+        let q = a.scale / b.scale;
+        r.ssq = b.ssq + a.ssq * (q * q);
+        r.scale = b.scale;
+    } else if (b.scale > 0.0) {
+        let q = b.scale / a.scale;
+        r.ssq = a.ssq + b.ssq * (q * q);
+    }
+    return r;
+}
+
+fn acc_of_record(s: StatRecord) -> Acc {
+    return Acc(s.finite, s.nan, s.inf, s.zeros, s.saturated, s.mean, s.m2, s.min, s.max,
+        s.max_abs, s.norm_ssq);
+}
+
+// Lane 0 after the tree plus the histogram, as a record. The caller has passed a barrier
+// after the last atomic add.
+fn record_of(a: Acc) -> StatRecord {
+    var s: StatRecord;
+    s.finite = a.finite;
+    s.nan = a.nan;
+    s.inf = a.inf;
+    s.zeros = a.zeros;
+    s.saturated = a.saturated;
+    s.mean = a.mean;
+    s.m2 = a.m2;
+    s.min = a.mn;
+    s.max = a.mx;
+    s.max_abs = a.scale;
+    s.norm_ssq = a.ssq;
+    for (var b = 0u; b < HIST_BINS; b++) {
+        s.hist[b] = atomicLoad(&hist_acc[b]);
+    }
+    for (var p = 0u; p < 5u; p++) {
+        s.pad[p] = 0u;
+    }
+    return s;
+}
+
+// The fixed tree: lane t absorbs lane t + s for s = WG/2, …, 1. Every invocation of the
+// workgroup must call it (it contains barriers).
+fn tree_merge(tid: u32) {
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (tid < s) {
+            lanes[tid] = acc_merge(lanes[tid], lanes[tid + s]);
+        }
+    }
+    workgroupBarrier();
+}
+
+// ---------------------------------------------------------------------------------------
+// stats_partial: x is (len,) f32. Workgroup w (flattened from a 2-D grid when there are
+// more than 65535 chunks) reduces x[w·CHUNK .. min((w+1)·CHUNK, len)] into
+// partials[partial_base + w]; one invocation first folds its PER strided elements.
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> partials_out: array<StatRecord>;
+@group(0) @binding(2) var<uniform> pp: PartialParams;
+
+@compute @workgroup_size(256)
+fn stats_partial(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let w = wid.x + wid.y * nwg.x;
+    let n_chunks = (pp.len + CHUNK - 1u) / CHUNK;
+    // Uniform across the workgroup (depends on the workgroup id only), so the barriers
+    // below stay in uniform control flow.
+    if (w >= n_chunks) {
+        return;
+    }
+    if (tid < HIST_BINS) {
+        atomicStore(&hist_acc[tid], 0u);
+    }
+    workgroupBarrier();
+
+    let saturate = pp.saturate != 0u;
+    var a = acc_empty();
+    // Histogram counts are flushed to workgroup memory only when the bin changes: values of
+    // one tensor cluster in a few bins, so this saves most of the atomic traffic.
+    var cur_bin = 0u;
+    var cur_cnt = 0u;
+    let start = w * CHUNK;
+    for (var k = 0u; k < PER; k++) {
+        let i = start + tid + k * WG;
+        if (i < pp.len) {
+            let v = x[i];
+            acc_push(&a, v, saturate, pp.lo, pp.hi);
+            let bits = bitcast<u32>(v);
+            let abs_bits = bits & 0x7fffffffu;
+            if (abs_bits != 0u && abs_bits < 0x7f800000u) {
+                let b = hist_bin(bits);
+                if (cur_cnt != 0u && b != cur_bin) {
+                    atomicAdd(&hist_acc[cur_bin], cur_cnt);
+                    cur_cnt = 0u;
+                }
+                cur_bin = b;
+                cur_cnt += 1u;
+            }
+        }
+    }
+    if (cur_cnt != 0u) {
+        atomicAdd(&hist_acc[cur_bin], cur_cnt);
+    }
+    lanes[tid] = a;
+    tree_merge(tid);
+    if (tid == 0u) {
+        partials_out[pp.partial_base + w] = record_of(lanes[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// stats_finalize: jobs is (n_jobs,) Job. Workgroup j (flattened from a 2-D grid) merges
+// partials[job.partial_base .. + job.partial_count] into records[job.record]; invocation t
+// folds partials t, t + WG, … in turn, then the fixed tree. No partials: the empty record.
+
+@group(0) @binding(0) var<storage, read> partials_in: array<StatRecord>;
+@group(0) @binding(1) var<storage, read> jobs: array<Job>;
+@group(0) @binding(2) var<storage, read_write> records: array<StatRecord>;
+@group(0) @binding(3) var<uniform> fp: FinalizeParams;
+
+@compute @workgroup_size(256)
+fn stats_finalize(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let j = wid.x + wid.y * nwg.x;
+    if (j >= fp.n_jobs) {
+        return;
+    }
+    if (tid < HIST_BINS) {
+        atomicStore(&hist_acc[tid], 0u);
+    }
+    workgroupBarrier();
+
+    let job = jobs[j];
+    var a = acc_empty();
+    for (var p = tid; p < job.partial_count; p += WG) {
+        let s = partials_in[job.partial_base + p];
+        a = acc_merge(a, acc_of_record(s));
+        for (var b = 0u; b < HIST_BINS; b++) {
+            if (s.hist[b] != 0u) {
+                atomicAdd(&hist_acc[b], s.hist[b]);
+            }
+        }
+    }
+    lanes[tid] = a;
+    tree_merge(tid);
+    if (tid == 0u) {
+        records[job.record] = record_of(lanes[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// dead_units: y is (rows, cols) f32, one workgroup. Invocation t counts the columns
+// t, t + WG, … that are exactly zero (+0 or −0, judged on the bits) in every row; a fixed
+// tree sums the counts into out[index].
+
+@group(0) @binding(0) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dead_out: array<u32>;
+@group(0) @binding(2) var<uniform> dp: DeadParams;
+
+@compute @workgroup_size(256)
+fn dead_units(@builtin(local_invocation_index) tid: u32) {
+    var count = 0u;
+    for (var c = tid; c < dp.cols; c += WG) {
+        var dead = true;
+        for (var r = 0u; r < dp.rows; r++) {
+            if ((bitcast<u32>(y[r * dp.cols + c]) & 0x7fffffffu) != 0u) {
+                dead = false;
+                break;
+            }
+        }
+        if (dead) {
+            count += 1u;
+        }
+    }
+    dead_lanes[tid] = count;
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (tid < s) {
+            dead_lanes[tid] = dead_lanes[tid] + dead_lanes[tid + s];
+        }
+    }
+    if (tid == 0u) {
+        dead_out[dp.index] = dead_lanes[0];
+    }
+}

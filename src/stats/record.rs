@@ -64,6 +64,55 @@ impl RawStats {
         ((e - HIST_LOG2_LO).div_euclid(HIST_BIN_WIDTH)).clamp(0, HIST_BINS as i32 - 1) as usize
     }
 
+    /// self ← self ⊕ other: the record of the concatenation of both tensors. Moments by
+    /// Chan's pairwise formula, the norm by rescaling to the larger max_abs (LAPACK nrm2),
+    /// all in f32 and in exactly the operation order of `acc_merge` in shaders/stats.wgsl,
+    /// so that the CPU twin reproduces the device's reduction tree.
+    pub fn merge(&mut self, other: &RawStats) {
+        let (a, b) = (*self, other);
+        self.nan = a.nan + b.nan;
+        self.inf = a.inf + b.inf;
+        self.zeros = a.zeros + b.zeros;
+        self.saturated = a.saturated + b.saturated;
+        for (h, &o) in self.hist.iter_mut().zip(&b.hist) {
+            *h += o;
+        }
+        if b.finite == 0 {
+            return;
+        }
+        if a.finite == 0 {
+            self.finite = b.finite;
+            self.mean = b.mean;
+            self.m2 = b.m2;
+            self.min = b.min;
+            self.max = b.max;
+            self.max_abs = b.max_abs;
+            self.norm_ssq = b.norm_ssq;
+            return;
+        }
+        let n = a.finite + b.finite;
+        self.finite = n;
+        // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma.
+        let delta = b.mean - a.mean;
+        let fb = b.finite as f32 / n as f32;
+        self.mean = a.mean + delta * fb;
+        self.m2 = (a.m2 + b.m2) + (delta * delta) * (a.finite as f32 * fb);
+        if b.min < a.min {
+            self.min = b.min;
+        }
+        if b.max > a.max {
+            self.max = b.max;
+        }
+        if b.max_abs > a.max_abs {
+            let q = a.max_abs / b.max_abs;
+            self.norm_ssq = b.norm_ssq + a.norm_ssq * (q * q);
+            self.max_abs = b.max_abs;
+        } else if b.max_abs > 0.0 {
+            let q = b.max_abs / a.max_abs;
+            self.norm_ssq = a.norm_ssq + b.norm_ssq * (q * q);
+        }
+    }
+
     /// Interprets the raw words as the numbers a user reads.
     pub fn summary(&self) -> TensorStats {
         let count = self.finite as u64 + self.nan as u64 + self.inf as u64;

@@ -1,12 +1,24 @@
-//! Launcher of shaders/stats.wgsl. (Stub: the kernel-family owner fills this in.)
+//! Launcher of shaders/stats.wgsl: per-tensor statistics records and the dead-unit count.
 //!
 //! Two passes, both fixed-order (no float atomics), so results are bit-reproducible:
 //! `stats_partial` reduces a tensor into `partial_count(len)` partial records written at
 //! `partials[partial_base..]`; one `stats_finalize` dispatch then reduces every job's
-//! partials (one workgroup per job) into `records[job.record]`.
+//! partials (one workgroup per job) into `records[job.record]`. The CPU twin
+//! (`cpu::stats::stats_reduce`) follows the same chunking and merge tree.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
+use crate::stats::{RECORD_WORDS, RawStats};
+
+/// Invocations per workgroup (`WG` in shaders/stats.wgsl).
+pub const WG: usize = 256;
+/// Elements per partial record (`CHUNK` = WG · PER in shaders/stats.wgsl).
+pub const CHUNK: usize = 2048;
+/// Bytes of one record in a partials or records buffer.
+pub const RECORD_BYTES: u64 = (RECORD_WORDS * 4) as u64;
+
+const _: () = assert!(std::mem::size_of::<RawStats>() as u64 == RECORD_BYTES);
+const _: () = assert!(CHUNK == crate::cpu::stats::CHUNK && WG == crate::cpu::stats::WG);
 
 /// One entry of the finalize job table (WGSL struct `Job`).
 #[repr(C)]
@@ -18,12 +30,71 @@ pub struct StatsJob {
     pub _pad: u32,
 }
 
-/// How many partial records a tensor of `len` elements produces (0 for an empty tensor).
-pub fn partial_count(len: usize) -> usize {
-    let _ = len;
-    unimplemented!()
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PartialParams {
+    len: u32,
+    partial_base: u32,
+    saturate: u32,
+    _pad0: u32,
+    lo: f32,
+    hi: f32,
+    _pad1: [u32; 2],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FinalizeParams {
+    n_jobs: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DeadParams {
+    rows: u32,
+    cols: u32,
+    index: u32,
+    _pad: u32,
+}
+
+/// How many partial records a tensor of `len` elements produces (0 for an empty tensor).
+pub fn partial_count(len: usize) -> usize {
+    len.div_ceil(CHUNK)
+}
+
+/// A grid of `n` workgroups, 2-D when n exceeds the per-dimension limit; the shader
+/// flattens it as x + y·nx and skips the workgroups past n.
+fn grid(ctx: &GpuContext, n: usize) -> [u32; 3] {
+    grid_for(n, ctx.limits.max_compute_workgroups_per_dimension)
+}
+
+fn grid_for(n: usize, max_per_dim: u32) -> [u32; 3] {
+    let max = max_per_dim.max(1) as usize;
+    if n <= max {
+        [n as u32, 1, 1]
+    } else {
+        [max as u32, n.div_ceil(max) as u32, 1]
+    }
+}
+
+fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} exceeds u32")))
+}
+
+fn need_bytes(op: &str, what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {
+    if buffer.size() < bytes {
+        return Err(Error::shape(
+            op,
+            format!("{what} buffer holds {} bytes, needs {bytes}", buffer.size()),
+        ));
+    }
+    Ok(())
+}
+
+/// x is (len,) f32 → partials[partial_base .. partial_base + partial_count(len)]. One
+/// workgroup of 256 reduces one CHUNK of 2048 elements. `saturation` (lo, hi) counts finite
+/// x ≤ lo or x ≥ hi. An empty tensor gives an empty (no-op) dispatch.
 pub fn stats_partial(
     ctx: &GpuContext,
     x: &wgpu::Buffer,
@@ -32,10 +103,56 @@ pub fn stats_partial(
     partials: &wgpu::Buffer,
     partial_base: usize,
 ) -> Result<Dispatch> {
-    let _ = (ctx, x, len, saturation, partials, partial_base);
-    unimplemented!()
+    let op = "stats_partial";
+    let count = partial_count(len);
+    let len32 = to_u32(op, "len", len)?;
+    let base32 = to_u32(op, "partial_base", partial_base)?;
+    to_u32(op, "partial_base + partial_count", partial_base + count)?;
+    need_bytes(op, "x", x, len as u64 * 4)?;
+    // At least one record even for an empty tensor: wgpu refuses to bind an array of
+    // records to a buffer smaller than one element.
+    need_bytes(
+        op,
+        "partials",
+        partials,
+        (partial_base + count).max(1) as u64 * RECORD_BYTES,
+    )?;
+    if let Some((lo, hi)) = saturation
+        && !(lo.is_finite() && hi.is_finite())
+    {
+        return Err(Error::config(format!(
+            "stats_partial: saturation bounds must be finite, got ({lo}, {hi})"
+        )));
+    }
+    let (saturate, lo, hi) = match saturation {
+        Some((lo, hi)) => (1, lo, hi),
+        None => (0, 0.0, 0.0),
+    };
+    let params = ctx.uniform(
+        "stats_partial.params",
+        &PartialParams {
+            len: len32,
+            partial_base: base32,
+            saturate,
+            _pad0: 0,
+            lo,
+            hi,
+            _pad1: [0; 2],
+        },
+    )?;
+    ctx.dispatch(
+        "stats",
+        "stats_partial",
+        &[x, partials, &params],
+        grid(ctx, count),
+    )
 }
 
+/// jobs is (n_jobs,) StatsJob → records[job.record] for each job: one workgroup per job
+/// merges partials[job.partial_base .. + job.partial_count]; a job without partials writes
+/// the empty record. `partials` and `records` must hold at least one record each (wgpu's
+/// minimum binding size). The job table lives on the device, so its contents are not
+/// checked here: the caller (the plan) keeps every job's ranges inside its buffers.
 pub fn stats_finalize(
     ctx: &GpuContext,
     partials: &wgpu::Buffer,
@@ -43,12 +160,33 @@ pub fn stats_finalize(
     records: &wgpu::Buffer,
     n_jobs: usize,
 ) -> Result<Dispatch> {
-    let _ = (ctx, partials, jobs, records, n_jobs);
-    unimplemented!()
+    let op = "stats_finalize";
+    let n32 = to_u32(op, "n_jobs", n_jobs)?;
+    need_bytes(
+        op,
+        "jobs",
+        jobs,
+        (n_jobs * std::mem::size_of::<StatsJob>()) as u64,
+    )?;
+    need_bytes(op, "partials", partials, RECORD_BYTES)?;
+    need_bytes(op, "records", records, RECORD_BYTES)?;
+    let params = ctx.uniform(
+        "stats_finalize.params",
+        &FinalizeParams {
+            n_jobs: n32,
+            _pad: [0; 3],
+        },
+    )?;
+    ctx.dispatch(
+        "stats",
+        "stats_finalize",
+        &[partials, jobs, records, &params],
+        grid(ctx, n_jobs),
+    )
 }
 
 /// Writes into out[index] (u32) the number of columns of y (rows, cols) that are zero in
-/// every row.
+/// every row. One workgroup; invocation t checks columns t, t + 256, …
 pub fn dead_units(
     ctx: &GpuContext,
     y: &wgpu::Buffer,
@@ -57,6 +195,39 @@ pub fn dead_units(
     out: &wgpu::Buffer,
     index: usize,
 ) -> Result<Dispatch> {
-    let _ = (ctx, y, rows, cols, out, index);
-    unimplemented!()
+    let op = "dead_units";
+    let rows32 = to_u32(op, "rows", rows)?;
+    let cols32 = to_u32(op, "cols", cols)?;
+    to_u32(op, "rows·cols", rows * cols)?;
+    let index32 = to_u32(op, "index", index)?;
+    need_bytes(op, "y", y, (rows * cols) as u64 * 4)?;
+    need_bytes(op, "out", out, (index as u64 + 1) * 4)?;
+    let params = ctx.uniform(
+        "dead_units.params",
+        &DeadParams {
+            rows: rows32,
+            cols: cols32,
+            index: index32,
+            _pad: 0,
+        },
+    )?;
+    ctx.dispatch("stats", "dead_units", &[y, out, &params], [1, 1, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_for;
+
+    /// The 2-D grid covers every chunk once the 1-D limit is passed (a tensor that large,
+    /// over 134M elements, is too slow to test on a software device).
+    #[test]
+    fn grid_covers_every_workgroup() {
+        assert_eq!(grid_for(0, 65535), [0, 1, 1]);
+        assert_eq!(grid_for(65535, 65535), [65535, 1, 1]);
+        assert_eq!(grid_for(65536, 65535), [65535, 2, 1]);
+        for n in [65536usize, 131_070, 131_071, 1 << 24] {
+            let [x, y, _] = grid_for(n, 65535);
+            assert!((x as usize * y as usize) >= n && (x as usize * (y as usize - 1)) < n);
+        }
+    }
 }
