@@ -5,7 +5,9 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod init;
 pub mod ops;
+pub mod rng;
 pub mod stats;
 pub mod tensor;
 
