@@ -412,3 +412,47 @@ fn shader_validates_with_naga() {
     .validate(&module)
     .unwrap_or_else(|e| panic!("{e:?}"));
 }
+
+/// Past 65535 workgroups of 256 the launcher spreads the grid over y. Ignored by default
+/// (five 67 MB buffers are slow on a software adapter): `cargo test --test kernel_optimizer
+/// -- --ignored`.
+#[test]
+#[ignore]
+fn gpu_matches_cpu_on_a_two_dimensional_grid() {
+    let Some(ctx) = common::gpu() else { return };
+    let len = 65535 * 256 + 7;
+    let p = OptimizerParams::new(OptimizerKind::Adam);
+    let s = StepScalars { lr: 0.01, t: 1 };
+    let mut param = common::random_vec(77, len, -1.0, 1.0);
+    let grad = common::random_vec(78, len, -1.0, 1.0);
+    let step_b = ctx.uniform("step", &StepUniform::new(&s, &p)).unwrap();
+    let param_b = ctx.upload("param", &param).unwrap();
+    let grad_b = ctx.upload("grad", &grad).unwrap();
+    let s1_b = ctx.storage_buffer("state1", 4 * len as u64).unwrap();
+    let s2_b = ctx.storage_buffer("state2", 4 * len as u64).unwrap();
+    let upd_b = ctx.storage_buffer("update", 4 * len as u64).unwrap();
+    let d = gpu_update(
+        ctx,
+        &p,
+        &step_b,
+        &param_b,
+        &grad_b,
+        Some(&s1_b),
+        Some(&s2_b),
+        &upd_b,
+        len,
+    )
+    .unwrap();
+    assert!(d.workgroups[1] > 1, "grid {:?}", d.workgroups);
+    ctx.run(&[&d]).unwrap();
+    let (mut s1, mut s2, mut update) = (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
+    cpu_update(&p, &s, &mut param, &grad, &mut s1, &mut s2, &mut update);
+    let got: Vec<f32> = ctx.read(&param_b, len).unwrap();
+    common::assert_close(
+        "adam len 65535·256+7 seed 77 param",
+        &got,
+        &param,
+        1e-6,
+        1e-5,
+    );
+}
