@@ -1,11 +1,38 @@
-//! Launcher of shaders/optimizer.wgsl. (Stub: the kernel-family owner fills this in.)
-//! `step` is a uniform buffer holding an ops::StepUniform, rewritten by the executor each
-//! step; `state1`/`state2` are None where the optimizer keeps fewer state slots.
+//! Launcher of shaders/optimizer.wgsl: one element-wise optimizer step on one parameter
+//! tensor, for every `OptimizerKind` (the shader switches on `OptimizerKind::code()`).
+//!
+//! Two uniforms feed the kernel: `step` (an `ops::StepUniform`: lr, t and Adam's bias
+//! corrections), owned and rewritten by the executor each step, and the run's fixed
+//! hyper-parameters (`OptimizerHyper`), created here once at plan time. Where the optimizer
+//! keeps fewer than two state tensors the launcher binds small dummy buffers in their place,
+//! since every binding the shader declares must be bound, and one buffer may not be bound
+//! twice in a dispatch.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
-use crate::ops::OptimizerParams;
+use crate::ops::{OptimizerParams, StepUniform};
 
+/// Invocations per workgroup (`WG` in optimizer.wgsl).
+const WG: u32 = 256;
+
+/// The fixed hyper-parameters (WGSL struct `Hyper` in optimizer.wgsl), 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OptimizerHyper {
+    pub kind: u32,
+    pub len: u32,
+    /// Invocations per row of the 2-D grid: workgroups in x · WG.
+    pub row: u32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// param, grad, update (and state1/state2 where the kind keeps them) are [len] f32 buffers;
+/// one invocation updates one element, on a 2-D grid of 256-wide workgroups so that tensors
+/// past 65535·256 elements still fit the per-dimension workgroup limit.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_update(
     ctx: &GpuContext,
@@ -18,6 +45,107 @@ pub fn optimizer_update(
     update: &wgpu::Buffer,
     len: usize,
 ) -> Result<Dispatch> {
-    let _ = (ctx, p, step, param, grad, state1, state2, update, len);
-    unimplemented!()
+    let op = format!("optimizer_update ({})", p.kind.name());
+    let len32 = u32::try_from(len)
+        .map_err(|_| Error::shape(&op, format!("{len} elements exceed the u32 index range")))?;
+    let bytes = len as u64 * 4;
+    ctx.check_size(&format!("{op} param"), bytes)?;
+
+    let step_bytes = std::mem::size_of::<StepUniform>() as u64;
+    if step.size() < step_bytes {
+        return Err(Error::shape(
+            &op,
+            format!(
+                "step uniform holds {} bytes, needs {step_bytes}",
+                step.size()
+            ),
+        ));
+    }
+    let need = |name: &str, b: &wgpu::Buffer| -> Result<()> {
+        if b.size() < bytes {
+            return Err(Error::shape(
+                &op,
+                format!(
+                    "{name} buffer holds {} bytes, needs {bytes} ({len} f32)",
+                    b.size()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    need("param", param)?;
+    need("grad", grad)?;
+    need("update", update)?;
+
+    // State slots: the kind's own must be present and full-sized; the rest become dummies
+    // (auto layout keeps every binding the shader declares, so each needs a buffer).
+    let slots = p.kind.state_slots();
+    for (slot, buf) in [state1, state2].into_iter().enumerate() {
+        let name = format!("state{}", slot + 1);
+        match buf {
+            Some(b) => need(&name, b)?,
+            None if slot < slots => {
+                return Err(Error::shape(
+                    &op,
+                    format!(
+                        "{} keeps {slots} state tensor(s) but {name} is missing",
+                        p.kind.name()
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
+    let dummy1;
+    let state1_buf = match state1 {
+        Some(b) => b,
+        None => {
+            dummy1 = ctx.storage_buffer("optimizer.state1.unused", 4)?;
+            &dummy1
+        }
+    };
+    let dummy2;
+    let state2_buf = match state2 {
+        Some(b) => b,
+        None => {
+            dummy2 = ctx.storage_buffer("optimizer.state2.unused", 4)?;
+            &dummy2
+        }
+    };
+
+    let buffers = [step, param, grad, state1_buf, state2_buf, update];
+    for (a, x) in buffers.iter().enumerate() {
+        for y in &buffers[a + 1..] {
+            if x == y {
+                return Err(Error::shape(
+                    &op,
+                    "the same buffer is passed twice (step, param, grad, state and update must be distinct)",
+                ));
+            }
+        }
+    }
+
+    let groups = len32.div_ceil(WG);
+    let max = ctx.limits.max_compute_workgroups_per_dimension;
+    let gx = groups.clamp(1, max);
+    let gy = groups.div_ceil(gx);
+    let hyper = OptimizerHyper {
+        kind: p.kind.code(),
+        len: len32,
+        row: gx * WG,
+        momentum: p.momentum,
+        beta1: p.beta1,
+        beta2: p.beta2,
+        eps: p.eps,
+        weight_decay: p.weight_decay,
+    };
+    let hyper_buf = ctx.uniform("optimizer.hyper", &hyper)?;
+    ctx.dispatch(
+        "optimizer",
+        "optimizer_update",
+        &[
+            step, &hyper_buf, param, grad, state1_buf, state2_buf, update,
+        ],
+        [gx, gy, 1],
+    )
 }
