@@ -190,6 +190,50 @@ fn gpu_leaves_bytes_past_c_untouched() {
     }
 }
 
+/// A NaN in op(A) row 1 and op(B) column 2 poisons exactly C's row 1 and column 2, as on the
+/// CPU. This is what lets the engine say where a non-finite value first appeared, and it
+/// fails if the tile padding ever reads real data past K (NaN · 0 = NaN would leak into
+/// neighbouring rows or columns).
+#[test]
+fn gpu_nan_stays_in_its_row_and_column() {
+    let Some(ctx) = common::gpu() else { return };
+    for layout in LAYOUTS {
+        for (m, n, k) in [(3, 4, 5), (70, 66, 21)] {
+            let s = shape(m, n, k);
+            let (mut a, mut b, _) = inputs(77, s);
+            // op(A)[1, 3] and op(B)[3, 2], wherever the layout stores them.
+            match layout {
+                MatmulLayout::TN => a[3 * m + 1] = f32::NAN,
+                _ => a[k + 3] = f32::NAN,
+            }
+            match layout {
+                MatmulLayout::NT => b[2 * k + 3] = f32::NAN,
+                _ => b[3 * n + 2] = f32::NAN,
+            }
+            let mut want = vec![0.0f32; m * n];
+            cpu_matmul(layout, s, &a, &b, &mut want, false).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(want[i * n + j].is_nan(), i == 1 || j == 2, "cpu {i},{j}");
+                }
+            }
+            let ga = ctx.upload("a", &a).unwrap();
+            let gb = ctx.upload("b", &b).unwrap();
+            let gc = ctx.storage_buffer("c", (m * n * 4) as u64).unwrap();
+            let d = gpu_matmul(ctx, layout, s, &ga, &gb, &gc, false).unwrap();
+            ctx.run(&[&d]).unwrap();
+            let got: Vec<f32> = ctx.read(&gc, m * n).unwrap();
+            common::assert_close(
+                &format!("gpu NaN locality {layout:?} {s:?} seed=77"),
+                &got,
+                &want,
+                atol_f32(k),
+                RTOL_F32,
+            );
+        }
+    }
+}
+
 /// Fixed summation order: the same dispatch twice gives the same bits.
 #[test]
 fn gpu_is_deterministic() {
