@@ -1,8 +1,97 @@
-//! CPU twin of shaders/matmul.wgsl. (Stub: the kernel-family owner fills this in.)
+//! CPU twin of shaders/matmul.wgsl: C(M,N) = op(A)·op(B), or C += op(A)·op(B), through the
+//! optimized GEMM of `matrixmultiply` (via `Element::gemm`). The transposes cost nothing:
+//! they are only strides. `matmul_naive` is the triple loop the tests prove the GEMM path
+//! against.
+//!
+//! Layouts (every matrix row-major, see `ops::MatmulLayout`):
+//! - NN: A is (M,K), B is (K,N)  — dense input gradient dx = dy·W;
+//! - NT: A is (M,K), B is (N,K)  — dense forward y = x·Wᵀ;
+//! - TN: A is (K,M), B is (K,N)  — dense weight gradient dW = dyᵀ·x.
+//!
+//! Whatever the layout, A holds M·K elements, B holds K·N and C holds M·N; slices may be
+//! longer (views into a larger allocation), and only the first M·N elements of C are touched.
 
 use crate::cpu::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::{MatmulLayout, MatmulShape};
+
+/// Element counts (A, B, C) a product of this shape reads and writes, or a shape error when a
+/// size is zero or a count overflows `usize`. Shared by the GPU launcher so both executors
+/// refuse the same shapes with the same words.
+pub fn operand_lens(layout: MatmulLayout, shape: MatmulShape) -> Result<(usize, usize, usize)> {
+    let MatmulShape { m, n, k } = shape;
+    if m == 0 || n == 0 || k == 0 {
+        return Err(Error::shape(
+            format!("matmul {layout:?}"),
+            format!("sizes must be non-zero, got M={m}, N={n}, K={k}"),
+        ));
+    }
+    let overflow = || {
+        Error::shape(
+            format!("matmul {layout:?}"),
+            format!("M={m}, N={n}, K={k} overflows the address space"),
+        )
+    };
+    let a = m.checked_mul(k).ok_or_else(overflow)?;
+    let b = k.checked_mul(n).ok_or_else(overflow)?;
+    let c = m.checked_mul(n).ok_or_else(overflow)?;
+    Ok((a, b, c))
+}
+
+/// The stored shape of A and B under `layout`, as the error messages print them.
+pub fn operand_dims(layout: MatmulLayout, shape: MatmulShape) -> ((usize, usize), (usize, usize)) {
+    let MatmulShape { m, n, k } = shape;
+    match layout {
+        MatmulLayout::NN => ((m, k), (k, n)),
+        MatmulLayout::NT => ((m, k), (n, k)),
+        MatmulLayout::TN => ((k, m), (k, n)),
+    }
+}
+
+/// Checks that A, B and C hold at least the elements the shape needs (`unit` names what the
+/// lengths count: "elements" here, "bytes" for GPU buffers, with `scale` bytes per element).
+pub(crate) fn check_lens(
+    layout: MatmulLayout,
+    shape: MatmulShape,
+    have: (u64, u64, u64),
+    scale: u64,
+    unit: &str,
+) -> Result<()> {
+    let (na, nb, nc) = operand_lens(layout, shape)?;
+    let (da, db) = operand_dims(layout, shape);
+    let dc = (shape.m, shape.n);
+    for (name, dims, need, have) in [
+        ("A", da, na, have.0),
+        ("B", db, nb, have.1),
+        ("C", dc, nc, have.2),
+    ] {
+        let need = (need as u64).saturating_mul(scale);
+        if have < need {
+            return Err(Error::shape(
+                format!("matmul {layout:?}"),
+                format!(
+                    "{name} is {}x{} and needs {need} {unit}, but has {have} \
+                     (M={}, N={}, K={})",
+                    dims.0, dims.1, shape.m, shape.n, shape.k
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Row and column strides (in elements) of op(A) (M×K) and op(B) (K×N) as stored.
+fn strides(layout: MatmulLayout, shape: MatmulShape) -> [isize; 4] {
+    let (n, k, m) = (shape.n as isize, shape.k as isize, shape.m as isize);
+    match layout {
+        // op(A)[i,l] = A[i·K + l]; op(B)[l,j] = B[l·N + j].
+        MatmulLayout::NN => [k, 1, n, 1],
+        // op(B)[l,j] = B[j·K + l]: B read transposed.
+        MatmulLayout::NT => [k, 1, 1, k],
+        // op(A)[i,l] = A[l·M + i]: A read transposed.
+        MatmulLayout::TN => [1, m, n, 1],
+    }
+}
 
 /// C(M,N) = op(A)·op(B), or C += op(A)·op(B) when `accumulate`.
 /// A is (M,K) for NN/NT and (K,M) for TN; B is (K,N) for NN/TN and (N,K) for NT.
@@ -14,6 +103,74 @@ pub fn matmul<T: Element>(
     c: &mut [T],
     accumulate: bool,
 ) -> Result<()> {
-    let _ = (layout, shape, a, b, c, accumulate);
-    unimplemented!("cpu::matmul")
+    // Every index the strides below reach is < M·K, K·N or M·N: checked here, before the
+    // unsafe GEMM inside `Element::gemm`.
+    check_lens(
+        layout,
+        shape,
+        (a.len() as u64, b.len() as u64, c.len() as u64),
+        1,
+        "elements",
+    )?;
+    let [rsa, csa, rsb, csb] = strides(layout, shape);
+    // matrixmultiply never reads C when beta = 0 (its kernels must not, by contract, so NaN
+    // or garbage in C does not leak through 0·C), hence no zeroing is needed to overwrite.
+    let beta = if accumulate { T::one() } else { T::zero() };
+    T::gemm(
+        shape.m,
+        shape.k,
+        shape.n,
+        T::one(),
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        beta,
+        c,
+        shape.n as isize,
+        1,
+    );
+    Ok(())
+}
+
+/// The reference: the textbook triple loop with f64 accumulation, k ascending. Slow, obvious,
+/// and independent of `matrixmultiply`, so the tests can prove the GEMM strides against it.
+pub fn matmul_naive<T: Element>(
+    layout: MatmulLayout,
+    shape: MatmulShape,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    accumulate: bool,
+) -> Result<()> {
+    check_lens(
+        layout,
+        shape,
+        (a.len() as u64, b.len() as u64, c.len() as u64),
+        1,
+        "elements",
+    )?;
+    let MatmulShape { m, n, k } = shape;
+    for i in 0..m {
+        for j in 0..n {
+            let mut sum = 0.0f64;
+            for l in 0..k {
+                let (x, y) = match layout {
+                    MatmulLayout::NN => (a[i * k + l], b[l * n + j]),
+                    MatmulLayout::NT => (a[i * k + l], b[j * k + l]),
+                    MatmulLayout::TN => (a[l * m + i], b[l * n + j]),
+                };
+                sum += x.to_f64() * y.to_f64();
+            }
+            let out = &mut c[i * n + j];
+            *out = if accumulate {
+                T::from_f64(out.to_f64() + sum)
+            } else {
+                T::from_f64(sum)
+            };
+        }
+    }
+    Ok(())
 }
