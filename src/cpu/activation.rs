@@ -1,16 +1,242 @@
-//! CPU twin of shaders/activation.wgsl. (Stub: the kernel-family owner fills this in.)
+//! CPU twin of shaders/activation.wgsl: element-wise activations and their derivatives.
+//!
+//! The same stable formulas as the shader (sigmoid without overflow, softplus with PyTorch's
+//! threshold of 20, ReLU's derivative 0 at 0), evaluated in T. Where Rust's `std` has an
+//! accurate function (tanh, ln_1p, exp_m1) the twin uses it, so it is the reference the
+//! shader's hand-written versions are measured against.
+//!
+//! GELU needs erf, which neither WGSL nor `std` has. The shader uses a Chebyshev fit
+//! (relative error < 1.2e−7, fine in f32). The twin instead evaluates Φ in f64 to ~1e−16
+//! (a series below 3, a continued fraction above), for two reasons: it is PyTorch's exact
+//! GELU (approximate='none') to the last f32 bit, and the f64 finite-difference check of
+//! the backward Φ(x) + x·φ(x) then tests the derivation, not the fit: a 1e−7 fit error
+//! would differentiate into ~1e−6 discrepancies and force a useless tolerance.
+//!
+//! Gradient convention: activation gradients are overwritten (dx =), never accumulated.
+
+use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::ops::Activation;
+use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
+
+/// PyTorch's softplus threshold (beta = 1): above it softplus(x) = x and its derivative 1.
+pub const SOFTPLUS_THRESHOLD: f64 = 20.0;
+
+/// Slices longer than this are split across rayon's threads (results do not depend on the
+/// split: every element is computed on its own).
+const PAR_CHUNK: usize = 1 << 14;
 
 /// y = f(x), element-wise.
 pub fn activation_forward<T: Element>(act: Activation, x: &[T], y: &mut [T]) {
-    let _ = (act, x, y);
-    unimplemented!()
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "activation_forward: x and y lengths differ"
+    );
+    let param = T::from_f64(act.param() as f64);
+    let run = |x: &[T], y: &mut [T]| {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = forward_one(act, param, v);
+        }
+    };
+    if x.len() > PAR_CHUNK {
+        y.par_chunks_mut(PAR_CHUNK)
+            .zip(x.par_chunks(PAR_CHUNK))
+            .for_each(|(y, x)| run(x, y));
+    } else {
+        run(x, y);
+    }
 }
 
 /// dx = dy ⊙ f'(x), given the input x and the output y = f(x). Overwrites dx.
 pub fn activation_backward<T: Element>(act: Activation, x: &[T], y: &[T], dy: &[T], dx: &mut [T]) {
-    let _ = (act, x, y, dy, dx);
-    unimplemented!()
+    let n = dx.len();
+    assert!(
+        x.len() == n && y.len() == n && dy.len() == n,
+        "activation_backward: lengths differ (x {}, y {}, dy {}, dx {n})",
+        x.len(),
+        y.len(),
+        dy.len()
+    );
+    let param = T::from_f64(act.param() as f64);
+    let run = |base: usize, dx: &mut [T]| {
+        for (k, o) in dx.iter_mut().enumerate() {
+            let i = base + k;
+            *o = backward_one(act, param, x[i], y[i], dy[i]);
+        }
+    };
+    if n > PAR_CHUNK {
+        dx.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(c, dx)| run(c * PAR_CHUNK, dx));
+    } else {
+        run(0, dx);
+    }
+}
+
+/// f(x) for one element.
+#[inline]
+pub fn forward_one<T: Element>(act: Activation, param: T, x: T) -> T {
+    let zero = T::zero();
+    match act {
+        Activation::Identity => x,
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => x.tanh(),
+        // `x <= 0` is false for NaN, so NaN propagates, as in PyTorch.
+        Activation::Relu => {
+            if x <= zero {
+                zero
+            } else {
+                x
+            }
+        }
+        Activation::LeakyRelu { .. } => {
+            if x > zero {
+                x
+            } else {
+                param * x
+            }
+        }
+        Activation::Elu { .. } => {
+            if x > zero {
+                x
+            } else {
+                param * x.exp_m1()
+            }
+        }
+        Activation::Selu => {
+            let scale = T::from_f64(SELU_SCALE);
+            if x > zero {
+                scale * x
+            } else {
+                scale * T::from_f64(SELU_ALPHA) * x.exp_m1()
+            }
+        }
+        Activation::Gelu => T::from_f64(x.to_f64() * normal_cdf(x.to_f64())),
+        Activation::Softplus => {
+            if x > T::from_f64(SOFTPLUS_THRESHOLD) {
+                x
+            } else {
+                x.max(zero) + (-x.abs()).exp().ln_1p()
+            }
+        }
+    }
+}
+
+/// dy·f'(x) for one element, from x and/or y = f(x) (derivations as in the shader).
+#[inline]
+pub fn backward_one<T: Element>(act: Activation, param: T, x: T, y: T, dy: T) -> T {
+    let zero = T::zero();
+    let one = T::one();
+    let d = match act {
+        Activation::Identity => one,
+        // y = σ(x): dy/dx = y(1 − y).
+        Activation::Sigmoid => y * (one - y),
+        // y = tanh x: dy/dx = 1 − y².
+        Activation::Tanh => one - y * y,
+        // x ≤ 0 ? 0 : dy, with derivative 0 at x = 0 (PyTorch's threshold_backward); a
+        // branch rather than dy·0 so a non-finite dy behind a dead unit stays blocked.
+        Activation::Relu => return if x <= zero { zero } else { dy },
+        // PyTorch takes the slope at x = 0.
+        Activation::LeakyRelu { .. } => {
+            if x > zero {
+                one
+            } else {
+                param
+            }
+        }
+        // x ≤ 0: y = α(eˣ − 1), dy/dx = α·eˣ (= y + α without the cancellation).
+        Activation::Elu { .. } => {
+            if x > zero {
+                one
+            } else {
+                param * x.exp()
+            }
+        }
+        // x ≤ 0: y = λα(eˣ − 1), dy/dx = λα·eˣ; x > 0: λ.
+        Activation::Selu => {
+            let scale = T::from_f64(SELU_SCALE);
+            if x > zero {
+                scale
+            } else {
+                scale * T::from_f64(SELU_ALPHA) * x.exp()
+            }
+        }
+        // y = x·Φ(x): dy/dx = Φ(x) + x·φ(x).
+        Activation::Gelu => {
+            let xf = x.to_f64();
+            T::from_f64(normal_cdf(xf) + xf * normal_pdf(xf))
+        }
+        // y = log(1 + eˣ): dy/dx = σ(x); exactly 1 above the threshold, where y = x.
+        Activation::Softplus => {
+            if x > T::from_f64(SOFTPLUS_THRESHOLD) {
+                one
+            } else {
+                sigmoid(x)
+            }
+        }
+    };
+    dy * d
+}
+
+/// σ(x) without overflow: e^−x is only formed for x ≥ 0 and eˣ for x < 0.
+#[inline]
+pub fn sigmoid<T: Element>(x: T) -> T {
+    let one = T::one();
+    if x >= T::zero() {
+        one / (one + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (one + e)
+    }
+}
+
+/// The standard normal density φ(x) = e^(−x²/2)/√(2π).
+pub fn normal_pdf(x: f64) -> f64 {
+    const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+    INV_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+/// The standard normal CDF Φ(x) = erfc(−x/√2)/2, to ~1e−16 absolute and, in the left tail,
+/// to ~1e−15 relative (erfc is evaluated directly there, never as 1 + erf).
+pub fn normal_cdf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let e = erfc_nonneg(x.abs() * std::f64::consts::FRAC_1_SQRT_2);
+    if x < 0.0 { 0.5 * e } else { 1.0 - 0.5 * e }
+}
+
+/// erfc(z) for z ≥ 0.
+///
+/// Below 3: 1 − erf(z) with erf(z) = (2/√π)·e^(−z²)·Σₙ 2ⁿz^(2n+1)/(1·3·…·(2n+1)), a series
+/// of positive terms (no cancellation inside it); 1 − erf then loses at most 4.7 digits at
+/// z = 3, leaving ~1e−16 absolute. From 3 on: Laplace's continued fraction
+/// erfc(z) = e^(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + …)))), evaluated bottom-up at a
+/// fixed depth that converges to full f64 precision for z ≥ 3 (checked in the tests).
+pub fn erfc_nonneg(z: f64) -> f64 {
+    const FRAC_2_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
+    if z < 3.0 {
+        let z2 = z * z;
+        let mut term = z;
+        let mut sum = z;
+        let mut n = 0.0;
+        while term > 1e-17 * sum {
+            term *= 2.0 * z2 / (2.0 * n + 3.0);
+            sum += term;
+            n += 1.0;
+        }
+        1.0 - FRAC_2_SQRT_PI * (-z2).exp() * sum
+    } else {
+        if z.is_infinite() {
+            return 0.0;
+        }
+        const DEPTH: u32 = 80;
+        let mut f = z;
+        for k in (1..=DEPTH).rev() {
+            f = z + (k as f64 * 0.5) / f;
+        }
+        0.5 * FRAC_2_SQRT_PI * (-z * z).exp() / f
+    }
 }

@@ -1,11 +1,27 @@
-//! CPU twin of shaders/bias.wgsl. (Stub: the kernel-family owner fills this in.)
+//! CPU twin of shaders/bias.wgsl: the bias add of a dense layer and its gradient.
+//!
+//! The gradient sums every column over the rows in increasing row order, the order the
+//! GPU kernel uses, so both executors round the same way. db is a parameter gradient:
+//! `accumulate` adds the column sum to it instead of overwriting it.
 
 use crate::cpu::Element;
 
 /// y(rows, cols) += bias(cols), broadcast over rows.
 pub fn bias_forward<T: Element>(y: &mut [T], bias: &[T], rows: usize, cols: usize) {
-    let _ = (y, bias, rows, cols);
-    unimplemented!()
+    assert!(
+        y.len() >= rows * cols && bias.len() >= cols,
+        "bias_forward: y has {} elements, bias {}, for rows {rows} × cols {cols}",
+        y.len(),
+        bias.len()
+    );
+    if cols == 0 {
+        return;
+    }
+    for row in y[..rows * cols].chunks_exact_mut(cols) {
+        for (v, &b) in row.iter_mut().zip(&bias[..cols]) {
+            *v = *v + b;
+        }
+    }
 }
 
 /// db(cols) = Σ_rows dy(rows, cols), or db += that sum when `accumulate`.
@@ -16,6 +32,24 @@ pub fn bias_backward<T: Element>(
     cols: usize,
     accumulate: bool,
 ) {
-    let _ = (dy, db, rows, cols, accumulate);
-    unimplemented!()
+    assert!(
+        dy.len() >= rows * cols && db.len() >= cols,
+        "bias_backward: dy has {} elements, db {}, for rows {rows} × cols {cols}",
+        dy.len(),
+        db.len()
+    );
+    if cols == 0 {
+        return;
+    }
+    // Rows outer for contiguous reads; each column's sum still runs over rows 0, 1, … in
+    // order, then is added to db once, exactly as the shader does.
+    let mut sum = vec![T::zero(); cols];
+    for row in dy[..rows * cols].chunks_exact(cols) {
+        for (s, &g) in sum.iter_mut().zip(row) {
+            *s = *s + g;
+        }
+    }
+    for (d, s) in db[..cols].iter_mut().zip(sum) {
+        *d = if accumulate { *d + s } else { s };
+    }
 }
