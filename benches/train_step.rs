@@ -20,21 +20,39 @@ const BATCH: usize = 128;
 const REPEATS: usize = 5;
 
 fn plan() -> Plan {
-    let model = ModelSpec::mlp(784, &[256, 256], 10, Activation::Relu, Init::HeNormal, LossKind::Xent).unwrap();
+    let model = ModelSpec::mlp(
+        784,
+        &[256, 256],
+        10,
+        Activation::Relu,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
     compile(&model, BATCH, OptimizerParams::new(OptimizerKind::Adam)).unwrap()
 }
 
 /// Median samples/s over REPEATS runs of `steps` steps, after a warm-up.
 fn measure(exec: &mut dyn Executor, steps: usize, level: StatsLevel) -> f64 {
     let p = exec.plan().clone();
-    let inputs: Vec<f32> = (0..BATCH * p.input_features).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let inputs: Vec<f32> = (0..BATCH * p.input_features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
     let labels: Vec<u32> = (0..BATCH).map(|i| (i % 10) as u32).collect();
     exec.load_batch(&inputs, &labels).unwrap();
     let mut t = 0u64;
     let mut run = |exec: &mut dyn Executor, n: usize| {
         for _ in 0..n {
             t += 1;
-            exec.train_step(t, StepScalars { lr: 1e-4, t: t as u32 }, level).unwrap();
+            exec.train_step(
+                t,
+                StepScalars {
+                    lr: 1e-4,
+                    t: t as u32,
+                },
+                level,
+            )
+            .unwrap();
             exec.finished(false).unwrap();
         }
         exec.finished(true).unwrap();
@@ -54,13 +72,22 @@ fn measure(exec: &mut dyn Executor, steps: usize, level: StatsLevel) -> f64 {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let steps: usize = flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(20);
     let device = flag("--device").unwrap_or_else(|| "both".into());
     let json = args.iter().any(|a| a == "--json");
@@ -72,7 +99,13 @@ fn main() {
         let full = measure(&mut exec, steps, StatsLevel::Full);
         let grads = measure(&mut exec, steps, StatsLevel::Gradients);
         let none = measure(&mut exec, steps, StatsLevel::None);
-        rows.push(("cpu".into(), format!("{} ({} threads)", cpu_name(), rayon::current_num_threads()), full, grads, none));
+        rows.push((
+            "cpu".into(),
+            format!("{} ({} threads)", cpu_name(), rayon::current_num_threads()),
+            full,
+            grads,
+            none,
+        ));
     }
     if device == "gpu" || device == "both" {
         match GpuContext::new(&AdapterRequest::default()) {
@@ -100,10 +133,18 @@ fn main() {
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
     }
-    println!("MLP 784-256-256-10, batch {BATCH}, Adam; median of {REPEATS} runs of {steps} steps (samples/s)");
-    println!("{:<4} {:>12} {:>12} {:>12} {:>10}  device", "exec", "full stats", "grad norms", "no stats", "overhead");
+    println!(
+        "MLP 784-256-256-10, batch {BATCH}, Adam; median of {REPEATS} runs of {steps} steps (samples/s)"
+    );
+    println!(
+        "{:<4} {:>12} {:>12} {:>12} {:>10}  device",
+        "exec", "full stats", "grad norms", "no stats", "overhead"
+    );
     for (e, d, f, g, n) in &rows {
-        println!("{e:<4} {f:>12.0} {g:>12.0} {n:>12.0} {:>9.1}%  {d}", 100.0 * (n / f - 1.0));
+        println!(
+            "{e:<4} {f:>12.0} {g:>12.0} {n:>12.0} {:>9.1}%  {d}",
+            100.0 * (n / f - 1.0)
+        );
     }
     if rows.len() == 2 {
         println!("gpu/cpu ratio (full stats): {:.2}", rows[1].2 / rows[0].2);

@@ -97,10 +97,17 @@ pub fn check_batch(plan: &Plan, inputs: &[f32], labels: &[u32]) -> Result<()> {
             ),
         ));
     }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= plan.classes) {
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= plan.classes)
+    {
         return Err(crate::Error::shape(
             "load_batch",
-            format!("label {l} at batch row {i} is not below the {} classes", plan.classes),
+            format!(
+                "label {l} at batch row {i} is not below the {} classes",
+                plan.classes
+            ),
         ));
     }
     Ok(())

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn gradscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradscope")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 /// Asserts a failure whose stderr mentions every one of `needles`, without a panic.
@@ -22,7 +25,19 @@ fn fails_with(args: &[&str], needles: &[&str]) {
 }
 
 fn small_run<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["train", "--depth", "2", "--width", "16", "--max-steps", "6", "--batch-size", "32", "--run-dir", dir];
+    let mut v = vec![
+        "train",
+        "--depth",
+        "2",
+        "--width",
+        "16",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "32",
+        "--run-dir",
+        dir,
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -36,10 +51,19 @@ fn cpu_run_writes_metrics_summary_and_table() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {stderr}");
-    assert!(stdout.contains("hidden1") && stdout.contains("output"), "no per-layer table:\n{stdout}");
-    assert!(stderr.contains("CPU executor"), "the executor choice is not said:\n{stderr}");
+    assert!(
+        stdout.contains("hidden1") && stdout.contains("output"),
+        "no per-layer table:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("CPU executor"),
+        "the executor choice is not said:\n{stderr}"
+    );
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let steps: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] == "step").collect();
     assert_eq!(steps.len(), 6);
     for s in &steps {
@@ -47,10 +71,19 @@ fn cpu_run_writes_metrics_summary_and_table() {
         assert!(s["grad_norm"].as_f64().unwrap() > 0.0);
     }
     // Full statistics on steps 1, 3, 5 and the last.
-    let with_layers: Vec<u64> = steps.iter().filter(|s| s.get("layers").is_some()).map(|s| s["step"].as_u64().unwrap()).collect();
+    let with_layers: Vec<u64> = steps
+        .iter()
+        .filter(|s| s.get("layers").is_some())
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(with_layers, vec![1, 3, 5, 6]);
-    assert!(lines.iter().any(|l| l["kind"] == "eval" && l["split"] == "val"));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "eval" && l["split"] == "val")
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 6);
     assert!(summary["samples_per_second"].as_f64().unwrap() > 0.0);
     assert!(Path::new(&dir.join("config.toml")).exists());
@@ -74,7 +107,10 @@ fn devices_lists_or_says_none() {
     let out = gradscope(&["devices"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("max storage binding") || text.contains("no GPU adapter"), "{text}");
+    assert!(
+        text.contains("max storage binding") || text.contains("no GPU adapter"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -82,17 +118,38 @@ fn bad_settings_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("r");
     let d = d.to_str().unwrap();
-    fails_with(&["train", "--batch-size", "0", "--run-dir", d], &["batch_size"]);
-    fails_with(&["train", "--batch-size", "-3", "--run-dir", d], &["batch_size"]);
+    fails_with(
+        &["train", "--batch-size", "0", "--run-dir", d],
+        &["batch_size"],
+    );
+    fails_with(
+        &["train", "--batch-size", "-3", "--run-dir", d],
+        &["batch_size"],
+    );
     fails_with(&["train", "--lr", "NaN", "--run-dir", d], &["lr"]);
     fails_with(&["train", "--lr", "-0.1", "--run-dir", d], &["lr"]);
     fails_with(&["train", "--width", "0", "--run-dir", d], &["width"]);
-    fails_with(&["train", "--hidden", "16,0,8", "--run-dir", d], &["hidden"]);
-    fails_with(&["train", "--activation", "swishy", "--run-dir", d], &["swishy", "relu"]);
-    fails_with(&["train", "--optimizer", "lion", "--run-dir", d], &["lion", "adam"]);
-    fails_with(&["train", "--preset", "nope", "--run-dir", d], &["nope", "deep-sigmoid"]);
+    fails_with(
+        &["train", "--hidden", "16,0,8", "--run-dir", d],
+        &["hidden"],
+    );
+    fails_with(
+        &["train", "--activation", "swishy", "--run-dir", d],
+        &["swishy", "relu"],
+    );
+    fails_with(
+        &["train", "--optimizer", "lion", "--run-dir", d],
+        &["lion", "adam"],
+    );
+    fails_with(
+        &["train", "--preset", "nope", "--run-dir", d],
+        &["nope", "deep-sigmoid"],
+    );
     fails_with(&["train", "--device", "tpu", "--run-dir", d], &["tpu"]);
-    fails_with(&["train", "--adapter", "no-such-adapter-xyz", "--run-dir", d], &["no-such-adapter-xyz"]);
+    fails_with(
+        &["train", "--adapter", "no-such-adapter-xyz", "--run-dir", d],
+        &["no-such-adapter-xyz"],
+    );
     fails_with(&["train", "--backend", "glide", "--run-dir", d], &["glide"]);
 }
 
@@ -103,12 +160,33 @@ fn bad_config_files_are_named() {
     let d = d.to_str().unwrap();
     let unknown = tmp.path().join("unknown.toml");
     std::fs::write(&unknown, "depth = 2\nlearning_rate = 0.1\n").unwrap();
-    fails_with(&["train", "--config", unknown.to_str().unwrap(), "--run-dir", d], &["learning_rate", "unknown.toml"]);
+    fails_with(
+        &[
+            "train",
+            "--config",
+            unknown.to_str().unwrap(),
+            "--run-dir",
+            d,
+        ],
+        &["learning_rate", "unknown.toml"],
+    );
     let typed = tmp.path().join("typed.toml");
     std::fs::write(&typed, "depth = \"deep\"\n").unwrap();
-    fails_with(&["train", "--config", typed.to_str().unwrap(), "--run-dir", d], &["typed.toml"]);
+    fails_with(
+        &["train", "--config", typed.to_str().unwrap(), "--run-dir", d],
+        &["typed.toml"],
+    );
     let missing = tmp.path().join("missing.toml");
-    fails_with(&["train", "--config", missing.to_str().unwrap(), "--run-dir", d], &["missing.toml"]);
+    fails_with(
+        &[
+            "train",
+            "--config",
+            missing.to_str().unwrap(),
+            "--run-dir",
+            d,
+        ],
+        &["missing.toml"],
+    );
 }
 
 /// Writes an MNIST-layout directory with the given images and labels files.
@@ -124,7 +202,7 @@ fn images(n: u32, rows: u32, cols: u32, payload: usize) -> Vec<u8> {
     for d in [n, rows, cols] {
         v.extend_from_slice(&d.to_be_bytes());
     }
-    v.extend(std::iter::repeat_n(7u8, payload));
+    v.extend((0..payload).map(|i| (i * 37 % 251) as u8));
     v
 }
 
@@ -142,18 +220,60 @@ fn bad_data_files_are_named() {
     let d = d.to_str().unwrap();
     let good_labels = labels(&[0, 1, 2, 3]);
     let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
-        (vec![1, 2, 3, 4, 0, 0, 0, 0], good_labels.clone(), "train-images-idx3-ubyte"),
-        (images(4, 2, 2, 15), good_labels.clone(), "train-images-idx3-ubyte"),
-        (images(5, 2, 2, 20), good_labels.clone(), "train-labels-idx1-ubyte"),
+        (
+            vec![1, 2, 3, 4, 0, 0, 0, 0],
+            good_labels.clone(),
+            "train-images-idx3-ubyte",
+        ),
+        (
+            images(4, 2, 2, 15),
+            good_labels.clone(),
+            "train-images-idx3-ubyte",
+        ),
+        (
+            images(5, 2, 2, 20),
+            good_labels.clone(),
+            "train-labels-idx1-ubyte",
+        ),
     ];
     for (imgs, lbls, needle) in cases {
         let dir = idx_dir(&imgs, &lbls);
-        fails_with(&["train", "--data", dir.path().to_str().unwrap(), "--run-dir", d], &[needle]);
+        fails_with(
+            &[
+                "train",
+                "--data",
+                dir.path().to_str().unwrap(),
+                "--run-dir",
+                d,
+            ],
+            &[needle],
+        );
     }
     // Well-formed but too small for the batch: the error says so.
     let tiny = idx_dir(&images(40, 2, 2, 160), &labels(&[1; 40]));
-    fails_with(&["train", "--data", tiny.path().to_str().unwrap(), "--run-dir", d], &["batch size"]);
+    fails_with(
+        &[
+            "train",
+            "--data",
+            tiny.path().to_str().unwrap(),
+            "--run-dir",
+            d,
+        ],
+        &["batch size"],
+    );
     let empty = tempfile::tempdir().unwrap();
-    fails_with(&["train", "--data", empty.path().to_str().unwrap(), "--run-dir", d], &["train-images"]);
-    fails_with(&["train", "--data", "/no/such/dir", "--run-dir", d], &["/no/such/dir"]);
+    fails_with(
+        &[
+            "train",
+            "--data",
+            empty.path().to_str().unwrap(),
+            "--run-dir",
+            d,
+        ],
+        &["train-images"],
+    );
+    fails_with(
+        &["train", "--data", "/no/such/dir", "--run-dir", d],
+        &["/no/such/dir"],
+    );
 }

@@ -20,7 +20,11 @@ fn check(act: Activation, loss: LossKind) {
     initialize(&mut exec, 3).unwrap();
     // Non-zero biases, so every path through the network is exercised.
     for slot in plan.params.iter().filter(|p| p.shape.len() == 1) {
-        exec.set_tensor(slot.value, &common::random_vec_f64(7, slot.numel, -0.5, 0.5)).unwrap();
+        exec.set_tensor(
+            slot.value,
+            &common::random_vec_f64(7, slot.numel, -0.5, 0.5),
+        )
+        .unwrap();
     }
     let inputs = common::random_vec(5, 4 * 5, -1.5, 1.5);
     let labels = common::random_labels(6, 4, 3);
@@ -44,7 +48,13 @@ fn check(act: Activation, loss: LossKind) {
         }
         exec.set_tensor(slot.value, &base).unwrap();
         exec.compute_gradients().unwrap();
-        common::assert_close_f64(&format!("{} {} {}", act.name(), loss.name(), slot.name), &analytic, &numeric, 1e-7, 1e-5);
+        common::assert_close_f64(
+            &format!("{} {} {}", act.name(), loss.name(), slot.name),
+            &analytic,
+            &numeric,
+            1e-7,
+            1e-5,
+        );
     }
 }
 
@@ -65,6 +75,8 @@ fn every_activation_with_mse() {
 #[test]
 fn a_wrong_gradient_would_be_caught() {
     // The comparison above can fail: a gradient off by 1% is rejected.
-    let r = std::panic::catch_unwind(|| common::assert_close_f64("perturbed", &[1.01], &[1.0], 1e-7, 1e-5));
+    let r = std::panic::catch_unwind(|| {
+        common::assert_close_f64("perturbed", &[1.01], &[1.0], 1e-7, 1e-5)
+    });
     assert!(r.is_err());
 }

@@ -8,15 +8,27 @@ fn every_shader_parses_and_validates() {
     assert!(!ALL.is_empty());
     for (name, source) in ALL {
         assert!(!source.trim().is_empty(), "shaders/{name}.wgsl is empty");
-        let module = naga::front::wgsl::parse_str(source)
-            .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
-        let mut validator =
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-        validator
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not validate:\n{}", e.emit_to_string(source)));
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
+            panic!(
+                "shaders/{name}.wgsl does not parse:\n{}",
+                e.emit_to_string(source)
+            )
+        });
+        let mut validator = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        );
+        validator.validate(&module).unwrap_or_else(|e| {
+            panic!(
+                "shaders/{name}.wgsl does not validate:\n{}",
+                e.emit_to_string(source)
+            )
+        });
         assert!(
-            module.entry_points.iter().all(|e| e.stage == naga::ShaderStage::Compute),
+            module
+                .entry_points
+                .iter()
+                .all(|e| e.stage == naga::ShaderStage::Compute),
             "shaders/{name}.wgsl has a non-compute entry point"
         );
     }
@@ -29,9 +41,12 @@ fn a_broken_shader_is_caught() {
     let parsed = naga::front::wgsl::parse_str(bad);
     let invalid = match parsed {
         Err(_) => true,
-        Ok(m) => naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&m)
-            .is_err(),
+        Ok(m) => naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&m)
+        .is_err(),
     };
     assert!(invalid);
 }

@@ -30,15 +30,43 @@ fn compare_reports(what: &str, g: &StepReport, c: &StepReport) {
     for (j, (gr, cr)) in g.records.iter().zip(&c.records).enumerate() {
         let (gs, cs) = (gr.summary(), cr.summary());
         let w = format!("{what} record {j}");
-        assert_eq!((gs.count, gs.nan, gs.inf), (cs.count, cs.nan, cs.inf), "{w}: counts");
+        assert_eq!(
+            (gs.count, gs.nan, gs.inf),
+            (cs.count, cs.nan, cs.inf),
+            "{w}: counts"
+        );
         // Values computed in f32 on both sides through different summation orders: an
         // element lying on a histogram or saturation boundary may fall either side, and a
         // zero may come out as ±1e-9; allow one element of slack in those counts.
-        assert!(gr.zeros.abs_diff(cr.zeros) <= 1, "{w}: zeros {} vs {}", gr.zeros, cr.zeros);
+        assert!(
+            gr.zeros.abs_diff(cr.zeros) <= 1,
+            "{w}: zeros {} vs {}",
+            gr.zeros,
+            cr.zeros
+        );
         assert!(gr.saturated.abs_diff(cr.saturated) <= 1, "{w}: saturated");
-        let hist_diff: u32 = gr.hist.iter().zip(&cr.hist).map(|(a, b)| a.abs_diff(*b)).sum();
-        assert!(hist_diff <= 2, "{w}: histograms differ by {hist_diff}: {:?} vs {:?}", gr.hist, cr.hist);
-        let f = |s: &gradscope::stats::TensorStats| vec![s.mean as f32, s.std as f32, s.norm as f32, s.min as f32, s.max as f32, s.max_abs as f32];
+        let hist_diff: u32 = gr
+            .hist
+            .iter()
+            .zip(&cr.hist)
+            .map(|(a, b)| a.abs_diff(*b))
+            .sum();
+        assert!(
+            hist_diff <= 2,
+            "{w}: histograms differ by {hist_diff}: {:?} vs {:?}",
+            gr.hist,
+            cr.hist
+        );
+        let f = |s: &gradscope::stats::TensorStats| {
+            vec![
+                s.mean as f32,
+                s.std as f32,
+                s.norm as f32,
+                s.min as f32,
+                s.max as f32,
+                s.max_abs as f32,
+            ]
+        };
         common::assert_close(&w, &f(&gs), &f(&cs), 1e-5, 1e-4);
     }
 }
@@ -54,7 +82,10 @@ fn run_both(act: Activation, loss: LossKind, kind: OptimizerKind) {
     for step in 1..=4u64 {
         let inputs = common::random_vec(100 + step, p.batch * p.input_features, -2.0, 2.0);
         let labels = common::random_labels(200 + step, p.batch, p.classes as u32);
-        let scalars = StepScalars { lr: 0.05, t: step as u32 };
+        let scalars = StepScalars {
+            lr: 0.05,
+            t: step as u32,
+        };
         // A step with gradient statistics only, and one with none, in the middle.
         let full = match step {
             2 => StatsLevel::Gradients,
@@ -70,10 +101,28 @@ fn run_both(act: Activation, loss: LossKind, kind: OptimizerKind) {
         compare_reports(&format!("{what} step {step}"), &g[0], &c[0]);
         for slot in &p.params {
             let w = format!("{what} step {step} {}", slot.name);
-            common::assert_close(&format!("{w} grad"), &gpu.read(slot.grad).unwrap(), &cpu.read(slot.grad).unwrap(), 1e-5, 1e-4);
-            common::assert_close(&format!("{w} value"), &gpu.read(slot.value).unwrap(), &cpu.read(slot.value).unwrap(), 1e-5, 1e-4);
+            common::assert_close(
+                &format!("{w} grad"),
+                &gpu.read(slot.grad).unwrap(),
+                &cpu.read(slot.grad).unwrap(),
+                1e-5,
+                1e-4,
+            );
+            common::assert_close(
+                &format!("{w} value"),
+                &gpu.read(slot.value).unwrap(),
+                &cpu.read(slot.value).unwrap(),
+                1e-5,
+                1e-4,
+            );
             for (i, &s) in slot.state.iter().enumerate() {
-                common::assert_close(&format!("{w} state{i}"), &gpu.read(s).unwrap(), &cpu.read(s).unwrap(), 1e-6, 1e-4);
+                common::assert_close(
+                    &format!("{w} state{i}"),
+                    &gpu.read(s).unwrap(),
+                    &cpu.read(s).unwrap(),
+                    1e-6,
+                    1e-4,
+                );
             }
         }
     }
@@ -81,7 +130,10 @@ fn run_both(act: Activation, loss: LossKind, kind: OptimizerKind) {
     let (gl, gc) = gpu.evaluate(5).unwrap();
     let (cl, cc) = cpu.evaluate(5).unwrap();
     assert_eq!(gc, cc, "{what}: eval correct");
-    assert!((gl - cl).abs() <= 1e-4 * (1.0 + cl.abs()), "{what}: eval loss {gl} vs {cl}");
+    assert!(
+        (gl - cl).abs() <= 1e-4 * (1.0 + cl.abs()),
+        "{what}: eval loss {gl} vs {cl}"
+    );
 }
 
 #[test]
@@ -106,12 +158,20 @@ fn gelu_xent_rmsprop() {
 
 #[test]
 fn elu_xent_adagrad_and_adamw() {
-    run_both(Activation::Elu { alpha: 1.0 }, LossKind::Xent, OptimizerKind::Adagrad);
+    run_both(
+        Activation::Elu { alpha: 1.0 },
+        LossKind::Xent,
+        OptimizerKind::Adagrad,
+    );
     run_both(Activation::Selu, LossKind::Xent, OptimizerKind::Adamw);
 }
 
 #[test]
 fn leaky_softplus_momentum() {
-    run_both(Activation::LeakyRelu { slope: 0.01 }, LossKind::Xent, OptimizerKind::Momentum);
+    run_both(
+        Activation::LeakyRelu { slope: 0.01 },
+        LossKind::Xent,
+        OptimizerKind::Momentum,
+    );
     run_both(Activation::Softplus, LossKind::Mse, OptimizerKind::Momentum);
 }

@@ -31,14 +31,24 @@ impl Console {
 }
 
 impl Observer for Console {
-    fn started(&mut self, executor: &str, reason: &str, plan: &Plan, total_steps: u64, run_dir: &Path) {
+    fn started(
+        &mut self,
+        executor: &str,
+        reason: &str,
+        plan: &Plan,
+        total_steps: u64,
+        run_dir: &Path,
+    ) {
         eprintln!("executor: {reason}");
         let widths: Vec<String> = plan.layers.iter().map(|l| l.units.to_string()).collect();
         eprintln!(
             "model: {}-{} {} ({} parameters), batch {}, {} steps; {}",
             plan.input_features,
             widths.join("-"),
-            plan.layers.first().and_then(|l| l.activation).map_or("linear", |a| a.name()),
+            plan.layers
+                .first()
+                .and_then(|l| l.activation)
+                .map_or("linear", |a| a.name()),
             plan.model.param_count(),
             plan.batch,
             total_steps,
@@ -53,8 +63,10 @@ impl Observer for Console {
         };
         let bar = ProgressBar::with_draw_target(Some(total_steps), target);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         self.bar = Some(bar);
     }
@@ -62,7 +74,10 @@ impl Observer for Console {
     fn step(&mut self, log: &StepLog, samples_per_second: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(log.step);
-            bar.set_message(format!("loss {:.4}  |∇| {:.2e}  {:.0} samples/s", log.loss, log.grad_norm, samples_per_second));
+            bar.set_message(format!(
+                "loss {:.4}  |∇| {:.2e}  {:.0} samples/s",
+                log.loss, log.grad_norm, samples_per_second
+            ));
         }
     }
 
@@ -98,7 +113,11 @@ impl Observer for Console {
         );
         println!(
             "{} steps, {:.0} samples/s on {}, {:.1} s; run directory {}",
-            summary.steps, summary.samples_per_second, summary.executor, summary.wall_seconds, summary.run_dir
+            summary.steps,
+            summary.samples_per_second,
+            summary.executor,
+            summary.wall_seconds,
+            summary.run_dir
         );
     }
 }

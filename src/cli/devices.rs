@@ -20,9 +20,15 @@ fn mib(bytes: u64) -> String {
 }
 
 pub fn run(args: &DevicesArgs) -> Result<()> {
-    let adapters = list_adapters(&AdapterRequest { backend: args.backend.clone(), adapter: None })?;
+    let adapters = list_adapters(&AdapterRequest {
+        backend: args.backend.clone(),
+        adapter: None,
+    })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&adapters).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&adapters).unwrap_or_default()
+        );
         return Ok(());
     }
     if adapters.is_empty() {
@@ -31,7 +37,10 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
     }
     for a in &adapters {
         println!("[{}] {}", a.index, a.name);
-        println!("    backend {}, type {}, driver {} {}", a.backend, a.device_type, a.driver, a.driver_info);
+        println!(
+            "    backend {}, type {}, driver {} {}",
+            a.backend, a.device_type, a.driver, a.driver_info
+        );
         println!(
             "    max buffer {}, max storage binding {}, workgroup ≤ {} invocations (x ≤ {}), {} bytes shared, {} groups/dim",
             mib(a.max_buffer_size),
@@ -47,7 +56,11 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
             yes(a.shader_f16),
             yes(a.timestamp_query),
             yes(a.subgroups),
-            if a.is_software() { "  (software renderer: slower than the CPU executor)" } else { "" }
+            if a.is_software() {
+                "  (software renderer: slower than the CPU executor)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

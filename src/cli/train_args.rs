@@ -96,7 +96,9 @@ fn parse_schedule(s: &str) -> std::result::Result<Schedule, String> {
         "constant" => Ok(Schedule::Constant),
         "cosine" => Ok(Schedule::Cosine),
         "step" => Ok(Schedule::Step),
-        _ => Err(format!("unknown schedule `{s}`; use constant, cosine or step")),
+        _ => Err(format!(
+            "unknown schedule `{s}`; use constant, cosine or step"
+        )),
     }
 }
 
@@ -114,9 +116,13 @@ impl TrainArgs {
     fn resolve(&self) -> Result<(TrainConfig, String)> {
         let name = self.preset.clone().unwrap_or_else(|| "mlp".into());
         let overlay = presets::find(&name).ok_or_else(|| {
-            Error::config(format!("unknown preset `{name}`; use one of {}", presets::names().join(", ")))
+            Error::config(format!(
+                "unknown preset `{name}`; use one of {}",
+                presets::names().join(", ")
+            ))
         })?;
-        let mut c = TrainConfig::default().overlay_toml(overlay, std::path::Path::new("<preset>"))?;
+        let mut c =
+            TrainConfig::default().overlay_toml(overlay, std::path::Path::new("<preset>"))?;
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             c = c.overlay_toml(&text, path)?;
@@ -124,13 +130,25 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
-        set!(hidden, depth, width, activation, init, loss, optimizer, lr, momentum, beta1, beta2, eps);
-        set!(weight_decay, schedule, warmup_steps, epochs, max_steps, seed, stats_every, val_fraction, device);
+        set!(
+            hidden, depth, width, activation, init, loss, optimizer, lr, momentum, beta1, beta2,
+            eps
+        );
+        set!(
+            weight_decay,
+            schedule,
+            warmup_steps,
+            epochs,
+            max_steps,
+            seed,
+            stats_every,
+            val_fraction,
+            device
+        );
         if let Some(b) = self.batch_size {
-            c.batch_size = usize::try_from(b)
-                .ok()
-                .filter(|&b| b > 0)
-                .ok_or_else(|| Error::config(format!("`batch_size` must be at least 1, got {b}")))?;
+            c.batch_size = usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| {
+                Error::config(format!("`batch_size` must be at least 1, got {b}"))
+            })?;
         }
         if self.adapter.is_some() {
             c.adapter = self.adapter.clone();

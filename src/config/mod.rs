@@ -124,13 +124,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Parses a TOML config, refusing unknown keys.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
+        toml::from_str(text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
     }
 
     /// Overlays the keys present in a TOML table onto `self`.
     pub fn overlay_toml(&self, text: &str, path: &Path) -> Result<Self> {
-        let over: toml::Table =
-            toml::from_str(text).map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
+        let over: toml::Table = toml::from_str(text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
         let mut base = toml::Table::try_from(self).map_err(|e| Error::config(e.to_string()))?;
         for (k, v) in over {
             base.insert(k, v);
@@ -144,53 +145,104 @@ impl TrainConfig {
     }
 
     pub fn hidden_widths(&self) -> Vec<usize> {
-        if self.hidden.is_empty() { vec![self.width; self.depth] } else { self.hidden.clone() }
+        if self.hidden.is_empty() {
+            vec![self.width; self.depth]
+        } else {
+            self.hidden.clone()
+        }
     }
 
     pub fn activation(&self) -> Result<Activation> {
         Activation::parse(&self.activation).ok_or_else(|| {
-            Error::config(format!("unknown activation `{}`; use one of {}", self.activation, Activation::ALL_NAMES.join(", ")))
+            Error::config(format!(
+                "unknown activation `{}`; use one of {}",
+                self.activation,
+                Activation::ALL_NAMES.join(", ")
+            ))
         })
     }
 
     pub fn init(&self) -> Result<Init> {
-        Init::parse(&self.init)
-            .ok_or_else(|| Error::config(format!("unknown init `{}`; use one of {}", self.init, Init::ALL_NAMES.join(", "))))
+        Init::parse(&self.init).ok_or_else(|| {
+            Error::config(format!(
+                "unknown init `{}`; use one of {}",
+                self.init,
+                Init::ALL_NAMES.join(", ")
+            ))
+        })
     }
 
     pub fn loss(&self) -> Result<LossKind> {
-        LossKind::parse(&self.loss).ok_or_else(|| Error::config(format!("unknown loss `{}`; use xent or mse", self.loss)))
+        LossKind::parse(&self.loss)
+            .ok_or_else(|| Error::config(format!("unknown loss `{}`; use xent or mse", self.loss)))
     }
 
     pub fn optimizer(&self) -> Result<OptimizerParams> {
         let kind = OptimizerKind::parse(&self.optimizer).ok_or_else(|| {
-            Error::config(format!("unknown optimizer `{}`; use one of {}", self.optimizer, OptimizerKind::ALL_NAMES.join(", ")))
+            Error::config(format!(
+                "unknown optimizer `{}`; use one of {}",
+                self.optimizer,
+                OptimizerKind::ALL_NAMES.join(", ")
+            ))
         })?;
         let mut p = OptimizerParams::new(kind);
         p.momentum = self.momentum as f32;
         p.beta1 = self.beta1 as f32;
         // RMSProp's smoothing constant α shares the β₂ slot; its PyTorch default is 0.99.
-        p.beta2 = if kind == OptimizerKind::Rmsprop && self.beta2 == TrainConfig::default().beta2 { 0.99 } else { self.beta2 as f32 };
-        p.eps = if kind == OptimizerKind::Adagrad && self.eps == TrainConfig::default().eps { 1e-10 } else { self.eps as f32 };
+        p.beta2 = if kind == OptimizerKind::Rmsprop && self.beta2 == TrainConfig::default().beta2 {
+            0.99
+        } else {
+            self.beta2 as f32
+        };
+        p.eps = if kind == OptimizerKind::Adagrad && self.eps == TrainConfig::default().eps {
+            1e-10
+        } else {
+            self.eps as f32
+        };
         p.weight_decay = self.weight_decay as f32;
         Ok(p)
     }
 
     /// The model this config describes, for `input` features and `classes` classes.
     pub fn model(&self, input: usize, classes: usize) -> Result<ModelSpec> {
-        ModelSpec::mlp(input, &self.hidden_widths(), classes, self.activation()?, self.init()?, self.loss()?)
+        ModelSpec::mlp(
+            input,
+            &self.hidden_widths(),
+            classes,
+            self.activation()?,
+            self.init()?,
+            self.loss()?,
+        )
     }
 
     /// Refuses settings no run can use, naming the key.
     pub fn validate(&self) -> Result<()> {
         let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::config(format!("`{name}` must be a finite number > 0, got {v}"))) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(format!(
+                    "`{name}` must be a finite number > 0, got {v}"
+                )))
+            }
         };
         let non_negative = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::config(format!("`{name}` must be a finite number ≥ 0, got {v}"))) }
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(format!(
+                    "`{name}` must be a finite number ≥ 0, got {v}"
+                )))
+            }
         };
         let fraction = |name: &str, v: f64| {
-            if v.is_finite() && (0.0..1.0).contains(&v) { Ok(()) } else { Err(Error::config(format!("`{name}` must lie in [0, 1), got {v}"))) }
+            if v.is_finite() && (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(format!(
+                    "`{name}` must lie in [0, 1), got {v}"
+                )))
+            }
         };
         positive("lr", self.lr)?;
         fraction("momentum", self.momentum)?;
@@ -205,7 +257,9 @@ impl TrainConfig {
             return Err(Error::config("`batch_size` must be at least 1"));
         }
         if self.epochs == 0 && self.max_steps == 0 {
-            return Err(Error::config("`epochs` must be at least 1 (or set `max_steps`)"));
+            return Err(Error::config(
+                "`epochs` must be at least 1 (or set `max_steps`)",
+            ));
         }
         if self.stats_every == 0 {
             return Err(Error::config("`stats_every` must be at least 1"));
@@ -217,7 +271,9 @@ impl TrainConfig {
             return Err(Error::config("`width` must be at least 1"));
         }
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
-            return Err(Error::config(format!("`hidden` entry {i} is 0; widths must be at least 1")));
+            return Err(Error::config(format!(
+                "`hidden` entry {i} is 0; widths must be at least 1"
+            )));
         }
         self.activation()?;
         self.init()?;
@@ -228,14 +284,21 @@ impl TrainConfig {
 
     /// The learning rate of 1-based optimizer step `t` out of `total`.
     pub fn lr_at(&self, t: u64, total: u64) -> f64 {
-        let warm = if self.warmup_steps > 0 && t <= self.warmup_steps { t as f64 / self.warmup_steps as f64 } else { 1.0 };
+        let warm = if self.warmup_steps > 0 && t <= self.warmup_steps {
+            t as f64 / self.warmup_steps as f64
+        } else {
+            1.0
+        };
         let after = t.saturating_sub(self.warmup_steps);
         let span = total.saturating_sub(self.warmup_steps).max(1);
         let factor = match self.schedule {
             Schedule::Constant => 1.0,
             Schedule::Cosine => {
                 let progress = (after as f64 / span as f64).min(1.0);
-                self.min_lr_factor + (1.0 - self.min_lr_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+                self.min_lr_factor
+                    + (1.0 - self.min_lr_factor)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             Schedule::Step => self.gamma.powi((after / self.step_every) as i32),
         };

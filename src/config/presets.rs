@@ -3,7 +3,11 @@
 
 /// (name, what it shows, TOML overlay)
 pub const PRESETS: &[(&str, &str, &str)] = &[
-    ("mlp", "the default: 6 hidden ReLU layers of 128, He init, Adam; healthy gradient flow", ""),
+    (
+        "mlp",
+        "the default: 6 hidden ReLU layers of 128, He init, Adam; healthy gradient flow",
+        "",
+    ),
     (
         "deep-sigmoid",
         "10 sigmoid layers with a small normal init and SGD: the textbook vanishing gradient",
@@ -27,7 +31,10 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {
-    PRESETS.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t)
+    PRESETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, t)| *t)
 }
 
 pub fn names() -> Vec<&'static str> {

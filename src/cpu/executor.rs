@@ -39,7 +39,14 @@ impl<T: Element> CpuExecutor<T> {
         let records = vec![RawStats::empty(); plan.stats_jobs.len()];
         let dead = vec![0; plan.dead_unit_layers.len()];
         let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
-        CpuExecutor { plan, storage, records, dead, reports: Vec::new(), targets_host }
+        CpuExecutor {
+            plan,
+            storage,
+            records,
+            dead,
+            reports: Vec::new(),
+            targets_host,
+        }
     }
 
     fn float(&self, id: BufId) -> &[T] {
@@ -79,7 +86,11 @@ impl<T: Element> CpuExecutor<T> {
         if data.len() != want {
             return Err(Error::shape(
                 "write",
-                format!("tensor `{}` has {want} elements, got {}", self.plan.buffer(id).name, data.len()),
+                format!(
+                    "tensor `{}` has {want} elements, got {}",
+                    self.plan.buffer(id).name,
+                    data.len()
+                ),
             ));
         }
         self.put(id, data.to_vec());
@@ -94,10 +105,18 @@ impl<T: Element> CpuExecutor<T> {
         Ok(self.float(self.plan.loss_out)[0])
     }
 
-    fn run_ops(&mut self, range: std::ops::Range<usize>, scalars: Option<StepScalars>, stats: StatsLevel) -> Result<()> {
+    fn run_ops(
+        &mut self,
+        range: std::ops::Range<usize>,
+        scalars: Option<StepScalars>,
+        stats: StatsLevel,
+    ) -> Result<()> {
         for i in range {
             let op = self.plan.ops[i].clone();
-            if op.stats_class(&self.plan.stats_jobs).is_some_and(|c| !stats.runs(c)) {
+            if op
+                .stats_class(&self.plan.stats_jobs)
+                .is_some_and(|c| !stats.runs(c))
+            {
                 continue;
             }
             self.run_op(&op, scalars)?;
@@ -107,18 +126,43 @@ impl<T: Element> CpuExecutor<T> {
 
     fn run_op(&mut self, op: &Op, scalars: Option<StepScalars>) -> Result<()> {
         match *op {
-            Op::Matmul { layout, shape, a, b, c, accumulate } => {
+            Op::Matmul {
+                layout,
+                shape,
+                a,
+                b,
+                c,
+                accumulate,
+            } => {
                 let mut out = self.take(c);
-                let r = matmul::matmul(layout, shape, self.float(a), self.float(b), &mut out, accumulate);
+                let r = matmul::matmul(
+                    layout,
+                    shape,
+                    self.float(a),
+                    self.float(b),
+                    &mut out,
+                    accumulate,
+                );
                 self.put(c, out);
                 r?;
             }
-            Op::BiasForward { y, bias: bb, rows, cols } => {
+            Op::BiasForward {
+                y,
+                bias: bb,
+                rows,
+                cols,
+            } => {
                 let mut out = self.take(y);
                 bias::bias_forward(&mut out, self.float(bb), rows, cols);
                 self.put(y, out);
             }
-            Op::BiasBackward { dy, db, rows, cols, accumulate } => {
+            Op::BiasBackward {
+                dy,
+                db,
+                rows,
+                cols,
+                accumulate,
+            } => {
                 let mut out = self.take(db);
                 bias::bias_backward(self.float(dy), &mut out, rows, cols, accumulate);
                 self.put(db, out);
@@ -128,26 +172,58 @@ impl<T: Element> CpuExecutor<T> {
                 activation::activation_forward(act, self.float(x), &mut out);
                 self.put(y, out);
             }
-            Op::ActivationBackward { act, x, y, dy, dx, .. } => {
+            Op::ActivationBackward {
+                act, x, y, dy, dx, ..
+            } => {
                 let mut out = self.take(dx);
-                activation::activation_backward(act, self.float(x), self.float(y), self.float(dy), &mut out);
+                activation::activation_backward(
+                    act,
+                    self.float(x),
+                    self.float(y),
+                    self.float(dy),
+                    &mut out,
+                );
                 self.put(dx, out);
             }
-            Op::Loss { kind, logits, dlogits, rows, classes } => {
+            Op::Loss {
+                kind,
+                logits,
+                dlogits,
+                rows,
+                classes,
+            } => {
                 let mut dl = self.take(dlogits);
                 let mut rl = self.take(self.plan.row_loss);
-                let mut rc = match std::mem::replace(&mut self.storage[self.plan.row_correct.0], Storage::Index(Vec::new())) {
+                let mut rc = match std::mem::replace(
+                    &mut self.storage[self.plan.row_correct.0],
+                    Storage::Index(Vec::new()),
+                ) {
                     Storage::Index(v) => v,
                     Storage::Float(_) => Vec::new(),
                 };
                 let labels = self.index(self.plan.labels);
                 match kind {
-                    LossKind::Xent => {
-                        loss::softmax_xent_forward_backward(self.float(logits), labels, &mut dl, &mut rl, &mut rc, rows, classes)
-                    }
+                    LossKind::Xent => loss::softmax_xent_forward_backward(
+                        self.float(logits),
+                        labels,
+                        &mut dl,
+                        &mut rl,
+                        &mut rc,
+                        rows,
+                        classes,
+                    ),
                     LossKind::Mse => {
                         let targets = self.plan.targets.map_or(&[][..], |t| self.float(t));
-                        loss::mse_forward_backward(self.float(logits), targets, labels, &mut dl, &mut rl, &mut rc, rows, classes)
+                        loss::mse_forward_backward(
+                            self.float(logits),
+                            targets,
+                            labels,
+                            &mut dl,
+                            &mut rl,
+                            &mut rc,
+                            rows,
+                            classes,
+                        )
                     }
                 }
                 let (sum, correct) = loss::loss_reduce(&rl, &rc);
@@ -159,17 +235,24 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::Stats { job } => {
                 let spec = &self.plan.stats_jobs[job];
-                self.records[job] = stats::stats_reduce(&self.float(spec.buffer)[..spec.len], spec.saturation);
+                self.records[job] =
+                    stats::stats_reduce(&self.float(spec.buffer)[..spec.len], spec.saturation);
             }
             Op::DeadUnits { layer, counter } => {
                 let l = &self.plan.layers[layer];
-                self.dead[counter] = stats::dead_units(self.float(l.output), self.plan.batch, l.units);
+                self.dead[counter] =
+                    stats::dead_units(self.float(l.output), self.plan.batch, l.units);
             }
             Op::Optimizer { param } => {
-                let s = scalars.ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
+                let s = scalars
+                    .ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
                 let slot = self.plan.params[param].clone();
                 let mut value = self.take(slot.value);
-                let mut s0 = slot.state.first().map(|&b| self.take(b)).unwrap_or_default();
+                let mut s0 = slot
+                    .state
+                    .first()
+                    .map(|&b| self.take(b))
+                    .unwrap_or_default();
                 let mut s1 = slot.state.get(1).map(|&b| self.take(b)).unwrap_or_default();
                 let mut update = self.take(self.plan.update_scratch);
                 optimizer::optimizer_update(
@@ -197,7 +280,11 @@ impl<T: Element> CpuExecutor<T> {
 
 impl<T: Element> Executor for CpuExecutor<T> {
     fn describe(&self) -> String {
-        format!("cpu ({} threads, {})", rayon::current_num_threads(), T::NAME)
+        format!(
+            "cpu ({} threads, {})",
+            rayon::current_num_threads(),
+            T::NAME
+        )
     }
 
     fn plan(&self) -> &Plan {
@@ -248,13 +335,20 @@ impl<T: Element> Executor for CpuExecutor<T> {
         self.run_ops(0..end, None, StatsLevel::None)?;
         let valid = valid.min(self.plan.batch);
         let batch = self.plan.batch as f64;
-        let loss: f64 = self.float(self.plan.row_loss)[..valid].iter().map(|v| Element::to_f64(*v) * batch).sum();
+        let loss: f64 = self.float(self.plan.row_loss)[..valid]
+            .iter()
+            .map(|v| Element::to_f64(*v) * batch)
+            .sum();
         let correct = self.index(self.plan.row_correct)[..valid].iter().sum();
         Ok((loss, correct))
     }
 
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
-        Ok(self.float(buf).iter().map(|v| Element::to_f64(*v) as f32).collect())
+        Ok(self
+            .float(buf)
+            .iter()
+            .map(|v| Element::to_f64(*v) as f32)
+            .collect())
     }
 
     fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()> {

@@ -65,47 +65,151 @@ impl GpuExecutor {
             partial_total += stats::partial_count(job.len);
         }
         let record_bytes = (RECORD_WORDS * 4) as u64;
-        let partials = c.storage_buffer("stats.partials", partial_total.max(1) as u64 * record_bytes)?;
-        let records = c.storage_buffer("stats.records", plan.stats_jobs.len().max(1) as u64 * record_bytes)?;
-        let dead = c.storage_buffer("stats.dead_units", plan.dead_unit_layers.len().max(1) as u64 * 4)?;
-        let step_uniform = c.uniform("optimizer.step", &StepUniform { lr: 0.0, t: 1, bias_correction1: 1.0, bias_correction2: 1.0 })?;
+        let partials =
+            c.storage_buffer("stats.partials", partial_total.max(1) as u64 * record_bytes)?;
+        let records = c.storage_buffer(
+            "stats.records",
+            plan.stats_jobs.len().max(1) as u64 * record_bytes,
+        )?;
+        let dead = c.storage_buffer(
+            "stats.dead_units",
+            plan.dead_unit_layers.len().max(1) as u64 * 4,
+        )?;
+        let step_uniform = c.uniform(
+            "optimizer.step",
+            &StepUniform {
+                lr: 0.0,
+                t: 1,
+                bias_correction1: 1.0,
+                bias_correction2: 1.0,
+            },
+        )?;
 
         let mut op_dispatches = Vec::with_capacity(plan.ops.len());
         let mut op_class = Vec::with_capacity(plan.ops.len());
         for op in &plan.ops {
             op_class.push(op.stats_class(&plan.stats_jobs));
             let d = match *op {
-                Op::Matmul { layout, shape, a, b, c: out, accumulate } => {
-                    vec![matmul::matmul(c, layout, shape, buf(a), buf(b), buf(out), accumulate)?]
+                Op::Matmul {
+                    layout,
+                    shape,
+                    a,
+                    b,
+                    c: out,
+                    accumulate,
+                } => {
+                    vec![matmul::matmul(
+                        c,
+                        layout,
+                        shape,
+                        buf(a),
+                        buf(b),
+                        buf(out),
+                        accumulate,
+                    )?]
                 }
-                Op::BiasForward { y, bias: bb, rows, cols } => vec![bias::bias_forward(c, buf(y), buf(bb), rows, cols)?],
-                Op::BiasBackward { dy, db, rows, cols, accumulate } => {
-                    vec![bias::bias_backward(c, buf(dy), buf(db), rows, cols, accumulate)?]
+                Op::BiasForward {
+                    y,
+                    bias: bb,
+                    rows,
+                    cols,
+                } => vec![bias::bias_forward(c, buf(y), buf(bb), rows, cols)?],
+                Op::BiasBackward {
+                    dy,
+                    db,
+                    rows,
+                    cols,
+                    accumulate,
+                } => {
+                    vec![bias::bias_backward(
+                        c,
+                        buf(dy),
+                        buf(db),
+                        rows,
+                        cols,
+                        accumulate,
+                    )?]
                 }
-                Op::ActivationForward { act, x, y, len } => vec![activation::activation_forward(c, act, buf(x), buf(y), len)?],
-                Op::ActivationBackward { act, x, y, dy, dx, len } => {
-                    vec![activation::activation_backward(c, act, buf(x), buf(y), buf(dy), buf(dx), len)?]
+                Op::ActivationForward { act, x, y, len } => {
+                    vec![activation::activation_forward(c, act, buf(x), buf(y), len)?]
                 }
-                Op::Loss { kind, logits, dlogits, rows, classes } => {
+                Op::ActivationBackward {
+                    act,
+                    x,
+                    y,
+                    dy,
+                    dx,
+                    len,
+                } => {
+                    vec![activation::activation_backward(
+                        c,
+                        act,
+                        buf(x),
+                        buf(y),
+                        buf(dy),
+                        buf(dx),
+                        len,
+                    )?]
+                }
+                Op::Loss {
+                    kind,
+                    logits,
+                    dlogits,
+                    rows,
+                    classes,
+                } => {
                     let (rl, rc) = (buf(plan.row_loss), buf(plan.row_correct));
                     let fwd = match kind {
-                        LossKind::Xent => {
-                            loss::softmax_xent_forward_backward(c, buf(logits), buf(plan.labels), buf(dlogits), rl, rc, rows, classes)?
-                        }
+                        LossKind::Xent => loss::softmax_xent_forward_backward(
+                            c,
+                            buf(logits),
+                            buf(plan.labels),
+                            buf(dlogits),
+                            rl,
+                            rc,
+                            rows,
+                            classes,
+                        )?,
                         LossKind::Mse => {
-                            let targets = plan.targets.ok_or_else(|| Error::config("MSE loss without a targets buffer"))?;
-                            loss::mse_forward_backward(c, buf(logits), buf(targets), buf(plan.labels), buf(dlogits), rl, rc, rows, classes)?
+                            let targets = plan.targets.ok_or_else(|| {
+                                Error::config("MSE loss without a targets buffer")
+                            })?;
+                            loss::mse_forward_backward(
+                                c,
+                                buf(logits),
+                                buf(targets),
+                                buf(plan.labels),
+                                buf(dlogits),
+                                rl,
+                                rc,
+                                rows,
+                                classes,
+                            )?
                         }
                     };
                     vec![fwd, loss::loss_reduce(c, rl, rc, buf(plan.loss_out), rows)?]
                 }
                 Op::Stats { job } => {
                     let j = &plan.stats_jobs[job];
-                    vec![stats::stats_partial(c, buf(j.buffer), j.len, j.saturation, &partials, partial_base[job])?]
+                    vec![stats::stats_partial(
+                        c,
+                        buf(j.buffer),
+                        j.len,
+                        j.saturation,
+                        &partials,
+                        partial_base[job],
+                    )?]
                 }
                 Op::DeadUnits { layer, counter } => {
                     let l = &plan.layers[layer];
-                    vec![stats::dead_units(c, buf(l.output), plan.batch, l.units, &dead, counter)?]
+                    vec![stats::dead_units(
+                        c,
+                        buf(l.output),
+                        plan.batch,
+                        l.units,
+                        &dead,
+                        counter,
+                    )?]
                 }
                 Op::Optimizer { param } => {
                     let p = &plan.params[param];
@@ -141,15 +245,32 @@ impl GpuExecutor {
             if jobs.is_empty() {
                 return Ok(None);
             }
-            let table = c.upload(if every_only { "stats.jobs.every" } else { "stats.jobs.all" }, &jobs)?;
-            Ok(Some(stats::stats_finalize(c, &partials, &table, &records, jobs.len())?))
+            let table = c.upload(
+                if every_only {
+                    "stats.jobs.every"
+                } else {
+                    "stats.jobs.all"
+                },
+                &jobs,
+            )?;
+            Ok(Some(stats::stats_finalize(
+                c,
+                &partials,
+                &table,
+                &records,
+                jobs.len(),
+            )?))
         };
         let finalize_every = finalize(true)?;
         let finalize_all = finalize(false)?;
 
         let dead_offset = 16;
         let records_offset = align16(dead_offset + 4 * plan.dead_unit_layers.len() as u64);
-        let layout = SlotLayout { dead_offset, records_offset, bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes };
+        let layout = SlotLayout {
+            dead_offset,
+            records_offset,
+            bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes,
+        };
         let ring = ReadbackRing::new(c, layout.bytes)?;
         let eval_staging = c.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("eval.staging"),
@@ -189,18 +310,28 @@ impl GpuExecutor {
         let d0 = layout.dead_offset as usize;
         let dead: Vec<u32> = bytemuck::cast_slice(&bytes[d0..d0 + 4 * nd]).to_vec();
         let r0 = layout.records_offset as usize;
-        let records: Vec<RawStats> = bytemuck::cast_slice(&bytes[r0..layout.bytes as usize]).to_vec();
+        let records: Vec<RawStats> =
+            bytemuck::cast_slice(&bytes[r0..layout.bytes as usize]).to_vec();
         let stats = match tag % 4 {
             0 => StatsLevel::None,
             1 => StatsLevel::Gradients,
             _ => StatsLevel::Full,
         };
-        StepReport { step: tag / 4, loss: loss[0], correct: loss[1] as u32, stats, records, dead_units: dead }
+        StepReport {
+            step: tag / 4,
+            loss: loss[0],
+            correct: loss[1] as u32,
+            stats,
+            records,
+            dead_units: dead,
+        }
     }
 
     fn collect(&mut self, wait: bool, min: usize) -> Result<()> {
         let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
-        self.ring.collect(&self.ctx, wait, min, &mut |tag, bytes| ready.push(Self::parse_slot(plan, layout, tag, bytes)))?;
+        self.ring.collect(&self.ctx, wait, min, &mut |tag, bytes| {
+            ready.push(Self::parse_slot(plan, layout, tag, bytes))
+        })?;
         Ok(())
     }
 }
@@ -218,24 +349,43 @@ impl Executor for GpuExecutor {
         check_batch(&self.plan, inputs, labels)?;
         // Queue writes land before the next submission and after every earlier one, so a
         // step still in flight keeps reading its own batch.
-        self.ctx.write(&self.buffers[self.plan.input.0], bytemuck::cast_slice(inputs));
-        self.ctx.write(&self.buffers[self.plan.labels.0], bytemuck::cast_slice(labels));
+        self.ctx.write(
+            &self.buffers[self.plan.input.0],
+            bytemuck::cast_slice(inputs),
+        );
+        self.ctx.write(
+            &self.buffers[self.plan.labels.0],
+            bytemuck::cast_slice(labels),
+        );
         if let Some(t) = self.plan.targets {
             one_hot(labels, self.plan.classes, &mut self.targets_host);
-            self.ctx.write(&self.buffers[t.0], bytemuck::cast_slice(&self.targets_host));
+            self.ctx
+                .write(&self.buffers[t.0], bytemuck::cast_slice(&self.targets_host));
         }
         Ok(())
     }
 
     fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
         let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
-        let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| ready.push(Self::parse_slot(plan, layout, tag, bytes)))?;
+        let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| {
+            ready.push(Self::parse_slot(plan, layout, tag, bytes))
+        })?;
         let uniform = StepUniform::new(&scalars, &self.plan.optimizer);
-        self.ctx.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
+        self.ctx
+            .queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
 
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
             for (dispatches, class) in self.op_dispatches.iter().zip(&self.op_class) {
                 if class.is_some_and(|c| !stats.runs(c)) {
                     continue;
@@ -261,7 +411,13 @@ impl Executor for GpuExecutor {
         }
         let nr = self.layout.bytes - self.layout.records_offset;
         if nr > 0 {
-            encoder.copy_buffer_to_buffer(&self.records, 0, staging, self.layout.records_offset, nr);
+            encoder.copy_buffer_to_buffer(
+                &self.records,
+                0,
+                staging,
+                self.layout.records_offset,
+                nr,
+            );
         }
         let submission = self.ctx.queue.submit([encoder.finish()]);
         let level = match stats {
@@ -283,15 +439,32 @@ impl Executor for GpuExecutor {
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
         let b = self.plan.batch as u64;
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("eval"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for d in self.op_dispatches[..self.plan.eval_ops].iter().flatten() {
                 d.record(&mut pass);
             }
         }
-        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.row_loss.0], 0, &self.eval_staging, 0, 4 * b);
-        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.row_correct.0], 0, &self.eval_staging, 4 * b, 4 * b);
+        encoder.copy_buffer_to_buffer(
+            &self.buffers[self.plan.row_loss.0],
+            0,
+            &self.eval_staging,
+            0,
+            4 * b,
+        );
+        encoder.copy_buffer_to_buffer(
+            &self.buffers[self.plan.row_correct.0],
+            0,
+            &self.eval_staging,
+            4 * b,
+            4 * b,
+        );
         self.ctx.queue.submit([encoder.finish()]);
         let slice = self.eval_staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -299,8 +472,13 @@ impl Executor for GpuExecutor {
             let _ = tx.send(r);
         });
         self.ctx.wait_idle("evaluation")?;
-        let err = |m: String| Error::Gpu { during: "evaluation".into(), message: m };
-        rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+        let err = |m: String| Error::Gpu {
+            during: "evaluation".into(),
+            message: m,
+        };
+        rx.recv()
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?;
         let (loss, correct) = {
             let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
             let valid = valid.min(self.plan.batch);
@@ -321,9 +499,18 @@ impl Executor for GpuExecutor {
     fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()> {
         let spec = self.plan.buffer(buf);
         if data.len() != spec.numel {
-            return Err(Error::shape("write", format!("tensor `{}` has {} elements, got {}", spec.name, spec.numel, data.len())));
+            return Err(Error::shape(
+                "write",
+                format!(
+                    "tensor `{}` has {} elements, got {}",
+                    spec.name,
+                    spec.numel,
+                    data.len()
+                ),
+            ));
         }
-        self.ctx.write(&self.buffers[buf.0], bytemuck::cast_slice(data));
+        self.ctx
+            .write(&self.buffers[buf.0], bytemuck::cast_slice(data));
         Ok(())
     }
 }

@@ -52,19 +52,30 @@ impl ReadbackRing {
             })
             .collect();
         ctx.check("allocating the readback ring")?;
-        Ok(ReadbackRing { slots, in_flight: VecDeque::new(), bytes })
+        Ok(ReadbackRing {
+            slots,
+            in_flight: VecDeque::new(),
+            bytes,
+        })
     }
 
     /// The slot the next step copies into. When all are in flight, waits for the oldest
     /// and hands its bytes to `collect` first.
-    pub fn next_slot(&mut self, ctx: &GpuContext, collect: &mut impl FnMut(u64, &[u8])) -> Result<usize> {
+    pub fn next_slot(
+        &mut self,
+        ctx: &GpuContext,
+        collect: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<usize> {
         if self.in_flight.len() == SLOTS {
             self.collect(ctx, true, 1, collect)?;
         }
         let busy: Vec<usize> = self.in_flight.iter().copied().collect();
         (0..SLOTS)
             .find(|i| !busy.contains(i))
-            .ok_or_else(|| Error::Gpu { during: "readback".into(), message: "no free staging slot".into() })
+            .ok_or_else(|| Error::Gpu {
+                during: "readback".into(),
+                message: "no free staging slot".into(),
+            })
     }
 
     pub fn buffer(&self, slot: usize) -> &wgpu::Buffer {
@@ -86,9 +97,20 @@ impl ReadbackRing {
 
     /// Hands finished slots to `collect(tag, bytes)` in submission order. With `wait`,
     /// blocks until at least `min` slots (or all in flight, if fewer) are collected.
-    pub fn collect(&mut self, ctx: &GpuContext, wait: bool, min: usize, collect: &mut impl FnMut(u64, &[u8])) -> Result<usize> {
-        let err = |m: String| Error::Gpu { during: "statistics readback".into(), message: m };
-        ctx.device.poll(wgpu::PollType::Poll).map_err(|e| err(e.to_string()))?;
+    pub fn collect(
+        &mut self,
+        ctx: &GpuContext,
+        wait: bool,
+        min: usize,
+        collect: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<usize> {
+        let err = |m: String| Error::Gpu {
+            during: "statistics readback".into(),
+            message: m,
+        };
+        ctx.device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| err(e.to_string()))?;
         let mut done = 0;
         while let Some(&slot) = self.in_flight.front() {
             let s = &self.slots[slot];
@@ -96,14 +118,21 @@ impl ReadbackRing {
             if state == PENDING && wait && done < min {
                 let submission_index = s.submission.clone();
                 ctx.device
-                    .poll(wgpu::PollType::Wait { submission_index, timeout: None })
+                    .poll(wgpu::PollType::Wait {
+                        submission_index,
+                        timeout: None,
+                    })
                     .map_err(|e| err(e.to_string()))?;
                 state = s.state.load(Ordering::SeqCst);
             }
             match state {
                 MAPPED => {
                     {
-                        let view = s.buffer.slice(..).get_mapped_range().map_err(|e| err(e.to_string()))?;
+                        let view = s
+                            .buffer
+                            .slice(..)
+                            .get_mapped_range()
+                            .map_err(|e| err(e.to_string()))?;
                         collect(s.tag, &view[..self.bytes as usize]);
                     }
                     s.buffer.unmap();

@@ -57,7 +57,10 @@ pub enum NodeOp {
     /// The batch of input features.
     Input,
     /// y = x·Wᵀ + b, W [out, in].
-    Linear { weight: ParamId, bias: Option<ParamId> },
+    Linear {
+        weight: ParamId,
+        bias: Option<ParamId>,
+    },
     Activation(Activation),
     /// Consumes the logits; the labels come from the batch.
     Loss(LossKind),
@@ -109,23 +112,50 @@ impl ModelSpec {
             )));
         }
         if let Some(i) = hidden.iter().position(|&(w, _)| w == 0) {
-            return Err(Error::config(format!("hidden layer {} has width 0; widths must be at least 1", i + 1)));
+            return Err(Error::config(format!(
+                "hidden layer {} has width 0; widths must be at least 1",
+                i + 1
+            )));
         }
-        let mut m = ModelSpec { name: "mlp".into(), nodes: Vec::new(), params: Vec::new() };
+        let mut m = ModelSpec {
+            name: "mlp".into(),
+            nodes: Vec::new(),
+            params: Vec::new(),
+        };
         let mut prev = m.push("input", NodeOp::Input, vec![], input);
         let mut fan_in = input;
-        let layers: Vec<(usize, Option<Activation>)> =
-            hidden.iter().map(|&(w, a)| (w, Some(a))).chain([(classes, None)]).collect();
+        let layers: Vec<(usize, Option<Activation>)> = hidden
+            .iter()
+            .map(|&(w, a)| (w, Some(a)))
+            .chain([(classes, None)])
+            .collect();
         for (i, &(out, act)) in layers.iter().enumerate() {
             // The gain of the activation that consumes this layer's output (none after the
             // read-out), as torch.nn.init.calculate_gain gives it.
             let gain = act.map_or(1.0, |a| activation_gain(&a));
             let weight = m.param(format!("layers.{i}.weight"), vec![out, fan_in], init, gain);
             let bias = m.param(format!("layers.{i}.bias"), vec![out], Init::Zeros, 1.0);
-            let name = if act.is_none() { "output".to_string() } else { format!("hidden{}", i + 1) };
-            prev = m.push(&name, NodeOp::Linear { weight, bias: Some(bias) }, vec![prev], out);
+            let name = if act.is_none() {
+                "output".to_string()
+            } else {
+                format!("hidden{}", i + 1)
+            };
+            prev = m.push(
+                &name,
+                NodeOp::Linear {
+                    weight,
+                    bias: Some(bias),
+                },
+                vec![prev],
+                out,
+            );
             if let Some(a) = act {
-                prev = m.push(&format!("{name}.act"), NodeOp::Activation(a), vec![prev], out);
+                prev = m.push(
+                    &format!("{name}.act"),
+                    NodeOp::Activation(a),
+                    vec![prev],
+                    out,
+                );
             }
             fan_in = out;
         }
@@ -134,12 +164,22 @@ impl ModelSpec {
     }
 
     fn push(&mut self, name: &str, op: NodeOp, inputs: Vec<NodeId>, features: usize) -> NodeId {
-        self.nodes.push(Node { name: name.to_string(), op, inputs, features });
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs,
+            features,
+        });
         self.nodes.len() - 1
     }
 
     fn param(&mut self, name: String, shape: Vec<usize>, init: Init, gain: f64) -> ParamId {
-        self.params.push(ParamSpec { name, shape, init, gain });
+        self.params.push(ParamSpec {
+            name,
+            shape,
+            init,
+            gain,
+        });
         self.params.len() - 1
     }
 
@@ -149,13 +189,17 @@ impl ModelSpec {
 
     /// The input node's feature count.
     pub fn input_features(&self) -> usize {
-        self.nodes.iter().find(|n| n.op == NodeOp::Input).map_or(0, |n| n.features)
+        self.nodes
+            .iter()
+            .find(|n| n.op == NodeOp::Input)
+            .map_or(0, |n| n.features)
     }
 
     /// Checks the DAG: inputs exist and come earlier (a topological order), arities and
     /// feature counts agree, one input node, exactly one loss node at the end.
     pub fn validate(&self) -> Result<()> {
-        let bad = |node: &Node, why: String| Error::config(format!("model node `{}`: {why}", node.name));
+        let bad =
+            |node: &Node, why: String| Error::config(format!("model node `{}`: {why}", node.name));
         let mut inputs = 0;
         let mut losses = 0;
         for (id, node) in self.nodes.iter().enumerate() {
@@ -177,33 +221,59 @@ impl ModelSpec {
                 _ => 1,
             };
             if node.inputs.len() != arity {
-                return Err(bad(node, format!("takes {arity} input(s), has {}", node.inputs.len())));
+                return Err(bad(
+                    node,
+                    format!("takes {arity} input(s), has {}", node.inputs.len()),
+                ));
             }
             let fin = node.inputs.first().map(|&i| self.nodes[i].features);
             match &node.op {
                 NodeOp::Linear { weight, bias } => {
-                    let w = self.params.get(*weight).ok_or_else(|| bad(node, "weight does not exist".into()))?;
+                    let w = self
+                        .params
+                        .get(*weight)
+                        .ok_or_else(|| bad(node, "weight does not exist".into()))?;
                     if w.shape != vec![node.features, fin.unwrap_or(0)] {
-                        return Err(bad(node, format!(
-                            "weight `{}` has shape {:?}, expected [{}, {}]",
-                            w.name, w.shape, node.features, fin.unwrap_or(0)
-                        )));
+                        return Err(bad(
+                            node,
+                            format!(
+                                "weight `{}` has shape {:?}, expected [{}, {}]",
+                                w.name,
+                                w.shape,
+                                node.features,
+                                fin.unwrap_or(0)
+                            ),
+                        ));
                     }
                     if let Some(b) = bias {
-                        let b = self.params.get(*b).ok_or_else(|| bad(node, "bias does not exist".into()))?;
+                        let b = self
+                            .params
+                            .get(*b)
+                            .ok_or_else(|| bad(node, "bias does not exist".into()))?;
                         if b.shape != vec![node.features] {
-                            return Err(bad(node, format!("bias `{}` has shape {:?}", b.name, b.shape)));
+                            return Err(bad(
+                                node,
+                                format!("bias `{}` has shape {:?}", b.name, b.shape),
+                            ));
                         }
                     }
                 }
                 NodeOp::Activation(_) if fin != Some(node.features) => {
-                    return Err(bad(node, "an activation keeps its input's feature count".into()));
+                    return Err(bad(
+                        node,
+                        "an activation keeps its input's feature count".into(),
+                    ));
                 }
                 _ => {}
             }
         }
-        if inputs != 1 || losses != 1 || !matches!(self.nodes.last().map(|n| &n.op), Some(NodeOp::Loss(_))) {
-            return Err(Error::config("a model needs one input node and one loss node, last".to_string()));
+        if inputs != 1
+            || losses != 1
+            || !matches!(self.nodes.last().map(|n| &n.op), Some(NodeOp::Loss(_)))
+        {
+            return Err(Error::config(
+                "a model needs one input node and one loss node, last".to_string(),
+            ));
         }
         Ok(())
     }

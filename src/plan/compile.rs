@@ -4,7 +4,10 @@
 //! and accumulated by every later one (a parameter shared by several nodes sums its uses);
 //! activation gradients are overwritten, so no step ever needs a zeroing pass.
 
-use super::{BufId, BufferRole, BufferSpec, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec, TensorKind};
+use super::{
+    BufId, BufferRole, BufferSpec, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
+    TensorKind,
+};
 use crate::error::{Error, Result};
 use crate::model::{ModelSpec, NodeOp};
 use crate::ops::{MatmulLayout, MatmulShape, OptimizerParams};
@@ -15,8 +18,19 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, name: impl Into<String>, dtype: DType, numel: usize, role: BufferRole) -> BufId {
-        self.buffers.push(BufferSpec { name: name.into(), dtype, numel, role });
+    fn add(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        numel: usize,
+        role: BufferRole,
+    ) -> BufId {
+        self.buffers.push(BufferSpec {
+            name: name.into(),
+            dtype,
+            numel,
+            role,
+        });
         BufId(self.buffers.len() - 1)
     }
 }
@@ -28,7 +42,9 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
         return Err(Error::config("batch size must be at least 1"));
     }
     let f32t = DType::F32;
-    let mut b = Builder { buffers: Vec::new() };
+    let mut b = Builder {
+        buffers: Vec::new(),
+    };
 
     // Parameters, their gradients and optimizer state.
     let params: Vec<ParamSlot> = model
@@ -39,9 +55,23 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
             let value = b.add(&p.name, f32t, numel, BufferRole::Param);
             let grad = b.add(format!("{}.grad", p.name), f32t, numel, BufferRole::Grad);
             let state = (0..optimizer.kind.state_slots())
-                .map(|s| b.add(format!("{}.state{s}", p.name), f32t, numel, BufferRole::OptimizerState))
+                .map(|s| {
+                    b.add(
+                        format!("{}.state{s}", p.name),
+                        f32t,
+                        numel,
+                        BufferRole::OptimizerState,
+                    )
+                })
                 .collect();
-            ParamSlot { name: p.name.clone(), shape: p.shape.clone(), numel, value, grad, state }
+            ParamSlot {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                numel,
+                value,
+                grad,
+                state,
+            }
         })
         .collect();
 
@@ -77,8 +107,18 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
             }
             NodeOp::Loss(kind) => loss_node = Some((id, kind)),
             _ => {
-                value[id] = Some(b.add(format!("{}.out", node.name), f32t, numel, BufferRole::Activation));
-                grad[id] = Some(b.add(format!("{}.out.grad", node.name), f32t, numel, BufferRole::ActivationGrad));
+                value[id] = Some(b.add(
+                    format!("{}.out", node.name),
+                    f32t,
+                    numel,
+                    BufferRole::Activation,
+                ));
+                grad[id] = Some(b.add(
+                    format!("{}.out.grad", node.name),
+                    f32t,
+                    numel,
+                    BufferRole::ActivationGrad,
+                ));
             }
         }
     }
@@ -90,7 +130,9 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
     let classes = model.nodes[logits_node].features;
     let labels = b.add("labels", DType::U32, batch, BufferRole::Batch);
     let targets = match loss_kind {
-        crate::model::LossKind::Mse => Some(b.add("targets", f32t, batch * classes, BufferRole::Batch)),
+        crate::model::LossKind::Mse => {
+            Some(b.add("targets", f32t, batch * classes, BufferRole::Batch))
+        }
         crate::model::LossKind::Xent => None,
     };
     let row_loss = b.add("loss.rows", f32t, batch, BufferRole::Scratch);
@@ -99,8 +141,15 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
     let max_param = params.iter().map(|p| p.numel).max().unwrap_or(1);
     let update_scratch = b.add("update.scratch", f32t, max_param, BufferRole::Scratch);
 
-    let val = |id: usize| value[id].ok_or_else(|| Error::config(format!("node `{}` has no value", model.nodes[id].name)));
-    let grd = |id: usize| grad[id].ok_or_else(|| Error::config(format!("node `{}` has no gradient", model.nodes[id].name)));
+    let val = |id: usize| {
+        value[id]
+            .ok_or_else(|| Error::config(format!("node `{}` has no value", model.nodes[id].name)))
+    };
+    let grd = |id: usize| {
+        grad[id].ok_or_else(|| {
+            Error::config(format!("node `{}` has no gradient", model.nodes[id].name))
+        })
+    };
 
     // Forward.
     let mut ops = Vec::new();
@@ -109,19 +158,46 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
             NodeOp::Input | NodeOp::Loss(_) => {}
             NodeOp::Linear { weight, bias } => {
                 let x = node.inputs[0];
-                let shape = MatmulShape { m: batch, n: node.features, k: model.nodes[x].features };
+                let shape = MatmulShape {
+                    m: batch,
+                    n: node.features,
+                    k: model.nodes[x].features,
+                };
                 let y = val(id)?;
-                ops.push(Op::Matmul { layout: MatmulLayout::NT, shape, a: val(x)?, b: params[*weight].value, c: y, accumulate: false });
+                ops.push(Op::Matmul {
+                    layout: MatmulLayout::NT,
+                    shape,
+                    a: val(x)?,
+                    b: params[*weight].value,
+                    c: y,
+                    accumulate: false,
+                });
                 if let Some(bias) = bias {
-                    ops.push(Op::BiasForward { y, bias: params[*bias].value, rows: batch, cols: node.features });
+                    ops.push(Op::BiasForward {
+                        y,
+                        bias: params[*bias].value,
+                        rows: batch,
+                        cols: node.features,
+                    });
                 }
             }
             NodeOp::Activation(act) => {
-                ops.push(Op::ActivationForward { act: *act, x: val(node.inputs[0])?, y: val(id)?, len: batch * node.features });
+                ops.push(Op::ActivationForward {
+                    act: *act,
+                    x: val(node.inputs[0])?,
+                    y: val(id)?,
+                    len: batch * node.features,
+                });
             }
         }
     }
-    ops.push(Op::Loss { kind: loss_kind, logits: val(logits_node)?, dlogits: grd(logits_node)?, rows: batch, classes });
+    ops.push(Op::Loss {
+        kind: loss_kind,
+        logits: val(logits_node)?,
+        dlogits: grd(logits_node)?,
+        rows: batch,
+        classes,
+    });
     let eval_ops = ops.len();
 
     // Backward, in reverse topological order.
@@ -136,7 +212,11 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
                 let w = *weight;
                 ops.push(Op::Matmul {
                     layout: MatmulLayout::TN,
-                    shape: MatmulShape { m: fout, n: fin, k: batch },
+                    shape: MatmulShape {
+                        m: fout,
+                        n: fin,
+                        k: batch,
+                    },
                     a: dy,
                     b: val(x)?,
                     c: params[w].grad,
@@ -144,14 +224,24 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
                 });
                 grad_written[w] = true;
                 if let Some(bias) = *bias {
-                    ops.push(Op::BiasBackward { dy, db: params[bias].grad, rows: batch, cols: fout, accumulate: grad_written[bias] });
+                    ops.push(Op::BiasBackward {
+                        dy,
+                        db: params[bias].grad,
+                        rows: batch,
+                        cols: fout,
+                        accumulate: grad_written[bias],
+                    });
                     grad_written[bias] = true;
                 }
                 // The network's input needs no gradient.
                 if !matches!(model.nodes[x].op, NodeOp::Input) {
                     ops.push(Op::Matmul {
                         layout: MatmulLayout::NN,
-                        shape: MatmulShape { m: batch, n: fin, k: fout },
+                        shape: MatmulShape {
+                            m: batch,
+                            n: fin,
+                            k: fout,
+                        },
                         a: dy,
                         b: params[w].value,
                         c: grd(x)?,
@@ -174,14 +264,20 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
     }
     let backward_end = ops.len();
     if let Some(p) = grad_written.iter().position(|w| !w) {
-        return Err(Error::config(format!("parameter `{}` is used by no node", params[p].name)));
+        return Err(Error::config(format!(
+            "parameter `{}` is used by no node",
+            params[p].name
+        )));
     }
 
     // Layers, as the statistics present them: each Linear with the activation after it.
     let mut layers = Vec::new();
     for (id, node) in model.nodes.iter().enumerate() {
         if let NodeOp::Linear { weight, bias } = &node.op {
-            let act_node = consumers[id].first().copied().filter(|&c| matches!(model.nodes[c].op, NodeOp::Activation(_)));
+            let act_node = consumers[id]
+                .first()
+                .copied()
+                .filter(|&c| matches!(model.nodes[c].op, NodeOp::Activation(_)));
             let (out_node, activation) = match act_node {
                 Some(c) => match model.nodes[c].op {
                     NodeOp::Activation(a) => (c, Some(a)),
@@ -205,7 +301,14 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
     // statistics right after it (the updates share one scratch buffer).
     let mut stats_jobs = Vec::new();
     let mut job = |layer: usize, kind: TensorKind, buffer: BufId, len: usize, saturation, class| {
-        stats_jobs.push(StatsJobSpec { layer, kind, buffer, len, saturation, class });
+        stats_jobs.push(StatsJobSpec {
+            layer,
+            kind,
+            buffer,
+            len,
+            saturation,
+            class,
+        });
         stats_jobs.len() - 1
     };
     let every = StatsClass::EveryStep;
@@ -213,26 +316,62 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
     let mut update_jobs = vec![None; params.len()];
     for (l, layer) in layers.iter().enumerate() {
         let w = &params[layer.weight];
-        ops.push(Op::Stats { job: job(l, TensorKind::Weight, w.value, w.numel, None, some) });
-        ops.push(Op::Stats { job: job(l, TensorKind::WeightGrad, w.grad, w.numel, None, every) });
+        ops.push(Op::Stats {
+            job: job(l, TensorKind::Weight, w.value, w.numel, None, some),
+        });
+        ops.push(Op::Stats {
+            job: job(l, TensorKind::WeightGrad, w.grad, w.numel, None, every),
+        });
         if let Some(bi) = layer.bias {
             let bp = &params[bi];
-            ops.push(Op::Stats { job: job(l, TensorKind::Bias, bp.value, bp.numel, None, some) });
-            ops.push(Op::Stats { job: job(l, TensorKind::BiasGrad, bp.grad, bp.numel, None, every) });
+            ops.push(Op::Stats {
+                job: job(l, TensorKind::Bias, bp.value, bp.numel, None, some),
+            });
+            ops.push(Op::Stats {
+                job: job(l, TensorKind::BiasGrad, bp.grad, bp.numel, None, every),
+            });
         }
         let sat = layer.activation.and_then(|a| a.saturation_bounds());
         let out_len = batch * layer.units;
-        ops.push(Op::Stats { job: job(l, TensorKind::Output, layer.output, out_len, sat, some) });
-        ops.push(Op::Stats { job: job(l, TensorKind::OutputGrad, layer.output_grad, out_len, None, some) });
-        update_jobs[layer.weight] = Some(job(l, TensorKind::WeightUpdate, update_scratch, w.numel, None, some));
+        ops.push(Op::Stats {
+            job: job(l, TensorKind::Output, layer.output, out_len, sat, some),
+        });
+        ops.push(Op::Stats {
+            job: job(
+                l,
+                TensorKind::OutputGrad,
+                layer.output_grad,
+                out_len,
+                None,
+                some,
+            ),
+        });
+        update_jobs[layer.weight] = Some(job(
+            l,
+            TensorKind::WeightUpdate,
+            update_scratch,
+            w.numel,
+            None,
+            some,
+        ));
         if let Some(bi) = layer.bias {
-            update_jobs[bi] = Some(job(l, TensorKind::BiasUpdate, update_scratch, params[bi].numel, None, some));
+            update_jobs[bi] = Some(job(
+                l,
+                TensorKind::BiasUpdate,
+                update_scratch,
+                params[bi].numel,
+                None,
+                some,
+            ));
         }
     }
     let mut dead_unit_layers = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
         if layer.activation.is_some_and(|a| a.can_die()) {
-            ops.push(Op::DeadUnits { layer: l, counter: dead_unit_layers.len() });
+            ops.push(Op::DeadUnits {
+                layer: l,
+                counter: dead_unit_layers.len(),
+            });
             dead_unit_layers.push(l);
         }
     }

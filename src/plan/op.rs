@@ -70,13 +70,49 @@ pub struct StatsJobSpec {
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Matmul { layout: MatmulLayout, shape: MatmulShape, a: BufId, b: BufId, c: BufId, accumulate: bool },
-    BiasForward { y: BufId, bias: BufId, rows: usize, cols: usize },
-    BiasBackward { dy: BufId, db: BufId, rows: usize, cols: usize, accumulate: bool },
-    ActivationForward { act: Activation, x: BufId, y: BufId, len: usize },
-    ActivationBackward { act: Activation, x: BufId, y: BufId, dy: BufId, dx: BufId, len: usize },
+    Matmul {
+        layout: MatmulLayout,
+        shape: MatmulShape,
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        accumulate: bool,
+    },
+    BiasForward {
+        y: BufId,
+        bias: BufId,
+        rows: usize,
+        cols: usize,
+    },
+    BiasBackward {
+        dy: BufId,
+        db: BufId,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    },
+    ActivationForward {
+        act: Activation,
+        x: BufId,
+        y: BufId,
+        len: usize,
+    },
+    ActivationBackward {
+        act: Activation,
+        x: BufId,
+        y: BufId,
+        dy: BufId,
+        dx: BufId,
+        len: usize,
+    },
     /// Loss forward and backward fused, then the fixed-order reduction into `loss_out`.
-    Loss { kind: LossKind, logits: BufId, dlogits: BufId, rows: usize, classes: usize },
+    Loss {
+        kind: LossKind,
+        logits: BufId,
+        dlogits: BufId,
+        rows: usize,
+        classes: usize,
+    },
     /// The statistics record `job` (index into `Plan::stats_jobs`).
     Stats { job: usize },
     /// Dead-unit count of layer `layer` into counter `counter`.

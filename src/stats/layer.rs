@@ -32,7 +32,10 @@ pub struct LayerStats {
 
 impl LayerStats {
     pub fn get(&self, kind: TensorKind) -> Option<&TensorStats> {
-        self.tensors.iter().find(|(k, _)| *k == kind).map(|(_, s)| s)
+        self.tensors
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s)
     }
 }
 
@@ -76,8 +79,15 @@ pub fn layer_stats(plan: &Plan, report: &StepReport) -> Vec<LayerStats> {
             layers[l].dead_fraction = report.dead_units.get(counter).map(|&d| d as f64 / units);
         }
         for layer in &mut layers {
-            if let (Some(u), Some(w)) = (layer.get(TensorKind::WeightUpdate), layer.get(TensorKind::Weight)) {
-                layer.update_ratio = Some(if w.norm > 0.0 { u.norm / w.norm } else { f64::INFINITY });
+            if let (Some(u), Some(w)) = (
+                layer.get(TensorKind::WeightUpdate),
+                layer.get(TensorKind::Weight),
+            ) {
+                layer.update_ratio = Some(if w.norm > 0.0 {
+                    u.norm / w.norm
+                } else {
+                    f64::INFINITY
+                });
             }
         }
     }

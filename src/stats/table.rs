@@ -27,11 +27,25 @@ fn sci(x: Option<f64>) -> String {
 /// Renders the table for the layers of one step, first layer at the top.
 pub fn render(layers: &[LayerStats]) -> String {
     use crate::plan::TensorKind as K;
-    let max = layers.iter().map(|l| l.grad_norm).filter(|n| n.is_finite()).fold(0.0, f64::max);
+    let max = layers
+        .iter()
+        .map(|l| l.grad_norm)
+        .filter(|n| n.is_finite())
+        .fold(0.0, f64::max);
     let mut out = String::new();
     out.push_str(&format!(
         "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}\n",
-        "layer", "units", "act", "‖∇W‖", "÷ last", "gradient flow (log)", "‖W‖", "‖ΔW‖/‖W‖", "satur.", "dead", "nan",
+        "layer",
+        "units",
+        "act",
+        "‖∇W‖",
+        "÷ last",
+        "gradient flow (log)",
+        "‖W‖",
+        "‖ΔW‖/‖W‖",
+        "satur.",
+        "dead",
+        "nan",
         width = BAR
     ));
     for l in layers {

@@ -46,11 +46,17 @@ pub struct MetricsLog {
 impl MetricsLog {
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(MetricsLog { path: path.to_path_buf(), out: BufWriter::new(file) })
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
     }
 
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        let line = serde_json::to_string(record).map_err(|e| Error::config(format!("serialising metrics: {e}")))?;
-        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
+        let line = serde_json::to_string(record)
+            .map_err(|e| Error::config(format!("serialising metrics: {e}")))?;
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }

@@ -27,7 +27,15 @@ pub use summary::Summary;
 /// What the loop tells whoever shows it (the console in the binary, nothing in tests).
 pub trait Observer {
     /// Before the first step: the chosen executor and why, and the plan.
-    fn started(&mut self, _executor: &str, _reason: &str, _plan: &Plan, _total_steps: u64, _run_dir: &Path) {}
+    fn started(
+        &mut self,
+        _executor: &str,
+        _reason: &str,
+        _plan: &Plan,
+        _total_steps: u64,
+        _run_dir: &Path,
+    ) {
+    }
     fn step(&mut self, _log: &StepLog, _samples_per_second: f64) {}
     fn evaluated(&mut self, _log: &EvalLog) {}
     fn finished(&mut self, _summary: &Summary, _layers: &[LayerStats]) {}
@@ -52,7 +60,11 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData> {
             let (train, test) = load_dir(dir)?;
             (train, test, dir.display().to_string())
         }
-        None => (bundled_fashion_mnist()?, None, "bundled Fashion-MNIST test set (10 000 images)".to_string()),
+        None => (
+            bundled_fashion_mnist()?,
+            None,
+            "bundled Fashion-MNIST test set (10 000 images)".to_string(),
+        ),
     };
     let (mut train, mut val) = full.split(config.val_fraction, config.seed)?;
     let (mean, std) = train.mean_std();
@@ -65,7 +77,12 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData> {
         }
         None => None,
     };
-    Ok(RunData { train, val, test, source })
+    Ok(RunData {
+        train,
+        val,
+        test,
+        source,
+    })
 }
 
 /// Writes every parameter's initial value, drawn from the seeded generator: parameter i
@@ -86,7 +103,12 @@ pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
 
 /// Mean loss and accuracy of `data` under the current parameters, in batches of the plan's
 /// size (the last batch padded; padded rows are not counted).
-pub fn evaluate(exec: &mut dyn Executor, data: &Dataset, inputs: &mut [f32], labels: &mut [u32]) -> Result<(f64, f64)> {
+pub fn evaluate(
+    exec: &mut dyn Executor,
+    data: &Dataset,
+    inputs: &mut [f32],
+    labels: &mut [u32],
+) -> Result<(f64, f64)> {
     let batch = exec.plan().batch;
     let dim = data.dim;
     let (mut loss, mut correct) = (0.0, 0u64);
@@ -110,7 +132,10 @@ fn run_dir(config: &TrainConfig, name: &str) -> Result<PathBuf> {
     let dir = match &config.run_dir {
         Some(d) => d.clone(),
         None => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             PathBuf::from("runs").join(format!("{t}-{name}"))
         }
     };
@@ -134,8 +159,18 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
 
     let per_epoch = loader.batches_per_epoch() as u64;
-    let total = if config.max_steps > 0 { config.max_steps.min(per_epoch * config.epochs.max(1) as u64) } else { per_epoch * config.epochs as u64 };
-    let total = if config.epochs == 0 { config.max_steps } else { total };
+    let total = if config.max_steps > 0 {
+        config
+            .max_steps
+            .min(per_epoch * config.epochs.max(1) as u64)
+    } else {
+        per_epoch * config.epochs as u64
+    };
+    let total = if config.epochs == 0 {
+        config.max_steps
+    } else {
+        total
+    };
     let executor = exec.describe();
     observer.started(&executor, &reason, exec.plan(), total, &dir);
 
@@ -153,17 +188,21 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     let mut last_epoch_train = (f64::NAN, f64::NAN);
 
     let handle = |reports: Vec<StepReport>,
-                      exec: &dyn Executor,
-                      log: &mut MetricsLog,
-                      observer: &mut dyn Observer,
-                      last_layers: &mut Vec<LayerStats>,
-                      epoch_loss: &mut (f64, u64, u64),
-                      lrs: &[f64],
-                      elapsed: f64|
+                  exec: &dyn Executor,
+                  log: &mut MetricsLog,
+                  observer: &mut dyn Observer,
+                  last_layers: &mut Vec<LayerStats>,
+                  epoch_loss: &mut (f64, u64, u64),
+                  lrs: &[f64],
+                  elapsed: f64|
      -> Result<()> {
         for r in reports {
             let plan = exec.plan();
-            let layers = if r.stats == StatsLevel::Full { Some(layer_stats(plan, &r)) } else { None };
+            let layers = if r.stats == StatsLevel::Full {
+                Some(layer_stats(plan, &r))
+            } else {
+                None
+            };
             if let Some(l) = &layers {
                 *last_layers = l.clone();
             }
@@ -180,12 +219,17 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
             log.write(&entry)?;
             observer.step(&entry, (r.step as f64 * batch as f64) / elapsed.max(1e-9));
             if !r.loss.is_finite() {
-                let culprit = layer_stats(plan, &r).into_iter().find(|l| l.nonfinite > 0).map(|l| l.name);
+                let culprit = layer_stats(plan, &r)
+                    .into_iter()
+                    .find(|l| l.nonfinite > 0)
+                    .map(|l| l.name);
                 return Err(Error::NonFinite(format!(
                     "the loss became {} at step {}{}; lower the learning rate or clip gradients",
                     r.loss,
                     r.step,
-                    culprit.map(|n| format!(" (first non-finite gradient in layer `{n}`)")).unwrap_or_default()
+                    culprit
+                        .map(|n| format!(" (first non-finite gradient in layer `{n}`)"))
+                        .unwrap_or_default()
                 )));
             }
             epoch_loss.0 += r.loss as f64;
@@ -203,18 +247,47 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
             lrs.push(lr);
             exec.load_batch(&inputs, &labels)?;
             let full = (step - 1) % config.stats_every == 0 || step == total;
-            let stats = if full { StatsLevel::Full } else { StatsLevel::Gradients };
-            exec.train_step(step, StepScalars { lr: lr as f32, t: step as u32 }, stats)?;
+            let stats = if full {
+                StatsLevel::Full
+            } else {
+                StatsLevel::Gradients
+            };
+            exec.train_step(
+                step,
+                StepScalars {
+                    lr: lr as f32,
+                    t: step as u32,
+                },
+                stats,
+            )?;
             let reports = exec.finished(false)?;
             let elapsed = train_time + t0.elapsed().as_secs_f64();
-            handle(reports, exec.as_ref(), &mut log, observer, &mut last_layers, &mut epoch_loss, &lrs, elapsed)?;
+            handle(
+                reports,
+                exec.as_ref(),
+                &mut log,
+                observer,
+                &mut last_layers,
+                &mut epoch_loss,
+                &lrs,
+                elapsed,
+            )?;
             if step >= total {
                 break;
             }
         }
         let reports = exec.finished(true)?;
         train_time += t0.elapsed().as_secs_f64();
-        handle(reports, exec.as_ref(), &mut log, observer, &mut last_layers, &mut epoch_loss, &lrs, train_time)?;
+        handle(
+            reports,
+            exec.as_ref(),
+            &mut log,
+            observer,
+            &mut last_layers,
+            &mut epoch_loss,
+            &lrs,
+            train_time,
+        )?;
         epoch += 1;
         let n = epoch_loss.2.max(1) as f64;
         last_epoch_train = (epoch_loss.0 / n, epoch_loss.1 as f64 / (n * batch as f64));
@@ -240,7 +313,15 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     let test = match &data.test {
         Some(t) => {
             let (loss, acc) = evaluate(exec.as_mut(), t, &mut inputs, &mut labels)?;
-            let entry = EvalLog { kind: "eval", split: "test".into(), epoch, step, loss, accuracy: acc, samples: t.n };
+            let entry = EvalLog {
+                kind: "eval",
+                split: "test".into(),
+                epoch,
+                step,
+                loss,
+                accuracy: acc,
+                samples: t.n,
+            };
             log.write(&entry)?;
             observer.evaluated(&entry);
             Some((loss, acc))

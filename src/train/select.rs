@@ -14,11 +14,17 @@ use crate::plan::Plan;
 
 /// The executor for `plan`, and one sentence on why it was chosen.
 pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Executor>, String)> {
-    let request = AdapterRequest { backend: config.backend.clone(), adapter: config.adapter.clone() };
+    let request = AdapterRequest {
+        backend: config.backend.clone(),
+        adapter: config.adapter.clone(),
+    };
     // Naming an adapter or a backend is a request for the GPU.
     let explicit = request.adapter.is_some() || request.backend.is_some();
     match config.device {
-        DeviceChoice::Cpu => Ok((Box::new(CpuExecutor::<f32>::new(plan)), "CPU executor, as requested".into())),
+        DeviceChoice::Cpu => Ok((
+            Box::new(CpuExecutor::<f32>::new(plan)),
+            "CPU executor, as requested".into(),
+        )),
         DeviceChoice::Gpu => {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let why = format!("GPU executor on {}, as requested", ctx.adapter.describe());
@@ -26,7 +32,10 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
         }
         DeviceChoice::Auto => match GpuContext::new(&request) {
             Ok(ctx) if !ctx.adapter.is_software() || explicit => {
-                let why = format!("GPU executor on {}, the best adapter found", ctx.adapter.describe());
+                let why = format!(
+                    "GPU executor on {}, the best adapter found",
+                    ctx.adapter.describe()
+                );
                 Ok((Box::new(GpuExecutor::new(Arc::new(ctx), plan)?), why))
             }
             Ok(ctx) => Ok((
@@ -38,7 +47,10 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
                 ),
             )),
             Err(e) if explicit => Err(e),
-            Err(e) => Ok((Box::new(CpuExecutor::<f32>::new(plan)), format!("CPU executor: {e}"))),
+            Err(e) => Ok((
+                Box::new(CpuExecutor::<f32>::new(plan)),
+                format!("CPU executor: {e}"),
+            )),
         },
     }
 }
