@@ -22,7 +22,7 @@ fn buffer_round_trip() {
 #[test]
 fn oversized_buffer_is_refused_before_wgpu() {
     let Some(ctx) = common::gpu() else { return };
-    let too_big = ctx.limits.max_storage_buffer_binding_size as u64 + 4;
+    let too_big = ctx.limits.max_storage_buffer_binding_size + 4;
     let err = ctx
         .storage_buffer("activations.layer9", too_big)
         .unwrap_err();

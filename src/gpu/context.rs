@@ -52,7 +52,7 @@ impl AdapterSummary {
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
@@ -289,7 +289,7 @@ impl GpuContext {
 
     /// Refuses a buffer that the device cannot hold or bind, before any wgpu call.
     pub fn check_size(&self, tensor: &str, bytes: u64) -> Result<()> {
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
             return Err(Error::TooLarge {
                 tensor: tensor.to_string(),

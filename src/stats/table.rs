@@ -7,7 +7,7 @@ use super::LayerStats;
 const BAR: usize = 16;
 
 fn bar(norm: f64, max: f64) -> String {
-    if !(norm > 0.0) || !(max > 0.0) || !norm.is_finite() {
+    if norm.is_nan() || max.is_nan() || norm <= 0.0 || max <= 0.0 || !norm.is_finite() {
         return String::new();
     }
     // One character per half decade below the maximum.
@@ -20,8 +20,20 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
 }
 
-fn sci(x: Option<f64>) -> String {
-    x.map_or("-".into(), |v| format!("{v:.2e}"))
+/// Scientific notation with a signed two-digit exponent (1.23e-04), so columns align.
+pub fn sci(v: f64) -> String {
+    let s = format!("{v:.2e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => match exp.parse::<i32>() {
+            Ok(e) => format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs()),
+            Err(_) => s,
+        },
+        None => s,
+    }
+}
+
+fn sci_opt(x: Option<f64>) -> String {
+    x.map_or("-".into(), sci)
 }
 
 /// Renders the table for the layers of one step, first layer at the top.
@@ -51,15 +63,15 @@ pub fn render(layers: &[LayerStats]) -> String {
     for l in layers {
         let wnorm = l.get(K::Weight).map(|s| s.norm);
         out.push_str(&format!(
-            "{:<10} {:>5} {:<10} {:>9.2e} {:>9.2e}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}\n",
+            "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}\n",
             l.name,
             l.units,
             l.activation.unwrap_or("-"),
-            l.grad_norm,
-            l.grad_ratio_to_last,
+            sci(l.grad_norm),
+            sci(l.grad_ratio_to_last),
             bar(l.grad_norm, max),
-            sci(wnorm),
-            sci(l.update_ratio),
+            sci_opt(wnorm),
+            sci_opt(l.update_ratio),
             pct(l.saturated_fraction),
             pct(l.dead_fraction),
             l.nonfinite,

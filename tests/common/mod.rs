@@ -59,7 +59,7 @@ pub fn assert_close_f64(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: 
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
-        if !(err <= atol + rtol * w.abs()) {
+        if err.is_nan() || err > atol + rtol * w.abs() {
             let excess = err - (atol + rtol * w.abs());
             if worst.is_none_or(|(_, e)| excess > e) {
                 worst = Some((i, excess));
