@@ -54,6 +54,16 @@ impl Observer for Console {
             total_steps,
             plan.optimizer.kind.name()
         );
+        let roles: Vec<String> = plan
+            .bytes_by_role()
+            .iter()
+            .map(|(role, bytes)| format!("{role:?} {:.2} MiB", *bytes as f64 / (1u64 << 20) as f64))
+            .collect();
+        eprintln!(
+            "memory: {} (total {:.2} MiB)",
+            roles.join(", "),
+            plan.total_bytes() as f64 / (1u64 << 20) as f64
+        );
         eprintln!("run directory: {}", run_dir.display());
         let _ = executor;
         let target = if self.quiet || !std::io::stderr().is_terminal() {

@@ -4,7 +4,7 @@
 
 use super::LayerStats;
 
-const BAR: usize = 16;
+const BAR: usize = 20;
 
 fn bar(norm: f64, max: f64) -> String {
     if norm.is_nan() || max.is_nan() || norm <= 0.0 || max <= 0.0 || !norm.is_finite() {
