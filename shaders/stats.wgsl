@@ -3,7 +3,10 @@
 // Algorithm: a two-pass tree reduction of "statistics records" (src/stats/record.rs).
 // - Moments: Welford's online update per element, Chan et al.'s pairwise formula to merge
 //   two partial (count, mean, M2) triples ("Updating formulae and a pairwise algorithm for
-//   computing sample variances", 1979).
+//   computing sample variances", 1979). M2 is kept divided by scale² (scale = max|x|, the
+//   norm's scale below), rescaled with the norm's ssq, for the same reason: raw M2 of
+//   1e30-sized values overflows f32 and of 1e-30-sized values underflows. The mean is not
+//   scaled (|mean| ≤ scale cannot overflow).
 // - L2 norm: LAPACK's scaled sum of squares (dnrm2 before 3.10): keep (scale, ssq) with
 //   norm = scale·sqrt(ssq) and scale = max|x|, rescaling ssq when a larger |x| arrives, so
 //   that neither 1e30-sized values overflow nor 1e-30-sized values underflow.
@@ -39,7 +42,7 @@ struct StatRecord {
     zeros: u32,
     saturated: u32,
     mean: f32,
-    m2: f32,
+    m2_scaled: f32,
     min: f32,
     max: f32,
     max_abs: f32,
@@ -65,7 +68,8 @@ struct Acc {
     zeros: u32,
     saturated: u32,
     mean: f32,
-    m2: f32,
+    // M2 / scale² (record.rs: RawStats::m2_scaled).
+    m2s: f32,
     mn: f32,
     mx: f32,
     scale: f32,
@@ -135,33 +139,42 @@ fn acc_push(a: ptr<function, Acc>, x: f32, saturate: bool, lo: f32, hi: f32) {
     if (saturate && (x <= lo || x >= hi)) {
         (*a).saturated += 1u;
     }
+    // nrm2: ssq holds Σ(x/scale)²; a larger |x| becomes the scale and rescales the sum.
+    // m2s is relative to the same scale, so it is rescaled by the same r² (before the
+    // Welford step, which then divides by the new scale).
+    let ax = bitcast<f32>(abs_bits);
+    if (ax > (*a).scale) {
+        let r = (*a).scale / ax;
+        let rr = r * r;
+        (*a).ssq = 1.0 + (*a).ssq * rr;
+        (*a).m2s = (*a).m2s * rr;
+        (*a).scale = ax;
+    } else if (ax > 0.0) {
+        let r = ax / (*a).scale;
+        (*a).ssq = (*a).ssq + r * r;
+    }
     (*a).finite += 1u;
     if ((*a).finite == 1u) {
         (*a).mean = x;
-        (*a).m2 = 0.0;
+        (*a).m2s = 0.0;
         (*a).mn = x;
         (*a).mx = x;
     } else {
-        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n).
+        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n),
+        // here divided by s² = scale² factor by factor. s = 0 means every value so far,
+        // x included, is zero: M2 stays 0 (and 0/0 must not be formed).
         let delta = x - (*a).mean;
         (*a).mean = (*a).mean + delta / f32((*a).finite);
-        (*a).m2 = (*a).m2 + delta * (x - (*a).mean);
+        let s = (*a).scale;
+        if (s > 0.0) {
+            (*a).m2s = (*a).m2s + (delta / s) * ((x - (*a).mean) / s);
+        }
         if (x < (*a).mn) {
             (*a).mn = x;
         }
         if (x > (*a).mx) {
             (*a).mx = x;
         }
-    }
-    // nrm2: ssq holds Σ(x/scale)²; a larger |x| becomes the scale and rescales the sum.
-    let ax = bitcast<f32>(abs_bits);
-    if (ax > (*a).scale) {
-        let r = (*a).scale / ax;
-        (*a).ssq = 1.0 + (*a).ssq * (r * r);
-        (*a).scale = ax;
-    } else if (ax > 0.0) {
-        let r = ax / (*a).scale;
-        (*a).ssq = (*a).ssq + r * r;
     }
 }
 
@@ -179,7 +192,7 @@ fn acc_merge(a: Acc, b: Acc) -> Acc {
     if (a.finite == 0u) {
         r.finite = b.finite;
         r.mean = b.mean;
-        r.m2 = b.m2;
+        r.m2s = b.m2s;
         r.mn = b.mn;
         r.mx = b.mx;
         r.scale = b.scale;
@@ -188,30 +201,47 @@ fn acc_merge(a: Acc, b: Acc) -> Acc {
     }
     let n = a.finite + b.finite;
     r.finite = n;
-    // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma.
-    let delta = b.mean - a.mean;
-    let fb = f32(b.finite) / f32(n);
-    r.mean = a.mean + delta * fb;
-    r.m2 = (a.m2 + b.m2) + (delta * delta) * (f32(a.finite) * fb);
     if (b.mn < a.mn) {
         r.mn = b.mn;
     }
     if (b.mx > a.mx) {
         r.mx = b.mx;
     }
+    // Both sums of squares are relative to their own scale: bring the smaller side's to
+    // the larger scale s (multiply by q² ≤ 1). b.scale = 0: b holds only zeros, its sums
+    // are 0 and a's scale stays.
+    var m2_sum: f32;
     if (b.scale > a.scale) {
         let q = a.scale / b.scale;
-        r.ssq = b.ssq + a.ssq * (q * q);
+        let qq = q * q;
+        r.ssq = b.ssq + a.ssq * qq;
+        m2_sum = a.m2s * qq + b.m2s;
         r.scale = b.scale;
     } else if (b.scale > 0.0) {
         let q = b.scale / a.scale;
-        r.ssq = a.ssq + b.ssq * (q * q);
+        let qq = q * q;
+        r.ssq = a.ssq + b.ssq * qq;
+        m2_sum = a.m2s + b.m2s * qq;
+    } else {
+        m2_sum = a.m2s + b.m2s;
+    }
+    // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma; divided by
+    // s², the last term is (δ/s)²·na·nb/n. s = 0 means both sides are all zeros: δ = 0.
+    let delta = b.mean - a.mean;
+    let fb = f32(b.finite) / f32(n);
+    r.mean = a.mean + delta * fb;
+    let s = r.scale;
+    if (s > 0.0) {
+        let ds = delta / s;
+        r.m2s = m2_sum + (ds * ds) * (f32(a.finite) * fb);
+    } else {
+        r.m2s = m2_sum;
     }
     return r;
 }
 
 fn acc_of_record(s: StatRecord) -> Acc {
-    return Acc(s.finite, s.nan, s.inf, s.zeros, s.saturated, s.mean, s.m2, s.min, s.max,
+    return Acc(s.finite, s.nan, s.inf, s.zeros, s.saturated, s.mean, s.m2_scaled, s.min, s.max,
         s.max_abs, s.norm_ssq);
 }
 
@@ -225,7 +255,7 @@ fn record_of(a: Acc) -> StatRecord {
     s.zeros = a.zeros;
     s.saturated = a.saturated;
     s.mean = a.mean;
-    s.m2 = a.m2;
+    s.m2_scaled = a.m2s;
     s.min = a.mn;
     s.max = a.mx;
     s.max_abs = a.scale;

@@ -2,7 +2,7 @@
 //! computation, run-to-run bit reproducibility, multi-job finalize and dead units.
 //!
 //! Tolerances. Counts, histograms, min, max and max_abs select or count elements, so they
-//! must agree exactly. mean, m2 and norm_ssq are computed by the same f32 operations in the
+//! must agree exactly. mean, m2_scaled and norm_ssq are computed by the same f32 operations in the
 //! same order on both sides (the CPU twin mirrors the device's chunking and merge tree);
 //! the only freedom left to a shader compiler is contracting a·b + c into a fused
 //! multiply-add and WGSL's division accuracy (2.5 ULP). Each operation then differs by a
@@ -88,10 +88,18 @@ fn assert_records_agree(what: &str, got: &RawStats, want: &RawStats) {
     );
     let scale = want.max_abs as f64;
     close(what, "mean", got.mean, want.mean, 1e-6 * scale, 1e-5);
-    // m2 ≥ 0 is a sum of squares; when it cancels (nearly constant data) the absolute
-    // error is set by the squares that were summed: n·max_abs².
-    let m2_atol = 1e-6 * want.finite as f64 * scale * scale;
-    close(what, "m2", got.m2, want.m2, m2_atol, 1e-5);
+    // m2_scaled ≥ 0 is a sum of squares divided by max_abs²; when it cancels (nearly
+    // constant data) the absolute error is set by the scaled squares that were summed, each
+    // ≤ 1: n.
+    let m2_atol = 1e-6 * want.finite as f64;
+    close(
+        what,
+        "m2_scaled",
+        got.m2_scaled,
+        want.m2_scaled,
+        m2_atol,
+        1e-5,
+    );
     close(what, "norm_ssq", got.norm_ssq, want.norm_ssq, 0.0, 1e-5);
     assert_eq!(got._pad, [0; 5], "{what}: padding");
 }
@@ -221,7 +229,7 @@ fn all_zero_tensors() {
         assert_eq!((want.finite, want.zeros), (n as u32, n as u32), "len {n}");
         assert_eq!(want.hist, [0; HIST_BINS], "len {n}");
         assert_eq!(
-            (want.max_abs, want.norm_ssq, want.mean, want.m2),
+            (want.max_abs, want.norm_ssq, want.mean, want.m2_scaled),
             (0.0, 0.0, 0.0, 0.0)
         );
         assert!(want.min == 0.0 && want.max == 0.0);
@@ -275,6 +283,116 @@ fn extreme_magnitudes_keep_the_norm() {
                     "{what}: GPU norm {g:e} vs f64 {direct:e}"
                 );
             }
+        }
+    }
+}
+
+/// Direct f64 mean and population standard deviation (two passes; f64 holds 1e30² and
+/// 1e-30² without trouble).
+fn mean_std_f64(data: &[f32]) -> (f64, f64) {
+    let n = data.len() as f64;
+    let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = data
+        .iter()
+        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+        .sum::<f64>()
+        / n;
+    (mean, var.sqrt())
+}
+
+/// Exploding and vanishing magnitudes: an unscaled M2 would be Σ(1e30)² = inf or
+/// Σ(1e-30)² = 0 in f32, so std would read inf or 0. With M2 stored divided by max_abs²,
+/// std keeps the f32 accuracy of ordinary data (1e-4 relative, as in
+/// `cpu_twin_matches_direct_f64`).
+#[test]
+fn extreme_magnitudes_keep_the_std() {
+    // (label, seed, data): symmetric and one-sided magnitudes near 1e30 and 1e-30; vanishing
+    // values with a few 1e20 outliers, so that max_abs jumps by 50 decades mid-walk and in
+    // merges; and outliers first or last in a chunk lane.
+    let gen_signed = |seed: u64, n: usize, lo: f32, hi: f32, signed: bool| -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let m = rng.random_range(lo..hi);
+                if signed && rng.random_range(0..2u32) == 0 {
+                    -m
+                } else {
+                    m
+                }
+            })
+            .collect()
+    };
+    let mut cases: Vec<(String, Vec<f32>)> = Vec::new();
+    for &n in &[7usize, 2049, 100_003] {
+        for (k, &(lo, hi)) in [(1e30f32, 4e30f32), (1e-30, 4e-30)].iter().enumerate() {
+            for signed in [true, false] {
+                let seed = 1000 + n as u64 + 10 * k as u64 + signed as u64;
+                cases.push((
+                    format!("[{lo:e}, {hi:e}) signed {signed} seed {seed} len {n}"),
+                    gen_signed(seed, n, lo, hi, signed),
+                ));
+            }
+        }
+        // 1e-30-sized values with a few ±1e20 (every 997th element, and the very last).
+        let seed = 1100 + n as u64;
+        let mut data = gen_signed(seed, n, 1e-30, 4e-30, true);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+        for i in (0..n).step_by(997).chain([n - 1]) {
+            let m: f32 = rng.random_range(1e20..3e20);
+            data[i] = if i % 2 == 0 { m } else { -m };
+        }
+        cases.push((
+            format!("1e-30 with 1e20 outliers seed {seed} len {n}"),
+            data,
+        ));
+    }
+    // Near-constant data at 1e30 (std ≈ 6e-4·mean, so the deviations nearly cancel).
+    let seed = 1200;
+    let data: Vec<f32> = gen_signed(seed, 5000, 0.999, 1.001, false)
+        .iter()
+        .map(|&v| v * 1e30)
+        .collect();
+    cases.push((format!("1e30·[0.999, 1.001) seed {seed} len 5000"), data));
+
+    for (what, data) in &cases {
+        let (_, want) = mean_std_f64(data);
+        assert!(want.is_finite() && want > 0.0, "{what}: f64 std {want}");
+        let want_rec = cpu::stats_reduce(data, None);
+        let s = want_rec.summary();
+        assert!(
+            s.std.is_finite() && s.std > 0.0 && (s.std - want).abs() <= 1e-4 * want,
+            "{what}: CPU std {:e} vs f64 {want:e}",
+            s.std
+        );
+        if let Some(ctx) = common::gpu() {
+            let got = gpu_stats(ctx, data, None);
+            assert_records_agree(what, &got, &want_rec);
+            let g = got.summary().std;
+            assert!(
+                g.is_finite() && g > 0.0 && (g - want).abs() <= 1e-4 * want,
+                "{what}: GPU std {g:e} vs f64 {want:e}"
+            );
+        }
+    }
+}
+
+/// Merging records of very different scales (as `stats_finalize` does across chunks):
+/// a small-scale record absorbed by a large one and the reverse give the f64 std.
+#[test]
+fn merge_across_scales_keeps_the_std() {
+    for &(seed, lo_a, lo_b) in &[(1300u64, 1e-30f32, 1e20f32), (1301, 1e30, 1e-30)] {
+        let a = common::random_vec(seed, 300, lo_a, 2.0 * lo_a);
+        let b = common::random_vec(seed + 1, 500, -2.0 * lo_b, lo_b);
+        let (ra, rb) = (cpu::stats_reduce(&a, None), cpu::stats_reduce(&b, None));
+        let all: Vec<f32> = a.iter().chain(&b).copied().collect();
+        let (_, want) = mean_std_f64(&all);
+        for (order, mut m, other) in [("a⊕b", ra, rb), ("b⊕a", rb, ra)] {
+            m.merge(&other);
+            let got = m.summary().std;
+            assert!(
+                got.is_finite() && (got - want).abs() <= 1e-4 * want,
+                "seed {seed} {order}: std {got:e} vs f64 {want:e}"
+            );
         }
     }
 }

@@ -85,33 +85,42 @@ fn push(a: &mut RawStats, x: f32, saturation: Option<(f32, f32)>) {
     {
         a.saturated += 1;
     }
+    // nrm2: norm_ssq holds Σ(x/max_abs)²; a larger |x| becomes the scale and rescales it.
+    // m2_scaled is relative to the same scale, so it is rescaled by the same factor r²
+    // (done before the Welford step, which then divides by the new scale).
+    let ax = f32::from_bits(abs_bits);
+    if ax > a.max_abs {
+        let r = a.max_abs / ax;
+        let rr = r * r;
+        a.norm_ssq = 1.0 + a.norm_ssq * rr;
+        a.m2_scaled *= rr;
+        a.max_abs = ax;
+    } else if ax > 0.0 {
+        let r = ax / a.max_abs;
+        a.norm_ssq += r * r;
+    }
     a.finite += 1;
     if a.finite == 1 {
         a.mean = x;
-        a.m2 = 0.0;
+        a.m2_scaled = 0.0;
         a.min = x;
         a.max = x;
     } else {
-        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n).
+        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n),
+        // here divided by s² = max_abs² factor by factor. s = 0 means every value so far,
+        // x included, is zero: M2 stays 0 (and 0/0 must not be formed).
         let delta = x - a.mean;
         a.mean += delta / a.finite as f32;
-        a.m2 += delta * (x - a.mean);
+        let s = a.max_abs;
+        if s > 0.0 {
+            a.m2_scaled += (delta / s) * ((x - a.mean) / s);
+        }
         if x < a.min {
             a.min = x;
         }
         if x > a.max {
             a.max = x;
         }
-    }
-    // nrm2: norm_ssq holds Σ(x/max_abs)²; a larger |x| becomes the scale and rescales it.
-    let ax = f32::from_bits(abs_bits);
-    if ax > a.max_abs {
-        let r = a.max_abs / ax;
-        a.norm_ssq = 1.0 + a.norm_ssq * (r * r);
-        a.max_abs = ax;
-    } else if ax > 0.0 {
-        let r = ax / a.max_abs;
-        a.norm_ssq += r * r;
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! A record is `RECORD_WORDS` 32-bit words, identical on both executors (the WGSL struct
 //! `StatRecord` in shaders/stats.wgsl has the same layout). Moments are merged with Chan's
-//! parallel formula and the L2 norm as a scaled sum of squares (LAPACK's nrm2 idea), so that
-//! neither overflows when gradients explode nor underflows when they vanish: both effects
-//! are what the statistics exist to show.
+//! parallel formula and the L2 norm as a scaled sum of squares (LAPACK's nrm2 idea). Both
+//! sums of squares (the norm's and the variance's M2) are stored divided by max_abs², so
+//! that neither overflows when gradients explode (1e30² is inf in f32) nor underflows when
+//! they vanish (1e-30² is 0): both effects are what the statistics exist to show. The mean
+//! needs no scaling: |mean| ≤ max_abs.
 
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
@@ -33,8 +35,9 @@ pub struct RawStats {
     pub saturated: u32,
     /// Mean of the finite elements.
     pub mean: f32,
-    /// Sum of squared deviations from the mean (Welford's M2).
-    pub m2: f32,
+    /// Sum of squared deviations from the mean (Welford's M2) divided by max_abs², i.e.
+    /// Σ((x − mean)/max_abs)²; 0 while max_abs is 0. std = max_abs · sqrt(m2_scaled / finite).
+    pub m2_scaled: f32,
     pub min: f32,
     pub max: f32,
     pub max_abs: f32,
@@ -65,8 +68,8 @@ impl RawStats {
     }
 
     /// self ← self ⊕ other: the record of the concatenation of both tensors. Moments by
-    /// Chan's pairwise formula, the norm by rescaling to the larger max_abs (LAPACK nrm2),
-    /// all in f32 and in exactly the operation order of `acc_merge` in shaders/stats.wgsl,
+    /// Chan's pairwise formula, the norm by rescaling to the larger max_abs (LAPACK nrm2);
+    /// the scaled M2 is rescaled to the larger max_abs the same way. All in f32 and in exactly the operation order of `acc_merge` in shaders/stats.wgsl,
     /// so that the CPU twin reproduces the device's reduction tree.
     pub fn merge(&mut self, other: &RawStats) {
         let (a, b) = (*self, other);
@@ -83,7 +86,7 @@ impl RawStats {
         if a.finite == 0 {
             self.finite = b.finite;
             self.mean = b.mean;
-            self.m2 = b.m2;
+            self.m2_scaled = b.m2_scaled;
             self.min = b.min;
             self.max = b.max;
             self.max_abs = b.max_abs;
@@ -92,33 +95,53 @@ impl RawStats {
         }
         let n = a.finite + b.finite;
         self.finite = n;
-        // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma.
-        let delta = b.mean - a.mean;
-        let fb = b.finite as f32 / n as f32;
-        self.mean = a.mean + delta * fb;
-        self.m2 = (a.m2 + b.m2) + (delta * delta) * (a.finite as f32 * fb);
         if b.min < a.min {
             self.min = b.min;
         }
         if b.max > a.max {
             self.max = b.max;
         }
+        // Both sums of squares are relative to their own max_abs: bring the smaller side's
+        // to the larger scale s (multiply by q² = (its max_abs / s)², ≤ 1, so nothing
+        // overflows). When b.max_abs = 0, b holds only zeros: its sums are 0 and a's scale
+        // stays.
+        let m2_sum;
         if b.max_abs > a.max_abs {
             let q = a.max_abs / b.max_abs;
-            self.norm_ssq = b.norm_ssq + a.norm_ssq * (q * q);
+            let qq = q * q;
+            self.norm_ssq = b.norm_ssq + a.norm_ssq * qq;
+            m2_sum = a.m2_scaled * qq + b.m2_scaled;
             self.max_abs = b.max_abs;
         } else if b.max_abs > 0.0 {
             let q = b.max_abs / a.max_abs;
-            self.norm_ssq = a.norm_ssq + b.norm_ssq * (q * q);
+            let qq = q * q;
+            self.norm_ssq = a.norm_ssq + b.norm_ssq * qq;
+            m2_sum = a.m2_scaled + b.m2_scaled * qq;
+        } else {
+            m2_sum = a.m2_scaled + b.m2_scaled;
         }
+        // Chan: mean = ma + δ·nb/n, M2 = M2a + M2b + δ²·na·nb/n with δ = mb − ma; divided by
+        // s², the last term is (δ/s)²·na·nb/n. s = 0 means both sides are all zeros: δ = 0.
+        let delta = b.mean - a.mean;
+        let fb = b.finite as f32 / n as f32;
+        self.mean = a.mean + delta * fb;
+        let s = self.max_abs;
+        self.m2_scaled = if s > 0.0 {
+            let ds = delta / s;
+            m2_sum + (ds * ds) * (a.finite as f32 * fb)
+        } else {
+            m2_sum
+        };
     }
 
     /// Interprets the raw words as the numbers a user reads.
     pub fn summary(&self) -> TensorStats {
         let count = self.finite as u64 + self.nan as u64 + self.inf as u64;
         let finite = self.finite as f64;
+        // M2 is stored divided by max_abs² (see `m2_scaled`); undo that in f64, where
+        // max_abs · sqrt(·) neither overflows nor underflows.
         let std = if self.finite > 0 {
-            (self.m2.max(0.0) as f64 / finite).sqrt()
+            self.max_abs as f64 * (self.m2_scaled.max(0.0) as f64 / finite).sqrt()
         } else {
             f64::NAN
         };
