@@ -2,7 +2,7 @@
 //! rows) and its gradient, a column sum in a fixed order (one invocation per column,
 //! rows summed sequentially), so results are reproducible and match the CPU twin's order.
 
-use super::activation::{check_buffer, check_count, check_distinct, grid_1d};
+use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 

@@ -4,7 +4,7 @@
 //! [Σ row_loss, Σ row_correct]. Labels are u32; one ≥ classes is never used as an index
 //! (see the shader's header for what such a row yields).
 
-use super::activation::{check_buffer, check_count, check_distinct, grid_1d};
+use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 

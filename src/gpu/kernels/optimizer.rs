@@ -8,6 +8,7 @@
 //! since every binding the shader declares must be bound, and one buffer may not be bound
 //! twice in a dispatch.
 
+use super::launch::{check_buffer, check_distinct, grid_1d};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::ops::{OptimizerParams, StepUniform};
@@ -61,18 +62,7 @@ pub fn optimizer_update(
             ),
         ));
     }
-    let need = |name: &str, b: &wgpu::Buffer| -> Result<()> {
-        if b.size() < bytes {
-            return Err(Error::shape(
-                &op,
-                format!(
-                    "{name} buffer holds {} bytes, needs {bytes} ({len} f32)",
-                    b.size()
-                ),
-            ));
-        }
-        Ok(())
-    };
+    let need = |name: &str, b: &wgpu::Buffer| check_buffer(&op, name, b, len);
     need("param", param)?;
     need("grad", grad)?;
     need("update", update)?;
@@ -113,22 +103,19 @@ pub fn optimizer_update(
         }
     };
 
-    let buffers = [step, param, grad, state1_buf, state2_buf, update];
-    for (a, x) in buffers.iter().enumerate() {
-        for y in &buffers[a + 1..] {
-            if x == y {
-                return Err(Error::shape(
-                    &op,
-                    "the same buffer is passed twice (step, param, grad, state and update must be distinct)",
-                ));
-            }
-        }
-    }
+    check_distinct(
+        &op,
+        &[
+            ("step", step),
+            ("param", param),
+            ("grad", grad),
+            ("state1", state1_buf),
+            ("state2", state2_buf),
+            ("update", update),
+        ],
+    )?;
 
-    let groups = len32.div_ceil(WG);
-    let max = ctx.limits.max_compute_workgroups_per_dimension;
-    let gx = groups.clamp(1, max);
-    let gy = groups.div_ceil(gx);
+    let [gx, gy, _] = grid_1d(ctx, len.max(1), WG);
     let hyper = OptimizerHyper {
         kind: p.kind.code(),
         len: len32,

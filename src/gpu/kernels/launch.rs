@@ -1,0 +1,67 @@
+//! Checks and grid shapes shared by the launchers: the 2-D grid that keeps 1-D kernels
+//! under the per-dimension workgroup limit, and the buffer-size, index-range and aliasing
+//! checks that turn a wrong plan into an error naming the op instead of a wgpu panic.
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// The grid for a 1-D kernel of `invocations` threads in workgroups of `wg`: one row of
+/// workgroups while it fits the device's per-dimension limit, else a 2-D grid of
+/// `max × ⌈groups / max⌉` whose flat index the shader recomputes as
+/// `gid.y · (num_workgroups.x · wg) + gid.x` (and bounds-checks, as the last row is partial).
+pub fn grid_1d(ctx: &GpuContext, invocations: usize, wg: u32) -> [u32; 3] {
+    let groups = invocations.div_ceil(wg as usize);
+    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    if groups <= max {
+        [groups as u32, 1, 1]
+    } else {
+        // A y extent past the limit is refused by `ctx.dispatch` with a TooLarge error.
+        let gy = groups.div_ceil(max);
+        [max as u32, gy.min(u32::MAX as usize) as u32, 1]
+    }
+}
+
+/// Refuses element counts whose indices would not fit the shaders' u32 arithmetic (the
+/// padded grid may run up to one row of workgroups past `len`, hence the headroom).
+pub fn check_count(op: &str, what: &str, count: usize) -> Result<u32> {
+    if count > (i32::MAX as usize) {
+        return Err(Error::shape(
+            op,
+            format!("{what} = {count} exceeds the 2^31 − 1 elements a kernel can index"),
+        ));
+    }
+    Ok(count as u32)
+}
+
+/// Checks that `buffer` holds at least `elems` 4-byte elements.
+pub fn check_buffer(op: &str, name: &str, buffer: &wgpu::Buffer, elems: usize) -> Result<()> {
+    let need = elems as u64 * 4;
+    if buffer.size() < need {
+        return Err(Error::shape(
+            op,
+            format!(
+                "buffer `{name}` holds {} bytes but the shape needs {elems} elements ({need} bytes)",
+                buffer.size()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a buffer bound twice in one dispatch: wgpu forbids one bound read-write and
+/// read-only together, and the kernels are not written for in-place use.
+pub fn check_distinct(op: &str, buffers: &[(&str, &wgpu::Buffer)]) -> Result<()> {
+    for (i, (a, ba)) in buffers.iter().enumerate() {
+        for (b, bb) in &buffers[i + 1..] {
+            if ba == bb {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "`{a}` and `{b}` are the same buffer; this kernel does not run in place"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
