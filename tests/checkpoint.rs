@@ -570,3 +570,69 @@ fn a_fresh_run_in_a_used_directory_drops_its_old_checkpoints() {
     assert_eq!(steps, vec![3]);
     let _ = Checkpointer::new(&dir, 1, 1).unwrap();
 }
+
+#[test]
+fn cli_export_writes_parameters_and_resume_refuses_a_preset() {
+    let exe = env!("CARGO_BIN_EXE_gradscope");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.display().to_string();
+    let train = [
+        "train",
+        "--device",
+        "cpu",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "64",
+        "--max-steps",
+        "3",
+        "--quiet",
+        "--run-dir",
+        &d,
+    ];
+    assert!(
+        Command::new(exe)
+            .args(train)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tmp.path().join("model.safetensors");
+    let o = out.display().to_string();
+    let status = Command::new(exe)
+        .args(["export", &d, "--out", &o])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let names: Vec<String> = format::read(&out)
+        .unwrap()
+        .tensors
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(
+        names.len(),
+        4,
+        "layers.{{0,1}}.{{weight,bias}} only, got {names:?}"
+    );
+    let r = Command::new(exe)
+        .args(["train", "--resume", &d, "--preset", "mlp"])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("--resume takes its settings"), "{err}");
+    // A run directory without checkpoints: a clear error, non-zero exit.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = Command::new(exe)
+        .args(["export", &empty.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("no readable checkpoint"), "{err}");
+}

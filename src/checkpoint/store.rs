@@ -59,7 +59,7 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             out.push((step, entry.path()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|s| std::cmp::Reverse(s.0));
     Ok(out)
 }
 
