@@ -54,6 +54,11 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Data { path: PathBuf, reason: String },
 
+    /// A checkpoint or weights file that cannot be used: unreadable, malformed, or not
+    /// matching the model. `reason` names the fault (and the tensor, with expected vs found).
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+
     /// Non-finite values where finite ones are required.
     #[error("non-finite value: {0}")]
     NonFinite(String),
@@ -81,6 +86,13 @@ impl Error {
 
     pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Data {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
             path: path.into(),
             reason: reason.into(),
         }

@@ -2,6 +2,7 @@
 //! whose every step reads back per-layer gradient statistics, so that vanishing and exploding
 //! gradients are seen where they happen. See ARCHITECTURE.md for the flow of a run.
 
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod data;

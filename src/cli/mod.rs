@@ -2,6 +2,7 @@
 
 mod console;
 mod devices;
+mod export;
 mod train_args;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     Train(Box<train_args::TrainArgs>),
     /// List every GPU adapter with the limits and features that matter for compute.
     Devices(devices::DevicesArgs),
+    /// Write a run's trained parameters (newest valid checkpoint) as safetensors for PyTorch.
+    Export(export::ExportArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train_args::run(&train_args::TrainArgs::default()),
         Some(Command::Train(args)) => train_args::run(&args),
         Some(Command::Devices(args)) => devices::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
     }
 }

@@ -86,6 +86,19 @@ pub struct TrainArgs {
     /// Run directory (default runs/<time>-<preset>).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Write a checkpoint every N steps (one is always written after the last step).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Keep the newest K checkpoints (default 3).
+    #[arg(long)]
+    keep_checkpoints: Option<usize>,
+    /// Start from the weights of a safetensors file (e.g. saved by PyTorch) instead of `--init`.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its newest valid checkpoint, with its config.toml
+    /// (other flags given override it).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -114,6 +127,15 @@ fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
 impl TrainArgs {
     /// Defaults, then the preset, then the config file, then the flags.
     fn resolve(&self) -> Result<(TrainConfig, String)> {
+        if let Some(dir) = &self.resume {
+            if self.preset.is_some() || self.config.is_some() || self.init_from.is_some() {
+                return Err(Error::config(
+                    "--resume takes its settings from RUN_DIR/config.toml and its weights from                      the checkpoint; drop --preset, --config and --init-from",
+                ));
+            }
+            let base = gradscope::checkpoint::load_run_config(dir)?;
+            return Ok((self.overlay(base)?, "resume".into()));
+        }
         let name = self.preset.clone().unwrap_or_else(|| "mlp".into());
         let overlay = presets::find(&name).ok_or_else(|| {
             Error::config(format!(
@@ -127,6 +149,11 @@ impl TrainArgs {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             c = c.overlay_toml(&text, path)?;
         }
+        Ok((self.overlay(c)?, name))
+    }
+
+    /// The flags given, laid over `c`.
+    fn overlay(&self, mut c: TrainConfig) -> Result<TrainConfig> {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
@@ -143,7 +170,9 @@ impl TrainArgs {
             seed,
             stats_every,
             val_fraction,
-            device
+            device,
+            checkpoint_every,
+            keep_checkpoints
         );
         if let Some(b) = self.batch_size {
             c.batch_size = usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| {
@@ -162,14 +191,20 @@ impl TrainArgs {
         if self.run_dir.is_some() {
             c.run_dir = self.run_dir.clone();
         }
+        if self.init_from.is_some() {
+            c.init_from = self.init_from.clone();
+        }
         c.validate()?;
-        Ok((c, name))
+        Ok(c)
     }
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let (config, name) = args.resolve()?;
     let mut console = Console::new(args.quiet);
-    gradscope::train::train(&config, &name, &mut console)?;
+    match &args.resume {
+        Some(dir) => gradscope::train::resume(&config, dir, &mut console)?,
+        None => gradscope::train::train(&config, &name, &mut console)?,
+    };
     Ok(())
 }

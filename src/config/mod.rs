@@ -83,6 +83,12 @@ pub struct TrainConfig {
     pub data: Option<PathBuf>,
     /// Where the run directory goes (default runs/<time>-<preset>).
     pub run_dir: Option<PathBuf>,
+    /// Write a checkpoint every N steps (0: only the one after the last step).
+    pub checkpoint_every: u64,
+    /// How many of the newest checkpoints to keep (at least 1).
+    pub keep_checkpoints: usize,
+    /// Initial weights from a safetensors file (e.g. exported by PyTorch) instead of `init`.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -117,6 +123,9 @@ impl Default for TrainConfig {
             backend: None,
             data: None,
             run_dir: None,
+            checkpoint_every: 0,
+            keep_checkpoints: 3,
+            init_from: None,
         }
     }
 }
@@ -263,6 +272,11 @@ impl TrainConfig {
         }
         if self.stats_every == 0 {
             return Err(Error::config("`stats_every` must be at least 1"));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(Error::config(
+                "`keep_checkpoints` must be at least 1 (the newest checkpoint is always kept)",
+            ));
         }
         if self.step_every == 0 {
             return Err(Error::config("`step_every` must be at least 1"));

@@ -52,6 +52,20 @@ impl MetricsLog {
         })
     }
 
+    /// Opens an existing log to add lines at its end (a resumed run, after
+    /// `checkpoint::store::truncate_metrics`).
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let line = serde_json::to_string(record)
             .map_err(|e| Error::config(format!("serialising metrics: {e}")))?;

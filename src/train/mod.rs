@@ -11,6 +11,7 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::checkpoint::{self, Checkpointer, Progress};
 use crate::config::TrainConfig;
 use crate::data::dataset::{Dataset, bundled_fashion_mnist, load_dir};
 use crate::data::loader::BatchLoader;
@@ -145,6 +146,27 @@ fn run_dir(config: &TrainConfig, name: &str) -> Result<PathBuf> {
 
 /// Trains the network `config` describes; `name` labels the run (the preset's name).
 pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> Result<Summary> {
+    run(config, name, None, observer)
+}
+
+/// Continues the run in `run_dir` from its newest valid checkpoint, bit for bit, with
+/// `config` (normally [`checkpoint::load_run_config`], possibly with overrides).
+pub fn resume(
+    config: &TrainConfig,
+    run_dir: &Path,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
+    let mut config = config.clone();
+    config.run_dir = Some(run_dir.to_path_buf());
+    run(&config, "resume", Some(run_dir), observer)
+}
+
+fn run(
+    config: &TrainConfig,
+    name: &str,
+    resume_from: Option<&Path>,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
     config.validate()?;
     let data = load_data(config)?;
     let model = config.model(data.train.dim, data.train.classes)?;
@@ -154,9 +176,25 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     initialize(exec.as_mut(), config.seed)?;
 
     let dir = run_dir(config, name)?;
+    let checkpointer = Checkpointer::new(&dir, config.checkpoint_every, config.keep_checkpoints)?;
+    let progress = match resume_from {
+        Some(from) => checkpoint::resume(exec.as_mut(), from)?.0,
+        None => {
+            checkpoint::store::remove_all(checkpointer.dir())?;
+            if let Some(path) = &config.init_from {
+                checkpoint::init_from(exec.as_mut(), path)?;
+            }
+            Progress::start()
+        }
+    };
+    loader.set_cursor(progress.cursor)?;
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, config.to_toml()).map_err(|e| Error::io(&config_path, e))?;
-    let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
+    checkpoint::atomic::write_atomic(&config_path, config.to_toml().as_bytes())?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut log = match resume_from {
+        Some(_) => MetricsLog::append(&metrics_path)?,
+        None => MetricsLog::create(&metrics_path)?,
+    };
 
     let per_epoch = loader.batches_per_epoch() as u64;
     let total = if config.max_steps > 0 {
@@ -178,12 +216,14 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     let mut inputs = vec![0.0f32; batch * data.train.dim];
     let mut labels = vec![0u32; batch];
     let mut last_layers: Vec<LayerStats> = Vec::new();
-    let mut epoch_loss = (0.0f64, 0u64, 0u64); // (sum of losses, correct, steps)
-    let mut lrs = Vec::with_capacity(total as usize);
+    let mut epoch_loss = progress.epoch_loss(); // (sum of losses, correct, steps)
+    let mut step = progress.step;
+    // Learning rates by step, those before a resumed step included (the log reads them).
+    let mut lrs: Vec<f64> = (1..=step).map(|s| config.lr_at(s, total)).collect();
     let mut train_time = 0.0f64;
     let start = Instant::now();
-    let mut step = 0u64;
-    let mut epoch = 0u64;
+    // Epochs completed (and evaluated): a checkpoint is taken before its epoch's end.
+    let mut epoch = progress.cursor.epoch;
     let mut val_result = (f64::NAN, f64::NAN);
     let mut last_epoch_train = (f64::NAN, f64::NAN);
 
@@ -239,9 +279,11 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
         Ok(())
     };
 
-    'epochs: while step < total {
+    // A run resumed from its last step still owes that epoch's evaluation.
+    let mut more = total > 0;
+    while more {
         let t0 = Instant::now();
-        while loader.fill(&mut inputs, &mut labels) {
+        while step < total && loader.fill(&mut inputs, &mut labels) {
             step += 1;
             let lr = config.lr_at(step, total);
             lrs.push(lr);
@@ -272,8 +314,27 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
                 &lrs,
                 elapsed,
             )?;
-            if step >= total {
-                break;
+            if checkpointer.due(step, total) {
+                // Every report up to this step is logged before its checkpoint exists.
+                let reports = exec.finished(true)?;
+                let elapsed = train_time + t0.elapsed().as_secs_f64();
+                handle(
+                    reports,
+                    exec.as_ref(),
+                    &mut log,
+                    observer,
+                    &mut last_layers,
+                    &mut epoch_loss,
+                    &lrs,
+                    elapsed,
+                )?;
+                let progress = Progress {
+                    step,
+                    cursor: loader.cursor(),
+                    ..Progress::start()
+                }
+                .with_epoch_loss(epoch_loss);
+                checkpointer.save(exec.as_mut(), config, &progress)?;
             }
         }
         let reports = exec.finished(true)?;
@@ -305,9 +366,7 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
         };
         log.write(&entry)?;
         observer.evaluated(&entry);
-        if step >= total {
-            break 'epochs;
-        }
+        more = step < total;
     }
 
     let test = match &data.test {
