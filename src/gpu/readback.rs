@@ -115,7 +115,10 @@ impl ReadbackRing {
         while let Some(&slot) = self.in_flight.front() {
             let s = &self.slots[slot];
             let mut state = s.state.load(Ordering::SeqCst);
-            if state == PENDING && wait && done < min {
+            // The map callback runs inside whichever thread's poll handles the finished
+            // submission, possibly another thread sharing the device: wait until it has
+            // run, not only until the submission is done.
+            while state == PENDING && wait && done < min {
                 let submission_index = s.submission.clone();
                 ctx.device
                     .poll(wgpu::PollType::Wait {
@@ -124,6 +127,9 @@ impl ReadbackRing {
                     })
                     .map_err(|e| err(e.to_string()))?;
                 state = s.state.load(Ordering::SeqCst);
+                if state == PENDING {
+                    std::thread::yield_now();
+                }
             }
             match state {
                 MAPPED => {
