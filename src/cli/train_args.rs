@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Run directory (default runs/<time>-<preset>).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Write TensorBoard event files into RUN_DIR/tensorboard/ (default true;
+    /// `--tensorboard false` turns them off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    tensorboard: Option<bool>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -161,6 +165,9 @@ impl TrainArgs {
         }
         if self.run_dir.is_some() {
             c.run_dir = self.run_dir.clone();
+        }
+        if let Some(tb) = self.tensorboard {
+            c.tensorboard = tb;
         }
         c.validate()?;
         Ok((c, name))

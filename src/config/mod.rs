@@ -83,6 +83,8 @@ pub struct TrainConfig {
     pub data: Option<PathBuf>,
     /// Where the run directory goes (default runs/<time>-<preset>).
     pub run_dir: Option<PathBuf>,
+    /// Also write TensorBoard event files into RUN_DIR/tensorboard/.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -117,6 +119,7 @@ impl Default for TrainConfig {
             backend: None,
             data: None,
             run_dir: None,
+            tensorboard: true,
         }
     }
 }

@@ -157,6 +157,11 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
     let config_path = dir.join("config.toml");
     std::fs::write(&config_path, config.to_toml()).map_err(|e| Error::io(&config_path, e))?;
     let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
+    if config.tensorboard {
+        log.attach_tensorboard(crate::tensorboard::EventWriter::create(
+            &dir.join("tensorboard"),
+        )?);
+    }
 
     let per_epoch = loader.batches_per_epoch() as u64;
     let total = if config.max_steps > 0 {
@@ -216,7 +221,7 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
                 grad_norm: total_grad_norm(plan, &r),
                 layers,
             };
-            log.write(&entry)?;
+            log.write_step(&entry)?;
             observer.step(&entry, (r.step as f64 * batch as f64) / elapsed.max(1e-9));
             if !r.loss.is_finite() {
                 let culprit = layer_stats(plan, &r)
@@ -303,7 +308,7 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
             accuracy: val_result.1,
             samples: data.val.n,
         };
-        log.write(&entry)?;
+        log.write_eval(&entry)?;
         observer.evaluated(&entry);
         if step >= total {
             break 'epochs;
@@ -322,7 +327,7 @@ pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> R
                 accuracy: acc,
                 samples: t.n,
             };
-            log.write(&entry)?;
+            log.write_eval(&entry)?;
             observer.evaluated(&entry);
             Some((loss, acc))
         }

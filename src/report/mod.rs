@@ -1,0 +1,1 @@
+//! The gradient-flow report (`gradscope report RUN_DIR`); being written.
