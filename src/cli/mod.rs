@@ -1,7 +1,9 @@
-//! Command-line interface: `gradscope [train] …` and `gradscope devices`.
+//! Command-line interface: `gradscope [train] …`, `gradscope report RUN_DIR` and
+//! `gradscope devices`.
 
 mod console;
 mod devices;
+mod report;
 mod train_args;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,8 @@ enum Command {
     Train(Box<train_args::TrainArgs>),
     /// List every GPU adapter with the limits and features that matter for compute.
     Devices(devices::DevicesArgs),
+    /// Draw a run's gradient flow: PNG and SVG pictures and report.html in RUN_DIR/report/.
+    Report(report::ReportArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -34,5 +38,6 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train_args::run(&train_args::TrainArgs::default()),
         Some(Command::Train(args)) => train_args::run(&args),
         Some(Command::Devices(args)) => devices::run(&args),
+        Some(Command::Report(args)) => report::run(&args),
     }
 }
