@@ -111,11 +111,23 @@ impl Picture for GradientFlow<'_> {
         let steps: Vec<u64> = h.stats.iter().map(|p| p.step).collect();
         let edges = step_edges(&steps);
         let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 - 150);
-        let labels: Vec<String> = h.layers.iter().map(|l| l.label()).collect();
+        // Layers named by a diagnosis finding are marked, so the page's findings point here.
+        let labels: Vec<String> = h
+            .layers
+            .iter()
+            .map(|l| {
+                let flagged = h.findings.iter().any(|f| f.layers.contains(&l.name));
+                if flagged {
+                    format!("⚠ {}", l.label())
+                } else {
+                    l.label()
+                }
+            })
+            .collect();
         let x_range = edges[0]..edges[edges.len() - 1];
         let mut chart = ChartBuilder::on(&main)
             .caption(
-                "Gradient flow: log10 ‖∇W‖ per layer and step (input layer at the top)",
+                "Gradient flow: log10 ‖∇W‖ per layer and step (input layer at the top; ⚠: a finding)",
                 (FAMILY, 20),
             )
             .margin(10)
