@@ -88,6 +88,14 @@ fn report_from_a_short_run() {
         );
     }
     let flow = std::fs::read_to_string(report.dir.join("gradient_flow.svg")).unwrap();
+    assert!(
+        flow.contains("⚠ hidden1 (16, relu)"),
+        "the finding's layer is marked"
+    );
+    assert!(
+        !flow.contains("⚠ hidden2"),
+        "only the finding's layer is marked"
+    );
     for name in [
         "hidden1 (16, relu)",
         "hidden2 (16, relu)",
