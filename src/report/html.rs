@@ -45,7 +45,8 @@ fn caption(stem: &str) -> (&'static str, &'static str) {
             "Update-to-weight ratio",
             "‖ΔW‖/‖W‖ of each layer's optimizer step. Around 1e-3 (dashed) is the classic \
              healthy value; far below, the layer barely moves (learning rate too low for it, or a \
-             vanished gradient); far above, the steps are too large.",
+             vanished gradient); far above, the steps are too large. A gap in a line is a step whose \
+             update was exactly zero (a step too small to change an f32 weight) or not finite.",
         ),
         "grad_histograms" => (
             "Histograms of log2 |∇W|",
