@@ -13,9 +13,11 @@ pub mod init;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod report;
 pub mod rng;
 pub mod stats;
 pub mod tensor;
+pub mod tensorboard;
 pub mod train;
 
 pub use error::{Error, Result};

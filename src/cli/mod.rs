@@ -1,8 +1,10 @@
-//! Command-line interface: `gradscope [train] …` and `gradscope devices`.
+//! Command-line interface: `gradscope [train] …`, `gradscope report RUN_DIR` and
+//! `gradscope devices`.
 
 mod console;
 mod devices;
 mod export;
+mod report;
 mod train_args;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,8 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Write a run's trained parameters (newest valid checkpoint) as safetensors for PyTorch.
     Export(export::ExportArgs),
+    /// Draw a run's gradient flow: PNG and SVG pictures and report.html in RUN_DIR/report/.
+    Report(report::ReportArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -38,5 +42,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train_args::run(&args),
         Some(Command::Devices(args)) => devices::run(&args),
         Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Report(args)) => report::run(&args),
     }
 }

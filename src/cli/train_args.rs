@@ -99,6 +99,10 @@ pub struct TrainArgs {
     /// (other flags given override it).
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Write TensorBoard event files into RUN_DIR/tensorboard/ (default true;
+    /// `--tensorboard false` turns them off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    tensorboard: Option<bool>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -193,6 +197,9 @@ impl TrainArgs {
         }
         if self.init_from.is_some() {
             c.init_from = self.init_from.clone();
+        }
+        if let Some(tb) = self.tensorboard {
+            c.tensorboard = tb;
         }
         c.validate()?;
         Ok(c)

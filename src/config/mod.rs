@@ -89,6 +89,8 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Initial weights from a safetensors file (e.g. exported by PyTorch) instead of `init`.
     pub init_from: Option<PathBuf>,
+    /// Also write TensorBoard event files into RUN_DIR/tensorboard/.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +128,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             keep_checkpoints: 3,
             init_from: None,
+            tensorboard: true,
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::stats::LayerStats;
+use crate::tensorboard::EventWriter;
 
 /// One training step.
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +42,8 @@ pub struct EvalLog {
 pub struct MetricsLog {
     path: PathBuf,
     out: BufWriter<File>,
+    /// TensorBoard events mirroring the step and eval lines, when asked for.
+    tensorboard: Option<EventWriter>,
 }
 
 impl MetricsLog {
@@ -49,6 +52,7 @@ impl MetricsLog {
         Ok(MetricsLog {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
+            tensorboard: None,
         })
     }
 
@@ -63,7 +67,31 @@ impl MetricsLog {
         Ok(MetricsLog {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
+            tensorboard: None,
         })
+    }
+
+    /// Mirrors every later step and eval line into TensorBoard events.
+    pub fn attach_tensorboard(&mut self, writer: EventWriter) {
+        self.tensorboard = Some(writer);
+    }
+
+    /// A step line, and its TensorBoard events if attached.
+    pub fn write_step(&mut self, log: &StepLog) -> Result<()> {
+        self.write(log)?;
+        match &mut self.tensorboard {
+            Some(tb) => tb.step(log),
+            None => Ok(()),
+        }
+    }
+
+    /// An eval line, and its TensorBoard events if attached.
+    pub fn write_eval(&mut self, log: &EvalLog) -> Result<()> {
+        self.write(log)?;
+        match &mut self.tensorboard {
+            Some(tb) => tb.eval(log),
+            None => Ok(()),
+        }
     }
 
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {

@@ -195,6 +195,11 @@ fn run(
         Some(_) => MetricsLog::append(&metrics_path)?,
         None => MetricsLog::create(&metrics_path)?,
     };
+    if config.tensorboard {
+        log.attach_tensorboard(crate::tensorboard::EventWriter::create(
+            &dir.join("tensorboard"),
+        )?);
+    }
 
     let per_epoch = loader.batches_per_epoch() as u64;
     let total = if config.max_steps > 0 {
@@ -256,7 +261,7 @@ fn run(
                 grad_norm: total_grad_norm(plan, &r),
                 layers,
             };
-            log.write(&entry)?;
+            log.write_step(&entry)?;
             observer.step(&entry, (r.step as f64 * batch as f64) / elapsed.max(1e-9));
             if !r.loss.is_finite() {
                 let culprit = layer_stats(plan, &r)
@@ -364,7 +369,7 @@ fn run(
             accuracy: val_result.1,
             samples: data.val.n,
         };
-        log.write(&entry)?;
+        log.write_eval(&entry)?;
         observer.evaluated(&entry);
         more = step < total;
     }
@@ -381,7 +386,7 @@ fn run(
                 accuracy: acc,
                 samples: t.n,
             };
-            log.write(&entry)?;
+            log.write_eval(&entry)?;
             observer.evaluated(&entry);
             Some((loss, acc))
         }
