@@ -120,6 +120,13 @@ pub enum Op {
     /// Optimizer step of parameter `param` (index into `Plan::params`); its update goes to
     /// the plan's update scratch.
     Optimizer { param: usize },
+    /// The global L2 norm of every parameter gradient, from the gradient statistics records,
+    /// and the scale min(1, max_norm / (norm + 1e-6)) applied to every gradient (PyTorch's
+    /// clip_grad_norm_); `max_norm` = +inf only measures. With `skip_nonfinite`, a step
+    /// whose gradients hold a NaN or Inf turns every later optimizer op off (on the device).
+    ClipNorm { max_norm: f32, skip_nonfinite: bool },
+    /// Every parameter gradient clamped to [−value, value] (PyTorch's clip_grad_value_).
+    ClipValue { value: f32 },
 }
 
 impl Op {
