@@ -9,8 +9,7 @@
 // gradients explode nor underflows when they vanish, and is bit-reproducible.
 //
 // The same kernel decides the non-finite policy on the device, before the optimizer runs:
-// when any gradient holds a NaN or Inf and `skip_nonfinite` is set, the step is marked
-// skipped and `clip_gate` zeroes the indirect dispatch arguments of every optimizer op, so
+// when any gradient holds a NaN or Inf and the guard is on, the step is marked skipped and `clip_gate` zeroes the indirect dispatch arguments of every optimizer op, so
 // no parameter and no optimizer moment changes (an update with a zero gradient would still
 // decay Adam's moments and apply weight decay).
 //
@@ -36,7 +35,7 @@ const S_NORM_AFTER: u32 = 3u; // norm · scale: the global norm after clipping
 
 struct NormParams {
     max_norm: f32,       // +inf: no clipping, only the norm and the non-finite guard
-    skip_nonfinite: u32, // 1: skip the step when a gradient is non-finite
+    guard: u32,          // plan::Guard: 0 off, 1 skip the step, 2 halt (skip it and every later one)
     jobs: u32,           // gradient records to merge
     _pad: u32,
 }
@@ -93,10 +92,12 @@ fn clip_norm_scale() {
     } else if (inf > 0u) {
         norm = bitcast<f32>(0x7f800000u); // +Inf
     }
-    if (nan + inf > 0u) {
+    // Halt latches: the flag of the previous step is still in `state`.
+    let latched = np.guard == 2u && state[S_SKIPPED] != 0.0;
+    if (nan + inf > 0u || latched) {
         // Non-finite: either discard the step, or let the values through unscaled
         // ("continue": scaling by max_norm/Inf would only add more NaN).
-        if (np.skip_nonfinite != 0u) {
+        if (np.guard != 0u) {
             scale = 0.0;
             skipped = 1.0;
         }

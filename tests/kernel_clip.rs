@@ -6,6 +6,7 @@ mod common;
 use gradscope::cpu::clip::{ClipDecision, clip_norm_scale, clip_scale, clip_value};
 use gradscope::cpu::stats::stats_reduce;
 use gradscope::gpu::kernels::clip as gpu_clip;
+use gradscope::plan::Guard;
 use gradscope::stats::RawStats;
 
 struct Golden {
@@ -63,7 +64,8 @@ fn records_of(grads: &[Vec<f32>]) -> Vec<RawStats> {
 
 fn decide(records: &[RawStats], max_norm: f32, skip: bool) -> ClipDecision {
     let refs: Vec<&RawStats> = records.iter().collect();
-    clip_norm_scale(&refs, max_norm, skip)
+    let guard = if skip { Guard::Skip } else { Guard::Off };
+    clip_norm_scale(&refs, max_norm, guard, None)
 }
 
 fn to32(v: &[f64]) -> Vec<f32> {
@@ -180,8 +182,15 @@ fn gpu_norm_scale_matches_cpu() {
         let jobs: Vec<u32> = (1..all.len() as u32).collect();
         for (max_norm, skip) in [(1.0f32, true), (100.0, false), (f32::INFINITY, true)] {
             let state = gpu_clip::state_buffer(ctx).unwrap();
-            let d =
-                gpu_clip::clip_norm_scale(ctx, &rec_buf, &jobs, &state, max_norm, skip).unwrap();
+            let d = gpu_clip::clip_norm_scale(
+                ctx,
+                &rec_buf,
+                &jobs,
+                &state,
+                max_norm,
+                if skip { Guard::Skip } else { Guard::Off },
+            )
+            .unwrap();
             ctx.run(&[&d]).unwrap();
             let s: Vec<f32> = ctx.read(&state, 4).unwrap();
             let got = ClipDecision::from_state([s[0], s[1], s[2], s[3]]);
@@ -256,6 +265,32 @@ fn launchers_refuse_bad_sizes() {
     assert!(gpu_clip::clip_scale(ctx, &state, &small, 3).is_err());
     assert!(gpu_clip::clip_value(ctx, &small, 3, 1.0).is_err());
     assert!(gpu_clip::clip_value(ctx, &small, 2, -1.0).is_err());
-    assert!(gpu_clip::clip_norm_scale(ctx, &small, &[0], &state, 1.0, false).is_err());
+    assert!(gpu_clip::clip_norm_scale(ctx, &small, &[0], &state, 1.0, Guard::Off).is_err());
     assert!(gpu_clip::clip_gate(ctx, &state, &[1, 1], &small).is_err());
+}
+
+/// Halt keeps skipping after a bad step, on finite gradients too; skip does not.
+#[test]
+fn halt_latches_skip_does_not() {
+    let finite = records_of(&[vec![1.0f32, 2.0]]);
+    let refs: Vec<&RawStats> = finite.iter().collect();
+    let bad = ClipDecision {
+        norm: f32::NAN,
+        scale: 0.0,
+        skipped: true,
+        norm_after: f32::NAN,
+    };
+    assert!(clip_norm_scale(&refs, 1.0, Guard::Halt, Some(bad)).skipped);
+    assert!(!clip_norm_scale(&refs, 1.0, Guard::Skip, Some(bad)).skipped);
+    let Some(ctx) = common::gpu() else { return };
+    let rec = ctx.upload("records", &finite).unwrap();
+    for (guard, want) in [(Guard::Halt, 1.0f32), (Guard::Skip, 0.0)] {
+        let state = ctx
+            .upload("state", &[f32::NAN, 0.0, 1.0, f32::NAN])
+            .unwrap();
+        let d = gpu_clip::clip_norm_scale(ctx, &rec, &[0], &state, 1.0, guard).unwrap();
+        ctx.run(&[&d]).unwrap();
+        let s: Vec<f32> = ctx.read(&state, 4).unwrap();
+        assert_eq!(s[2], want, "{guard:?}: {s:?}");
+    }
 }

@@ -11,7 +11,7 @@ use gradscope::gpu::executor::GpuExecutor;
 use gradscope::init::Init;
 use gradscope::model::{LossKind, ModelSpec};
 use gradscope::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
-use gradscope::plan::{Op, Plan, StepOptions, compile_with};
+use gradscope::plan::{Guard, Op, Plan, StepOptions, compile_with};
 use gradscope::train::initialize;
 
 fn plan(options: StepOptions, kind: OptimizerKind) -> Plan {
@@ -117,10 +117,14 @@ fn run(options: StepOptions, kind: OptimizerKind, plant_nan_at: Option<u64>) {
         let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
         let w = format!("{what} step {step}");
         let (cd, gd) = (c[0].clip, g[0].clip);
-        if options.clip_norm.is_some() || options.skip_nonfinite {
+        if options.clip_norm.is_some() || options.guard != Guard::Off {
             let (cd, gd) = (cd.expect("cpu clip report"), gd.expect("gpu clip report"));
             assert_eq!(cd.skipped, gd.skipped, "{w}: skipped");
-            assert_eq!(cd.skipped, plant_nan_at == Some(step), "{w}: skipped");
+            let want_skip = match options.guard {
+                Guard::Halt => plant_nan_at.is_some_and(|s| step >= s),
+                _ => plant_nan_at == Some(step),
+            };
+            assert_eq!(cd.skipped, want_skip, "{w}: skipped");
             common::assert_close(
                 &format!("{w}: clip [norm, scale, after]"),
                 &[gd.norm, gd.scale, gd.norm_after],
@@ -140,9 +144,8 @@ fn run(options: StepOptions, kind: OptimizerKind, plant_nan_at: Option<u64>) {
         } else {
             assert!(cd.is_none() && gd.is_none());
         }
-        if options.clip_value.is_some() && plant_nan_at.is_none() {
+        if let Some(v) = options.clip_value.filter(|_| plant_nan_at.is_none()) {
             for s in &p.params {
-                let v = options.clip_value.unwrap();
                 assert!(
                     cpu.read(s.grad).unwrap().iter().all(|g| g.abs() <= v),
                     "{w}"
@@ -162,7 +165,7 @@ fn run(options: StepOptions, kind: OptimizerKind, plant_nan_at: Option<u64>) {
                 }
                 k += 1;
             }
-            if plant_nan_at != Some(step) {
+            if !cd.is_some_and(|d| d.skipped) {
                 common::assert_close(
                     &format!("{ws} grad"),
                     &gpu.read(slot.grad).unwrap(),
@@ -215,7 +218,7 @@ fn clip_value_sgd() {
 fn skip_nonfinite_keeps_adam_state() {
     run(
         StepOptions {
-            skip_nonfinite: true,
+            guard: Guard::Skip,
             ..Default::default()
         },
         OptimizerKind::Adam,
@@ -224,10 +227,24 @@ fn skip_nonfinite_keeps_adam_state() {
     run(
         StepOptions {
             clip_norm: Some(0.5),
-            skip_nonfinite: true,
+            guard: Guard::Skip,
             ..Default::default()
         },
         OptimizerKind::Adamw,
         Some(3),
+    );
+}
+
+/// Halt latches: from the bad step on, no update runs, so the parameters stay those of the
+/// last good step however far the device runs ahead of the host.
+#[test]
+fn halt_latches_on_both_executors() {
+    run(
+        StepOptions {
+            guard: Guard::Halt,
+            ..Default::default()
+        },
+        OptimizerKind::Adam,
+        Some(2),
     );
 }

@@ -7,6 +7,7 @@
 //! the same norm from the same records.
 
 use super::Element;
+use crate::plan::Guard;
 use crate::stats::RawStats;
 
 /// What the norm step decided (the WGSL `state` array).
@@ -37,11 +38,13 @@ impl ClipDecision {
 
 /// `grad_records` are the records of every parameter gradient, merged in order; `max_norm`
 /// = +inf only measures (scale 1). Non-finite gradients give scale 0 and `skipped` under
-/// `skip_nonfinite`, else scale 1 (the values go through unscaled).
+/// `Guard::Skip` and `Guard::Halt`, else scale 1 (the values go through unscaled); under
+/// `Guard::Halt` a step after a skipped one (`previous`) is skipped as well.
 pub fn clip_norm_scale(
     grad_records: &[&RawStats],
     max_norm: f32,
-    skip_nonfinite: bool,
+    guard: Guard,
+    previous: Option<ClipDecision>,
 ) -> ClipDecision {
     let (mut big, mut ssq) = (0.0f32, 0.0f32);
     let (mut nan, mut inf) = (0u32, 0u32);
@@ -65,8 +68,9 @@ pub fn clip_norm_scale(
         norm = f32::INFINITY;
     }
     let (mut scale, mut skipped) = (1.0f32, false);
-    if nan + inf > 0 {
-        if skip_nonfinite {
+    let latched = guard == Guard::Halt && previous.is_some_and(|p| p.skipped);
+    if nan + inf > 0 || latched {
+        if guard != Guard::Off {
             scale = 0.0;
             skipped = true;
         }

@@ -25,6 +25,8 @@ pub struct CpuExecutor<T: Element = f32> {
     targets_host: Vec<f32>,
     /// The global-norm op's decision this step (None without that op).
     clip: Option<clip::ClipDecision>,
+    /// The last decision of any step (the halt guard latches on it).
+    last_clip: Option<clip::ClipDecision>,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -49,6 +51,7 @@ impl<T: Element> CpuExecutor<T> {
             reports: Vec::new(),
             targets_host,
             clip: None,
+            last_clip: None,
         }
     }
 
@@ -254,13 +257,10 @@ impl<T: Element> CpuExecutor<T> {
                     self.put(g, grad);
                 }
             }
-            Op::ClipNorm {
-                max_norm,
-                skip_nonfinite,
-            } => {
+            Op::ClipNorm { max_norm, guard } => {
                 let jobs = self.plan.grad_jobs();
                 let records: Vec<&RawStats> = jobs.iter().map(|&j| &self.records[j]).collect();
-                let d = clip::clip_norm_scale(&records, max_norm, skip_nonfinite);
+                let d = clip::clip_norm_scale(&records, max_norm, guard, self.last_clip);
                 // As on the device: scale only when clipping is asked for (a skipped step
                 // needs no scaling, its optimizer ops do not run).
                 if max_norm.is_finite() {
@@ -272,6 +272,7 @@ impl<T: Element> CpuExecutor<T> {
                     }
                 }
                 self.clip = Some(d);
+                self.last_clip = Some(d);
             }
             Op::Optimizer { .. } if self.clip.is_some_and(|d| d.skipped) => {}
             Op::Optimizer { param } => {

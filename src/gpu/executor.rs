@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
 use crate::model::LossKind;
 use crate::ops::{StepScalars, StepUniform};
-use crate::plan::{BufId, Op, Plan, StatsClass};
+use crate::plan::{BufId, Guard, Op, Plan, StatsClass};
 use crate::stats::{RECORD_WORDS, RawStats};
 
 /// Where each result lies in a staging slot.
@@ -129,15 +129,10 @@ impl GpuExecutor {
 
         // The skip guard gates every optimizer dispatch through indirect arguments that
         // `clip_gate` writes each step: their base workgroup counts, in op order.
-        let skip_guard = plan.ops.iter().any(|o| {
-            matches!(
-                o,
-                Op::ClipNorm {
-                    skip_nonfinite: true,
-                    ..
-                }
-            )
-        });
+        let skip_guard = plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::ClipNorm { guard, .. } if *guard != Guard::Off));
         let clip_state = if plan.has_clip_norm() {
             Some(clip::state_buffer(c)?)
         } else {
@@ -290,10 +285,7 @@ impl GpuExecutor {
                     .iter()
                     .map(|p| clip::clip_value(c, buf(p.grad), p.numel, value))
                     .collect::<Result<Vec<_>>>()?,
-                Op::ClipNorm {
-                    max_norm,
-                    skip_nonfinite,
-                } => {
+                Op::ClipNorm { max_norm, guard } => {
                     let state = clip_state
                         .as_ref()
                         .ok_or_else(|| Error::config("clip op without its state buffer"))?;
@@ -302,12 +294,7 @@ impl GpuExecutor {
                     let mut d: Vec<Dispatch> = finalize_every.iter().cloned().collect();
                     let jobs: Vec<u32> = plan.grad_jobs().iter().map(|&j| j as u32).collect();
                     d.push(clip::clip_norm_scale(
-                        c,
-                        &records,
-                        &jobs,
-                        state,
-                        max_norm,
-                        skip_nonfinite,
+                        c, &records, &jobs, state, max_norm, guard,
                     )?);
                     if max_norm.is_finite() {
                         for p in &plan.params {

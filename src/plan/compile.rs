@@ -5,7 +5,7 @@
 //! activation gradients are overwritten, so no step ever needs a zeroing pass.
 
 use super::{
-    BufId, BufferRole, BufferSpec, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
+    BufId, BufferRole, BufferSpec, Guard, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
     TensorKind,
 };
 use crate::error::{Error, Result};
@@ -42,9 +42,9 @@ pub struct StepOptions {
     pub clip_norm: Option<f32>,
     /// Clamp every gradient element to [−v, v].
     pub clip_value: Option<f32>,
-    /// Discard the update of a step whose gradients hold a NaN or Inf, decided on the
-    /// device before the optimizer runs.
-    pub skip_nonfinite: bool,
+    /// What happens to the update of a step whose gradients hold a NaN or Inf, decided on
+    /// the device before the optimizer runs.
+    pub guard: Guard,
 }
 
 /// Compiles `model` for batches of `batch` samples trained with `optimizer`.
@@ -418,10 +418,10 @@ pub fn compile_with(
     if let Some(value) = options.clip_value {
         ops.push(Op::ClipValue { value });
     }
-    if options.clip_norm.is_some() || options.skip_nonfinite {
+    if options.clip_norm.is_some() || options.guard != Guard::Off {
         ops.push(Op::ClipNorm {
             max_norm: options.clip_norm.unwrap_or(f32::INFINITY),
-            skip_nonfinite: options.skip_nonfinite,
+            guard: options.guard,
         });
     }
     for (p, update_job) in update_jobs.iter().enumerate() {

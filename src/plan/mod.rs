@@ -8,7 +8,7 @@ pub mod op;
 
 pub use buffers::{BufId, BufferRole, BufferSpec};
 pub use compile::{StepOptions, compile, compile_with};
-pub use op::{Op, StatsClass, StatsJobSpec, TensorKind};
+pub use op::{Guard, Op, StatsClass, StatsJobSpec, TensorKind};
 
 use crate::model::{LossKind, ModelSpec};
 use crate::ops::{Activation, OptimizerParams};

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::buffer::STORAGE;
 use crate::gpu::{Dispatch, GpuContext};
+use crate::plan::Guard;
 use crate::stats::RECORD_WORDS;
 
 /// Invocations per workgroup of the element-wise entries (`WG` in clip.wgsl).
@@ -21,7 +22,7 @@ pub const STATE_WORDS: usize = 4;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct NormParams {
     max_norm: f32,
-    skip_nonfinite: u32,
+    guard: u32,
     jobs: u32,
     _pad: u32,
 }
@@ -67,14 +68,15 @@ pub fn indirect_args_buffer(ctx: &GpuContext, words: usize) -> Result<wgpu::Buff
 /// records holds `RECORD_WORDS`-word statistics records; `grad_records` names the records of
 /// every parameter gradient, merged in that order. One invocation writes `state`
 /// ([norm, scale, skipped, norm after]); `max_norm` = +inf computes the norm and the
-/// non-finite guard without clipping.
+/// non-finite guard without clipping. Under `Guard::Halt` the skipped flag already in
+/// `state` (the previous step's) is kept.
 pub fn clip_norm_scale(
     ctx: &GpuContext,
     records: &wgpu::Buffer,
     grad_records: &[u32],
     state: &wgpu::Buffer,
     max_norm: f32,
-    skip_nonfinite: bool,
+    guard: Guard,
 ) -> Result<Dispatch> {
     let op = "clip_norm_scale";
     if grad_records.is_empty() {
@@ -103,7 +105,7 @@ pub fn clip_norm_scale(
         "clip.norm.params",
         &NormParams {
             max_norm,
-            skip_nonfinite: skip_nonfinite as u32,
+            guard: guard.code(),
             jobs: grad_records.len() as u32,
             _pad: 0,
         },
