@@ -1,0 +1,110 @@
+//! Exploding gradients: across depth, early layers whose weight-gradient norm is many times
+//! the last layer's (`exploding_ratio`) or far above every neighbour (`neighbour_gap`); over
+//! time, the total gradient norm rising at each of the last `patience` full-statistics
+//! steps and grown by `exploding_growth` over the window. Large weights make each layer's
+//! Jacobian expand, and the product grows geometrically with depth.
+
+use super::{
+    DiagnosisConfig, Evidence, Finding, FindingKind, History, RemedyFamily as F, names, remedy,
+};
+
+pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
+    let Some(latest) = h.latest() else {
+        return Vec::new();
+    };
+    let nl = latest.layers.len();
+    let mut evidence = Vec::new();
+    let mut layers: Vec<usize> = Vec::new();
+    if nl >= 2 {
+        layers = h.sustained(c.patience, |l| {
+            l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last > c.exploding_ratio
+        });
+        let gap = (0..nl).filter(|&i| {
+            h.last(c.patience).is_some_and(|mut it| {
+                it.all(|o| {
+                    let g = |j: usize| o.layers[j].grad_norm;
+                    let nb: Vec<f64> = [i.checked_sub(1), (i + 1 < nl).then_some(i + 1)]
+                        .into_iter()
+                        .flatten()
+                        .map(g)
+                        .collect();
+                    g(i).is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g(i))
+                })
+            })
+        });
+        layers.extend(gap);
+        layers.sort_unstable();
+        layers.dedup();
+        for &i in &layers {
+            let l = &latest.layers[i];
+            evidence.push(Evidence::new("gradient norm", Some(&l.name), l.grad_norm));
+            evidence.push(Evidence::new(
+                "ratio to last layer",
+                Some(&l.name),
+                l.grad_ratio_to_last,
+            ));
+        }
+    }
+    // Over time: rising at every step of the patience, and grown by the factor overall.
+    let norms: Vec<f64> = h.steps.iter().map(|o| o.grad_norm).collect();
+    let rising = norms.len() > c.patience
+        && norms[norms.len() - c.patience - 1..]
+            .windows(2)
+            .all(|w| w[1] > w[0]);
+    let min = norms
+        .iter()
+        .copied()
+        .filter(|n| n.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let growth = latest.grad_norm / min;
+    let over_time = rising && growth.is_finite() && growth > c.exploding_growth;
+    if over_time {
+        evidence.push(Evidence::new(
+            "total gradient norm growth over the window",
+            None,
+            growth,
+        ));
+        evidence.push(Evidence::new("total gradient norm", None, latest.grad_norm));
+    }
+    if layers.is_empty() && !over_time {
+        return Vec::new();
+    }
+    let message = if layers.is_empty() {
+        format!(
+            "the total gradient norm grew {growth:.1e}× over the last {} statistics steps (threshold {:.0e})",
+            norms.len(),
+            c.exploding_growth
+        )
+    } else {
+        let worst = layers
+            .iter()
+            .map(|&i| &latest.layers[i])
+            .max_by(|a, b| a.grad_ratio_to_last.total_cmp(&b.grad_ratio_to_last))
+            .unwrap_or(&latest.layers[0]);
+        format!(
+            "the weight gradient of {} is {:.1e}× the last layer's (threshold {:.0e}, held {} statistics steps)",
+            worst.name, worst.grad_ratio_to_last, c.exploding_ratio, c.patience
+        )
+    };
+    vec![Finding {
+        kind: FindingKind::ExplodingGradients,
+        step: latest.step,
+        layers: names(latest, &layers),
+        message,
+        evidence,
+        remedies: vec![
+            remedy(
+                F::TrainingMethod,
+                "clip gradients (--clip-norm 1.0), lower the learning rate, or warm it up",
+            ),
+            remedy(
+                F::NodeOperations,
+                "add normalization (batch or layer norm) so each layer's output scale stays near 1",
+            ),
+            remedy(
+                F::Structure,
+                "initialize with Xavier/He variance (gain matched to the activation) instead of a large fixed one",
+            ),
+        ],
+    }]
+}
