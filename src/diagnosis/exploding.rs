@@ -45,35 +45,52 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             ));
         }
     }
-    // Over time: rising at every step of the patience, and grown by the factor overall.
-    let norms: Vec<f64> = h.steps.iter().map(|o| o.grad_norm).collect();
-    let rising = norms.len() > c.patience
-        && norms[norms.len() - c.patience - 1..]
-            .windows(2)
-            .all(|w| w[1] > w[0]);
-    let min = norms
-        .iter()
-        .copied()
-        .filter(|n| n.is_finite())
-        .fold(f64::INFINITY, f64::min);
-    let growth = latest.grad_norm / min;
-    let over_time = rising && growth.is_finite() && growth > c.exploding_growth;
-    if over_time {
-        evidence.push(Evidence::new(
-            "total gradient norm growth over the window",
-            None,
-            growth,
-        ));
+    // Over time: a layer's gradient norm rising at every step of the patience and grown by
+    // the factor over the window.
+    let mut over_time = Vec::new();
+    for i in 0..nl {
+        let norms: Vec<f64> = h
+            .steps
+            .iter()
+            .map(|o| o.layers.get(i).map_or(f64::NAN, |l| l.grad_norm))
+            .collect();
+        let rising = norms.len() > c.patience
+            && norms[norms.len() - c.patience - 1..]
+                .windows(2)
+                .all(|w| w[1] > w[0]);
+        let min = norms
+            .iter()
+            .copied()
+            .filter(|n| n.is_finite() && *n > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let growth = norms.last().copied().unwrap_or(f64::NAN) / min;
+        if rising && growth.is_finite() && growth > c.exploding_growth {
+            over_time.push(i);
+            evidence.push(Evidence::new(
+                "gradient norm growth over the window",
+                Some(&latest.layers[i].name),
+                growth,
+            ));
+        }
+    }
+    if !over_time.is_empty() {
         evidence.push(Evidence::new("total gradient norm", None, latest.grad_norm));
     }
-    if layers.is_empty() && !over_time {
+    let by_depth = !layers.is_empty();
+    layers.extend(&over_time);
+    layers.sort_unstable();
+    layers.dedup();
+    let over_time = !over_time.is_empty();
+    if layers.is_empty() {
         return Vec::new();
     }
-    let message = if layers.is_empty() {
+    let message = if !by_depth && over_time {
         format!(
-            "the total gradient norm grew {growth:.1e}× over the last {} statistics steps (threshold {:.0e})",
-            norms.len(),
-            c.exploding_growth
+            "the gradient norms of {} grew more than {:.0e}× over the last {} statistics steps, rising at each of the last {}",
+            names(latest, &layers).join(", "),
+            c.exploding_growth,
+            h.steps.len(),
+            c.patience
         )
     } else {
         let worst = layers

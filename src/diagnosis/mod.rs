@@ -320,10 +320,12 @@ impl Diagnoser {
 
     /// A finding fires unless one of the same kind already covers all of its layers.
     fn fire(&mut self, f: Finding) -> Option<Finding> {
-        let covered = self
-            .findings
-            .iter()
-            .any(|old| old.kind == f.kind && f.layers.iter().all(|l| old.layers.contains(l)));
+        // The first non-finite origin is the one that matters; later ones are downstream.
+        let covered = self.findings.iter().any(|old| {
+            old.kind == f.kind
+                && (f.kind == FindingKind::NonFinite
+                    || f.layers.iter().all(|l| old.layers.contains(l)))
+        });
         if covered {
             return None;
         }
