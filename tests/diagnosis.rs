@@ -141,6 +141,30 @@ fn learning_rate_far_too_high_and_too_low() {
     assert_eq!(f.layers, o.layer_names, "{}", f.render());
 }
 
+/// A deep ReLU network with a large init (σ = 0.7 on fan-in 32: each layer multiplies the
+/// backward signal by about 0.7·√(32/2) ≈ 2.8), trained gently: the output gradient grows
+/// towards the input by orders of magnitude from the first step, while nothing overflows.
+#[test]
+fn deep_relu_large_init_explodes_across_depth() {
+    let hidden = vec![(32, Activation::Relu); 9];
+    let p = plan(
+        &hidden,
+        Init::Normal { std: 0.7 },
+        LossKind::Xent,
+        OptimizerKind::Sgd,
+    );
+    let o = run(p, 1e-12, 4, DiagnosisConfig::default(), |_| {});
+    let f = find(&o, FindingKind::ExplodingGradients);
+    assert!(f.layers.contains(&"hidden1".to_string()), "{}", f.render());
+    assert!(!f.layers.contains(&"output".to_string()), "{}", f.render());
+    assert!(o.first_nonfinite.is_none());
+    assert!(
+        !kinds(&o).contains(&FindingKind::VanishingGradients),
+        "{:?}",
+        kinds(&o)
+    );
+}
+
 /// A deep linear network with a large init under SGD with a large step: the gradient norm
 /// grows geometrically step over step until it overflows.
 #[test]

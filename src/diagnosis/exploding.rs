@@ -1,8 +1,11 @@
-//! Exploding gradients: across depth, early layers whose weight-gradient norm is many times
-//! the last layer's (`exploding_ratio`) or far above every neighbour (`neighbour_gap`); over
+//! Exploding gradients: across depth, early layers whose weight-gradient norm, or whose
+//! output-gradient norm ‖∂L/∂h‖, is many times the last layer's (`exploding_ratio`), or a
+//! weight gradient far above every neighbour's (`neighbour_gap`); over
 //! time, the total gradient norm rising at each of the last `patience` full-statistics
 //! steps and grown by `exploding_growth` over the window. Large weights make each layer's
 //! Jacobian expand, and the product grows geometrically with depth.
+
+use crate::plan::TensorKind;
 
 use super::{
     DiagnosisConfig, Evidence, Finding, FindingKind, History, RemedyFamily as F, names, remedy,
@@ -33,6 +36,33 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             })
         });
         layers.extend(gap);
+        // The gradient w.r.t. each layer's output (∂L/∂h): it is what backpropagation
+        // multiplies by every Jacobian, so it grows towards the input when the weights are
+        // large, even where the weight gradients ∂L/∂h_l · h_{l−1}ᵀ stay level (the
+        // forward activations shrink by the same factor going back).
+        let og = |o: &super::Observation, j: usize| {
+            o.layers[j]
+                .get(TensorKind::OutputGrad)
+                .map_or(f64::NAN, |s| s.norm)
+        };
+        let by_output_grad: Vec<usize> = (0..nl - 1)
+            .filter(|&i| {
+                h.last(c.patience).is_some_and(|mut it| {
+                    it.all(|o| {
+                        let r = og(o, i) / og(o, nl - 1);
+                        r.is_finite() && r > c.exploding_ratio
+                    })
+                })
+            })
+            .collect();
+        for &i in &by_output_grad {
+            evidence.push(Evidence::new(
+                "output-gradient norm ratio to last layer",
+                Some(&latest.layers[i].name),
+                og(latest, i) / og(latest, nl - 1),
+            ));
+        }
+        layers.extend(by_output_grad);
         layers.sort_unstable();
         layers.dedup();
         for &i in &layers {
@@ -93,15 +123,25 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             c.patience
         )
     } else {
-        let worst = layers
+        // The largest ratio to the last layer among the evidence (weight or output gradient).
+        let worst = evidence
             .iter()
-            .map(|&i| &latest.layers[i])
-            .max_by(|a, b| a.grad_ratio_to_last.total_cmp(&b.grad_ratio_to_last))
-            .unwrap_or(&latest.layers[0]);
-        format!(
-            "the weight gradient of {} is {:.1e}× the last layer's (threshold {:.0e}, held {} statistics steps)",
-            worst.name, worst.grad_ratio_to_last, c.exploding_ratio, c.patience
-        )
+            .filter(|e| e.what.contains("ratio"))
+            .max_by(|a, b| a.value.total_cmp(&b.value));
+        match worst {
+            Some(e) => format!(
+                "gradients grow towards the input: the {} of {} is {:.1e} (threshold {:.0e}, held {} statistics steps)",
+                e.what,
+                e.layer.as_deref().unwrap_or("?"),
+                e.value,
+                c.exploding_ratio,
+                c.patience
+            ),
+            None => format!(
+                "gradients grow towards the input in {}",
+                names(latest, &layers).join(", ")
+            ),
+        }
     };
     vec![Finding {
         kind: FindingKind::ExplodingGradients,
