@@ -41,6 +41,9 @@ pub struct StepReport {
     pub records: Vec<RawStats>,
     /// Dead units per `Plan::dead_unit_layers` entry (current on full-stats steps).
     pub dead_units: Vec<u32>,
+    /// The global gradient norm before and after clipping, and whether the update was
+    /// discarded, on plans with a global-norm op (`Op::ClipNorm`).
+    pub clip: Option<crate::cpu::clip::ClipDecision>,
 }
 
 pub trait Executor {

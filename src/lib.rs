@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod diagnosis;
 pub mod error;
 pub mod executor;
 pub mod gpu;

@@ -35,6 +35,10 @@ pub struct Progress {
     pub epoch_loss_bits: u64,
     pub epoch_correct: u64,
     pub epoch_steps: u64,
+    /// Steps whose update was discarded (`--on-nonfinite skip`): the schedule and Adam's
+    /// step count run `skipped_steps` behind the step index.
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 impl Progress {
@@ -49,6 +53,7 @@ impl Progress {
             epoch_loss_bits: 0f64.to_bits(),
             epoch_correct: 0,
             epoch_steps: 0,
+            skipped_steps: 0,
         }
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use gradscope::diagnosis::Finding;
 use gradscope::plan::Plan;
 use gradscope::stats::{LayerStats, table};
 use gradscope::train::metrics::{EvalLog, StepLog};
@@ -102,13 +103,29 @@ impl Observer for Console {
         ));
     }
 
+    fn finding(&mut self, finding: &Finding) {
+        self.println(&format!("diagnosis: {}", finding.render()));
+    }
+
     fn finished(&mut self, summary: &Summary, layers: &[LayerStats]) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         if !layers.is_empty() {
             println!("\nper-layer gradient statistics at the last step (input at the top):");
-            print!("{}", table::render(layers));
+            print!("{}", table::render_with_findings(layers, &summary.findings));
+        }
+        if !summary.findings.is_empty() {
+            println!("\ndiagnosis ({} finding(s)):", summary.findings.len());
+            for f in &summary.findings {
+                println!("  {}", f.render());
+            }
+        }
+        if summary.skipped_steps > 0 {
+            println!(
+                "{} step(s) skipped for non-finite gradients",
+                summary.skipped_steps
+            );
         }
         println!(
             "\ntrain loss {:.4} accuracy {:.2}% | validation loss {:.4} accuracy {:.2}%{}",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use gradscope::config::{DeviceChoice, Schedule, TrainConfig, presets};
+use gradscope::config::{DeviceChoice, NonFinitePolicy, Schedule, TrainConfig, presets};
 use gradscope::{Error, Result};
 
 use super::console::Console;
@@ -103,6 +103,15 @@ pub struct TrainArgs {
     /// `--tensorboard false` turns them off).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     tensorboard: Option<bool>,
+    /// Clip gradients by their global L2 norm to at most X.
+    #[arg(long, allow_negative_numbers = true)]
+    clip_norm: Option<f64>,
+    /// Clamp every gradient element to [−V, V].
+    #[arg(long, allow_negative_numbers = true)]
+    clip_value: Option<f64>,
+    /// halt (default), skip or continue when a NaN or Inf appears.
+    #[arg(long, value_parser = parse_nonfinite)]
+    on_nonfinite: Option<NonFinitePolicy>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -116,6 +125,15 @@ fn parse_schedule(s: &str) -> std::result::Result<Schedule, String> {
         _ => Err(format!(
             "unknown schedule `{s}`; use constant, cosine or step"
         )),
+    }
+}
+
+fn parse_nonfinite(s: &str) -> std::result::Result<NonFinitePolicy, String> {
+    match s {
+        "halt" => Ok(NonFinitePolicy::Halt),
+        "skip" => Ok(NonFinitePolicy::Skip),
+        "continue" => Ok(NonFinitePolicy::Continue),
+        _ => Err(format!("unknown policy `{s}`; use halt, skip or continue")),
     }
 }
 
@@ -176,8 +194,15 @@ impl TrainArgs {
             val_fraction,
             device,
             checkpoint_every,
-            keep_checkpoints
+            keep_checkpoints,
+            on_nonfinite
         );
+        if self.clip_norm.is_some() {
+            c.clip_norm = self.clip_norm;
+        }
+        if self.clip_value.is_some() {
+            c.clip_value = self.clip_value;
+        }
         if let Some(b) = self.batch_size {
             c.batch_size = usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| {
                 Error::config(format!("`batch_size` must be at least 1, got {b}"))

@@ -35,6 +35,21 @@ pub enum Schedule {
     Step,
 }
 
+/// What a run does when a NaN or Inf appears in a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinitePolicy {
+    /// Stop with an error naming the origin; the parameters stay those of the last step
+    /// whose gradients were finite (the device stops updating at the bad step).
+    #[default]
+    Halt,
+    /// Discard that step's update (parameters and optimizer state unchanged), count it, and
+    /// go on; the learning-rate schedule does not advance.
+    Skip,
+    /// Name the origin once and go on.
+    Continue,
+}
+
 /// Every setting of a training run. Field names are the TOML keys and, with dashes, the
 /// command-line flags.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +106,14 @@ pub struct TrainConfig {
     pub init_from: Option<PathBuf>,
     /// Also write TensorBoard event files into RUN_DIR/tensorboard/.
     pub tensorboard: bool,
+    /// Clip every gradient by the global L2 norm to at most this (PyTorch clip_grad_norm_).
+    pub clip_norm: Option<f64>,
+    /// Clamp every gradient element to [−v, v] (PyTorch clip_grad_value_).
+    pub clip_value: Option<f64>,
+    /// halt, skip or continue when a NaN or Inf appears.
+    pub on_nonfinite: NonFinitePolicy,
+    /// Thresholds of the diagnosis rules (`[diagnosis]` table).
+    pub diagnosis: crate::diagnosis::DiagnosisConfig,
 }
 
 impl Default for TrainConfig {
@@ -129,6 +152,10 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             init_from: None,
             tensorboard: true,
+            clip_norm: None,
+            clip_value: None,
+            on_nonfinite: NonFinitePolicy::Halt,
+            diagnosis: Default::default(),
         }
     }
 }
@@ -215,6 +242,19 @@ impl TrainConfig {
         Ok(p)
     }
 
+    /// Clipping and the device's non-finite guard, as the plan takes them.
+    pub fn step_options(&self) -> crate::plan::StepOptions {
+        crate::plan::StepOptions {
+            clip_norm: self.clip_norm.map(|v| v as f32),
+            clip_value: self.clip_value.map(|v| v as f32),
+            guard: match self.on_nonfinite {
+                NonFinitePolicy::Halt => crate::plan::Guard::Halt,
+                NonFinitePolicy::Skip => crate::plan::Guard::Skip,
+                NonFinitePolicy::Continue => crate::plan::Guard::Off,
+            },
+        }
+    }
+
     /// The model this config describes, for `input` features and `classes` classes.
     pub fn model(&self, input: usize, classes: usize) -> Result<ModelSpec> {
         ModelSpec::mlp(
@@ -292,6 +332,18 @@ impl TrainConfig {
                 "`hidden` entry {i} is 0; widths must be at least 1"
             )));
         }
+        if let Some(v) = self.clip_norm {
+            positive("clip_norm", v)?;
+        }
+        if let Some(v) = self.clip_value {
+            positive("clip_value", v)?;
+        }
+        if self.clip_norm.is_some() && self.clip_value.is_some() {
+            return Err(Error::config(
+                "set one of `clip_norm` and `clip_value`, not both",
+            ));
+        }
+        self.diagnosis.validate()?;
         self.activation()?;
         self.init()?;
         self.loss()?;

@@ -1,7 +1,7 @@
 //! The CPU executor: runs a plan's op list with the CPU twin of every kernel. Generic over
 //! the element type, so the same executor trains in f32 and checks gradients in f64.
 
-use super::{Element, activation, bias, loss, matmul, optimizer, stats};
+use super::{Element, activation, bias, clip, loss, matmul, optimizer, stats};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
 use crate::model::LossKind;
@@ -23,6 +23,10 @@ pub struct CpuExecutor<T: Element = f32> {
     dead: Vec<u32>,
     reports: Vec<StepReport>,
     targets_host: Vec<f32>,
+    /// The global-norm op's decision this step (None without that op).
+    clip: Option<clip::ClipDecision>,
+    /// The last decision of any step (the halt guard latches on it).
+    last_clip: Option<clip::ClipDecision>,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -46,6 +50,8 @@ impl<T: Element> CpuExecutor<T> {
             dead,
             reports: Vec::new(),
             targets_host,
+            clip: None,
+            last_clip: None,
         }
     }
 
@@ -243,6 +249,32 @@ impl<T: Element> CpuExecutor<T> {
                 self.dead[counter] =
                     stats::dead_units(self.float(l.output), self.plan.batch, l.units);
             }
+            Op::ClipValue { value } => {
+                for p in 0..self.plan.params.len() {
+                    let g = self.plan.params[p].grad;
+                    let mut grad = self.take(g);
+                    clip::clip_value(&mut grad, value);
+                    self.put(g, grad);
+                }
+            }
+            Op::ClipNorm { max_norm, guard } => {
+                let jobs = self.plan.grad_jobs();
+                let records: Vec<&RawStats> = jobs.iter().map(|&j| &self.records[j]).collect();
+                let d = clip::clip_norm_scale(&records, max_norm, guard, self.last_clip);
+                // As on the device: scale only when clipping is asked for (a skipped step
+                // needs no scaling, its optimizer ops do not run).
+                if max_norm.is_finite() {
+                    for p in 0..self.plan.params.len() {
+                        let g = self.plan.params[p].grad;
+                        let mut grad = self.take(g);
+                        clip::clip_scale(&mut grad, d.scale);
+                        self.put(g, grad);
+                    }
+                }
+                self.clip = Some(d);
+                self.last_clip = Some(d);
+            }
+            Op::Optimizer { .. } if self.clip.is_some_and(|d| d.skipped) => {}
             Op::Optimizer { param } => {
                 let s = scalars
                     .ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
@@ -313,6 +345,13 @@ impl<T: Element> Executor for CpuExecutor<T> {
 
     fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
         let n = self.plan.ops.len();
+        // The global-norm op reads the gradient records, so they are taken every step.
+        let stats = if stats == StatsLevel::None && self.plan.has_clip_norm() {
+            StatsLevel::Gradients
+        } else {
+            stats
+        };
+        self.clip = None;
         self.run_ops(0..n, Some(scalars), stats)?;
         let out = self.float(self.plan.loss_out);
         self.reports.push(StepReport {
@@ -322,6 +361,7 @@ impl<T: Element> Executor for CpuExecutor<T> {
             stats,
             records: self.records.clone(),
             dead_units: self.dead.clone(),
+            clip: self.clip,
         });
         Ok(())
     }

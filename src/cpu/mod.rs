@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod bias;
+pub mod clip;
 pub mod element;
 pub mod executor;
 pub mod loss;

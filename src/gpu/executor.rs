@@ -5,19 +5,21 @@
 
 use std::sync::Arc;
 
-use super::kernels::{activation, bias, loss, matmul, optimizer, stats};
+use super::kernels::{activation, bias, clip, loss, matmul, optimizer, stats};
 use super::readback::ReadbackRing;
 use super::{Dispatch, GpuContext};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
 use crate::model::LossKind;
 use crate::ops::{StepScalars, StepUniform};
-use crate::plan::{BufId, Op, Plan, StatsClass};
+use crate::plan::{BufId, Guard, Op, Plan, StatsClass};
 use crate::stats::{RECORD_WORDS, RawStats};
 
 /// Where each result lies in a staging slot.
 #[derive(Clone, Copy)]
 struct SlotLayout {
+    /// The clip state (4 f32) when the plan has a global-norm op.
+    clip_offset: Option<u64>,
     dead_offset: u64,
     records_offset: u64,
     bytes: u64,
@@ -29,6 +31,11 @@ pub struct GpuExecutor {
     buffers: Vec<wgpu::Buffer>,
     /// The dispatches of each op of the plan, in op order.
     op_dispatches: Vec<Vec<Dispatch>>,
+    /// Per op: the byte offset of its indirect arguments in `indirect_args`, for the
+    /// optimizer ops that the skip guard can turn off.
+    op_indirect: Vec<Option<u64>>,
+    indirect_args: Option<wgpu::Buffer>,
+    clip_state: Option<wgpu::Buffer>,
     op_class: Vec<Option<StatsClass>>,
     /// Finalize over the gradient records only, and over every record.
     finalize_every: Option<Dispatch>,
@@ -85,6 +92,54 @@ impl GpuExecutor {
             },
         )?;
 
+        let finalize = |every_only: bool| -> Result<Option<Dispatch>> {
+            let jobs: Vec<stats::StatsJob> = plan
+                .stats_jobs
+                .iter()
+                .enumerate()
+                .filter(|(_, j)| !every_only || j.class == StatsClass::EveryStep)
+                .map(|(i, j)| stats::StatsJob {
+                    partial_base: partial_base[i] as u32,
+                    partial_count: stats::partial_count(j.len) as u32,
+                    record: i as u32,
+                    _pad: 0,
+                })
+                .collect();
+            if jobs.is_empty() {
+                return Ok(None);
+            }
+            let table = c.upload(
+                if every_only {
+                    "stats.jobs.every"
+                } else {
+                    "stats.jobs.all"
+                },
+                &jobs,
+            )?;
+            Ok(Some(stats::stats_finalize(
+                c,
+                &partials,
+                &table,
+                &records,
+                jobs.len(),
+            )?))
+        };
+        let finalize_every = finalize(true)?;
+        let finalize_all = finalize(false)?;
+
+        // The skip guard gates every optimizer dispatch through indirect arguments that
+        // `clip_gate` writes each step: their base workgroup counts, in op order.
+        let skip_guard = plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::ClipNorm { guard, .. } if *guard != Guard::Off));
+        let clip_state = if plan.has_clip_norm() {
+            Some(clip::state_buffer(c)?)
+        } else {
+            None
+        };
+        let mut base_args: Vec<u32> = Vec::new();
+        let mut op_indirect = Vec::with_capacity(plan.ops.len());
         let mut op_dispatches = Vec::with_capacity(plan.ops.len());
         let mut op_class = Vec::with_capacity(plan.ops.len());
         for op in &plan.ops {
@@ -225,48 +280,70 @@ impl GpuExecutor {
                         p.numel,
                     )?]
                 }
+                Op::ClipValue { value } => plan
+                    .params
+                    .iter()
+                    .map(|p| clip::clip_value(c, buf(p.grad), p.numel, value))
+                    .collect::<Result<Vec<_>>>()?,
+                Op::ClipNorm { max_norm, guard } => {
+                    let state = clip_state
+                        .as_ref()
+                        .ok_or_else(|| Error::config("clip op without its state buffer"))?;
+                    // The gradient records must be final before the norm is taken: the
+                    // every-step finalize runs here (and again, identically, at the end).
+                    let mut d: Vec<Dispatch> = finalize_every.iter().cloned().collect();
+                    let jobs: Vec<u32> = plan.grad_jobs().iter().map(|&j| j as u32).collect();
+                    d.push(clip::clip_norm_scale(
+                        c, &records, &jobs, state, max_norm, guard,
+                    )?);
+                    if max_norm.is_finite() {
+                        for p in &plan.params {
+                            d.push(clip::clip_scale(c, state, buf(p.grad), p.numel)?);
+                        }
+                    }
+                    d
+                }
             };
+            let indirect = match op {
+                Op::Optimizer { .. } if skip_guard => {
+                    let offset = base_args.len() as u64 * 4;
+                    base_args.extend_from_slice(&d[0].workgroups);
+                    Some(offset)
+                }
+                _ => None,
+            };
+            op_indirect.push(indirect);
             op_dispatches.push(d);
         }
-
-        let finalize = |every_only: bool| -> Result<Option<Dispatch>> {
-            let jobs: Vec<stats::StatsJob> = plan
-                .stats_jobs
-                .iter()
-                .enumerate()
-                .filter(|(_, j)| !every_only || j.class == StatsClass::EveryStep)
-                .map(|(i, j)| stats::StatsJob {
-                    partial_base: partial_base[i] as u32,
-                    partial_count: stats::partial_count(j.len) as u32,
-                    record: i as u32,
-                    _pad: 0,
-                })
-                .collect();
-            if jobs.is_empty() {
-                return Ok(None);
-            }
-            let table = c.upload(
-                if every_only {
-                    "stats.jobs.every"
-                } else {
-                    "stats.jobs.all"
-                },
-                &jobs,
-            )?;
-            Ok(Some(stats::stats_finalize(
+        let indirect_args = if skip_guard {
+            let args = clip::indirect_args_buffer(c, base_args.len())?;
+            c.write(&args, bytemuck::cast_slice(&base_args));
+            let gate = clip::clip_gate(
                 c,
-                &partials,
-                &table,
-                &records,
-                jobs.len(),
-            )?))
+                clip_state
+                    .as_ref()
+                    .ok_or_else(|| Error::config("skip guard without its state buffer"))?,
+                &base_args,
+                &args,
+            )?;
+            // The gate runs right after the norm op's dispatches.
+            if let Some(i) = plan
+                .ops
+                .iter()
+                .position(|o| matches!(o, Op::ClipNorm { .. }))
+            {
+                op_dispatches[i].push(gate);
+            }
+            Some(args)
+        } else {
+            None
         };
-        let finalize_every = finalize(true)?;
-        let finalize_all = finalize(false)?;
 
-        let dead_offset = 16;
+        let clip_offset = clip_state.as_ref().map(|_| 16u64);
+        let dead_offset = if clip_offset.is_some() { 32 } else { 16 };
         let records_offset = align16(dead_offset + 4 * plan.dead_unit_layers.len() as u64);
         let layout = SlotLayout {
+            clip_offset,
             dead_offset,
             records_offset,
             bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes,
@@ -285,6 +362,9 @@ impl GpuExecutor {
             plan,
             buffers,
             op_dispatches,
+            op_indirect,
+            indirect_args,
+            clip_state,
             op_class,
             finalize_every,
             finalize_all,
@@ -317,7 +397,12 @@ impl GpuExecutor {
             1 => StatsLevel::Gradients,
             _ => StatsLevel::Full,
         };
+        let clip = layout.clip_offset.map(|o| {
+            let w: &[f32] = bytemuck::cast_slice(&bytes[o as usize..o as usize + 16]);
+            crate::cpu::clip::ClipDecision::from_state([w[0], w[1], w[2], w[3]])
+        });
         StepReport {
+            clip,
             step: tag / 4,
             loss: loss[0],
             correct: loss[1] as u32,
@@ -366,6 +451,12 @@ impl Executor for GpuExecutor {
     }
 
     fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
+        // The global-norm op reads the gradient records, so they are taken every step.
+        let stats = if stats == StatsLevel::None && self.clip_state.is_some() {
+            StatsLevel::Gradients
+        } else {
+            stats
+        };
         let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
         let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| {
             ready.push(Self::parse_slot(plan, layout, tag, bytes))
@@ -386,12 +477,28 @@ impl Executor for GpuExecutor {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            for (dispatches, class) in self.op_dispatches.iter().zip(&self.op_class) {
+            for ((dispatches, class), indirect) in self
+                .op_dispatches
+                .iter()
+                .zip(&self.op_class)
+                .zip(&self.op_indirect)
+            {
                 if class.is_some_and(|c| !stats.runs(c)) {
                     continue;
                 }
-                for d in dispatches {
-                    d.record(&mut pass);
+                match (indirect, &self.indirect_args) {
+                    (Some(offset), Some(args)) => {
+                        for d in dispatches {
+                            pass.set_pipeline(&d.pipeline);
+                            pass.set_bind_group(0, &d.bind_group, &[]);
+                            pass.dispatch_workgroups_indirect(args, *offset);
+                        }
+                    }
+                    _ => {
+                        for d in dispatches {
+                            d.record(&mut pass);
+                        }
+                    }
                 }
             }
             let finalize = match stats {
@@ -405,6 +512,9 @@ impl Executor for GpuExecutor {
         }
         let staging = self.ring.buffer(slot);
         encoder.copy_buffer_to_buffer(&self.buffers[self.plan.loss_out.0], 0, staging, 0, 8);
+        if let (Some(o), Some(state)) = (self.layout.clip_offset, &self.clip_state) {
+            encoder.copy_buffer_to_buffer(state, 0, staging, o, 16);
+        }
         let nd = 4 * self.plan.dead_unit_layers.len() as u64;
         if nd > 0 {
             encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);

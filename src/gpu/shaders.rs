@@ -9,6 +9,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
+    ("clip", include_str!("../../shaders/clip.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

@@ -5,7 +5,7 @@
 //! activation gradients are overwritten, so no step ever needs a zeroing pass.
 
 use super::{
-    BufId, BufferRole, BufferSpec, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
+    BufId, BufferRole, BufferSpec, Guard, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
     TensorKind,
 };
 use crate::error::{Error, Result};
@@ -35,9 +35,47 @@ impl Builder {
     }
 }
 
+/// What runs between the statistics and the optimizer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepOptions {
+    /// Clip every gradient by the global L2 norm to at most this.
+    pub clip_norm: Option<f32>,
+    /// Clamp every gradient element to [−v, v].
+    pub clip_value: Option<f32>,
+    /// What happens to the update of a step whose gradients hold a NaN or Inf, decided on
+    /// the device before the optimizer runs.
+    pub guard: Guard,
+}
+
 /// Compiles `model` for batches of `batch` samples trained with `optimizer`.
 pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> Result<Plan> {
+    compile_with(model, batch, optimizer, StepOptions::default())
+}
+
+/// `compile` with clipping and the non-finite guard.
+pub fn compile_with(
+    model: &ModelSpec,
+    batch: usize,
+    optimizer: OptimizerParams,
+    options: StepOptions,
+) -> Result<Plan> {
     model.validate()?;
+    if options.clip_norm.is_some() && options.clip_value.is_some() {
+        return Err(Error::config(
+            "set one of clip_norm and clip_value, not both (the norm is taken before any clipping)",
+        ));
+    }
+    for (name, v) in [
+        ("clip_norm", options.clip_norm),
+        ("clip_value", options.clip_value),
+    ] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            let v = v.unwrap_or_default();
+            return Err(Error::config(format!(
+                "`{name}` must be a positive finite number, got {v}"
+            )));
+        }
+    }
     if batch == 0 {
         return Err(Error::config("batch size must be at least 1"));
     }
@@ -375,6 +413,17 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
             dead_unit_layers.push(l);
         }
     }
+    // Clipping reads the gradients' records (taken every step) and runs after every
+    // gradient is final, before the first optimizer op.
+    if let Some(value) = options.clip_value {
+        ops.push(Op::ClipValue { value });
+    }
+    if options.clip_norm.is_some() || options.guard != Guard::Off {
+        ops.push(Op::ClipNorm {
+            max_norm: options.clip_norm.unwrap_or(f32::INFINITY),
+            guard: options.guard,
+        });
+    }
     for (p, update_job) in update_jobs.iter().enumerate() {
         ops.push(Op::Optimizer { param: p });
         if let Some(j) = update_job {
@@ -404,5 +453,6 @@ pub fn compile(model: &ModelSpec, batch: usize, optimizer: OptimizerParams) -> R
         row_correct,
         loss_out,
         update_scratch,
+        step_options: options,
     })
 }

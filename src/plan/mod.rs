@@ -7,8 +7,8 @@ pub mod compile;
 pub mod op;
 
 pub use buffers::{BufId, BufferRole, BufferSpec};
-pub use compile::compile;
-pub use op::{Op, StatsClass, StatsJobSpec, TensorKind};
+pub use compile::{StepOptions, compile, compile_with};
+pub use op::{Guard, Op, StatsClass, StatsJobSpec, TensorKind};
 
 use crate::model::{LossKind, ModelSpec};
 use crate::ops::{Activation, OptimizerParams};
@@ -72,6 +72,8 @@ pub struct Plan {
     pub loss_out: BufId,
     /// Shared scratch holding one parameter's update at a time (for its statistics).
     pub update_scratch: BufId,
+    /// Clipping and the non-finite guard this plan runs between statistics and optimizer.
+    pub step_options: StepOptions,
 }
 
 impl Plan {
@@ -98,6 +100,23 @@ impl Plan {
 
     pub fn total_bytes(&self) -> u64 {
         self.buffers.iter().map(|b| b.bytes()).sum()
+    }
+
+    /// The statistics jobs of every parameter gradient, in record order: what the global
+    /// gradient norm merges.
+    pub fn grad_jobs(&self) -> Vec<usize> {
+        self.stats_jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| matches!(j.kind, TensorKind::WeightGrad | TensorKind::BiasGrad))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether the plan has a global-norm op (clipping or the skip guard), which reads the
+    /// gradient records and so needs them every step.
+    pub fn has_clip_norm(&self) -> bool {
+        self.ops.iter().any(|o| matches!(o, Op::ClipNorm { .. }))
     }
 
     /// The dtype every float tensor of this plan uses.

@@ -49,6 +49,31 @@ impl TensorKind {
     }
 }
 
+/// What the device does, before the optimizer, with a step whose gradients hold a NaN or
+/// an Inf.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Guard {
+    /// Nothing: the values reach the parameters.
+    #[default]
+    Off,
+    /// That step's optimizer ops do not run (no parameter, no moment changes).
+    Skip,
+    /// That step's and every later step's optimizer ops do not run: the parameters stay
+    /// the last good ones while the host, a few steps behind, catches up and stops.
+    Halt,
+}
+
+impl Guard {
+    /// The code of the WGSL `NormParams::guard`.
+    pub fn code(self) -> u32 {
+        match self {
+            Guard::Off => 0,
+            Guard::Skip => 1,
+            Guard::Halt => 2,
+        }
+    }
+}
+
 /// When a statistics op runs: gradient records every step (they give the total gradient
 /// norm logged each step), the rest only on steps that take statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +145,13 @@ pub enum Op {
     /// Optimizer step of parameter `param` (index into `Plan::params`); its update goes to
     /// the plan's update scratch.
     Optimizer { param: usize },
+    /// The global L2 norm of every parameter gradient, from the gradient statistics records,
+    /// and the scale min(1, max_norm / (norm + 1e-6)) applied to every gradient (PyTorch's
+    /// clip_grad_norm_); `max_norm` = +inf only measures. `guard` decides on the device
+    /// whether the optimizer ops run when a gradient holds a NaN or Inf.
+    ClipNorm { max_norm: f32, guard: Guard },
+    /// Every parameter gradient clamped to [−value, value] (PyTorch's clip_grad_value_).
+    ClipValue { value: f32 },
 }
 
 impl Op {

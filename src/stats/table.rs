@@ -3,6 +3,7 @@
 //! decade less, so a vanishing gradient shows as bars shrinking towards the input.
 
 use super::LayerStats;
+use crate::diagnosis::Finding;
 
 const BAR: usize = 20;
 
@@ -38,6 +39,23 @@ fn sci_opt(x: Option<f64>) -> String {
 
 /// Renders the table for the layers of one step, first layer at the top.
 pub fn render(layers: &[LayerStats]) -> String {
+    render_with_findings(layers, &[])
+}
+
+/// The marks of the findings that name layer `name` (V vanishing, E exploding, D dead
+/// units, S saturation, H/L learning rate too high/low, N non-finite).
+fn marks(name: &str, findings: &[Finding]) -> String {
+    let mut m: Vec<char> = findings
+        .iter()
+        .filter(|f| f.layers.iter().any(|l| l == name))
+        .map(|f| f.kind.mark())
+        .collect();
+    m.dedup();
+    m.into_iter().collect()
+}
+
+/// The table with a last column marking each layer's diagnosis findings.
+pub fn render_with_findings(layers: &[LayerStats], findings: &[Finding]) -> String {
     use crate::plan::TensorKind as K;
     let max = layers
         .iter()
@@ -46,7 +64,7 @@ pub fn render(layers: &[LayerStats]) -> String {
         .fold(0.0, f64::max);
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}\n",
+        "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
         "layer",
         "units",
         "act",
@@ -58,12 +76,17 @@ pub fn render(layers: &[LayerStats]) -> String {
         "satur.",
         "dead",
         "nan",
+        if findings.is_empty() {
+            ""
+        } else {
+            "  findings"
+        },
         width = BAR
     ));
     for l in layers {
         let wnorm = l.get(K::Weight).map(|s| s.norm);
         out.push_str(&format!(
-            "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}\n",
+            "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
             l.name,
             l.units,
             l.activation.unwrap_or("-"),
@@ -75,8 +98,16 @@ pub fn render(layers: &[LayerStats]) -> String {
             pct(l.saturated_fraction),
             pct(l.dead_fraction),
             l.nonfinite,
+            if findings.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", marks(&l.name, findings))
+            },
             width = BAR
         ));
+    }
+    if !findings.is_empty() {
+        out.push_str("findings: V vanishing, E exploding, D dead units, S saturation, H/L learning rate too high/low, N non-finite\n");
     }
     out
 }

@@ -22,6 +22,18 @@ pub struct StepLog {
     pub lr: f64,
     /// √(Σ‖g‖²) over every parameter gradient, taken every step.
     pub grad_norm: f64,
+    /// The global gradient norm after clipping (plans with a global-norm op).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm_clipped: Option<f64>,
+    /// The factor clipping applied to every gradient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_scale: Option<f64>,
+    /// The device discarded this step's update (`--on-nonfinite skip`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// Where this step's first NaN or Inf appeared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonfinite: Option<crate::diagnosis::NonFiniteOrigin>,
     /// Per-layer statistics, on the steps that take them (`stats_every`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerStats>>,

@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::{self, Checkpointer, Progress};
+use crate::config::NonFinitePolicy;
 use crate::config::TrainConfig;
 use crate::data::dataset::{Dataset, bundled_fashion_mnist, load_dir};
 use crate::data::loader::BatchLoader;
+use crate::diagnosis::{Diagnoser, Finding, Watch};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport};
 use crate::init::init_weight;
 use crate::ops::StepScalars;
-use crate::plan::{Plan, compile};
+use crate::plan::{Plan, compile_with};
 use crate::rng::Rng;
 use crate::stats::{LayerStats, layer_stats, total_grad_norm};
 use metrics::{EvalLog, MetricsLog, StepLog};
@@ -39,6 +41,8 @@ pub trait Observer {
     }
     fn step(&mut self, _log: &StepLog, _samples_per_second: f64) {}
     fn evaluated(&mut self, _log: &EvalLog) {}
+    /// A diagnosis finding, the first time it holds.
+    fn finding(&mut self, _finding: &Finding) {}
     fn finished(&mut self, _summary: &Summary, _layers: &[LayerStats]) {}
 }
 
@@ -170,7 +174,17 @@ fn run(
     config.validate()?;
     let data = load_data(config)?;
     let model = config.model(data.train.dim, data.train.classes)?;
-    let plan = compile(&model, config.batch_size, config.optimizer()?)?;
+    let plan = compile_with(
+        &model,
+        config.batch_size,
+        config.optimizer()?,
+        config.step_options(),
+    )?;
+    let mut watch = Watch::new(
+        &plan,
+        config.on_nonfinite,
+        Diagnoser::new(config.diagnosis.clone()),
+    );
     let mut loader = BatchLoader::new(&data.train, config.batch_size, config.seed)?;
     let (mut exec, reason) = select::open_executor(config, plan)?;
     initialize(exec.as_mut(), config.seed)?;
@@ -188,6 +202,7 @@ fn run(
         }
     };
     loader.set_cursor(progress.cursor)?;
+    watch.skipped_steps = progress.skipped_steps;
     let config_path = dir.join("config.toml");
     checkpoint::atomic::write_atomic(&config_path, config.to_toml().as_bytes())?;
     let metrics_path = dir.join("metrics.jsonl");
@@ -234,6 +249,7 @@ fn run(
 
     let handle = |reports: Vec<StepReport>,
                   exec: &dyn Executor,
+                  watch: &mut Watch,
                   log: &mut MetricsLog,
                   observer: &mut dyn Observer,
                   last_layers: &mut Vec<LayerStats>,
@@ -251,6 +267,11 @@ fn run(
             if let Some(l) = &layers {
                 *last_layers = l.clone();
             }
+            let grad_norm = total_grad_norm(plan, &r);
+            let verdict = watch.examine(plan, &r, layers.as_deref(), grad_norm)?;
+            for f in &verdict.new_findings {
+                observer.finding(f);
+            }
             let entry = StepLog {
                 kind: "step",
                 step: r.step,
@@ -258,24 +279,18 @@ fn run(
                 loss: r.loss as f64,
                 accuracy: r.correct as f64 / plan.batch as f64,
                 lr: lrs.get(r.step as usize - 1).copied().unwrap_or(f64::NAN),
-                grad_norm: total_grad_norm(plan, &r),
+                grad_norm,
+                grad_norm_clipped: r.clip.map(|c| c.norm_after as f64),
+                clip_scale: r.clip.map(|c| c.scale as f64),
+                skipped: verdict.skipped,
+                nonfinite: verdict.nonfinite,
                 layers,
             };
             log.write_step(&entry)?;
             observer.step(&entry, (r.step as f64 * batch as f64) / elapsed.max(1e-9));
             if !r.loss.is_finite() {
-                let culprit = layer_stats(plan, &r)
-                    .into_iter()
-                    .find(|l| l.nonfinite > 0)
-                    .map(|l| l.name);
-                return Err(Error::NonFinite(format!(
-                    "the loss became {} at step {}{}; lower the learning rate or clip gradients",
-                    r.loss,
-                    r.step,
-                    culprit
-                        .map(|n| format!(" (first non-finite gradient in layer `{n}`)"))
-                        .unwrap_or_default()
-                )));
+                // Only `continue` and `skip` get here; a non-finite loss is not averaged.
+                continue;
             }
             epoch_loss.0 += r.loss as f64;
             epoch_loss.1 += r.correct as u64;
@@ -290,7 +305,9 @@ fn run(
         let t0 = Instant::now();
         while step < total && loader.fill(&mut inputs, &mut labels) {
             step += 1;
-            let lr = config.lr_at(step, total);
+            // A skipped step does not advance the schedule or Adam's step count.
+            let t = step - watch.skipped_steps;
+            let lr = config.lr_at(t, total);
             lrs.push(lr);
             exec.load_batch(&inputs, &labels)?;
             let full = (step - 1) % config.stats_every == 0 || step == total;
@@ -303,15 +320,19 @@ fn run(
                 step,
                 StepScalars {
                     lr: lr as f32,
-                    t: step as u32,
+                    t: t as u32,
                 },
                 stats,
             )?;
-            let reports = exec.finished(false)?;
+            // Under `skip` the host must know whether this step was skipped before it sets
+            // the next step's schedule: it waits for each step (the device no longer runs
+            // ahead). Other policies collect whatever has finished.
+            let reports = exec.finished(config.on_nonfinite == NonFinitePolicy::Skip)?;
             let elapsed = train_time + t0.elapsed().as_secs_f64();
             handle(
                 reports,
                 exec.as_ref(),
+                &mut watch,
                 &mut log,
                 observer,
                 &mut last_layers,
@@ -326,6 +347,7 @@ fn run(
                 handle(
                     reports,
                     exec.as_ref(),
+                    &mut watch,
                     &mut log,
                     observer,
                     &mut last_layers,
@@ -336,6 +358,7 @@ fn run(
                 let progress = Progress {
                     step,
                     cursor: loader.cursor(),
+                    skipped_steps: watch.skipped_steps,
                     ..Progress::start()
                 }
                 .with_epoch_loss(epoch_loss);
@@ -347,6 +370,7 @@ fn run(
         handle(
             reports,
             exec.as_ref(),
+            &mut watch,
             &mut log,
             observer,
             &mut last_layers,
@@ -411,6 +435,9 @@ fn run(
         samples_per_second: step as f64 * batch as f64 / train_time.max(1e-9),
         wall_seconds: start.elapsed().as_secs_f64(),
         run_dir: dir.display().to_string(),
+        skipped_steps: watch.skipped_steps,
+        first_nonfinite: watch.first_nonfinite.clone(),
+        findings: watch.diagnoser.findings().to_vec(),
     };
     let path = dir.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(e.to_string()))?;

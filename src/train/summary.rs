@@ -25,4 +25,11 @@ pub struct Summary {
     pub samples_per_second: f64,
     pub wall_seconds: f64,
     pub run_dir: String,
+    /// Steps whose update was discarded (`--on-nonfinite skip`).
+    pub skipped_steps: u64,
+    /// Where the first NaN or Inf of the run appeared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_nonfinite: Option<crate::diagnosis::NonFiniteOrigin>,
+    /// Every diagnosis finding, in the order they fired.
+    pub findings: Vec<crate::diagnosis::Finding>,
 }

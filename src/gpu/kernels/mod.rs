@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod bias;
+pub mod clip;
 pub mod launch;
 pub mod loss;
 pub mod matmul;
