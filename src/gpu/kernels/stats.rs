@@ -18,7 +18,6 @@ pub const CHUNK: usize = 2048;
 pub const RECORD_BYTES: u64 = (RECORD_WORDS * 4) as u64;
 
 const _: () = assert!(std::mem::size_of::<RawStats>() as u64 == RECORD_BYTES);
-const _: () = assert!(CHUNK == crate::cpu::stats::CHUNK && WG == crate::cpu::stats::WG);
 
 /// One entry of the finalize job table (WGSL struct `Job`).
 #[repr(C)]
