@@ -1,15 +1,15 @@
 // Per-tensor statistics, reduced in a fixed order so that every run gives the same bits.
 //
-// Algorithm: per chunk of CHUNK elements, one workgroup computes a partial "statistics
-// record" (src/stats/record.rs) in three phases over the elements it holds in registers,
-// each closed by a fixed-order reduction of a few scalars: (A) counts, min, max, max|x|;
-// (B) S = Σ y with y = x/max|x|, giving the scaled mean S/n; (C) M2/max|x|² = Σ(y − S/n)²
-// and the norm's Σ y². Scaling by max|x| keeps both sums of squares finite for 1e30-sized
-// values and non-zero for 1e-30-sized ones; the two-pass variance about the chunk's own
-// mean does not cancel.
-// - Merging records (stats_finalize): Chan et al.'s pairwise formula for (count, mean, M2)
-//   ("Updating formulae and a pairwise algorithm for computing sample variances", 1979),
-//   and LAPACK's scaled sum of squares for the norm (rescale to the larger max|x|).
+// Algorithm: a two-pass tree reduction of "statistics records" (src/stats/record.rs).
+// - Moments: Welford's online update per element, Chan et al.'s pairwise formula to merge
+//   two partial (count, mean, M2) triples ("Updating formulae and a pairwise algorithm for
+//   computing sample variances", 1979). M2 is kept divided by scale² (scale = max|x|, the
+//   norm's scale below), rescaled with the norm's ssq, for the same reason: raw M2 of
+//   1e30-sized values overflows f32 and of 1e-30-sized values underflows. The mean is not
+//   scaled (|mean| ≤ scale cannot overflow).
+// - L2 norm: LAPACK's scaled sum of squares (dnrm2 before 3.10): keep (scale, ssq) with
+//   norm = scale·sqrt(ssq) and scale = max|x|, rescaling ssq when a larger |x| arrives, so
+//   that neither 1e30-sized values overflow nor 1e-30-sized values underflow.
 // - Histogram of log2|x|: read from the IEEE exponent field with bitcast (exact everywhere,
 //   unlike `log2`), counted with integer atomics on workgroup memory (integer sums do not
 //   depend on order, so the atomics keep the result deterministic).
@@ -17,14 +17,11 @@
 // implementation assume that floats are finite, and some devices flush subnormals to zero,
 // so `x != x` or `x == 0.0` would not be reliable.
 //
-// Fixed order: in `stats_partial`, invocation t of workgroup w holds elements
-// w·CHUNK + t + k·WG for k = 0..PER; each phase's reduction folds 16 groups of 16
-// invocations in index order, then the 16 group results in order. `stats_finalize` merges a
-// job's partial records (invocation t absorbs partials t, t + WG, … in turn, then a binary
-// tree: lane t absorbs lane t + s for s = WG/2, …, 1). No float atomics: results are
-// bit-reproducible on one device. The CPU twin (src/cpu/stats.rs) sums in another order
-// (f64, per CPU chunk), so the two agree exactly on counts, histogram and selections, and to
-// f32 rounding on the moments.
+// Fixed order: in `stats_partial`, invocation t of workgroup w walks elements
+// w·CHUNK + t + k·WG for k = 0..PER sequentially, then the workgroup merges its WG lanes in
+// a fixed binary tree (lane t absorbs lane t + s for s = WG/2, …, 1). `stats_finalize`
+// does the same over a job's partial records (lane t absorbs partials t, t + WG, … in
+// turn, then the tree). The CPU twin (src/cpu/stats.rs) follows exactly this order.
 
 const WG: u32 = 256u;
 // Elements per invocation in stats_partial; CHUNK = WG·PER elements per partial record.
@@ -122,6 +119,63 @@ fn hist_bin(bits: u32) -> u32 {
     let e = i32((bits >> 23u) & 0xffu) - 127;
     let b = (e - HIST_LOG2_LO) / HIST_BIN_WIDTH;
     return u32(clamp(b, 0, i32(HIST_BINS) - 1));
+}
+
+// Folds one element into a lane. Mirrors `push` in src/cpu/stats.rs operation by operation.
+fn acc_push(a: ptr<function, Acc>, x: f32, saturate: bool, lo: f32, hi: f32) {
+    let bits = bitcast<u32>(x);
+    if ((bits & 0x7f800000u) == 0x7f800000u) {
+        if ((bits & 0x007fffffu) != 0u) {
+            (*a).nan += 1u;
+        } else {
+            (*a).inf += 1u;
+        }
+        return;
+    }
+    let abs_bits = bits & 0x7fffffffu;
+    if (abs_bits == 0u) {
+        (*a).zeros += 1u;
+    }
+    if (saturate && (x <= lo || x >= hi)) {
+        (*a).saturated += 1u;
+    }
+    // nrm2: ssq holds Σ(x/scale)²; a larger |x| becomes the scale and rescales the sum.
+    // m2s is relative to the same scale, so it is rescaled by the same r² (before the
+    // Welford step, which then divides by the new scale).
+    let ax = bitcast<f32>(abs_bits);
+    if (ax > (*a).scale) {
+        let r = (*a).scale / ax;
+        let rr = r * r;
+        (*a).ssq = 1.0 + (*a).ssq * rr;
+        (*a).m2s = (*a).m2s * rr;
+        (*a).scale = ax;
+    } else if (ax > 0.0) {
+        let r = ax / (*a).scale;
+        (*a).ssq = (*a).ssq + r * r;
+    }
+    (*a).finite += 1u;
+    if ((*a).finite == 1u) {
+        (*a).mean = x;
+        (*a).m2s = 0.0;
+        (*a).mn = x;
+        (*a).mx = x;
+    } else {
+        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n),
+        // here divided by s² = scale² factor by factor. s = 0 means every value so far,
+        // x included, is zero: M2 stays 0 (and 0/0 must not be formed).
+        let delta = x - (*a).mean;
+        (*a).mean = (*a).mean + delta / f32((*a).finite);
+        let s = (*a).scale;
+        if (s > 0.0) {
+            (*a).m2s = (*a).m2s + (delta / s) * ((x - (*a).mean) / s);
+        }
+        if (x < (*a).mn) {
+            (*a).mn = x;
+        }
+        if (x > (*a).mx) {
+            (*a).mx = x;
+        }
+    }
 }
 
 // a ← a ⊕ b (Chan for the moments, nrm2 rescaling for the norm). Mirrors
@@ -230,85 +284,7 @@ fn tree_merge(tid: u32) {
 // ---------------------------------------------------------------------------------------
 // stats_partial: x is (len,) f32. Workgroup w (flattened from a 2-D grid when there are
 // more than 65535 chunks) reduces x[w·CHUNK .. min((w+1)·CHUNK, len)] into
-// partials[partial_base + w]. Invocation t holds elements w·CHUNK + t + k·WG (k < PER) in
-// registers; three phases, each closed by a fixed-order reduction of a few scalars:
-//   A. counts, min, max, max|x| (and the histogram, with integer atomics);
-//   B. S = Σ y with y = x / max|x| (|y| ≤ 1: nothing overflows or underflows), so the
-//      scaled mean is S / n;
-//   C. m2_scaled = Σ (y − S/n)² and norm_ssq = Σ y².
-// One division per element (y), no per-element rescaling, no record merges.
-
-// Phase A state of one invocation, then of a group of invocations.
-struct Part {
-    finite: u32,
-    nan: u32,
-    inf: u32,
-    zeros: u32,
-    saturated: u32,
-    mn: f32,
-    mx: f32,
-    amax: f32,
-}
-
-var<workgroup> parts: array<Part, 256>;
-var<workgroup> sums: array<vec2<f32>, 256>;
-
-fn part_merge(a: Part, b: Part) -> Part {
-    var r = a;
-    r.finite = a.finite + b.finite;
-    r.nan = a.nan + b.nan;
-    r.inf = a.inf + b.inf;
-    r.zeros = a.zeros + b.zeros;
-    r.saturated = a.saturated + b.saturated;
-    if (b.mn < a.mn) {
-        r.mn = b.mn;
-    }
-    if (b.mx > a.mx) {
-        r.mx = b.mx;
-    }
-    if (b.amax > a.amax) {
-        r.amax = b.amax;
-    }
-    return r;
-}
-
-// Fixed-order reduction in two levels (two barriers instead of a tree's eight): invocation
-// g < 16 folds entries 16g .. 16g + 15 in order into entry 16g, then every invocation folds
-// entries 0, 16, …, 240 in order (each gets the same result: a broadcast for free). The
-// caller has written its entry; every invocation must call these (they contain barriers).
-fn reduce_parts(tid: u32) -> Part {
-    workgroupBarrier();
-    if (tid < 16u) {
-        var a = parts[16u * tid];
-        for (var i = 1u; i < 16u; i++) {
-            a = part_merge(a, parts[16u * tid + i]);
-        }
-        parts[16u * tid] = a;
-    }
-    workgroupBarrier();
-    var r = parts[0];
-    for (var g = 1u; g < 16u; g++) {
-        r = part_merge(r, parts[16u * g]);
-    }
-    return r;
-}
-
-fn reduce_sums(tid: u32) -> vec2<f32> {
-    workgroupBarrier();
-    if (tid < 16u) {
-        var a = sums[16u * tid];
-        for (var i = 1u; i < 16u; i++) {
-            a = a + sums[16u * tid + i];
-        }
-        sums[16u * tid] = a;
-    }
-    workgroupBarrier();
-    var r = sums[0];
-    for (var g = 1u; g < 16u; g++) {
-        r = r + sums[16u * g];
-    }
-    return r;
-}
+// partials[partial_base + w]; one invocation first folds its PER strided elements.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partials_out: array<StatRecord>;
@@ -332,13 +308,8 @@ fn stats_partial(
     }
     workgroupBarrier();
 
-    // Phase A. `fin` marks the elements that take part in the moments: in range and finite
-    // (classified on the bits, see the header).
     let saturate = pp.saturate != 0u;
-    var v: array<f32, 8>;
-    var fin: array<bool, 8>;
-    var p = Part(0u, 0u, 0u, 0u, 0u, bitcast<f32>(F32_INF_BITS), bitcast<f32>(F32_NEG_INF_BITS),
-        0.0);
+    var a = acc_empty();
     // Histogram counts are flushed to workgroup memory only when the bin changes: values of
     // one tensor cluster in a few bins, so this saves most of the atomic traffic.
     var cur_bin = 0u;
@@ -346,32 +317,12 @@ fn stats_partial(
     let start = w * CHUNK;
     for (var k = 0u; k < PER; k++) {
         let i = start + tid + k * WG;
-        v[k] = 0.0;
-        fin[k] = false;
         if (i < pp.len) {
-            let xv = x[i];
-            let bits = bitcast<u32>(xv);
+            let v = x[i];
+            acc_push(&a, v, saturate, pp.lo, pp.hi);
+            let bits = bitcast<u32>(v);
             let abs_bits = bits & 0x7fffffffu;
-            if (abs_bits >= 0x7f800000u) {
-                if (abs_bits > 0x7f800000u) {
-                    p.nan += 1u;
-                } else {
-                    p.inf += 1u;
-                }
-                continue;
-            }
-            v[k] = xv;
-            fin[k] = true;
-            p.finite += 1u;
-            if (saturate && (xv <= pp.lo || xv >= pp.hi)) {
-                p.saturated += 1u;
-            }
-            p.mn = min(p.mn, xv);
-            p.mx = max(p.mx, xv);
-            p.amax = max(p.amax, bitcast<f32>(abs_bits));
-            if (abs_bits == 0u) {
-                p.zeros += 1u;
-            } else {
+            if (abs_bits != 0u && abs_bits < 0x7f800000u) {
                 let b = hist_bin(bits);
                 if (cur_cnt != 0u && b != cur_bin) {
                     atomicAdd(&hist_acc[cur_bin], cur_cnt);
@@ -385,55 +336,10 @@ fn stats_partial(
     if (cur_cnt != 0u) {
         atomicAdd(&hist_acc[cur_bin], cur_cnt);
     }
-    parts[tid] = p;
-    let a = reduce_parts(tid);
-
-    // Phase B: y = x / max|x| (0 for every element when max|x| = 0: all zeros).
-    var y: array<f32, 8>;
-    var s = 0.0;
-    for (var k = 0u; k < PER; k++) {
-        y[k] = 0.0;
-        if (fin[k] && a.amax > 0.0) {
-            y[k] = v[k] / a.amax;
-        }
-        s += y[k];
-    }
-    sums[tid] = vec2<f32>(s, 0.0);
-    let sy = reduce_sums(tid).x;
-    var mean_s = 0.0;
-    if (a.finite > 0u) {
-        mean_s = sy / f32(a.finite);
-    }
-
-    // Phase C: the scaled sums of squares about the scaled mean and about 0.
-    var c = vec2<f32>(0.0, 0.0);
-    for (var k = 0u; k < PER; k++) {
-        if (fin[k]) {
-            let d = y[k] - mean_s;
-            c += vec2<f32>(d * d, y[k] * y[k]);
-        }
-    }
-    // Every invocation has read phase B's sums (inside reduce_sums) before any overwrites.
-    workgroupBarrier();
-    sums[tid] = c;
-    let sq = reduce_sums(tid);
-    // The last atomic add happened before the barriers in reduce_sums.
+    lanes[tid] = a;
+    tree_merge(tid);
     if (tid == 0u) {
-        var r = acc_empty();
-        r.finite = a.finite;
-        r.nan = a.nan;
-        r.inf = a.inf;
-        r.zeros = a.zeros;
-        r.saturated = a.saturated;
-        if (a.finite > 0u) {
-            r.mean = mean_s * a.amax;
-            r.m2s = sq.x;
-            r.mn = a.mn;
-            r.mx = a.mx;
-            r.scale = a.amax;
-            r.ssq = sq.y;
-        }
-        partials_out[pp.partial_base + w] = record_of(r);
+        partials_out[pp.partial_base + w] = record_of(lanes[0]);
     }
 }
 
