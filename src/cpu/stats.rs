@@ -1,127 +1,220 @@
 //! CPU twin of shaders/stats.wgsl: per-tensor statistics records and the dead-unit count.
 //!
-//! Each element is converted to f32 first (the record is f32, as on the device), and the
-//! reduction follows the device's order exactly: chunks of `CHUNK` elements; inside a chunk,
-//! lane t folds elements t, t + WG, … sequentially (Welford, nrm2), then the lanes merge in
-//! the fixed binary tree (lane t absorbs lane t + s for s = WG/2, …, 1); the chunk records
-//! are then merged the same way as `stats_finalize` does (lane t absorbs chunks t, t + WG, …
-//! in turn, then the tree). Counts and histograms therefore agree exactly with the device,
-//! and the floats agree to within the rounding freedom a shader compiler has (fused
-//! multiply-adds, division accuracy).
+//! Each element is converted to f32 first (the record is f32, as on the device). The tensor
+//! is cut into chunks of `CHUNK` elements; each chunk gives one record, computed without a
+//! single division per element:
+//! - one branch-free pass over `LANES` interleaved accumulators (which the compiler turns
+//!   into SIMD code) gathers the counts (non-finite, zeros, saturated), min, max, max |x|
+//!   and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64, where K is the chunk's
+//!   first finite element;
+//! - one pass counts the raw IEEE exponent fields (four interleaved tables, so consecutive
+//!   increments do not wait on each other), which gives the histogram, the subnormals and the
+//!   non-finite total.
+//!
+//! Then mean = K + S1/n, M2 = S2 − S1²/n and Σx² = S2 + 2K·S1 + n·K², divided by max_abs² in
+//! f64. f64 holds every f32 squared (1e30² and 1e-30² alike), so no scaling is needed per
+//! element. Shifting by an element of the chunk bounds the cancellation in M2 (and in Σx²)
+//! by a factor n: with n ≤ 4096 and f64's 1e-16, the results keep far more than f32's
+//! digits, even for data like 1e30·(1 ± 1e-3).
+//!
+//! Chunks are reduced in parallel (rayon), and their records merged by `RawStats::merge`
+//! in chunk order, so the result is the same bits for any number of threads. It is not
+//! bit-identical to the device's (a different order of summation in f32 there): counts,
+//! histogram, min, max and max_abs agree exactly, the moments to f32 rounding.
+
+use std::any::TypeId;
+
+use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::stats::RawStats;
 
-/// Invocations per workgroup in shaders/stats.wgsl (`WG`).
-pub const WG: usize = 256;
-/// Elements reduced into one partial record (`CHUNK` = WG · PER in shaders/stats.wgsl).
-pub const CHUNK: usize = 2048;
+/// Elements reduced into one chunk record on the CPU (16 KiB of f32: the passes over a chunk
+/// run from L1). Unrelated to the device's chunk size.
+pub const CHUNK: usize = 4096;
+/// Interleaved accumulators of the vectorizable pass.
+const LANES: usize = 4;
+/// Tensors of up to this many chunks are reduced on the calling thread: for them, rayon's
+/// hand-off costs more than it saves.
+const SERIAL_CHUNKS: usize = 2;
 
 /// The statistics record of one tensor. `saturation` (lo, hi) counts finite elements with
 /// x ≤ lo or x ≥ hi as saturated; None counts none. NaN and ±Inf are counted apart and
 /// take no part in anything else.
 pub fn stats_reduce<T: Element>(x: &[T], saturation: Option<(f32, f32)>) -> RawStats {
-    let partials: Vec<RawStats> = x
-        .chunks(CHUNK)
-        .map(|chunk| chunk_record(chunk, saturation))
-        .collect();
+    // No bounds: ±∞ saturate no finite value.
+    let (lo, hi) = saturation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let record = |c: &[T]| -> RawStats {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            // SAFETY: T is f32 (checked just above), so the slice is a slice of f32.
+            let c = unsafe { std::slice::from_raw_parts(c.as_ptr() as *const f32, c.len()) };
+            chunk_record(c, lo, hi)
+        } else {
+            let mut buf = [0f32; CHUNK];
+            for (b, &v) in buf.iter_mut().zip(c) {
+                *b = v.to_f64() as f32;
+            }
+            chunk_record(&buf[..c.len()], lo, hi)
+        }
+    };
+    let partials: Vec<RawStats> = if x.len() <= SERIAL_CHUNKS * CHUNK {
+        x.chunks(CHUNK).map(record).collect()
+    } else {
+        x.par_chunks(CHUNK).map(record).collect()
+    };
     finalize(&partials)
 }
 
-/// The record of one chunk (≤ CHUNK elements), as one workgroup of `stats_partial` does.
-fn chunk_record<T: Element>(chunk: &[T], saturation: Option<(f32, f32)>) -> RawStats {
-    let mut lanes = vec![RawStats::empty(); WG];
-    for (t, lane) in lanes.iter_mut().enumerate() {
-        for &v in chunk.iter().skip(t).step_by(WG) {
-            push(lane, v.to_f64() as f32, saturation);
-        }
-    }
-    tree(&mut lanes)
-}
-
-/// Merges partial records in `stats_finalize`'s order: strided sequential, then the tree.
+/// Merges chunk records in their order (a sequential fold), whatever thread made them.
 pub fn finalize(partials: &[RawStats]) -> RawStats {
-    let mut lanes = vec![RawStats::empty(); WG];
-    for (t, lane) in lanes.iter_mut().enumerate() {
-        for p in partials.iter().skip(t).step_by(WG) {
-            lane.merge(p);
-        }
+    let mut r = RawStats::empty();
+    for p in partials {
+        r.merge(p);
     }
-    tree(&mut lanes)
+    r
 }
 
-/// The workgroup's fixed tree: lane t absorbs lane t + s for s = WG/2, …, 1.
-fn tree(lanes: &mut [RawStats]) -> RawStats {
-    let mut s = lanes.len() / 2;
-    while s > 0 {
-        for t in 0..s {
-            let other = lanes[t + s];
-            lanes[t].merge(&other);
+/// The record of one chunk of at most CHUNK elements.
+fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
+    let mut r = RawStats::empty();
+    let Some(&k) = x.iter().find(|v| v.is_finite()) else {
+        // Nothing finite: only the NaN and ±Inf counts.
+        r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
+        r.inf = x.len() as u32 - r.nan;
+        return r;
+    };
+    let kd = k as f64;
+    let p = pass1(x, k, lo, hi);
+
+    // Pass 2: counts of the exponent field, in four tables used in turn.
+    let mut ex = [[0u32; 256]; 4];
+    let quads = x.chunks_exact(4);
+    let tail = quads.remainder();
+    for q in quads {
+        for (t, &v) in ex.iter_mut().zip(q) {
+            t[((v.to_bits() >> 23) & 0xff) as usize] += 1;
         }
-        s /= 2;
     }
-    lanes[0]
+    for (t, &v) in ex.iter_mut().zip(tail) {
+        t[((v.to_bits() >> 23) & 0xff) as usize] += 1;
+    }
+
+    // Lanes in fixed order.
+    let nonfinite: u32 = p.nonfinite.iter().sum();
+    r.zeros = p.zeros.iter().sum();
+    r.saturated = p.sat.iter().sum();
+    r.min =
+        p.mn.iter()
+            .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
+    r.max =
+        p.mx.iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    r.max_abs = p.amax.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    let s1: f64 = p.s1.iter().sum();
+    let s2: f64 = p.s2.iter().sum();
+    for e in 0..255u32 {
+        let mut c: u32 = ex.iter().map(|t| t[e as usize]).sum();
+        if e == 0 {
+            // Exponent field 0 holds the zeros (counted apart) and the subnormals (bin 0).
+            c -= r.zeros;
+        }
+        r.hist[RawStats::hist_bin(f32::from_bits(e << 23))] += c;
+    }
+    if nonfinite > 0 {
+        r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
+        r.inf = nonfinite - r.nan;
+    }
+
+    let n = (x.len() as u32 - nonfinite) as f64;
+    r.finite = x.len() as u32 - nonfinite;
+    r.mean = (kd + s1 / n) as f32;
+    if r.max_abs > 0.0 {
+        // Both sums of squares divided by max_abs², as the record stores them; in f64 none
+        // of them overflows or underflows.
+        let inv2 = 1.0 / (r.max_abs as f64 * r.max_abs as f64);
+        let m2 = (s2 - s1 * s1 / n).max(0.0);
+        let ssq = (s2 + 2.0 * kd * s1 + n * kd * kd).max(0.0);
+        r.m2_scaled = (m2 * inv2) as f32;
+        r.norm_ssq = (ssq * inv2) as f32;
+    } else {
+        // Only zeros: the record's convention is both sums 0 while max_abs is 0.
+        r.mean = 0.0;
+    }
+    r
 }
 
-/// Folds one element into a lane: `acc_push` in shaders/stats.wgsl, operation by operation.
-fn push(a: &mut RawStats, x: f32, saturation: Option<(f32, f32)>) {
-    let bits = x.to_bits();
-    if bits & 0x7f80_0000 == 0x7f80_0000 {
-        if bits & 0x007f_ffff != 0 {
-            a.nan += 1;
-        } else {
-            a.inf += 1;
-        }
-        return;
-    }
-    let abs_bits = bits & 0x7fff_ffff;
-    if abs_bits == 0 {
-        a.zeros += 1;
-    } else {
-        a.hist[RawStats::hist_bin(x)] += 1;
-    }
-    if let Some((lo, hi)) = saturation
-        && (x <= lo || x >= hi)
-    {
-        a.saturated += 1;
-    }
-    // nrm2: norm_ssq holds Σ(x/max_abs)²; a larger |x| becomes the scale and rescales it.
-    // m2_scaled is relative to the same scale, so it is rescaled by the same factor r²
-    // (done before the Welford step, which then divides by the new scale).
-    let ax = f32::from_bits(abs_bits);
-    if ax > a.max_abs {
-        let r = a.max_abs / ax;
-        let rr = r * r;
-        a.norm_ssq = 1.0 + a.norm_ssq * rr;
-        a.m2_scaled *= rr;
-        a.max_abs = ax;
-    } else if ax > 0.0 {
-        let r = ax / a.max_abs;
-        a.norm_ssq += r * r;
-    }
-    a.finite += 1;
-    if a.finite == 1 {
-        a.mean = x;
-        a.m2_scaled = 0.0;
-        a.min = x;
-        a.max = x;
-    } else {
-        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n),
-        // here divided by s² = max_abs² factor by factor. s = 0 means every value so far,
-        // x included, is zero: M2 stays 0 (and 0/0 must not be formed).
-        let delta = x - a.mean;
-        a.mean += delta / a.finite as f32;
-        let s = a.max_abs;
-        if s > 0.0 {
-            a.m2_scaled += (delta / s) * ((x - a.mean) / s);
-        }
-        if x < a.min {
-            a.min = x;
-        }
-        if x > a.max {
-            a.max = x;
+/// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod LANES.
+struct Lanes {
+    nonfinite: [u32; LANES],
+    zeros: [u32; LANES],
+    sat: [u32; LANES],
+    mn: [f32; LANES],
+    mx: [f32; LANES],
+    amax: [f32; LANES],
+    /// Σd and Σd² of d = x − k, in f64.
+    s1: [f64; LANES],
+    s2: [f64; LANES],
+}
+
+impl Lanes {
+    fn new() -> Self {
+        Lanes {
+            nonfinite: [0; LANES],
+            zeros: [0; LANES],
+            sat: [0; LANES],
+            mn: [f32::INFINITY; LANES],
+            mx: [f32::NEG_INFINITY; LANES],
+            amax: [0.0; LANES],
+            s1: [0.0; LANES],
+            s2: [0.0; LANES],
         }
     }
+
+    /// Folds one group of LANES elements without a branch: a non-finite element is
+    /// replaced by k, a finite element of the same chunk, which changes none of min, max,
+    /// max_abs, and adds d = 0 to the sums. Straight-line integer and float code over arrays,
+    /// so that the compiler keeps the accumulators in SIMD registers.
+    #[inline(always)]
+    fn push(&mut self, g: &[f32; LANES], k: f32, lo: f32, hi: f32) {
+        let kbits = k.to_bits();
+        for j in 0..LANES {
+            let bits = g[j].to_bits();
+            let a = bits & 0x7fff_ffff;
+            let fin = (a < 0x7f80_0000) as u32;
+            let m = fin.wrapping_neg();
+            let v = f32::from_bits((bits & m) | (kbits & !m));
+            self.nonfinite[j] += fin ^ 1;
+            self.zeros[j] += (a == 0) as u32;
+            self.sat[j] += fin & ((v <= lo) | (v >= hi)) as u32;
+            self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
+            self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
+            let av = f32::from_bits(v.to_bits() & 0x7fff_ffff);
+            self.amax[j] = if av > self.amax[j] { av } else { self.amax[j] };
+            let d = v as f64 - k as f64;
+            self.s1[j] += d;
+            self.s2[j] += d * d;
+        }
+    }
+}
+
+/// Pass 1 over a chunk, with the tail padded by NaN (which only `nonfinite` sees, and is
+/// corrected for).
+#[inline(never)]
+fn pass1(x: &[f32], k: f32, lo: f32, hi: f32) -> Lanes {
+    let mut acc = Lanes::new();
+    let groups = x.chunks_exact(LANES);
+    let rest = groups.remainder().len();
+    let mut tail = [f32::NAN; LANES];
+    tail[..rest].copy_from_slice(groups.remainder());
+    for g in groups {
+        acc.push(g.try_into().expect("groups of LANES elements"), k, lo, hi);
+    }
+    acc.push(&tail, k, lo, hi);
+    // The padding was counted as non-finite in lanes rest..LANES.
+    for n in &mut acc.nonfinite[rest..] {
+        *n -= 1;
+    }
+    acc
 }
 
 /// Number of columns (units) of y (rows, cols) that are exactly zero (+0 or −0) in every
