@@ -313,3 +313,43 @@ fn thresholds_are_validated() {
     };
     assert!(c.validate().is_err());
 }
+
+/// A NaN/Inf born in a real backward kernel, with the forward pass finite: hidden2's unit 0
+/// is dead (bias −1e30, so its ReLU output is exactly 0 for every sample), and hidden3's
+/// weights from that unit are 3e38. Forward, 3e38·0 = 0 keeps everything finite; backward,
+/// the input-gradient matmul of hidden3 multiplies those weights by output gradients of
+/// order 10 (the read-out weights are ±1e3), which overflows to ±Inf in hidden2's output
+/// gradient. The origin must be exactly there, not in the gradients computed after it.
+#[test]
+fn planted_backward_overflow_is_traced_to_its_kernel() {
+    let hidden = vec![(16, Activation::Relu); 3];
+    let p = plan(&hidden, Init::HeNormal, LossKind::Xent, OptimizerKind::Sgd);
+    let b2 = p.param("layers.1.bias").unwrap().value;
+    let w3 = p.param("layers.2.weight").unwrap().value;
+    let w4 = p.param("layers.3.weight").unwrap().value;
+    let o = run(p, 1e-3, 1, DiagnosisConfig::default(), |e| {
+        let mut bias = e.read(b2).unwrap();
+        bias[0] = -1e30;
+        e.write(b2, &bias).unwrap();
+        let mut w = e.read(w3).unwrap();
+        for out in 0..16 {
+            w[out * 16] = 3e38;
+        }
+        e.write(w3, &w).unwrap();
+        let signs = common::random_vec(9, CLASSES * 16, -1.0, 1.0);
+        let readout: Vec<f32> = signs.iter().map(|s| 1e3 * s.signum()).collect();
+        e.write(w4, &readout).unwrap();
+    });
+    let origin = o.first_nonfinite.expect("an origin");
+    assert_eq!(
+        (
+            origin.step,
+            origin.layer_name.as_str(),
+            origin.pass,
+            origin.tensor.as_str()
+        ),
+        (1, "hidden2", Pass::Backward, "output_grad"),
+        "{}",
+        origin.describe()
+    );
+}
