@@ -29,6 +29,8 @@ pub const DEFAULT_SMALL: f64 = 0.05;
 #[serde(rename_all = "snake_case")]
 pub enum Init {
     Zeros,
+    /// All ones (normalization scales).
+    Ones,
     /// N(0, std²).
     Normal {
         std: f64,
@@ -56,6 +58,7 @@ pub enum Init {
 impl Init {
     pub const ALL_NAMES: &'static [&'static str] = &[
         "zeros",
+        "ones",
         "normal",
         "uniform",
         "xavier_uniform",
@@ -70,6 +73,7 @@ impl Init {
     pub fn name(self) -> &'static str {
         match self {
             Init::Zeros => "zeros",
+            Init::Ones => "ones",
             Init::Normal { .. } => "normal",
             Init::Uniform { .. } => "uniform",
             Init::XavierUniform => "xavier_uniform",
@@ -103,6 +107,7 @@ impl Init {
             "uniform" => Init::Uniform { limit: scale },
             _ if arg.is_some() => return None,
             "zeros" | "zero" => Init::Zeros,
+            "ones" | "one" => Init::Ones,
             "xavier_uniform" | "glorot_uniform" => Init::XavierUniform,
             "xavier_normal" | "glorot_normal" => Init::XavierNormal,
             "he_uniform" | "kaiming_uniform" => Init::HeUniform,
@@ -156,6 +161,7 @@ pub fn init_weight(
     };
     match init {
         Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
         Init::Normal { std } => normal(std, rng),
         Init::Uniform { limit } => uniform(limit, rng),
         Init::XavierUniform => uniform(gain * (6.0 / (fi + fo)).sqrt(), rng),

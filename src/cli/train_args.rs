@@ -18,6 +18,12 @@ pub struct TrainArgs {
     /// A TOML file with any of the settings below (keys with underscores).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// mlp (default), lenet5, resnet20/32/56, plain20/32/56 or dwsep.
+    #[arg(long)]
+    model: Option<String>,
+    /// BatchNorm in the convolutional networks (true/false; default true).
+    #[arg(long)]
+    batchnorm: Option<bool>,
     /// Hidden layer widths, comma-separated (e.g. 256,128,64); overrides --depth/--width.
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
@@ -179,6 +185,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
+        set!(model, batchnorm);
         set!(
             hidden, depth, width, activation, init, loss, optimizer, lr, momentum, beta1, beta2,
             eps

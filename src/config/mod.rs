@@ -55,6 +55,10 @@ pub enum NonFinitePolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// `mlp`, or a convolutional network: lenet5, resnet20/32/56, plain20/32/56, dwsep.
+    pub model: String,
+    /// BatchNorm after every convolution of the residual, plain and depthwise networks.
+    pub batchnorm: bool,
     /// Hidden layer widths; overrides `depth` × `width` when non-empty.
     pub hidden: Vec<usize>,
     /// Number of hidden layers (used when `hidden` is empty).
@@ -119,6 +123,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            model: "mlp".into(),
+            batchnorm: true,
             hidden: Vec::new(),
             depth: 6,
             width: 128,
@@ -255,7 +261,23 @@ impl TrainConfig {
         }
     }
 
-    /// The model this config describes, for `input` features and `classes` classes.
+    /// The model this config describes for inputs of per-sample `shape` ([features] or
+    /// [C, H, W]) and `classes` classes.
+    pub fn model_for(&self, shape: &[usize], classes: usize) -> Result<ModelSpec> {
+        if self.model == "mlp" {
+            return self.model(shape.iter().product(), classes);
+        }
+        crate::model::zoo::build(
+            &self.model,
+            shape,
+            classes,
+            self.batchnorm,
+            self.init()?,
+            self.loss()?,
+        )
+    }
+
+    /// The MLP this config describes, for `input` features and `classes` classes.
     pub fn model(&self, input: usize, classes: usize) -> Result<ModelSpec> {
         ModelSpec::mlp(
             input,
@@ -269,6 +291,20 @@ impl TrainConfig {
 
     /// Refuses settings no run can use, naming the key.
     pub fn validate(&self) -> Result<()> {
+        let known_model = self.model == "mlp"
+            || crate::model::zoo::NAMES.contains(&self.model.as_str())
+            || self
+                .model
+                .strip_prefix("resnet")
+                .or(self.model.strip_prefix("plain"))
+                .is_some_and(|d| d.parse::<usize>().is_ok());
+        if !known_model {
+            return Err(Error::config(format!(
+                "unknown model `{}`; use mlp or one of {} (resnetN/plainN with N = 6n + 2)",
+                self.model,
+                crate::model::zoo::NAMES.join(", ")
+            )));
+        }
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())

@@ -28,6 +28,26 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "2 hidden ReLU layers of 256 (784-256-256-10), the benchmark network",
         "depth = 2\nwidth = 256\n",
     ),
+    (
+        "lenet5",
+        "LeNet-5 (two 5×5 convolutions with max pooling, three dense layers) on 28×28 images",
+        "model = \"lenet5\"\noptimizer = \"momentum\"\nlr = 0.01\n",
+    ),
+    (
+        "resnet20",
+        "He et al.'s CIFAR ResNet-20 with BatchNorm (3 stages of 16/32/64 channels)",
+        "model = \"resnet20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\n",
+    ),
+    (
+        "plain20",
+        "the same 20 layers without shortcuts, for the degradation the shortcuts remove",
+        "model = \"plain20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\n",
+    ),
+    (
+        "dwsep",
+        "a small depthwise-separable network (3×3 depthwise + 1×1 pointwise blocks)",
+        "model = \"dwsep\"\noptimizer = \"adam\"\nlr = 0.001\n",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {

@@ -1,7 +1,10 @@
 //! The CPU executor: runs a plan's op list with the CPU twin of every kernel. Generic over
 //! the element type, so the same executor trains in f32 and checks gradients in f64.
 
-use super::{Element, activation, bias, clip, loss, matmul, optimizer, stats};
+use super::{
+    Element, activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul,
+    optimizer, pool2d, stats,
+};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
 use crate::model::LossKind;
@@ -27,6 +30,8 @@ pub struct CpuExecutor<T: Element = f32> {
     clip: Option<clip::ClipDecision>,
     /// The last decision of any step (the halt guard latches on it).
     last_clip: Option<clip::ClipDecision>,
+    /// The step being run (dropout's mask depends on it).
+    step: u64,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -52,6 +57,7 @@ impl<T: Element> CpuExecutor<T> {
             targets_host,
             clip: None,
             last_clip: None,
+            step: 0,
         }
     }
 
@@ -74,6 +80,13 @@ impl<T: Element> CpuExecutor<T> {
         match &mut self.storage[id.0] {
             Storage::Float(v) => std::mem::take(v),
             Storage::Index(_) => Vec::new(),
+        }
+    }
+
+    fn take_index(&mut self, id: BufId) -> Vec<u32> {
+        match std::mem::replace(&mut self.storage[id.0], Storage::Index(Vec::new())) {
+            Storage::Index(v) => v,
+            Storage::Float(_) => Vec::new(),
         }
     }
 
@@ -126,6 +139,15 @@ impl<T: Element> CpuExecutor<T> {
                 continue;
             }
             self.run_op(&op, scalars)?;
+        }
+        Ok(())
+    }
+
+    /// The evaluation op list (forward in evaluation mode, then the loss).
+    fn run_eval(&mut self) -> Result<()> {
+        for i in 0..self.plan.eval.len() {
+            let op = self.plan.eval[i].clone();
+            self.run_op(&op, None)?;
         }
         Ok(())
     }
@@ -249,6 +271,269 @@ impl<T: Element> CpuExecutor<T> {
                 self.dead[counter] =
                     stats::dead_units(self.float(l.output), self.plan.batch, l.units);
             }
+            Op::Conv2dForward { shape, x, w, y } => {
+                let mut out = self.take(y);
+                conv2d::conv2d_forward(&shape, self.float(x), self.float(w), &mut out);
+                self.put(y, out);
+            }
+            Op::Conv2dBiasForward { shape, y, bias } => {
+                let mut out = self.take(y);
+                conv2d::conv2d_bias_forward(&shape, &mut out, self.float(bias));
+                self.put(y, out);
+            }
+            Op::Conv2dBackwardInput { shape, dy, w, dx } => {
+                let mut out = self.take(dx);
+                conv2d::conv2d_backward_input(&shape, self.float(dy), self.float(w), &mut out);
+                self.put(dx, out);
+            }
+            Op::Conv2dBackwardWeight {
+                shape,
+                x,
+                dy,
+                dw,
+                accumulate,
+            } => {
+                let mut out = self.take(dw);
+                conv2d::conv2d_backward_weight(
+                    &shape,
+                    self.float(x),
+                    self.float(dy),
+                    &mut out,
+                    accumulate,
+                );
+                self.put(dw, out);
+            }
+            Op::Conv2dBackwardBias {
+                shape,
+                dy,
+                db,
+                accumulate,
+            } => {
+                let mut out = self.take(db);
+                conv2d::conv2d_backward_bias(&shape, self.float(dy), &mut out, accumulate);
+                self.put(db, out);
+            }
+            Op::BatchNormForward {
+                train,
+                n,
+                c,
+                s,
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                eps,
+                momentum,
+            } => {
+                let mut out = self.take(y);
+                let mut rm = self.take(running_mean);
+                let mut rv = self.take(running_var);
+                if train {
+                    let mut m = self.take(mean);
+                    let mut is = self.take(inv_std);
+                    batchnorm::batchnorm_forward_train(
+                        self.float(x),
+                        self.float(gamma),
+                        self.float(beta),
+                        &mut out,
+                        &mut m,
+                        &mut is,
+                        &mut rm,
+                        &mut rv,
+                        n,
+                        c,
+                        s,
+                        eps as f64,
+                        momentum as f64,
+                    );
+                    self.put(mean, m);
+                    self.put(inv_std, is);
+                } else {
+                    batchnorm::batchnorm_forward_eval(
+                        self.float(x),
+                        self.float(gamma),
+                        self.float(beta),
+                        &rm,
+                        &rv,
+                        &mut out,
+                        n,
+                        c,
+                        s,
+                        eps as f64,
+                    );
+                }
+                self.put(running_mean, rm);
+                self.put(running_var, rv);
+                self.put(y, out);
+            }
+            Op::BatchNormBackward {
+                n,
+                c,
+                s,
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                acc_gamma,
+                ..
+            } => {
+                let (mut odx, mut og, mut ob) =
+                    (self.take(dx), self.take(dgamma), self.take(dbeta));
+                batchnorm::batchnorm_backward(
+                    self.float(x),
+                    self.float(gamma),
+                    self.float(dy),
+                    self.float(mean),
+                    self.float(inv_std),
+                    &mut odx,
+                    &mut og,
+                    &mut ob,
+                    n,
+                    c,
+                    s,
+                    acc_gamma,
+                );
+                self.put(dx, odx);
+                self.put(dgamma, og);
+                self.put(dbeta, ob);
+            }
+            Op::LayerNormForward {
+                rows,
+                d,
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                eps,
+            } => {
+                let (mut out, mut m, mut is) = (self.take(y), self.take(mean), self.take(inv_std));
+                layernorm::layernorm_forward(
+                    self.float(x),
+                    self.float(gamma),
+                    self.float(beta),
+                    &mut out,
+                    &mut m,
+                    &mut is,
+                    rows,
+                    d,
+                    eps as f64,
+                );
+                self.put(y, out);
+                self.put(mean, m);
+                self.put(inv_std, is);
+            }
+            Op::LayerNormBackward {
+                rows,
+                d,
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                acc_gamma,
+                ..
+            } => {
+                let (mut odx, mut og, mut ob) =
+                    (self.take(dx), self.take(dgamma), self.take(dbeta));
+                layernorm::layernorm_backward(
+                    self.float(x),
+                    self.float(gamma),
+                    self.float(dy),
+                    self.float(mean),
+                    self.float(inv_std),
+                    &mut odx,
+                    &mut og,
+                    &mut ob,
+                    rows,
+                    d,
+                    acc_gamma,
+                );
+                self.put(dx, odx);
+                self.put(dgamma, og);
+                self.put(dbeta, ob);
+            }
+            Op::MaxPoolForward {
+                shape,
+                x,
+                y,
+                argmax,
+            } => {
+                let mut out = self.take(y);
+                let mut am = self.take_index(argmax);
+                pool2d::max_pool2d_forward(&shape, self.float(x), &mut out, &mut am);
+                self.put(y, out);
+                self.storage[argmax.0] = Storage::Index(am);
+            }
+            Op::MaxPoolBackward {
+                shape,
+                dy,
+                argmax,
+                dx,
+            } => {
+                let mut out = self.take(dx);
+                pool2d::max_pool2d_backward(&shape, self.float(dy), self.index(argmax), &mut out);
+                self.put(dx, out);
+            }
+            Op::AvgPoolForward { shape, x, y } => {
+                let mut out = self.take(y);
+                pool2d::avg_pool2d_forward(&shape, self.float(x), &mut out);
+                self.put(y, out);
+            }
+            Op::AvgPoolBackward { shape, dy, dx } => {
+                let mut out = self.take(dx);
+                pool2d::avg_pool2d_backward(&shape, self.float(dy), &mut out);
+                self.put(dx, out);
+            }
+            Op::GlobalAvgPoolForward { n, c, hw, x, y } => {
+                let mut out = self.take(y);
+                pool2d::global_avg_pool_forward(self.float(x), &mut out, n, c, hw, 1);
+                self.put(y, out);
+            }
+            Op::GlobalAvgPoolBackward { n, c, hw, dy, dx } => {
+                let mut out = self.take(dx);
+                pool2d::global_avg_pool_backward(self.float(dy), &mut out, n, c, hw, 1);
+                self.put(dx, out);
+            }
+            Op::DropoutForward { p, seed, x, y, .. } => {
+                let mut out = self.take(y);
+                dropout::dropout_forward(self.float(x), &mut out, p, seed, self.step as u32);
+                self.put(y, out);
+            }
+            Op::DropoutBackward {
+                p, seed, dy, dx, ..
+            } => {
+                let mut out = self.take(dx);
+                dropout::dropout_backward(self.float(dy), &mut out, p, seed, self.step as u32);
+                self.put(dx, out);
+            }
+            Op::AddForward { a, b, y, .. } => {
+                let mut out = self.take(y);
+                add::add_forward(self.float(a), self.float(b), &mut out);
+                self.put(y, out);
+            }
+            Op::AccumulateGrad { dst, src, .. } => {
+                let mut out = self.take(dst);
+                add::accumulate_grad(self.float(src), &mut out);
+                self.put(dst, out);
+            }
+            Op::CopyTensor { src, dst, len } => {
+                let mut out = self.take(dst);
+                out[..len].copy_from_slice(&self.float(src)[..len]);
+                self.put(dst, out);
+            }
             Op::ClipValue { value } => {
                 for p in 0..self.plan.params.len() {
                     let g = self.plan.params[p].grad;
@@ -345,6 +630,7 @@ impl<T: Element> Executor for CpuExecutor<T> {
 
     fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
         let n = self.plan.ops.len();
+        self.step = step;
         // The global-norm op reads the gradient records, so they are taken every step.
         let stats = if stats == StatsLevel::None && self.plan.has_clip_norm() {
             StatsLevel::Gradients
@@ -371,8 +657,7 @@ impl<T: Element> Executor for CpuExecutor<T> {
     }
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
-        let end = self.plan.eval_ops;
-        self.run_ops(0..end, None, StatsLevel::None)?;
+        self.run_eval()?;
         let valid = valid.min(self.plan.batch);
         let batch = self.plan.batch as f64;
         let loss: f64 = self.float(self.plan.row_loss)[..valid]

@@ -2,13 +2,19 @@
 //! type: f32 to match the GPU, f64 for finite-difference checks.
 
 pub mod activation;
+pub mod add;
+pub mod batchnorm;
 pub mod bias;
 pub mod clip;
+pub mod conv2d;
+pub mod dropout;
 pub mod element;
 pub mod executor;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
+pub mod pool2d;
 pub mod stats;
 
 pub use element::Element;

@@ -125,6 +125,29 @@ fn writes(op: &Op, buf: BufId, plan: &Plan) -> bool {
             let p = &plan.params[param];
             p.value == buf || plan.update_scratch == buf || p.state.contains(&buf)
         }
+        Op::Conv2dForward { y, .. }
+        | Op::Conv2dBiasForward { y, .. }
+        | Op::BatchNormForward { y, .. }
+        | Op::LayerNormForward { y, .. }
+        | Op::MaxPoolForward { y, .. }
+        | Op::AvgPoolForward { y, .. }
+        | Op::GlobalAvgPoolForward { y, .. }
+        | Op::DropoutForward { y, .. }
+        | Op::AddForward { y, .. } => y == buf,
+        Op::Conv2dBackwardInput { dx, .. }
+        | Op::MaxPoolBackward { dx, .. }
+        | Op::AvgPoolBackward { dx, .. }
+        | Op::GlobalAvgPoolBackward { dx, .. }
+        | Op::DropoutBackward { dx, .. } => dx == buf,
+        Op::Conv2dBackwardWeight { dw, .. } => dw == buf,
+        Op::Conv2dBackwardBias { db, .. } => db == buf,
+        Op::BatchNormBackward {
+            dx, dgamma, dbeta, ..
+        }
+        | Op::LayerNormBackward {
+            dx, dgamma, dbeta, ..
+        } => dx == buf || dgamma == buf || dbeta == buf,
+        Op::AccumulateGrad { dst, .. } | Op::CopyTensor { dst, .. } => dst == buf,
         Op::Stats { .. } | Op::DeadUnits { .. } | Op::ClipNorm { .. } | Op::ClipValue { .. } => {
             false
         }
@@ -158,7 +181,7 @@ pub fn production_order(plan: &Plan) -> Vec<usize> {
 fn pass_of(plan: &Plan, pos: usize) -> Pass {
     if pos == 0 {
         Pass::Parameters
-    } else if pos <= plan.eval_ops {
+    } else if pos <= plan.forward_end {
         Pass::Forward
     } else if pos <= plan.backward_end {
         Pass::Backward

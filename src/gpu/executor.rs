@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use super::kernels::{activation, bias, clip, loss, matmul, optimizer, stats};
+use super::kernels::{
+    activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul, optimizer,
+    pool2d, stats,
+};
 use super::readback::ReadbackRing;
 use super::{Dispatch, GpuContext};
 use crate::error::{Error, Result};
@@ -41,6 +44,10 @@ pub struct GpuExecutor {
     finalize_every: Option<Dispatch>,
     finalize_all: Option<Dispatch>,
     step_uniform: wgpu::Buffer,
+    /// The step index dropout's masks are hashed with, rewritten every step.
+    dropout_step: wgpu::Buffer,
+    /// What evaluation runs (forward in evaluation mode, then the loss).
+    eval_dispatches: Vec<Dispatch>,
     records: wgpu::Buffer,
     dead: wgpu::Buffer,
     ring: ReadbackRing,
@@ -142,9 +149,9 @@ impl GpuExecutor {
         let mut op_indirect = Vec::with_capacity(plan.ops.len());
         let mut op_dispatches = Vec::with_capacity(plan.ops.len());
         let mut op_class = Vec::with_capacity(plan.ops.len());
-        for op in &plan.ops {
-            op_class.push(op.stats_class(&plan.stats_jobs));
-            let d = match *op {
+        let dropout_step = c.uniform("dropout.step", &dropout::DropoutStep::new(0))?;
+        let build = |op: &Op| -> Result<Vec<Dispatch>> {
+            Ok(match *op {
                 Op::Matmul {
                     layout,
                     shape,
@@ -303,7 +310,291 @@ impl GpuExecutor {
                     }
                     d
                 }
-            };
+                Op::Conv2dForward { shape, x, w, y } => {
+                    vec![conv2d::conv2d_forward(c, &shape, buf(x), buf(w), buf(y))?]
+                }
+                Op::Conv2dBiasForward { shape, y, bias: bb } => {
+                    vec![conv2d::conv2d_bias_forward(c, &shape, buf(y), buf(bb))?]
+                }
+                Op::Conv2dBackwardInput { shape, dy, w, dx } => {
+                    vec![conv2d::conv2d_backward_input(
+                        c,
+                        &shape,
+                        buf(dy),
+                        buf(w),
+                        buf(dx),
+                    )?]
+                }
+                Op::Conv2dBackwardWeight {
+                    shape,
+                    x,
+                    dy,
+                    dw,
+                    accumulate,
+                } => {
+                    vec![conv2d::conv2d_backward_weight(
+                        c,
+                        &shape,
+                        buf(x),
+                        buf(dy),
+                        buf(dw),
+                        accumulate,
+                    )?]
+                }
+                Op::Conv2dBackwardBias {
+                    shape,
+                    dy,
+                    db,
+                    accumulate,
+                } => {
+                    vec![conv2d::conv2d_backward_bias(
+                        c,
+                        &shape,
+                        buf(dy),
+                        buf(db),
+                        accumulate,
+                    )?]
+                }
+                Op::BatchNormForward {
+                    train,
+                    n,
+                    c: ch,
+                    s: sp,
+                    x,
+                    y,
+                    gamma,
+                    beta,
+                    mean,
+                    inv_std,
+                    running_mean,
+                    running_var,
+                    eps,
+                    momentum,
+                } => {
+                    if train {
+                        vec![batchnorm::batchnorm_forward_train(
+                            c,
+                            buf(x),
+                            buf(gamma),
+                            buf(beta),
+                            buf(y),
+                            buf(mean),
+                            buf(inv_std),
+                            buf(running_mean),
+                            buf(running_var),
+                            n,
+                            ch,
+                            sp,
+                            eps,
+                            momentum,
+                        )?]
+                    } else {
+                        vec![batchnorm::batchnorm_forward_eval(
+                            c,
+                            buf(x),
+                            buf(gamma),
+                            buf(beta),
+                            buf(running_mean),
+                            buf(running_var),
+                            buf(y),
+                            n,
+                            ch,
+                            sp,
+                            eps,
+                        )?]
+                    }
+                }
+                Op::BatchNormBackward {
+                    n,
+                    c: ch,
+                    s: sp,
+                    x,
+                    dy,
+                    gamma,
+                    mean,
+                    inv_std,
+                    dx,
+                    dgamma,
+                    dbeta,
+                    acc_gamma,
+                    ..
+                } => {
+                    vec![batchnorm::batchnorm_backward(
+                        c,
+                        buf(x),
+                        buf(gamma),
+                        buf(dy),
+                        buf(mean),
+                        buf(inv_std),
+                        buf(dx),
+                        buf(dgamma),
+                        buf(dbeta),
+                        n,
+                        ch,
+                        sp,
+                        acc_gamma,
+                    )?]
+                }
+                Op::LayerNormForward {
+                    rows,
+                    d,
+                    x,
+                    y,
+                    gamma,
+                    beta,
+                    mean,
+                    inv_std,
+                    eps,
+                } => vec![layernorm::layernorm_forward(
+                    c,
+                    buf(x),
+                    buf(gamma),
+                    buf(beta),
+                    buf(y),
+                    buf(mean),
+                    buf(inv_std),
+                    rows,
+                    d,
+                    eps,
+                )?],
+                Op::LayerNormBackward {
+                    rows,
+                    d,
+                    x,
+                    dy,
+                    gamma,
+                    mean,
+                    inv_std,
+                    dx,
+                    dgamma,
+                    dbeta,
+                    acc_gamma,
+                    ..
+                } => layernorm::layernorm_backward(
+                    c,
+                    buf(x),
+                    buf(gamma),
+                    buf(dy),
+                    buf(mean),
+                    buf(inv_std),
+                    buf(dx),
+                    buf(dgamma),
+                    buf(dbeta),
+                    rows,
+                    d,
+                    acc_gamma,
+                )?,
+                Op::MaxPoolForward {
+                    shape,
+                    x,
+                    y,
+                    argmax,
+                } => vec![pool2d::max_pool2d_forward(
+                    c,
+                    &shape,
+                    buf(x),
+                    buf(y),
+                    buf(argmax),
+                )?],
+                Op::MaxPoolBackward {
+                    shape,
+                    dy,
+                    argmax,
+                    dx,
+                } => {
+                    vec![pool2d::max_pool2d_backward(
+                        c,
+                        &shape,
+                        buf(dy),
+                        buf(argmax),
+                        buf(dx),
+                    )?]
+                }
+                Op::AvgPoolForward { shape, x, y } => {
+                    vec![pool2d::avg_pool2d_forward(c, &shape, buf(x), buf(y))?]
+                }
+                Op::AvgPoolBackward { shape, dy, dx } => {
+                    vec![pool2d::avg_pool2d_backward(c, &shape, buf(dy), buf(dx))?]
+                }
+                Op::GlobalAvgPoolForward { n, c: ch, hw, x, y } => {
+                    vec![pool2d::global_avg_pool_forward(
+                        c,
+                        buf(x),
+                        buf(y),
+                        n,
+                        ch,
+                        hw,
+                        1,
+                    )?]
+                }
+                Op::GlobalAvgPoolBackward {
+                    n,
+                    c: ch,
+                    hw,
+                    dy,
+                    dx,
+                } => {
+                    vec![pool2d::global_avg_pool_backward(
+                        c,
+                        buf(dy),
+                        buf(dx),
+                        n,
+                        ch,
+                        hw,
+                        1,
+                    )?]
+                }
+                Op::DropoutForward { p, seed, x, y, len } => {
+                    vec![dropout::dropout_forward(
+                        c,
+                        buf(x),
+                        buf(y),
+                        len,
+                        p,
+                        seed,
+                        &dropout_step,
+                    )?]
+                }
+                Op::DropoutBackward {
+                    p,
+                    seed,
+                    dy,
+                    dx,
+                    len,
+                } => {
+                    vec![dropout::dropout_backward(
+                        c,
+                        buf(dy),
+                        buf(dx),
+                        len,
+                        p,
+                        seed,
+                        &dropout_step,
+                    )?]
+                }
+                Op::AddForward { a, b, y, len } => {
+                    vec![add::add_forward(c, buf(a), buf(b), buf(y), len)?]
+                }
+                Op::AccumulateGrad { dst, src, len } => {
+                    vec![add::accumulate_grad(c, buf(src), buf(dst), len)?]
+                }
+                // Dropout with p = 0 keeps every element with scale 1: an exact copy.
+                Op::CopyTensor { src, dst, len } => {
+                    vec![dropout::dropout_forward(
+                        c,
+                        buf(src),
+                        buf(dst),
+                        len,
+                        0.0,
+                        0,
+                        &dropout_step,
+                    )?]
+                }
+            })
+        };
+        for op in &plan.ops {
+            op_class.push(op.stats_class(&plan.stats_jobs));
+            let d = build(op)?;
             let indirect = match op {
                 Op::Optimizer { .. } if skip_guard => {
                     let offset = base_args.len() as u64 * 4;
@@ -315,6 +606,14 @@ impl GpuExecutor {
             op_indirect.push(indirect);
             op_dispatches.push(d);
         }
+        let eval_dispatches: Vec<Dispatch> = plan
+            .eval
+            .iter()
+            .map(&build)
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         let indirect_args = if skip_guard {
             let args = clip::indirect_args_buffer(c, base_args.len())?;
             c.write(&args, bytemuck::cast_slice(&base_args));
@@ -369,6 +668,8 @@ impl GpuExecutor {
             finalize_every,
             finalize_all,
             step_uniform,
+            dropout_step,
+            eval_dispatches,
             records,
             dead,
             ring,
@@ -465,6 +766,10 @@ impl Executor for GpuExecutor {
         self.ctx
             .queue
             .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
+        let dstep = dropout::DropoutStep::new(step as u32);
+        self.ctx
+            .queue
+            .write_buffer(&self.dropout_step, 0, bytemuck::bytes_of(&dstep));
 
         let mut encoder = self
             .ctx
@@ -557,7 +862,7 @@ impl Executor for GpuExecutor {
             });
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for d in self.op_dispatches[..self.plan.eval_ops].iter().flatten() {
+            for d in &self.eval_dispatches {
                 d.record(&mut pass);
             }
         }

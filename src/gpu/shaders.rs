@@ -10,6 +10,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
     ("clip", include_str!("../../shaders/clip.wgsl")),
+    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
+    ("dropout", include_str!("../../shaders/dropout.wgsl")),
+    ("add", include_str!("../../shaders/add.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

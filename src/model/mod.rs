@@ -6,6 +6,8 @@
 //! use. Dense networks are built by `ModelSpec::mlp`; shapes are per sample, the batch
 //! dimension is added by the plan.
 
+pub mod builder;
 pub mod spec;
+pub mod zoo;
 
 pub use spec::{LossKind, ModelSpec, Node, NodeId, NodeOp, ParamId, ParamSpec};

@@ -62,6 +62,51 @@ pub enum NodeOp {
         bias: Option<ParamId>,
     },
     Activation(Activation),
+    /// 2-D convolution over NCHW, weight [c_out, c_in/groups, kh, kw] as nn.Conv2d.
+    Conv2d {
+        weight: ParamId,
+        bias: Option<ParamId>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    },
+    /// Batch normalization per channel (per feature for dense inputs), with running
+    /// statistics for evaluation; gamma and beta as nn.BatchNorm's weight and bias.
+    BatchNorm {
+        gamma: ParamId,
+        beta: ParamId,
+        eps: f32,
+        momentum: f32,
+    },
+    /// Layer normalization over the features of each sample.
+    LayerNorm {
+        gamma: ParamId,
+        beta: ParamId,
+        eps: f32,
+    },
+    MaxPool2d {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+    },
+    /// Average pooling, padding counted in the divisor (PyTorch's default).
+    AvgPool2d {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+    },
+    /// [C, H, W] → [C].
+    GlobalAvgPool,
+    /// Zeroes each element with probability p during training (scaled by 1/(1−p)).
+    Dropout {
+        p: f32,
+    },
+    /// The element-wise sum of two inputs of the same shape (shortcut connections).
+    Add,
+    /// A view of the input as a flat feature vector: no copy.
+    Flatten,
     /// Consumes the logits; the labels come from the batch.
     Loss(LossKind),
 }
@@ -72,8 +117,10 @@ pub struct Node {
     pub name: String,
     pub op: NodeOp,
     pub inputs: Vec<NodeId>,
-    /// Features per sample of this node's output.
+    /// Features per sample of this node's output (the product of `shape`).
     pub features: usize,
+    /// Shape per sample: [features] for dense tensors, [C, H, W] for images.
+    pub shape: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,16 +211,33 @@ impl ModelSpec {
     }
 
     fn push(&mut self, name: &str, op: NodeOp, inputs: Vec<NodeId>, features: usize) -> NodeId {
+        self.push_shaped(name, op, inputs, vec![features])
+    }
+
+    pub(crate) fn push_shaped(
+        &mut self,
+        name: &str,
+        op: NodeOp,
+        inputs: Vec<NodeId>,
+        shape: Vec<usize>,
+    ) -> NodeId {
         self.nodes.push(Node {
             name: name.to_string(),
             op,
             inputs,
-            features,
+            features: shape.iter().product(),
+            shape,
         });
         self.nodes.len() - 1
     }
 
-    fn param(&mut self, name: String, shape: Vec<usize>, init: Init, gain: f64) -> ParamId {
+    pub(crate) fn param(
+        &mut self,
+        name: String,
+        shape: Vec<usize>,
+        init: Init,
+        gain: f64,
+    ) -> ParamId {
         self.params.push(ParamSpec {
             name,
             shape,
@@ -218,6 +282,7 @@ impl ModelSpec {
                     losses += 1;
                     1
                 }
+                NodeOp::Add => 2,
                 _ => 1,
             };
             if node.inputs.len() != arity {
@@ -258,11 +323,32 @@ impl ModelSpec {
                         }
                     }
                 }
-                NodeOp::Activation(_) if fin != Some(node.features) => {
+                NodeOp::Activation(_)
+                | NodeOp::Dropout { .. }
+                | NodeOp::BatchNorm { .. }
+                | NodeOp::LayerNorm { .. }
+                    if fin != Some(node.features) =>
+                {
+                    return Err(bad(node, "this op keeps its input's shape".into()));
+                }
+                NodeOp::Add
+                    if node
+                        .inputs
+                        .iter()
+                        .any(|&i| self.nodes[i].shape != node.shape) =>
+                {
+                    let shapes: Vec<_> = node
+                        .inputs
+                        .iter()
+                        .map(|&i| self.nodes[i].shape.clone())
+                        .collect();
                     return Err(bad(
                         node,
-                        "an activation keeps its input's feature count".into(),
+                        format!("adds tensors of different shapes {shapes:?}"),
                     ));
+                }
+                NodeOp::Flatten if fin != Some(node.features) => {
+                    return Err(bad(node, "a flatten keeps the element count".into()));
                 }
                 _ => {}
             }

@@ -13,6 +13,8 @@ pub enum BufferRole {
     Param,
     Grad,
     OptimizerState,
+    /// BatchNorm's running mean and variance (used in evaluation, saved in checkpoints).
+    RunningStats,
     /// Saved activations (pre- and post-activation outputs of each layer).
     Activation,
     /// Gradients with respect to activations.

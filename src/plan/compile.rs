@@ -10,6 +10,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{ModelSpec, NodeOp};
+use crate::ops::conv2d::Conv2dShape;
+use crate::ops::pool2d::Pool2dShape;
 use crate::ops::{MatmulLayout, MatmulShape, OptimizerParams};
 use crate::tensor::DType;
 
@@ -121,12 +123,13 @@ pub fn compile_with(
             consumers[i].push(id);
         }
     }
-    for (id, c) in consumers.iter().enumerate() {
-        if c.len() > 1 {
+    // A flattened tensor is a view: it shares its input's buffers, so that input may have
+    // no other consumer (its gradient would be summed into the view's own).
+    for node in &model.nodes {
+        if matches!(node.op, NodeOp::Flatten) && consumers[node.inputs[0]].len() > 1 {
             return Err(Error::config(format!(
-                "model node `{}` feeds {} nodes; tensors with several consumers are not supported yet",
-                model.nodes[id].name,
-                c.len()
+                "model node `{}` flattens a tensor that other nodes also read; flatten a copy",
+                node.name
             )));
         }
     }
@@ -136,6 +139,10 @@ pub fn compile_with(
     let mut grad: Vec<Option<BufId>> = vec![None; model.nodes.len()];
     let mut input = None;
     let mut loss_node = None;
+    // Per-node extras: BatchNorm and LayerNorm save their mean and 1/std for backward (and
+    // BatchNorm keeps running statistics); max pooling saves each output's arg-max.
+    let mut saved: Vec<Vec<BufId>> = vec![Vec::new(); model.nodes.len()];
+    let mut running = Vec::new();
     for (id, node) in model.nodes.iter().enumerate() {
         let numel = batch * node.features;
         match node.op {
@@ -144,6 +151,10 @@ pub fn compile_with(
                 value[id] = input;
             }
             NodeOp::Loss(kind) => loss_node = Some((id, kind)),
+            NodeOp::Flatten => {
+                value[id] = value[node.inputs[0]];
+                grad[id] = grad[node.inputs[0]];
+            }
             _ => {
                 value[id] = Some(b.add(
                     format!("{}.out", node.name),
@@ -158,6 +169,50 @@ pub fn compile_with(
                     BufferRole::ActivationGrad,
                 ));
             }
+        }
+        let name = &node.name;
+        match node.op {
+            NodeOp::BatchNorm { .. } => {
+                let c = node.shape[0];
+                saved[id] = vec![
+                    b.add(format!("{name}.mean"), f32t, c, BufferRole::Activation),
+                    b.add(format!("{name}.inv_std"), f32t, c, BufferRole::Activation),
+                    b.add(
+                        format!("{name}.running_mean"),
+                        f32t,
+                        c,
+                        BufferRole::RunningStats,
+                    ),
+                    b.add(
+                        format!("{name}.running_var"),
+                        f32t,
+                        c,
+                        BufferRole::RunningStats,
+                    ),
+                ];
+                running.push((format!("{name}.running_mean"), saved[id][2], 0.0));
+                running.push((format!("{name}.running_var"), saved[id][3], 1.0));
+            }
+            NodeOp::LayerNorm { .. } => {
+                saved[id] = vec![
+                    b.add(format!("{name}.mean"), f32t, batch, BufferRole::Activation),
+                    b.add(
+                        format!("{name}.inv_std"),
+                        f32t,
+                        batch,
+                        BufferRole::Activation,
+                    ),
+                ];
+            }
+            NodeOp::MaxPool2d { .. } => {
+                saved[id] = vec![b.add(
+                    format!("{name}.argmax"),
+                    DType::U32,
+                    numel,
+                    BufferRole::Activation,
+                )];
+            }
+            _ => {}
         }
     }
     let (input, (loss_id, loss_kind)) = match (input, loss_node) {
@@ -189,11 +244,79 @@ pub fn compile_with(
         })
     };
 
-    // Forward.
+    // Geometry of the window ops, from their input's [C, H, W].
+    let conv_shape = |id: usize| -> Conv2dShape {
+        let node = &model.nodes[id];
+        let xs = &model.nodes[node.inputs[0]].shape;
+        match node.op {
+            NodeOp::Conv2d {
+                kernel,
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            } => Conv2dShape {
+                n: batch,
+                c_in: xs[0],
+                h: xs[1],
+                w: xs[2],
+                c_out: node.shape[0],
+                kh: kernel[0],
+                kw: kernel[1],
+                stride,
+                pad,
+                dilation,
+                groups,
+            },
+            _ => unreachable!("conv_shape of a non-convolution"),
+        }
+    };
+    let pool_shape = |id: usize| -> Pool2dShape {
+        let node = &model.nodes[id];
+        let xs = &model.nodes[node.inputs[0]].shape;
+        let (kernel, stride, pad) = match node.op {
+            NodeOp::MaxPool2d {
+                kernel,
+                stride,
+                pad,
+            }
+            | NodeOp::AvgPool2d {
+                kernel,
+                stride,
+                pad,
+            } => (kernel, stride, pad),
+            _ => unreachable!("pool_shape of a non-pooling node"),
+        };
+        Pool2dShape {
+            n: batch,
+            c: xs[0],
+            h: xs[1],
+            w: xs[2],
+            kh: kernel[0],
+            kw: kernel[1],
+            stride,
+            pad,
+        }
+    };
+    // (n, c, s) of a normalization over channels: per feature for dense inputs.
+    let ncs = |id: usize| -> (usize, usize, usize) {
+        let shape = &model.nodes[id].shape;
+        (batch, shape[0], shape[1..].iter().product())
+    };
+
+    // Forward, in training mode (`train`) and evaluation mode (`eval`): they differ only
+    // for BatchNorm (batch or running statistics) and dropout (identity when evaluating).
     let mut ops = Vec::new();
+    let mut eval = Vec::new();
     for (id, node) in model.nodes.iter().enumerate() {
+        let len = batch * node.features;
+        let both = |op: Op, ops: &mut Vec<Op>, eval: &mut Vec<Op>| {
+            ops.push(op.clone());
+            eval.push(op);
+        };
         match &node.op {
-            NodeOp::Input | NodeOp::Loss(_) => {}
+            NodeOp::Input | NodeOp::Loss(_) | NodeOp::Flatten => {}
             NodeOp::Linear { weight, bias } => {
                 let x = node.inputs[0];
                 let shape = MatmulShape {
@@ -202,52 +325,251 @@ pub fn compile_with(
                     k: model.nodes[x].features,
                 };
                 let y = val(id)?;
-                ops.push(Op::Matmul {
-                    layout: MatmulLayout::NT,
-                    shape,
-                    a: val(x)?,
-                    b: params[*weight].value,
-                    c: y,
-                    accumulate: false,
-                });
+                both(
+                    Op::Matmul {
+                        layout: MatmulLayout::NT,
+                        shape,
+                        a: val(x)?,
+                        b: params[*weight].value,
+                        c: y,
+                        accumulate: false,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
                 if let Some(bias) = bias {
-                    ops.push(Op::BiasForward {
-                        y,
-                        bias: params[*bias].value,
-                        rows: batch,
-                        cols: node.features,
-                    });
+                    both(
+                        Op::BiasForward {
+                            y,
+                            bias: params[*bias].value,
+                            rows: batch,
+                            cols: node.features,
+                        },
+                        &mut ops,
+                        &mut eval,
+                    );
                 }
             }
-            NodeOp::Activation(act) => {
-                ops.push(Op::ActivationForward {
-                    act: *act,
-                    x: val(node.inputs[0])?,
-                    y: val(id)?,
-                    len: batch * node.features,
+            NodeOp::Conv2d { weight, bias, .. } => {
+                let shape = conv_shape(id);
+                shape.validate(&node.name)?;
+                let y = val(id)?;
+                both(
+                    Op::Conv2dForward {
+                        shape,
+                        x: val(node.inputs[0])?,
+                        w: params[*weight].value,
+                        y,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+                if let Some(bias) = bias {
+                    both(
+                        Op::Conv2dBiasForward {
+                            shape,
+                            y,
+                            bias: params[*bias].value,
+                        },
+                        &mut ops,
+                        &mut eval,
+                    );
+                }
+            }
+            NodeOp::BatchNorm {
+                gamma,
+                beta,
+                eps,
+                momentum,
+            } => {
+                let (n, c, sp) = ncs(id);
+                let sv = &saved[id];
+                let op = |train: bool| Op::BatchNormForward {
+                    train,
+                    n,
+                    c,
+                    s: sp,
+                    x: value[node.inputs[0]].unwrap_or(BufId(0)),
+                    y: value[id].unwrap_or(BufId(0)),
+                    gamma: params[*gamma].value,
+                    beta: params[*beta].value,
+                    mean: sv[0],
+                    inv_std: sv[1],
+                    running_mean: sv[2],
+                    running_var: sv[3],
+                    eps: *eps,
+                    momentum: *momentum,
+                };
+                ops.push(op(true));
+                eval.push(op(false));
+            }
+            NodeOp::LayerNorm { gamma, beta, eps } => {
+                let sv = &saved[id];
+                both(
+                    Op::LayerNormForward {
+                        rows: batch,
+                        d: node.features,
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                        gamma: params[*gamma].value,
+                        beta: params[*beta].value,
+                        mean: sv[0],
+                        inv_std: sv[1],
+                        eps: *eps,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::MaxPool2d { .. } => {
+                let shape = pool_shape(id);
+                shape.validate(&node.name)?;
+                both(
+                    Op::MaxPoolForward {
+                        shape,
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                        argmax: saved[id][0],
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::AvgPool2d { .. } => {
+                let shape = pool_shape(id);
+                shape.validate(&node.name)?;
+                both(
+                    Op::AvgPoolForward {
+                        shape,
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::GlobalAvgPool => {
+                let (n, c, hw) = ncs(node.inputs[0]);
+                both(
+                    Op::GlobalAvgPoolForward {
+                        n,
+                        c,
+                        hw,
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::Dropout { p } => {
+                let (x, y) = (val(node.inputs[0])?, val(id)?);
+                ops.push(Op::DropoutForward {
+                    p: *p,
+                    seed: id as u32,
+                    x,
+                    y,
+                    len,
                 });
+                eval.push(Op::CopyTensor {
+                    src: x,
+                    dst: y,
+                    len,
+                });
+            }
+            NodeOp::Add => {
+                both(
+                    Op::AddForward {
+                        a: val(node.inputs[0])?,
+                        b: val(node.inputs[1])?,
+                        y: val(id)?,
+                        len,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::Activation(act) => {
+                both(
+                    Op::ActivationForward {
+                        act: *act,
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                        len,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
             }
         }
     }
-    ops.push(Op::Loss {
+    let loss_op = Op::Loss {
         kind: loss_kind,
         logits: val(logits_node)?,
         dlogits: grd(logits_node)?,
         rows: batch,
         classes,
-    });
-    let eval_ops = ops.len();
+    };
+    ops.push(loss_op.clone());
+    eval.push(loss_op);
+    let forward_end = ops.len();
 
-    // Backward, in reverse topological order.
+    // Backward, in reverse topological order. A tensor read by several nodes receives one
+    // gradient from each: the first is written into its gradient buffer, each later one
+    // into a partial buffer and then added (`AccumulateGrad`); an `Add` passes its output
+    // gradient on unchanged, as a copy or an addition.
     let mut grad_written = vec![false; params.len()];
+    let mut received = vec![false; model.nodes.len()];
+    let mut partial: Vec<Option<BufId>> = vec![None; model.nodes.len()];
+    // Where the next gradient contribution to node `x` goes, and the op that adds it in.
+    let mut target = |x: usize, b: &mut Builder| -> Result<(BufId, Option<Op>)> {
+        let g = grad[x].ok_or_else(|| {
+            Error::config(format!("node `{}` has no gradient", model.nodes[x].name))
+        })?;
+        if !received[x] {
+            received[x] = true;
+            return Ok((g, None));
+        }
+        let len = batch * model.nodes[x].features;
+        let p = *partial[x].get_or_insert_with(|| {
+            b.add(
+                format!("{}.out.grad.partial", model.nodes[x].name),
+                f32t,
+                len,
+                BufferRole::ActivationGrad,
+            )
+        });
+        Ok((
+            p,
+            Some(Op::AccumulateGrad {
+                dst: g,
+                src: p,
+                len,
+            }),
+        ))
+    };
+    // The network's input needs no gradient; a flatten passes its gradient through.
+    let needs_grad = |x: usize| !matches!(model.nodes[x].op, NodeOp::Input);
+    let source = |mut x: usize| {
+        while matches!(model.nodes[x].op, NodeOp::Flatten) {
+            x = model.nodes[x].inputs[0];
+        }
+        x
+    };
     for (id, node) in model.nodes.iter().enumerate().rev() {
+        let len = batch * node.features;
+        let mut param_grad = |p: usize| {
+            let acc = grad_written[p];
+            grad_written[p] = true;
+            (params[p].grad, acc)
+        };
         match &node.op {
-            NodeOp::Input | NodeOp::Loss(_) => {}
+            NodeOp::Input | NodeOp::Loss(_) | NodeOp::Flatten => {}
             NodeOp::Linear { weight, bias } => {
                 let x = node.inputs[0];
                 let (fin, fout) = (model.nodes[x].features, node.features);
                 let dy = grd(id)?;
-                let w = *weight;
+                let (dw, acc) = param_grad(*weight);
                 ops.push(Op::Matmul {
                     layout: MatmulLayout::TN,
                     shape: MatmulShape {
@@ -257,22 +579,21 @@ pub fn compile_with(
                     },
                     a: dy,
                     b: val(x)?,
-                    c: params[w].grad,
-                    accumulate: grad_written[w],
+                    c: dw,
+                    accumulate: acc,
                 });
-                grad_written[w] = true;
                 if let Some(bias) = *bias {
+                    let (db, acc) = param_grad(bias);
                     ops.push(Op::BiasBackward {
                         dy,
-                        db: params[bias].grad,
+                        db,
                         rows: batch,
                         cols: fout,
-                        accumulate: grad_written[bias],
+                        accumulate: acc,
                     });
-                    grad_written[bias] = true;
                 }
-                // The network's input needs no gradient.
-                if !matches!(model.nodes[x].op, NodeOp::Input) {
+                if needs_grad(source(x)) {
+                    let (dx, add) = target(source(x), &mut b)?;
                     ops.push(Op::Matmul {
                         layout: MatmulLayout::NN,
                         shape: MatmulShape {
@@ -281,22 +602,154 @@ pub fn compile_with(
                             k: fout,
                         },
                         a: dy,
-                        b: params[w].value,
-                        c: grd(x)?,
+                        b: params[*weight].value,
+                        c: dx,
                         accumulate: false,
                     });
+                    ops.extend(add);
                 }
             }
-            NodeOp::Activation(act) => {
-                let x = node.inputs[0];
-                ops.push(Op::ActivationBackward {
-                    act: *act,
+            NodeOp::Conv2d { weight, bias, .. } => {
+                let shape = conv_shape(id);
+                let (x, dy) = (node.inputs[0], grd(id)?);
+                let (dw, acc) = param_grad(*weight);
+                ops.push(Op::Conv2dBackwardWeight {
+                    shape,
                     x: val(x)?,
-                    y: val(id)?,
-                    dy: grd(id)?,
-                    dx: grd(x)?,
-                    len: batch * node.features,
+                    dy,
+                    dw,
+                    accumulate: acc,
                 });
+                if let Some(bias) = *bias {
+                    let (db, acc) = param_grad(bias);
+                    ops.push(Op::Conv2dBackwardBias {
+                        shape,
+                        dy,
+                        db,
+                        accumulate: acc,
+                    });
+                }
+                if needs_grad(source(x)) {
+                    let (dx, add) = target(source(x), &mut b)?;
+                    ops.push(Op::Conv2dBackwardInput {
+                        shape,
+                        dy,
+                        w: params[*weight].value,
+                        dx,
+                    });
+                    ops.extend(add);
+                }
+            }
+            NodeOp::BatchNorm { gamma, beta, .. } => {
+                let (n, c, sp) = ncs(id);
+                let x = node.inputs[0];
+                let (dgamma, acc_gamma) = param_grad(*gamma);
+                let (dbeta, acc_beta) = param_grad(*beta);
+                let (dx, add) = target(source(x), &mut b)?;
+                ops.push(Op::BatchNormBackward {
+                    n,
+                    c,
+                    s: sp,
+                    x: val(x)?,
+                    dy: grd(id)?,
+                    gamma: params[*gamma].value,
+                    mean: saved[id][0],
+                    inv_std: saved[id][1],
+                    dx,
+                    dgamma,
+                    dbeta,
+                    acc_gamma,
+                    acc_beta,
+                });
+                ops.extend(add);
+            }
+            NodeOp::LayerNorm { gamma, beta, .. } => {
+                let x = node.inputs[0];
+                let (dgamma, acc_gamma) = param_grad(*gamma);
+                let (dbeta, acc_beta) = param_grad(*beta);
+                let (dx, add) = target(source(x), &mut b)?;
+                ops.push(Op::LayerNormBackward {
+                    rows: batch,
+                    d: node.features,
+                    x: val(x)?,
+                    dy: grd(id)?,
+                    gamma: params[*gamma].value,
+                    mean: saved[id][0],
+                    inv_std: saved[id][1],
+                    dx,
+                    dgamma,
+                    dbeta,
+                    acc_gamma,
+                    acc_beta,
+                });
+                ops.extend(add);
+            }
+            NodeOp::MaxPool2d { .. }
+            | NodeOp::AvgPool2d { .. }
+            | NodeOp::GlobalAvgPool
+            | NodeOp::Dropout { .. }
+            | NodeOp::Activation(_) => {
+                let x = node.inputs[0];
+                if !needs_grad(source(x)) {
+                    continue;
+                }
+                let (dx, add) = target(source(x), &mut b)?;
+                let dy = grd(id)?;
+                ops.push(match &node.op {
+                    NodeOp::MaxPool2d { .. } => Op::MaxPoolBackward {
+                        shape: pool_shape(id),
+                        dy,
+                        argmax: saved[id][0],
+                        dx,
+                    },
+                    NodeOp::AvgPool2d { .. } => Op::AvgPoolBackward {
+                        shape: pool_shape(id),
+                        dy,
+                        dx,
+                    },
+                    NodeOp::GlobalAvgPool => {
+                        let (n, c, hw) = ncs(x);
+                        Op::GlobalAvgPoolBackward { n, c, hw, dy, dx }
+                    }
+                    NodeOp::Dropout { p } => Op::DropoutBackward {
+                        p: *p,
+                        seed: id as u32,
+                        dy,
+                        dx,
+                        len,
+                    },
+                    NodeOp::Activation(act) => Op::ActivationBackward {
+                        act: *act,
+                        x: val(x)?,
+                        y: val(id)?,
+                        dy,
+                        dx,
+                        len,
+                    },
+                    _ => unreachable!(),
+                });
+                ops.extend(add);
+            }
+            NodeOp::Add => {
+                // d(a + b)/da = d(a + b)/db = 1: each input receives the output gradient.
+                let dy = grd(id)?;
+                for &x in &node.inputs {
+                    if !needs_grad(source(x)) {
+                        continue;
+                    }
+                    let (dst, add) = target(source(x), &mut b)?;
+                    match add {
+                        None => ops.push(Op::CopyTensor { src: dy, dst, len }),
+                        Some(Op::AccumulateGrad { dst: g, len, .. }) => {
+                            ops.push(Op::AccumulateGrad {
+                                dst: g,
+                                src: dy,
+                                len,
+                            })
+                        }
+                        Some(other) => ops.push(other),
+                    }
+                }
             }
         }
     }
@@ -308,31 +761,36 @@ pub fn compile_with(
         )));
     }
 
-    // Layers, as the statistics present them: each Linear with the activation after it.
+    // Layers, as the statistics present them: each node with parameters (Linear, Conv2d,
+    // BatchNorm, LayerNorm), with the activation that directly follows it.
     let mut layers = Vec::new();
     for (id, node) in model.nodes.iter().enumerate() {
-        if let NodeOp::Linear { weight, bias } = &node.op {
-            let act_node = consumers[id]
-                .first()
-                .copied()
-                .filter(|&c| matches!(model.nodes[c].op, NodeOp::Activation(_)));
-            let (out_node, activation) = match act_node {
-                Some(c) => match model.nodes[c].op {
-                    NodeOp::Activation(a) => (c, Some(a)),
-                    _ => (id, None),
-                },
-                None => (id, None),
-            };
-            layers.push(LayerInfo {
-                name: node.name.clone(),
-                weight: *weight,
-                bias: *bias,
-                units: node.features,
-                activation,
-                output: val(out_node)?,
-                output_grad: grd(out_node)?,
-            });
-        }
+        let (weight, bias, units, dense) = match &node.op {
+            NodeOp::Linear { weight, bias } => (*weight, *bias, node.features, true),
+            NodeOp::Conv2d { weight, bias, .. } => (*weight, *bias, node.shape[0], false),
+            NodeOp::BatchNorm { gamma, beta, .. } | NodeOp::LayerNorm { gamma, beta, .. } => {
+                (*gamma, Some(*beta), node.shape[0], node.shape.len() == 1)
+            }
+            _ => continue,
+        };
+        let act = match consumers[id].as_slice() {
+            [c] => match model.nodes[*c].op {
+                NodeOp::Activation(a) => Some((*c, a)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (out_node, activation) = act.map_or((id, None), |(c, a)| (c, Some(a)));
+        layers.push(LayerInfo {
+            name: node.name.clone(),
+            weight,
+            bias,
+            units,
+            dense,
+            activation,
+            output: val(out_node)?,
+            output_grad: grd(out_node)?,
+        });
     }
 
     // Statistics of everything but the updates, then the optimizer with each update's
@@ -370,7 +828,7 @@ pub fn compile_with(
             });
         }
         let sat = layer.activation.and_then(|a| a.saturation_bounds());
-        let out_len = batch * layer.units;
+        let out_len = b.buffers[layer.output.0].numel;
         ops.push(Op::Stats {
             job: job(l, TensorKind::Output, layer.output, out_len, sat, some),
         });
@@ -405,7 +863,8 @@ pub fn compile_with(
     }
     let mut dead_unit_layers = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
-        if layer.activation.is_some_and(|a| a.can_die()) {
+        // Dead units are counted for dense layers, where a unit is a column.
+        if layer.dense && layer.activation.is_some_and(|a| a.can_die()) {
             ops.push(Op::DeadUnits {
                 layer: l,
                 counter: dead_unit_layers.len(),
@@ -442,8 +901,10 @@ pub fn compile_with(
         params,
         layers,
         ops,
-        eval_ops,
+        eval,
+        forward_end,
         backward_end,
+        running,
         stats_jobs,
         dead_unit_layers,
         input,

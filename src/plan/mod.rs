@@ -33,8 +33,10 @@ pub struct LayerInfo {
     /// Index into `Plan::params`.
     pub weight: usize,
     pub bias: Option<usize>,
-    /// Output features (units).
+    /// Output features (units) of a dense layer, channels of a convolution.
     pub units: usize,
+    /// Whether the output is [batch, units] (dead units are counted per column there).
+    pub dense: bool,
     pub activation: Option<Activation>,
     /// The layer's output activation (after the activation function) and its gradient.
     pub output: BufId,
@@ -54,10 +56,16 @@ pub struct Plan {
     pub layers: Vec<LayerInfo>,
     /// What a training step runs, in order.
     pub ops: Vec<Op>,
-    /// The prefix of `ops` that evaluation runs (forward and loss).
-    pub eval_ops: usize,
+    /// What evaluation runs: the forward pass in evaluation mode (BatchNorm with running
+    /// statistics, no dropout) and the loss.
+    pub eval: Vec<Op>,
+    /// The prefix of `ops` that is the forward pass and the loss.
+    pub forward_end: usize,
     /// The prefix of `ops` that computes every gradient (forward, loss, backward).
     pub backward_end: usize,
+    /// Buffers that are state but not parameters (BatchNorm's running statistics), with
+    /// their initial value; checkpoints save them.
+    pub running: Vec<(String, BufId, f32)>,
     /// One job per statistics record, in record order.
     pub stats_jobs: Vec<StatsJobSpec>,
     /// Layers whose dead units are counted, in the order of the dead-unit counters.

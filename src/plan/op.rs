@@ -3,6 +3,8 @@
 
 use super::BufId;
 use crate::model::LossKind;
+use crate::ops::conv2d::Conv2dShape;
+use crate::ops::pool2d::Pool2dShape;
 use crate::ops::{Activation, MatmulLayout, MatmulShape};
 
 /// Which tensor of a layer a statistics record describes.
@@ -138,6 +140,158 @@ pub enum Op {
         rows: usize,
         classes: usize,
     },
+    /// y = conv(x, w) over NCHW.
+    Conv2dForward {
+        shape: Conv2dShape,
+        x: BufId,
+        w: BufId,
+        y: BufId,
+    },
+    /// y[n, c, :, :] += bias[c].
+    Conv2dBiasForward {
+        shape: Conv2dShape,
+        y: BufId,
+        bias: BufId,
+    },
+    /// dx = the transposed convolution of dy (overwrites dx).
+    Conv2dBackwardInput {
+        shape: Conv2dShape,
+        dy: BufId,
+        w: BufId,
+        dx: BufId,
+    },
+    Conv2dBackwardWeight {
+        shape: Conv2dShape,
+        x: BufId,
+        dy: BufId,
+        dw: BufId,
+        accumulate: bool,
+    },
+    Conv2dBackwardBias {
+        shape: Conv2dShape,
+        dy: BufId,
+        db: BufId,
+        accumulate: bool,
+    },
+    /// BatchNorm over (n, c, s): training mode normalizes with the batch statistics,
+    /// saves mean and 1/std, and updates the running statistics; evaluation mode uses them.
+    BatchNormForward {
+        train: bool,
+        n: usize,
+        c: usize,
+        s: usize,
+        x: BufId,
+        y: BufId,
+        gamma: BufId,
+        beta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        running_mean: BufId,
+        running_var: BufId,
+        eps: f32,
+        momentum: f32,
+    },
+    BatchNormBackward {
+        n: usize,
+        c: usize,
+        s: usize,
+        x: BufId,
+        dy: BufId,
+        gamma: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        dx: BufId,
+        dgamma: BufId,
+        dbeta: BufId,
+        acc_gamma: bool,
+        acc_beta: bool,
+    },
+    LayerNormForward {
+        rows: usize,
+        d: usize,
+        x: BufId,
+        y: BufId,
+        gamma: BufId,
+        beta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        eps: f32,
+    },
+    LayerNormBackward {
+        rows: usize,
+        d: usize,
+        x: BufId,
+        dy: BufId,
+        gamma: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        dx: BufId,
+        dgamma: BufId,
+        dbeta: BufId,
+        acc_gamma: bool,
+        acc_beta: bool,
+    },
+    MaxPoolForward {
+        shape: Pool2dShape,
+        x: BufId,
+        y: BufId,
+        argmax: BufId,
+    },
+    MaxPoolBackward {
+        shape: Pool2dShape,
+        dy: BufId,
+        argmax: BufId,
+        dx: BufId,
+    },
+    AvgPoolForward {
+        shape: Pool2dShape,
+        x: BufId,
+        y: BufId,
+    },
+    AvgPoolBackward {
+        shape: Pool2dShape,
+        dy: BufId,
+        dx: BufId,
+    },
+    GlobalAvgPoolForward {
+        n: usize,
+        c: usize,
+        hw: usize,
+        x: BufId,
+        y: BufId,
+    },
+    GlobalAvgPoolBackward {
+        n: usize,
+        c: usize,
+        hw: usize,
+        dy: BufId,
+        dx: BufId,
+    },
+    /// Dropout with a mask hashed from (seed, step, index), the same on both executors.
+    DropoutForward {
+        p: f32,
+        seed: u32,
+        x: BufId,
+        y: BufId,
+        len: usize,
+    },
+    DropoutBackward {
+        p: f32,
+        seed: u32,
+        dy: BufId,
+        dx: BufId,
+        len: usize,
+    },
+    AddForward {
+        a: BufId,
+        b: BufId,
+        y: BufId,
+        len: usize,
+    },
+    /// dst += src: sums the gradients a tensor receives from several consumers.
+    AccumulateGrad { dst: BufId, src: BufId, len: usize },
+    /// dst = src.
+    CopyTensor { src: BufId, dst: BufId, len: usize },
     /// The statistics record `job` (index into `Plan::stats_jobs`).
     Stats { job: usize },
     /// Dead-unit count of layer `layer` into counter `counter`.

@@ -103,6 +103,12 @@ pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
         let values = init_weight(spec.init, fan_out, fan_in, spec.gain, &mut stream);
         exec.write(slot.value, &values)?;
     }
+    // BatchNorm's running statistics start as PyTorch's: mean 0, variance 1.
+    let running = exec.plan().running.clone();
+    for (_, buf, init) in running {
+        let n = exec.plan().buffer(buf).numel;
+        exec.write(buf, &vec![init; n])?;
+    }
     Ok(())
 }
 
@@ -173,7 +179,11 @@ fn run(
 ) -> Result<Summary> {
     config.validate()?;
     let data = load_data(config)?;
-    let model = config.model(data.train.dim, data.train.classes)?;
+    let shape = data
+        .train
+        .image
+        .map_or_else(|| vec![data.train.dim], |i| i.to_vec());
+    let model = config.model_for(&shape, data.train.classes)?;
     let plan = compile_with(
         &model,
         config.batch_size,
