@@ -292,6 +292,78 @@ impl Dataset {
         Ok(())
     }
 
+    /// Per-channel mean and (population) standard deviation of an image data set, over
+    /// every record and pixel of each channel, accumulated in f64 in two passes (as
+    /// [`Dataset::mean_std`]). Fails for a data set without an image shape or records.
+    pub fn channel_mean_std(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let [c, h, w] = self.image_shape("compute per-channel statistics of")?;
+        let hw = h * w;
+        let count = (self.n * hw) as f64;
+        let channel = |ch: usize| {
+            self.inputs
+                .chunks_exact(self.dim)
+                .flat_map(move |rec| &rec[ch * hw..(ch + 1) * hw])
+        };
+        let mut means = Vec::with_capacity(c);
+        let mut stds = Vec::with_capacity(c);
+        for ch in 0..c {
+            let mean = channel(ch).map(|&x| x as f64).sum::<f64>() / count;
+            let var = channel(ch).map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / count;
+            means.push(mean as f32);
+            stds.push(var.sqrt() as f32);
+        }
+        Ok((means, stds))
+    }
+
+    /// Replaces every input x of channel c by (x − mean[c]) / std[c]. Use the training
+    /// split's statistics for every split. Fails for a data set without an image shape, a
+    /// wrong number of channels, or a std that is not finite and positive.
+    pub fn standardize_channels(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
+        let [c, h, w] = self.image_shape("standardize the channels of")?;
+        if mean.len() != c || std.len() != c {
+            return Err(Error::config(format!(
+                "cannot standardize `{}` per channel with {} means and {} stds: its images \
+                 have {c} channels",
+                self.name,
+                mean.len(),
+                std.len()
+            )));
+        }
+        if let Some(ch) =
+            (0..c).find(|&i| !mean[i].is_finite() || !std[i].is_finite() || std[i] <= 0.0)
+        {
+            return Err(Error::config(format!(
+                "cannot standardize channel {ch} of `{}` with mean {} and std {}: the std \
+                 must be finite and positive (a channel whose values are all equal has std 0)",
+                self.name, mean[ch], std[ch]
+            )));
+        }
+        let hw = h * w;
+        let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+        for rec in self.inputs.chunks_exact_mut(self.dim) {
+            for (ch, plane) in rec.chunks_exact_mut(hw).enumerate() {
+                for x in plane {
+                    *x = (*x - mean[ch]) * inv[ch];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The image shape, or a configuration error saying that `what` needs one.
+    fn image_shape(&self, what: &str) -> Result<[usize; 3]> {
+        match self.image {
+            Some(shape @ [c, h, w]) if c * h * w == self.dim && self.dim > 0 && self.n > 0 => {
+                Ok(shape)
+            }
+            Some(_) | None => Err(Error::config(format!(
+                "cannot {what} `{}`: it needs images (a [channels, height, width] shape matching \
+                 the {} features) and at least one record; it has shape {:?} and {} records",
+                self.name, self.dim, self.image, self.n
+            ))),
+        }
+    }
+
     /// Fails on the first NaN or infinite input, naming the record and feature.
     pub fn check_finite(&self) -> Result<()> {
         match self.inputs.iter().position(|x| !x.is_finite()) {

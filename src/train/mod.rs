@@ -14,7 +14,8 @@ use std::time::Instant;
 use crate::checkpoint::{self, Checkpointer, Progress};
 use crate::config::NonFinitePolicy;
 use crate::config::TrainConfig;
-use crate::data::dataset::{Dataset, bundled_fashion_mnist, load_dir};
+use crate::data::dataset::{Dataset, bundled_fashion_mnist};
+use crate::data::load_any;
 use crate::data::loader::BatchLoader;
 use crate::diagnosis::{Diagnoser, Finding, Watch};
 use crate::error::{Error, Result};
@@ -62,7 +63,7 @@ pub struct RunData {
 pub fn load_data(config: &TrainConfig) -> Result<RunData> {
     let (full, test, source) = match &config.data {
         Some(dir) => {
-            let (train, test) = load_dir(dir)?;
+            let (train, test) = load_any(dir)?;
             (train, test, dir.display().to_string())
         }
         None => (
