@@ -73,16 +73,20 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData> {
         ),
     };
     let (mut train, mut val) = full.split(config.val_fraction, config.seed)?;
-    let (mean, std) = train.mean_std();
-    train.standardize(mean, std)?;
-    val.standardize(mean, std)?;
-    let test = match test {
-        Some(mut t) => {
-            t.standardize(mean, std)?;
-            Some(t)
+    let mut test = test;
+    // Colour images are standardized per channel (as torchvision's Normalize), grey ones
+    // and plain features with one mean and deviation; always with the training split's.
+    if train.image.is_some_and(|[c, _, _]| c > 1) {
+        let (mean, std) = train.channel_mean_std()?;
+        for d in [Some(&mut train), Some(&mut val), test.as_mut()].into_iter().flatten() {
+            d.standardize_channels(&mean, &std)?;
         }
-        None => None,
-    };
+    } else {
+        let (mean, std) = train.mean_std();
+        for d in [Some(&mut train), Some(&mut val), test.as_mut()].into_iter().flatten() {
+            d.standardize(mean, std)?;
+        }
+    }
     Ok(RunData {
         train,
         val,
