@@ -2,13 +2,16 @@
 //! type: f32 to match the GPU, f64 for finite-difference checks.
 
 pub mod activation;
+pub mod add;
 pub mod bias;
 pub mod clip;
+pub mod dropout;
 pub mod element;
 pub mod executor;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
+pub mod pool2d;
 pub mod stats;
 
 pub use element::Element;

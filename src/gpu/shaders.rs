@@ -10,6 +10,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
     ("clip", include_str!("../../shaders/clip.wgsl")),
+    ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
+    ("dropout", include_str!("../../shaders/dropout.wgsl")),
+    ("add", include_str!("../../shaders/add.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

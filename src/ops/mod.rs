@@ -5,7 +5,9 @@
 pub mod activation;
 pub mod matmul;
 pub mod optimizer;
+pub mod pool2d;
 
 pub use activation::Activation;
 pub use matmul::{MatmulLayout, MatmulShape};
 pub use optimizer::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
+pub use pool2d::Pool2dShape;

@@ -2,10 +2,13 @@
 //! uniform and builds the bind group once, at plan time, returning a `Dispatch`.
 
 pub mod activation;
+pub mod add;
 pub mod bias;
 pub mod clip;
+pub mod dropout;
 pub mod launch;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
+pub mod pool2d;
 pub mod stats;

@@ -1,0 +1,91 @@
+//! CPU twin of shaders/dropout.wgsl: inverted dropout with a counter-based mask.
+//!
+//! Element i is kept at step t iff `dropout_hash(seed, t, i) ≥ keep_threshold(p)`; the hash
+//! is integer arithmetic written identically in the shader, so both executors draw the
+//! same mask bit for bit, and the backward pass recomputes it instead of storing it.
+//! Kept elements are scaled by 1/(1 − p) (rounded to the element type from f64, as the
+//! launcher rounds it to f32), dropped ones are 0. dx is an activation gradient and is
+//! overwritten.
+
+use crate::cpu::Element;
+use crate::error::{Error, Result};
+
+/// The PCG RXS-M-XS output permutation used as a 32-bit hash (Jarzynski & Olano, JCGT
+/// 2020). A bijection of u32.
+pub fn pcg_hash(v: u32) -> u32 {
+    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// The hash deciding element `index` at `step`: pcg(pcg(index) ^ pcg(seed ^ pcg(step))).
+pub fn dropout_hash(seed: u32, step: u32, index: u32) -> u32 {
+    let key = pcg_hash(seed ^ pcg_hash(step));
+    pcg_hash(pcg_hash(index) ^ key)
+}
+
+/// ⌊p·2³²⌋ (saturating): an element is kept iff its hash is ≥ this, which happens with
+/// probability 1 − p to within 2⁻³². p = 0 gives 0: every element kept.
+pub fn keep_threshold(p: f32) -> u32 {
+    let t = (p as f64 * 4_294_967_296.0).floor();
+    if t <= 0.0 {
+        0
+    } else if t >= u32::MAX as f64 {
+        u32::MAX
+    } else {
+        t as u32
+    }
+}
+
+/// 1/(1 − p), the inverted-dropout scale of kept elements, in f64 (the GPU launcher rounds
+/// it to f32, as `T::from_f64` does for f32 here).
+pub fn keep_scale(p: f32) -> f64 {
+    1.0 / (1.0 - p as f64)
+}
+
+/// Whether element `index` is kept at `step` with drop probability `p`.
+pub fn kept(p: f32, seed: u32, step: u32, index: u32) -> bool {
+    dropout_hash(seed, step, index) >= keep_threshold(p)
+}
+
+/// Refuses a drop probability outside [0, 1), naming `layer`.
+pub fn validate_p(layer: &str, p: f32) -> Result<()> {
+    if p.is_finite() && (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "layer `{layer}`: dropout probability {p} is outside [0, 1)"
+        )))
+    }
+}
+
+fn apply<T: Element>(op: &str, input: &[T], out: &mut [T], p: f32, seed: u32, step: u32) {
+    assert!(
+        p.is_finite() && (0.0..1.0).contains(&p),
+        "{op}: dropout probability {p} is outside [0, 1)"
+    );
+    assert!(
+        input.len() >= out.len() && out.len() <= u32::MAX as usize,
+        "{op}: input has {} elements, output {}",
+        input.len(),
+        out.len()
+    );
+    let threshold = keep_threshold(p);
+    let scale = T::from_f64(keep_scale(p));
+    let key = pcg_hash(seed ^ pcg_hash(step));
+    for (i, (o, &v)) in out.iter_mut().zip(input).enumerate() {
+        let keep = pcg_hash(pcg_hash(i as u32) ^ key) >= threshold;
+        *o = if keep { v * scale } else { T::zero() };
+    }
+}
+
+/// y = x·m/(1 − p) with m_i = kept(p, seed, step, i), over `y.len()` elements.
+pub fn dropout_forward<T: Element>(x: &[T], y: &mut [T], p: f32, seed: u32, step: u32) {
+    apply("dropout_forward", x, y, p, seed, step);
+}
+
+/// Forward was y = x·m/(1 − p), so dx = dy·m/(1 − p) with the same recomputed mask
+/// (overwrites dx).
+pub fn dropout_backward<T: Element>(dy: &[T], dx: &mut [T], p: f32, seed: u32, step: u32) {
+    apply("dropout_backward", dy, dx, p, seed, step);
+}
