@@ -20,9 +20,9 @@ fn covering(i: usize, k: usize, s: usize, p: usize, out: usize) -> std::ops::Ran
     first..last + 1
 }
 
-/// The real input indices (along one axis) of output `o`'s window: the padded positions
-/// o·s .. o·s + k, shifted by −p and clipped to [0, size), as (first, k-offset) pairs in
-/// order. Returned as an iterator over input indices.
+/// The real input indices (along one axis) of output `o`'s window, in increasing order: the
+/// padded positions o·s .. o·s + k, shifted by −p, those outside [0, size) (padding) left
+/// out.
 fn window(o: usize, k: usize, s: usize, p: usize, size: usize) -> impl Iterator<Item = usize> {
     (o * s..o * s + k).filter_map(move |q| q.checked_sub(p).filter(|&i| i < size))
 }

@@ -1,0 +1,82 @@
+//! Shortcut add and gradient accumulation: GPU against the CPU twin on awkward lengths,
+//! and a hand-checked case.
+
+mod common;
+
+use common::{assert_close, random_vec};
+use gradscope::cpu::add as ca;
+use gradscope::gpu::kernels::add as ga;
+
+/// 1, primes, not multiples of the workgroup (256), several workgroups.
+const LENS: &[usize] = &[1, 7, 13, 127, 257, 1000, 70_001];
+
+#[test]
+fn add_forward_gpu_matches_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    for (i, &len) in LENS.iter().enumerate() {
+        let seed = 600 + i as u64;
+        let a = random_vec(seed, len, -3.0, 3.0);
+        let b = random_vec(seed + 1000, len, -3.0, 3.0);
+        let mut want = vec![0.0f32; len];
+        ca::add_forward(&a, &b, &mut want);
+        let ab = ctx.upload("a", &a).unwrap();
+        let bb = ctx.upload("b", &b).unwrap();
+        let yb = ctx.upload("y", &vec![9.0f32; len]).unwrap();
+        ctx.run(&[&ga::add_forward(ctx, &ab, &bb, &yb, len).unwrap()])
+            .unwrap();
+        // One f32 addition on both sides: exact.
+        assert_close(
+            &format!("add seed {seed} len {len}"),
+            &ctx.read(&yb, len).unwrap(),
+            &want,
+            0.0,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn accumulate_grad_gpu_matches_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    for (i, &len) in LENS.iter().enumerate() {
+        let seed = 700 + i as u64;
+        let src = random_vec(seed, len, -3.0, 3.0);
+        let dst0 = random_vec(seed + 1000, len, -3.0, 3.0);
+        let mut want = dst0.clone();
+        ca::accumulate_grad(&src, &mut want);
+        ca::accumulate_grad(&src, &mut want);
+        let sb = ctx.upload("src", &src).unwrap();
+        let db = ctx.upload("dst", &dst0).unwrap();
+        let d = ga::accumulate_grad(ctx, &sb, &db, len).unwrap();
+        // Twice: the dispatch accumulates, it does not overwrite.
+        ctx.run(&[&d, &d]).unwrap();
+        assert_close(
+            &format!("accumulate seed {seed} len {len}"),
+            &ctx.read(&db, len).unwrap(),
+            &want,
+            0.0,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn hand_checked_and_refusals() {
+    let mut y = [0.0f64; 3];
+    ca::add_forward(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0], &mut y);
+    assert_eq!(y, [11.0, 22.0, 33.0]);
+    let mut d = [1.0f64, 1.0];
+    ca::accumulate_grad(&[0.5, -2.0], &mut d);
+    assert_eq!(d, [1.5, -1.0]);
+
+    let Some(ctx) = common::gpu() else { return };
+    let a = ctx.upload("a", &[1.0f32; 4]).unwrap();
+    let y = ctx.upload("y", &[0.0f32; 4]).unwrap();
+    // y = a + a is allowed (both read-only); in place or short buffers are not.
+    ctx.run(&[&ga::add_forward(ctx, &a, &a, &y, 4).unwrap()])
+        .unwrap();
+    assert_eq!(ctx.read::<f32>(&y, 4).unwrap(), vec![2.0; 4]);
+    assert!(ga::add_forward(ctx, &a, &y, &y, 4).is_err());
+    assert!(ga::add_forward(ctx, &a, &a, &y, 5).is_err());
+    assert!(ga::accumulate_grad(ctx, &a, &a, 4).is_err());
+}
