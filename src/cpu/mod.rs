@@ -2,10 +2,12 @@
 //! type: f32 to match the GPU, f64 for finite-difference checks.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod element;
 pub mod executor;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;

@@ -10,6 +10,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
     ("clip", include_str!("../../shaders/clip.wgsl")),
+    ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

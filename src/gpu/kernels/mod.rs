@@ -2,9 +2,11 @@
 //! uniform and builds the bind group once, at plan time, returning a `Dispatch`.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod launch;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
