@@ -3,11 +3,13 @@
 
 pub mod activation;
 pub mod add;
+pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod dropout;
 pub mod element;
 pub mod executor;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;

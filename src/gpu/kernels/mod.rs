@@ -3,10 +3,12 @@
 
 pub mod activation;
 pub mod add;
+pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod dropout;
 pub mod launch;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;

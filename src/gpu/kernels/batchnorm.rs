@@ -1,0 +1,257 @@
+//! Launcher of shaders/batchnorm.wgsl: batch normalization with PyTorch's semantics, one
+//! kernel set for nn.BatchNorm1d ([N, C], s = 1) and nn.BatchNorm2d (NCHW, s = H·W): x is
+//! [n, c, s] and each channel is normalized over its n·s values.
+//!
+//! Every pass is one dispatch. The training forward and the backward run one workgroup per
+//! channel, which reduces the channel in a fixed order (strided lane sums, then a tree; no
+//! float atomics) and then writes the channel's outputs itself, so no scratch buffer or
+//! second dispatch is needed. The evaluation forward is elementwise.
+
+use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, GpuContext};
+
+/// Workgroup size of batchnorm.wgsl (its `WG` constant, and `cpu::batchnorm::WG`).
+pub const WG: u32 = 256;
+/// torch.nn.BatchNorm*d's default eps.
+pub const DEFAULT_EPS: f32 = 1e-5;
+/// torch.nn.BatchNorm*d's default momentum of the running statistics.
+pub const DEFAULT_MOMENTUM: f32 = 0.1;
+
+/// The WGSL struct `Shape` of batchnorm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Shape {
+    n: u32,
+    c: u32,
+    s: u32,
+    accumulate: u32,
+    eps: f32,
+    momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
+    if n == 0 || c == 0 || s == 0 {
+        return Err(Error::shape(
+            op,
+            format!("n {n}, c {c}, s {s}: every dimension must be at least 1"),
+        ));
+    }
+    check_count(op, "n·c·s", n.saturating_mul(c).saturating_mul(s))?;
+    Ok(Shape {
+        n: n as u32,
+        c: c as u32,
+        s: s as u32,
+        accumulate: 0,
+        eps: DEFAULT_EPS,
+        momentum: DEFAULT_MOMENTUM,
+        _pad0: 0,
+        _pad1: 0,
+    })
+}
+
+fn check_eps(op: &str, eps: f32) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::shape(
+            op,
+            format!("eps {eps} must be finite and ≥ 0"),
+        ));
+    }
+    Ok(())
+}
+
+/// Training-mode forward. x, y: [n, c, s]; gamma, beta, save_mean, save_invstd,
+/// running_mean, running_var: [c]. Writes y, save_mean, save_invstd; updates running_mean
+/// and running_var in place with `momentum` (unbiased variance). One workgroup per channel.
+/// Refuses n·s = 1, as torch does ("Expected more than 1 value per channel when training").
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_forward_train(
+    ctx: &GpuContext,
+    x: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    save_mean: &wgpu::Buffer,
+    save_invstd: &wgpu::Buffer,
+    running_mean: &wgpu::Buffer,
+    running_var: &wgpu::Buffer,
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: f32,
+    momentum: f32,
+) -> Result<Dispatch> {
+    const OP: &str = "batchnorm_forward_train";
+    let mut sh = shape(OP, n, c, s)?;
+    if n * s < 2 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "n {n} × s {s} = 1 value per channel: training-mode batch norm needs more than one"
+            ),
+        ));
+    }
+    check_eps(OP, eps)?;
+    if !(momentum.is_finite() && (0.0..=1.0).contains(&momentum)) {
+        return Err(Error::shape(
+            OP,
+            format!("momentum {momentum} must lie in [0, 1]"),
+        ));
+    }
+    sh.eps = eps;
+    sh.momentum = momentum;
+    let len = n * c * s;
+    check_buffer(OP, "x", x, len)?;
+    check_buffer(OP, "y", y, len)?;
+    for (name, b) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("save_mean", save_mean),
+        ("save_invstd", save_invstd),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ] {
+        check_buffer(OP, name, b, c)?;
+    }
+    check_distinct(
+        OP,
+        &[
+            ("x", x),
+            ("gamma", gamma),
+            ("beta", beta),
+            ("y", y),
+            ("save_mean", save_mean),
+            ("save_invstd", save_invstd),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+    )?;
+    let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
+    ctx.dispatch(
+        "batchnorm",
+        "batchnorm_forward_train",
+        &[
+            &u,
+            x,
+            gamma,
+            beta,
+            y,
+            save_mean,
+            save_invstd,
+            running_mean,
+            running_var,
+        ],
+        grid_1d(ctx, c * WG as usize, WG),
+    )
+}
+
+/// Evaluation-mode forward: y = γ·(x − running_mean)/sqrt(running_var + eps) + β.
+/// x, y: [n, c, s]; gamma, beta, running_mean, running_var: [c]. One invocation per element.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_forward_eval(
+    ctx: &GpuContext,
+    x: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    running_mean: &wgpu::Buffer,
+    running_var: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: f32,
+) -> Result<Dispatch> {
+    const OP: &str = "batchnorm_forward_eval";
+    let mut sh = shape(OP, n, c, s)?;
+    check_eps(OP, eps)?;
+    sh.eps = eps;
+    let len = n * c * s;
+    check_buffer(OP, "x", x, len)?;
+    check_buffer(OP, "y", y, len)?;
+    for (name, b) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ] {
+        check_buffer(OP, name, b, c)?;
+    }
+    check_distinct(
+        OP,
+        &[
+            ("x", x),
+            ("gamma", gamma),
+            ("beta", beta),
+            ("y", y),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+    )?;
+    let u = ctx.uniform("batchnorm_forward_eval.shape", &sh)?;
+    // Binding order of the shader: x, gamma, beta, y, running mean, running var.
+    ctx.dispatch(
+        "batchnorm",
+        "batchnorm_forward_eval",
+        &[&u, x, gamma, beta, y, running_mean, running_var],
+        grid_1d(ctx, len, WG),
+    )
+}
+
+/// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:
+/// [n, c, s]; gamma, save_mean, save_invstd, dgamma, dbeta: [c]. dx is overwritten; dγ and
+/// dβ are overwritten, or added to when `accumulate`. One workgroup per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward(
+    ctx: &GpuContext,
+    x: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    save_mean: &wgpu::Buffer,
+    save_invstd: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    dgamma: &wgpu::Buffer,
+    dbeta: &wgpu::Buffer,
+    n: usize,
+    c: usize,
+    s: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "batchnorm_backward";
+    let mut sh = shape(OP, n, c, s)?;
+    sh.accumulate = accumulate as u32;
+    let len = n * c * s;
+    check_buffer(OP, "x", x, len)?;
+    check_buffer(OP, "dy", dy, len)?;
+    check_buffer(OP, "dx", dx, len)?;
+    for (name, b) in [
+        ("gamma", gamma),
+        ("save_mean", save_mean),
+        ("save_invstd", save_invstd),
+        ("dgamma", dgamma),
+        ("dbeta", dbeta),
+    ] {
+        check_buffer(OP, name, b, c)?;
+    }
+    check_distinct(
+        OP,
+        &[
+            ("x", x),
+            ("gamma", gamma),
+            ("dy", dy),
+            ("save_mean", save_mean),
+            ("save_invstd", save_invstd),
+            ("dx", dx),
+            ("dgamma", dgamma),
+            ("dbeta", dbeta),
+        ],
+    )?;
+    let u = ctx.uniform("batchnorm_backward.shape", &sh)?;
+    ctx.dispatch(
+        "batchnorm",
+        "batchnorm_backward",
+        &[&u, x, gamma, dy, save_mean, save_invstd, dx, dgamma, dbeta],
+        grid_1d(ctx, c * WG as usize, WG),
+    )
+}
