@@ -16,6 +16,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
     ("dropout", include_str!("../../shaders/dropout.wgsl")),
     ("add", include_str!("../../shaders/add.wgsl")),
+    ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.
