@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod bias;
 pub mod clip;
+pub mod conv2d;
 pub mod element;
 pub mod executor;
 pub mod loss;

@@ -10,6 +10,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
     ("clip", include_str!("../../shaders/clip.wgsl")),
+    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod bias;
 pub mod clip;
+pub mod conv2d;
 pub mod launch;
 pub mod loss;
 pub mod matmul;

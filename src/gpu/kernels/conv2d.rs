@@ -1,0 +1,223 @@
+//! Launcher of shaders/conv2d.wgsl: 2-D convolution by implicit GEMM (NCHW, weights
+//! `[c_out, c_in/groups, kh, kw]`), one dispatch per pass, no scratch buffer.
+//!
+//! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y):
+//! - `conv2d_forward`          (⌈n·oh·ow/64⌉, ⌈cpg_out/64⌉, groups)
+//! - `conv2d_backward_input`   (⌈n·h·w/64⌉,   ⌈cpg_in/64⌉,  groups)
+//! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups), P = cpg_in·kh·kw
+//! - `conv2d_bias_forward`     one invocation per element of y (2-D grid past 65535 groups)
+//! - `conv2d_backward_bias`    one workgroup of 256 per output channel
+//!
+//! Every launcher validates the geometry (`Conv2dShape::validate`), that every index fits
+//! the shader's u32 arithmetic, that each buffer holds the elements the shape reaches, and
+//! that no buffer is bound twice.
+
+use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuContext};
+use crate::ops::Conv2dShape;
+
+/// Tile of the per-group GEMM one workgroup computes (TILE_M × TILE_N in the shader).
+pub const TILE: usize = 64;
+/// Workgroup size of the bias kernels.
+pub const BIAS_WG: u32 = 256;
+
+/// The shader's `Params`, 80 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    oh: u32,
+    ow: u32,
+    cpg_in: u32,
+    cpg_out: u32,
+    plen: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+/// Validates the geometry and that every count and index the shader forms stays below
+/// 2³¹ (the largest is a tensor length or a GEMM column count, plus less than one tile).
+fn params(op: &str, s: &Conv2dShape, accumulate: bool) -> Result<Params> {
+    s.validate(op)?;
+    let [oh, ow] = s.out_hw();
+    for (what, count) in [
+        ("x elements", s.x_len()),
+        ("y elements", s.y_len()),
+        ("w elements", s.w_len()),
+        (
+            "padded input extent",
+            (s.h + 2 * s.pad[0]).max(s.w + 2 * s.pad[1]) + TILE,
+        ),
+        (
+            "dilated kernel extent",
+            (s.kh * s.dilation[0]).max(s.kw * s.dilation[1]) + s.stride[0].max(s.stride[1]),
+        ),
+        ("x elements + tile", s.x_len() + TILE),
+        ("y elements + tile", s.y_len() + TILE),
+    ] {
+        check_count(op, what, count)?;
+    }
+    let u = |v: usize| v as u32;
+    Ok(Params {
+        n: u(s.n),
+        c_in: u(s.c_in),
+        h: u(s.h),
+        w: u(s.w),
+        c_out: u(s.c_out),
+        kh: u(s.kh),
+        kw: u(s.kw),
+        stride_h: u(s.stride[0]),
+        stride_w: u(s.stride[1]),
+        pad_h: u(s.pad[0]),
+        pad_w: u(s.pad[1]),
+        dil_h: u(s.dilation[0]),
+        dil_w: u(s.dilation[1]),
+        oh: u(oh),
+        ow: u(ow),
+        cpg_in: u(s.cin_per_group()),
+        cpg_out: u(s.cout_per_group()),
+        plen: u(s.patch_len()),
+        accumulate: accumulate as u32,
+        _pad: 0,
+    })
+}
+
+/// (⌈cols/64⌉, ⌈rows/64⌉, groups) for a per-group GEMM of rows × cols; `ctx.dispatch`
+/// refuses a grid past the device's per-dimension limit.
+fn gemm_grid(rows: usize, cols: usize, groups: usize) -> [u32; 3] {
+    let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
+    [
+        clamp(cols.div_ceil(TILE)),
+        clamp(rows.div_ceil(TILE)),
+        clamp(groups),
+    ]
+}
+
+/// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite).
+pub fn conv2d_forward(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_forward";
+    let p = params(OP, s, false)?;
+    check_buffer(OP, "x", x, s.x_len())?;
+    check_buffer(OP, "w", w, s.w_len())?;
+    check_buffer(OP, "y", y, s.y_len())?;
+    check_distinct(OP, &[("x", x), ("w", w), ("y", y)])?;
+    let u = ctx.uniform("conv2d_forward.params", &p)?;
+    let [oh, ow] = s.out_hw();
+    ctx.dispatch(
+        "conv2d",
+        OP,
+        &[&u, x, y, w],
+        gemm_grid(s.cout_per_group(), s.n * oh * ow, s.groups),
+    )
+}
+
+/// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite): the transposed
+/// convolution.
+pub fn conv2d_backward_input(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_backward_input";
+    let p = params(OP, s, false)?;
+    check_buffer(OP, "dy", dy, s.y_len())?;
+    check_buffer(OP, "w", w, s.w_len())?;
+    check_buffer(OP, "dx", dx, s.x_len())?;
+    check_distinct(OP, &[("dy", dy), ("w", w), ("dx", dx)])?;
+    let u = ctx.uniform("conv2d_backward_input.params", &p)?;
+    ctx.dispatch(
+        "conv2d",
+        OP,
+        &[&u, dy, dx, w],
+        gemm_grid(s.cin_per_group(), s.n * s.h * s.w, s.groups),
+    )
+}
+
+/// dw[c_out, c_in/groups, kh, kw] = Σ over batch and output pixels of dy·patch(x), or
+/// dw += that when `accumulate`.
+pub fn conv2d_backward_weight(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_backward_weight";
+    let p = params(OP, s, accumulate)?;
+    check_buffer(OP, "x", x, s.x_len())?;
+    check_buffer(OP, "dy", dy, s.y_len())?;
+    check_buffer(OP, "dw", dw, s.w_len())?;
+    check_distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
+    let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
+    ctx.dispatch(
+        "conv2d",
+        OP,
+        &[&u, x, dw, dy],
+        gemm_grid(s.cout_per_group(), s.patch_len(), s.groups),
+    )
+}
+
+/// y[b, c, :, :] += bias[c].
+pub fn conv2d_bias_forward(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    y: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_bias_forward";
+    let p = params(OP, s, false)?;
+    check_buffer(OP, "y", y, s.y_len())?;
+    check_buffer(OP, "bias", bias, s.c_out)?;
+    check_distinct(OP, &[("y", y), ("bias", bias)])?;
+    let u = ctx.uniform("conv2d_bias_forward.params", &p)?;
+    ctx.dispatch(
+        "conv2d",
+        OP,
+        &[&u, bias, y],
+        grid_1d(ctx, s.y_len(), BIAS_WG),
+    )
+}
+
+/// db[c] = Σ_{b, oh, ow} dy[b, c, oh, ow] in a fixed order, or db += that when `accumulate`.
+pub fn conv2d_backward_bias(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: &wgpu::Buffer,
+    db: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_backward_bias";
+    let p = params(OP, s, accumulate)?;
+    check_buffer(OP, "dy", dy, s.y_len())?;
+    check_buffer(OP, "db", db, s.c_out)?;
+    check_distinct(OP, &[("dy", dy), ("db", db)])?;
+    let u = ctx.uniform("conv2d_backward_bias.params", &p)?;
+    ctx.dispatch(
+        "conv2d",
+        OP,
+        &[&u, dy, db],
+        [s.c_out.min(u32::MAX as usize) as u32, 1, 1],
+    )
+}
