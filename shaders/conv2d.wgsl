@@ -22,6 +22,14 @@
 // - backward weight: dW_g(cpg_out, P)       = dy_g(cpg_out, n·oh·ow) · patchesᵀ(n·oh·ow, P)
 // Groups run on the z dimension of the grid: grid (⌈N/64⌉, ⌈M/64⌉, groups).
 //
+// Backward weight has a small M×N (c_out/groups × P) and a long K (n·oh·ow: 131072 for
+// resnet-20's first stage at batch 128), so a plain GEMM grid would be a handful of
+// workgroups each walking all of K. It is split-K instead: the z dimension carries
+// (group, split), each split sums its chunk of K into its own slice of a partial buffer,
+// and `conv2d_backward_weight_reduce` adds the slices in split order 0, 1, …. The number of
+// splits depends only on the shape (never on the device), so the summation order, and the
+// result, are the same on every adapter.
+//
 // Determinism: every output element is owned by one invocation that sums its K products in
 // ascending k; the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
 // CPU twin reproduces both). No atomics anywhere, so results repeat bit for bit.
@@ -33,7 +41,8 @@
 //   entry                    1 (read)   2 (read_write)   3 (read)
 //   conv2d_forward           x          y                w
 //   conv2d_backward_input    dy         dx               w
-//   conv2d_backward_weight   x          dW               dy
+//   conv2d_backward_weight   x          dW or partial    dy
+//   …_backward_weight_reduce partial    dW               —
 //   conv2d_bias_forward      bias       y                —
 //   conv2d_backward_bias     dy         db               —
 
@@ -59,7 +68,15 @@ struct Params {
     plen: u32,
     // 1: dW (db) += gradient; 0: overwrite.
     accumulate: u32,
-    _pad: u32,
+    // Backward weight, split-K: the n·oh·ow pixels are cut into `splits` chunks of `chunk`
+    // (a multiple of TILE_K); splits == 1 writes dW directly.
+    splits: u32,
+    chunk: u32,
+    // Elements of dW, c_out·P (the stride between partial sums).
+    wlen: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -302,17 +319,24 @@ fn bwd_w_stage(g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
 }
 
 // One invocation: dW[g·cpg_out + co, (ci, ki, kj)] for co in m0 + 4·ly .. +3 and the four
-// patch positions n0 + 4·lx .. +3, with m0 = 64·wg.y, n0 = 64·wg.x, g = wg.z; the sum over
-// the n·oh·ow output pixels runs in ascending order. Adds when `accumulate`.
+// patch positions n0 + 4·lx .. +3, with m0 = 64·wg.y, n0 = 64·wg.x, g = wg.z / splits,
+// summed over the output pixels of split wg.z % splits in ascending order. With one split
+// it writes dW (adding when `accumulate`); with several it writes (overwrites) the split's
+// slice partial[split·wlen ..] of the same binding, for conv2d_backward_weight_reduce.
 @compute @workgroup_size(16, 16)
 fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wg.z;
+    let g = wg.z / p.splits;
+    let split = wg.z % p.splits;
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
     let t = lid.y * WG_X + lid.x;
     let kdim = p.n * p.oh * p.ow;
+    let k_begin = split * p.chunk;
+    let k_end = min(kdim, k_begin + p.chunk);
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < kdim; k0 += TILE_K) {
+    // chunk is a multiple of TILE_K, so every slice but the very last (staged with zeros
+    // past kdim) lies inside this split's chunk: no product is counted twice.
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         bwd_w_stage(g, m0, n0, k0, t);
         workgroupBarrier();
         multiply_slice(lid.y, lid.x, &acc);
@@ -329,12 +353,33 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
                 break;
             }
             let idx = (g * p.cpg_out + co) * p.plen + col;
-            if (p.accumulate != 0u) {
+            if (p.splits > 1u) {
+                dst[split * p.wlen + idx] = acc[i][j];
+            } else if (p.accumulate != 0u) {
                 dst[idx] = dst[idx] + acc[i][j];
             } else {
                 dst[idx] = acc[i][j];
             }
         }
+    }
+}
+
+// One invocation: one element i of dW, dW[i] (+)= Σ_split partial[split·wlen + i], splits
+// added in ascending order (binding 1 is the partial buffer, binding 2 dW).
+@compute @workgroup_size(256)
+fn conv2d_backward_weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.wlen) {
+        return;
+    }
+    var sum = src_a[i];
+    for (var s = 1u; s < p.splits; s++) {
+        sum = sum + src_a[s * p.wlen + i];
+    }
+    if (p.accumulate != 0u) {
+        dst[i] = dst[i] + sum;
+    } else {
+        dst[i] = sum;
     }
 }
 

@@ -55,10 +55,14 @@ fn shapes(random: usize) -> Vec<Conv2dShape> {
         shape(1, 1, 9, 9, 1, [5, 5], [3, 3], [2, 2], [2, 2], 1),
         // Crosses the 64 tile in output channels (67), input channels (66) and pixels.
         shape(2, 66, 9, 7, 67, [1, 3], [1, 1], [0, 1], [1, 1], 1),
+        // Long K = n·oh·ow for the backward weight pass: split-K with a ragged last chunk.
+        shape(3, 3, 31, 29, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 4, 23, 17, 4, [3, 3], [2, 1], [1, 1], [1, 2], 4),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let pick = |rng: &mut ChaCha8Rng, xs: &[usize]| xs[rng.random_range(0..xs.len())];
-    while v.len() < 8 + random {
+    let fixed = v.len();
+    while v.len() < fixed + random {
         let c_in = pick(&mut rng, &[1, 3, 5]);
         let groups = match rng.random_range(0..3) {
             0 => 1,
@@ -306,16 +310,18 @@ fn gpu_matches_cpu() {
             cc::conv2d_backward_bias(s, &dy, &mut db, accumulate);
             let dwg = ctx.upload("dw", &dw0).unwrap();
             let dbg = ctx.upload("db", &db0).unwrap();
-            let bw = gk::conv2d_backward_weight(ctx, s, &xg, &dyg, &dwg, accumulate).unwrap();
-            let bb = gk::conv2d_backward_bias(ctx, s, &dyg, &dbg, accumulate).unwrap();
-            ctx.run(&[&bw, &bb]).unwrap();
-            // dw sums n·oh·ow products (≤ 3·81 here) in another order than the CPU's GEMM.
+            let mut ds = gk::conv2d_backward_weight(ctx, s, &xg, &dyg, &dwg, accumulate).unwrap();
+            ds.push(gk::conv2d_backward_bias(ctx, s, &dyg, &dbg, accumulate).unwrap());
+            ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
+            // dw sums n·oh·ow products (≤ 3·31·29 here) in another order than the CPU's
+            // GEMM (split-K for the larger ones): f32 rounding ~1e-7 relative per term on
+            // sums of magnitude ≲ 30, hence atol 1e-4.
             let got: Vec<f32> = ctx.read(&dwg, s.w_len()).unwrap();
             assert_close(
                 &format!("conv2d_backward_weight accumulate {accumulate} {what}"),
                 &got,
                 &dw,
-                2e-5,
+                1e-4,
                 1e-5,
             );
             // The CPU twin adds in the kernel's lane-and-tree order: additions only, exact.
@@ -334,7 +340,7 @@ fn gpu_matches_cpu() {
 #[test]
 fn gpu_repeats_bit_for_bit() {
     let Some(ctx) = common::gpu() else { return };
-    let s = shape(2, 6, 9, 7, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2);
+    let s = shape(2, 6, 29, 31, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2);
     let x = ctx
         .upload("x", &random_vec(1, s.x_len(), -1.0, 1.0))
         .unwrap();
@@ -343,13 +349,38 @@ fn gpu_repeats_bit_for_bit() {
         .unwrap();
     let dw = ctx.storage_buffer("dw", 4 * s.w_len() as u64).unwrap();
     let d = gk::conv2d_backward_weight(ctx, &s, &x, &dy, &dw, false).unwrap();
-    ctx.run(&[&d]).unwrap();
+    assert_eq!(d.len(), 2, "this shape should use split-K");
+    let d: Vec<_> = d.iter().collect();
+    ctx.run(&d).unwrap();
     let first: Vec<f32> = ctx.read(&dw, s.w_len()).unwrap();
-    ctx.run(&[&d]).unwrap();
+    ctx.run(&d).unwrap();
     let second: Vec<f32> = ctx.read(&dw, s.w_len()).unwrap();
     assert_eq!(
         first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         second.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn split_k_is_a_function_of_the_shape() {
+    // Small K: one split, no scratch. resnet-20's first stage at batch 128: K = 131072
+    // pixels over 3 workgroups of dW tiles, so it splits into many chunks of ≥ 128 pixels,
+    // each a multiple of the 16-pixel slice, covering K exactly once.
+    let small = shape(1, 3, 5, 5, 4, [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    assert_eq!(gk::backward_weight_splits(&small).0, 1);
+    assert_eq!(gk::backward_weight_scratch_len(&small), 0);
+    let stage1 = shape(128, 16, 32, 32, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    let (splits, chunk) = gk::backward_weight_splits(&stage1);
+    let k = 128 * 32 * 32;
+    assert!(splits > 64, "{splits}");
+    assert!(chunk % 16 == 0 && chunk >= 128, "{chunk}");
+    assert!(
+        (splits - 1) * chunk < k && splits * chunk >= k,
+        "{splits} × {chunk} vs {k}"
+    );
+    assert_eq!(
+        gk::backward_weight_scratch_len(&stage1),
+        splits * stage1.w_len()
     );
 }
 
@@ -509,10 +540,10 @@ fn matches_jax_golden_values() {
             gk::conv2d_forward(ctx, &s, &xg, &wg, &yg).unwrap(),
             gk::conv2d_bias_forward(ctx, &s, &yg, &bg).unwrap(),
             gk::conv2d_backward_input(ctx, &s, &dyg, &wg, &dxg).unwrap(),
-            gk::conv2d_backward_weight(ctx, &s, &xg, &dyg, &dwg, false).unwrap(),
             gk::conv2d_backward_bias(ctx, &s, &dyg, &dbg, false).unwrap(),
         ];
-        ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
+        let bw = gk::conv2d_backward_weight(ctx, &s, &xg, &dyg, &dwg, false).unwrap();
+        ctx.run(&ds.iter().chain(&bw).collect::<Vec<_>>()).unwrap();
         for (what, buf, len, want) in [
             ("y", &yg, s.y_len(), "y"),
             ("dx", &dxg, s.x_len(), "dx"),

@@ -4,7 +4,11 @@
 //! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y):
 //! - `conv2d_forward`          (⌈n·oh·ow/64⌉, ⌈cpg_out/64⌉, groups)
 //! - `conv2d_backward_input`   (⌈n·h·w/64⌉,   ⌈cpg_in/64⌉,  groups)
-//! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups), P = cpg_in·kh·kw
+//! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups·splits), P = cpg_in·kh·kw,
+//!   split-K over the n·oh·ow pixels; with more than one split it writes partial sums into
+//!   a scratch buffer the launcher allocates (splits·c_out·P floats, at plan time) and a
+//!   second dispatch, `conv2d_backward_weight_reduce`, adds them in split order into dW.
+//!   That launcher therefore returns one or two dispatches, to be recorded in order.
 //! - `conv2d_bias_forward`     one invocation per element of y (2-D grid past 65535 groups)
 //! - `conv2d_backward_bias`    one workgroup of 256 per output channel
 //!
@@ -19,10 +23,10 @@ use crate::ops::Conv2dShape;
 
 /// Tile of the per-group GEMM one workgroup computes (TILE_M × TILE_N in the shader).
 pub const TILE: usize = 64;
-/// Workgroup size of the bias kernels.
+/// Workgroup size of the element-wise kernels (bias add, bias gradient, split-K reduce).
 pub const BIAS_WG: u32 = 256;
 
-/// The shader's `Params`, 80 bytes.
+/// The shader's `Params`, 96 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -45,7 +49,10 @@ struct Params {
     cpg_out: u32,
     plen: u32,
     accumulate: u32,
-    _pad: u32,
+    splits: u32,
+    chunk: u32,
+    wlen: u32,
+    _pad: [u32; 3],
 }
 
 /// Validates the geometry and that every count and index the shader forms stays below
@@ -91,7 +98,10 @@ fn params(op: &str, s: &Conv2dShape, accumulate: bool) -> Result<Params> {
         cpg_out: u(s.cout_per_group()),
         plen: u(s.patch_len()),
         accumulate: accumulate as u32,
-        _pad: 0,
+        splits: 1,
+        chunk: u(s.n * oh * ow),
+        wlen: u(s.w_len()),
+        _pad: [0; 3],
     })
 }
 
@@ -154,8 +164,43 @@ pub fn conv2d_backward_input(
     )
 }
 
+/// Workgroups the backward-weight grid should reach before K is split further: enough to
+/// fill a large GPU several times over.
+const SPLIT_TARGET_WORKGROUPS: usize = 512;
+/// Shortest chunk of K per split (a multiple of the shader's TILE_K = 16): shorter chunks
+/// would spend more on staging and writing partials than on products.
+const MIN_SPLIT_CHUNK: usize = 128;
+/// Most partial-sum floats the scratch buffer may hold (64 MiB).
+const MAX_SPLIT_SCRATCH: usize = 16 << 20;
+
+/// (splits, chunk) of the backward-weight pass: K = n·oh·ow cut into `splits` chunks of
+/// `chunk` pixels (a multiple of 16). A function of the shape only, so the summation order
+/// and the result do not depend on the adapter.
+pub fn backward_weight_splits(s: &Conv2dShape) -> (usize, usize) {
+    let [oh, ow] = s.out_hw();
+    let k = s.n * oh * ow;
+    let base = s.patch_len().div_ceil(TILE) * s.cout_per_group().div_ceil(TILE) * s.groups;
+    let by_target = SPLIT_TARGET_WORKGROUPS.div_ceil(base.max(1));
+    let by_chunk = k.div_ceil(MIN_SPLIT_CHUNK);
+    let by_memory = (MAX_SPLIT_SCRATCH / s.w_len().max(1)).max(1);
+    // groups·splits rides on grid z, which every device allows up to 65535.
+    let by_grid = (65535 / s.groups.max(1)).max(1);
+    let want = by_target.min(by_chunk).min(by_memory).min(by_grid).max(1);
+    let chunk = k.div_ceil(want).div_ceil(16) * 16;
+    (k.div_ceil(chunk.max(1)).max(1), chunk.max(16))
+}
+
+/// Floats of scratch the backward-weight pass allocates (0 when it does not split).
+pub fn backward_weight_scratch_len(s: &Conv2dShape) -> usize {
+    match backward_weight_splits(s) {
+        (1, _) => 0,
+        (splits, _) => splits * s.w_len(),
+    }
+}
+
 /// dw[c_out, c_in/groups, kh, kw] = Σ over batch and output pixels of dy·patch(x), or
-/// dw += that when `accumulate`.
+/// dw += that when `accumulate`. Returns one dispatch, or two (partial sums, then their
+/// fixed-order reduction into dw) when K is split; record them in the order returned.
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -163,20 +208,35 @@ pub fn conv2d_backward_weight(
     dy: &wgpu::Buffer,
     dw: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "conv2d_backward_weight";
-    let p = params(OP, s, accumulate)?;
+    let mut p = params(OP, s, accumulate)?;
     check_buffer(OP, "x", x, s.x_len())?;
     check_buffer(OP, "dy", dy, s.y_len())?;
     check_buffer(OP, "dw", dw, s.w_len())?;
     check_distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
+    let (splits, chunk) = backward_weight_splits(s);
+    check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
+    p.splits = splits as u32;
+    p.chunk = chunk as u32;
+    let grid = gemm_grid(s.cout_per_group(), s.patch_len(), s.groups * splits);
+    if splits == 1 {
+        let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
+        return Ok(vec![ctx.dispatch("conv2d", OP, &[&u, x, dw, dy], grid)?]);
+    }
+    let bytes = (splits * s.w_len()) as u64 * 4;
+    ctx.check_size("conv2d_backward_weight split-K partial sums", bytes)?;
+    let partial = ctx.storage_buffer("conv2d_backward_weight.partial", bytes)?;
     let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-    ctx.dispatch(
-        "conv2d",
-        OP,
-        &[&u, x, dw, dy],
-        gemm_grid(s.cout_per_group(), s.patch_len(), s.groups),
-    )
+    Ok(vec![
+        ctx.dispatch("conv2d", OP, &[&u, x, &partial, dy], grid)?,
+        ctx.dispatch(
+            "conv2d",
+            "conv2d_backward_weight_reduce",
+            &[&u, &partial, dw],
+            grid_1d(ctx, s.w_len(), BIAS_WG),
+        )?,
+    ])
 }
 
 /// y[b, c, :, :] += bias[c].
