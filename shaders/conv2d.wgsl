@@ -30,6 +30,13 @@
 // splits depends only on the shape (never on the device), so the summation order, and the
 // result, are the same on every adapter.
 //
+// Depthwise convolutions (groups == c_in > 1, one input channel per group) have GEMMs of
+// M = c_out/groups rows (1 or 2) and K = kh·kw (9): a 64-row tile would waste over 95% of
+// its work, so they get direct kernels instead (`conv2d_depthwise_*`): one invocation per
+// output (or input-gradient) element summing its kh·kw taps, and for the weight gradient
+// one workgroup per weight element reducing its n·oh·ow products over 256 lanes and a
+// fixed halving tree (the bias gradient's scheme).
+//
 // Determinism: every output element is owned by one invocation that sums its K products in
 // ascending k; the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
 // CPU twin reproduces both). No atomics anywhere, so results repeat bit for bit.
@@ -43,6 +50,7 @@
 //   conv2d_backward_input    dy         dx               w
 //   conv2d_backward_weight   x          dW or partial    dy
 //   …_backward_weight_reduce partial    dW               —
+//   conv2d_depthwise_*       as the matching general pass
 //   conv2d_bias_forward      bias       y                —
 //   conv2d_backward_bias     dy         db               —
 
@@ -425,6 +433,129 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_inv
             dst[c] = dst[c] + lanes[0];
         } else {
             dst[c] = lanes[0];
+        }
+    }
+}
+
+// ---- depthwise (groups == c_in, cpg_in == 1) ----------------------------------------------
+
+// One invocation: y[b, co, oy, ox] = Σ_{ki, kj} x[b, g, iy, ix]·w[co, 0, ki, kj] with
+// g = co / cpg_out, taps in ascending (ki, kj); flat index on a 2-D grid of workgroups.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.n * p.c_out * p.oh * p.ow) {
+        return;
+    }
+    let ox = i % p.ow;
+    let t = i / p.ow;
+    let oy = t % p.oh;
+    let t2 = t / p.oh;
+    let co = t2 % p.c_out;
+    let b = t2 / p.c_out;
+    let plane = (b * p.c_in + co / p.cpg_out) * p.h;
+    var sum = 0.0;
+    for (var ki = 0u; ki < p.kh; ki++) {
+        let iy = i32(oy * p.stride_h + ki * p.dil_h) - i32(p.pad_h);
+        if (iy < 0 || iy >= i32(p.h)) {
+            continue;
+        }
+        for (var kj = 0u; kj < p.kw; kj++) {
+            let ix = i32(ox * p.stride_w + kj * p.dil_w) - i32(p.pad_w);
+            if (ix < 0 || ix >= i32(p.w)) {
+                continue;
+            }
+            let wv = src_b[(co * p.kh + ki) * p.kw + kj];
+            sum = fma(src_a[(plane + u32(iy)) * p.w + u32(ix)], wv, sum);
+        }
+    }
+    dst[i] = sum;
+}
+
+// One invocation: dx[b, c, iy, ix] = Σ_{co of group c, ki, kj} dy[b, co, oy, ox]·w[co, 0, ki, kj]
+// over the taps whose forward read x[b, c, iy, ix]: oy = (iy + ph − ki·dh)/sh exact and in
+// range (likewise ox). Overwrites.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.n * p.c_in * p.h * p.w) {
+        return;
+    }
+    let ix = i % p.w;
+    let t = i / p.w;
+    let iy = t % p.h;
+    let t2 = t / p.h;
+    let c = t2 % p.c_in;
+    let b = t2 / p.c_in;
+    var sum = 0.0;
+    for (var m = 0u; m < p.cpg_out; m++) {
+        let co = c * p.cpg_out + m;
+        for (var ki = 0u; ki < p.kh; ki++) {
+            let ty = i32(iy + p.pad_h) - i32(ki * p.dil_h);
+            if (ty < 0 || u32(ty) % p.stride_h != 0u || u32(ty) / p.stride_h >= p.oh) {
+                continue;
+            }
+            let oy = u32(ty) / p.stride_h;
+            for (var kj = 0u; kj < p.kw; kj++) {
+                let tx = i32(ix + p.pad_w) - i32(kj * p.dil_w);
+                if (tx < 0 || u32(tx) % p.stride_w != 0u || u32(tx) / p.stride_w >= p.ow) {
+                    continue;
+                }
+                let ox = u32(tx) / p.stride_w;
+                let wv = src_b[(co * p.kh + ki) * p.kw + kj];
+                sum = fma(src_a[((b * p.c_out + co) * p.oh + oy) * p.ow + ox], wv, sum);
+            }
+        }
+    }
+    dst[i] = sum;
+}
+
+// One workgroup: one weight element e = (co, ki, kj), flat over a 2-D grid of workgroups;
+// dW[e] (+)= Σ_{b, oy, ox} dy[b, co, oy, ox]·x[b, g, iy, ix]. Lane t sums pixels t, t + 256,
+// … in (b, oy, ox) order; the lanes merge by the fixed halving tree.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_backward_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let e = wg.y * nwg.x + wg.x;
+    let t = lid.x;
+    let valid = e < p.wlen;
+    let kj = e % p.kw;
+    let ki = (e / p.kw) % p.kh;
+    let co = e / (p.kw * p.kh);
+    let plane = co / p.cpg_out;
+    let ohw = p.oh * p.ow;
+    var sum = 0.0;
+    if (valid) {
+        for (var k = t; k < p.n * ohw; k += BIAS_WG) {
+            let b = k / ohw;
+            let r = k % ohw;
+            let oy = r / p.ow;
+            let ox = r % p.ow;
+            let iy = i32(oy * p.stride_h + ki * p.dil_h) - i32(p.pad_h);
+            let ix = i32(ox * p.stride_w + kj * p.dil_w) - i32(p.pad_w);
+            if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+                continue;
+            }
+            let xv = src_a[((b * p.c_in + plane) * p.h + u32(iy)) * p.w + u32(ix)];
+            sum = fma(src_b[(b * p.c_out + co) * ohw + r], xv, sum);
+        }
+    }
+    lanes[t] = sum;
+    workgroupBarrier();
+    for (var half = BIAS_WG / 2u; half > 0u; half = half / 2u) {
+        if (t < half) {
+            lanes[t] = lanes[t] + lanes[t + half];
+        }
+        workgroupBarrier();
+    }
+    if (valid && t == 0u) {
+        if (p.accumulate != 0u) {
+            dst[e] = dst[e] + lanes[0];
+        } else {
+            dst[e] = lanes[0];
         }
     }
 }

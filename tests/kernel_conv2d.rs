@@ -252,7 +252,18 @@ fn backward_passes_match_central_differences() {
 #[test]
 fn gpu_matches_cpu() {
     let Some(ctx) = common::gpu() else { return };
-    for (i, s) in shapes(40).iter().enumerate() {
+    let all = shapes(40);
+    // Both special paths of the launchers must be exercised, not only the plain GEMMs.
+    let depthwise = all.iter().filter(|s| gk::is_depthwise(s)).count();
+    let split = all
+        .iter()
+        .filter(|s| gk::backward_weight_scratch_len(s) > 0)
+        .count();
+    assert!(
+        depthwise >= 5 && split >= 2,
+        "{depthwise} depthwise, {split} split-K shapes"
+    );
+    for (i, s) in all.iter().enumerate() {
         let seed = 3000 + i as u64;
         let what = format!("seed {seed}, {}", describe(s));
         let x = random_vec(seed, s.x_len(), -1.0, 1.0);
@@ -340,7 +351,19 @@ fn gpu_matches_cpu() {
 #[test]
 fn gpu_repeats_bit_for_bit() {
     let Some(ctx) = common::gpu() else { return };
-    let s = shape(2, 6, 29, 31, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2);
+    // Split-K (two dispatches) and depthwise (one workgroup per weight, lane tree).
+    for (s, dispatches) in [
+        (shape(2, 6, 29, 31, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2), 2),
+        (
+            shape(2, 6, 29, 31, 12, [3, 3], [1, 2], [1, 1], [2, 1], 6),
+            1,
+        ),
+    ] {
+        repeat_backward_weight(ctx, s, dispatches);
+    }
+}
+
+fn repeat_backward_weight(ctx: &gradscope::gpu::GpuContext, s: Conv2dShape, dispatches: usize) {
     let x = ctx
         .upload("x", &random_vec(1, s.x_len(), -1.0, 1.0))
         .unwrap();
@@ -349,7 +372,7 @@ fn gpu_repeats_bit_for_bit() {
         .unwrap();
     let dw = ctx.storage_buffer("dw", 4 * s.w_len() as u64).unwrap();
     let d = gk::conv2d_backward_weight(ctx, &s, &x, &dy, &dw, false).unwrap();
-    assert_eq!(d.len(), 2, "this shape should use split-K");
+    assert_eq!(d.len(), dispatches, "{}", describe(&s));
     let d: Vec<_> = d.iter().collect();
     ctx.run(&d).unwrap();
     let first: Vec<f32> = ctx.read(&dw, s.w_len()).unwrap();

@@ -12,6 +12,11 @@
 //! - `conv2d_bias_forward`     one invocation per element of y (2-D grid past 65535 groups)
 //! - `conv2d_backward_bias`    one workgroup of 256 per output channel
 //!
+//! Depthwise convolutions (groups == c_in > 1) use direct kernels instead, whose GEMMs
+//! would be 1–2 rows tall: `conv2d_depthwise_forward` / `_backward_input` (one invocation
+//! per output / input element) and `_backward_weight` (one workgroup per weight element,
+//! a single dispatch). The same launchers choose; see `is_depthwise`.
+//!
 //! Every launcher validates the geometry (`Conv2dShape::validate`), that every index fits
 //! the shader's u32 arithmetic, that each buffer holds the elements the shape reaches, and
 //! that no buffer is bound twice.
@@ -105,6 +110,27 @@ fn params(op: &str, s: &Conv2dShape, accumulate: bool) -> Result<Params> {
     })
 }
 
+/// Whether the launchers use the direct depthwise kernels: one input channel per group, and
+/// more than one group (a single-channel ordinary convolution is a fine GEMM).
+pub fn is_depthwise(s: &Conv2dShape) -> bool {
+    s.groups > 1 && s.groups == s.c_in
+}
+
+/// One workgroup per item, on a 2-D grid past the per-dimension limit (the shader
+/// recomputes the flat index and bounds-checks it).
+fn grid_per_item(ctx: &GpuContext, items: usize) -> [u32; 3] {
+    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    if items <= max {
+        [items as u32, 1, 1]
+    } else {
+        [
+            max as u32,
+            items.div_ceil(max).min(u32::MAX as usize) as u32,
+            1,
+        ]
+    }
+}
+
 /// (⌈cols/64⌉, ⌈rows/64⌉, groups) for a per-group GEMM of rows × cols; `ctx.dispatch`
 /// refuses a grid past the device's per-dimension limit.
 fn gemm_grid(rows: usize, cols: usize, groups: usize) -> [u32; 3] {
@@ -131,6 +157,10 @@ pub fn conv2d_forward(
     check_buffer(OP, "y", y, s.y_len())?;
     check_distinct(OP, &[("x", x), ("w", w), ("y", y)])?;
     let u = ctx.uniform("conv2d_forward.params", &p)?;
+    if is_depthwise(s) {
+        let grid = grid_1d(ctx, s.y_len(), BIAS_WG);
+        return ctx.dispatch("conv2d", "conv2d_depthwise_forward", &[&u, x, y, w], grid);
+    }
     let [oh, ow] = s.out_hw();
     ctx.dispatch(
         "conv2d",
@@ -156,6 +186,15 @@ pub fn conv2d_backward_input(
     check_buffer(OP, "dx", dx, s.x_len())?;
     check_distinct(OP, &[("dy", dy), ("w", w), ("dx", dx)])?;
     let u = ctx.uniform("conv2d_backward_input.params", &p)?;
+    if is_depthwise(s) {
+        let grid = grid_1d(ctx, s.x_len(), BIAS_WG);
+        return ctx.dispatch(
+            "conv2d",
+            "conv2d_depthwise_backward_input",
+            &[&u, dy, dx, w],
+            grid,
+        );
+    }
     ctx.dispatch(
         "conv2d",
         OP,
@@ -176,6 +215,7 @@ const MAX_SPLIT_SCRATCH: usize = 16 << 20;
 /// (splits, chunk) of the backward-weight pass: K = n·oh·ow cut into `splits` chunks of
 /// `chunk` pixels (a multiple of 16). A function of the shape only, so the summation order
 /// and the result do not depend on the adapter.
+/// (Depthwise shapes do not use split-K; see `is_depthwise`.)
 pub fn backward_weight_splits(s: &Conv2dShape) -> (usize, usize) {
     let [oh, ow] = s.out_hw();
     let k = s.n * oh * ow;
@@ -192,6 +232,9 @@ pub fn backward_weight_splits(s: &Conv2dShape) -> (usize, usize) {
 
 /// Floats of scratch the backward-weight pass allocates (0 when it does not split).
 pub fn backward_weight_scratch_len(s: &Conv2dShape) -> usize {
+    if is_depthwise(s) {
+        return 0;
+    }
     match backward_weight_splits(s) {
         (1, _) => 0,
         (splits, _) => splits * s.w_len(),
@@ -215,6 +258,16 @@ pub fn conv2d_backward_weight(
     check_buffer(OP, "dy", dy, s.y_len())?;
     check_buffer(OP, "dw", dw, s.w_len())?;
     check_distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
+    if is_depthwise(s) {
+        let u = ctx.uniform("conv2d_depthwise_backward_weight.params", &p)?;
+        let grid = grid_per_item(ctx, s.w_len());
+        return Ok(vec![ctx.dispatch(
+            "conv2d",
+            "conv2d_depthwise_backward_weight",
+            &[&u, x, dw, dy],
+            grid,
+        )?]);
+    }
     let (splits, chunk) = backward_weight_splits(s);
     check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
     p.splits = splits as u32;
