@@ -1,7 +1,8 @@
 //! Launcher of shaders/conv2d.wgsl: 2-D convolution by implicit GEMM (NCHW, weights
 //! `[c_out, c_in/groups, kh, kw]`), one dispatch per pass, no scratch buffer.
 //!
-//! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y):
+//! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y, or 16×256 through
+//! the `*_wide` entries when the GEMM has at most 32 rows):
 //! - `conv2d_forward`          (⌈n·oh·ow/64⌉, ⌈cpg_out/64⌉, groups)
 //! - `conv2d_backward_input`   (⌈n·h·w/64⌉,   ⌈cpg_in/64⌉,  groups)
 //! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups·splits), P = cpg_in·kh·kw,
@@ -28,6 +29,10 @@ use crate::ops::Conv2dShape;
 
 /// Tile of the per-group GEMM one workgroup computes (TILE_M × TILE_N in the shader).
 pub const TILE: usize = 64;
+/// The wide tile (WIDE_M × WIDE_N), used for GEMMs of at most `WIDE_MAX_ROWS` rows.
+pub const WIDE_M: usize = 16;
+pub const WIDE_N: usize = 256;
+pub const WIDE_MAX_ROWS: usize = 32;
 /// Workgroup size of the element-wise kernels (bias add, bias gradient, split-K reduce).
 pub const BIAS_WG: u32 = 256;
 
@@ -131,15 +136,37 @@ fn grid_per_item(ctx: &GpuContext, items: usize) -> [u32; 3] {
     }
 }
 
-/// (⌈cols/64⌉, ⌈rows/64⌉, groups) for a per-group GEMM of rows × cols; `ctx.dispatch`
-/// refuses a grid past the device's per-dimension limit.
-fn gemm_grid(rows: usize, cols: usize, groups: usize) -> [u32; 3] {
+/// Entry point and grid of a per-group GEMM of rows × cols: the square 64×64 tile, or the
+/// wide 16×256 one when rows ≤ 32 (a 64-row tile would idle 50–75% of its invocations on
+/// resnet's 16- and 32-channel stages). `ctx.dispatch` refuses a grid past the device's
+/// per-dimension limit.
+fn gemm_entry(
+    square: &'static str,
+    wide: &'static str,
+    rows: usize,
+    cols: usize,
+    z: usize,
+) -> (&'static str, [u32; 3]) {
     let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
-    [
-        clamp(cols.div_ceil(TILE)),
-        clamp(rows.div_ceil(TILE)),
-        clamp(groups),
-    ]
+    if rows <= WIDE_MAX_ROWS {
+        (
+            wide,
+            [
+                clamp(cols.div_ceil(WIDE_N)),
+                clamp(rows.div_ceil(WIDE_M)),
+                clamp(z),
+            ],
+        )
+    } else {
+        (
+            square,
+            [
+                clamp(cols.div_ceil(TILE)),
+                clamp(rows.div_ceil(TILE)),
+                clamp(z),
+            ],
+        )
+    }
 }
 
 /// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite).
@@ -162,12 +189,14 @@ pub fn conv2d_forward(
         return ctx.dispatch("conv2d", "conv2d_depthwise_forward", &[&u, x, y, w], grid);
     }
     let [oh, ow] = s.out_hw();
-    ctx.dispatch(
-        "conv2d",
+    let (entry, grid) = gemm_entry(
         OP,
-        &[&u, x, y, w],
-        gemm_grid(s.cout_per_group(), s.n * oh * ow, s.groups),
-    )
+        "conv2d_forward_wide",
+        s.cout_per_group(),
+        s.n * oh * ow,
+        s.groups,
+    );
+    ctx.dispatch("conv2d", entry, &[&u, x, y, w], grid)
 }
 
 /// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite): the transposed
@@ -195,12 +224,14 @@ pub fn conv2d_backward_input(
             grid,
         );
     }
-    ctx.dispatch(
-        "conv2d",
+    let (entry, grid) = gemm_entry(
         OP,
-        &[&u, dy, dx, w],
-        gemm_grid(s.cin_per_group(), s.n * s.h * s.w, s.groups),
-    )
+        "conv2d_backward_input_wide",
+        s.cin_per_group(),
+        s.n * s.h * s.w,
+        s.groups,
+    );
+    ctx.dispatch("conv2d", entry, &[&u, dy, dx, w], grid)
 }
 
 /// Workgroups the backward-weight grid should reach before K is split further: enough to
@@ -219,7 +250,8 @@ const MAX_SPLIT_SCRATCH: usize = 16 << 20;
 pub fn backward_weight_splits(s: &Conv2dShape) -> (usize, usize) {
     let [oh, ow] = s.out_hw();
     let k = s.n * oh * ow;
-    let base = s.patch_len().div_ceil(TILE) * s.cout_per_group().div_ceil(TILE) * s.groups;
+    let (_, [gx, gy, _]) = gemm_entry("", "", s.cout_per_group(), s.patch_len(), 1);
+    let base = gx as usize * gy as usize * s.groups;
     let by_target = SPLIT_TARGET_WORKGROUPS.div_ceil(base.max(1));
     let by_chunk = k.div_ceil(MIN_SPLIT_CHUNK);
     let by_memory = (MAX_SPLIT_SCRATCH / s.w_len().max(1)).max(1);
@@ -272,17 +304,28 @@ pub fn conv2d_backward_weight(
     check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
     p.splits = splits as u32;
     p.chunk = chunk as u32;
-    let grid = gemm_grid(s.cout_per_group(), s.patch_len(), s.groups * splits);
+    let (entry, grid) = gemm_entry(
+        OP,
+        "conv2d_backward_weight_wide",
+        s.cout_per_group(),
+        s.patch_len(),
+        s.groups * splits,
+    );
     if splits == 1 {
         let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-        return Ok(vec![ctx.dispatch("conv2d", OP, &[&u, x, dw, dy], grid)?]);
+        return Ok(vec![ctx.dispatch(
+            "conv2d",
+            entry,
+            &[&u, x, dw, dy],
+            grid,
+        )?]);
     }
     let bytes = (splits * s.w_len()) as u64 * 4;
     ctx.check_size("conv2d_backward_weight split-K partial sums", bytes)?;
     let partial = ctx.storage_buffer("conv2d_backward_weight.partial", bytes)?;
     let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
     Ok(vec![
-        ctx.dispatch("conv2d", OP, &[&u, x, &partial, dy], grid)?,
+        ctx.dispatch("conv2d", entry, &[&u, x, &partial, dy], grid)?,
         ctx.dispatch(
             "conv2d",
             "conv2d_backward_weight_reduce",
