@@ -55,6 +55,10 @@ fn shapes(random: usize) -> Vec<Conv2dShape> {
         shape(1, 1, 9, 9, 1, [5, 5], [3, 3], [2, 2], [2, 2], 1),
         // Crosses the 64 tile in output channels (67), input channels (66) and pixels.
         shape(2, 66, 9, 7, 67, [1, 3], [1, 1], [0, 1], [1, 1], 1),
+        // 16–32 rows: the wide tiles' full height (resnet-like 16 and 32 channels, and 20/24).
+        shape(2, 16, 8, 8, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 16, 9, 9, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(1, 24, 9, 11, 20, [3, 3], [1, 2], [2, 1], [2, 1], 1),
         // Long K = n·oh·ow for the backward weight pass: split-K with a ragged last chunk.
         shape(3, 3, 31, 29, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
         shape(2, 4, 23, 17, 4, [3, 3], [2, 1], [1, 1], [1, 2], 4),
