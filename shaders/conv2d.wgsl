@@ -7,11 +7,13 @@
 // the tiles are gathered from the NCHW tensors on the fly while being staged in workgroup
 // memory, then multiplied with the register-blocked inner loop of shaders/matmul.wgsl
 // (16×16 invocations, 64×64 tile of C, 4×4 block per invocation, K walked in slices of
-// 16; or a 16×256 tile for GEMMs of at most 32 rows, see below). Chosen over im2col + matmul because it needs no scratch buffer (im2col's patch
-// matrix is kh·kw times the input: 9× for a 3×3 kernel, and it would have to be written
-// and read back through global memory once per pass), and because one dispatch per pass
-// keeps the plan simple. The price is index arithmetic in the staging loads, which the
-// 16 FMAs per staged pair amortize.
+// 16; or a 16×256 tile for GEMMs of at most 32 rows, see the tile constants). Chosen over
+// im2col + matmul because it needs no scratch buffer (im2col's patch matrix is kh·kw times
+// the input: 9× for a 3×3 kernel, written and read back through global memory once per
+// pass) and needs one dispatch per pass. The price is index arithmetic in the staging
+// loads, which the 16 FMAs per staged pair amortize. The three passes share one staging,
+// product and store path per tile shape (`gemm_square`, `gemm_wide`), parameterized by
+// which GEMM's operands `a_val` / `b_val` gather and where `store` writes.
 //
 // The three GEMMs (g = group, cpg_in = c_in/groups, cpg_out = c_out/groups, P = cpg_in·kh·kw):
 // - forward:         y_g(cpg_out, n·oh·ow)  = W_g(cpg_out, P) · patches(P, n·oh·ow)
@@ -20,7 +22,8 @@
 //   iy = oy·sh − ph + ki·dh (and likewise along x), i.e. oy = (iy + ph − ki·dh)/sh when that
 //   division is exact and in range, else 0.
 // - backward weight: dW_g(cpg_out, P)       = dy_g(cpg_out, n·oh·ow) · patchesᵀ(n·oh·ow, P)
-// Groups run on the z dimension of the grid: grid (⌈N/64⌉, ⌈M/64⌉, groups).
+// Groups run on the z dimension of the grid: grid (⌈N/64⌉, ⌈M/64⌉, groups), or
+// (⌈N/256⌉, ⌈M/16⌉, groups) for the wide tiles.
 //
 // Backward weight has a small M×N (c_out/groups × P) and a long K (n·oh·ow: 131072 for
 // resnet-20's first stage at batch 128), so a plain GEMM grid would be a handful of
@@ -38,7 +41,7 @@
 // fixed halving tree (the bias gradient's scheme).
 //
 // Determinism: every output element is owned by one invocation that sums its K products in
-// ascending k; the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
+// ascending k (within its split, for the weight gradient; splits are then added in order); the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
 // CPU twin reproduces both). No atomics anywhere, so results repeat bit for bit.
 //
 // Gradient convention: dx is overwritten; dW and db are parameter gradients and
