@@ -164,6 +164,71 @@ fn cpu_forward_matches_naive_direct_convolution() {
     }
 }
 
+/// dW[co, ci, ki, kj] = Σ_{b, oy, ox} dy[b, co, oy, ox] · x[b, g·cpg + ci, iy, ix], directly.
+fn naive_backward_weight(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> Vec<f64> {
+    let [oh, ow] = s.out_hw();
+    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
+    let mut dw = vec![0.0; s.w_len()];
+    for co in 0..s.c_out {
+        let g = co / cpg_out;
+        for ci in 0..cpg_in {
+            for ki in 0..s.kh {
+                for kj in 0..s.kw {
+                    let mut acc = 0.0;
+                    for b in 0..s.n {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
+                                    - s.pad[0] as isize;
+                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
+                                    - s.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                acc += dy[((b * s.c_out + co) * oh + oy) * ow + ox]
+                                    * x[((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
+                                        + ix as usize];
+                            }
+                        }
+                    }
+                    dw[((co * cpg_in + ci) * s.kh + ki) * s.kw + kj] = acc;
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// The weight gradient sums the batch in parallel chunks of 4 images: batches of 9 and 4
+/// (several chunks, a ragged last one, exactly one) against the direct sum.
+#[test]
+fn cpu_backward_weight_matches_direct_sum_over_large_batches() {
+    for (i, s) in [
+        shape(9, 4, 7, 6, 6, [3, 2], [2, 1], [1, 1], [1, 2], 2),
+        shape(4, 3, 5, 5, 3, [3, 3], [1, 1], [1, 1], [1, 1], 3),
+        shape(9, 2, 6, 5, 3, [1, 3], [1, 2], [0, 2], [1, 1], 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 4000 + i as u64;
+        let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
+        let dy = random_vec_f64(seed + 1, s.y_len(), -1.0, 1.0);
+        let mut dw = vec![f64::NAN; s.w_len()];
+        cc::conv2d_backward_weight(s, &x, &dy, &mut dw, false);
+        assert_close_f64(
+            &format!(
+                "conv2d_backward_weight vs direct sum, seed {seed}, {}",
+                describe(s)
+            ),
+            &dw,
+            &naive_backward_weight(s, &x, &dy),
+            1e-12,
+            1e-12,
+        );
+    }
+}
+
 #[test]
 fn cpu_bias_forward_and_backward_match_definition() {
     let s = shape(2, 3, 5, 4, 3, [3, 1], [2, 1], [1, 0], [1, 1], 1);
