@@ -6,6 +6,7 @@ pub mod add;
 pub mod batchnorm;
 pub mod bias;
 pub mod clip;
+pub mod conv2d;
 pub mod dropout;
 pub mod element;
 pub mod executor;

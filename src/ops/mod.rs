@@ -3,11 +3,13 @@
 //! these, so an op means the same thing on either side.
 
 pub mod activation;
+pub mod conv2d;
 pub mod matmul;
 pub mod optimizer;
 pub mod pool2d;
 
 pub use activation::Activation;
+pub use conv2d::Conv2dShape;
 pub use matmul::{MatmulLayout, MatmulShape};
 pub use optimizer::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
 pub use pool2d::Pool2dShape;
