@@ -7,11 +7,13 @@
 // the tiles are gathered from the NCHW tensors on the fly while being staged in workgroup
 // memory, then multiplied with the register-blocked inner loop of shaders/matmul.wgsl
 // (16×16 invocations, 64×64 tile of C, 4×4 block per invocation, K walked in slices of
-// 16). Chosen over im2col + matmul because it needs no scratch buffer (im2col's patch
-// matrix is kh·kw times the input: 9× for a 3×3 kernel, and it would have to be written
-// and read back through global memory once per pass), and because one dispatch per pass
-// keeps the plan simple. The price is index arithmetic in the staging loads, which the
-// 16 FMAs per staged pair amortize.
+// 16; or a 16×256 tile for GEMMs of at most 32 rows, see the tile constants). Chosen over
+// im2col + matmul because it needs no scratch buffer (im2col's patch matrix is kh·kw times
+// the input: 9× for a 3×3 kernel, written and read back through global memory once per
+// pass) and needs one dispatch per pass. The price is index arithmetic in the staging
+// loads, which the 16 FMAs per staged pair amortize. The three passes share one staging,
+// product and store path per tile shape (`gemm_square`, `gemm_wide`), parameterized by
+// which GEMM's operands `a_val` / `b_val` gather and where `store` writes.
 //
 // The three GEMMs (g = group, cpg_in = c_in/groups, cpg_out = c_out/groups, P = cpg_in·kh·kw):
 // - forward:         y_g(cpg_out, n·oh·ow)  = W_g(cpg_out, P) · patches(P, n·oh·ow)
@@ -20,10 +22,26 @@
 //   iy = oy·sh − ph + ki·dh (and likewise along x), i.e. oy = (iy + ph − ki·dh)/sh when that
 //   division is exact and in range, else 0.
 // - backward weight: dW_g(cpg_out, P)       = dy_g(cpg_out, n·oh·ow) · patchesᵀ(n·oh·ow, P)
-// Groups run on the z dimension of the grid: grid (⌈N/64⌉, ⌈M/64⌉, groups).
+// Groups run on the z dimension of the grid: grid (⌈N/64⌉, ⌈M/64⌉, groups), or
+// (⌈N/256⌉, ⌈M/16⌉, groups) for the wide tiles.
+//
+// Backward weight has a small M×N (c_out/groups × P) and a long K (n·oh·ow: 131072 for
+// resnet-20's first stage at batch 128), so a plain GEMM grid would be a handful of
+// workgroups each walking all of K. It is split-K instead: the z dimension carries
+// (group, split), each split sums its chunk of K into its own slice of a partial buffer,
+// and `conv2d_backward_weight_reduce` adds the slices in split order 0, 1, …. The number of
+// splits depends only on the shape (never on the device), so the summation order, and the
+// result, are the same on every adapter.
+//
+// Depthwise convolutions (groups == c_in > 1, one input channel per group) have GEMMs of
+// M = c_out/groups rows (1 or 2) and K = kh·kw (9): a 64-row tile would waste over 95% of
+// its work, so they get direct kernels instead (`conv2d_depthwise_*`): one invocation per
+// output (or input-gradient) element summing its kh·kw taps, and for the weight gradient
+// one workgroup per weight element reducing its n·oh·ow products over 256 lanes and a
+// fixed halving tree (the bias gradient's scheme).
 //
 // Determinism: every output element is owned by one invocation that sums its K products in
-// ascending k; the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
+// ascending k (within its split, for the weight gradient; splits are then added in order); the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
 // CPU twin reproduces both). No atomics anywhere, so results repeat bit for bit.
 //
 // Gradient convention: dx is overwritten; dW and db are parameter gradients and
@@ -33,7 +51,9 @@
 //   entry                    1 (read)   2 (read_write)   3 (read)
 //   conv2d_forward           x          y                w
 //   conv2d_backward_input    dy         dx               w
-//   conv2d_backward_weight   x          dW               dy
+//   conv2d_backward_weight   x          dW or partial    dy
+//   …_backward_weight_reduce partial    dW               —
+//   conv2d_depthwise_*       as the matching general pass
 //   conv2d_bias_forward      bias       y                —
 //   conv2d_backward_bias     dy         db               —
 
@@ -59,7 +79,15 @@ struct Params {
     plen: u32,
     // 1: dW (db) += gradient; 0: overwrite.
     accumulate: u32,
-    _pad: u32,
+    // Backward weight, split-K: the n·oh·ow pixels are cut into `splits` chunks of `chunk`
+    // (a multiple of TILE_K); splits == 1 writes dW directly.
+    splits: u32,
+    chunk: u32,
+    // Elements of dW, c_out·P (the stride between partial sums).
+    wlen: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -67,32 +95,35 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read> src_b: array<f32>;
 
-// Tiles as in matmul.wgsl: TILE_M × TILE_N of C per workgroup, TILE_K per staged slice,
-// BLOCK × BLOCK of C per invocation.
+// Two tile shapes, both 256 invocations with a 4×4 register block each:
+// - square, as in matmul.wgsl: a 64×64 tile of C, 16×16 invocations, K slices of 16;
+// - wide, for GEMMs of at most 32 rows (resnet's 16- and 32-channel stages, whose rows a
+//   64-row tile would leave 75% or 50% idle): a 16×256 tile, 64×4 invocations, K slices
+//   of 8 (so its staged slices stay within 8.5 KiB of workgroup memory).
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
+const WIDE_M: u32 = 16u;
+const WIDE_N: u32 = 256u;
+const WIDE_K: u32 = 8u;
 const BLOCK: u32 = 4u;
-const WG_X: u32 = 16u;
 const THREADS: u32 = 256u;
-// Elements of one staged slice per invocation: TILE_M·TILE_K / THREADS.
-const LOADS: u32 = 4u;
 // Lanes of the bias-gradient reduction (cpu::conv2d::BIAS_REDUCE_THREADS).
 const BIAS_WG: u32 = 256u;
 
-// k-major staged slices: a_tile[kk·16 + i] = A[m0 + 4i .. +3, k0 + kk],
-// b_tile[kk·16 + j] = B[k0 + kk, n0 + 4j .. +3].
+// Which GEMM a shared routine computes (argument `which`, uniform, so its switches do not
+// diverge; a constant at every call site, which the compiler can fold).
+const FWD: u32 = 0u;
+const BWD_IN: u32 = 1u;
+const BWD_W: u32 = 2u;
+
+// k-major staged slices. Square: a_tile[kk·16 + i] = A[m0 + 4i .. +3, k0 + kk],
+// b_tile[kk·16 + j] = B[k0 + kk, n0 + 4j .. +3]. Wide: a_wide[kk·4 + i], b_wide[kk·64 + j].
 var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>;
+var<workgroup> a_wide: array<vec4<f32>, 32>;
+var<workgroup> b_wide: array<vec4<f32>, 512>;
 var<workgroup> lanes: array<f32, 256>;
-
-fn put_a(mm: u32, kk: u32, v: f32) {
-    a_tile[kk * (TILE_M / 4u) + mm / 4u][mm % 4u] = v;
-}
-
-fn put_b(kk: u32, nn: u32, v: f32) {
-    b_tile[kk * (TILE_N / 4u) + nn / 4u][nn % 4u] = v;
-}
 
 // Patch element (k, col) of group g read from x (src_a): k = (ci, ki, kj) over P,
 // col = (b, oy, ox) over n·oh·ow. Positions in the padding read 0.
@@ -114,227 +145,293 @@ fn patch_value(g: u32, k: u32, col: u32) -> f32 {
     return src_a[((b * p.c_in + c) * p.h + u32(iy)) * p.w + u32(ix)];
 }
 
-// acc[i][j] += Σ_kk A[4ty + i, kk] · B[kk, 4tx + j], kk ascending (matmul.wgsl's loop).
-fn multiply_slice(ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
-    for (var kk = 0u; kk < TILE_K; kk++) {
-        let av = a_tile[kk * (TILE_M / 4u) + ty];
-        let bv = b_tile[kk * (TILE_N / 4u) + tx];
-        (*acc)[0] = fma(vec4<f32>(av.x), bv, (*acc)[0]);
-        (*acc)[1] = fma(vec4<f32>(av.y), bv, (*acc)[1]);
-        (*acc)[2] = fma(vec4<f32>(av.z), bv, (*acc)[2]);
-        (*acc)[3] = fma(vec4<f32>(av.w), bv, (*acc)[3]);
+// Sizes (M, N, K) of each GEMM, per group.
+fn gemm_m(which: u32) -> u32 {
+    if (which == BWD_IN) {
+        return p.cpg_in;
+    }
+    return p.cpg_out;
+}
+
+fn gemm_n(which: u32) -> u32 {
+    switch which {
+        case 0u: { return p.n * p.oh * p.ow; }
+        case 1u: { return p.n * p.h * p.w; }
+        default: { return p.plen; }
     }
 }
 
-// ---- forward: M = cpg_out, N = n·oh·ow, K = P --------------------------------------------
-
-fn fwd_stage(g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
-    let ncols = p.n * p.oh * p.ow;
-    for (var l = 0u; l < LOADS; l++) {
-        let e = l * THREADS + t;
-        // A = W_g (cpg_out, P), contiguous along k: consecutive invocations, consecutive k.
-        let kk = e % TILE_K;
-        let mm = e / TILE_K;
-        var va = 0.0;
-        if (m0 + mm < p.cpg_out && k0 + kk < p.plen) {
-            va = src_b[(g * p.cpg_out + m0 + mm) * p.plen + k0 + kk];
-        }
-        put_a(mm, kk, va);
-        // B = patches (P, n·oh·ow): consecutive invocations, consecutive output pixels.
-        let nn = e % TILE_N;
-        let kb = e / TILE_N;
-        var vb = 0.0;
-        if (n0 + nn < ncols && k0 + kb < p.plen) {
-            vb = patch_value(g, k0 + kb, n0 + nn);
-        }
-        put_b(kb, nn, vb);
+fn gemm_k(which: u32) -> u32 {
+    switch which {
+        case 0u: { return p.plen; }
+        case 1u: { return p.cpg_out * p.kh * p.kw; }
+        default: { return p.n * p.oh * p.ow; }
     }
 }
 
-// One invocation: y[b, g·cpg_out + m, oy, ox] for m in m0 + 4·ly .. +3 and the four output
-// pixels (b, oy, ox) = n0 + 4·lx .. +3, with m0 = 64·wg.y, n0 = 64·wg.x, g = wg.z.
-@compute @workgroup_size(16, 16)
-fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wg.z;
-    let m0 = wg.y * TILE_M;
-    let n0 = wg.x * TILE_N;
-    let t = lid.y * WG_X + lid.x;
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.plen; k0 += TILE_K) {
-        fwd_stage(g, m0, n0, k0, t);
-        workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
-        workgroupBarrier();
+// A[m, k] of group g, 0 outside the matrix.
+//   forward:         W_g[m, k]                          (m = co, k = (ci, ki, kj))
+//   backward input:  W[g·cpg_out + co, m, ki, kj]       (m = ci, k = (co, ki, kj))
+//   backward weight: dy[b, g·cpg_out + m, oy, ox]       (m = co, k = (b, oy, ox))
+fn a_val(which: u32, g: u32, m: u32, k: u32) -> f32 {
+    if (m >= gemm_m(which) || k >= gemm_k(which)) {
+        return 0.0;
     }
-    let ohw = p.oh * p.ow;
-    let ncols = p.n * ohw;
-    for (var i = 0u; i < BLOCK; i++) {
-        let m = m0 + lid.y * BLOCK + i;
-        if (m >= p.cpg_out) {
-            break;
+    switch which {
+        case 0u: {
+            return src_b[(g * p.cpg_out + m) * p.plen + k];
         }
-        for (var j = 0u; j < BLOCK; j++) {
-            let col = n0 + lid.x * BLOCK + j;
-            if (col >= ncols) {
-                break;
-            }
-            let b = col / ohw;
-            let r = col % ohw;
-            dst[(b * p.c_out + g * p.cpg_out + m) * ohw + r] = acc[i][j];
+        case 1u: {
+            let khw = p.kh * p.kw;
+            return src_b[((g * p.cpg_out + k / khw) * p.cpg_in + m) * khw + k % khw];
+        }
+        default: {
+            let ohw = p.oh * p.ow;
+            return src_b[((k / ohw) * p.c_out + g * p.cpg_out + m) * ohw + k % ohw];
         }
     }
 }
 
-// ---- backward input: M = cpg_in, N = n·h·w, K = cpg_out·kh·kw ------------------------------
-
-fn bwd_in_stage(g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
-    let khw = p.kh * p.kw;
-    let kdim = p.cpg_out * khw;
-    let ncols = p.n * p.h * p.w;
-    for (var l = 0u; l < LOADS; l++) {
-        let e = l * THREADS + t;
-        // A[ci, (co, ki, kj)] = W[g·cpg_out + co, ci, ki, kj]: contiguous along (ki, kj).
-        let kk = e % TILE_K;
-        let mm = e / TILE_K;
-        var va = 0.0;
-        let ci = m0 + mm;
-        let k = k0 + kk;
-        if (ci < p.cpg_in && k < kdim) {
-            let co = k / khw;
-            let r = k % khw;
-            va = src_b[((g * p.cpg_out + co) * p.cpg_in + ci) * khw + r];
+// B[k, col] of group g, 0 outside the matrix.
+//   forward:         patch (k, col)                      (col = (b, oy, ox))
+//   backward input:  dy[b, g·cpg_out + co, oy, ox] where the forward gathered x[b, ·, iy, ix]
+//                    into output (oy, ox) through tap (ki, kj), i.e. oy = (iy + ph − ki·dh)/sh
+//                    exact and in range (likewise ox), else 0 (k = (co, ki, kj),
+//                    col = (b, iy, ix)): the transposed convolution
+//   backward weight: patch (col, k)                      (k = (b, oy, ox), col = (ci, ki, kj))
+fn b_val(which: u32, g: u32, k: u32, col: u32) -> f32 {
+    if (k >= gemm_k(which) || col >= gemm_n(which)) {
+        return 0.0;
+    }
+    switch which {
+        case 0u: {
+            return patch_value(g, k, col);
         }
-        put_a(mm, kk, va);
-        // B[(co, ki, kj), (b, iy, ix)] = dy[b, g·cpg_out + co, oy, ox] where the forward
-        // gathered x[iy, ix] into output (oy, ox) through tap (ki, kj), else 0.
-        let nn = e % TILE_N;
-        let kb = e / TILE_N;
-        var vb = 0.0;
-        let col = n0 + nn;
-        let kr = k0 + kb;
-        if (col < ncols && kr < kdim) {
+        case 1u: {
             let ix = col % p.w;
             let t1 = col / p.w;
             let iy = t1 % p.h;
             let b = t1 / p.h;
-            let kj = kr % p.kw;
-            let t2 = kr / p.kw;
+            let kj = k % p.kw;
+            let t2 = k / p.kw;
             let ki = t2 % p.kh;
             let co = t2 / p.kh;
             let ty = i32(iy + p.pad_h) - i32(ki * p.dil_h);
             let tx = i32(ix + p.pad_w) - i32(kj * p.dil_w);
-            if (ty >= 0 && tx >= 0) {
-                let uy = u32(ty);
-                let ux = u32(tx);
-                let oy = uy / p.stride_h;
-                let ox = ux / p.stride_w;
-                if (uy % p.stride_h == 0u && ux % p.stride_w == 0u && oy < p.oh && ox < p.ow) {
-                    vb = src_a[((b * p.c_out + g * p.cpg_out + co) * p.oh + oy) * p.ow + ox];
-                }
+            if (ty < 0 || tx < 0) {
+                return 0.0;
             }
-        }
-        put_b(kb, nn, vb);
-    }
-}
-
-// One invocation: dx[b, g·cpg_in + ci, iy, ix] for ci in m0 + 4·ly .. +3 and the four input
-// pixels (b, iy, ix) = n0 + 4·lx .. +3, with m0 = 64·wg.y, n0 = 64·wg.x, g = wg.z. Overwrites.
-@compute @workgroup_size(16, 16)
-fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wg.z;
-    let m0 = wg.y * TILE_M;
-    let n0 = wg.x * TILE_N;
-    let t = lid.y * WG_X + lid.x;
-    let kdim = p.cpg_out * p.kh * p.kw;
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < kdim; k0 += TILE_K) {
-        bwd_in_stage(g, m0, n0, k0, t);
-        workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
-        workgroupBarrier();
-    }
-    let hw = p.h * p.w;
-    let ncols = p.n * hw;
-    for (var i = 0u; i < BLOCK; i++) {
-        let ci = m0 + lid.y * BLOCK + i;
-        if (ci >= p.cpg_in) {
-            break;
-        }
-        for (var j = 0u; j < BLOCK; j++) {
-            let col = n0 + lid.x * BLOCK + j;
-            if (col >= ncols) {
-                break;
+            let uy = u32(ty);
+            let ux = u32(tx);
+            let oy = uy / p.stride_h;
+            let ox = ux / p.stride_w;
+            if (uy % p.stride_h != 0u || ux % p.stride_w != 0u || oy >= p.oh || ox >= p.ow) {
+                return 0.0;
             }
-            let b = col / hw;
-            let r = col % hw;
-            dst[(b * p.c_in + g * p.cpg_in + ci) * hw + r] = acc[i][j];
+            return src_a[((b * p.c_out + g * p.cpg_out + co) * p.oh + oy) * p.ow + ox];
+        }
+        default: {
+            return patch_value(g, col, k);
         }
     }
 }
 
-// ---- backward weight: M = cpg_out, N = P, K = n·oh·ow --------------------------------------
+// Writes C[m, col] = v of group g (split `split` of the backward weight pass) to its place:
+// y, dx (overwritten), dW (overwritten or, with `accumulate`, added to), or the split's
+// slice of the partial sums.
+fn store(which: u32, g: u32, split: u32, m: u32, col: u32, v: f32) {
+    if (m >= gemm_m(which) || col >= gemm_n(which)) {
+        return;
+    }
+    switch which {
+        case 0u: {
+            let ohw = p.oh * p.ow;
+            dst[((col / ohw) * p.c_out + g * p.cpg_out + m) * ohw + col % ohw] = v;
+        }
+        case 1u: {
+            let hw = p.h * p.w;
+            dst[((col / hw) * p.c_in + g * p.cpg_in + m) * hw + col % hw] = v;
+        }
+        default: {
+            let idx = (g * p.cpg_out + m) * p.plen + col;
+            if (p.splits > 1u) {
+                dst[split * p.wlen + idx] = v;
+            } else if (p.accumulate != 0u) {
+                dst[idx] = dst[idx] + v;
+            } else {
+                dst[idx] = v;
+            }
+        }
+    }
+}
 
-fn bwd_w_stage(g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
-    let ohw = p.oh * p.ow;
-    let kdim = p.n * ohw;
-    for (var l = 0u; l < LOADS; l++) {
+// (group, split, first k, end of k) of this workgroup: the z dimension carries
+// group·splits + split for the backward weight pass, the group otherwise.
+fn k_range(which: u32, z: u32) -> vec4<u32> {
+    if (which != BWD_W) {
+        return vec4<u32>(z, 0u, 0u, gemm_k(which));
+    }
+    let split = z % p.splits;
+    let k_begin = split * p.chunk;
+    // chunk is a multiple of 16 (of both slice lengths), so every slice but the very last
+    // (staged with zeros past K) lies inside this split's chunk: no product counts twice.
+    return vec4<u32>(z / p.splits, split, k_begin, min(gemm_k(which), k_begin + p.chunk));
+}
+
+// ---- square tiles: 64×64 of C, 16×16 invocations -------------------------------------------
+
+fn stage_square(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
+    for (var l = 0u; l < TILE_M * TILE_K / THREADS; l++) {
         let e = l * THREADS + t;
-        // Both operands are contiguous along the output pixel k = (b, oy, ox), so
-        // consecutive invocations take consecutive k for both.
+        // A: consecutive invocations take consecutive k, along which every A is contiguous.
         let kk = e % TILE_K;
         let mm = e / TILE_K;
-        let k = k0 + kk;
-        // A[co, (b, oy, ox)] = dy[b, g·cpg_out + co, oy, ox].
-        var va = 0.0;
-        if (m0 + mm < p.cpg_out && k < kdim) {
-            let b = k / ohw;
-            let r = k % ohw;
-            va = src_b[(b * p.c_out + g * p.cpg_out + m0 + mm) * ohw + r];
+        a_tile[kk * (TILE_M / 4u) + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
+        // B: consecutive pixels (forward, backward input) or consecutive k = pixels
+        // (backward weight), whichever is contiguous in x and dy.
+        var kb = e / TILE_N;
+        var nn = e % TILE_N;
+        if (which == BWD_W) {
+            kb = e % TILE_K;
+            nn = e / TILE_K;
         }
-        put_a(mm, kk, va);
-        // B[(b, oy, ox), (ci, ki, kj)] = patch element ((ci, ki, kj), (b, oy, ox)).
-        var vb = 0.0;
-        if (n0 + mm < p.plen && k < kdim) {
-            vb = patch_value(g, n0 + mm, k);
-        }
-        put_b(kk, mm, vb);
+        b_tile[kb * (TILE_N / 4u) + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
     }
 }
 
-// One invocation: dW[g·cpg_out + co, (ci, ki, kj)] for co in m0 + 4·ly .. +3 and the four
-// patch positions n0 + 4·lx .. +3, with m0 = 64·wg.y, n0 = 64·wg.x, g = wg.z; the sum over
-// the n·oh·ow output pixels runs in ascending order. Adds when `accumulate`.
-@compute @workgroup_size(16, 16)
-fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wg.z;
+// One invocation: C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] of group g (m0 = 64·wg.y,
+// n0 = 64·wg.x), its k products summed in ascending order (matmul.wgsl's inner loop).
+fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
+    let r = k_range(which, wg.z);
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
-    let t = lid.y * WG_X + lid.x;
-    let kdim = p.n * p.oh * p.ow;
+    let t = lid.y * 16u + lid.x;
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < kdim; k0 += TILE_K) {
-        bwd_w_stage(g, m0, n0, k0, t);
+    for (var k0 = r.z; k0 < r.w; k0 += TILE_K) {
+        stage_square(which, r.x, m0, n0, k0, t);
         workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let av = a_tile[kk * (TILE_M / 4u) + lid.y];
+            let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
+            acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+        }
         workgroupBarrier();
     }
     for (var i = 0u; i < BLOCK; i++) {
-        let co = m0 + lid.y * BLOCK + i;
-        if (co >= p.cpg_out) {
-            break;
-        }
         for (var j = 0u; j < BLOCK; j++) {
-            let col = n0 + lid.x * BLOCK + j;
-            if (col >= p.plen) {
-                break;
-            }
-            let idx = (g * p.cpg_out + co) * p.plen + col;
-            if (p.accumulate != 0u) {
-                dst[idx] = dst[idx] + acc[i][j];
-            } else {
-                dst[idx] = acc[i][j];
-            }
+            store(which, r.x, r.y, m0 + lid.y * BLOCK + i, n0 + lid.x * BLOCK + j, acc[i][j]);
         }
+    }
+}
+
+// ---- wide tiles: 16×256 of C, 64×4 invocations ---------------------------------------------
+
+fn stage_wide(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
+    // A: 16×8 elements, one for each of the first 128 invocations.
+    if (t < WIDE_M * WIDE_K) {
+        let kk = t % WIDE_K;
+        let mm = t / WIDE_K;
+        a_wide[kk * (WIDE_M / 4u) + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
+    }
+    for (var l = 0u; l < WIDE_N * WIDE_K / THREADS; l++) {
+        let e = l * THREADS + t;
+        var kb = e / WIDE_N;
+        var nn = e % WIDE_N;
+        if (which == BWD_W) {
+            kb = e % WIDE_K;
+            nn = e / WIDE_K;
+        }
+        b_wide[kb * (WIDE_N / 4u) + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
+    }
+}
+
+// One invocation: C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] of group g (m0 = 16·wg.y,
+// n0 = 256·wg.x), its k products summed in ascending order.
+fn gemm_wide(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
+    let r = k_range(which, wg.z);
+    let m0 = wg.y * WIDE_M;
+    let n0 = wg.x * WIDE_N;
+    let t = lid.y * 64u + lid.x;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = r.z; k0 < r.w; k0 += WIDE_K) {
+        stage_wide(which, r.x, m0, n0, k0, t);
+        workgroupBarrier();
+        for (var kk = 0u; kk < WIDE_K; kk++) {
+            let av = a_wide[kk * (WIDE_M / 4u) + lid.y];
+            let bv = b_wide[kk * (WIDE_N / 4u) + lid.x];
+            acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < BLOCK; i++) {
+        for (var j = 0u; j < BLOCK; j++) {
+            store(which, r.x, r.y, m0 + lid.y * BLOCK + i, n0 + lid.x * BLOCK + j, acc[i][j]);
+        }
+    }
+}
+
+// ---- entry points ---------------------------------------------------------------------------
+// Square grid (⌈N/64⌉, ⌈M/64⌉, z), wide grid (⌈N/256⌉, ⌈M/16⌉, z); z = groups, or
+// groups·splits for the backward weight pass. One invocation computes a 4×4 block of C.
+
+// y[b, g·cpg_out + m, oy, ox] for a 4×4 block of (m, (b, oy, ox)).
+@compute @workgroup_size(16, 16)
+fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_square(FWD, wg, lid);
+}
+
+@compute @workgroup_size(64, 4)
+fn conv2d_forward_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_wide(FWD, wg, lid);
+}
+
+// dx[b, g·cpg_in + ci, iy, ix] for a 4×4 block of (ci, (b, iy, ix)). Overwrites.
+@compute @workgroup_size(16, 16)
+fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_square(BWD_IN, wg, lid);
+}
+
+@compute @workgroup_size(64, 4)
+fn conv2d_backward_input_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_wide(BWD_IN, wg, lid);
+}
+
+// dW[g·cpg_out + co, (ci, ki, kj)] for a 4×4 block of (co, (ci, ki, kj)), summed over the
+// output pixels of split wg.z % splits. With one split it writes dW (adding when
+// `accumulate`); with several it writes (overwrites) the split's slice
+// partial[split·wlen ..] of the same binding, for conv2d_backward_weight_reduce.
+@compute @workgroup_size(16, 16)
+fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_square(BWD_W, wg, lid);
+}
+
+@compute @workgroup_size(64, 4)
+fn conv2d_backward_weight_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    gemm_wide(BWD_W, wg, lid);
+}
+
+// One invocation: one element i of dW, dW[i] (+)= Σ_split partial[split·wlen + i], splits
+// added in ascending order (binding 1 is the partial buffer, binding 2 dW).
+@compute @workgroup_size(256)
+fn conv2d_backward_weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.wlen) {
+        return;
+    }
+    var sum = src_a[i];
+    for (var s = 1u; s < p.splits; s++) {
+        sum = sum + src_a[s * p.wlen + i];
+    }
+    if (p.accumulate != 0u) {
+        dst[i] = dst[i] + sum;
+    } else {
+        dst[i] = sum;
     }
 }
 
@@ -380,6 +477,129 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_inv
             dst[c] = dst[c] + lanes[0];
         } else {
             dst[c] = lanes[0];
+        }
+    }
+}
+
+// ---- depthwise (groups == c_in, cpg_in == 1) ----------------------------------------------
+
+// One invocation: y[b, co, oy, ox] = Σ_{ki, kj} x[b, g, iy, ix]·w[co, 0, ki, kj] with
+// g = co / cpg_out, taps in ascending (ki, kj); flat index on a 2-D grid of workgroups.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.n * p.c_out * p.oh * p.ow) {
+        return;
+    }
+    let ox = i % p.ow;
+    let t = i / p.ow;
+    let oy = t % p.oh;
+    let t2 = t / p.oh;
+    let co = t2 % p.c_out;
+    let b = t2 / p.c_out;
+    let plane = (b * p.c_in + co / p.cpg_out) * p.h;
+    var sum = 0.0;
+    for (var ki = 0u; ki < p.kh; ki++) {
+        let iy = i32(oy * p.stride_h + ki * p.dil_h) - i32(p.pad_h);
+        if (iy < 0 || iy >= i32(p.h)) {
+            continue;
+        }
+        for (var kj = 0u; kj < p.kw; kj++) {
+            let ix = i32(ox * p.stride_w + kj * p.dil_w) - i32(p.pad_w);
+            if (ix < 0 || ix >= i32(p.w)) {
+                continue;
+            }
+            let wv = src_b[(co * p.kh + ki) * p.kw + kj];
+            sum = fma(src_a[(plane + u32(iy)) * p.w + u32(ix)], wv, sum);
+        }
+    }
+    dst[i] = sum;
+}
+
+// One invocation: dx[b, c, iy, ix] = Σ_{co of group c, ki, kj} dy[b, co, oy, ox]·w[co, 0, ki, kj]
+// over the taps whose forward read x[b, c, iy, ix]: oy = (iy + ph − ki·dh)/sh exact and in
+// range (likewise ox). Overwrites.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * (nwg.x * 256u) + gid.x;
+    if (i >= p.n * p.c_in * p.h * p.w) {
+        return;
+    }
+    let ix = i % p.w;
+    let t = i / p.w;
+    let iy = t % p.h;
+    let t2 = t / p.h;
+    let c = t2 % p.c_in;
+    let b = t2 / p.c_in;
+    var sum = 0.0;
+    for (var m = 0u; m < p.cpg_out; m++) {
+        let co = c * p.cpg_out + m;
+        for (var ki = 0u; ki < p.kh; ki++) {
+            let ty = i32(iy + p.pad_h) - i32(ki * p.dil_h);
+            if (ty < 0 || u32(ty) % p.stride_h != 0u || u32(ty) / p.stride_h >= p.oh) {
+                continue;
+            }
+            let oy = u32(ty) / p.stride_h;
+            for (var kj = 0u; kj < p.kw; kj++) {
+                let tx = i32(ix + p.pad_w) - i32(kj * p.dil_w);
+                if (tx < 0 || u32(tx) % p.stride_w != 0u || u32(tx) / p.stride_w >= p.ow) {
+                    continue;
+                }
+                let ox = u32(tx) / p.stride_w;
+                let wv = src_b[(co * p.kh + ki) * p.kw + kj];
+                sum = fma(src_a[((b * p.c_out + co) * p.oh + oy) * p.ow + ox], wv, sum);
+            }
+        }
+    }
+    dst[i] = sum;
+}
+
+// One workgroup: one weight element e = (co, ki, kj), flat over a 2-D grid of workgroups;
+// dW[e] (+)= Σ_{b, oy, ox} dy[b, co, oy, ox]·x[b, g, iy, ix]. Lane t sums pixels t, t + 256,
+// … in (b, oy, ox) order; the lanes merge by the fixed halving tree.
+@compute @workgroup_size(256)
+fn conv2d_depthwise_backward_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let e = wg.y * nwg.x + wg.x;
+    let t = lid.x;
+    let valid = e < p.wlen;
+    let kj = e % p.kw;
+    let ki = (e / p.kw) % p.kh;
+    let co = e / (p.kw * p.kh);
+    let plane = co / p.cpg_out;
+    let ohw = p.oh * p.ow;
+    var sum = 0.0;
+    if (valid) {
+        for (var k = t; k < p.n * ohw; k += BIAS_WG) {
+            let b = k / ohw;
+            let r = k % ohw;
+            let oy = r / p.ow;
+            let ox = r % p.ow;
+            let iy = i32(oy * p.stride_h + ki * p.dil_h) - i32(p.pad_h);
+            let ix = i32(ox * p.stride_w + kj * p.dil_w) - i32(p.pad_w);
+            if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+                continue;
+            }
+            let xv = src_a[((b * p.c_in + plane) * p.h + u32(iy)) * p.w + u32(ix)];
+            sum = fma(src_b[(b * p.c_out + co) * ohw + r], xv, sum);
+        }
+    }
+    lanes[t] = sum;
+    workgroupBarrier();
+    for (var half = BIAS_WG / 2u; half > 0u; half = half / 2u) {
+        if (t < half) {
+            lanes[t] = lanes[t] + lanes[t + half];
+        }
+        workgroupBarrier();
+    }
+    if (valid && t == 0u) {
+        if (p.accumulate != 0u) {
+            dst[e] = dst[e] + lanes[0];
+        } else {
+            dst[e] = lanes[0];
         }
     }
 }

@@ -8,8 +8,9 @@
 //! - backward input  dcol (K × ohw)       = W_gᵀ · dy_g, then col2im adds dcol back into
 //!   dx (the transpose of the gather: every input pixel receives the gradient of every
 //!   output it fed);
-//! - backward weight dW_g (cpg_out × K)  += dy_g · colᵀ, summed over the batch in order
-//!   b = 0, 1, … (fixed order, so the result is reproducible).
+//! - backward weight dW_g (cpg_out × K)  += dy_g · colᵀ, summed over the batch in fixed
+//!   chunks of images (in parallel, each in order) whose partials are added in order, so
+//!   the result is reproducible whatever the thread count.
 //!
 //! Images of the batch run in parallel with rayon for the forward and input gradient; each
 //! writes its own slice of the output, so the result does not depend on scheduling.
@@ -202,9 +203,15 @@ pub fn conv2d_backward_input<T: Element>(s: &Conv2dShape, dy: &[T], w: &[T], dx:
         });
 }
 
+/// Images per chunk of the weight gradient's batch sum: chunks run in parallel, each summing
+/// its images in order into its own partial gradient, and the partials are added in chunk
+/// order. The chunking depends only on n, so the result does not depend on the thread count.
+const WEIGHT_GRAD_CHUNK: usize = 4;
+
 /// dw[c_out, c_in/groups, kh, kw] = Σ_b dy_g[b]·col(x[b])ᵀ, or dw += that when `accumulate`.
-/// The batch is summed in order b = 0, 1, … into a zeroed buffer, then added to (or
-/// written over) dw, so `accumulate` adds the whole gradient once.
+/// The batch is summed in chunks of `WEIGHT_GRAD_CHUNK` images (in order within a chunk,
+/// chunks added in order), then added to (or written over) dw, so `accumulate` adds the
+/// whole gradient once.
 pub fn conv2d_backward_weight<T: Element>(
     s: &Conv2dShape,
     x: &[T],
@@ -225,34 +232,47 @@ pub fn conv2d_backward_weight<T: Element>(
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * ohw;
-    let mut sum = vec![T::zero(); s.w_len()];
-    let mut col = vec![T::zero(); k * ohw];
-    for b in 0..s.n {
-        let xb = &x[b * x_img..][..x_img];
-        let dyb = &dy[b * y_img..][..y_img];
-        for g in 0..s.groups {
-            im2col(s, xb, g, &mut col);
-            let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
-            // (cpg_out × ohw) · (ohw × K): col read transposed through its strides.
-            T::gemm(
-                cpg_out,
-                ohw,
-                k,
-                T::one(),
-                dyg,
-                ohw as isize,
-                1,
-                &col,
-                1,
-                ohw as isize,
-                T::one(),
-                &mut sum[g * cpg_out * k..][..cpg_out * k],
-                k as isize,
-                1,
-            );
+    let chunks: Vec<Vec<T>> = (0..s.n.div_ceil(WEIGHT_GRAD_CHUNK))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut sum = vec![T::zero(); s.w_len()];
+            let mut col = vec![T::zero(); k * ohw];
+            let images = chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(s.n);
+            for b in images {
+                let xb = &x[b * x_img..][..x_img];
+                let dyb = &dy[b * y_img..][..y_img];
+                for g in 0..s.groups {
+                    im2col(s, xb, g, &mut col);
+                    let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
+                    // (cpg_out × ohw) · (ohw × K): col read transposed through its strides.
+                    T::gemm(
+                        cpg_out,
+                        ohw,
+                        k,
+                        T::one(),
+                        dyg,
+                        ohw as isize,
+                        1,
+                        &col,
+                        1,
+                        ohw as isize,
+                        T::one(),
+                        &mut sum[g * cpg_out * k..][..cpg_out * k],
+                        k as isize,
+                        1,
+                    );
+                }
+            }
+            sum
+        })
+        .collect();
+    let mut total = vec![T::zero(); s.w_len()];
+    for partial in chunks {
+        for (t, v) in total.iter_mut().zip(partial) {
+            *t = *t + v;
         }
     }
-    for (d, v) in dw[..s.w_len()].iter_mut().zip(sum) {
+    for (d, v) in dw[..s.w_len()].iter_mut().zip(total) {
         *d = if accumulate { *d + v } else { v };
     }
 }

@@ -18,6 +18,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("add", include_str!("../../shaders/add.wgsl")),
     ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

@@ -1,12 +1,22 @@
 //! Launcher of shaders/conv2d.wgsl: 2-D convolution by implicit GEMM (NCHW, weights
 //! `[c_out, c_in/groups, kh, kw]`), one dispatch per pass, no scratch buffer.
 //!
-//! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y):
+//! Grids (groups on z; tiles of 64×64 of the per-group GEMM on x and y, or 16×256 through
+//! the `*_wide` entries when the GEMM has at most 32 rows):
 //! - `conv2d_forward`          (⌈n·oh·ow/64⌉, ⌈cpg_out/64⌉, groups)
 //! - `conv2d_backward_input`   (⌈n·h·w/64⌉,   ⌈cpg_in/64⌉,  groups)
-//! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups), P = cpg_in·kh·kw
+//! - `conv2d_backward_weight`  (⌈P/64⌉,       ⌈cpg_out/64⌉, groups·splits), P = cpg_in·kh·kw,
+//!   split-K over the n·oh·ow pixels; with more than one split it writes partial sums into
+//!   a scratch buffer the launcher allocates (splits·c_out·P floats, at plan time) and a
+//!   second dispatch, `conv2d_backward_weight_reduce`, adds them in split order into dW.
+//!   That launcher therefore returns one or two dispatches, to be recorded in order.
 //! - `conv2d_bias_forward`     one invocation per element of y (2-D grid past 65535 groups)
 //! - `conv2d_backward_bias`    one workgroup of 256 per output channel
+//!
+//! Depthwise convolutions (groups == c_in > 1) use direct kernels instead, whose GEMMs
+//! would be 1–2 rows tall: `conv2d_depthwise_forward` / `_backward_input` (one invocation
+//! per output / input element) and `_backward_weight` (one workgroup per weight element,
+//! a single dispatch). The same launchers choose; see `is_depthwise`.
 //!
 //! Every launcher validates the geometry (`Conv2dShape::validate`), that every index fits
 //! the shader's u32 arithmetic, that each buffer holds the elements the shape reaches, and
@@ -19,10 +29,14 @@ use crate::ops::Conv2dShape;
 
 /// Tile of the per-group GEMM one workgroup computes (TILE_M × TILE_N in the shader).
 pub const TILE: usize = 64;
-/// Workgroup size of the bias kernels.
+/// The wide tile (WIDE_M × WIDE_N), used for GEMMs of at most `WIDE_MAX_ROWS` rows.
+pub const WIDE_M: usize = 16;
+pub const WIDE_N: usize = 256;
+pub const WIDE_MAX_ROWS: usize = 32;
+/// Workgroup size of the element-wise kernels (bias add, bias gradient, split-K reduce).
 pub const BIAS_WG: u32 = 256;
 
-/// The shader's `Params`, 80 bytes.
+/// The shader's `Params`, 96 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -45,7 +59,10 @@ struct Params {
     cpg_out: u32,
     plen: u32,
     accumulate: u32,
-    _pad: u32,
+    splits: u32,
+    chunk: u32,
+    wlen: u32,
+    _pad: [u32; 3],
 }
 
 /// Validates the geometry and that every count and index the shader forms stays below
@@ -91,19 +108,65 @@ fn params(op: &str, s: &Conv2dShape, accumulate: bool) -> Result<Params> {
         cpg_out: u(s.cout_per_group()),
         plen: u(s.patch_len()),
         accumulate: accumulate as u32,
-        _pad: 0,
+        splits: 1,
+        chunk: u(s.n * oh * ow),
+        wlen: u(s.w_len()),
+        _pad: [0; 3],
     })
 }
 
-/// (⌈cols/64⌉, ⌈rows/64⌉, groups) for a per-group GEMM of rows × cols; `ctx.dispatch`
-/// refuses a grid past the device's per-dimension limit.
-fn gemm_grid(rows: usize, cols: usize, groups: usize) -> [u32; 3] {
+/// Whether the launchers use the direct depthwise kernels: one input channel per group, and
+/// more than one group (a single-channel ordinary convolution is a fine GEMM).
+pub fn is_depthwise(s: &Conv2dShape) -> bool {
+    s.groups > 1 && s.groups == s.c_in
+}
+
+/// One workgroup per item, on a 2-D grid past the per-dimension limit (the shader
+/// recomputes the flat index and bounds-checks it).
+fn grid_per_item(ctx: &GpuContext, items: usize) -> [u32; 3] {
+    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    if items <= max {
+        [items as u32, 1, 1]
+    } else {
+        [
+            max as u32,
+            items.div_ceil(max).min(u32::MAX as usize) as u32,
+            1,
+        ]
+    }
+}
+
+/// Entry point and grid of a per-group GEMM of rows × cols: the square 64×64 tile, or the
+/// wide 16×256 one when rows ≤ 32 (a 64-row tile would idle 50–75% of its invocations on
+/// resnet's 16- and 32-channel stages). `ctx.dispatch` refuses a grid past the device's
+/// per-dimension limit.
+fn gemm_entry(
+    square: &'static str,
+    wide: &'static str,
+    rows: usize,
+    cols: usize,
+    z: usize,
+) -> (&'static str, [u32; 3]) {
     let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
-    [
-        clamp(cols.div_ceil(TILE)),
-        clamp(rows.div_ceil(TILE)),
-        clamp(groups),
-    ]
+    if rows <= WIDE_MAX_ROWS {
+        (
+            wide,
+            [
+                clamp(cols.div_ceil(WIDE_N)),
+                clamp(rows.div_ceil(WIDE_M)),
+                clamp(z),
+            ],
+        )
+    } else {
+        (
+            square,
+            [
+                clamp(cols.div_ceil(TILE)),
+                clamp(rows.div_ceil(TILE)),
+                clamp(z),
+            ],
+        )
+    }
 }
 
 /// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite).
@@ -121,13 +184,19 @@ pub fn conv2d_forward(
     check_buffer(OP, "y", y, s.y_len())?;
     check_distinct(OP, &[("x", x), ("w", w), ("y", y)])?;
     let u = ctx.uniform("conv2d_forward.params", &p)?;
+    if is_depthwise(s) {
+        let grid = grid_1d(ctx, s.y_len(), BIAS_WG);
+        return ctx.dispatch("conv2d", "conv2d_depthwise_forward", &[&u, x, y, w], grid);
+    }
     let [oh, ow] = s.out_hw();
-    ctx.dispatch(
-        "conv2d",
+    let (entry, grid) = gemm_entry(
         OP,
-        &[&u, x, y, w],
-        gemm_grid(s.cout_per_group(), s.n * oh * ow, s.groups),
-    )
+        "conv2d_forward_wide",
+        s.cout_per_group(),
+        s.n * oh * ow,
+        s.groups,
+    );
+    ctx.dispatch("conv2d", entry, &[&u, x, y, w], grid)
 }
 
 /// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite): the transposed
@@ -146,16 +215,67 @@ pub fn conv2d_backward_input(
     check_buffer(OP, "dx", dx, s.x_len())?;
     check_distinct(OP, &[("dy", dy), ("w", w), ("dx", dx)])?;
     let u = ctx.uniform("conv2d_backward_input.params", &p)?;
-    ctx.dispatch(
-        "conv2d",
+    if is_depthwise(s) {
+        let grid = grid_1d(ctx, s.x_len(), BIAS_WG);
+        return ctx.dispatch(
+            "conv2d",
+            "conv2d_depthwise_backward_input",
+            &[&u, dy, dx, w],
+            grid,
+        );
+    }
+    let (entry, grid) = gemm_entry(
         OP,
-        &[&u, dy, dx, w],
-        gemm_grid(s.cin_per_group(), s.n * s.h * s.w, s.groups),
-    )
+        "conv2d_backward_input_wide",
+        s.cin_per_group(),
+        s.n * s.h * s.w,
+        s.groups,
+    );
+    ctx.dispatch("conv2d", entry, &[&u, dy, dx, w], grid)
+}
+
+/// Workgroups the backward-weight grid should reach before K is split further: enough to
+/// fill a large GPU several times over.
+const SPLIT_TARGET_WORKGROUPS: usize = 512;
+/// Shortest chunk of K per split (a multiple of the shader's TILE_K = 16): shorter chunks
+/// would spend more on staging and writing partials than on products.
+const MIN_SPLIT_CHUNK: usize = 128;
+/// Most partial-sum floats the scratch buffer may hold (64 MiB).
+const MAX_SPLIT_SCRATCH: usize = 16 << 20;
+
+/// (splits, chunk) of the backward-weight pass: K = n·oh·ow cut into `splits` chunks of
+/// `chunk` pixels (a multiple of 16). A function of the shape only, so the summation order
+/// and the result do not depend on the adapter.
+/// (Depthwise shapes do not use split-K; see `is_depthwise`.)
+pub fn backward_weight_splits(s: &Conv2dShape) -> (usize, usize) {
+    let [oh, ow] = s.out_hw();
+    let k = s.n * oh * ow;
+    let (_, [gx, gy, _]) = gemm_entry("", "", s.cout_per_group(), s.patch_len(), 1);
+    let base = gx as usize * gy as usize * s.groups;
+    let by_target = SPLIT_TARGET_WORKGROUPS.div_ceil(base.max(1));
+    let by_chunk = k.div_ceil(MIN_SPLIT_CHUNK);
+    let by_memory = (MAX_SPLIT_SCRATCH / s.w_len().max(1)).max(1);
+    // groups·splits rides on grid z, which every device allows up to 65535.
+    let by_grid = (65535 / s.groups.max(1)).max(1);
+    let want = by_target.min(by_chunk).min(by_memory).min(by_grid).max(1);
+    let chunk = k.div_ceil(want).div_ceil(16) * 16;
+    (k.div_ceil(chunk.max(1)).max(1), chunk.max(16))
+}
+
+/// Floats of scratch the backward-weight pass allocates (0 when it does not split).
+pub fn backward_weight_scratch_len(s: &Conv2dShape) -> usize {
+    if is_depthwise(s) {
+        return 0;
+    }
+    match backward_weight_splits(s) {
+        (1, _) => 0,
+        (splits, _) => splits * s.w_len(),
+    }
 }
 
 /// dw[c_out, c_in/groups, kh, kw] = Σ over batch and output pixels of dy·patch(x), or
-/// dw += that when `accumulate`.
+/// dw += that when `accumulate`. Returns one dispatch, or two (partial sums, then their
+/// fixed-order reduction into dw) when K is split; record them in the order returned.
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
     s: &Conv2dShape,
@@ -163,20 +283,56 @@ pub fn conv2d_backward_weight(
     dy: &wgpu::Buffer,
     dw: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "conv2d_backward_weight";
-    let p = params(OP, s, accumulate)?;
+    let mut p = params(OP, s, accumulate)?;
     check_buffer(OP, "x", x, s.x_len())?;
     check_buffer(OP, "dy", dy, s.y_len())?;
     check_buffer(OP, "dw", dw, s.w_len())?;
     check_distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
-    let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-    ctx.dispatch(
-        "conv2d",
+    if is_depthwise(s) {
+        let u = ctx.uniform("conv2d_depthwise_backward_weight.params", &p)?;
+        let grid = grid_per_item(ctx, s.w_len());
+        return Ok(vec![ctx.dispatch(
+            "conv2d",
+            "conv2d_depthwise_backward_weight",
+            &[&u, x, dw, dy],
+            grid,
+        )?]);
+    }
+    let (splits, chunk) = backward_weight_splits(s);
+    check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
+    p.splits = splits as u32;
+    p.chunk = chunk as u32;
+    let (entry, grid) = gemm_entry(
         OP,
-        &[&u, x, dw, dy],
-        gemm_grid(s.cout_per_group(), s.patch_len(), s.groups),
-    )
+        "conv2d_backward_weight_wide",
+        s.cout_per_group(),
+        s.patch_len(),
+        s.groups * splits,
+    );
+    if splits == 1 {
+        let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
+        return Ok(vec![ctx.dispatch(
+            "conv2d",
+            entry,
+            &[&u, x, dw, dy],
+            grid,
+        )?]);
+    }
+    let bytes = (splits * s.w_len()) as u64 * 4;
+    ctx.check_size("conv2d_backward_weight split-K partial sums", bytes)?;
+    let partial = ctx.storage_buffer("conv2d_backward_weight.partial", bytes)?;
+    let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
+    Ok(vec![
+        ctx.dispatch("conv2d", entry, &[&u, x, &partial, dy], grid)?,
+        ctx.dispatch(
+            "conv2d",
+            "conv2d_backward_weight_reduce",
+            &[&u, &partial, dw],
+            grid_1d(ctx, s.w_len(), BIAS_WG),
+        )?,
+    ])
 }
 
 /// y[b, c, :, :] += bias[c].

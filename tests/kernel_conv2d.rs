@@ -1,0 +1,655 @@
+//! 2-D convolution: the CPU twin against a naive direct convolution in f64, every backward
+//! against central differences in f64, the GPU kernels against the CPU twin on awkward
+//! shapes, everything against JAX float64 golden values (tests/golden/make_conv_golden.py),
+//! and the refusal of impossible geometry.
+
+mod common;
+
+use common::{assert_close, assert_close_f64, random_vec, random_vec_f64};
+use gradscope::cpu::conv2d as cc;
+use gradscope::gpu::kernels::conv2d as gk;
+use gradscope::ops::Conv2dShape;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Conv2dShape {
+    Conv2dShape {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k[0],
+        kw: k[1],
+        stride,
+        pad,
+        dilation,
+        groups,
+    }
+}
+
+/// Awkward shapes: a hand-picked set (1×1 kernels, depthwise, everything at once, a tile
+/// boundary crossed in channels and pixels) plus seeded random draws from the option sets
+/// n 1..3, c_in 1/3/5, c_out 1/4/7, h, w 1/5/7/9, k 1/3/5, stride 1/2/3, pad 0/1/2,
+/// dilation 1/2, groups 1/2/c_in, keeping only valid geometry.
+fn shapes(random: usize) -> Vec<Conv2dShape> {
+    let mut v = vec![
+        shape(1, 1, 1, 1, 1, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+        shape(2, 3, 7, 5, 4, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(3, 5, 9, 7, 7, [3, 5], [2, 3], [2, 1], [2, 1], 1),
+        shape(2, 5, 9, 9, 5, [3, 3], [2, 2], [1, 1], [1, 1], 5), // depthwise
+        shape(1, 3, 7, 9, 6, [5, 3], [1, 2], [2, 0], [1, 2], 3), // depthwise ×2
+        shape(2, 4, 5, 7, 6, [1, 1], [2, 2], [0, 0], [1, 1], 2), // grouped 1×1 strided
+        shape(1, 1, 9, 9, 1, [5, 5], [3, 3], [2, 2], [2, 2], 1),
+        // Crosses the 64 tile in output channels (67), input channels (66) and pixels.
+        shape(2, 66, 9, 7, 67, [1, 3], [1, 1], [0, 1], [1, 1], 1),
+        // 16–32 rows: the wide tiles' full height (resnet-like 16 and 32 channels, and 20/24).
+        shape(2, 16, 8, 8, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 16, 9, 9, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(1, 24, 9, 11, 20, [3, 3], [1, 2], [2, 1], [2, 1], 1),
+        // Long K = n·oh·ow for the backward weight pass: split-K with a ragged last chunk.
+        shape(3, 3, 31, 29, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 4, 23, 17, 4, [3, 3], [2, 1], [1, 1], [1, 2], 4),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let pick = |rng: &mut ChaCha8Rng, xs: &[usize]| xs[rng.random_range(0..xs.len())];
+    let fixed = v.len();
+    while v.len() < fixed + random {
+        let c_in = pick(&mut rng, &[1, 3, 5]);
+        let groups = match rng.random_range(0..3) {
+            0 => 1,
+            1 => 2,
+            _ => c_in,
+        };
+        let c_out_base = pick(&mut rng, &[1, 4, 7]);
+        // Depthwise keeps c_out a multiple of c_in (channel multiplier 1 or 2).
+        let c_out = if groups == c_in && groups > 1 {
+            c_in * (c_out_base % 2 + 1)
+        } else {
+            c_out_base
+        };
+        let k = pick(&mut rng, &[1, 3, 5]);
+        let s = shape(
+            rng.random_range(1..4),
+            c_in,
+            pick(&mut rng, &[1, 5, 7, 9]),
+            pick(&mut rng, &[1, 5, 7, 9]),
+            c_out,
+            [k, pick(&mut rng, &[1, 3, 5])],
+            [pick(&mut rng, &[1, 2, 3]), pick(&mut rng, &[1, 2, 3])],
+            [pick(&mut rng, &[0, 1, 2]), pick(&mut rng, &[0, 1, 2])],
+            [pick(&mut rng, &[1, 2]), pick(&mut rng, &[1, 2])],
+            groups,
+        );
+        if s.validate("random").is_ok() {
+            v.push(s);
+        }
+    }
+    v
+}
+
+fn describe(s: &Conv2dShape) -> String {
+    format!(
+        "n{} c_in{} {}x{} c_out{} k{}x{} stride{:?} pad{:?} dil{:?} groups{}",
+        s.n, s.c_in, s.h, s.w, s.c_out, s.kh, s.kw, s.stride, s.pad, s.dilation, s.groups
+    )
+}
+
+/// The definition, seven loops deep: y[b, co, oy, ox] = Σ_{ci, ki, kj} x[b, g·cpg + ci,
+/// oy·s − p + ki·d, ox·s − p + kj·d] · w[co, ci, ki, kj], with g = co / (c_out/groups).
+fn naive_forward(s: &Conv2dShape, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let [oh, ow] = s.out_hw();
+    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
+    let mut y = vec![0.0; s.y_len()];
+    for b in 0..s.n {
+        for co in 0..s.c_out {
+            let g = co / cpg_out;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0.0;
+                    for ci in 0..cpg_in {
+                        for ki in 0..s.kh {
+                            for kj in 0..s.kw {
+                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
+                                    - s.pad[0] as isize;
+                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
+                                    - s.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
+                                    + ix as usize;
+                                let wi = ((co * cpg_in + ci) * s.kh + ki) * s.kw + kj;
+                                acc += x[xi] * w[wi];
+                            }
+                        }
+                    }
+                    y[((b * s.c_out + co) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn cpu_forward_matches_naive_direct_convolution() {
+    for (i, s) in shapes(60).iter().enumerate() {
+        let seed = 1000 + i as u64;
+        let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
+        let w = random_vec_f64(seed + 1, s.w_len(), -1.0, 1.0);
+        let want = naive_forward(s, &x, &w);
+        let mut got = vec![f64::NAN; s.y_len()];
+        cc::conv2d_forward(s, &x, &w, &mut got);
+        // Same products, different summation order: f64 rounding only.
+        assert_close_f64(
+            &format!("conv2d_forward vs naive, seed {seed}, {}", describe(s)),
+            &got,
+            &want,
+            1e-12,
+            1e-12,
+        );
+    }
+}
+
+/// dW[co, ci, ki, kj] = Σ_{b, oy, ox} dy[b, co, oy, ox] · x[b, g·cpg + ci, iy, ix], directly.
+fn naive_backward_weight(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> Vec<f64> {
+    let [oh, ow] = s.out_hw();
+    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
+    let mut dw = vec![0.0; s.w_len()];
+    for co in 0..s.c_out {
+        let g = co / cpg_out;
+        for ci in 0..cpg_in {
+            for ki in 0..s.kh {
+                for kj in 0..s.kw {
+                    let mut acc = 0.0;
+                    for b in 0..s.n {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
+                                    - s.pad[0] as isize;
+                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
+                                    - s.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                acc += dy[((b * s.c_out + co) * oh + oy) * ow + ox]
+                                    * x[((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
+                                        + ix as usize];
+                            }
+                        }
+                    }
+                    dw[((co * cpg_in + ci) * s.kh + ki) * s.kw + kj] = acc;
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// The weight gradient sums the batch in parallel chunks of 4 images: batches of 9 and 4
+/// (several chunks, a ragged last one, exactly one) against the direct sum.
+#[test]
+fn cpu_backward_weight_matches_direct_sum_over_large_batches() {
+    for (i, s) in [
+        shape(9, 4, 7, 6, 6, [3, 2], [2, 1], [1, 1], [1, 2], 2),
+        shape(4, 3, 5, 5, 3, [3, 3], [1, 1], [1, 1], [1, 1], 3),
+        shape(9, 2, 6, 5, 3, [1, 3], [1, 2], [0, 2], [1, 1], 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 4000 + i as u64;
+        let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
+        let dy = random_vec_f64(seed + 1, s.y_len(), -1.0, 1.0);
+        let mut dw = vec![f64::NAN; s.w_len()];
+        cc::conv2d_backward_weight(s, &x, &dy, &mut dw, false);
+        assert_close_f64(
+            &format!(
+                "conv2d_backward_weight vs direct sum, seed {seed}, {}",
+                describe(s)
+            ),
+            &dw,
+            &naive_backward_weight(s, &x, &dy),
+            1e-12,
+            1e-12,
+        );
+    }
+}
+
+#[test]
+fn cpu_bias_forward_and_backward_match_definition() {
+    let s = shape(2, 3, 5, 4, 3, [3, 1], [2, 1], [1, 0], [1, 1], 1);
+    let [oh, ow] = s.out_hw();
+    let y0 = random_vec_f64(5, s.y_len(), -1.0, 1.0);
+    let b = random_vec_f64(6, s.c_out, -1.0, 1.0);
+    let mut y = y0.clone();
+    cc::conv2d_bias_forward(&s, &mut y, &b);
+    for (i, (&got, &was)) in y.iter().zip(&y0).enumerate() {
+        assert_eq!(got, was + b[(i / (oh * ow)) % s.c_out], "index {i}");
+    }
+    let mut db = vec![10.0; s.c_out];
+    cc::conv2d_backward_bias(&s, &y0, &mut db, true);
+    for (c, &got) in db.iter().enumerate() {
+        let mut want = 10.0;
+        for bb in 0..s.n {
+            want += y0[(bb * s.c_out + c) * oh * ow..][..oh * ow]
+                .iter()
+                .sum::<f64>();
+        }
+        assert!((got - want).abs() < 1e-12, "db[{c}] {got} != {want}");
+    }
+}
+
+/// L = Σ r ⊙ (conv(x, w) + b) for fixed r, so ∂L/∂x, ∂L/∂w, ∂L/∂b are what the backward
+/// passes return given dy = r. L is linear in each argument, so the central difference is
+/// exact up to rounding: |L| ≲ 100 gives errors ~1e-16·100/1e-6 ≈ 1e-8, hence atol 1e-7.
+#[test]
+fn backward_passes_match_central_differences() {
+    let eps = 1e-6;
+    let mut checked = 0;
+    for (i, s) in shapes(12).iter().enumerate() {
+        if s.x_len() > 700 || s.w_len() > 700 {
+            continue; // keeps the 2·(|x| + |w|) forward evaluations cheap
+        }
+        let seed = 2000 + i as u64;
+        let what = format!("seed {seed}, {}", describe(s));
+        let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
+        let w = random_vec_f64(seed + 1, s.w_len(), -1.0, 1.0);
+        let b = random_vec_f64(seed + 2, s.c_out, -1.0, 1.0);
+        let r = random_vec_f64(seed + 3, s.y_len(), -1.0, 1.0);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut y = vec![0.0; s.y_len()];
+            cc::conv2d_forward(s, x, w, &mut y);
+            cc::conv2d_bias_forward(s, &mut y, b);
+            y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let central = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+            (0..v.len())
+                .map(|j| {
+                    let mut p = v.to_vec();
+                    p[j] += eps;
+                    let mut m = v.to_vec();
+                    m[j] -= eps;
+                    (f(&p) - f(&m)) / (2.0 * eps)
+                })
+                .collect()
+        };
+
+        let mut dx = vec![f64::NAN; s.x_len()];
+        cc::conv2d_backward_input(s, &r, &w, &mut dx);
+        let num = central(&x, &|xp| loss(xp, &w, &b));
+        assert_close_f64(&format!("dx {what}"), &dx, &num, 1e-7, 1e-7);
+
+        let mut dw = vec![f64::NAN; s.w_len()];
+        cc::conv2d_backward_weight(s, &x, &r, &mut dw, false);
+        let num = central(&w, &|wp| loss(&x, wp, &b));
+        assert_close_f64(&format!("dw {what}"), &dw, &num, 1e-7, 1e-7);
+
+        let mut db = vec![f64::NAN; s.c_out];
+        cc::conv2d_backward_bias(s, &r, &mut db, false);
+        let num = central(&b, &|bp| loss(&x, &w, bp));
+        assert_close_f64(&format!("db {what}"), &db, &num, 1e-7, 1e-7);
+
+        // accumulate adds the same gradient onto what was there.
+        let mut dw2 = dw.clone();
+        cc::conv2d_backward_weight(s, &x, &r, &mut dw2, true);
+        let twice: Vec<f64> = dw.iter().map(|v| 2.0 * v).collect();
+        assert_close_f64(&format!("dw accumulate {what}"), &dw2, &twice, 1e-12, 1e-12);
+        let mut db2 = db.clone();
+        cc::conv2d_backward_bias(s, &r, &mut db2, true);
+        let twice: Vec<f64> = db.iter().map(|v| 2.0 * v).collect();
+        assert_close_f64(&format!("db accumulate {what}"), &db2, &twice, 1e-12, 1e-12);
+        checked += 1;
+    }
+    // The size filter must leave the strided, padded, dilated, grouped and depthwise cases.
+    assert!(checked >= 12, "only {checked} shapes checked");
+}
+
+#[test]
+fn gpu_matches_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let all = shapes(40);
+    // Both special paths of the launchers must be exercised, not only the plain GEMMs.
+    let depthwise = all.iter().filter(|s| gk::is_depthwise(s)).count();
+    let split = all
+        .iter()
+        .filter(|s| gk::backward_weight_scratch_len(s) > 0)
+        .count();
+    assert!(
+        depthwise >= 5 && split >= 2,
+        "{depthwise} depthwise, {split} split-K shapes"
+    );
+    for (i, s) in all.iter().enumerate() {
+        let seed = 3000 + i as u64;
+        let what = format!("seed {seed}, {}", describe(s));
+        let x = random_vec(seed, s.x_len(), -1.0, 1.0);
+        let w = random_vec(seed + 1, s.w_len(), -1.0, 1.0);
+        let b = random_vec(seed + 2, s.c_out, -1.0, 1.0);
+        let dy = random_vec(seed + 3, s.y_len(), -1.0, 1.0);
+        let dw0 = random_vec(seed + 4, s.w_len(), -1.0, 1.0);
+        let db0 = random_vec(seed + 5, s.c_out, -1.0, 1.0);
+
+        let mut y = vec![0.0f32; s.y_len()];
+        cc::conv2d_forward(s, &x, &w, &mut y);
+        let mut yb_want = y.clone();
+        cc::conv2d_bias_forward(s, &mut yb_want, &b);
+        let mut dx = vec![0.0f32; s.x_len()];
+        cc::conv2d_backward_input(s, &dy, &w, &mut dx);
+
+        let xg = ctx.upload("x", &x).unwrap();
+        let wg = ctx.upload("w", &w).unwrap();
+        let bg = ctx.upload("b", &b).unwrap();
+        let dyg = ctx.upload("dy", &dy).unwrap();
+        let yg = ctx.upload("y", &vec![f32::NAN; s.y_len()]).unwrap();
+        let dxg = ctx.upload("dx", &vec![f32::NAN; s.x_len()]).unwrap();
+        let fwd = gk::conv2d_forward(ctx, s, &xg, &wg, &yg).unwrap();
+        let bin = gk::conv2d_backward_input(ctx, s, &dyg, &wg, &dxg).unwrap();
+        ctx.run(&[&fwd, &bin]).unwrap();
+        // Sums of at most c_in/groups·kh·kw (or c_out/groups·kh·kw) products of values in
+        // [−1, 1], in different orders: f32 rounding ~1e-7 per term, so 1e-5 is ample and
+        // a wrong tap (an error of order 1) cannot hide.
+        let got: Vec<f32> = ctx.read(&yg, s.y_len()).unwrap();
+        assert_close(&format!("conv2d_forward {what}"), &got, &y, 1e-5, 1e-5);
+        let got: Vec<f32> = ctx.read(&dxg, s.x_len()).unwrap();
+        assert_close(
+            &format!("conv2d_backward_input {what}"),
+            &got,
+            &dx,
+            1e-5,
+            1e-5,
+        );
+
+        let bf = gk::conv2d_bias_forward(ctx, s, &yg, &bg).unwrap();
+        ctx.run(&[&bf]).unwrap();
+        let got: Vec<f32> = ctx.read(&yg, s.y_len()).unwrap();
+        assert_close(
+            &format!("conv2d_bias_forward {what}"),
+            &got,
+            &yb_want,
+            1e-5,
+            1e-5,
+        );
+
+        for accumulate in [false, true] {
+            let mut dw = dw0.clone();
+            cc::conv2d_backward_weight(s, &x, &dy, &mut dw, accumulate);
+            let mut db = db0.clone();
+            cc::conv2d_backward_bias(s, &dy, &mut db, accumulate);
+            let dwg = ctx.upload("dw", &dw0).unwrap();
+            let dbg = ctx.upload("db", &db0).unwrap();
+            let mut ds = gk::conv2d_backward_weight(ctx, s, &xg, &dyg, &dwg, accumulate).unwrap();
+            ds.push(gk::conv2d_backward_bias(ctx, s, &dyg, &dbg, accumulate).unwrap());
+            ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
+            // dw sums n·oh·ow products (≤ 3·31·29 here) in another order than the CPU's
+            // GEMM (split-K for the larger ones): f32 rounding ~1e-7 relative per term on
+            // sums of magnitude ≲ 30, hence atol 1e-4.
+            let got: Vec<f32> = ctx.read(&dwg, s.w_len()).unwrap();
+            assert_close(
+                &format!("conv2d_backward_weight accumulate {accumulate} {what}"),
+                &got,
+                &dw,
+                1e-4,
+                1e-5,
+            );
+            // The CPU twin adds in the kernel's lane-and-tree order: additions only, exact.
+            let got: Vec<f32> = ctx.read(&dbg, s.c_out).unwrap();
+            assert_close(
+                &format!("conv2d_backward_bias accumulate {accumulate} {what}"),
+                &got,
+                &db,
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_repeats_bit_for_bit() {
+    let Some(ctx) = common::gpu() else { return };
+    // Split-K (two dispatches) and depthwise (one workgroup per weight, lane tree).
+    for (s, dispatches) in [
+        (shape(2, 6, 29, 31, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2), 2),
+        (
+            shape(2, 6, 29, 31, 12, [3, 3], [1, 2], [1, 1], [2, 1], 6),
+            1,
+        ),
+    ] {
+        repeat_backward_weight(ctx, s, dispatches);
+    }
+}
+
+fn repeat_backward_weight(ctx: &gradscope::gpu::GpuContext, s: Conv2dShape, dispatches: usize) {
+    let x = ctx
+        .upload("x", &random_vec(1, s.x_len(), -1.0, 1.0))
+        .unwrap();
+    let dy = ctx
+        .upload("dy", &random_vec(2, s.y_len(), -1.0, 1.0))
+        .unwrap();
+    let dw = ctx.storage_buffer("dw", 4 * s.w_len() as u64).unwrap();
+    let d = gk::conv2d_backward_weight(ctx, &s, &x, &dy, &dw, false).unwrap();
+    assert_eq!(d.len(), dispatches, "{}", describe(&s));
+    let d: Vec<_> = d.iter().collect();
+    ctx.run(&d).unwrap();
+    let first: Vec<f32> = ctx.read(&dw, s.w_len()).unwrap();
+    ctx.run(&d).unwrap();
+    let second: Vec<f32> = ctx.read(&dw, s.w_len()).unwrap();
+    assert_eq!(
+        first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        second.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn split_k_is_a_function_of_the_shape() {
+    // Small K: one split, no scratch. resnet-20's first stage at batch 128: K = 131072
+    // pixels over 3 workgroups of dW tiles, so it splits into many chunks of ≥ 128 pixels,
+    // each a multiple of the 16-pixel slice, covering K exactly once.
+    let small = shape(1, 3, 5, 5, 4, [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    assert_eq!(gk::backward_weight_splits(&small).0, 1);
+    assert_eq!(gk::backward_weight_scratch_len(&small), 0);
+    let stage1 = shape(128, 16, 32, 32, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    let (splits, chunk) = gk::backward_weight_splits(&stage1);
+    let k = 128 * 32 * 32;
+    assert!(splits > 64, "{splits}");
+    assert!(chunk % 16 == 0 && chunk >= 128, "{chunk}");
+    assert!(
+        (splits - 1) * chunk < k && splits * chunk >= k,
+        "{splits} × {chunk} vs {k}"
+    );
+    assert_eq!(
+        gk::backward_weight_scratch_len(&stage1),
+        splits * stage1.w_len()
+    );
+}
+
+#[test]
+fn launchers_refuse_bad_buffers() {
+    let Some(ctx) = common::gpu() else { return };
+    let s = shape(1, 2, 5, 5, 3, [3, 3], [1, 1], [1, 1], [1, 1], 1);
+    let x = ctx.storage_buffer("x", 4 * s.x_len() as u64).unwrap();
+    let w = ctx.storage_buffer("w", 4 * s.w_len() as u64).unwrap();
+    let short = ctx.storage_buffer("y", 4 * (s.y_len() as u64 - 1)).unwrap();
+    let e = gk::conv2d_forward(ctx, &s, &x, &w, &short).unwrap_err();
+    assert!(e.to_string().contains("`y`"), "{e}");
+    let e = gk::conv2d_backward_weight(ctx, &s, &x, &short, &w, false).unwrap_err();
+    assert!(e.to_string().contains("`dy`"), "{e}");
+    // y as large as the output, passed as x too (large enough for both roles).
+    let y = ctx.storage_buffer("y", 4 * s.y_len() as u64).unwrap();
+    let e = gk::conv2d_forward(ctx, &s, &y, &w, &y).unwrap_err();
+    assert!(e.to_string().contains("same buffer"), "{e}");
+    let mut bad = s;
+    bad.stride = [0, 1];
+    let e = gk::conv2d_forward(ctx, &bad, &x, &w, &short).unwrap_err();
+    assert!(e.to_string().contains("stride"), "{e}");
+}
+
+#[test]
+fn validate_refuses_impossible_geometry() {
+    let ok = shape(2, 4, 8, 8, 6, [3, 3], [1, 1], [1, 1], [1, 1], 2);
+    ok.validate("conv1").unwrap();
+    let cases: Vec<(Conv2dShape, &str)> = vec![
+        (
+            Conv2dShape {
+                stride: [1, 0],
+                ..ok
+            },
+            "stride",
+        ),
+        (
+            Conv2dShape {
+                dilation: [0, 1],
+                ..ok
+            },
+            "dilation",
+        ),
+        (Conv2dShape { groups: 0, ..ok }, "groups is 0"),
+        (Conv2dShape { groups: 3, ..ok }, "not divisible by groups"),
+        (Conv2dShape { c_out: 5, ..ok }, "not divisible by groups"),
+        (Conv2dShape { kh: 11, ..ok }, "kernel height 11"),
+        (
+            Conv2dShape {
+                kw: 4,
+                dilation: [1, 4],
+                ..ok
+            },
+            "effective 13",
+        ),
+        (Conv2dShape { c_in: 0, ..ok }, "input channels is 0"),
+    ];
+    for (s, needle) in cases {
+        let e = s.validate("stage2.block1.conv2").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, gradscope::Error::Config(_)),
+            "{msg}: not a Config error"
+        );
+        assert!(
+            msg.contains("stage2.block1.conv2"),
+            "{msg}: layer not named"
+        );
+        assert!(msg.contains(needle), "{msg}: does not mention `{needle}`");
+        if needle.starts_with("kernel") || needle.starts_with("effective") {
+            // The kernel does not fit: out_hw reports an empty output instead of wrapping.
+            assert!(s.out_hw().contains(&0), "{msg}: out_hw {:?}", s.out_hw());
+        }
+    }
+    // The kernel exactly filling the padded input is fine: one output pixel.
+    let fits = Conv2dShape { kh: 10, ..ok };
+    fits.validate("conv1").unwrap();
+    assert_eq!(fits.out_hw(), [1, 8]);
+}
+
+#[test]
+fn matches_jax_golden_values() {
+    let text = std::fs::read_to_string("tests/golden/conv_golden.json").unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let gpu = common::gpu();
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let u = |k: &str| c[k].as_u64().unwrap() as usize;
+        let pair = |k: &str| {
+            [
+                c[k][0].as_u64().unwrap() as usize,
+                c[k][1].as_u64().unwrap() as usize,
+            ]
+        };
+        let v = |k: &str| -> Vec<f64> {
+            c[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_f64().unwrap())
+                .collect()
+        };
+        let s = Conv2dShape {
+            n: u("n"),
+            c_in: u("c_in"),
+            h: u("h"),
+            w: u("w"),
+            c_out: u("c_out"),
+            kh: u("kh"),
+            kw: u("kw"),
+            stride: pair("stride"),
+            pad: pair("pad"),
+            dilation: pair("dilation"),
+            groups: u("groups"),
+        };
+        s.validate(name).unwrap();
+        let ys: Vec<usize> = c["y_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_u64().unwrap() as usize)
+            .collect();
+        let [oh, ow] = s.out_hw();
+        assert_eq!(ys, vec![s.n, s.c_out, oh, ow], "{name}: output shape");
+        let (x, w, b, dy) = (v("x"), v("weight"), v("bias"), v("dy"));
+
+        // CPU twin in f64: JAX's float64 results to rounding.
+        let mut y = vec![0.0; s.y_len()];
+        cc::conv2d_forward(&s, &x, &w, &mut y);
+        cc::conv2d_bias_forward(&s, &mut y, &b);
+        assert_close_f64(&format!("{name} y"), &y, &v("y"), 1e-12, 1e-12);
+        let mut dx = vec![0.0; s.x_len()];
+        cc::conv2d_backward_input(&s, &dy, &w, &mut dx);
+        assert_close_f64(&format!("{name} dx"), &dx, &v("dx"), 1e-12, 1e-12);
+        let mut dw = vec![0.0; s.w_len()];
+        cc::conv2d_backward_weight(&s, &x, &dy, &mut dw, false);
+        assert_close_f64(&format!("{name} dw"), &dw, &v("dweight"), 1e-12, 1e-12);
+        let mut db = vec![0.0; s.c_out];
+        cc::conv2d_backward_bias(&s, &dy, &mut db, false);
+        assert_close_f64(&format!("{name} db"), &db, &v("dbias"), 1e-12, 1e-12);
+
+        // GPU in f32: inputs are exactly representable (the script rounds them to f32);
+        // the results differ from float64 by f32 rounding of sums of O(10–100) products
+        // of O(1) values, so 1e-4 absolute.
+        let Some(ctx) = gpu else { continue };
+        let f = |a: &[f64]| a.iter().map(|&e| e as f32).collect::<Vec<f32>>();
+        let xg = ctx.upload("x", &f(&x)).unwrap();
+        let wg = ctx.upload("w", &f(&w)).unwrap();
+        let bg = ctx.upload("b", &f(&b)).unwrap();
+        let dyg = ctx.upload("dy", &f(&dy)).unwrap();
+        let yg = ctx.storage_buffer("y", 4 * s.y_len() as u64).unwrap();
+        let dxg = ctx.storage_buffer("dx", 4 * s.x_len() as u64).unwrap();
+        let dwg = ctx.storage_buffer("dw", 4 * s.w_len() as u64).unwrap();
+        let dbg = ctx.storage_buffer("db", 4 * s.c_out as u64).unwrap();
+        let ds = [
+            gk::conv2d_forward(ctx, &s, &xg, &wg, &yg).unwrap(),
+            gk::conv2d_bias_forward(ctx, &s, &yg, &bg).unwrap(),
+            gk::conv2d_backward_input(ctx, &s, &dyg, &wg, &dxg).unwrap(),
+            gk::conv2d_backward_bias(ctx, &s, &dyg, &dbg, false).unwrap(),
+        ];
+        let bw = gk::conv2d_backward_weight(ctx, &s, &xg, &dyg, &dwg, false).unwrap();
+        ctx.run(&ds.iter().chain(&bw).collect::<Vec<_>>()).unwrap();
+        for (what, buf, len, want) in [
+            ("y", &yg, s.y_len(), "y"),
+            ("dx", &dxg, s.x_len(), "dx"),
+            ("dw", &dwg, s.w_len(), "dweight"),
+            ("db", &dbg, s.c_out, "dbias"),
+        ] {
+            let got: Vec<f32> = ctx.read(buf, len).unwrap();
+            assert_close(
+                &format!("{name} GPU {what}"),
+                &got,
+                &f(&v(want)),
+                1e-4,
+                1e-5,
+            );
+        }
+    }
+}
