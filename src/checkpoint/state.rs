@@ -80,13 +80,18 @@ pub fn state_name(param: &str, slot: usize) -> String {
 }
 
 /// Every tensor of a checkpoint of `exec`'s plan, in a fixed order: the parameters in plan
-/// order, then the optimizer state.
+/// order, BatchNorm's running statistics, then the optimizer state.
 pub fn capture(exec: &mut dyn Executor) -> Result<Vec<StoredTensor>> {
     let slots = exec.plan().params.clone();
     let mut out = Vec::with_capacity(slots.len() * 3);
     for p in &slots {
         let values = exec.read(p.value)?;
         out.push(StoredTensor::from_f32(&p.name, p.shape.clone(), &values));
+    }
+    // BatchNorm's running statistics, under PyTorch's state-dict names.
+    for (name, buf, _) in exec.plan().running.clone() {
+        let values = exec.read(buf)?;
+        out.push(StoredTensor::from_f32(name, vec![values.len()], &values));
     }
     for p in &slots {
         for (i, &id) in p.state.iter().enumerate() {
@@ -184,6 +189,13 @@ fn expected(plan: &Plan, with_state: bool) -> Vec<Expected> {
             name: p.name.clone(),
             buf: p.value,
             shape: p.shape.clone(),
+        });
+    }
+    for (name, buf, _) in &plan.running {
+        out.push(Expected {
+            name: name.clone(),
+            buf: *buf,
+            shape: vec![plan.buffer(*buf).numel],
         });
     }
     if with_state {

@@ -332,14 +332,7 @@ impl GpuExecutor {
                     dw,
                     accumulate,
                 } => {
-                    vec![conv2d::conv2d_backward_weight(
-                        c,
-                        &shape,
-                        buf(x),
-                        buf(dy),
-                        buf(dw),
-                        accumulate,
-                    )?]
+                    conv2d::conv2d_backward_weight(c, &shape, buf(x), buf(dy), buf(dw), accumulate)?
                 }
                 Op::Conv2dBackwardBias {
                     shape,

@@ -5,32 +5,7 @@
 use super::spec::{LossKind, ModelSpec, NodeId, NodeOp};
 use crate::error::{Error, Result};
 use crate::init::{Init, activation_gain};
-use crate::ops::Activation;
-
-/// Output size of a window op along one axis, or an error naming the layer when the
-/// (dilated) window does not fit the padded input.
-pub fn window_out(
-    layer: &str,
-    size: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-) -> Result<usize> {
-    if stride == 0 || dilation == 0 || k == 0 {
-        return Err(Error::config(format!(
-            "layer `{layer}`: kernel, stride and dilation must be at least 1"
-        )));
-    }
-    let span = dilation * (k - 1) + 1;
-    if size + 2 * pad < span {
-        return Err(Error::config(format!(
-            "layer `{layer}`: the {k}×{k} window (span {span} with dilation {dilation}) is larger than the \
-             padded input ({size} + 2·{pad})"
-        )));
-    }
-    Ok((size + 2 * pad - span) / stride + 1)
-}
+use crate::ops::{Activation, Conv2dShape, Pool2dShape};
 
 pub struct Builder {
     model: ModelSpec,
@@ -77,15 +52,21 @@ impl Builder {
         gain: f64,
     ) -> Result<NodeId> {
         let [c, h, w] = self.chw(name, x)?;
-        if groups == 0 || c % groups != 0 || out % groups != 0 {
-            return Err(Error::config(format!(
-                "layer `{name}`: {c} input and {out} output channels are not both divisible by groups = {groups}"
-            )));
-        }
-        let (oh, ow) = (
-            window_out(name, h, k, stride, pad, 1)?,
-            window_out(name, w, k, stride, pad, 1)?,
-        );
+        let shape = Conv2dShape {
+            n: 1,
+            c_in: c,
+            h,
+            w,
+            c_out: out,
+            kh: k,
+            kw: k,
+            stride: [stride; 2],
+            pad: [pad; 2],
+            dilation: [1, 1],
+            groups,
+        };
+        shape.validate(name)?;
+        let [oh, ow] = shape.out_hw();
         let weight = self.model.param(
             format!("{name}.weight"),
             vec![out, c / groups, k, k],
@@ -190,15 +171,18 @@ impl Builder {
         max: bool,
     ) -> Result<NodeId> {
         let [c, h, w] = self.chw(name, x)?;
-        if 2 * pad > k {
-            return Err(Error::config(format!(
-                "layer `{name}`: padding {pad} exceeds half the window {k}"
-            )));
-        }
-        let (oh, ow) = (
-            window_out(name, h, k, stride, pad, 1)?,
-            window_out(name, w, k, stride, pad, 1)?,
-        );
+        let shape = Pool2dShape {
+            n: 1,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            stride: [stride; 2],
+            pad: [pad; 2],
+        };
+        shape.validate(name)?;
+        let (oh, ow) = shape.out_hw();
         let (kernel, stride, pad) = ([k, k], [stride; 2], [pad; 2]);
         let op = if max {
             NodeOp::MaxPool2d {

@@ -78,12 +78,18 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData> {
     // and plain features with one mean and deviation; always with the training split's.
     if train.image.is_some_and(|[c, _, _]| c > 1) {
         let (mean, std) = train.channel_mean_std()?;
-        for d in [Some(&mut train), Some(&mut val), test.as_mut()].into_iter().flatten() {
+        for d in [Some(&mut train), Some(&mut val), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             d.standardize_channels(&mean, &std)?;
         }
     } else {
         let (mean, std) = train.mean_std();
-        for d in [Some(&mut train), Some(&mut val), test.as_mut()].into_iter().flatten() {
+        for d in [Some(&mut train), Some(&mut val), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             d.standardize(mean, std)?;
         }
     }

@@ -1,0 +1,291 @@
+//! Convolutional and residual networks through the whole plan: the backward of a network
+//! with every new op (convolution, BatchNorm, LayerNorm, pooling, dropout, a shortcut whose
+//! input feeds two nodes) against finite differences in f64, whole steps on the GPU against
+//! the CPU, the named networks, and impossible geometry.
+
+mod common;
+
+use gradscope::cpu::executor::CpuExecutor;
+use gradscope::executor::{Executor, StatsLevel};
+use gradscope::gpu::executor::GpuExecutor;
+use gradscope::init::Init;
+use gradscope::model::builder::{Builder, gain};
+use gradscope::model::{LossKind, ModelSpec, zoo};
+use gradscope::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
+use gradscope::plan::compile;
+use gradscope::train::initialize;
+
+const RELU: Activation = Activation::Relu;
+
+/// A small network using every op: a strided conv, BatchNorm, a residual block whose input
+/// feeds both the block and the shortcut (a 1×1 strided projection), max and average
+/// pooling, dropout, a dense layer on the flattened features, LayerNorm, global pooling.
+fn everything(input: &[usize], classes: usize, loss: LossKind) -> ModelSpec {
+    let (mut b, x) = Builder::new("everything", input, Init::HeNormal);
+    let x = b.conv("stem", x, 4, 3, 1, 1, 1, true, gain(RELU)).unwrap();
+    let x = b.batchnorm("stem_bn", x);
+    let x = b.act("stem_act", x, Activation::Tanh);
+    let y = b
+        .conv("block.conv1", x, 6, 3, 2, 1, 2, false, gain(RELU))
+        .unwrap();
+    let y = b.batchnorm("block.bn1", y);
+    let y = b.act("block.act1", y, RELU);
+    let y = b.conv("block.conv2", y, 6, 3, 1, 1, 1, true, 1.0).unwrap();
+    let s = b
+        .conv("block.shortcut", x, 6, 1, 2, 0, 1, true, 1.0)
+        .unwrap();
+    let y = b.add("block.add", y, s).unwrap();
+    let y = b.act("block.act2", y, Activation::Gelu);
+    let m = b.maxpool("maxpool", y, 2, 1, 0).unwrap();
+    let a = b.avgpool("avgpool", m, 2, 1, 1).unwrap();
+    let g = b.global_avg_pool("gap", a).unwrap();
+    let d = b.dropout("drop", a, 0.3).unwrap();
+    let f = b.flatten("flatten", d);
+    let h = b.linear("fc1", f, 5, 1.0);
+    let h = b.layernorm("ln", h);
+    let h = b.act("fc1_act", h, Activation::Tanh);
+    let h = b.linear("fc_mix", h, 6, 1.0);
+    let h = b.add("mix", h, g).unwrap();
+    let logits = b.linear("fc2", h, classes, 1.0);
+    b.finish(logits, loss).unwrap()
+}
+
+#[test]
+fn every_op_backward_matches_finite_differences() {
+    for loss in [LossKind::Xent, LossKind::Mse] {
+        let model = everything(&[2, 7, 7], 3, loss);
+        let plan = compile(&model, 3, OptimizerParams::new(OptimizerKind::Sgd)).unwrap();
+        let mut exec = CpuExecutor::<f64>::new(plan.clone());
+        initialize(&mut exec, 5).unwrap();
+        exec.load_batch(
+            &common::random_vec(1, 3 * 2 * 49, -1.0, 1.0),
+            &common::random_labels(2, 3, 3),
+        )
+        .unwrap();
+        exec.compute_gradients().unwrap();
+        // eps 1e-6 in f64: truncation ~eps², cancellation ~1e-16/eps. ReLU, max-pool and
+        // dropout kinks are met with probability ~eps per element, so a handful of
+        // parameters per tensor are checked, not every one.
+        let eps = 1e-6;
+        for slot in &plan.params {
+            let analytic = exec.tensor(slot.grad).to_vec();
+            let base = exec.tensor(slot.value).to_vec();
+            let picks: Vec<usize> = (0..base.len()).step_by((base.len() / 6).max(1)).collect();
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for &i in &picks {
+                let mut p = base.clone();
+                p[i] = base[i] + eps;
+                exec.set_tensor(slot.value, &p).unwrap();
+                let up = exec.compute_gradients().unwrap();
+                p[i] = base[i] - eps;
+                exec.set_tensor(slot.value, &p).unwrap();
+                let down = exec.compute_gradients().unwrap();
+                want.push((up - down) / (2.0 * eps));
+                got.push(analytic[i]);
+            }
+            exec.set_tensor(slot.value, &base).unwrap();
+            exec.compute_gradients().unwrap();
+            common::assert_close_f64(
+                &format!("{} {}", loss.name(), slot.name),
+                &got,
+                &want,
+                1e-7,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn whole_steps_on_gpu_match_cpu() {
+    let Some(ctx) = common::gpu_arc() else { return };
+    for (name, model) in [
+        ("everything", everything(&[2, 7, 7], 3, LossKind::Xent)),
+        (
+            "resnet8",
+            zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent)
+                .unwrap(),
+        ),
+    ] {
+        let mut opt = OptimizerParams::new(OptimizerKind::Momentum);
+        opt.weight_decay = 1e-4;
+        let plan = compile(&model, 3, opt).unwrap();
+        let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+        let mut gpu = GpuExecutor::new(ctx.clone(), plan.clone()).unwrap();
+        initialize(&mut cpu, 9).unwrap();
+        initialize(&mut gpu, 9).unwrap();
+        for step in 1..=3u64 {
+            let inputs = common::random_vec(50 + step, plan.batch * plan.input_features, -1.5, 1.5);
+            let labels = common::random_labels(60 + step, plan.batch, plan.classes as u32);
+            for exec in [&mut cpu as &mut dyn Executor, &mut gpu] {
+                exec.load_batch(&inputs, &labels).unwrap();
+                exec.train_step(
+                    step,
+                    StepScalars {
+                        lr: 0.02,
+                        t: step as u32,
+                    },
+                    StatsLevel::Full,
+                )
+                .unwrap();
+            }
+            let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
+            common::assert_close(
+                &format!("{name} step {step} loss"),
+                &[g[0].loss],
+                &[c[0].loss],
+                1e-5,
+                1e-4,
+            );
+            for slot in &plan.params {
+                let w = format!("{name} step {step} {}", slot.name);
+                common::assert_close(
+                    &format!("{w} grad"),
+                    &gpu.read(slot.grad).unwrap(),
+                    &cpu.read(slot.grad).unwrap(),
+                    1e-5,
+                    1e-3,
+                );
+                common::assert_close(
+                    &format!("{w} value"),
+                    &gpu.read(slot.value).unwrap(),
+                    &cpu.read(slot.value).unwrap(),
+                    1e-5,
+                    1e-4,
+                );
+            }
+            for (rname, buf, _) in &plan.running {
+                common::assert_close(
+                    &format!("{name} {rname}"),
+                    &gpu.read(*buf).unwrap(),
+                    &cpu.read(*buf).unwrap(),
+                    1e-5,
+                    1e-4,
+                );
+            }
+        }
+        // Evaluation mode (running statistics, no dropout) agrees too.
+        let (gl, gc) = gpu.evaluate(3).unwrap();
+        let (cl, cc) = cpu.evaluate(3).unwrap();
+        assert_eq!(gc, cc, "{name}: eval correct");
+        assert!(
+            (gl - cl).abs() <= 1e-3 * (1.0 + cl.abs()),
+            "{name}: eval loss {gl} vs {cl}"
+        );
+    }
+}
+
+#[test]
+fn named_networks_have_the_expected_shape() {
+    let lenet = zoo::lenet5(&[1, 28, 28], 10, Init::HeNormal, LossKind::Xent).unwrap();
+    // conv1 6·1·5·5+6, conv2 16·6·5·5+16, fc1 400·120+120, fc2 120·84+84, fc3 84·10+10.
+    assert_eq!(lenet.param_count(), 156 + 2416 + 48120 + 10164 + 850);
+    let resnet = zoo::cifar_resnet(
+        &[3, 32, 32],
+        10,
+        20,
+        true,
+        true,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
+    let names: Vec<&str> = resnet.params.iter().map(|p| p.name.as_str()).collect();
+    for want in [
+        "stem.conv.weight",
+        "stage2.block1.conv2.weight",
+        "stage2.block1.shortcut.weight",
+        "stage3.block3.bn2.bias",
+        "fc.weight",
+    ] {
+        assert!(names.contains(&want), "{want} missing");
+    }
+    // 19 convolutions + 2 projections, and the dense read-out.
+    let convs = resnet.params.iter().filter(|p| p.shape.len() == 4).count();
+    assert_eq!(convs, 19 + 2);
+    let plain = zoo::cifar_resnet(
+        &[3, 32, 32],
+        10,
+        20,
+        false,
+        true,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
+    assert_eq!(
+        plain.params.iter().filter(|p| p.shape.len() == 4).count(),
+        19
+    );
+    let plan = compile(&resnet, 2, OptimizerParams::new(OptimizerKind::Sgd)).unwrap();
+    assert!(plan.layers.iter().any(|l| l.name == "stage2.block1.conv2"));
+    zoo::depthwise_separable(&[3, 32, 32], 10, true, Init::HeNormal, LossKind::Xent).unwrap();
+    assert!(
+        zoo::cifar_resnet(
+            &[3, 32, 32],
+            10,
+            21,
+            true,
+            true,
+            Init::HeNormal,
+            LossKind::Xent
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn impossible_geometry_names_the_layer() {
+    let (mut b, x) = Builder::new("bad", &[3, 4, 4], Init::HeNormal);
+    let e = b
+        .conv("conv_big", x, 8, 7, 1, 0, 1, true, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv_big"), "{e}");
+    let e = b
+        .conv("conv_groups", x, 8, 3, 1, 1, 2, true, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv_groups") && e.contains("groups"), "{e}");
+    let e = b
+        .conv("conv_stride", x, 8, 3, 0, 1, 1, true, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv_stride"), "{e}");
+    let e = b.maxpool("pool_pad", x, 2, 2, 2).unwrap_err().to_string();
+    assert!(e.contains("pool_pad"), "{e}");
+    let y = b.conv("ok", x, 8, 3, 2, 1, 1, true, 1.0).unwrap();
+    let e = b.add("mismatch", x, y).unwrap_err().to_string();
+    assert!(e.contains("mismatch"), "{e}");
+}
+
+#[test]
+fn batchnorm_running_statistics_are_checkpointed() {
+    use gradscope::checkpoint::state::capture;
+    let model =
+        zoo::cifar_resnet(&[1, 8, 8], 3, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
+    let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Adam)).unwrap();
+    let mut exec = CpuExecutor::<f32>::new(plan.clone());
+    initialize(&mut exec, 1).unwrap();
+    exec.load_batch(&common::random_vec(3, 2 * 64, -1.0, 1.0), &[0, 2])
+        .unwrap();
+    exec.train_step(1, StepScalars { lr: 0.01, t: 1 }, StatsLevel::None)
+        .unwrap();
+    let tensors = capture(&mut exec).unwrap();
+    let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+    assert!(
+        names.contains(&"stem.bn.running_mean") && names.contains(&"stage1.block1.bn2.running_var")
+    );
+    let (name, buf, _) = &plan.running[0];
+    let saved = tensors
+        .iter()
+        .find(|t| &t.name == name)
+        .unwrap()
+        .to_f32()
+        .unwrap();
+    assert_eq!(saved, exec.read(*buf).unwrap());
+    assert!(
+        saved.iter().any(|&v| v != 0.0),
+        "the running mean moved after a step"
+    );
+}
