@@ -23,7 +23,9 @@ pub enum Error {
     Gpu { during: String, message: String },
 
     /// The device was lost (driver reset, GPU removed, timeout).
-    #[error("the GPU device was lost ({reason}); the last checkpoint is intact, restart the run")]
+    #[error(
+        "the GPU device was lost ({reason}); the last checkpoint is intact: continue with `gradscope train --resume RUN_DIR`"
+    )]
     DeviceLost { reason: String },
 
     /// A tensor would not fit the device's limits.

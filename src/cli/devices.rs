@@ -23,6 +23,7 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
     let adapters = list_adapters(&AdapterRequest {
         backend: args.backend.clone(),
         adapter: None,
+        ..AdapterRequest::default()
     })?;
     if args.json {
         println!(

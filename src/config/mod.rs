@@ -166,6 +166,17 @@ impl Default for TrainConfig {
     }
 }
 
+/// The largest layer width a config may ask for.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most hidden layers a config may ask for.
+pub const MAX_DEPTH: usize = 4096;
+/// The largest batch.
+pub const MAX_BATCH: usize = 1 << 24;
+/// The most epochs (times at most 2³² batches an epoch, far from overflowing a u64).
+pub const MAX_EPOCHS: usize = 1 << 20;
+/// The most steps.
+pub const MAX_STEPS: u64 = 1 << 40;
+
 impl TrainConfig {
     /// Parses a TOML config, refusing unknown keys.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
@@ -366,6 +377,31 @@ impl TrainConfig {
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
             return Err(Error::config(format!(
                 "`hidden` entry {i} is 0; widths must be at least 1"
+            )));
+        }
+        // Bounds that keep every size computed from these settings (tensor elements, step
+        // counts) far from overflow, whatever a config file says.
+        let at_most = |name: &str, v: usize, max: usize| {
+            if v > max {
+                Err(Error::config(format!(
+                    "`{name}` is {v}; at most {max} is supported"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        at_most("depth", self.depth, MAX_DEPTH)?;
+        at_most("width", self.width, MAX_WIDTH)?;
+        at_most("hidden (number of layers)", self.hidden.len(), MAX_DEPTH)?;
+        for &w in &self.hidden {
+            at_most("hidden (a width)", w, MAX_WIDTH)?;
+        }
+        at_most("batch_size", self.batch_size, MAX_BATCH)?;
+        at_most("epochs", self.epochs, MAX_EPOCHS)?;
+        if self.max_steps > MAX_STEPS {
+            return Err(Error::config(format!(
+                "`max_steps` is {}; at most {MAX_STEPS} is supported",
+                self.max_steps
             )));
         }
         if let Some(v) = self.clip_norm {

@@ -17,6 +17,31 @@ pub struct AdapterRequest {
     pub backend: Option<String>,
     /// An index into `gradscope devices`' list, or a case-insensitive name substring.
     pub adapter: Option<String>,
+    /// A test and diagnostic knob: caps the storage-binding limit the device is opened with (and that [`GpuContext::check_size`] enforces) at this many
+    /// bytes, so the refusal of oversized tensors can be exercised on a small model. `None`
+    /// reads `GRADSCOPE_MAX_STORAGE_BINDING` (bytes) from the environment, else keeps the
+    /// adapter's own limits. A cap above the adapter's limit changes nothing.
+    pub max_storage_binding: Option<u64>,
+}
+
+/// The environment variable behind [`AdapterRequest::max_storage_binding`].
+pub const MAX_STORAGE_BINDING_ENV: &str = "GRADSCOPE_MAX_STORAGE_BINDING";
+
+impl AdapterRequest {
+    /// The storage-binding cap asked for, by field or environment.
+    pub fn storage_binding_cap(&self) -> Result<Option<u64>> {
+        if let Some(cap) = self.max_storage_binding {
+            return Ok(Some(cap));
+        }
+        match std::env::var(MAX_STORAGE_BINDING_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map(Some).map_err(|_| {
+                Error::config(format!(
+                    "{MAX_STORAGE_BINDING_ENV}=`{v}` is not a byte count (a whole number)"
+                ))
+            }),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What a user needs to know about one adapter (the `gradscope devices` listing).
@@ -211,7 +236,15 @@ impl GpuContext {
             | wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = request.storage_binding_cap()? {
+            // Opening the device with the lowered limits makes wgpu enforce them too, so a
+            // buffer that slipped past `check_size` would be a caught validation error.
+            // wgpu requires storage bindings to be multiples of 4 bytes.
+            let cap = (cap / 4 * 4).max(4);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("gradscope"),
             required_features: features,
@@ -263,7 +296,8 @@ impl GpuContext {
             during: during.to_string(),
             message: "error sink poisoned".into(),
         })?;
-        if let Some(reason) = sink.lost.take() {
+        // A lost device stays lost: every later check reports it again.
+        if let Some(reason) = sink.lost.clone() {
             return Err(Error::DeviceLost { reason });
         }
         if !sink.gpu.is_empty() {
@@ -285,6 +319,24 @@ impl GpuContext {
                 message: e.to_string(),
             })?;
         self.check(during)
+    }
+
+    /// Whether the device has been reported lost.
+    pub fn is_lost(&self) -> bool {
+        self.errors.lock().map(|s| s.lost.is_some()).unwrap_or(true)
+    }
+
+    /// A test and diagnostic hook: records a device loss and destroys the device, as a
+    /// driver reset or a removed GPU would. (A plain `device.destroy()` is not reported: the
+    /// lost callback treats a deliberate destroy as a shutdown.) Every later check, step or
+    /// readback on this context returns [`Error::DeviceLost`]; the context cannot recover,
+    /// a new one must be opened.
+    pub fn simulate_device_loss(&self) {
+        if let Ok(mut s) = self.errors.lock() {
+            s.lost
+                .get_or_insert_with(|| "simulated device loss (device destroyed)".to_string());
+        }
+        self.device.destroy();
     }
 
     /// Refuses a buffer that the device cannot hold or bind, before any wgpu call.

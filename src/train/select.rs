@@ -17,6 +17,7 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
     let request = AdapterRequest {
         backend: config.backend.clone(),
         adapter: config.adapter.clone(),
+        ..AdapterRequest::default()
     };
     // Naming an adapter or a backend is a request for the GPU.
     let explicit = request.adapter.is_some() || request.backend.is_some();
