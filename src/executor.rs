@@ -71,6 +71,12 @@ pub trait Executor {
 
     /// Overwrites a float tensor of the plan.
     fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()>;
+
+    /// Bytes the executor holds for the plan (the plan's own buffers, and on the GPU the
+    /// statistics and readback buffers).
+    fn allocated_bytes(&self) -> u64 {
+        self.plan().total_bytes()
+    }
 }
 
 /// Writes one-hot rows of `classes` columns for `labels` into `out` (MSE targets).

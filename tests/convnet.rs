@@ -289,3 +289,39 @@ fn batchnorm_running_statistics_are_checkpointed() {
         "the running mean moved after a step"
     );
 }
+
+/// The issue's own case: a full training step of resnet-20 on 3×32×32 images (batch 2, to
+/// keep the software adapter's time small), GPU against CPU: the loss and every gradient.
+#[test]
+fn resnet20_step_on_gpu_matches_cpu() {
+    let Some(ctx) = common::gpu_arc() else { return };
+    let model = zoo::cifar_resnet(&[3, 32, 32], 10, 20, true, true, Init::HeNormal, LossKind::Xent).unwrap();
+    let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+    let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+    let mut gpu = GpuExecutor::new(ctx, plan.clone()).unwrap();
+    initialize(&mut cpu, 4).unwrap();
+    initialize(&mut gpu, 4).unwrap();
+    let inputs = common::random_vec(70, 2 * 3 * 32 * 32, -1.0, 1.0);
+    for exec in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        exec.load_batch(&inputs, &[3, 7]).unwrap();
+        exec.train_step(1, StepScalars { lr: 0.05, t: 1 }, StatsLevel::Full).unwrap();
+    }
+    let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
+    common::assert_close("resnet20 loss", &[g[0].loss], &[c[0].loss], 1e-5, 1e-4);
+    // Element-wise agreement is not expected here, and the reason is the ReLU kink: the two
+    // executors' forward values differ by ~1e-6 relative (f32 sums in different orders), so
+    // the odd pre-activation within that distance of 0 takes the other branch, and BatchNorm's
+    // backward spreads that one element's gradient over its whole channel, layer after
+    // layer (measured: one flipped element in stage 3 moves stem gradients by ~1%). The
+    // shallow networks above are compared element by element; here the relative L2 error of
+    // every tensor is bounded instead.
+    let rel = |a: &[f32], b: &[f32]| {
+        let d: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+        let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+        d / n.max(1e-12)
+    };
+    for slot in &plan.params {
+        let e = rel(&gpu.read(slot.grad).unwrap(), &cpu.read(slot.grad).unwrap());
+        assert!(e < 3e-2, "resnet20 {} grad: relative L2 error {e:.2e}", slot.name);
+    }
+}

@@ -148,3 +148,38 @@ impl Observer for Console {
         );
     }
 }
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// The `--dry-run` report: what the plan allocates, by role, against what the executor
+/// actually holds, and the largest buffers.
+pub fn memory_plan(d: &gradscope::train::DryRun) -> String {
+    let plan = &d.plan;
+    let mut out = format!("executor: {}\n", d.reason);
+    out.push_str(&format!(
+        "model {}: {} parameters, batch {}, {} buffers, {} ops per step\n\nmemory plan:\n",
+        plan.model.name,
+        plan.model.param_count(),
+        plan.batch,
+        plan.buffers.len(),
+        plan.ops.len()
+    ));
+    for (role, bytes) in plan.bytes_by_role() {
+        out.push_str(&format!("  {:<16} {:>10.2} MiB\n", format!("{role:?}"), mib(bytes)));
+    }
+    out.push_str(&format!("  {:<16} {:>10.2} MiB\n", "planned total", mib(plan.total_bytes())));
+    out.push_str(&format!(
+        "  {:<16} {:>10.2} MiB  (the plan, plus statistics and readback buffers on the GPU)\n",
+        "allocated",
+        mib(d.allocated)
+    ));
+    let mut largest: Vec<_> = plan.buffers.iter().collect();
+    largest.sort_by_key(|b| std::cmp::Reverse(b.bytes()));
+    out.push_str("\nlargest buffers:\n");
+    for b in largest.iter().take(8) {
+        out.push_str(&format!("  {:<40} {:>10.2} MiB  {:?}\n", b.name, mib(b.bytes()), b.role));
+    }
+    out
+}

@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// BatchNorm in the convolutional networks (true/false; default true).
     #[arg(long)]
     batchnorm: Option<bool>,
+    /// Random crop (pad 4) and horizontal flip of training images (true/false).
+    #[arg(long)]
+    augment: Option<bool>,
     /// Hidden layer widths, comma-separated (e.g. 256,128,64); overrides --depth/--width.
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
@@ -121,6 +124,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Build the data, model, plan and executor, print the memory plan, and stop.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn parse_schedule(s: &str) -> std::result::Result<Schedule, String> {
@@ -185,7 +191,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
-        set!(model, batchnorm);
+        set!(model, batchnorm, augment);
         set!(
             hidden, depth, width, activation, init, loss, optimizer, lr, momentum, beta1, beta2,
             eps
@@ -240,6 +246,11 @@ impl TrainArgs {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let (config, name) = args.resolve()?;
+    if args.dry_run {
+        let d = gradscope::train::dry_run(&config)?;
+        print!("{}", super::console::memory_plan(&d));
+        return Ok(());
+    }
     let mut console = Console::new(args.quiet);
     match &args.resume {
         Some(dir) => gradscope::train::resume(&config, dir, &mut console)?,

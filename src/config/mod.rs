@@ -59,6 +59,8 @@ pub struct TrainConfig {
     pub model: String,
     /// BatchNorm after every convolution of the residual, plain and depthwise networks.
     pub batchnorm: bool,
+    /// Random crops (zero padding 4) and horizontal flips of image batches while training.
+    pub augment: bool,
     /// Hidden layer widths; overrides `depth` × `width` when non-empty.
     pub hidden: Vec<usize>,
     /// Number of hidden layers (used when `hidden` is empty).
@@ -125,6 +127,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: "mlp".into(),
             batchnorm: true,
+            augment: false,
             hidden: Vec::new(),
             depth: 6,
             width: 128,

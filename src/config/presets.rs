@@ -36,12 +36,12 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     (
         "resnet20",
         "He et al.'s CIFAR ResNet-20 with BatchNorm (3 stages of 16/32/64 channels)",
-        "model = \"resnet20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\n",
+        "model = \"resnet20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\naugment = true\n",
     ),
     (
         "plain20",
         "the same 20 layers without shortcuts, for the degradation the shortcuts remove",
-        "model = \"plain20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\n",
+        "model = \"plain20\"\noptimizer = \"momentum\"\nlr = 0.1\nweight_decay = 0.0001\naugment = true\n",
     ),
     (
         "dwsep",

@@ -29,6 +29,8 @@ struct SlotLayout {
 }
 
 pub struct GpuExecutor {
+    /// Bytes of every device buffer this executor created.
+    allocated: u64,
     ctx: Arc<GpuContext>,
     plan: Plan,
     buffers: Vec<wgpu::Buffer>,
@@ -649,7 +651,16 @@ impl GpuExecutor {
         });
         let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
         c.check("building the plan on the GPU")?;
+        // What this executor holds on the device besides the launchers' own scratch (the
+        // split-K partial sums of convolution weight gradients).
+        let allocated = buffers.iter().map(|b| b.size()).sum::<u64>()
+            + partials.size()
+            + records.size()
+            + dead.size()
+            + ring.total_bytes()
+            + eval_staging.size();
         Ok(GpuExecutor {
+            allocated,
             ctx,
             plan,
             buffers,
@@ -897,6 +908,10 @@ impl Executor for GpuExecutor {
         };
         self.eval_staging.unmap();
         Ok((loss, correct))
+    }
+
+    fn allocated_bytes(&self) -> u64 {
+        self.allocated
     }
 
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {

@@ -164,6 +164,11 @@ impl ReadbackRing {
         Ok(())
     }
 
+    /// Bytes of all staging buffers.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes * SLOTS as u64
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }

@@ -166,6 +166,25 @@ fn run_dir(config: &TrainConfig, name: &str) -> Result<PathBuf> {
 }
 
 /// Trains the network `config` describes; `name` labels the run (the preset's name).
+/// What `--dry-run` reports: the plan's memory by role and what the executor allocated.
+pub struct DryRun {
+    pub executor: String,
+    pub reason: String,
+    pub plan: Plan,
+    pub allocated: u64,
+}
+
+/// Builds the data, model, plan and executor of a run without training: the memory plan.
+pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
+    config.validate()?;
+    let data = load_data(config)?;
+    let shape = data.train.image.map_or_else(|| vec![data.train.dim], |i| i.to_vec());
+    let model = config.model_for(&shape, data.train.classes)?;
+    let plan = compile_with(&model, config.batch_size, config.optimizer()?, config.step_options())?;
+    let (exec, reason) = select::open_executor(config, plan)?;
+    Ok(DryRun { executor: exec.describe(), reason, plan: exec.plan().clone(), allocated: exec.allocated_bytes() })
+}
+
 pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> Result<Summary> {
     run(config, name, None, observer)
 }
@@ -326,6 +345,11 @@ fn run(
         let t0 = Instant::now();
         while step < total && loader.fill(&mut inputs, &mut labels) {
             step += 1;
+            // Random crop and flip drawn from (seed, step): a resumed run draws the same.
+            if let (true, Some(image)) = (config.augment, data.train.image) {
+                let augment = crate::data::augment::Augment { crop_pad: 4, flip: true };
+                augment.apply(&mut inputs, batch, image, config.seed, step)?;
+            }
             // A skipped step does not advance the schedule or Adam's step count.
             let t = step - watch.skipped_steps;
             let lr = config.lr_at(t, total);
