@@ -295,7 +295,16 @@ fn batchnorm_running_statistics_are_checkpointed() {
 #[test]
 fn resnet20_step_on_gpu_matches_cpu() {
     let Some(ctx) = common::gpu_arc() else { return };
-    let model = zoo::cifar_resnet(&[3, 32, 32], 10, 20, true, true, Init::HeNormal, LossKind::Xent).unwrap();
+    let model = zoo::cifar_resnet(
+        &[3, 32, 32],
+        10,
+        20,
+        true,
+        true,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
     let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
     let mut gpu = GpuExecutor::new(ctx, plan.clone()).unwrap();
@@ -304,7 +313,8 @@ fn resnet20_step_on_gpu_matches_cpu() {
     let inputs = common::random_vec(70, 2 * 3 * 32 * 32, -1.0, 1.0);
     for exec in [&mut cpu as &mut dyn Executor, &mut gpu] {
         exec.load_batch(&inputs, &[3, 7]).unwrap();
-        exec.train_step(1, StepScalars { lr: 0.05, t: 1 }, StatsLevel::Full).unwrap();
+        exec.train_step(1, StepScalars { lr: 0.05, t: 1 }, StatsLevel::Full)
+            .unwrap();
     }
     let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
     common::assert_close("resnet20 loss", &[g[0].loss], &[c[0].loss], 1e-5, 1e-4);
@@ -316,12 +326,21 @@ fn resnet20_step_on_gpu_matches_cpu() {
     // shallow networks above are compared element by element; here the relative L2 error of
     // every tensor is bounded instead.
     let rel = |a: &[f32], b: &[f32]| {
-        let d: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+        let d: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
         d / n.max(1e-12)
     };
     for slot in &plan.params {
         let e = rel(&gpu.read(slot.grad).unwrap(), &cpu.read(slot.grad).unwrap());
-        assert!(e < 3e-2, "resnet20 {} grad: relative L2 error {e:.2e}", slot.name);
+        assert!(
+            e < 3e-2,
+            "resnet20 {} grad: relative L2 error {e:.2e}",
+            slot.name
+        );
     }
 }

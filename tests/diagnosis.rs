@@ -211,6 +211,29 @@ fn healthy_relu_he_raises_nothing() {
     );
 }
 
+/// A healthy residual network with BatchNorm (resnet-8 on 1×4×4 inputs, He init, Adam)
+/// raises nothing either: normalization and shortcuts are the remedies, not findings.
+#[test]
+fn healthy_resnet_with_batchnorm_raises_nothing() {
+    let model = gradscope::model::zoo::cifar_resnet(
+        &[1, 4, 4],
+        CLASSES,
+        8,
+        true,
+        true,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
+    let p = compile(&model, BATCH, OptimizerParams::new(OptimizerKind::Adam)).unwrap();
+    let o = run(p, 1e-3, 12, DiagnosisConfig::default(), |_| {});
+    assert!(
+        o.findings.is_empty(),
+        "{:#?}",
+        o.findings.iter().map(|f| f.render()).collect::<Vec<_>>()
+    );
+}
+
 /// A planted overflow in the forward pass of hidden3: its weights and bias at f32::MAX
 /// make its pre-activation +Inf (the inputs to it are ReLU outputs, ≥ 0), while every
 /// parameter stays finite. The origin is that layer's output, forward; the gradients of

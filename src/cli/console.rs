@@ -167,9 +167,17 @@ pub fn memory_plan(d: &gradscope::train::DryRun) -> String {
         plan.ops.len()
     ));
     for (role, bytes) in plan.bytes_by_role() {
-        out.push_str(&format!("  {:<16} {:>10.2} MiB\n", format!("{role:?}"), mib(bytes)));
+        out.push_str(&format!(
+            "  {:<16} {:>10.2} MiB\n",
+            format!("{role:?}"),
+            mib(bytes)
+        ));
     }
-    out.push_str(&format!("  {:<16} {:>10.2} MiB\n", "planned total", mib(plan.total_bytes())));
+    out.push_str(&format!(
+        "  {:<16} {:>10.2} MiB\n",
+        "planned total",
+        mib(plan.total_bytes())
+    ));
     out.push_str(&format!(
         "  {:<16} {:>10.2} MiB  (the plan, plus statistics and readback buffers on the GPU)\n",
         "allocated",
@@ -179,7 +187,12 @@ pub fn memory_plan(d: &gradscope::train::DryRun) -> String {
     largest.sort_by_key(|b| std::cmp::Reverse(b.bytes()));
     out.push_str("\nlargest buffers:\n");
     for b in largest.iter().take(8) {
-        out.push_str(&format!("  {:<40} {:>10.2} MiB  {:?}\n", b.name, mib(b.bytes()), b.role));
+        out.push_str(&format!(
+            "  {:<40} {:>10.2} MiB  {:?}\n",
+            b.name,
+            mib(b.bytes()),
+            b.role
+        ));
     }
     out
 }

@@ -178,11 +178,24 @@ pub struct DryRun {
 pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
     config.validate()?;
     let data = load_data(config)?;
-    let shape = data.train.image.map_or_else(|| vec![data.train.dim], |i| i.to_vec());
+    let shape = data
+        .train
+        .image
+        .map_or_else(|| vec![data.train.dim], |i| i.to_vec());
     let model = config.model_for(&shape, data.train.classes)?;
-    let plan = compile_with(&model, config.batch_size, config.optimizer()?, config.step_options())?;
+    let plan = compile_with(
+        &model,
+        config.batch_size,
+        config.optimizer()?,
+        config.step_options(),
+    )?;
     let (exec, reason) = select::open_executor(config, plan)?;
-    Ok(DryRun { executor: exec.describe(), reason, plan: exec.plan().clone(), allocated: exec.allocated_bytes() })
+    Ok(DryRun {
+        executor: exec.describe(),
+        reason,
+        plan: exec.plan().clone(),
+        allocated: exec.allocated_bytes(),
+    })
 }
 
 pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> Result<Summary> {
@@ -347,7 +360,10 @@ fn run(
             step += 1;
             // Random crop and flip drawn from (seed, step): a resumed run draws the same.
             if let (true, Some(image)) = (config.augment, data.train.image) {
-                let augment = crate::data::augment::Augment { crop_pad: 4, flip: true };
+                let augment = crate::data::augment::Augment {
+                    crop_pad: 4,
+                    flip: true,
+                };
                 augment.apply(&mut inputs, batch, image, config.seed, step)?;
             }
             // A skipped step does not advance the schedule or Adam's step count.
