@@ -174,8 +174,8 @@ pub struct DryRun {
     pub allocated: u64,
 }
 
-/// Builds the data, model, plan and executor of a run without training: the memory plan.
-pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
+/// The data, model and plan a config describes (validated first).
+fn prepare(config: &TrainConfig) -> Result<(RunData, crate::model::ModelSpec, Plan)> {
     config.validate()?;
     let data = load_data(config)?;
     let shape = data
@@ -189,6 +189,12 @@ pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
         config.optimizer()?,
         config.step_options(),
     )?;
+    Ok((data, model, plan))
+}
+
+/// Builds the data, model, plan and executor of a run without training: the memory plan.
+pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
+    let (_, _, plan) = prepare(config)?;
     let (exec, reason) = select::open_executor(config, plan)?;
     Ok(DryRun {
         executor: exec.describe(),
@@ -220,19 +226,7 @@ fn run(
     resume_from: Option<&Path>,
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
-    config.validate()?;
-    let data = load_data(config)?;
-    let shape = data
-        .train
-        .image
-        .map_or_else(|| vec![data.train.dim], |i| i.to_vec());
-    let model = config.model_for(&shape, data.train.classes)?;
-    let plan = compile_with(
-        &model,
-        config.batch_size,
-        config.optimizer()?,
-        config.step_options(),
-    )?;
+    let (data, model, plan) = prepare(config)?;
     let mut watch = Watch::new(
         &plan,
         config.on_nonfinite,
