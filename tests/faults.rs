@@ -268,8 +268,7 @@ fn a_run_directory_that_cannot_be_created_is_named() {
     std::fs::write(&file, b"not a directory").unwrap();
     let dir = file.join("run");
     let err = train::train(&small_config(&dir, DeviceChoice::Cpu), "t", &mut Silent)
-        .err()
-        .expect("a run under a regular file");
+        .expect_err("a run under a regular file");
     match &err {
         Error::Io { path, .. } => assert!(path.starts_with(&file), "{path:?}"),
         other => panic!("expected Io, got {other:?}"),
@@ -342,8 +341,7 @@ fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
     std::os::unix::fs::symlink("/dev/full", &temp).unwrap();
     let err = checkpointer
         .save(&mut exec, &config, &at(6))
-        .err()
-        .expect("a write to a full disk");
+        .expect_err("a write to a full disk");
     match &err {
         Error::Io { path, source } => {
             assert_eq!(path, &temp);

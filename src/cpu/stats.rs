@@ -174,6 +174,9 @@ impl Lanes {
     /// replaced by k, a finite element of the same chunk, which changes none of min, max,
     /// max_abs, and adds d = 0 to the sums. Straight-line integer and float code over arrays,
     /// so that the compiler keeps the accumulators in SIMD registers.
+    // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
+    // seven zipped arrays would not read better.
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn push(&mut self, g: &[f32; LANES], k: f32, lo: f32, hi: f32) {
         let kbits = k.to_bits();
