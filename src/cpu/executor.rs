@@ -41,6 +41,7 @@ impl<T: Element> CpuExecutor<T> {
             .buffers
             .iter()
             .map(|b| match b.dtype {
+                _ if b.alias_of.is_some() => Storage::Float(Vec::new()),
                 DType::U32 => Storage::Index(vec![0; b.numel]),
                 _ => Storage::Float(vec![T::zero(); b.numel]),
             })
@@ -62,7 +63,7 @@ impl<T: Element> CpuExecutor<T> {
     }
 
     fn float(&self, id: BufId) -> &[T] {
-        match &self.storage[id.0] {
+        match &self.storage[self.plan.resolve(id).0] {
             Storage::Float(v) => v,
             Storage::Index(_) => &[],
         }
@@ -77,6 +78,7 @@ impl<T: Element> CpuExecutor<T> {
 
     /// Takes a float buffer out to write it while others are read; `put` returns it.
     fn take(&mut self, id: BufId) -> Vec<T> {
+        let id = self.plan.resolve(id);
         match &mut self.storage[id.0] {
             Storage::Float(v) => std::mem::take(v),
             Storage::Index(_) => Vec::new(),
@@ -91,6 +93,7 @@ impl<T: Element> CpuExecutor<T> {
     }
 
     fn put(&mut self, id: BufId, v: Vec<T>) {
+        let id = self.plan.resolve(id);
         self.storage[id.0] = Storage::Float(v);
     }
 

@@ -67,10 +67,18 @@ impl GpuExecutor {
     /// Allocates the plan's buffers on the device and builds every dispatch.
     pub fn new(ctx: Arc<GpuContext>, plan: Plan) -> Result<Self> {
         let c = &*ctx;
-        let mut buffers = Vec::with_capacity(plan.buffers.len());
+        let mut buffers: Vec<Option<wgpu::Buffer>> = Vec::with_capacity(plan.buffers.len());
         for spec in &plan.buffers {
-            buffers.push(c.storage_buffer(&spec.name, spec.bytes())?);
+            // An alias is bound to its representative's buffer (filled in below).
+            buffers.push(match spec.alias_of {
+                Some(_) => None,
+                None => Some(c.storage_buffer(&spec.name, spec.bytes())?),
+            });
         }
+        let buffers: Vec<wgpu::Buffer> = (0..plan.buffers.len())
+            .map(|i| buffers[plan.resolve(BufId(i)).0].clone())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::config("a buffer alias points at another alias"))?;
         let buf = |id: BufId| &buffers[id.0];
 
         // Statistics: one partial range per job, records in job order.
@@ -653,7 +661,10 @@ impl GpuExecutor {
         c.check("building the plan on the GPU")?;
         // What this executor holds on the device besides the launchers' own scratch (the
         // split-K partial sums of convolution weight gradients).
-        let allocated = buffers.iter().map(|b| b.size()).sum::<u64>()
+        let allocated = (0..buffers.len())
+            .filter(|&i| plan.buffers[i].alias_of.is_none())
+            .map(|i| buffers[i].size())
+            .sum::<u64>()
             + partials.size()
             + records.size()
             + dead.size()

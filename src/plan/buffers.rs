@@ -28,6 +28,9 @@ pub enum BufferRole {
 #[derive(Clone, Debug)]
 pub struct BufferSpec {
     pub name: String,
+    /// Another buffer of the same size whose storage this one shares: their lifetimes in
+    /// the step do not overlap (see `plan::share`).
+    pub alias_of: Option<BufId>,
     pub dtype: DType,
     pub numel: usize,
     pub role: BufferRole,

@@ -29,6 +29,7 @@ impl Builder {
     ) -> BufId {
         self.buffers.push(BufferSpec {
             name: name.into(),
+            alias_of: None,
             dtype,
             numel,
             role,
@@ -890,7 +891,7 @@ pub fn compile_with(
         }
     }
 
-    Ok(Plan {
+    let mut plan = Plan {
         model: model.clone(),
         batch,
         optimizer,
@@ -915,5 +916,7 @@ pub fn compile_with(
         loss_out,
         update_scratch,
         step_options: options,
-    })
+    };
+    super::share::share_activation_grads(&mut plan);
+    Ok(plan)
 }

@@ -5,6 +5,7 @@
 pub mod buffers;
 pub mod compile;
 pub mod op;
+pub mod share;
 
 pub use buffers::{BufId, BufferRole, BufferSpec};
 pub use compile::{StepOptions, compile, compile_with};
@@ -96,7 +97,7 @@ impl Plan {
     /// Bytes the plan allocates, by role.
     pub fn bytes_by_role(&self) -> Vec<(BufferRole, u64)> {
         let mut out: Vec<(BufferRole, u64)> = Vec::new();
-        for b in &self.buffers {
+        for b in self.buffers.iter().filter(|b| b.alias_of.is_none()) {
             let bytes = b.bytes();
             match out.iter_mut().find(|(r, _)| *r == b.role) {
                 Some((_, total)) => *total += bytes,
@@ -107,7 +108,11 @@ impl Plan {
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.buffers.iter().map(|b| b.bytes()).sum()
+        self.buffers
+            .iter()
+            .filter(|b| b.alias_of.is_none())
+            .map(|b| b.bytes())
+            .sum()
     }
 
     /// The statistics jobs of every parameter gradient, in record order: what the global

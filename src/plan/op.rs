@@ -309,6 +309,91 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every buffer this op names directly (not the ones reached through a job, layer or
+    /// parameter index: statistics, dead units, optimizer and clipping ops).
+    pub fn buffers(&self) -> Vec<BufId> {
+        match *self {
+            Op::Matmul { a, b, c, .. } => vec![a, b, c],
+            Op::BiasForward { y, bias, .. } => vec![y, bias],
+            Op::BiasBackward { dy, db, .. } => vec![dy, db],
+            Op::ActivationForward { x, y, .. } => vec![x, y],
+            Op::ActivationBackward { x, y, dy, dx, .. } => vec![x, y, dy, dx],
+            Op::Loss {
+                logits, dlogits, ..
+            } => vec![logits, dlogits],
+            Op::Conv2dForward { x, w, y, .. } => vec![x, w, y],
+            Op::Conv2dBiasForward { y, bias, .. } => vec![y, bias],
+            Op::Conv2dBackwardInput { dy, w, dx, .. } => vec![dy, w, dx],
+            Op::Conv2dBackwardWeight { x, dy, dw, .. } => vec![x, dy, dw],
+            Op::Conv2dBackwardBias { dy, db, .. } => vec![dy, db],
+            Op::BatchNormForward {
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                ..
+            } => {
+                vec![x, y, gamma, beta, mean, inv_std, running_mean, running_var]
+            }
+            Op::BatchNormBackward {
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                ..
+            }
+            | Op::LayerNormBackward {
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                ..
+            } => {
+                vec![x, dy, gamma, mean, inv_std, dx, dgamma, dbeta]
+            }
+            Op::LayerNormForward {
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                ..
+            } => vec![x, y, gamma, beta, mean, inv_std],
+            Op::MaxPoolForward { x, y, argmax, .. } => vec![x, y, argmax],
+            Op::MaxPoolBackward { dy, argmax, dx, .. } => vec![dy, argmax, dx],
+            Op::AvgPoolForward { x, y, .. }
+            | Op::GlobalAvgPoolForward { x, y, .. }
+            | Op::DropoutForward { x, y, .. } => {
+                vec![x, y]
+            }
+            Op::AvgPoolBackward { dy, dx, .. }
+            | Op::GlobalAvgPoolBackward { dy, dx, .. }
+            | Op::DropoutBackward { dy, dx, .. } => {
+                vec![dy, dx]
+            }
+            Op::AddForward { a, b, y, .. } => vec![a, b, y],
+            Op::AccumulateGrad { dst, src, .. } | Op::CopyTensor { src, dst, .. } => vec![dst, src],
+            Op::Stats { .. }
+            | Op::DeadUnits { .. }
+            | Op::Optimizer { .. }
+            | Op::ClipNorm { .. }
+            | Op::ClipValue { .. } => Vec::new(),
+        }
+    }
+
     /// The statistics class of a statistics op, None for every other op.
     pub fn stats_class(&self, jobs: &[super::StatsJobSpec]) -> Option<StatsClass> {
         match self {
