@@ -386,3 +386,46 @@ fn activation_gradients_share_buffers_without_overlap() {
         assert_eq!(seen.len(), n, "{op:?} binds one storage twice");
     }
 }
+
+#[test]
+fn model_files_build_networks_and_name_their_mistakes() {
+    use gradscope::model::file;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/small_resnet.toml");
+    let model = file::load(&path, &[1, 28, 28], Init::HeNormal, LossKind::Xent).unwrap();
+    assert!(
+        model
+            .params
+            .iter()
+            .any(|p| p.name == "block.shortcut.weight")
+    );
+    let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Sgd)).unwrap();
+    let mut exec = CpuExecutor::<f32>::new(plan);
+    initialize(&mut exec, 1).unwrap();
+    exec.load_batch(&common::random_vec(8, 2 * 784, 0.0, 1.0), &[1, 9])
+        .unwrap();
+    exec.train_step(1, StepScalars { lr: 0.01, t: 1 }, StatsLevel::Full)
+        .unwrap();
+    assert!(exec.finished(true).unwrap()[0].loss.is_finite());
+
+    let p = std::path::Path::new("bad.toml");
+    let err = |text: &str| {
+        file::parse(text, p, &[1, 8, 8], Init::HeNormal, LossKind::Xent)
+            .unwrap_err()
+            .to_string()
+    };
+    let e =
+        err("[[layer]]\nname = \"a\"\nop = \"conv\"\nout = 4\nkernel = 3\ninput = \"nowhere\"\n");
+    assert!(e.contains("`a`") && e.contains("nowhere"), "{e}");
+    let e = err("[[layer]]\nname = \"a\"\nop = \"convolution\"\n");
+    assert!(
+        e.contains("convolution") && e.contains("conv, batchnorm"),
+        "{e}"
+    );
+    let e = err("[[layer]]\nname = \"a\"\nop = \"conv\"\nkernel = 3\n");
+    assert!(e.contains("`a`") && e.contains("out"), "{e}");
+    let e = err("[[layer]]\nname = \"a\"\nop = \"linear\"\nout = 3\nwidth = 4\n");
+    assert!(e.contains("width") && e.contains("bad.toml"), "{e}");
+    let e = err("[[layer]]\nname = \"a\"\nop = \"conv\"\nout = 4\nkernel = 9\n");
+    assert!(e.contains("`a`"), "{e}");
+}

@@ -21,6 +21,9 @@ pub struct TrainArgs {
     /// mlp (default), lenet5, resnet20/32/56, plain20/32/56 or dwsep.
     #[arg(long)]
     model: Option<String>,
+    /// A TOML file describing the network layer by layer (overrides --model).
+    #[arg(long)]
+    model_file: Option<PathBuf>,
     /// BatchNorm in the convolutional networks (true/false; default true).
     #[arg(long)]
     batchnorm: Option<bool>,
@@ -229,6 +232,9 @@ impl TrainArgs {
         }
         if self.data.is_some() {
             c.data = self.data.clone();
+        }
+        if self.model_file.is_some() {
+            c.model_file = self.model_file.clone();
         }
         if self.run_dir.is_some() {
             c.run_dir = self.run_dir.clone();

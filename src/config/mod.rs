@@ -57,6 +57,9 @@ pub enum NonFinitePolicy {
 pub struct TrainConfig {
     /// `mlp`, or a convolutional network: lenet5, resnet20/32/56, plain20/32/56, dwsep.
     pub model: String,
+    /// A TOML file describing the network layer by layer (see `model::file`); overrides
+    /// `model`.
+    pub model_file: Option<PathBuf>,
     /// BatchNorm after every convolution of the residual, plain and depthwise networks.
     pub batchnorm: bool,
     /// Random crops (zero padding 4) and horizontal flips of image batches while training.
@@ -126,6 +129,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             model: "mlp".into(),
+            model_file: None,
             batchnorm: true,
             augment: false,
             hidden: Vec::new(),
@@ -278,6 +282,17 @@ impl TrainConfig {
     /// The model this config describes for inputs of per-sample `shape` ([features] or
     /// [C, H, W]) and `classes` classes.
     pub fn model_for(&self, shape: &[usize], classes: usize) -> Result<ModelSpec> {
+        if let Some(path) = &self.model_file {
+            let model = crate::model::file::load(path, shape, self.init()?, self.loss()?)?;
+            let logits = model.nodes.iter().rev().nth(1).map_or(0, |n| n.features);
+            if logits != classes {
+                return Err(Error::config(format!(
+                    "{}: the last layer has {logits} outputs but the data has {classes} classes",
+                    path.display()
+                )));
+            }
+            return Ok(model);
+        }
         if self.model == "mlp" {
             return self.model(shape.iter().product(), classes);
         }

@@ -7,6 +7,7 @@
 //! dimension is added by the plan.
 
 pub mod builder;
+pub mod file;
 pub mod spec;
 pub mod zoo;
 
