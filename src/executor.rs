@@ -79,16 +79,6 @@ pub trait Executor {
     }
 }
 
-/// Writes one-hot rows of `classes` columns for `labels` into `out` (MSE targets).
-pub fn one_hot(labels: &[u32], classes: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    for (row, &l) in labels.iter().enumerate() {
-        if (l as usize) < classes {
-            out[row * classes + l as usize] = 1.0;
-        }
-    }
-}
-
 /// Checks a batch against the plan's sizes.
 pub fn check_batch(plan: &Plan, inputs: &[f32], labels: &[u32]) -> Result<()> {
     let want_in = plan.batch * plan.input_features;

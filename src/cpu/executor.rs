@@ -5,8 +5,9 @@ use super::{
     Element, activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul,
     optimizer, pool2d, stats,
 };
+use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
+use crate::executor::{Executor, StatsLevel, StepReport, check_batch};
 use crate::model::LossKind;
 use crate::ops::StepScalars;
 use crate::plan::{BufId, Op, Plan};
@@ -621,7 +622,7 @@ impl<T: Element> Executor for CpuExecutor<T> {
         self.put(input, buf);
         self.storage[self.plan.labels.0] = Storage::Index(labels.to_vec());
         if let Some(t) = self.plan.targets {
-            one_hot(labels, self.plan.classes, &mut self.targets_host);
+            one_hot(labels, self.plan.classes, &mut self.targets_host)?;
             let mut buf = self.take(t);
             for (d, &s) in buf.iter_mut().zip(&self.targets_host) {
                 *d = T::from_f64(s as f64);

@@ -11,8 +11,9 @@ use super::kernels::{
 };
 use super::readback::ReadbackRing;
 use super::{Dispatch, GpuContext};
+use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, StatsLevel, StepReport, check_batch, one_hot};
+use crate::executor::{Executor, StatsLevel, StepReport, check_batch};
 use crate::model::LossKind;
 use crate::ops::{StepScalars, StepUniform};
 use crate::plan::{BufId, Guard, Op, Plan, StatsClass};
@@ -759,7 +760,7 @@ impl Executor for GpuExecutor {
             bytemuck::cast_slice(labels),
         );
         if let Some(t) = self.plan.targets {
-            one_hot(labels, self.plan.classes, &mut self.targets_host);
+            one_hot(labels, self.plan.classes, &mut self.targets_host)?;
             self.ctx
                 .write(&self.buffers[t.0], bytemuck::cast_slice(&self.targets_host));
         }

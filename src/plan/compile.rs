@@ -523,12 +523,15 @@ pub fn compile_with(
     let mut received = vec![false; model.nodes.len()];
     let mut partial: Vec<Option<BufId>> = vec![None; model.nodes.len()];
     // Where the next gradient contribution to node `x` goes, and the op that adds it in.
-    let mut target = |x: usize, b: &mut Builder| -> Result<(BufId, Option<Op>)> {
+    // Whether node x's gradient buffer already holds a contribution (later ones add to it).
+    let mut first_contribution = |x: usize| -> bool { !std::mem::replace(&mut received[x], true) };
+    // Where the next contribution of an overwriting kernel to node x goes, and the op that
+    // then adds it in: the gradient buffer itself the first time, a partial buffer after.
+    let mut target = |x: usize, first: bool, b: &mut Builder| -> Result<(BufId, Option<Op>)> {
         let g = grad[x].ok_or_else(|| {
             Error::config(format!("node `{}` has no gradient", model.nodes[x].name))
         })?;
-        if !received[x] {
-            received[x] = true;
+        if first {
             return Ok((g, None));
         }
         let len = batch * model.nodes[x].features;
@@ -594,7 +597,7 @@ pub fn compile_with(
                     });
                 }
                 if needs_grad(source(x)) {
-                    let (dx, add) = target(source(x), &mut b)?;
+                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
                     ops.push(Op::Matmul {
                         layout: MatmulLayout::NN,
                         shape: MatmulShape {
@@ -631,7 +634,7 @@ pub fn compile_with(
                     });
                 }
                 if needs_grad(source(x)) {
-                    let (dx, add) = target(source(x), &mut b)?;
+                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
                     ops.push(Op::Conv2dBackwardInput {
                         shape,
                         dy,
@@ -646,7 +649,7 @@ pub fn compile_with(
                 let x = node.inputs[0];
                 let (dgamma, acc_gamma) = param_grad(*gamma);
                 let (dbeta, acc_beta) = param_grad(*beta);
-                let (dx, add) = target(source(x), &mut b)?;
+                let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
                 ops.push(Op::BatchNormBackward {
                     n,
                     c,
@@ -668,7 +671,7 @@ pub fn compile_with(
                 let x = node.inputs[0];
                 let (dgamma, acc_gamma) = param_grad(*gamma);
                 let (dbeta, acc_beta) = param_grad(*beta);
-                let (dx, add) = target(source(x), &mut b)?;
+                let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
                 ops.push(Op::LayerNormBackward {
                     rows: batch,
                     d: node.features,
@@ -694,7 +697,7 @@ pub fn compile_with(
                 if !needs_grad(source(x)) {
                     continue;
                 }
-                let (dx, add) = target(source(x), &mut b)?;
+                let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
                 let dy = grd(id)?;
                 ops.push(match &node.op {
                     NodeOp::MaxPool2d { .. } => Op::MaxPoolBackward {
@@ -738,18 +741,22 @@ pub fn compile_with(
                     if !needs_grad(source(x)) {
                         continue;
                     }
-                    let (dst, add) = target(source(x), &mut b)?;
-                    match add {
-                        None => ops.push(Op::CopyTensor { src: dy, dst, len }),
-                        Some(Op::AccumulateGrad { dst: g, len, .. }) => {
-                            ops.push(Op::AccumulateGrad {
-                                dst: g,
-                                src: dy,
-                                len,
-                            })
+                    let g = grd(source(x))?;
+                    // The output gradient itself is the contribution: copied the first
+                    // time, added after, with no partial buffer.
+                    ops.push(if first_contribution(source(x)) {
+                        Op::CopyTensor {
+                            src: dy,
+                            dst: g,
+                            len,
                         }
-                        Some(other) => ops.push(other),
-                    }
+                    } else {
+                        Op::AccumulateGrad {
+                            dst: g,
+                            src: dy,
+                            len,
+                        }
+                    });
                 }
             }
         }
