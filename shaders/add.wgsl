@@ -5,6 +5,9 @@
 // accumulate_grad: dst += src, for a tensor with several consumers: the plan writes the
 //                  first consumer's gradient and accumulates every later one, in a fixed
 //                  order, so the sum is deterministic.
+// copy_tensor:     dst = src, for the first gradient a shortcut's input receives (an
+//                  Add passes its output gradient on unchanged) and for dropout at
+//                  evaluation, inside the step's compute pass.
 
 const WG: u32 = 256u;
 
@@ -55,4 +58,17 @@ fn accumulate_grad(
         return;
     }
     dst[i] = dst[i] + src[i];
+}
+
+// One invocation: one element, dst[i] = src[i].
+@compute @workgroup_size(WG)
+fn copy_tensor(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if i >= shape.len {
+        return;
+    }
+    dst[i] = src[i];
 }

@@ -80,3 +80,30 @@ fn hand_checked_and_refusals() {
     assert!(ga::add_forward(ctx, &a, &a, &y, 5).is_err());
     assert!(ga::accumulate_grad(ctx, &a, &a, 4).is_err());
 }
+
+#[test]
+fn copy_tensor_gpu_matches_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    for (i, &len) in LENS.iter().enumerate() {
+        let seed = 900 + i as u64;
+        let src = random_vec(seed, len, -3.0, 3.0);
+        // dst starts with other values: the copy overwrites every element.
+        let dst0 = random_vec(seed + 1000, len, -3.0, 3.0);
+        let mut want = dst0.clone();
+        ca::copy_tensor(&src, &mut want);
+        assert_eq!(want, src);
+        let sb = ctx.upload("src", &src).unwrap();
+        let db = ctx.upload("dst", &dst0).unwrap();
+        let d = ga::copy_tensor(ctx, &sb, &db, len).unwrap();
+        ctx.run(&[&d]).unwrap();
+        assert_close(
+            &format!("copy seed {seed} len {len}"),
+            &ctx.read(&db, len).unwrap(),
+            &want,
+            0.0,
+            0.0,
+        );
+    }
+    let a = ctx.upload("a", &[1.0f32; 4]).unwrap();
+    assert!(ga::copy_tensor(ctx, &a, &a, 4).is_err());
+}

@@ -33,3 +33,9 @@ pub fn accumulate_grad<T: Element>(src: &[T], dst: &mut [T]) {
         *d = *d + s;
     }
 }
+
+/// dst = src (the CPU twin of `copy_tensor`).
+pub fn copy_tensor<T: Element>(src: &[T], dst: &mut [T]) {
+    let n = dst.len();
+    dst.copy_from_slice(&src[..n]);
+}

@@ -535,7 +535,7 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::CopyTensor { src, dst, len } => {
                 let mut out = self.take(dst);
-                out[..len].copy_from_slice(&self.float(src)[..len]);
+                add::copy_tensor(self.float(src), &mut out[..len]);
                 self.put(dst, out);
             }
             Op::ClipValue { value } => {

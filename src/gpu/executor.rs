@@ -582,17 +582,8 @@ impl GpuExecutor {
                 Op::AccumulateGrad { dst, src, len } => {
                     vec![add::accumulate_grad(c, buf(src), buf(dst), len)?]
                 }
-                // Dropout with p = 0 keeps every element with scale 1: an exact copy.
                 Op::CopyTensor { src, dst, len } => {
-                    vec![dropout::dropout_forward(
-                        c,
-                        buf(src),
-                        buf(dst),
-                        len,
-                        0.0,
-                        0,
-                        &dropout_step,
-                    )?]
+                    vec![add::copy_tensor(c, buf(src), buf(dst), len)?]
                 }
             })
         };

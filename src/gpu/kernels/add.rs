@@ -69,3 +69,25 @@ pub fn accumulate_grad(
         grid_1d(ctx, len, WG),
     )
 }
+
+/// dst(len) = src: one invocation per element.
+pub fn copy_tensor(
+    ctx: &GpuContext,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    len: usize,
+) -> Result<Dispatch> {
+    const OP: &str = "copy_tensor";
+    let len32 = check_count(OP, "len", len)?;
+    check_buffer(OP, "src", src, len)?;
+    check_buffer(OP, "dst", dst, len)?;
+    check_distinct(OP, &[("src", src), ("dst", dst)])?;
+    let u = ctx.uniform(
+        "copy_tensor.shape",
+        &Shape {
+            len: len32,
+            _pad: [0; 3],
+        },
+    )?;
+    ctx.dispatch("add", "copy_tensor", &[&u, src, dst], grid_1d(ctx, len, WG))
+}
