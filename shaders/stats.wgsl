@@ -281,6 +281,34 @@ fn tree_merge(tid: u32) {
     workgroupBarrier();
 }
 
+// The histogram bin an invocation is counting in a partial pass. Counts are flushed to
+// workgroup memory only when the bin changes: values of one tensor cluster in a few bins,
+// so this saves most of the atomic traffic.
+struct HistRun {
+    bin: u32,
+    count: u32,
+}
+
+fn hist_push(h: ptr<function, HistRun>, v: f32) {
+    let bits = bitcast<u32>(v);
+    let abs_bits = bits & 0x7fffffffu;
+    if (abs_bits != 0u && abs_bits < 0x7f800000u) {
+        let b = hist_bin(bits);
+        if ((*h).count != 0u && b != (*h).bin) {
+            atomicAdd(&hist_acc[(*h).bin], (*h).count);
+            (*h).count = 0u;
+        }
+        (*h).bin = b;
+        (*h).count += 1u;
+    }
+}
+
+fn hist_flush(h: HistRun) {
+    if (h.count != 0u) {
+        atomicAdd(&hist_acc[h.bin], h.count);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // stats_partial: x is (len,) f32. Workgroup w (flattened from a 2-D grid when there are
 // more than 65535 chunks) reduces x[w·CHUNK .. min((w+1)·CHUNK, len)] into
@@ -310,36 +338,118 @@ fn stats_partial(
 
     let saturate = pp.saturate != 0u;
     var a = acc_empty();
-    // Histogram counts are flushed to workgroup memory only when the bin changes: values of
-    // one tensor cluster in a few bins, so this saves most of the atomic traffic.
-    var cur_bin = 0u;
-    var cur_cnt = 0u;
+    var h = HistRun(0u, 0u);
     let start = w * CHUNK;
     for (var k = 0u; k < PER; k++) {
         let i = start + tid + k * WG;
         if (i < pp.len) {
             let v = x[i];
             acc_push(&a, v, saturate, pp.lo, pp.hi);
-            let bits = bitcast<u32>(v);
-            let abs_bits = bits & 0x7fffffffu;
-            if (abs_bits != 0u && abs_bits < 0x7f800000u) {
-                let b = hist_bin(bits);
-                if (cur_cnt != 0u && b != cur_bin) {
-                    atomicAdd(&hist_acc[cur_bin], cur_cnt);
-                    cur_cnt = 0u;
-                }
-                cur_bin = b;
-                cur_cnt += 1u;
-            }
+            hist_push(&h, v);
         }
     }
-    if (cur_cnt != 0u) {
-        atomicAdd(&hist_acc[cur_bin], cur_cnt);
-    }
+    hist_flush(h);
     lanes[tid] = a;
     tree_merge(tid);
     if (tid == 0u) {
         partials_out[pp.partial_base + w] = record_of(lanes[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// stats_partial_multi: the partial records of up to MULTI tensors in one dispatch, so that a
+// run of statistics ops costs one dispatch (and one pipeline barrier) instead of one each.
+// Tensor j is bound at xj; its chunks are workgroups mp.jobs[j].first_chunk .. + chunks(len).
+// Each chunk is reduced exactly as stats_partial reduces it (same order, same bits).
+
+const MULTI: u32 = 8u;
+
+struct MultiJob {
+    len: u32,
+    partial_base: u32,
+    saturate: u32,
+    first_chunk: u32,
+    lo: f32,
+    hi: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct MultiParams {
+    n_jobs: u32,
+    total_chunks: u32,
+    pad0: u32,
+    pad1: u32,
+    jobs: array<MultiJob, MULTI>,
+}
+
+@group(0) @binding(0) var<storage, read> x0: array<f32>;
+@group(0) @binding(1) var<storage, read> x1: array<f32>;
+@group(0) @binding(2) var<storage, read> x2: array<f32>;
+@group(0) @binding(3) var<storage, read> x3: array<f32>;
+@group(0) @binding(4) var<storage, read> x4: array<f32>;
+@group(0) @binding(5) var<storage, read> x5: array<f32>;
+@group(0) @binding(6) var<storage, read> x6: array<f32>;
+@group(0) @binding(7) var<storage, read> x7: array<f32>;
+@group(0) @binding(8) var<storage, read_write> multi_partials_out: array<StatRecord>;
+@group(0) @binding(9) var<uniform> mp: MultiParams;
+
+// Element i of tensor j (j is uniform across a workgroup, so the switch does not diverge).
+fn load_x(j: u32, i: u32) -> f32 {
+    switch j {
+        case 0u: { return x0[i]; }
+        case 1u: { return x1[i]; }
+        case 2u: { return x2[i]; }
+        case 3u: { return x3[i]; }
+        case 4u: { return x4[i]; }
+        case 5u: { return x5[i]; }
+        case 6u: { return x6[i]; }
+        default: { return x7[i]; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn stats_partial_multi(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let w = wid.x + wid.y * nwg.x;
+    // Uniform across the workgroup (depends on the workgroup id only).
+    if (w >= mp.total_chunks) {
+        return;
+    }
+    // The job whose chunk range holds w: the last one starting at or before it.
+    var j = 0u;
+    for (var k = 1u; k < mp.n_jobs; k++) {
+        if (mp.jobs[k].first_chunk <= w) {
+            j = k;
+        }
+    }
+    let job = mp.jobs[j];
+    if (tid < HIST_BINS) {
+        atomicStore(&hist_acc[tid], 0u);
+    }
+    workgroupBarrier();
+
+    let saturate = job.saturate != 0u;
+    let c = w - job.first_chunk;
+    var a = acc_empty();
+    var h = HistRun(0u, 0u);
+    let start = c * CHUNK;
+    for (var k = 0u; k < PER; k++) {
+        let i = start + tid + k * WG;
+        if (i < job.len) {
+            let v = load_x(j, i);
+            acc_push(&a, v, saturate, job.lo, job.hi);
+            hist_push(&h, v);
+        }
+    }
+    hist_flush(h);
+    lanes[tid] = a;
+    tree_merge(tid);
+    if (tid == 0u) {
+        multi_partials_out[job.partial_base + c] = record_of(lanes[0]);
     }
 }
 

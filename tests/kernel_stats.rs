@@ -629,3 +629,97 @@ fn dead_units_hand_made_and_random() {
         );
     }
 }
+
+/// `stats_partial_multi` writes every tensor's partial records bit for bit as one
+/// `stats_partial` per tensor does: full (8 tensors, one empty) and partial (3 tensors) sets,
+/// partial ranges laid out in another order than the tensors, saturation on some.
+#[test]
+fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
+    let Some(ctx) = common::gpu() else { return };
+    if gpu::multi_capacity(ctx) == 0 {
+        eprintln!("skipping: the adapter has too few storage buffers per stage");
+        return;
+    }
+    for lens in [
+        &[300usize, 0, 5000, 2049, 100_003, 1, 2047, 8][..],
+        &[7usize, 4096, 2][..],
+    ] {
+        let tensors: Vec<Vec<f32>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| salted(900 + i as u64, n))
+            .collect();
+        let sats: Vec<Option<(f32, f32)>> = (0..lens.len())
+            .map(|i| (i % 3 == 1).then_some((-0.5, 0.5)))
+            .collect();
+        // Partial ranges in reverse tensor order.
+        let mut bases = vec![0usize; lens.len()];
+        let mut base = 0;
+        for i in (0..lens.len()).rev() {
+            bases[i] = base;
+            base += partial_count(lens[i]);
+        }
+        let bytes = base.max(1) as u64 * RECORD_BYTES;
+        let single = ctx.storage_buffer("single", bytes).unwrap();
+        let multi = ctx.storage_buffer("multi", bytes).unwrap();
+        let inputs: Vec<_> = tensors
+            .iter()
+            .map(|t| ctx.upload("x", t).unwrap())
+            .collect();
+        let mut dispatches = Vec::new();
+        for i in 0..lens.len() {
+            dispatches.push(
+                gpu::stats_partial(ctx, &inputs[i], lens[i], sats[i], &single, bases[i]).unwrap(),
+            );
+        }
+        let jobs: Vec<gpu::PartialJob<'_>> = (0..lens.len())
+            .map(|i| gpu::PartialJob {
+                x: &inputs[i],
+                len: lens[i],
+                saturation: sats[i],
+                partial_base: bases[i],
+            })
+            .collect();
+        dispatches.push(gpu::stats_partial_multi(ctx, &jobs, &multi).unwrap());
+        ctx.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
+        let a = ctx.read::<RawStats>(&single, base).unwrap();
+        let b = ctx.read::<RawStats>(&multi, base).unwrap();
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(
+                bytemuck::bytes_of(x),
+                bytemuck::bytes_of(y),
+                "partial record {k} of lengths {lens:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn multi_dispatch_refuses_bad_job_lists() {
+    let Some(ctx) = common::gpu() else { return };
+    if gpu::multi_capacity(ctx) == 0 {
+        return;
+    }
+    let x = ctx.upload("x", &[0f32; 100]).unwrap();
+    let partials = ctx.storage_buffer("partials", 16 * RECORD_BYTES).unwrap();
+    let err = gpu::stats_partial_multi(ctx, &[], &partials).unwrap_err();
+    assert!(err.to_string().contains("1 to 8 tensors"), "{err}");
+    let nine: Vec<gpu::PartialJob<'_>> = (0..9)
+        .map(|i| gpu::PartialJob {
+            x: &x,
+            len: 100,
+            saturation: None,
+            partial_base: i,
+        })
+        .collect();
+    let err = gpu::stats_partial_multi(ctx, &nine, &partials).unwrap_err();
+    assert!(err.to_string().contains("got 9"), "{err}");
+    let short = [gpu::PartialJob {
+        x: &x,
+        len: 101,
+        saturation: None,
+        partial_base: 0,
+    }];
+    let err = gpu::stats_partial_multi(ctx, &short, &partials).unwrap_err();
+    assert!(err.to_string().contains("x buffer"), "{err}");
+}

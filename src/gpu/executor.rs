@@ -601,6 +601,48 @@ impl GpuExecutor {
             op_indirect.push(indirect);
             op_dispatches.push(d);
         }
+        // A run of consecutive statistics ops of one class (the gradients after backward,
+        // the activations, the parameters) becomes one dispatch of up to stats::MULTI
+        // tensors, carried by the run's first op: each dispatch in a pass costs a barrier
+        // and a launch, which dwarfs the work for the many small tensors of a deep net.
+        let multi = stats::multi_capacity(c);
+        let mut i = 0;
+        while multi >= 2 && i < plan.ops.len() {
+            let Op::Stats { .. } = plan.ops[i] else {
+                i += 1;
+                continue;
+            };
+            let mut run = vec![i];
+            while run.len() < multi
+                && i + run.len() < plan.ops.len()
+                && matches!(plan.ops[i + run.len()], Op::Stats { .. })
+                && op_class[i + run.len()] == op_class[i]
+            {
+                run.push(i + run.len());
+            }
+            if run.len() >= 2 {
+                let jobs: Vec<stats::PartialJob<'_>> = run
+                    .iter()
+                    .map(|&k| {
+                        let Op::Stats { job } = plan.ops[k] else {
+                            unreachable!("the run holds statistics ops only")
+                        };
+                        let j = &plan.stats_jobs[job];
+                        stats::PartialJob {
+                            x: buf(j.buffer),
+                            len: j.len,
+                            saturation: j.saturation,
+                            partial_base: partial_base[job],
+                        }
+                    })
+                    .collect();
+                op_dispatches[i] = vec![stats::stats_partial_multi(c, &jobs, &partials)?];
+                for &k in &run[1..] {
+                    op_dispatches[k].clear();
+                }
+            }
+            i += run.len();
+        }
         let eval_dispatches: Vec<Dispatch> = plan
             .eval
             .iter()

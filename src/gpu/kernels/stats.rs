@@ -7,6 +7,8 @@
 //! (`cpu::stats::stats_reduce`) computes the same record with its own chunking and order of
 //! summation (see shaders/stats.wgsl for the device's).
 
+use bytemuck::Zeroable;
+
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::stats::{RECORD_WORDS, RawStats};
@@ -117,17 +119,7 @@ pub fn stats_partial(
         partials,
         (partial_base + count).max(1) as u64 * RECORD_BYTES,
     )?;
-    if let Some((lo, hi)) = saturation
-        && !(lo.is_finite() && hi.is_finite())
-    {
-        return Err(Error::config(format!(
-            "stats_partial: saturation bounds must be finite, got ({lo}, {hi})"
-        )));
-    }
-    let (saturate, lo, hi) = match saturation {
-        Some((lo, hi)) => (1, lo, hi),
-        None => (0, 0.0, 0.0),
-    };
+    let (saturate, lo, hi) = saturation_params(op, saturation)?;
     let params = ctx.uniform(
         "stats_partial.params",
         &PartialParams {
@@ -146,6 +138,117 @@ pub fn stats_partial(
         &[x, partials, &params],
         grid(ctx, count),
     )
+}
+
+/// Tensors one `stats_partial_multi` dispatch reduces at most (`MULTI` in shaders/stats.wgsl).
+pub const MULTI: usize = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiJob {
+    len: u32,
+    partial_base: u32,
+    saturate: u32,
+    first_chunk: u32,
+    lo: f32,
+    hi: f32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiParams {
+    n_jobs: u32,
+    total_chunks: u32,
+    _pad: [u32; 2],
+    jobs: [MultiJob; MULTI],
+}
+
+/// One tensor of a `stats_partial_multi` dispatch: what `stats_partial` takes for it.
+pub struct PartialJob<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub len: usize,
+    pub saturation: Option<(f32, f32)>,
+    pub partial_base: usize,
+}
+
+/// How many tensors one `stats_partial_multi` dispatch may take on this device: it binds
+/// MULTI inputs and the partials as storage buffers, so it needs MULTI + 1 of them per
+/// stage. 0 where the device allows fewer (then every tensor takes its own dispatch).
+pub fn multi_capacity(ctx: &GpuContext) -> usize {
+    if ctx.limits.max_storage_buffers_per_shader_stage as usize > MULTI {
+        MULTI
+    } else {
+        0
+    }
+}
+
+fn saturation_params(op: &str, saturation: Option<(f32, f32)>) -> Result<(u32, f32, f32)> {
+    match saturation {
+        Some((lo, hi)) if !(lo.is_finite() && hi.is_finite()) => Err(Error::config(format!(
+            "{op}: saturation bounds must be finite, got ({lo}, {hi})"
+        ))),
+        Some((lo, hi)) => Ok((1, lo, hi)),
+        None => Ok((0, 0.0, 0.0)),
+    }
+}
+
+/// The partial records of up to MULTI tensors in one dispatch: each tensor's
+/// partials[partial_base .. + partial_count(len)] come out bit for bit as `stats_partial`
+/// writes them. Fewer than MULTI jobs bind the first tensor in the unused slots.
+pub fn stats_partial_multi(
+    ctx: &GpuContext,
+    jobs: &[PartialJob<'_>],
+    partials: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let op = "stats_partial_multi";
+    if jobs.is_empty() || jobs.len() > MULTI {
+        return Err(Error::shape(
+            op,
+            format!("takes 1 to {MULTI} tensors, got {}", jobs.len()),
+        ));
+    }
+    if multi_capacity(ctx) == 0 {
+        return Err(Error::config(format!(
+            "{op}: the device allows {} storage buffers per shader stage, {} needed",
+            ctx.limits.max_storage_buffers_per_shader_stage,
+            MULTI + 1
+        )));
+    }
+    let mut params = MultiParams {
+        n_jobs: jobs.len() as u32,
+        total_chunks: 0,
+        _pad: [0; 2],
+        jobs: [MultiJob::zeroed(); MULTI],
+    };
+    let mut total = 0usize;
+    let mut end = 0usize;
+    for (slot, job) in params.jobs.iter_mut().zip(jobs) {
+        let count = partial_count(job.len);
+        need_bytes(op, "x", job.x, job.len as u64 * 4)?;
+        let (saturate, lo, hi) = saturation_params(op, job.saturation)?;
+        *slot = MultiJob {
+            len: to_u32(op, "len", job.len)?,
+            partial_base: to_u32(op, "partial_base", job.partial_base)?,
+            saturate,
+            first_chunk: to_u32(op, "first chunk", total)?,
+            lo,
+            hi,
+            _pad: [0; 2],
+        };
+        total += count;
+        end = end.max(job.partial_base + count);
+    }
+    params.total_chunks = to_u32(op, "chunks", total)?;
+    to_u32(op, "partial_base + partial_count", end)?;
+    need_bytes(op, "partials", partials, end.max(1) as u64 * RECORD_BYTES)?;
+    let params = ctx.uniform("stats_partial_multi.params", &params)?;
+    let mut bindings: Vec<&wgpu::Buffer> = (0..MULTI)
+        .map(|i| jobs.get(i).unwrap_or(&jobs[0]).x)
+        .collect();
+    bindings.push(partials);
+    bindings.push(&params);
+    ctx.dispatch("stats", "stats_partial_multi", &bindings, grid(ctx, total))
 }
 
 /// jobs is (n_jobs,) StatsJob → records[job.record] for each job: one workgroup per job
