@@ -154,6 +154,24 @@ fn op_filter_selects_by_family_or_name_and_refuses_nothing_matched() {
         ]
     );
 
+    // A family's name selects that family only, not kernels of others that contain it.
+    let out = gradscope(&[
+        "bench",
+        "--cpu-only",
+        "--op",
+        "conv2d",
+        "--sizes",
+        "1",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 24, "8 shapes × 3 passes");
+    assert!(results.iter().all(|r| r["family"] == "conv2d"));
+
     let out = gradscope(&["bench", "--cpu-only", "--op", "nosuchkernel"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -128,6 +128,8 @@ pub fn run(
     Ok(BenchReport {
         gradscope_version: env!("CARGO_PKG_VERSION").into(),
         machine: machine::describe(ctx.as_deref(), timing),
+        ops: opts.ops.clone(),
+        sizes: opts.sizes.clone(),
         warmup: opts.warmup,
         repeats: opts.repeats,
         results,

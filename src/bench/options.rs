@@ -155,13 +155,14 @@ impl BenchOptions {
                 .any(|o| o.eq_ignore_ascii_case(family.name()))
     }
 
-    /// Whether a case of `family` named `name` runs: its family is selected, or a filter is
-    /// a substring of its name (`--op matmul_nt`, `--op backward`).
+    /// Whether a case of `family` named `name` runs: its family is selected, or a filter
+    /// that names no family is a substring of its name (`--op matmul_nt`, `--op backward`;
+    /// `--op conv2d` is the family, not also the reduce family's `conv2d_backward_bias`).
     pub fn selected(&self, family: Family, name: &str) -> bool {
+        let is_family = |o: &str| Family::ALL.iter().any(|f| o.eq_ignore_ascii_case(f.name()));
         self.family_selected(family)
-            || self
-                .ops
-                .iter()
-                .any(|o| name.to_ascii_lowercase().contains(&o.to_ascii_lowercase()))
+            || self.ops.iter().any(|o| {
+                !is_family(o) && name.to_ascii_lowercase().contains(&o.to_ascii_lowercase())
+            })
     }
 }

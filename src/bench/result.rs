@@ -115,6 +115,9 @@ pub struct Machine {
 pub struct BenchReport {
     pub gradscope_version: String,
     pub machine: Machine,
+    /// The `--op` filters and `--sizes` given (empty and null: everything, the defaults).
+    pub ops: Vec<String>,
+    pub sizes: Option<Vec<usize>>,
     pub warmup: usize,
     pub repeats: usize,
     pub results: Vec<KernelResult>,

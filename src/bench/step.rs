@@ -5,7 +5,7 @@
 //! (the GPU's read back): what a training loop that waits for every step sees. Samples/s.
 //!
 //! Correctness: both executors start from the same seeded parameters and batch; after one
-//! step the loss and every parameter must agree.
+//! step the loss and every parameter must agree (see the tolerances).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,11 +26,17 @@ use crate::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
 use crate::plan::{Plan, compile};
 use crate::train::initialize;
 
-/// After one step, parameters differ by the f32 rounding of every kernel on the way
-/// (matmuls, convolutions, batch-norm reductions) scaled by the learning rate, the loss by
-/// that of the forward pass; relative to the largest value 1e-3 is far above either and far
-/// below a wrong gradient.
-const TOL: f64 = 1e-3;
+/// The loss is a mean of positive terms after a forward pass of f32 GEMMs: the executors
+/// agree to a few ulp of its depth, and 1e-4 relative is ample.
+const LOSS_TOL: f64 = 1e-4;
+/// A parameter after one step is p₀ − lr·g (momentum and Adam included), and some
+/// gradients are sums of many cancelling terms: BatchNorm's β gradient sums dy over batch
+/// and plane, and a bias that starts at zero is nothing but that sum after one step. Its
+/// rounding error is ε times the terms' size, not the result's, so against the tensor's own
+/// largest value it reaches ~4e-3 at batch 8 (measured on resnet-20) and grows with the
+/// batch. 5e-2 leaves that room while a wrong kernel (a lost term, a bad index) still shows
+/// as an error of order 1.
+const PARAM_TOL: f64 = 5e-2;
 const SEED: u64 = 7;
 
 /// The models, as `--op` names them.
@@ -152,19 +158,26 @@ pub fn run(
         let mut exec = ready(Box::new(GpuExecutor::new(ctx.clone(), plan.clone())?))?;
         let got = after_first_step(exec.as_mut())?;
         if let Some(want) = &cpu_ref {
-            let mut worst = 0f64;
-            for ((tensor, g), (_, c)) in got.iter().zip(want) {
+            // The tensor furthest past (or closest to) its tolerance is reported.
+            let mut worst: Option<(f64, f64, f64)> = None;
+            for (i, ((tensor, g), (_, c))) in got.iter().zip(want).enumerate() {
+                let tol = if i == 0 { LOSS_TOL } else { PARAM_TOL };
                 let (e, at) = compare::error(
-                    Check::Close(TOL),
+                    Check::Close(tol),
                     &Data::F32(g.clone()),
                     &Data::F32(c.clone()),
                 );
-                if e > worst || (e.is_nan() && !worst.is_nan()) {
-                    worst = e;
-                    error_at = format!("{tensor}: {at}");
+                let ratio = if e.is_nan() { f64::INFINITY } else { e / tol };
+                if worst.is_none_or(|(r, _, _)| ratio > r) {
+                    worst = Some((ratio, e, tol));
+                    error_at = if at.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{tensor}: {at}")
+                    };
                 }
             }
-            error = Some(worst);
+            error = worst.map(|(_, e, tol)| (e, tol));
         }
         let times = time_steps(exec.as_mut(), opts, 1)?;
         gpu_side = Some(SideResult::from_runs(
@@ -188,8 +201,8 @@ pub fn run(
         },
         cpu: cpu_side,
         gpu: gpu_side,
-        max_rel_error: error,
-        tolerance: error.map(|_| TOL),
+        max_rel_error: error.map(|(e, _)| e),
+        tolerance: error.map(|(_, t)| t),
         error_at,
     })
 }

@@ -60,9 +60,16 @@ pub fn row(r: &KernelResult) -> String {
     let ratio = r
         .gpu_over_cpu
         .map_or_else(|| "-".into(), |v| format!("{v:.2}"));
-    let err = r
-        .max_rel_error
-        .map_or_else(|| "-".into(), |v| format!("{v:.1e}"));
+    let err = r.max_rel_error.map_or_else(
+        || "-".into(),
+        |v| {
+            if v == 0.0 {
+                "0".into()
+            } else {
+                format!("{v:.1e}")
+            }
+        },
+    );
     let mark = if r.failed() { "  FAILED" } else { "" };
     format!(
         "{:<34} {:<36} {cm:>9} {ct:>9} {gm:>9} {gt:>9} {ratio:>8} {err:>9}  {}{mark}\n",
