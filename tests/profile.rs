@@ -184,3 +184,80 @@ fn the_cli_prints_the_profile() {
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(!config.contains("profile"), "{config}");
 }
+
+/// Every GPU timing method the device offers leaves every loss and parameter bit for bit
+/// as an unprofiled executor computes them, on steps with full, gradient-only and no
+/// statistics.
+#[test]
+fn every_gpu_profiling_method_changes_nothing() {
+    use gradscope::executor::{Executor, StatsLevel};
+    use gradscope::gpu::executor::GpuExecutor;
+    use gradscope::gpu::timer::GpuTiming;
+    use gradscope::init::Init;
+    use gradscope::model::{LossKind, zoo};
+    use gradscope::ops::{OptimizerKind, OptimizerParams, StepScalars};
+    use gradscope::train::initialize;
+
+    let Some(ctx) = common::gpu_arc() else { return };
+    let model = zoo::lenet5(&[1, 28, 28], 10, Init::HeNormal, LossKind::Xent).unwrap();
+    let plan =
+        gradscope::plan::compile(&model, 4, OptimizerParams::new(OptimizerKind::Adam)).unwrap();
+    let inputs = common::random_vec(3, 4 * 784, 0.0, 1.0);
+    let labels = common::random_labels(4, 4, 10);
+    let run = |method: Option<GpuTiming>| {
+        let mut exec = GpuExecutor::new(ctx.clone(), plan.clone()).unwrap();
+        initialize(&mut exec, 1).unwrap();
+        exec.load_batch(&inputs, &labels).unwrap();
+        if let Some(m) = method {
+            exec.start_profiling_with(m).unwrap();
+        }
+        let levels = [StatsLevel::Full, StatsLevel::Gradients, StatsLevel::None];
+        for (t, level) in levels.into_iter().enumerate() {
+            let t = t as u64 + 1;
+            exec.train_step(
+                t,
+                StepScalars {
+                    lr: 1e-3,
+                    t: t as u32,
+                },
+                level,
+            )
+            .unwrap();
+        }
+        let losses: Vec<u32> = exec
+            .finished(true)
+            .unwrap()
+            .iter()
+            .map(|r| r.loss.to_bits())
+            .collect();
+        assert_eq!(losses.len(), 3);
+        let params: Vec<Vec<f32>> = plan
+            .params
+            .iter()
+            .map(|p| exec.read(p.value).unwrap())
+            .collect();
+        let profile = exec.take_profile();
+        (losses, params, profile)
+    };
+    let (losses, params, none) = run(None);
+    assert!(none.is_none());
+    let mut methods = vec![GpuTiming::HostClock];
+    if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        methods.push(GpuTiming::TimestampsPerPass);
+    }
+    if ctx
+        .features
+        .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    {
+        methods.push(GpuTiming::TimestampsInsidePass);
+    }
+    for m in methods {
+        let (l, p, profile) = run(Some(m));
+        assert_eq!(l, losses, "{m:?}: losses");
+        assert!(p == params, "{m:?}: parameters differ");
+        let profile = profile.unwrap();
+        assert_eq!(profile.method, m.describe());
+        assert_eq!((profile.steps_run, profile.steps_counted), (3, 2));
+        assert!(profile.op_seconds > 0.0, "{m:?}");
+    }
+}

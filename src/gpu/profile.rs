@@ -32,7 +32,25 @@ pub struct GpuProfiler {
 impl GpuExecutor {
     /// Turns on per-op timing of every later step, with the best method the device offers.
     pub fn start_profiling(&mut self) -> Result<()> {
-        let method = GpuTiming::best(self.context());
+        self.start_profiling_with(GpuTiming::best(self.context()))
+    }
+
+    /// Turns on per-op timing with a given method (tests exercise each one); refused when
+    /// the device lacks the timestamp feature it needs.
+    pub fn start_profiling_with(&mut self, method: GpuTiming) -> Result<()> {
+        let needs = match method {
+            GpuTiming::TimestampsInsidePass => {
+                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            GpuTiming::TimestampsPerPass => wgpu::Features::TIMESTAMP_QUERY,
+            GpuTiming::HostClock => wgpu::Features::empty(),
+        };
+        if !self.context().features.contains(needs) {
+            return Err(crate::Error::config(format!(
+                "profiling by {} needs {needs:?}, which this device lacks",
+                method.describe()
+            )));
+        }
         let plan = self.plan();
         // Two extra slots: the finalize of the gradient records, and of every record.
         let builder = ProfileBuilder::new(
