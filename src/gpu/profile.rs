@@ -30,9 +30,13 @@ pub struct GpuProfiler {
 }
 
 impl GpuExecutor {
-    /// Turns on per-op timing of every later step, with the best method the device offers.
+    /// Turns on per-op timing of every later step, with the best method the device offers;
+    /// a step with more ops than one query set holds (4096 timestamps: a pass per op
+    /// needs two per op) falls back to the host clock.
     pub fn start_profiling(&mut self) -> Result<()> {
-        self.start_profiling_with(GpuTiming::best(self.context()))
+        let best = GpuTiming::best(self.context());
+        self.start_profiling_with(best)
+            .or_else(|_| self.start_profiling_with(GpuTiming::HostClock))
     }
 
     /// Turns on per-op timing with a given method (tests exercise each one); refused when
