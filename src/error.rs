@@ -65,6 +65,11 @@ pub enum Error {
     #[error("non-finite value: {0}")]
     NonFinite(String),
 
+    /// GPU kernels whose results disagree with their CPU twins beyond the tolerance
+    /// (`gradscope bench`'s correctness check), one line per kernel.
+    #[error("{count} GPU result(s) disagree with the CPU twin:\n{details}")]
+    Disagreement { count: usize, details: String },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -77,6 +77,21 @@ pub trait Executor {
     fn allocated_bytes(&self) -> u64 {
         self.plan().total_bytes()
     }
+
+    /// Times every op of every later step (`gradscope train --profile`). The ops, their
+    /// order and their results are those of an unprofiled step; only timing is added (and
+    /// the GPU executor then waits for each step).
+    fn enable_profiling(&mut self) -> Result<()> {
+        Err(crate::Error::config(format!(
+            "{} cannot profile its steps",
+            self.describe()
+        )))
+    }
+
+    /// The profile of the steps run since profiling was enabled (None if none ran).
+    fn take_profile(&mut self) -> Option<crate::profile::Profile> {
+        None
+    }
 }
 
 /// Checks a batch against the plan's sizes.

@@ -2,6 +2,7 @@
 //! whose every step reads back per-layer gradient statistics, so that vanishing and exploding
 //! gradients are seen where they happen. See ARCHITECTURE.md for the flow of a run.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
@@ -14,6 +15,7 @@ pub mod init;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod profile;
 pub mod report;
 pub mod rng;
 pub mod stats;

@@ -147,6 +147,14 @@ impl Observer for Console {
             summary.run_dir
         );
     }
+
+    fn profiled(&mut self, profile: &gradscope::profile::Profile, path: &Path) {
+        self.println("");
+        for line in gradscope::profile::table::render(profile).lines() {
+            self.println(line);
+        }
+        self.println(&format!("profile written to {}", path.display()));
+    }
 }
 
 fn mib(bytes: u64) -> f64 {

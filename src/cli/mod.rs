@@ -1,6 +1,7 @@
-//! Command-line interface: `gradscope [train] …`, `gradscope report RUN_DIR` and
-//! `gradscope devices`.
+//! Command-line interface: `gradscope [train] …`, `gradscope report RUN_DIR`,
+//! `gradscope devices` and `gradscope bench`.
 
+mod bench;
 mod console;
 mod devices;
 mod export;
@@ -34,6 +35,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Draw a run's gradient flow: PNG and SVG pictures and report.html in RUN_DIR/report/.
     Report(report::ReportArgs),
+    /// Time every kernel family and whole training steps on the GPU and the CPU executor,
+    /// checking each GPU result against its CPU twin.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -43,5 +47,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Devices(args)) => devices::run(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
     }
 }

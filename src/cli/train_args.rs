@@ -130,6 +130,11 @@ pub struct TrainArgs {
     /// Build the data, model, plan and executor, print the memory plan, and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Time every op of every step (GPU timestamps where the adapter has them) and print
+    /// where a step's time goes: per kind of op, per layer, the slowest ops, and the host's
+    /// time to encode and submit; also written to RUN_DIR/profile.json.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn parse_schedule(s: &str) -> std::result::Result<Schedule, String> {
@@ -244,6 +249,9 @@ impl TrainArgs {
         }
         if let Some(tb) = self.tensorboard {
             c.tensorboard = tb;
+        }
+        if self.profile {
+            c.profile = true;
         }
         c.validate()?;
         Ok(c)

@@ -123,6 +123,12 @@ pub struct TrainConfig {
     pub on_nonfinite: NonFinitePolicy,
     /// Thresholds of the diagnosis rules (`[diagnosis]` table).
     pub diagnosis: crate::diagnosis::DiagnosisConfig,
+    /// Time every op of every step and write where a step's time goes to
+    /// RUN_DIR/profile.json (`--profile`). Results do not change; the GPU executor then
+    /// waits for each step. A mode of this run, not a training setting: it is not written
+    /// to the run's config.toml, so `--resume` does not profile unless asked again.
+    #[serde(skip_serializing)]
+    pub profile: bool,
 }
 
 impl Default for TrainConfig {
@@ -168,6 +174,7 @@ impl Default for TrainConfig {
             clip_norm: None,
             clip_value: None,
             on_nonfinite: NonFinitePolicy::Halt,
+            profile: false,
             diagnosis: Default::default(),
         }
     }

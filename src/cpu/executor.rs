@@ -33,6 +33,8 @@ pub struct CpuExecutor<T: Element = f32> {
     last_clip: Option<clip::ClipDecision>,
     /// The step being run (dropout's mask depends on it).
     step: u64,
+    /// Per-op timing of every step, when profiling (`gradscope train --profile`).
+    profile: Option<crate::profile::ProfileBuilder>,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -60,6 +62,7 @@ impl<T: Element> CpuExecutor<T> {
             clip: None,
             last_clip: None,
             step: 0,
+            profile: None,
         }
     }
 
@@ -134,6 +137,9 @@ impl<T: Element> CpuExecutor<T> {
         scalars: Option<StepScalars>,
         stats: StatsLevel,
     ) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut times = Vec::new();
+        let profiling = self.profile.is_some() && scalars.is_some();
         for i in range {
             let op = self.plan.ops[i].clone();
             if op
@@ -142,7 +148,22 @@ impl<T: Element> CpuExecutor<T> {
             {
                 continue;
             }
-            self.run_op(&op, scalars)?;
+            if profiling {
+                // A host clock around each op: the twins run synchronously, so this is
+                // the op's whole cost.
+                let t = std::time::Instant::now();
+                self.run_op(&op, scalars)?;
+                times.push((i, t.elapsed().as_secs_f64()));
+            } else {
+                self.run_op(&op, scalars)?;
+            }
+        }
+        if let (true, Some(p)) = (profiling, self.profile.as_mut()) {
+            p.add(crate::profile::StepTimes {
+                ops: times,
+                step: start.elapsed().as_secs_f64(),
+                host: None,
+            });
         }
         Ok(())
     }
@@ -683,5 +704,18 @@ impl<T: Element> Executor for CpuExecutor<T> {
     fn write(&mut self, buf: BufId, data: &[f32]) -> Result<()> {
         let converted: Vec<T> = data.iter().map(|&v| T::from_f64(v as f64)).collect();
         self.set_tensor(buf, &converted)
+    }
+
+    fn enable_profiling(&mut self) -> Result<()> {
+        self.profile = Some(crate::profile::ProfileBuilder::new(&self.plan, &[]));
+        Ok(())
+    }
+
+    fn take_profile(&mut self) -> Option<crate::profile::Profile> {
+        let p = self.profile.take()?;
+        p.finish(
+            self.describe(),
+            "host clock around each op (the CPU executor runs them one after another)".into(),
+        )
     }
 }

@@ -233,6 +233,7 @@ impl GpuContext {
         // Ask for everything the adapter has that we use; the limits are the adapter's own.
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;

@@ -58,6 +58,8 @@ pub struct GpuExecutor {
     eval_staging: wgpu::Buffer,
     ready: Vec<StepReport>,
     targets_host: Vec<f32>,
+    /// Per-op timing of every step, when profiling (`gradscope train --profile`).
+    pub(super) profiler: Option<super::profile::GpuProfiler>,
 }
 
 fn align16(x: u64) -> u64 {
@@ -726,11 +728,17 @@ impl GpuExecutor {
             eval_staging,
             ready: Vec::new(),
             targets_host,
+            profiler: None,
         })
     }
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// The shared context (for code that records while borrowing the executor).
+    pub(super) fn context_arc(&self) -> Arc<GpuContext> {
+        self.ctx.clone()
     }
 
     /// Turns a staging slot's bytes into a report. The tag is step·4 + the stats level.
@@ -760,6 +768,136 @@ impl GpuExecutor {
             records,
             dead_units: dead,
         }
+    }
+
+    /// The start of every step: the effective statistics level (the global-norm op needs
+    /// the gradient records), the readback slot, and the step's uniforms written.
+    pub(super) fn begin_step(
+        &mut self,
+        step: u64,
+        scalars: StepScalars,
+        stats: StatsLevel,
+    ) -> Result<(StatsLevel, usize)> {
+        // The global-norm op reads the gradient records, so they are taken every step.
+        let stats = if stats == StatsLevel::None && self.clip_state.is_some() {
+            StatsLevel::Gradients
+        } else {
+            stats
+        };
+        let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
+        let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| {
+            ready.push(Self::parse_slot(plan, layout, tag, bytes))
+        })?;
+        let uniform = StepUniform::new(&scalars, &self.plan.optimizer);
+        self.ctx
+            .queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
+        let dstep = dropout::DropoutStep::new(step as u32);
+        self.ctx
+            .queue
+            .write_buffer(&self.dropout_step, 0, bytemuck::bytes_of(&dstep));
+        Ok((stats, slot))
+    }
+
+    /// What a step at this statistics level records, in order: op indices into the plan,
+    /// then the statistics finalize after the last op: `plan.ops.len()` for the gradient
+    /// records' (`Gradients`), `plan.ops.len() + 1` for every record's (`Full`).
+    pub(super) fn step_segments(&self, stats: StatsLevel) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .op_class
+            .iter()
+            .enumerate()
+            .filter(|(_, class)| !class.is_some_and(|c| !stats.runs(c)))
+            .map(|(i, _)| i)
+            .collect();
+        let n = self.plan.ops.len();
+        match stats {
+            StatsLevel::None => {}
+            StatsLevel::Gradients if self.finalize_every.is_some() => out.push(n),
+            StatsLevel::Full if self.finalize_all.is_some() => out.push(n + 1),
+            _ => {}
+        }
+        out
+    }
+
+    /// Records one segment of `step_segments` (an op's dispatches, through the optimizer's
+    /// indirect arguments where the skip guard gates them; or the finalize).
+    pub(super) fn record_segment(&self, segment: usize, pass: &mut wgpu::ComputePass<'_>) {
+        let Some(dispatches) = self.op_dispatches.get(segment) else {
+            // Past the ops: a finalize (see `step_segments`).
+            let finalize = if segment == self.plan.ops.len() {
+                &self.finalize_every
+            } else {
+                &self.finalize_all
+            };
+            if let Some(f) = finalize {
+                f.record(pass);
+            }
+            return;
+        };
+        match (&self.op_indirect[segment], &self.indirect_args) {
+            (Some(offset), Some(args)) => {
+                for d in dispatches {
+                    pass.set_pipeline(&d.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    pass.dispatch_workgroups_indirect(args, *offset);
+                }
+            }
+            _ => {
+                for d in dispatches {
+                    d.record(pass);
+                }
+            }
+        }
+    }
+
+    /// Copies the step's results (loss, clip state, dead units, records) into its staging
+    /// slot and closes the command buffer.
+    pub(super) fn finish_step(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        slot: usize,
+    ) -> wgpu::CommandBuffer {
+        let staging = self.ring.buffer(slot);
+        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.loss_out.0], 0, staging, 0, 8);
+        if let (Some(o), Some(state)) = (self.layout.clip_offset, &self.clip_state) {
+            encoder.copy_buffer_to_buffer(state, 0, staging, o, 16);
+        }
+        let nd = 4 * self.plan.dead_unit_layers.len() as u64;
+        if nd > 0 {
+            encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);
+        }
+        let nr = self.layout.bytes - self.layout.records_offset;
+        if nr > 0 {
+            encoder.copy_buffer_to_buffer(
+                &self.records,
+                0,
+                staging,
+                self.layout.records_offset,
+                nr,
+            );
+        }
+        encoder.finish()
+    }
+
+    /// Submits the step and starts mapping its slot; picks up finished steps.
+    pub(super) fn submit_step(
+        &mut self,
+        commands: wgpu::CommandBuffer,
+        slot: usize,
+        step: u64,
+        stats: StatsLevel,
+    ) -> Result<()> {
+        let submission = self.ctx.queue.submit([commands]);
+        let level = match stats {
+            StatsLevel::None => 0,
+            StatsLevel::Gradients => 1,
+            StatsLevel::Full => 2,
+        };
+        self.ring.submitted(slot, step * 4 + level, submission);
+        self.ctx.check(&format!("step {step}"))?;
+        // Pick up whatever has finished, without waiting.
+        self.collect(false, 0)
     }
 
     fn collect(&mut self, wait: bool, min: usize) -> Result<()> {
@@ -801,25 +939,10 @@ impl Executor for GpuExecutor {
     }
 
     fn train_step(&mut self, step: u64, scalars: StepScalars, stats: StatsLevel) -> Result<()> {
-        // The global-norm op reads the gradient records, so they are taken every step.
-        let stats = if stats == StatsLevel::None && self.clip_state.is_some() {
-            StatsLevel::Gradients
-        } else {
-            stats
-        };
-        let (plan, layout, ready) = (&self.plan, self.layout, &mut self.ready);
-        let slot = self.ring.next_slot(&self.ctx, &mut |tag, bytes| {
-            ready.push(Self::parse_slot(plan, layout, tag, bytes))
-        })?;
-        let uniform = StepUniform::new(&scalars, &self.plan.optimizer);
-        self.ctx
-            .queue
-            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
-        let dstep = dropout::DropoutStep::new(step as u32);
-        self.ctx
-            .queue
-            .write_buffer(&self.dropout_step, 0, bytemuck::bytes_of(&dstep));
-
+        if self.profiler.is_some() {
+            return self.train_step_profiled(step, scalars, stats);
+        }
+        let (stats, slot) = self.begin_step(step, scalars, stats)?;
         let mut encoder = self
             .ctx
             .device
@@ -831,68 +954,12 @@ impl Executor for GpuExecutor {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            for ((dispatches, class), indirect) in self
-                .op_dispatches
-                .iter()
-                .zip(&self.op_class)
-                .zip(&self.op_indirect)
-            {
-                if class.is_some_and(|c| !stats.runs(c)) {
-                    continue;
-                }
-                match (indirect, &self.indirect_args) {
-                    (Some(offset), Some(args)) => {
-                        for d in dispatches {
-                            pass.set_pipeline(&d.pipeline);
-                            pass.set_bind_group(0, &d.bind_group, &[]);
-                            pass.dispatch_workgroups_indirect(args, *offset);
-                        }
-                    }
-                    _ => {
-                        for d in dispatches {
-                            d.record(&mut pass);
-                        }
-                    }
-                }
-            }
-            let finalize = match stats {
-                StatsLevel::None => &None,
-                StatsLevel::Gradients => &self.finalize_every,
-                StatsLevel::Full => &self.finalize_all,
-            };
-            if let Some(f) = finalize {
-                f.record(&mut pass);
+            for segment in self.step_segments(stats) {
+                self.record_segment(segment, &mut pass);
             }
         }
-        let staging = self.ring.buffer(slot);
-        encoder.copy_buffer_to_buffer(&self.buffers[self.plan.loss_out.0], 0, staging, 0, 8);
-        if let (Some(o), Some(state)) = (self.layout.clip_offset, &self.clip_state) {
-            encoder.copy_buffer_to_buffer(state, 0, staging, o, 16);
-        }
-        let nd = 4 * self.plan.dead_unit_layers.len() as u64;
-        if nd > 0 {
-            encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);
-        }
-        let nr = self.layout.bytes - self.layout.records_offset;
-        if nr > 0 {
-            encoder.copy_buffer_to_buffer(
-                &self.records,
-                0,
-                staging,
-                self.layout.records_offset,
-                nr,
-            );
-        }
-        let submission = self.ctx.queue.submit([encoder.finish()]);
-        let level = match stats {
-            StatsLevel::None => 0,
-            StatsLevel::Gradients => 1,
-            StatsLevel::Full => 2,
-        };
-        self.ring.submitted(slot, step * 4 + level, submission);
-        self.ctx.check(&format!("step {step}"))?;
-        // Pick up whatever has finished, without waiting.
-        self.collect(false, 0)
+        let commands = self.finish_step(encoder, slot);
+        self.submit_step(commands, slot, step, stats)
     }
 
     fn finished(&mut self, wait: bool) -> Result<Vec<StepReport>> {
@@ -957,6 +1024,14 @@ impl Executor for GpuExecutor {
 
     fn allocated_bytes(&self) -> u64 {
         self.allocated
+    }
+
+    fn enable_profiling(&mut self) -> Result<()> {
+        self.start_profiling()
+    }
+
+    fn take_profile(&mut self) -> Option<crate::profile::Profile> {
+        self.stop_profiling()
     }
 
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {

@@ -6,8 +6,10 @@ pub mod dispatch;
 pub mod executor;
 pub mod kernels;
 pub mod pipeline_cache;
+pub mod profile;
 pub mod readback;
 pub mod shaders;
+pub mod timer;
 
 pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
 pub use dispatch::Dispatch;

@@ -45,6 +45,8 @@ pub trait Observer {
     /// A diagnosis finding, the first time it holds.
     fn finding(&mut self, _finding: &Finding) {}
     fn finished(&mut self, _summary: &Summary, _layers: &[LayerStats]) {}
+    /// Where a step's time went (`--profile`), after the last step.
+    fn profiled(&mut self, _profile: &crate::profile::Profile, _path: &Path) {}
 }
 
 /// An observer that shows nothing.
@@ -235,6 +237,9 @@ fn run(
     let mut loader = BatchLoader::new(&data.train, config.batch_size, config.seed)?;
     let (mut exec, reason) = select::open_executor(config, plan)?;
     initialize(exec.as_mut(), config.seed)?;
+    if config.profile {
+        exec.enable_profiling()?;
+    }
 
     let dir = run_dir(config, name)?;
     let checkpointer = Checkpointer::new(&dir, config.checkpoint_every, config.keep_checkpoints)?;
@@ -451,6 +456,15 @@ fn run(
         log.write_eval(&entry)?;
         observer.evaluated(&entry);
         more = step < total;
+    }
+
+    // The profile covers the training steps only (evaluation is not an op of a step).
+    if let Some(profile) = exec.take_profile() {
+        let path = dir.join("profile.json");
+        let json =
+            serde_json::to_string_pretty(&profile).map_err(|e| Error::config(e.to_string()))?;
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+        observer.profiled(&profile, &path);
     }
 
     let test = match &data.test {

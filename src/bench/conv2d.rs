@@ -1,0 +1,122 @@
+//! Convolution forward, backward-input and backward-weight on the distinct convolutions of
+//! a CIFAR resnet-20 (3×32×32 input): the 3×3 convolutions of 16, 32 and 64 channels at
+//! 32×32, 16×16 and 8×8, the two stride-2 3×3 ones and the two 1×1 stride-2 projections.
+//! CPU: `cpu::conv2d` (im2col + GEMM); GPU: `gpu::kernels::conv2d` (implicit GEMM; the
+//! weight gradient is split over K and summed by a second dispatch where it pays).
+
+use super::case::{Case, Pending, Tensor, Work};
+use super::matmul::GEMM_TOL;
+use super::options::Family;
+use crate::cpu::conv2d as cpu;
+use crate::gpu::kernels::conv2d as gpu;
+use crate::ops::Conv2dShape;
+
+/// The distinct convolutions of resnet-20 at batch `n`, with a short label.
+pub fn resnet20_shapes(n: usize) -> Vec<(&'static str, Conv2dShape)> {
+    let conv = |c_in, hw, c_out, k, stride, pad| Conv2dShape {
+        n,
+        c_in,
+        h: hw,
+        w: hw,
+        c_out,
+        kh: k,
+        kw: k,
+        stride: [stride; 2],
+        pad: [pad; 2],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    vec![
+        ("stem 3→16 3×3", conv(3, 32, 16, 3, 1, 1)),
+        ("16→16 3×3", conv(16, 32, 16, 3, 1, 1)),
+        ("16→32 3×3 s2", conv(16, 32, 32, 3, 2, 1)),
+        ("16→32 1×1 s2", conv(16, 32, 32, 1, 2, 0)),
+        ("32→32 3×3", conv(32, 16, 32, 3, 1, 1)),
+        ("32→64 3×3 s2", conv(32, 16, 64, 3, 2, 1)),
+        ("32→64 1×1 s2", conv(32, 16, 64, 1, 2, 0)),
+        ("64→64 3×3", conv(64, 8, 64, 3, 1, 1)),
+    ]
+}
+
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+pub fn cases(batch: usize) -> Vec<Pending> {
+    let mut out = Vec::new();
+    for (label, s) in resnet20_shapes(batch) {
+        for (pass, name) in [
+            (Pass::Forward, "conv2d_forward"),
+            (Pass::BackwardInput, "conv2d_backward_input"),
+            (Pass::BackwardWeight, "conv2d_backward_weight"),
+        ] {
+            out.push(Pending::new(Family::Conv2d, name, move || {
+                case(name, label, s, pass)
+            }));
+        }
+    }
+    out
+}
+
+fn describe(label: &str, s: &Conv2dShape) -> String {
+    let [oh, ow] = s.out_hw();
+    format!(
+        "{label} n={} {}×{}×{} → {}×{oh}×{ow}",
+        s.n, s.c_in, s.h, s.w, s.c_out
+    )
+}
+
+/// One pass; `Conv2dShape::flops` counts 2 per multiply-add, the same for each pass.
+fn case(name: &'static str, label: &str, s: Conv2dShape, pass: Pass) -> Case {
+    let (x, w, dy) = (s.x_len(), s.w_len(), s.y_len());
+    let tensors = match pass {
+        Pass::Forward => vec![
+            Tensor::random("x", x, 11, -1.0, 1.0),
+            Tensor::random("w", w, 12, -0.5, 0.5),
+            Tensor::output("y", dy, GEMM_TOL),
+        ],
+        Pass::BackwardInput => vec![
+            Tensor::random("dy", dy, 13, -1.0, 1.0),
+            Tensor::random("w", w, 12, -0.5, 0.5),
+            Tensor::output("dx", x, GEMM_TOL),
+        ],
+        Pass::BackwardWeight => vec![
+            Tensor::random("x", x, 11, -1.0, 1.0),
+            Tensor::random("dy", dy, 13, -1.0, 1.0),
+            Tensor::output("dw", w, GEMM_TOL),
+        ],
+    };
+    Case {
+        family: Family::Conv2d,
+        name: name.into(),
+        shape: describe(label, &s),
+        work: Work::Flops(s.flops()),
+        tensors,
+        cpu: Box::new(move |t| {
+            let mut out = t.take_f(2);
+            match pass {
+                Pass::Forward => cpu::conv2d_forward(&s, t.f(0), t.f(1), &mut out),
+                Pass::BackwardInput => cpu::conv2d_backward_input(&s, t.f(0), t.f(1), &mut out),
+                Pass::BackwardWeight => {
+                    cpu::conv2d_backward_weight(&s, t.f(0), t.f(1), &mut out, false)
+                }
+            }
+            t.put_f(2, out);
+            Ok(())
+        }),
+        gpu: Box::new(move |ctx, b| {
+            Ok(match pass {
+                Pass::Forward => vec![gpu::conv2d_forward(ctx, &s, &b[0], &b[1], &b[2])?],
+                Pass::BackwardInput => {
+                    vec![gpu::conv2d_backward_input(ctx, &s, &b[0], &b[1], &b[2])?]
+                }
+                Pass::BackwardWeight => {
+                    gpu::conv2d_backward_weight(ctx, &s, &b[0], &b[1], &b[2], false)?
+                }
+            })
+        }),
+    }
+}

@@ -1,0 +1,138 @@
+//! `gradscope bench`: every kernel family and whole training steps, GPU executor against CPU
+//! executor, side by side in one run.
+//!
+//! Each case (`case.rs`) is a kernel on seeded inputs with its CPU twin and its GPU
+//! launcher; `runner.rs` runs it once on each side from the same inputs and compares the
+//! outputs (`compare.rs`), so a bench on a new adapter is also a correctness check, then
+//! times warm-up and repeated runs: GPU times from timestamp queries where the device has
+//! them (`gpu::timer`), else a host clock around submit and the wait for the queue. The
+//! families live one per file; `step.rs` times whole training steps. Results
+//! (`result.rs`) carry medians, throughput (GFLOP/s, GB/s or samples/s), the GPU/CPU ratio
+//! and the check's error; `table.rs` renders them for the console, serde for `--json`.
+
+pub mod activation;
+pub mod case;
+pub mod compare;
+pub mod conv2d;
+pub mod loss;
+pub mod machine;
+pub mod matmul;
+pub mod norm;
+pub mod optimizer;
+pub mod options;
+pub mod pool2d;
+pub mod reduce;
+pub mod result;
+pub mod runner;
+pub mod stats;
+pub mod step;
+pub mod table;
+
+use std::sync::Arc;
+
+pub use options::{BenchOptions, Family};
+pub use result::{BenchReport, KernelResult};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::timer::{GpuTimer, GpuTiming};
+use case::Pending;
+
+/// The cases of one family at one size (every family but `step`).
+fn family_cases(family: Family, size: usize) -> Vec<Pending> {
+    match family {
+        Family::Matmul => matmul::cases(size),
+        Family::Conv2d => conv2d::cases(size),
+        Family::Pool => pool2d::cases(size),
+        Family::Batchnorm => norm::batchnorm_cases(size),
+        Family::Layernorm => norm::layernorm_cases(size),
+        Family::Activation => activation::cases(size),
+        Family::Loss => loss::cases(size),
+        Family::Stats => stats::cases(size),
+        Family::Reduce => reduce::cases(size),
+        Family::Optimizer => optimizer::cases(size),
+        Family::Step => Vec::new(),
+    }
+}
+
+/// Runs every selected case; `progress` sees each result as it is measured (long runs
+/// print as they go). `ctx` is the GPU side (None: CPU only). Returns the whole report;
+/// kernels whose GPU result disagrees with the CPU twin are listed in `failures` (the
+/// caller decides to fail the run).
+pub fn run(
+    opts: &BenchOptions,
+    ctx: Option<Arc<GpuContext>>,
+    progress: &mut dyn FnMut(&KernelResult),
+) -> Result<BenchReport> {
+    opts.validate()?;
+    let timing = ctx.as_deref().map(GpuTiming::best_per_pass);
+    let timer = match (&ctx, timing) {
+        (Some(c), Some(t)) => Some(GpuTimer::new(c, t, 1)?),
+        _ => None,
+    };
+    let gpu = ctx.as_deref().zip(timer.as_ref());
+    let mut results = Vec::new();
+    let mut matched_any = false;
+    for family in Family::ALL {
+        for size in opts.sizes_for(family) {
+            if family == Family::Step {
+                for name in step::MODELS {
+                    if !opts.selected(family, name) {
+                        continue;
+                    }
+                    matched_any = true;
+                    let r = step::run(name, size, opts, ctx.as_ref())?;
+                    progress(&r);
+                    results.push(r);
+                }
+                continue;
+            }
+            for p in family_cases(family, size) {
+                if !opts.selected(p.family, &p.name) {
+                    continue;
+                }
+                matched_any = true;
+                let r = runner::run_case((p.build)(), opts, gpu)?;
+                progress(&r);
+                results.push(r);
+            }
+        }
+    }
+    if !matched_any {
+        let families: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        return Err(crate::Error::config(format!(
+            "--op {} matches no kernel; use a family ({}) or part of a kernel's name \
+             (matmul_nt, backward, …)",
+            opts.ops.join(","),
+            families.join(", ")
+        )));
+    }
+    let failures = results
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| {
+            format!(
+                "{} [{}]: GPU differs from the CPU twin by {:.3e} (tolerance {:.1e}){}",
+                r.name,
+                r.shape,
+                r.max_rel_error.unwrap_or(f64::NAN),
+                r.tolerance.unwrap_or(f64::NAN),
+                if r.error_at.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", r.error_at)
+                }
+            )
+        })
+        .collect();
+    Ok(BenchReport {
+        gradscope_version: env!("CARGO_PKG_VERSION").into(),
+        machine: machine::describe(ctx.as_deref(), timing),
+        ops: opts.ops.clone(),
+        sizes: opts.sizes.clone(),
+        warmup: opts.warmup,
+        repeats: opts.repeats,
+        results,
+        failures,
+    })
+}
