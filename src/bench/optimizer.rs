@@ -9,6 +9,11 @@ use crate::ops::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
 /// One update of O(1) parameters by lr-sized steps: the device's sqrt and division are a
 /// few ulp off (the kernel tests hold 1e-6 absolute); against max |param| 1e-5 is ample.
 const TOL: f64 = 1e-5;
+/// The update is measured against its own largest element, about lr·max|grad| = 1e-3, while
+/// the device may round `param − lr·grad` as one fused multiply-add and the CPU as two
+/// operations: a one-ulp difference in an O(1) parameter (1.2e-7) is then 1.2e-4 of the
+/// update. (Seen on an NVIDIA H200 for SGD: 6e-5.) 1e-3 still fails on a wrong update.
+const UPDATE_TOL: f64 = 1e-3;
 const STEP: StepScalars = StepScalars { lr: 1e-3, t: 3 };
 
 pub fn cases(len: usize) -> Vec<Pending> {
@@ -45,7 +50,7 @@ fn case(name: String, kind: OptimizerKind, len: usize) -> Case {
             Tensor::random("state1", len, 93, -0.1, 0.1).checked(state(0)),
             // A second moment is a running mean of squares: non-negative.
             Tensor::random("state2", len, 94, 0.0, 0.01).checked(state(1)),
-            Tensor::output("update", len, TOL),
+            Tensor::output("update", len, UPDATE_TOL),
         ],
         cpu: Box::new(move |t| {
             let (mut param, mut s1, mut s2, mut upd) =

@@ -8,6 +8,7 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use gradscope::diagnosis::Finding;
+use gradscope::model::NodeOp;
 use gradscope::plan::Plan;
 use gradscope::stats::{LayerStats, table};
 use gradscope::train::metrics::{EvalLog, StepLog};
@@ -41,15 +42,35 @@ impl Observer for Console {
         run_dir: &Path,
     ) {
         eprintln!("executor: {reason}");
-        let widths: Vec<String> = plan.layers.iter().map(|l| l.units.to_string()).collect();
+        // A stack of dense layers reads as its widths; any other network by its name and
+        // size (a resnet's per-layer widths say little).
+        let dense = plan.model.nodes.iter().all(|n| {
+            matches!(
+                n.op,
+                NodeOp::Input | NodeOp::Linear { .. } | NodeOp::Activation(_) | NodeOp::Loss(_)
+            )
+        });
+        let shape = if dense {
+            let widths: Vec<String> = plan.layers.iter().map(|l| l.units.to_string()).collect();
+            format!(
+                "{}-{} {}",
+                plan.input_features,
+                widths.join("-"),
+                plan.layers
+                    .first()
+                    .and_then(|l| l.activation)
+                    .map_or("linear", |a| a.name())
+            )
+        } else {
+            format!(
+                "{} ({} layers, {} input features)",
+                plan.model.name,
+                plan.layers.len(),
+                plan.input_features
+            )
+        };
         eprintln!(
-            "model: {}-{} {} ({} parameters), batch {}, {} steps; {}",
-            plan.input_features,
-            widths.join("-"),
-            plan.layers
-                .first()
-                .and_then(|l| l.activation)
-                .map_or("linear", |a| a.name()),
+            "model: {shape} ({} parameters), batch {}, {} steps; {}",
             plan.model.param_count(),
             plan.batch,
             total_steps,
