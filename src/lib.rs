@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod rng;
 pub mod stats;
+pub mod study;
 pub mod tensor;
 pub mod tensorboard;
 pub mod train;

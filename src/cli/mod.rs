@@ -5,6 +5,7 @@ mod console;
 mod devices;
 mod export;
 mod report;
+mod study;
 mod train_args;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Draw a run's gradient flow: PNG and SVG pictures and report.html in RUN_DIR/report/.
     Report(report::ReportArgs),
+    /// Run a grid of short trainings (a built-in study or a TOML file) and compare them in
+    /// one report.
+    Study(study::StudyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -43,5 +47,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Devices(args)) => devices::run(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Study(args)) => study::run(&args),
     }
 }
