@@ -71,24 +71,32 @@ fn find<'a>(runs: &'a [RunResult], levels: &[(&str, &str)]) -> &'a RunResult {
 #[test]
 fn saturating_activations_vanish_with_depth_and_the_others_do_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let (runs, _) = run_builtin("depth-and-activation", tmp.path());
+    let (runs, outcome) = run_builtin("depth-and-activation", tmp.path());
     let ratio = |act: &str, depth: &str| {
         find(&runs, &[("activation", act), ("depth", depth)]).init_ratio
     };
-    for act in ["sigmoid", "tanh"] {
-        let (shallow, deep) = (ratio(act, "2"), ratio(act, "12"));
-        assert!(
-            deep < 0.1 && deep < shallow / 10.0,
-            "{act}: ratio {shallow:e} at depth 2, {deep:e} at depth 12"
-        );
+    // The sigmoid's slope is at most 1/4: its first layer's share falls by decades with
+    // every few layers added.
+    let (shallow, deep) = (ratio("sigmoid", "2"), ratio("sigmoid", "12"));
+    assert!(
+        deep < 1e-4 && deep < shallow * 1e-3,
+        "sigmoid: ratio {shallow:e} at depth 2, {deep:e} at depth 12"
+    );
+    // Every other activation, with the gain PyTorch gives it, holds within a factor 5 at
+    // every depth. This includes tanh: its gain of 5/3 offsets its slope below 1, so it does
+    // not vanish at initialization (it does with weights too small, see the initialization
+    // study, and it saturates when its inputs grow).
+    for act in ["tanh", "relu", "leaky_relu", "elu", "selu", "gelu"] {
+        for depth in ["2", "6", "12"] {
+            let r = ratio(act, depth);
+            assert!(
+                (0.2..=5.0).contains(&r),
+                "{act}: ratio {r:e} at depth {depth} should stay within a factor 5 of 1"
+            );
+        }
     }
-    for act in ["relu", "leaky_relu", "elu", "selu", "gelu"] {
-        let deep = ratio(act, "12");
-        assert!(
-            (0.1..=10.0).contains(&deep),
-            "{act}: ratio {deep:e} at depth 12 should stay within a factor 10 of 1"
-        );
-    }
+    assert!(outcome.summary[0].contains("fell below 0.1 with sigmoid"), "{}", outcome.summary[0]);
+    assert!(outcome.report.figures.iter().any(|f| f.saved.stem == "ratio_vs_x"));
 }
 
 #[test]
@@ -118,9 +126,10 @@ fn batchnorm_brings_the_first_layer_gradient_back() {
     let none = find(&runs, &[("normalization", "none")]).init_ratio;
     let bn = find(&runs, &[("normalization", "BatchNorm")]).init_ratio;
     let ln = find(&runs, &[("normalization", "LayerNorm")]).init_ratio;
-    assert!(none < 1e-2, "without normalization: ratio {none:e}");
-    assert!((0.2..=5.0).contains(&bn), "BatchNorm: ratio {bn:e}");
-    assert!(ln > none * 100.0, "LayerNorm: ratio {ln:e} against {none:e} without");
+    assert!(none < 1e-3, "without normalization: ratio {none:e}");
+    assert!((0.1..=10.0).contains(&bn), "BatchNorm: ratio {bn:e}");
+    // LayerNorm helps, far less than BatchNorm (see normalization.rs for why).
+    assert!(ln > none * 10.0 && ln < bn, "LayerNorm: ratio {ln:e} against {none:e} without");
 }
 
 #[test]
@@ -146,13 +155,13 @@ fn clipping_keeps_the_exploding_configuration_finite() {
 fn shortcuts_keep_a_deep_conv_net_first_layer_gradient_near_the_last() {
     let tmp = tempfile::tempdir().unwrap();
     let (runs, outcome) = run_builtin("shortcuts", tmp.path());
-    let res = find(&runs, &[("model", "resnet20")]).init_ratio;
-    let plain = find(&runs, &[("model", "plain20")]).init_ratio;
-    assert!((0.1..=10.0).contains(&res), "resnet20: ratio {res:e}");
+    let deep = find(&runs, &[("model", "resnet20")]);
     assert!(
-        (res.ln()).abs() < (plain.ln()).abs(),
-        "resnet20's ratio {res:e} should be nearer 1 than plain20's {plain:e}"
+        (1.0 / 3.0..=3.0).contains(&deep.init_ratio),
+        "resnet20: ratio {:e}",
+        deep.init_ratio
     );
+    assert!(runs.iter().all(|r| r.finite && r.steps == 2));
     let html = std::fs::read_to_string(&outcome.report.html).unwrap();
     assert!(html.contains("Fashion-MNIST"), "the page says which data it used");
 }
@@ -246,7 +255,9 @@ fn a_stopped_study_continues_skipping_finished_runs() {
 
 #[test]
 fn unknown_axes_and_reserved_keys_are_refused() {
-    let bad = SMALL.replace("key = \"depth\"", "key = \"depht\"");
+    let bad = SMALL
+        .replace("key = \"depth\"", "key = \"depht\"")
+        .replace("x_axis = \"depth\"\n", "");
     let s = Study {
         spec: StudySpec::from_toml(&bad, Path::new("bad.toml")).unwrap(),
         summarize: study::generic::summarize,

@@ -6,6 +6,13 @@
 //! Only layers with a weight matrix (Linear, Conv2d) enter the profiles and ratios: a
 //! BatchNorm's γ gradient is a different quantity, and mixing them would make "first
 //! layer / last layer" mean different things in the runs being compared.
+//!
+//! Layers are compared by the root mean square of their gradient's elements,
+//! ‖∇W‖/√(elements), not by the norm itself: a first layer reading 784 pixels has a weight
+//! matrix 25 times the size of a 32-wide hidden layer's, and its norm would count that size
+//! as gradient. For ∇W = δ·aᵀ the RMS is rms(δ)·rms(a), so a ratio of RMS values is the
+//! ratio of the backpropagated signals (times that of the layers' inputs), which is what
+//! vanishing and exploding are about.
 
 use std::path::{Path, PathBuf};
 
@@ -27,20 +34,21 @@ pub struct RunResult {
     pub dir: PathBuf,
     /// The weight layers, input side first.
     pub layers: Vec<String>,
-    /// ‖∇W‖ of each weight layer at the first step (initialization).
-    pub init_norms: Vec<f64>,
-    /// ‖∇W‖ of each weight layer at the last step with statistics.
-    pub end_norms: Vec<f64>,
-    /// ‖∂L/∂a‖ of each weight layer's output (after its activation) at initialization: the
-    /// backpropagated gradient, which a ReLU net with too small weights lets vanish even
-    /// where ‖∇W‖ = ‖δ‖·‖a_in‖ stays level (the forward signal shrinks as much).
-    pub init_backprop: Vec<f64>,
-    /// First weight layer's ‖∇W‖ over the last one's, at initialization and at the end.
+    /// RMS of each weight layer's gradient elements at the first step (initialization).
+    pub init_grad_rms: Vec<f64>,
+    /// The same at the last step with statistics.
+    pub end_grad_rms: Vec<f64>,
+    /// RMS of ∂L/∂a over each weight layer's output (after its activation) at
+    /// initialization: the backpropagated gradient, which a ReLU net with too small weights
+    /// lets vanish even where ∇W = δ·aᵀ stays level (the forward signal shrinks as much).
+    pub init_backprop_rms: Vec<f64>,
+    /// First weight layer's gradient RMS over the last one's, at initialization and at the
+    /// end.
     pub init_ratio: f64,
     pub end_ratio: f64,
-    /// Largest over smallest ‖∇W‖ across the weight layers at initialization.
+    /// Largest over smallest gradient RMS across the weight layers at initialization.
     pub init_spread: f64,
-    /// First over last of `init_backprop`, and its largest over smallest.
+    /// First over last of `init_backprop_rms`, and its largest over smallest.
     pub init_backprop_ratio: f64,
     pub init_backprop_spread: f64,
     /// (step, loss) and (step, batch accuracy) of every logged step.
@@ -80,13 +88,17 @@ impl RunResult {
     }
 }
 
-/// Names of the nodes with a weight matrix, in order.
-pub fn weight_layers(model: &ModelSpec) -> Vec<String> {
+/// Names of the nodes with a weight matrix, in order, with the weight's element count.
+pub fn weight_layers(model: &ModelSpec) -> Vec<(String, usize)> {
     model
         .nodes
         .iter()
-        .filter(|n| matches!(n.op, NodeOp::Linear { .. } | NodeOp::Conv2d { .. }))
-        .map(|n| n.name.clone())
+        .filter_map(|n| match n.op {
+            NodeOp::Linear { weight, .. } | NodeOp::Conv2d { weight, .. } => {
+                Some((n.name.clone(), model.params[weight].shape.iter().product()))
+            }
+            _ => None,
+        })
         .collect()
 }
 
@@ -100,7 +112,8 @@ fn spread(values: &[f64]) -> f64 {
     hi / lo
 }
 
-/// ‖∂L/∂a‖ of the named layers on the first line of metrics.jsonl with per-layer statistics.
+/// RMS of ∂L/∂a of the named layers on the first line of metrics.jsonl with per-layer
+/// statistics.
 fn first_output_grads(dir: &Path, layers: &[String]) -> Result<Vec<f64>> {
     let path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -121,7 +134,7 @@ fn first_output_grads(dir: &Path, layers: &[String]) -> Result<Vec<f64>> {
                 .and_then(|ts| {
                     ts.iter()
                         .find(|t| t[0].as_str() == Some("output_grad"))
-                        .and_then(|t| t[1]["norm"].as_f64())
+                        .and_then(|t| Some(t[1]["norm"].as_f64()? / t[1]["count"].as_f64()?.sqrt()))
                 })
                 .unwrap_or(f64::NAN)
         })
@@ -133,26 +146,29 @@ fn first_output_grads(dir: &Path, layers: &[String]) -> Result<Vec<f64>> {
 pub fn measure(
     plan: &RunPlan,
     dir: &Path,
-    layers: &[String],
+    layers: &[(String, usize)],
     error: Option<String>,
 ) -> Result<RunResult> {
     let h = History::load(dir)?;
-    let index: Vec<usize> = layers
+    let index: Vec<(usize, f64)> = layers
         .iter()
-        .filter_map(|name| h.layers.iter().position(|l| &l.name == name))
+        .filter_map(|(name, n)| {
+            let i = h.layers.iter().position(|l| &l.name == name)?;
+            Some((i, (*n).max(1) as f64))
+        })
         .collect();
-    let norms_at = |k: usize| -> Vec<f64> {
+    let rms_at = |k: usize| -> Vec<f64> {
         h.stats.get(k).map_or_else(Vec::new, |p| {
             index
                 .iter()
-                .map(|&i| p.layers.get(i).map_or(f64::NAN, |l| l.grad_norm))
+                .map(|&(i, n)| p.layers.get(i).map_or(f64::NAN, |l| l.grad_norm / n.sqrt()))
                 .collect()
         })
     };
-    let init_norms = norms_at(0);
-    let names: Vec<String> = index.iter().map(|&i| h.layers[i].name.clone()).collect();
-    let init_backprop = first_output_grads(dir, &names)?;
-    let end_norms = norms_at(h.stats.len().saturating_sub(1));
+    let init_grad_rms = rms_at(0);
+    let names: Vec<String> = index.iter().map(|&(i, _)| h.layers[i].name.clone()).collect();
+    let init_backprop_rms = first_output_grads(dir, &names)?;
+    let end_grad_rms = rms_at(h.stats.len().saturating_sub(1));
     let ratio = |n: &[f64]| match (n.first(), n.last()) {
         (Some(a), Some(b)) if n.len() > 1 => a / b,
         _ => f64::NAN,
@@ -188,14 +204,14 @@ pub fn measure(
         labels: plan.labels.clone(),
         dir: dir.to_path_buf(),
         layers: names,
-        init_ratio: ratio(&init_norms),
-        init_backprop_ratio: ratio(&init_backprop),
-        init_backprop_spread: spread(&init_backprop),
-        init_backprop,
-        end_ratio: ratio(&end_norms),
-        init_spread: spread(&init_norms),
-        init_norms,
-        end_norms,
+        init_ratio: ratio(&init_grad_rms),
+        init_backprop_ratio: ratio(&init_backprop_rms),
+        init_backprop_spread: spread(&init_backprop_rms),
+        init_backprop_rms,
+        end_ratio: ratio(&end_grad_rms),
+        init_spread: spread(&init_grad_rms),
+        init_grad_rms,
+        end_grad_rms,
         first_loss: losses.first().map_or(f64::NAN, |l| l.1),
         final_loss,
         losses,
@@ -222,9 +238,9 @@ impl RunResult {
             labels: plan.labels.clone(),
             dir: dir.to_path_buf(),
             layers: Vec::new(),
-            init_norms: Vec::new(),
-            end_norms: Vec::new(),
-            init_backprop: Vec::new(),
+            init_grad_rms: Vec::new(),
+            end_grad_rms: Vec::new(),
+            init_backprop_rms: Vec::new(),
             init_ratio: f64::NAN,
             end_ratio: f64::NAN,
             init_spread: f64::NAN,

@@ -124,8 +124,8 @@ impl Resources {
         })
     }
 
-    /// The weight layers of the model `config` builds on its data.
-    fn weight_layers(&mut self, config: &TrainConfig) -> Result<Vec<String>> {
+    /// The weight layers (and their sizes) of the model `config` builds on its data.
+    fn weight_layers(&mut self, config: &TrainConfig) -> Result<Vec<(String, usize)>> {
         let data = self.shared(config)?.data.ok_or_else(|| {
             Error::config("the study's data was not loaded (a bug: report it)")
         })?;

@@ -113,8 +113,9 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
     }
     let _ = writeln!(
         s,
-        "<h2>Runs</h2>\n<p>Ratios are the first weight layer's gradient norm over the last's. \
-         Final loss is the mean over the last tenth of the steps. Each name links to the run's \
+        "<h2>Runs</h2>\n<p>Ratios compare the root mean square of the first weight layer's \
+         gradient elements (‖∇W‖/√elements) with the last layer's, so that a wide input layer \
+         does not count its size as gradient. Final loss is the mean over the last tenth of the steps. Each name links to the run's \
          own report.</p>\n<table><tr><th class=l>run</th><th>ratio at init</th>\
          <th>ratio at end</th><th>first loss</th><th>final loss</th><th>val. accuracy</th>\
          <th>ms / step</th><th>steps</th><th class=l>diagnosis</th></tr>"

@@ -1,6 +1,7 @@
 //! The report of a study (`gradscope study`): the runs side by side, in
-//! STUDY_DIR/report/. Per-layer gradient norms at initialization and at the end (layers on
-//! x, one line per run, log y), the backpropagated gradient ‖∂L/∂a‖ at initialization, the
+//! STUDY_DIR/report/. Per-layer weight gradients (RMS of the elements, see
+//! `study::measure`) at initialization and at the end (layers on x, one line per run, log
+//! y), the backpropagated gradient ∂L/∂a at initialization, the
 //! first/last ratio against a numeric axis (depth), loss and accuracy curves, and a page
 //! (`html.rs`) with the summary sentences on top, a table of every run (ratios, loss,
 //! accuracy, time per step, diagnosis) and each run's own gradient-flow heat map (from its
@@ -140,23 +141,23 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
         (
             "Gradient at initialization",
             "profile_init",
-            "‖∇W‖ per layer at initialization",
-            "‖∇W‖ (weight gradient, step 1)",
-            |r| &r.init_norms,
+            "Weight gradient per layer at initialization",
+            "RMS of ∇W elements (step 1)",
+            |r| &r.init_grad_rms,
         ),
         (
             "Gradient at initialization",
             "backprop_init",
-            "‖∂L/∂a‖ per layer at initialization",
-            "‖∂L/∂a‖ (gradient w.r.t. the layer's output)",
-            |r| &r.init_backprop,
+            "Backpropagated gradient ∂L/∂a per layer at initialization",
+            "RMS of ∂L/∂a (w.r.t. the layer's output)",
+            |r| &r.init_backprop_rms,
         ),
         (
             "Gradient after training",
             "profile_end",
-            "‖∇W‖ per layer at the last step",
-            "‖∇W‖ (weight gradient, last step)",
-            |r| &r.end_norms,
+            "Weight gradient per layer at the last step",
+            "RMS of ∇W elements (last step)",
+            |r| &r.end_grad_rms,
         ),
     ];
     for (panel, runs) in &groups {
@@ -248,7 +249,7 @@ fn ratio_chart(page: &StudyPage, x_axis: &str) -> Chart {
     Chart {
         title: format!("First/last layer gradient ratio at initialization against {x_axis}"),
         x_desc: x_axis.to_string(),
-        y_desc: "‖∇W first‖ / ‖∇W last‖".into(),
+        y_desc: "RMS ∇W, first layer / last layer".into(),
         log_y: true,
         integer_x: true,
         markers: true,

@@ -72,7 +72,11 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
                 "the gradient norm became infinite".to_string()
             };
             match (&r.error, r.finite) {
-                (Some(e), _) => format!("{what}, the run stopped at a non-finite value ({e}); {norm}."),
+                (Some(e), _) => {
+                    // The first clause of the error names where; the rest is advice.
+                    let origin = e.split(';').next().unwrap_or(e);
+                    format!("{what}, the run stopped: {origin}; {norm}.")
+                }
                 (None, false) => format!("{what}, the loss or gradient became NaN or infinite; {norm}."),
                 (None, true) => format!(
                     "{what}, the run stayed finite for all {} steps; {norm} and the loss went from {} to {}.",

@@ -91,8 +91,8 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
             ));
         }
     }
-    // In a ReLU net ‖∇W_l‖ = ‖δ_l‖·‖a_{l−1}‖: with weights too small the forward signal
-    // shrinks as fast as the backward one, so the profile of ∂L/∂a tells the story.
+    // In a ReLU net ∇W_l = δ_l·a_{l−1}ᵀ: with weights too small the forward signal shrinks
+    // as fast as the backward one, so ∇W stays level and the profile of ∂L/∂a tells.
     for act in ["relu", "tanh"] {
         let find = |label: &str| {
             runs.iter()
@@ -100,7 +100,7 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
         };
         if let (Some(he), Some(small)) = (find("He"), find("small normal")) {
             out.push(format!(
-                "With {act}, the backpropagated gradient ‖∂L/∂a‖ of the layers stays {} under \
+                "With {act}, the backpropagated gradient ∂L/∂a of the layers (RMS) stays {} under \
                  He init, and is {} under the small normal init.",
                 spread(he.init_backprop_spread),
                 spread(small.init_backprop_spread).replace("within", "still within")

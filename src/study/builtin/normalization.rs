@@ -1,8 +1,10 @@
-//! normalization: a deep sigmoid MLP with a small init (which loses its gradient on the way
-//! back) without normalization, with BatchNorm and with LayerNorm before each activation.
-//! Normalizing the pre-activations puts every sigmoid back into its steep middle, and the
-//! normalization's backward pass divides by the small standard deviation the small
-//! weights produced, undoing their shrinking.
+//! normalization: a deep sigmoid MLP with Glorot init (which loses its gradient on the way
+//! back: the sigmoid's slope is at most 1/4) without normalization, with BatchNorm and with
+//! LayerNorm before each activation. BatchNorm's backward pass divides by the batch's
+//! standard deviation of each pre-activation, which the shrinking signal made small,
+//! undoing the shrinking. LayerNorm divides by a deviation taken across the units of one
+//! sample, which also holds the fixed unit-to-unit offsets that the sigmoid's mean of 1/2
+//! produces, so it restores much less.
 //!
 //! The normalized networks are written as model files (`--model-file`) into the study's
 //! directory, so each run is an ordinary run that `gradscope train` could repeat.
@@ -71,7 +73,7 @@ fn build(size: Size, ctx: &Context) -> Result<StudySpec> {
         &[
             ("depth", Value::from(depth as i64)),
             ("width", Value::from(width as i64)),
-            ("init", Value::from("normal:0.05")),
+            ("init", Value::from("xavier_normal")),
             ("optimizer", Value::from("momentum")),
             ("lr", Value::from(0.01)),
         ],
@@ -80,7 +82,7 @@ fn build(size: Size, ctx: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Normalization".into(),
         question: format!(
-            "A {depth}-hidden-layer sigmoid MLP (width {width}, weights N(0, 0.05²)) without \
+            "A {depth}-hidden-layer sigmoid MLP (width {width}, Glorot normal weights) without \
              normalization, with BatchNorm and with LayerNorm between each linear layer and its \
              sigmoid: does normalization bring the first layer's gradient back to the last \
              layer's?"
