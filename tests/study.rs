@@ -6,9 +6,7 @@
 use std::path::Path;
 
 use gradscope::Error;
-use gradscope::study::{
-    self, Context, RunOptions, RunResult, RunStatus, Size, Study, StudySpec,
-};
+use gradscope::study::{self, Context, RunOptions, RunResult, RunStatus, Size, Study, StudySpec};
 use gradscope::train::Silent;
 
 /// Every run on the CPU executor, whatever the machine has.
@@ -25,7 +23,11 @@ fn run_builtin(name: &str, dir: &Path) -> (Vec<RunResult>, study::Outcome) {
     };
     let s = Study::builtin(name, Size::Quick, &ctx).unwrap();
     let outcome = study::run(&s, dir, &cpu(), &RunOptions::default(), &mut Silent).unwrap();
-    assert_eq!(outcome.results.len(), outcome.plans.len(), "{name}: every run finished");
+    assert_eq!(
+        outcome.results.len(),
+        outcome.plans.len(),
+        "{name}: every run finished"
+    );
     check_report(&outcome);
     let runs = outcome.results.iter().map(|(r, _)| r.clone()).collect();
     (runs, outcome)
@@ -54,7 +56,10 @@ fn check_report(outcome: &study::Outcome) {
     assert!(refs > 0);
     assert!(!outcome.summary.is_empty());
     for line in &outcome.summary {
-        assert!(html.contains(&line.replace('\'', "&#39;")), "summary line missing: {line}");
+        assert!(
+            html.contains(&line.replace('\'', "&#39;")),
+            "summary line missing: {line}"
+        );
     }
     for f in &outcome.report.figures {
         assert!(std::fs::metadata(&f.saved.png).unwrap().len() > 1000);
@@ -72,9 +77,8 @@ fn find<'a>(runs: &'a [RunResult], levels: &[(&str, &str)]) -> &'a RunResult {
 fn saturating_activations_vanish_with_depth_and_the_others_do_not() {
     let tmp = tempfile::tempdir().unwrap();
     let (runs, outcome) = run_builtin("depth-and-activation", tmp.path());
-    let ratio = |act: &str, depth: &str| {
-        find(&runs, &[("activation", act), ("depth", depth)]).init_ratio
-    };
+    let ratio =
+        |act: &str, depth: &str| find(&runs, &[("activation", act), ("depth", depth)]).init_ratio;
     // The sigmoid's slope is at most 1/4: its first layer's share falls by decades with
     // every few layers added.
     let (shallow, deep) = (ratio("sigmoid", "2"), ratio("sigmoid", "12"));
@@ -95,8 +99,18 @@ fn saturating_activations_vanish_with_depth_and_the_others_do_not() {
             );
         }
     }
-    assert!(outcome.summary[0].contains("fell below 0.1 with sigmoid"), "{}", outcome.summary[0]);
-    assert!(outcome.report.figures.iter().any(|f| f.saved.stem == "ratio_vs_x"));
+    assert!(
+        outcome.summary[0].contains("fell below 0.1 with sigmoid"),
+        "{}",
+        outcome.summary[0]
+    );
+    assert!(
+        outcome
+            .report
+            .figures
+            .iter()
+            .any(|f| f.saved.stem == "ratio_vs_x")
+    );
 }
 
 #[test]
@@ -115,8 +129,15 @@ fn he_init_keeps_relu_gradients_level_and_a_small_init_does_not() {
         "small normal: ‖∂L/∂a‖ spread {} across layers",
         small.init_backprop_spread
     );
-    let sig = find(&runs, &[("activation", "sigmoid"), ("init", "small normal")]);
-    assert!(sig.init_ratio < 1e-3, "sigmoid, small normal: ratio {}", sig.init_ratio);
+    let sig = find(
+        &runs,
+        &[("activation", "sigmoid"), ("init", "small normal")],
+    );
+    assert!(
+        sig.init_ratio < 1e-3,
+        "sigmoid, small normal: ratio {}",
+        sig.init_ratio
+    );
 }
 
 #[test]
@@ -129,7 +150,10 @@ fn batchnorm_brings_the_first_layer_gradient_back() {
     assert!(none < 1e-3, "without normalization: ratio {none:e}");
     assert!((0.1..=10.0).contains(&bn), "BatchNorm: ratio {bn:e}");
     // LayerNorm helps, far less than BatchNorm (see normalization.rs for why).
-    assert!(ln > none * 10.0 && ln < bn, "LayerNorm: ratio {ln:e} against {none:e} without");
+    assert!(
+        ln > none * 10.0 && ln < bn,
+        "LayerNorm: ratio {ln:e} against {none:e} without"
+    );
 }
 
 #[test]
@@ -145,7 +169,11 @@ fn clipping_keeps_the_exploding_configuration_finite() {
     );
     for c in ["global norm 1", "value 0.01"] {
         let r = find(&runs, &[("clipping", c)]);
-        assert!(r.finite && r.error.is_none(), "{c}: not finite ({:?})", r.error);
+        assert!(
+            r.finite && r.error.is_none(),
+            "{c}: not finite ({:?})",
+            r.error
+        );
         assert_eq!(r.steps, none.steps.max(r.steps), "{c}: ran every step");
         assert!(r.final_loss.is_finite());
     }
@@ -163,7 +191,10 @@ fn shortcuts_keep_a_deep_conv_net_first_layer_gradient_near_the_last() {
     );
     assert!(runs.iter().all(|r| r.finite && r.steps == 2));
     let html = std::fs::read_to_string(&outcome.report.html).unwrap();
-    assert!(html.contains("Fashion-MNIST"), "the page says which data it used");
+    assert!(
+        html.contains("Fashion-MNIST"),
+        "the page says which data it used"
+    );
 }
 
 #[test]
@@ -216,7 +247,11 @@ fn a_stopped_study_continues_skipping_finished_runs() {
     let first = study::run(&s, dir, &cpu(), &stop, &mut Silent).unwrap();
     assert_eq!(first.plans.len(), 4);
     assert_eq!(first.results.len(), 2);
-    assert_eq!((first.data_loads, first.device_opens), (1, 1), "shared data and device");
+    assert_eq!(
+        (first.data_loads, first.device_opens),
+        (1, 1),
+        "shared data and device"
+    );
     check_report(&first);
 
     let done = study::run(&s, dir, &cpu(), &RunOptions::default(), &mut Silent).unwrap();
@@ -238,14 +273,26 @@ fn a_stopped_study_continues_skipping_finished_runs() {
     assert!(third.join("checkpoints/step-000002.safetensors").is_file());
     let again = study::run(&s, dir, &cpu(), &RunOptions::default(), &mut Silent).unwrap();
     assert_eq!(again.results[2].1, RunStatus::Resumed);
-    assert_eq!(again.results[2].0.losses, finished.losses, "resumed bit for bit");
+    assert_eq!(
+        again.results[2].0.losses, finished.losses,
+        "resumed bit for bit"
+    );
     assert!(
-        again.results.iter().enumerate().all(|(i, (_, st))| i == 2 || *st == RunStatus::Skipped)
+        again
+            .results
+            .iter()
+            .enumerate()
+            .all(|(i, (_, st))| i == 2 || *st == RunStatus::Skipped)
     );
     // Each run directory is an ordinary run directory.
     for p in &again.plans {
         let d = p.config.run_dir.as_ref().unwrap();
-        for f in ["config.toml", "metrics.jsonl", "summary.json", "report/report.html"] {
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "summary.json",
+            "report/report.html",
+        ] {
             assert!(d.join(f).is_file(), "{} lacks {f}", d.display());
         }
         assert!(d.join("checkpoints").is_dir());
@@ -293,6 +340,9 @@ fn unknown_axes_and_reserved_keys_are_refused() {
         .to_string();
     assert!(msg.contains("bad value for `depth`"), "{msg}");
     let no_axes = "name = \"x\"\n";
-    let msg = StudySpec::from_toml(no_axes, Path::new("n.toml")).err().unwrap().to_string();
+    let msg = StudySpec::from_toml(no_axes, Path::new("n.toml"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("at least one [[axis]]"), "{msg}");
 }

@@ -79,7 +79,13 @@ fn ours(act: &str, init: &str) -> Ours {
     let params = specs
         .iter()
         .zip(&slots)
-        .map(|(s, slot)| (s.name.clone(), s.shape.clone(), exec.read(slot.value).unwrap()))
+        .map(|(s, slot)| {
+            (
+                s.name.clone(),
+                s.shape.clone(),
+                exec.read(slot.value).unwrap(),
+            )
+        })
         .collect();
     exec.load_batch(&inputs, &labels).unwrap();
     exec.train_step(1, StepScalars { lr: 0.0, t: 1 }, StatsLevel::Full)
@@ -147,9 +153,10 @@ fn init_gradient_norms_match_pytorch() {
             assert_eq!(&t.to_f32().unwrap(), values, "{act}/{init}: {name} changed");
         }
     }
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(golden_dir().join("study_golden.json")).unwrap())
-            .unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(golden_dir().join("study_golden.json")).unwrap(),
+    )
+    .unwrap();
     for (act, init, o) in &all {
         let g = &golden[key(act)];
         let want = |k: &str| -> Vec<f64> {

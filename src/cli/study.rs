@@ -6,11 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 
-use gradscope::study::{
-    self, BUILTINS, Context, RunOptions, RunPlan, RunResult, RunStatus, Size, Study,
-    StudyObserver,
-};
 use gradscope::study::sentences::{num, ratio};
+use gradscope::study::{
+    self, BUILTINS, Context, RunOptions, RunPlan, RunResult, RunStatus, Size, Study, StudyObserver,
+};
 use gradscope::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -50,7 +49,9 @@ pub struct StudyArgs {
 /// arrays), else as a string.
 fn setting(text: &str) -> Result<(String, toml::Value)> {
     let (k, v) = text.split_once('=').ok_or_else(|| {
-        Error::config(format!("--set `{text}`: write KEY=VALUE, e.g. --set lr=0.01"))
+        Error::config(format!(
+            "--set `{text}`: write KEY=VALUE, e.g. --set lr=0.01"
+        ))
     })?;
     let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
         .ok()
@@ -139,12 +140,21 @@ pub fn run(args: &StudyArgs) -> Result<()> {
         overrides.insert("device".into(), toml::Value::from(d.as_str()));
     }
     if let Some(d) = &args.data {
-        overrides.insert("data".into(), toml::Value::from(d.to_string_lossy().as_ref()));
+        overrides.insert(
+            "data".into(),
+            toml::Value::from(d.to_string_lossy().as_ref()),
+        );
     }
     let options = RunOptions {
         stop_after: args.max_runs,
     };
-    let outcome = study::run(&study, &dir, &overrides, &options, &mut Console { started: None })?;
+    let outcome = study::run(
+        &study,
+        &dir,
+        &overrides,
+        &options,
+        &mut Console { started: None },
+    )?;
     println!("{}", study.spec.title);
     for line in &outcome.summary {
         println!("  {line}");

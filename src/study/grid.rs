@@ -52,9 +52,9 @@ fn overlay(config: &TrainConfig, table: &toml::Table, what: &str) -> Result<Trai
     let mut table: toml::Table = table.iter().map(|(k, v)| (key_of(k), v.clone())).collect();
     let mut config = config.clone();
     if let Some(preset) = table.remove("preset") {
-        let name = preset.as_str().ok_or_else(|| {
-            Error::config(format!("{what}: `preset` must be a preset's name"))
-        })?;
+        let name = preset
+            .as_str()
+            .ok_or_else(|| Error::config(format!("{what}: `preset` must be a preset's name")))?;
         let text = presets::find(name).ok_or_else(|| {
             Error::config(format!(
                 "{what}: unknown preset `{name}`; use one of {}",
@@ -146,14 +146,10 @@ pub fn expand(spec: &StudySpec, dir: &Path, overrides: &toml::Table) -> Result<V
             )));
         }
         config.run_dir = Some(dir.join(&id));
-        config.validate().map_err(|e| {
-            Error::config(format!("study `{}`, run `{id}`: {e}", spec.name))
-        })?;
-        plans.push(RunPlan {
-            id,
-            labels,
-            config,
-        });
+        config
+            .validate()
+            .map_err(|e| Error::config(format!("study `{}`, run `{id}`: {e}", spec.name)))?;
+        plans.push(RunPlan { id, labels, config });
     }
     Ok(plans)
 }

@@ -166,7 +166,10 @@ pub fn measure(
         })
     };
     let init_grad_rms = rms_at(0);
-    let names: Vec<String> = index.iter().map(|&(i, _)| h.layers[i].name.clone()).collect();
+    let names: Vec<String> = index
+        .iter()
+        .map(|&(i, _)| h.layers[i].name.clone())
+        .collect();
     let init_backprop_rms = first_output_grads(dir, &names)?;
     let end_grad_rms = rms_at(h.stats.len().saturating_sub(1));
     let ratio = |n: &[f64]| match (n.first(), n.last()) {
@@ -176,8 +179,11 @@ pub fn measure(
     let losses: Vec<(u64, f64)> = h.steps.iter().map(|s| (s.step, s.loss)).collect();
     let accuracies: Vec<(u64, f64)> = h.steps.iter().map(|s| (s.step, s.accuracy)).collect();
     let tail = (losses.len() / 10).max(1);
-    let final_loss =
-        losses[losses.len() - tail..].iter().map(|l| l.1).sum::<f64>() / tail as f64;
+    let final_loss = losses[losses.len() - tail..]
+        .iter()
+        .map(|l| l.1)
+        .sum::<f64>()
+        / tail as f64;
     let max_grad_norm = h
         .steps
         .iter()
@@ -190,8 +196,7 @@ pub fn measure(
         })
         .fold(0.0, f64::max);
     let finite = error.is_none()
-        && h
-            .steps
+        && h.steps
             .iter()
             .all(|s| s.loss.is_finite() && s.grad_norm.is_finite());
     let summary = h.summary.as_ref();

@@ -126,14 +126,17 @@ impl Resources {
 
     /// The weight layers (and their sizes) of the model `config` builds on its data.
     fn weight_layers(&mut self, config: &TrainConfig) -> Result<Vec<(String, usize)>> {
-        let data = self.shared(config)?.data.ok_or_else(|| {
-            Error::config("the study's data was not loaded (a bug: report it)")
-        })?;
+        let data = self
+            .shared(config)?
+            .data
+            .ok_or_else(|| Error::config("the study's data was not loaded (a bug: report it)"))?;
         let shape = data
             .train
             .image
             .map_or_else(|| vec![data.train.dim], |i| i.to_vec());
-        Ok(weight_layers(&config.model_for(&shape, data.train.classes)?))
+        Ok(weight_layers(
+            &config.model_for(&shape, data.train.classes)?,
+        ))
     }
 }
 
@@ -201,9 +204,7 @@ pub fn run_all(
         };
         let result = match measure(plan, &dir, &layers, error.clone()) {
             Ok(r) => r,
-            Err(_) if error.is_some() => {
-                RunResult::stopped(plan, &dir, error.unwrap_or_default())
-            }
+            Err(_) if error.is_some() => RunResult::stopped(plan, &dir, error.unwrap_or_default()),
             Err(e) => return Err(e),
         };
         observer.run_done(i, plans.len(), &result, &status);

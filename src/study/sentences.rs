@@ -46,7 +46,11 @@ pub fn spread(s: f64) -> String {
 /// A number with three significant digits, without trailing zeros.
 pub fn num(x: f64) -> String {
     if !x.is_finite() {
-        return if x.is_nan() { "NaN".into() } else { "∞".into() };
+        return if x.is_nan() {
+            "NaN".into()
+        } else {
+            "∞".into()
+        };
     }
     if x != 0.0 && (x.abs() >= 1e4 || x.abs() < 1e-3) {
         return format!("{x:.2e}");

@@ -249,7 +249,13 @@ pub fn resume(
 ) -> Result<Summary> {
     let mut config = config.clone();
     config.run_dir = Some(run_dir.to_path_buf());
-    run(&config, "resume", Some(run_dir), &Shared::default(), observer)
+    run(
+        &config,
+        "resume",
+        Some(run_dir),
+        &Shared::default(),
+        observer,
+    )
 }
 
 fn run(

@@ -53,7 +53,11 @@ impl Chart {
     }
 
     fn x_range(&self) -> (f64, f64) {
-        let xs: Vec<f64> = self.points().map(|p| p.0).filter(|x| x.is_finite()).collect();
+        let xs: Vec<f64> = self
+            .points()
+            .map(|p| p.0)
+            .filter(|x| x.is_finite())
+            .collect();
         let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         match (lo.is_finite(), hi > lo) {
@@ -85,10 +89,7 @@ impl Chart {
         }
     }
 
-    fn draw_lines<DB: DrawingBackend, C>(
-        &self,
-        chart: &mut ChartContext<DB, C>,
-    ) -> DrawResult
+    fn draw_lines<DB: DrawingBackend, C>(&self, chart: &mut ChartContext<DB, C>) -> DrawResult
     where
         C: CoordTranslate<From = (f64, f64)>,
     {

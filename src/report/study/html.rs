@@ -74,7 +74,7 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
          <style>{STYLE}</style></head><body>\n<h1>Study: {title}</h1>\n<p class=question>{}</p>\n",
         escape(&p.spec.question)
     );
-    let _ = write!(s, "<div class=summary><h2>What the runs show</h2><ul>\n");
+    let _ = writeln!(s, "<div class=summary><h2>What the runs show</h2><ul>");
     for line in p.summary {
         let _ = writeln!(s, "<li>{}</li>", escape(line));
     }
@@ -85,9 +85,7 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
         "<p>{} runs{} · data: {} · {}</p>",
         p.runs.len(),
         if unfinished > 0 {
-            format!(
-                " finished, {unfinished} not yet (run the same command again to continue)"
-            )
+            format!(" finished, {unfinished} not yet (run the same command again to continue)")
         } else {
             String::new()
         },
@@ -100,8 +98,16 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
             section = f.section;
             let _ = writeln!(s, "<h2>{}</h2>", escape(section));
         }
-        let png = f.saved.png.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        let svg = f.saved.svg.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let png = f
+            .saved
+            .png
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let svg = f
+            .saved
+            .svg
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
         let _ = writeln!(
             s,
             "<figure><img src=\"{png}\" alt=\"{stem}\"><figcaption><a href=\"{png}\">PNG</a> · \

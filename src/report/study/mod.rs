@@ -115,7 +115,13 @@ fn stem(base: &str, panel: &str) -> String {
     }
     let slug: String = panel
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{base}_{slug}")
 }
@@ -186,9 +192,12 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
         });
     }
     for (panel, runs) in &groups {
-        let curves: [(&str, &str, bool, fn(&RunResult) -> &[(u64, f64)]); 2] = [
+        type Curve = fn(&RunResult) -> &[(u64, f64)];
+        let curves: [(&str, &str, bool, Curve); 2] = [
             ("loss", "training loss (per batch)", true, |r| &r.losses),
-            ("accuracy", "training accuracy (per batch)", false, |r| &r.accuracies),
+            ("accuracy", "training accuracy (per batch)", false, |r| {
+                &r.accuracies
+            }),
         ];
         for (base, y, log_y, pick) in curves {
             let chart = Chart {

@@ -21,7 +21,15 @@ pub const STUDY: Builtin = Builtin {
     summarize,
 };
 
-pub const ACTIVATIONS: &[&str] = &["sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu"];
+pub const ACTIVATIONS: &[&str] = &[
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+];
 
 fn build(size: Size, _: &Context) -> Result<StudySpec> {
     let (depths, width): (&[i64], i64) = match size {
@@ -79,7 +87,9 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
         out.push(format!(
             "With {act}, the first layer's gradient is {} at depth {hi} ({} at depth {lo}).",
             ratio(b.init_ratio),
-            ratio(a.init_ratio).replace(" of the last layer's", "").replace(" times the last layer's", " times")
+            ratio(a.init_ratio)
+                .replace(" of the last layer's", "")
+                .replace(" times the last layer's", " times")
         ));
         if b.init_ratio < VANISHED && b.init_ratio < a.init_ratio {
             vanish.push(act.to_string());
@@ -101,7 +111,10 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
             } else {
                 s += "it ";
             }
-            s += &format!("stayed within a factor 10 of the last layer's with {}", list(&hold));
+            s += &format!(
+                "stayed within a factor 10 of the last layer's with {}",
+                list(&hold)
+            );
         }
         s.push('.');
         out.insert(0, s);

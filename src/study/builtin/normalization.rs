@@ -104,7 +104,9 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
                 "{what}, the first layer's weight gradient is {} at initialization and {} after \
                  {} steps.",
                 ratio(r.init_ratio),
-                ratio(r.end_ratio).replace(" of the last layer's", "").replace(" times the last layer's", " times"),
+                ratio(r.end_ratio)
+                    .replace(" of the last layer's", "")
+                    .replace(" times the last layer's", " times"),
                 r.steps
             )
         })

@@ -71,9 +71,9 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
     let mut out: Vec<String> = runs
         .iter()
         .map(|r| {
-            let acc = r
-                .val_accuracy
-                .map_or(String::new(), |a| format!(", validation accuracy {:.1} %", 100.0 * a));
+            let acc = r.val_accuracy.map_or(String::new(), |a| {
+                format!(", validation accuracy {:.1} %", 100.0 * a)
+            });
             format!(
                 "{}: loss {} → {} in {} steps{acc}.",
                 r.label(),

@@ -93,7 +93,9 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
                 "At {d} layers, the first convolution's gradient is {} without shortcuts and {} \
                  with them; the training loss after {} steps is {} against {}.",
                 ratio(p.init_ratio),
-                ratio(r.init_ratio).replace(" of the last layer's", "").replace(" times the last layer's", " times"),
+                ratio(r.init_ratio)
+                    .replace(" of the last layer's", "")
+                    .replace(" times the last layer's", " times"),
                 p.steps,
                 num(p.final_loss),
                 num(r.final_loss)
