@@ -284,6 +284,10 @@ fn a_stopped_study_continues_skipping_finished_runs() {
             .enumerate()
             .all(|(i, (_, st))| i == 2 || *st == RunStatus::Skipped)
     );
+    // Nothing left to train: the runs are read back without opening a device.
+    let last = study::run(&s, dir, &cpu(), &RunOptions::default(), &mut Silent).unwrap();
+    assert_eq!((last.data_loads, last.device_opens), (1, 0));
+    assert!(last.results.iter().all(|(_, st)| *st == RunStatus::Skipped));
     // Each run directory is an ordinary run directory.
     for p in &again.plans {
         let d = p.config.run_dir.as_ref().unwrap();

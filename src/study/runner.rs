@@ -82,22 +82,25 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// What a run of `config` shares with the runs before it.
-    pub fn shared(&mut self, config: &TrainConfig) -> Result<Shared> {
-        let dkey = (
+    /// The data a run of `config` trains on, loaded by the first run that needs it.
+    fn data(&mut self, config: &TrainConfig) -> Result<Arc<RunData>> {
+        let key = (
             config.data.clone(),
             config.val_fraction.to_bits(),
             config.seed,
         );
-        let data = match self.data.get(&dkey) {
-            Some(d) => d.clone(),
-            None => {
-                let d = Arc::new(train::load_data(config)?);
-                self.data_loads += 1;
-                self.data.insert(dkey, d.clone());
-                d
-            }
-        };
+        if let Some(d) = self.data.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(train::load_data(config)?);
+        self.data_loads += 1;
+        self.data.insert(key, d.clone());
+        Ok(d)
+    }
+
+    /// What a run of `config` shares with the runs before it.
+    pub fn shared(&mut self, config: &TrainConfig) -> Result<Shared> {
+        let data = self.data(config)?;
         let vkey = (
             format!("{:?}", config.device),
             config.adapter.clone(),
@@ -124,12 +127,10 @@ impl Resources {
         })
     }
 
-    /// The weight layers (and their sizes) of the model `config` builds on its data.
+    /// The weight layers (and their sizes) of the model `config` builds on its data (no
+    /// device is opened for a run that only needs reading back).
     fn weight_layers(&mut self, config: &TrainConfig) -> Result<Vec<(String, usize)>> {
-        let data = self
-            .shared(config)?
-            .data
-            .ok_or_else(|| Error::config("the study's data was not loaded (a bug: report it)"))?;
+        let data = self.data(config)?;
         let shape = data
             .train
             .image
