@@ -87,7 +87,8 @@ mod tests {
         assert_eq!(ratio(0.6), "within a factor 2 of the last layer's");
         assert_eq!(ratio(1.2), "within a factor 1.5 of the last layer's");
         assert_eq!(ratio(0.03), "10^-1.5 of the last layer's");
-        assert_eq!(ratio(2000.0), "10^3.3 times the last layer's");
+        assert_eq!(ratio(2000.0), "10^3 times the last layer's");
+        assert_eq!(ratio(200.0), "10^2.3 times the last layer's");
         assert_eq!(ratio(f64::NAN), "not finite (the run produced NaN or Inf)");
         assert_eq!(spread(1.7), "within a factor 2 of each other");
         assert_eq!(spread(1e5), "10^5 apart");
