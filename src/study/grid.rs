@@ -158,3 +158,100 @@ pub fn expand(spec: &StudySpec, dir: &Path, overrides: &toml::Table) -> Result<V
 pub fn default_dir(name: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("study-{}", slug(name)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::spec::{Axis, Level};
+
+    fn spec(base: toml::Table, axes: Vec<Axis>) -> StudySpec {
+        StudySpec {
+            name: "t".into(),
+            title: "t".into(),
+            question: String::new(),
+            base,
+            axes,
+            x_axis: None,
+        }
+    }
+
+    #[test]
+    fn presets_flags_with_dashes_and_compound_levels_expand() {
+        let mut base = toml::Table::new();
+        base.insert("preset".into(), "deep-sigmoid".into());
+        base.insert("max-steps".into(), 7.into());
+        let clip = Axis {
+            name: "clipping".into(),
+            levels: vec![
+                Level {
+                    label: "none".into(),
+                    settings: toml::Table::new(),
+                },
+                Level {
+                    label: "norm 1".into(),
+                    settings: [("clip-norm".to_string(), toml::Value::from(1.0))]
+                        .into_iter()
+                        .collect(),
+                },
+            ],
+        };
+        let widths = Axis::over("width", [8.into(), 16.into()]);
+        let runs = expand(
+            &spec(base, vec![widths, clip]),
+            Path::new("d"),
+            &toml::Table::new(),
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 4);
+        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "width-8_clipping-none",
+                "width-8_clipping-norm_1",
+                "width-16_clipping-none",
+                "width-16_clipping-norm_1"
+            ]
+        );
+        for r in &runs {
+            // The preset's settings, under the base's and the levels'.
+            assert_eq!(r.config.activation, "sigmoid");
+            assert_eq!(r.config.depth, 10);
+            assert_eq!(r.config.max_steps, 7);
+            assert_eq!(
+                r.config.run_dir.as_deref(),
+                Some(Path::new("d").join(&r.id).as_path())
+            );
+        }
+        assert_eq!(runs[1].config.clip_norm, Some(1.0));
+        assert_eq!(runs[0].config.clip_norm, None);
+        assert_eq!(runs[2].config.width, 16);
+        assert_eq!(runs[3].label(), "16, norm 1");
+    }
+
+    #[test]
+    fn overrides_come_last_and_duplicate_directories_are_refused() {
+        let axis = Axis::over("lr", [0.1.into(), 0.2.into()]);
+        let mut over = toml::Table::new();
+        over.insert("lr".into(), 0.5.into());
+        let runs = expand(&spec(toml::Table::new(), vec![axis]), Path::new("d"), &over).unwrap();
+        assert!(runs.iter().all(|r| r.config.lr == 0.5));
+        let twice = Axis::over("depth", [2.into(), 2.into()]);
+        let err = expand(
+            &spec(toml::Table::new(), vec![twice]),
+            Path::new("d"),
+            &over,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("share the directory `depth-2`"), "{err}");
+        let mut bad = toml::Table::new();
+        bad.insert("preset".into(), "deep".into());
+        let err = expand(&spec(bad, vec![]), Path::new("d"), &toml::Table::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unknown preset `deep`"), "{err}");
+    }
+}

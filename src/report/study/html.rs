@@ -20,6 +20,42 @@ td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}td.l,th.l{text-a
 tr.bad td{background:#fdecea}.grid{display:grid;grid-template-columns:repeat(auto-fill,\
 minmax(320px,1fr));gap:1em}.grid figure{margin:0}";
 
+/// How to read a picture, by the start of its file stem.
+fn caption(stem: &str) -> &'static str {
+    let known: [(&str, &str); 6] = [
+        (
+            "profile_init",
+            "RMS of each weight layer's gradient at the first step (the gradient at \
+             initialization), one line per run. A line falling towards layer 1 is a vanishing \
+             gradient, one rising an exploding gradient; a level line is healthy.",
+        ),
+        (
+            "backprop_init",
+            "RMS of the gradient with respect to each layer's output at initialization: the \
+             signal back-propagation carries. It shows vanishing that the weight gradient can \
+             hide (in a ReLU net with weights too small, the forward signal shrinks as much).",
+        ),
+        (
+            "profile_end",
+            "The same weight-gradient profile at the last step with statistics.",
+        ),
+        (
+            "ratio_vs_x",
+            "The first layer's gradient RMS over the last layer's at initialization, against \
+             the study's numeric axis: a line falling with depth is the vanishing gradient.",
+        ),
+        (
+            "loss",
+            "Training loss of every batch (log scale); a line that ends early stopped at a NaN or Inf.",
+        ),
+        ("accuracy", "Training accuracy of every batch."),
+    ];
+    known
+        .iter()
+        .find(|(k, _)| stem.starts_with(k))
+        .map_or("", |(_, c)| c)
+}
+
 /// A ratio for the table: "10^-8.2", or the number itself near 1.
 fn ratio_cell(r: f64) -> String {
     if !r.is_finite() || r <= 0.0 {
@@ -110,11 +146,12 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
             .map_or(String::new(), |n| n.to_string_lossy().into_owned());
         let _ = writeln!(
             s,
-            "<figure><img src=\"{png}\" alt=\"{stem}\"><figcaption><a href=\"{png}\">PNG</a> · \
-             <a href=\"{svg}\">SVG</a></figcaption></figure>",
+            "<figure><img src=\"{png}\" alt=\"{stem}\"><figcaption>{text} <a href=\"{png}\">PNG</a> \
+             · <a href=\"{svg}\">SVG</a></figcaption></figure>",
             png = escape(&png),
             svg = escape(&svg),
-            stem = escape(&f.saved.stem)
+            stem = escape(&f.saved.stem),
+            text = escape(caption(&f.saved.stem))
         );
     }
     let _ = writeln!(

@@ -42,7 +42,7 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Gradient clipping".into(),
         question: format!(
-            "A {depth}-hidden-layer ReLU MLP (width {width}) with weights N(0, 0.5²) — each layer \
+            "A ReLU MLP with {depth} hidden layers (width {width}) with weights N(0, 0.5²) — each layer \
              multiplies the signal by about 0.5·√({width}/2) — trained by SGD at lr 0.1: what \
              do clipping by global norm and by value do to a run that explodes?"
         ),

@@ -49,9 +49,11 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Initialization".into(),
         question: format!(
-            "The same {depth}-hidden-layer MLP (width {width}) with a small normal init \
+            "The same MLP with {depth} hidden layers (width {width}) with a small normal init \
              (σ = 0.01), Glorot/Xavier, He/Kaiming, LeCun and orthogonal weights, each with the \
-             gain PyTorch gives the activation: how evenly does the gradient reach the layers?"
+             gain PyTorch gives the activation: how evenly does the gradient reach the layers? \
+             (LeCun's σ = gain/√fan_in takes the activation's gain here, as He's does, so the \
+             two coincide in this engine.)"
         ),
         base,
         axes: vec![

@@ -82,7 +82,7 @@ fn build(size: Size, ctx: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Normalization".into(),
         question: format!(
-            "A {depth}-hidden-layer sigmoid MLP (width {width}, Glorot normal weights) without \
+            "A sigmoid MLP with {depth} hidden layers (width {width}, Glorot normal weights) without \
              normalization, with BatchNorm and with LayerNorm between each linear layer and its \
              sigmoid: does normalization bring the first layer's gradient back to the last \
              layer's?"

@@ -46,7 +46,7 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Optimizers".into(),
         question: format!(
-            "The same {depth}-hidden-layer tanh MLP (width {width}, Glorot init) trained by five \
+            "The same tanh MLP with {depth} hidden layers (width {width}, Glorot init) trained by five \
              optimizers, each at a learning rate usual for it: how fast does each lower the \
              loss, and how do the layers' gradients evolve?"
         ),

@@ -131,3 +131,40 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn cifar_data_is_used_when_given_and_the_question_says_which() {
+        let given = Context {
+            dir: PathBuf::from("d"),
+            data: Some(PathBuf::from("/data/cifar-10-batches-bin")),
+        };
+        let spec = build(Size::Full, &given).unwrap();
+        assert_eq!(
+            spec.base["data"].as_str(),
+            Some("/data/cifar-10-batches-bin")
+        );
+        assert!(
+            spec.question
+                .contains("CIFAR-10-format data in /data/cifar-10-batches-bin")
+        );
+        let models: Vec<&str> = spec.axes[0]
+            .levels
+            .iter()
+            .map(|l| l.label.as_str())
+            .collect();
+        assert_eq!(
+            models,
+            [
+                "plain20", "resnet20", "plain32", "resnet32", "plain56", "resnet56"
+            ]
+        );
+        let bundled = build(Size::Quick, &Context::default()).unwrap();
+        assert!(!bundled.base.contains_key("data"));
+        assert!(bundled.question.contains("bundled Fashion-MNIST"));
+    }
+}
