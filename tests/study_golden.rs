@@ -182,7 +182,8 @@ fn init_gradient_norms_match_pytorch() {
             for (l, (g, w)) in got.iter().zip(&want).enumerate() {
                 // f32 forward and backward through 9 layers against float64: a few f32
                 // roundings per layer, relative because the norms span decades (the
-                // largest error seen is about 1e-6; at 1e-9 the test fails).
+                // errors are far inside 1e-4, e.g. 1.3e-7 on the sigmoid net's first layer;
+                // a tolerance of 1e-9 fails).
                 assert!(
                     (g - w).abs() <= 1e-4 * w.abs() + 1e-30,
                     "{act}/{init} layer {l} {what}: ours {g:e}, PyTorch {w:e}"
