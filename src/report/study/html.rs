@@ -22,7 +22,7 @@ minmax(320px,1fr));gap:1em}.grid figure{margin:0}";
 
 /// How to read a picture, by the start of its file stem.
 fn caption(stem: &str) -> &'static str {
-    let known: [(&str, &str); 6] = [
+    let known: [(&str, &str); 7] = [
         (
             "profile_init",
             "RMS of each weight layer's gradient at the first step (the gradient at \
@@ -49,6 +49,11 @@ fn caption(stem: &str) -> &'static str {
             "Training loss of every batch (log scale); a line that ends early stopped at a NaN or Inf.",
         ),
         ("accuracy", "Training accuracy of every batch."),
+        (
+            "time_per_step",
+            "Milliseconds per training step of each run (statistics included, evaluation \
+             excluded), on the executor named above.",
+        ),
     ];
     known
         .iter()

@@ -10,6 +10,7 @@
 //! Grids with many runs are drawn in panels, one per level of the first axis, so that no
 //! picture holds more lines than a reader can tell apart.
 
+pub mod bars;
 pub mod chart;
 pub mod html;
 
@@ -223,6 +224,19 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
             });
         }
     }
+    let bars = bars::Bars {
+        title: "Time per training step (evaluation excluded)".into(),
+        unit: "ms".into(),
+        rows: page
+            .runs
+            .iter()
+            .map(|r| (r.label(), r.ms_per_step))
+            .collect(),
+    };
+    figures.push(Figure {
+        section: "Training",
+        saved: canvas::save(&bars, &out, "time_per_step")?,
+    });
     let html_path = out.join("report.html");
     let text = html::page(page, &figures, &out)?;
     std::fs::write(&html_path, text).map_err(|e| Error::io(&html_path, e))?;
