@@ -3,6 +3,8 @@
 //! references only files that exist; a stopped study continues where it left off, sharing
 //! one data load and one device; unknown axes are refused with the axis named.
 
+mod common;
+
 use std::path::Path;
 
 use gradscope::Error;
@@ -349,4 +351,50 @@ fn unknown_axes_and_reserved_keys_are_refused() {
         .unwrap()
         .to_string();
     assert!(msg.contains("at least one [[axis]]"), "{msg}");
+}
+
+#[test]
+fn a_study_on_the_gpu_opens_one_device_and_agrees_with_the_cpu() {
+    // Skips where no adapter exists (fails instead under REQUIRE_GPU=1).
+    if common::gpu().is_none() {
+        return;
+    }
+    let small = SMALL.replace("checkpoint_every = 2\n", "");
+    let s = Study {
+        spec: StudySpec::from_toml(&small, Path::new("small.toml")).unwrap(),
+        summarize: study::generic::summarize,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gpu = toml::Table::new();
+    gpu.insert("device".into(), toml::Value::from("gpu"));
+    let on_gpu = study::run(
+        &s,
+        &tmp.path().join("gpu"),
+        &gpu,
+        &RunOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let on_cpu = study::run(
+        &s,
+        &tmp.path().join("cpu"),
+        &cpu(),
+        &RunOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((on_gpu.data_loads, on_gpu.device_opens), (1, 1));
+    for ((g, _), (c, _)) in on_gpu.results.iter().zip(&on_cpu.results) {
+        let summary = std::fs::read_to_string(g.dir.join("summary.json")).unwrap();
+        assert!(summary.contains("\"executor\": \"gpu:"), "{summary}");
+        // The same step on both executors: equal to f32 rounding.
+        for (a, b) in g.init_grad_rms.iter().zip(&c.init_grad_rms) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "{}: {a:e} on the GPU, {b:e} on the CPU",
+                g.id
+            );
+        }
+        assert!((g.first_loss - c.first_loss).abs() < 1e-4, "{}", g.id);
+    }
 }
