@@ -22,9 +22,10 @@ pub const STUDY: Builtin = Builtin {
 };
 
 fn build(size: Size, _: &Context) -> Result<StudySpec> {
-    let (depth, width) = match size {
-        Size::Quick => (8, 32),
-        Size::Full => (16, 128),
+    // σ·√(width/2) = 2: each ReLU layer doubles the signal, forward and backward.
+    let (depth, width, std) = match size {
+        Size::Quick => (8, 32, 0.5),
+        Size::Full => (16, 128, 0.25),
     };
     let base = with(
         common(size, (10, 300), (32, 128)),
@@ -33,7 +34,7 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
             ("depth", Value::from(depth)),
             ("width", Value::from(width)),
             ("activation", Value::from("relu")),
-            ("init", Value::from("normal:0.5")),
+            ("init", Value::from(format!("normal:{std}"))),
             ("optimizer", Value::from("sgd")),
             ("lr", Value::from(0.1)),
         ],
@@ -42,9 +43,9 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
         name: STUDY.name.into(),
         title: "Gradient clipping".into(),
         question: format!(
-            "A ReLU MLP with {depth} hidden layers (width {width}) with weights N(0, 0.5²) — each layer \
-             multiplies the signal by about 0.5·√({width}/2) — trained by SGD at lr 0.1: what \
-             do clipping by global norm and by value do to a run that explodes?"
+            "A ReLU MLP with {depth} hidden layers (width {width}) with weights N(0, {std}²) — each \
+             layer multiplies the signal by about {std}·√({width}/2) = 2 — trained by SGD at lr \
+             0.1: what do clipping by global norm and by value do to a run that explodes?"
         ),
         base,
         axes: vec![axis(
