@@ -19,6 +19,7 @@ pub mod profile;
 pub mod report;
 pub mod rng;
 pub mod stats;
+pub mod study;
 pub mod tensor;
 pub mod tensorboard;
 pub mod train;

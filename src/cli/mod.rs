@@ -6,6 +6,7 @@ mod console;
 mod devices;
 mod export;
 mod report;
+mod study;
 mod train_args;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Command {
     /// Time every kernel family and whole training steps on the GPU and the CPU executor,
     /// checking each GPU result against its CPU twin.
     Bench(bench::BenchArgs),
+    /// Run a grid of short trainings (a built-in study or a TOML file) and compare them in
+    /// one report.
+    Study(study::StudyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -48,5 +52,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Study(args)) => study::run(&args),
     }
 }

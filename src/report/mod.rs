@@ -15,6 +15,7 @@ pub mod histograms;
 pub mod history;
 pub mod html;
 pub mod lines;
+pub mod study;
 
 use std::path::{Path, PathBuf};
 

@@ -176,10 +176,26 @@ pub struct DryRun {
     pub allocated: u64,
 }
 
+/// What several runs may share instead of each building its own (a study's runs): the
+/// loaded data and the opened device. `Shared::default()` shares nothing.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Data loaded by [`load_data`] with the run's `data`, `val_fraction` and `seed`.
+    pub data: Option<std::sync::Arc<RunData>>,
+    /// The device chosen by [`select::choose_device`] for the run's config, and why.
+    pub device: Option<(Option<std::sync::Arc<crate::gpu::GpuContext>>, String)>,
+}
+
 /// The data, model and plan a config describes (validated first).
-fn prepare(config: &TrainConfig) -> Result<(RunData, crate::model::ModelSpec, Plan)> {
+fn prepare(
+    config: &TrainConfig,
+    shared: &Shared,
+) -> Result<(std::sync::Arc<RunData>, crate::model::ModelSpec, Plan)> {
     config.validate()?;
-    let data = load_data(config)?;
+    let data = match &shared.data {
+        Some(d) => d.clone(),
+        None => std::sync::Arc::new(load_data(config)?),
+    };
     let shape = data
         .train
         .image
@@ -196,7 +212,7 @@ fn prepare(config: &TrainConfig) -> Result<(RunData, crate::model::ModelSpec, Pl
 
 /// Builds the data, model, plan and executor of a run without training: the memory plan.
 pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
-    let (_, _, plan) = prepare(config)?;
+    let (_, _, plan) = prepare(config, &Shared::default())?;
     let (exec, reason) = select::open_executor(config, plan)?;
     Ok(DryRun {
         executor: exec.describe(),
@@ -207,7 +223,23 @@ pub fn dry_run(config: &TrainConfig) -> Result<DryRun> {
 }
 
 pub fn train(config: &TrainConfig, name: &str, observer: &mut dyn Observer) -> Result<Summary> {
-    run(config, name, None, observer)
+    run(config, name, None, &Shared::default(), observer)
+}
+
+/// [`train`], or [`resume`] when `resume_from` is given, with the data and device in
+/// `shared` instead of loading and opening its own.
+pub fn train_shared(
+    config: &TrainConfig,
+    name: &str,
+    resume_from: Option<&Path>,
+    shared: &Shared,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
+    let mut config = config.clone();
+    if let Some(dir) = resume_from {
+        config.run_dir = Some(dir.to_path_buf());
+    }
+    run(&config, name, resume_from, shared, observer)
 }
 
 /// Continues the run in `run_dir` from its newest valid checkpoint, bit for bit, with
@@ -219,23 +251,33 @@ pub fn resume(
 ) -> Result<Summary> {
     let mut config = config.clone();
     config.run_dir = Some(run_dir.to_path_buf());
-    run(&config, "resume", Some(run_dir), observer)
+    run(
+        &config,
+        "resume",
+        Some(run_dir),
+        &Shared::default(),
+        observer,
+    )
 }
 
 fn run(
     config: &TrainConfig,
     name: &str,
     resume_from: Option<&Path>,
+    shared: &Shared,
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
-    let (data, model, plan) = prepare(config)?;
+    let (data, model, plan) = prepare(config, shared)?;
     let mut watch = Watch::new(
         &plan,
         config.on_nonfinite,
         Diagnoser::new(config.diagnosis.clone()),
     );
     let mut loader = BatchLoader::new(&data.train, config.batch_size, config.seed)?;
-    let (mut exec, reason) = select::open_executor(config, plan)?;
+    let (mut exec, reason) = match &shared.device {
+        Some((ctx, why)) => (select::open_on(ctx.as_ref(), plan)?, why.clone()),
+        None => select::open_executor(config, plan)?,
+    };
     initialize(exec.as_mut(), config.seed)?;
     if config.profile {
         exec.enable_profiling()?;

@@ -1,6 +1,10 @@
 //! Choosing the executor. `auto` takes a hardware adapter when one exists; a software
 //! adapter (lavapipe, WARP) runs a training step about ten times slower than the CPU
 //! executor, so `auto` prefers the CPU over it and says so; `gpu` forces the GPU path.
+//!
+//! The choice is split in two so that a study (many runs, one device) opens the adapter
+//! once: `choose_device` decides and opens the context, `open_on` builds an executor for a
+//! plan on what was chosen.
 
 use std::sync::Arc;
 
@@ -14,6 +18,12 @@ use crate::plan::Plan;
 
 /// The executor for `plan`, and one sentence on why it was chosen.
 pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Executor>, String)> {
+    let (ctx, why) = choose_device(config)?;
+    Ok((open_on(ctx.as_ref(), plan)?, why))
+}
+
+/// The GPU context a run of `config` trains on (`None`: the CPU executor), and why.
+pub fn choose_device(config: &TrainConfig) -> Result<(Option<Arc<GpuContext>>, String)> {
     let request = AdapterRequest {
         backend: config.backend.clone(),
         adapter: config.adapter.clone(),
@@ -22,14 +32,11 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
     // Naming an adapter or a backend is a request for the GPU.
     let explicit = request.adapter.is_some() || request.backend.is_some();
     match config.device {
-        DeviceChoice::Cpu => Ok((
-            Box::new(CpuExecutor::<f32>::new(plan)),
-            "CPU executor, as requested".into(),
-        )),
+        DeviceChoice::Cpu => Ok((None, "CPU executor, as requested".into())),
         DeviceChoice::Gpu => {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let why = format!("GPU executor on {}, as requested", ctx.adapter.describe());
-            Ok((Box::new(GpuExecutor::new(ctx, plan)?), why))
+            Ok((Some(ctx), why))
         }
         DeviceChoice::Auto => match GpuContext::new(&request) {
             Ok(ctx) if !ctx.adapter.is_software() || explicit => {
@@ -37,10 +44,10 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
                     "GPU executor on {}, the best adapter found",
                     ctx.adapter.describe()
                 );
-                Ok((Box::new(GpuExecutor::new(Arc::new(ctx), plan)?), why))
+                Ok((Some(Arc::new(ctx)), why))
             }
             Ok(ctx) => Ok((
-                Box::new(CpuExecutor::<f32>::new(plan)),
+                None,
                 format!(
                     "CPU executor: the only GPU adapter is the software renderer {}, which trains far slower \
                      than the CPU executor (use --device gpu to run on it anyway)",
@@ -48,10 +55,15 @@ pub fn open_executor(config: &TrainConfig, plan: Plan) -> Result<(Box<dyn Execut
                 ),
             )),
             Err(e) if explicit => Err(e),
-            Err(e) => Ok((
-                Box::new(CpuExecutor::<f32>::new(plan)),
-                format!("CPU executor: {e}"),
-            )),
+            Err(e) => Ok((None, format!("CPU executor: {e}"))),
         },
     }
+}
+
+/// An executor for `plan` on `ctx` (the GPU), or the CPU executor when `ctx` is `None`.
+pub fn open_on(ctx: Option<&Arc<GpuContext>>, plan: Plan) -> Result<Box<dyn Executor>> {
+    Ok(match ctx {
+        Some(ctx) => Box::new(GpuExecutor::new(ctx.clone(), plan)?),
+        None => Box::new(CpuExecutor::<f32>::new(plan)),
+    })
 }
