@@ -102,8 +102,8 @@ fn main() {
         .unwrap_or(7)
         .max(1);
     let json = args.iter().any(|a| a == "--json");
-    // numpy's GFLOP/s by (M, K, N), from numpy_matmul.py --json.
-    let numpy: Vec<(usize, usize, usize, f64)> = flag("--numpy")
+    // numpy's GFLOP/s by (name, M, K, N), from numpy_matmul.py --json.
+    let numpy: Vec<(String, usize, usize, usize, f64)> = flag("--numpy")
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("reading the numpy JSON");
             let v: serde_json::Value = serde_json::from_str(&text).expect("parsing the numpy JSON");
@@ -114,6 +114,7 @@ fn main() {
                 .map(|r| {
                     let u = |k: &str| r[k].as_u64().unwrap_or(0) as usize;
                     (
+                        r["name"].as_str().unwrap_or("").to_string(),
                         u("m"),
                         u("k"),
                         u("n"),
@@ -141,8 +142,8 @@ fn main() {
         let mm = measure(flop, repeats, || mm_sgemm(layout, shape, &a, &b, &mut c));
         let np = numpy
             .iter()
-            .find(|r| (r.0, r.1, r.2) == (m, k, n))
-            .map(|r| r.3);
+            .find(|r| (r.0.as_str(), r.1, r.2, r.3) == (name, m, k, n))
+            .map(|r| r.4);
         rows.push((name, m, k, n, layout, ours, mm, np));
     }
 
