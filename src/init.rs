@@ -9,10 +9,11 @@
 //! 2014).
 //!
 //! A weight is a row-major [fan_out, fan_in] matrix (PyTorch's Linear layout: the fans are
-//! torch's `_calculate_fan_in_and_fan_out` of that shape). `gain` multiplies every
-//! fan-based init and orthogonal; the caller passes `activation_gain(act)` for the He
-//! inits (and Xavier, where wanted) and 1 where the formula already is what it wants
-//! (LeCun for SELU). `Normal`, `Uniform` and `Zeros` ignore the gain.
+//! torch's `_calculate_fan_in_and_fan_out` of that shape). `gain` multiplies the Glorot
+//! and He inits and orthogonal; the caller passes `activation_gain(act)`. LeCun's variance
+//! is 1/fan_in by definition (what SELU's self-normalization assumes; Keras and JAX have no
+//! gain for it), so the LeCun inits ignore the gain, as do `Normal`, `Uniform` and `Zeros`:
+//! otherwise LeCun with ReLU would be He, and with SELU (torch's gain 3/4) too small.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,9 +48,9 @@ pub enum Init {
     HeUniform,
     /// Kaiming (fan_in mode): N(0, σ²), σ = gain/√fan_in.
     HeNormal,
-    /// N(0, σ²), σ = gain/√fan_in (what SELU's self-normalization assumes, with gain 1).
+    /// N(0, σ²), σ = 1/√fan_in (what SELU's self-normalization assumes); ignores the gain.
     LecunNormal,
-    /// U(−b, b), b = gain·√(3/fan_in): the uniform with LeCun's variance.
+    /// U(−b, b), b = √(3/fan_in): the uniform with LeCun's variance; ignores the gain.
     LecunUniform,
     /// A (semi-)orthogonal matrix from the QR of a Gaussian one, times gain.
     Orthogonal,
@@ -168,8 +169,10 @@ pub fn init_weight(
         Init::XavierNormal => normal(gain * (2.0 / (fi + fo)).sqrt(), rng),
         // Kaiming in fan_in mode: Var(w) = gain²/fan_in, and a uniform on (−b, b) has
         // variance b²/3, hence b = gain·√(3/fan_in).
-        Init::HeUniform | Init::LecunUniform => uniform(gain * (3.0 / fi).sqrt(), rng),
-        Init::HeNormal | Init::LecunNormal => normal(gain / fi.sqrt(), rng),
+        Init::HeUniform => uniform(gain * (3.0 / fi).sqrt(), rng),
+        Init::HeNormal => normal(gain / fi.sqrt(), rng),
+        Init::LecunUniform => uniform((3.0 / fi).sqrt(), rng),
+        Init::LecunNormal => normal(1.0 / fi.sqrt(), rng),
         Init::Orthogonal => orthogonal(fan_out, fan_in, gain, rng),
     }
 }

@@ -136,6 +136,8 @@ fn init_std_and_limits_match_torch_formulas() {
             Some(gain * (3.0 / fi).sqrt()),
         ),
         (Init::LecunNormal, 1.0, 1.0 / fi.sqrt(), None),
+        // LeCun's variance is 1/fan_in whatever gain the caller passes.
+        (Init::LecunNormal, gain, 1.0 / fi.sqrt(), None),
         (
             Init::LecunUniform,
             1.0,

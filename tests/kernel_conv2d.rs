@@ -52,6 +52,9 @@ fn shapes(random: usize) -> Vec<Conv2dShape> {
         shape(2, 5, 9, 9, 5, [3, 3], [2, 2], [1, 1], [1, 1], 5), // depthwise
         shape(1, 3, 7, 9, 6, [5, 3], [1, 2], [2, 0], [1, 2], 3), // depthwise ×2
         shape(2, 4, 5, 7, 6, [1, 1], [2, 2], [0, 0], [1, 1], 2), // grouped 1×1 strided
+        // 1×1, stride 1, no padding: the CPU twin uses the image as its own patch matrix.
+        shape(3, 5, 4, 3, 7, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+        shape(2, 4, 5, 7, 6, [1, 1], [1, 1], [0, 0], [2, 2], 2),
         shape(1, 1, 9, 9, 1, [5, 5], [3, 3], [2, 2], [2, 2], 1),
         // Crosses the 64 tile in output channels (67), input channels (66) and pixels.
         shape(2, 66, 9, 7, 67, [1, 3], [1, 1], [0, 1], [1, 1], 1),

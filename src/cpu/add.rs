@@ -5,7 +5,14 @@
 //! both operands, and where one tensor feeds several consumers it sums their gradients
 //! with `accumulate_grad`, first consumer written, later ones added in a fixed order.
 
+use rayon::prelude::*;
+
 use crate::cpu::Element;
+
+/// Passes over more elements than this split into chunks of this size across rayon's
+/// threads (each element on its own, so the split changes no result); below it the hand-off
+/// costs more than the work.
+const PAR_CHUNK: usize = 1 << 15;
 
 /// y = a + b, element-wise over `y.len()` elements.
 pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T]) {
@@ -16,8 +23,19 @@ pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T]) {
         b.len(),
         y.len()
     );
-    for ((v, &p), &q) in y.iter_mut().zip(a).zip(b) {
-        *v = p + q;
+    let n = y.len();
+    let run = |y: &mut [T], a: &[T], b: &[T]| {
+        for ((v, &p), &q) in y.iter_mut().zip(a).zip(b) {
+            *v = p + q;
+        }
+    };
+    if n > PAR_CHUNK {
+        y.par_chunks_mut(PAR_CHUNK)
+            .zip(a[..n].par_chunks(PAR_CHUNK))
+            .zip(b[..n].par_chunks(PAR_CHUNK))
+            .for_each(|((y, a), b)| run(y, a, b));
+    } else {
+        run(y, a, b);
     }
 }
 
@@ -29,8 +47,18 @@ pub fn accumulate_grad<T: Element>(src: &[T], dst: &mut [T]) {
         src.len(),
         dst.len()
     );
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = *d + s;
+    let n = dst.len();
+    let run = |dst: &mut [T], src: &[T]| {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = *d + s;
+        }
+    };
+    if n > PAR_CHUNK {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .zip(src[..n].par_chunks(PAR_CHUNK))
+            .for_each(|(d, s)| run(d, s));
+    } else {
+        run(dst, src);
     }
 }
 

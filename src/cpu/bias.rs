@@ -41,15 +41,22 @@ pub fn bias_backward<T: Element>(
     if cols == 0 {
         return;
     }
-    // Rows outer for contiguous reads; each column's sum still runs over rows 0, 1, … in
-    // order, then is added to db once, exactly as the shader does.
-    let mut sum = vec![T::zero(); cols];
-    for row in dy[..rows * cols].chunks_exact(cols) {
-        for (s, &g) in sum.iter_mut().zip(row) {
-            *s = *s + g;
+    // Rows outer for contiguous reads, a block of columns at a time in a stack array (no
+    // allocation); each column's sum still runs over rows 0, 1, … in order, then is added
+    // to db once, exactly as the shader does.
+    const BLOCK: usize = 64;
+    let mut sum = [T::zero(); BLOCK];
+    for c0 in (0..cols).step_by(BLOCK) {
+        let width = BLOCK.min(cols - c0);
+        let sum = &mut sum[..width];
+        sum.fill(T::zero());
+        for row in dy[..rows * cols].chunks_exact(cols) {
+            for (s, &g) in sum.iter_mut().zip(&row[c0..c0 + width]) {
+                *s = *s + g;
+            }
         }
-    }
-    for (d, s) in db[..cols].iter_mut().zip(sum) {
-        *d = if accumulate { *d + s } else { s };
+        for (d, &s) in db[c0..c0 + width].iter_mut().zip(sum.iter()) {
+            *d = if accumulate { *d + s } else { s };
+        }
     }
 }

@@ -46,6 +46,17 @@ pub fn clip_norm_scale(
     guard: Guard,
     previous: Option<ClipDecision>,
 ) -> ClipDecision {
+    clip_norm_scale_iter(grad_records.iter().copied(), max_norm, guard, previous)
+}
+
+/// `clip_norm_scale` over the records as an iterator (the executor's path: it picks them
+/// out of its record list in order without collecting them).
+pub fn clip_norm_scale_iter<'a>(
+    grad_records: impl Iterator<Item = &'a RawStats>,
+    max_norm: f32,
+    guard: Guard,
+    previous: Option<ClipDecision>,
+) -> ClipDecision {
     let (mut big, mut ssq) = (0.0f32, 0.0f32);
     let (mut nan, mut inf) = (0u32, 0u32);
     for r in grad_records {

@@ -3,7 +3,7 @@
 //!
 //! Design: im2col + GEMM, per batch element and per group. The patch matrix of one image
 //! and group, `col[k, r]` with k = (ci, ki, kj) over c_in/groups·kh·kw and r = (oh, ow),
-//! turns every pass into one `T::gemm` (matrixmultiply):
+//! turns every pass into one `T::gemm` (the `gemm` crate, one thread per GEMM):
 //! - forward         y_g (cpg_out × ohw)  = W_g (cpg_out × K) · col (K × ohw)
 //! - backward input  dcol (K × ohw)       = W_gᵀ · dy_g, then col2im adds dcol back into
 //!   dx (the transpose of the gather: every input pixel receives the gradient of every
@@ -15,6 +15,13 @@
 //! Images of the batch run in parallel with rayon for the forward and input gradient; each
 //! writes its own slice of the output, so the result does not depend on scheduling.
 //!
+//! No pass allocates once warm: the `_with` variants take a scratch `Vec` held by the caller
+//! (the executor keeps one for all its convolutions) and only grow it when a shape needs
+//! more than it has; the plain variants allocate one for a single call. The batch is cut
+//! into one contiguous range of images per thread, each with its own patch matrix in the
+//! scratch. A 1×1 convolution with stride 1 and no padding needs no patch matrix at all:
+//! the image itself is the (c_in × h·w) matrix.
+//!
 //! Gradient convention: dx is an activation gradient and is overwritten; dw and db are
 //! parameter gradients and `accumulate` adds to them instead of overwriting.
 //!
@@ -24,6 +31,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
 
 /// Threads of the GPU bias-gradient workgroup; the CPU twin reduces in the same tree so the
@@ -42,6 +50,30 @@ fn check(op: &str, s: &Conv2dShape, lens: &[(&str, usize, usize)]) {
     }
 }
 
+/// Output columns `ox` whose input column `ox·stride + off − pad` lies inside [0, w):
+/// the range [lo, hi) (empty when none does).
+fn valid_range(out: usize, stride: usize, off: usize, pad: usize, w: usize) -> (usize, usize) {
+    // ix = ox·stride + off − pad ≥ 0  ⇔  ox ≥ ceil((pad − off) / stride) when pad > off.
+    let lo = if pad > off {
+        (pad - off).div_ceil(stride)
+    } else {
+        0
+    };
+    // ix < w  ⇔  ox·stride < w + pad − off.
+    let hi = if w + pad > off {
+        (w + pad - off).div_ceil(stride)
+    } else {
+        0
+    };
+    (lo.min(out), hi.min(out).max(lo.min(out)))
+}
+
+/// Whether the patch matrix of image and group is the input itself: a 1×1 kernel with stride
+/// 1 and no padding (dilation is then irrelevant) reads every pixel once, in order.
+fn is_pointwise(s: &Conv2dShape) -> bool {
+    s.kh == 1 && s.kw == 1 && s.stride == [1, 1] && s.pad == [0, 0]
+}
+
 /// Fills `col` (K × ohw, row-major) with the patches of image `xb` ([c_in, h, w]) for group
 /// `g`; positions in the padding read as 0.
 fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
@@ -54,6 +86,8 @@ fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
             for kj in 0..s.kw {
                 let k = (ci * s.kh + ki) * s.kw + kj;
                 let row = &mut col[k * ohw..][..ohw];
+                let off = kj * s.dilation[1];
+                let (lo, hi) = valid_range(ow, s.stride[1], off, s.pad[1], s.w);
                 for oy in 0..oh {
                     let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize - s.pad[0] as isize;
                     let out = &mut row[oy * ow..][..ow];
@@ -62,14 +96,21 @@ fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
                         continue;
                     }
                     let src = &plane[iy as usize * s.w..][..s.w];
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let ix =
-                            (ox * s.stride[1] + kj * s.dilation[1]) as isize - s.pad[1] as isize;
-                        *o = if ix < 0 || ix >= s.w as isize {
-                            T::zero()
+                    out[..lo].fill(T::zero());
+                    out[hi..].fill(T::zero());
+                    if hi > lo {
+                        // First input column read: lo·stride + off − pad ≥ 0 by `valid_range`.
+                        let ix0 = lo * s.stride[1] + off - s.pad[1];
+                        if s.stride[1] == 1 {
+                            out[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
                         } else {
-                            src[ix as usize]
-                        };
+                            for (o, &v) in out[lo..hi]
+                                .iter_mut()
+                                .zip(src[ix0..].iter().step_by(s.stride[1]))
+                            {
+                                *o = v;
+                            }
+                        }
                     }
                 }
             }
@@ -89,18 +130,21 @@ fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
             for kj in 0..s.kw {
                 let k = (ci * s.kh + ki) * s.kw + kj;
                 let row = &col[k * ohw..][..ohw];
+                let off = kj * s.dilation[1];
+                let (lo, hi) = valid_range(ow, s.stride[1], off, s.pad[1], s.w);
+                if hi <= lo {
+                    continue;
+                }
+                let ix0 = lo * s.stride[1] + off - s.pad[1];
                 for oy in 0..oh {
                     let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize - s.pad[0] as isize;
                     if iy < 0 || iy >= s.h as isize {
                         continue;
                     }
                     let dst = &mut plane[iy as usize * s.w..][..s.w];
-                    for (ox, &v) in row[oy * ow..][..ow].iter().enumerate() {
-                        let ix =
-                            (ox * s.stride[1] + kj * s.dilation[1]) as isize - s.pad[1] as isize;
-                        if ix >= 0 && ix < s.w as isize {
-                            dst[ix as usize] = dst[ix as usize] + v;
-                        }
+                    let src = &row[oy * ow + lo..oy * ow + hi];
+                    for (d, &v) in dst[ix0..].iter_mut().step_by(s.stride[1]).zip(src) {
+                        *d = *d + v;
                     }
                 }
             }
@@ -108,9 +152,32 @@ fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
     }
 }
 
+/// Images per thread's range: the batch cut into at most one contiguous range per thread.
+fn images_per_part(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1)))
+}
+
+/// Grows `scratch` to at least `len` elements (allocating only when it is too small).
+fn ensure<T: Element>(scratch: &mut Vec<T>, len: usize) {
+    if scratch.len() < len {
+        scratch.resize(len, T::zero());
+    }
+}
+
 /// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite;
 /// the bias is a separate pass, `conv2d_bias_forward`).
 pub fn conv2d_forward<T: Element>(s: &Conv2dShape, x: &[T], w: &[T], y: &mut [T]) {
+    conv2d_forward_with(s, x, w, y, &mut Vec::new());
+}
+
+/// `conv2d_forward` with its patch matrices in `scratch` (grown if too small).
+pub fn conv2d_forward_with<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    scratch: &mut Vec<T>,
+) {
     check(
         "conv2d_forward",
         s,
@@ -124,33 +191,49 @@ pub fn conv2d_forward<T: Element>(s: &Conv2dShape, x: &[T], w: &[T], y: &mut [T]
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * ohw;
+    let per = images_per_part(s.n);
+    let pointwise = is_pointwise(s);
+    // A patch matrix per part; none when the input is its own patch matrix.
+    let col_len = if pointwise { 1 } else { k * ohw };
+    ensure(scratch, s.n.div_ceil(per) * col_len);
     y[..s.y_len()]
-        .par_chunks_mut(y_img)
+        .par_chunks_mut(per * y_img)
+        .zip(scratch.par_chunks_mut(col_len))
         .enumerate()
-        .for_each(|(b, yb)| {
-            let xb = &x[b * x_img..][..x_img];
-            let mut col = vec![T::zero(); k * ohw];
-            for g in 0..s.groups {
-                im2col(s, xb, g, &mut col);
-                let wg = &w[g * cpg_out * k..][..cpg_out * k];
-                let yg = &mut yb[g * cpg_out * ohw..][..cpg_out * ohw];
-                // (cpg_out × K) · (K × ohw), all row-major and contiguous.
-                T::gemm(
-                    cpg_out,
-                    k,
-                    ohw,
-                    T::one(),
-                    wg,
-                    k as isize,
-                    1,
-                    &col,
-                    ohw as isize,
-                    1,
-                    T::zero(),
-                    yg,
-                    ohw as isize,
-                    1,
-                );
+        .for_each(|(part, (yp, col))| {
+            for (i, yb) in yp.chunks_mut(y_img).enumerate() {
+                let xb = &x[(part * per + i) * x_img..][..x_img];
+                for g in 0..s.groups {
+                    let cols: &[T] = if pointwise {
+                        &xb[g * k * ohw..][..k * ohw]
+                    } else {
+                        im2col(s, xb, g, col);
+                        col
+                    };
+                    let wg = &w[g * cpg_out * k..][..cpg_out * k];
+                    let yg = &mut yb[g * cpg_out * ohw..][..cpg_out * ohw];
+                    // (cpg_out × K) · (K × ohw), all row-major and contiguous.
+                    // SAFETY: wg, cols and yg are exactly those sizes.
+                    unsafe {
+                        T::gemm(
+                            GemmThreads::Serial,
+                            cpg_out,
+                            k,
+                            ohw,
+                            T::one(),
+                            wg,
+                            k as isize,
+                            1,
+                            cols,
+                            ohw as isize,
+                            1,
+                            T::zero(),
+                            yg,
+                            ohw as isize,
+                            1,
+                        );
+                    }
+                }
             }
         });
 }
@@ -158,6 +241,17 @@ pub fn conv2d_forward<T: Element>(s: &Conv2dShape, x: &[T], w: &[T], y: &mut [T]
 /// dx[n, c_in, h, w] = ∂L/∂x given dy = ∂L/∂y (overwrite). Forward was y_g = W_g·col(x), so
 /// dcol = W_gᵀ·dy_g and dx = col2im(dcol).
 pub fn conv2d_backward_input<T: Element>(s: &Conv2dShape, dy: &[T], w: &[T], dx: &mut [T]) {
+    conv2d_backward_input_with(s, dy, w, dx, &mut Vec::new());
+}
+
+/// `conv2d_backward_input` with its patch-gradient matrices in `scratch` (grown if too small).
+pub fn conv2d_backward_input_with<T: Element>(
+    s: &Conv2dShape,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    scratch: &mut Vec<T>,
+) {
     check(
         "conv2d_backward_input",
         s,
@@ -171,34 +265,54 @@ pub fn conv2d_backward_input<T: Element>(s: &Conv2dShape, dy: &[T], w: &[T], dx:
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * ohw;
+    let per = images_per_part(s.n);
+    let pointwise = is_pointwise(s);
+    let col_len = if pointwise { 1 } else { k * ohw };
+    ensure(scratch, s.n.div_ceil(per) * col_len);
     dx[..s.x_len()]
-        .par_chunks_mut(x_img)
+        .par_chunks_mut(per * x_img)
+        .zip(scratch.par_chunks_mut(col_len))
         .enumerate()
-        .for_each(|(b, dxb)| {
-            dxb.fill(T::zero());
-            let dyb = &dy[b * y_img..][..y_img];
-            let mut dcol = vec![T::zero(); k * ohw];
-            for g in 0..s.groups {
-                let wg = &w[g * cpg_out * k..][..cpg_out * k];
-                let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
-                // (K × cpg_out) · (cpg_out × ohw): W_g read transposed through its strides.
-                T::gemm(
-                    k,
-                    cpg_out,
-                    ohw,
-                    T::one(),
-                    wg,
-                    1,
-                    k as isize,
-                    dyg,
-                    ohw as isize,
-                    1,
-                    T::zero(),
-                    &mut dcol,
-                    ohw as isize,
-                    1,
-                );
-                col2im_add(s, &dcol, g, dxb);
+        .for_each(|(part, (dxp, dcol))| {
+            for (i, dxb) in dxp.chunks_mut(x_img).enumerate() {
+                let dyb = &dy[(part * per + i) * y_img..][..y_img];
+                for g in 0..s.groups {
+                    let wg = &w[g * cpg_out * k..][..cpg_out * k];
+                    let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
+                    // The pointwise case writes dcol straight into dx: col2im is the identity.
+                    let out: &mut [T] = if pointwise {
+                        &mut dxb[g * k * ohw..][..k * ohw]
+                    } else {
+                        dcol
+                    };
+                    // (K × cpg_out) · (cpg_out × ohw): W_g read transposed through its strides.
+                    // SAFETY: wg, dyg and out are exactly those sizes.
+                    unsafe {
+                        T::gemm(
+                            GemmThreads::Serial,
+                            k,
+                            cpg_out,
+                            ohw,
+                            T::one(),
+                            wg,
+                            1,
+                            k as isize,
+                            dyg,
+                            ohw as isize,
+                            1,
+                            T::zero(),
+                            out,
+                            ohw as isize,
+                            1,
+                        );
+                    }
+                    if !pointwise {
+                        if g == 0 {
+                            dxb.fill(T::zero());
+                        }
+                        col2im_add(s, dcol, g, dxb);
+                    }
+                }
             }
         });
 }
@@ -219,6 +333,19 @@ pub fn conv2d_backward_weight<T: Element>(
     dw: &mut [T],
     accumulate: bool,
 ) {
+    conv2d_backward_weight_with(s, x, dy, dw, accumulate, &mut Vec::new());
+}
+
+/// `conv2d_backward_weight` with its partial sums and patch matrices in `scratch` (grown if
+/// too small).
+pub fn conv2d_backward_weight_with<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    scratch: &mut Vec<T>,
+) {
     check(
         "conv2d_backward_weight",
         s,
@@ -232,47 +359,71 @@ pub fn conv2d_backward_weight<T: Element>(
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * ohw;
-    let chunks: Vec<Vec<T>> = (0..s.n.div_ceil(WEIGHT_GRAD_CHUNK))
-        .into_par_iter()
-        .map(|chunk| {
-            let mut sum = vec![T::zero(); s.w_len()];
-            let mut col = vec![T::zero(); k * ohw];
-            let images = chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(s.n);
-            for b in images {
-                let xb = &x[b * x_img..][..x_img];
-                let dyb = &dy[b * y_img..][..y_img];
-                for g in 0..s.groups {
-                    im2col(s, xb, g, &mut col);
-                    let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
-                    // (cpg_out × ohw) · (ohw × K): col read transposed through its strides.
-                    T::gemm(
-                        cpg_out,
-                        ohw,
-                        k,
-                        T::one(),
-                        dyg,
-                        ohw as isize,
-                        1,
-                        &col,
-                        1,
-                        ohw as isize,
-                        T::one(),
-                        &mut sum[g * cpg_out * k..][..cpg_out * k],
-                        k as isize,
-                        1,
-                    );
+    let w_len = s.w_len();
+    let chunks = s.n.div_ceil(WEIGHT_GRAD_CHUNK);
+    // Chunks per thread's range (contiguous), each range with one patch matrix.
+    let per = chunks.div_ceil(rayon::current_num_threads().clamp(1, chunks.max(1)));
+    let parts = chunks.div_ceil(per);
+    let pointwise = is_pointwise(s);
+    let col_len = if pointwise { 1 } else { k * ohw };
+    ensure(scratch, chunks * w_len + parts * col_len);
+    let (partials, cols) = scratch.split_at_mut(chunks * w_len);
+    partials
+        .par_chunks_mut(per * w_len)
+        .zip(cols.par_chunks_mut(col_len))
+        .enumerate()
+        .for_each(|(part, (sums, col))| {
+            for (j, sum) in sums.chunks_mut(w_len).enumerate() {
+                let chunk = part * per + j;
+                let images = chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(s.n);
+                let first = images.start;
+                for b in images {
+                    let xb = &x[b * x_img..][..x_img];
+                    let dyb = &dy[b * y_img..][..y_img];
+                    for g in 0..s.groups {
+                        let cols: &[T] = if pointwise {
+                            &xb[g * k * ohw..][..k * ohw]
+                        } else {
+                            im2col(s, xb, g, col);
+                            col
+                        };
+                        let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
+                        // The chunk's first image writes its partial, the others add to it.
+                        let beta = if b == first { T::zero() } else { T::one() };
+                        // (cpg_out × ohw) · (ohw × K): col read transposed through its strides.
+                        // SAFETY: dyg, cols and the partial's group slice are those sizes.
+                        unsafe {
+                            T::gemm(
+                                GemmThreads::Serial,
+                                cpg_out,
+                                ohw,
+                                k,
+                                T::one(),
+                                dyg,
+                                ohw as isize,
+                                1,
+                                cols,
+                                1,
+                                ohw as isize,
+                                beta,
+                                &mut sum[g * cpg_out * k..][..cpg_out * k],
+                                k as isize,
+                                1,
+                            );
+                        }
+                    }
                 }
             }
-            sum
-        })
-        .collect();
-    let mut total = vec![T::zero(); s.w_len()];
-    for partial in chunks {
-        for (t, v) in total.iter_mut().zip(partial) {
+        });
+    // Partials added in chunk order, then written over or added to dw once.
+    let dw = &mut dw[..w_len];
+    let (first, rest) = partials.split_at_mut(w_len);
+    for partial in rest.chunks(w_len) {
+        for (t, &v) in first.iter_mut().zip(partial) {
             *t = *t + v;
         }
     }
-    for (d, v) in dw[..s.w_len()].iter_mut().zip(total) {
+    for (d, &v) in dw.iter_mut().zip(first.iter()) {
         *d = if accumulate { *d + v } else { v };
     }
 }
@@ -286,11 +437,17 @@ pub fn conv2d_bias_forward<T: Element>(s: &Conv2dShape, y: &mut [T], bias: &[T])
     );
     let [oh, ow] = s.out_hw();
     let ohw = oh * ow;
-    for (i, plane) in y[..s.y_len()].chunks_exact_mut(ohw).enumerate() {
+    let add = |(i, plane): (usize, &mut [T])| {
         let b = bias[i % s.c_out];
         for v in plane {
             *v = *v + b;
         }
+    };
+    // Planes in parallel when there is enough work (each plane on its own: no order).
+    if s.y_len() > 1 << 15 {
+        y[..s.y_len()].par_chunks_mut(ohw).enumerate().for_each(add);
+    } else {
+        y[..s.y_len()].chunks_mut(ohw).enumerate().for_each(add);
     }
 }
 
@@ -307,13 +464,15 @@ pub fn conv2d_backward_bias<T: Element>(s: &Conv2dShape, dy: &[T], db: &mut [T],
     );
     let [oh, ow] = s.out_hw();
     let ohw = oh * ow;
-    let count = s.n * ohw;
     for (c, d) in db[..s.c_out].iter_mut().enumerate() {
         let mut lanes = [T::zero(); BIAS_REDUCE_THREADS];
-        for i in 0..count {
-            let (b, r) = (i / ohw, i % ohw);
-            let lane = &mut lanes[i % BIAS_REDUCE_THREADS];
-            *lane = *lane + dy[(b * s.c_out + c) * ohw + r];
+        // Value i = b·ohw + r goes to lane i mod 256: the lane index runs on with i.
+        let mut lane = 0;
+        for b in 0..s.n {
+            for &v in &dy[(b * s.c_out + c) * ohw..][..ohw] {
+                lanes[lane] = lanes[lane] + v;
+                lane = (lane + 1) % BIAS_REDUCE_THREADS;
+            }
         }
         let mut half = BIAS_REDUCE_THREADS / 2;
         while half > 0 {

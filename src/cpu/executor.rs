@@ -35,6 +35,19 @@ pub struct CpuExecutor<T: Element = f32> {
     step: u64,
     /// Per-op timing of every step, when profiling (`gradscope train --profile`).
     profile: Option<crate::profile::ProfileBuilder>,
+    /// Scratch of the kernels that need one (convolutions' patch matrices and partial
+    /// sums, statistics' chunk records): sized by the first step, reused by every later one,
+    /// so a warm step allocates nothing here.
+    scratch: Scratch<T>,
+    /// `Plan::grad_jobs`, listed once (the global-norm op reads those records every step).
+    grad_jobs: Vec<usize>,
+}
+
+/// Working memory the kernels borrow for one op; grown on first use, never shrunk.
+#[derive(Default)]
+struct Scratch<T> {
+    conv: Vec<T>,
+    stats: Vec<RawStats>,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -52,6 +65,7 @@ impl<T: Element> CpuExecutor<T> {
         let records = vec![RawStats::empty(); plan.stats_jobs.len()];
         let dead = vec![0; plan.dead_unit_layers.len()];
         let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        let grad_jobs = plan.grad_jobs();
         CpuExecutor {
             plan,
             storage,
@@ -63,6 +77,8 @@ impl<T: Element> CpuExecutor<T> {
             last_clip: None,
             step: 0,
             profile: None,
+            scratch: Scratch::default(),
+            grad_jobs,
         }
     }
 
@@ -281,15 +297,23 @@ impl<T: Element> CpuExecutor<T> {
                 }
                 let (sum, correct) = loss::loss_reduce(&rl, &rc);
                 let out = self.plan.loss_out;
-                self.put(out, vec![sum, T::from_f64(correct as f64)]);
+                let mut lo = self.take(out);
+                lo.clear();
+                lo.extend_from_slice(&[sum, T::from_f64(correct as f64)]);
+                self.put(out, lo);
                 self.put(dlogits, dl);
                 self.put(self.plan.row_loss, rl);
                 self.storage[self.plan.row_correct.0] = Storage::Index(rc);
             }
             Op::Stats { job } => {
                 let spec = &self.plan.stats_jobs[job];
-                self.records[job] =
-                    stats::stats_reduce(&self.float(spec.buffer)[..spec.len], spec.saturation);
+                let mut partials = std::mem::take(&mut self.scratch.stats);
+                self.records[job] = stats::stats_reduce_with(
+                    &self.float(spec.buffer)[..spec.len],
+                    spec.saturation,
+                    &mut partials,
+                );
+                self.scratch.stats = partials;
             }
             Op::DeadUnits { layer, counter } => {
                 let l = &self.plan.layers[layer];
@@ -298,7 +322,15 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::Conv2dForward { shape, x, w, y } => {
                 let mut out = self.take(y);
-                conv2d::conv2d_forward(&shape, self.float(x), self.float(w), &mut out);
+                let mut scratch = std::mem::take(&mut self.scratch.conv);
+                conv2d::conv2d_forward_with(
+                    &shape,
+                    self.float(x),
+                    self.float(w),
+                    &mut out,
+                    &mut scratch,
+                );
+                self.scratch.conv = scratch;
                 self.put(y, out);
             }
             Op::Conv2dBiasForward { shape, y, bias } => {
@@ -308,7 +340,15 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::Conv2dBackwardInput { shape, dy, w, dx } => {
                 let mut out = self.take(dx);
-                conv2d::conv2d_backward_input(&shape, self.float(dy), self.float(w), &mut out);
+                let mut scratch = std::mem::take(&mut self.scratch.conv);
+                conv2d::conv2d_backward_input_with(
+                    &shape,
+                    self.float(dy),
+                    self.float(w),
+                    &mut out,
+                    &mut scratch,
+                );
+                self.scratch.conv = scratch;
                 self.put(dx, out);
             }
             Op::Conv2dBackwardWeight {
@@ -319,13 +359,16 @@ impl<T: Element> CpuExecutor<T> {
                 accumulate,
             } => {
                 let mut out = self.take(dw);
-                conv2d::conv2d_backward_weight(
+                let mut scratch = std::mem::take(&mut self.scratch.conv);
+                conv2d::conv2d_backward_weight_with(
                     &shape,
                     self.float(x),
                     self.float(dy),
                     &mut out,
                     accumulate,
+                    &mut scratch,
                 );
+                self.scratch.conv = scratch;
                 self.put(dw, out);
             }
             Op::Conv2dBackwardBias {
@@ -568,9 +611,8 @@ impl<T: Element> CpuExecutor<T> {
                 }
             }
             Op::ClipNorm { max_norm, guard } => {
-                let jobs = self.plan.grad_jobs();
-                let records: Vec<&RawStats> = jobs.iter().map(|&j| &self.records[j]).collect();
-                let d = clip::clip_norm_scale(&records, max_norm, guard, self.last_clip);
+                let records = self.grad_jobs.iter().map(|&j| &self.records[j]);
+                let d = clip::clip_norm_scale_iter(records, max_norm, guard, self.last_clip);
                 // As on the device: scale only when clipping is asked for (a skipped step
                 // needs no scaling, its optimizer ops do not run).
                 if max_norm.is_finite() {
@@ -588,29 +630,28 @@ impl<T: Element> CpuExecutor<T> {
             Op::Optimizer { param } => {
                 let s = scalars
                     .ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
-                let slot = self.plan.params[param].clone();
-                let mut value = self.take(slot.value);
-                let mut s0 = slot
-                    .state
-                    .first()
-                    .map(|&b| self.take(b))
-                    .unwrap_or_default();
-                let mut s1 = slot.state.get(1).map(|&b| self.take(b)).unwrap_or_default();
+                // The buffer ids only: cloning the slot would allocate its name and shape.
+                let slot = &self.plan.params[param];
+                let (value_id, grad_id, numel) = (slot.value, slot.grad, slot.numel);
+                let (state0, state1) = (slot.state.first().copied(), slot.state.get(1).copied());
+                let mut value = self.take(value_id);
+                let mut s0 = state0.map(|b| self.take(b)).unwrap_or_default();
+                let mut s1 = state1.map(|b| self.take(b)).unwrap_or_default();
                 let mut update = self.take(self.plan.update_scratch);
                 optimizer::optimizer_update(
                     &self.plan.optimizer,
                     &s,
                     &mut value,
-                    self.float(slot.grad),
+                    self.float(grad_id),
                     &mut s0,
                     &mut s1,
-                    &mut update[..slot.numel],
+                    &mut update[..numel],
                 );
-                self.put(slot.value, value);
-                if let Some(&b) = slot.state.first() {
+                self.put(value_id, value);
+                if let Some(b) = state0 {
                     self.put(b, s0);
                 }
-                if let Some(&b) = slot.state.get(1) {
+                if let Some(b) = state1 {
                     self.put(b, s1);
                 }
                 self.put(self.plan.update_scratch, update);
@@ -641,7 +682,11 @@ impl<T: Element> Executor for CpuExecutor<T> {
             *d = T::from_f64(s as f64);
         }
         self.put(input, buf);
-        self.storage[self.plan.labels.0] = Storage::Index(labels.to_vec());
+        // Into the existing buffer: check_batch proved the length.
+        let mut l = self.take_index(self.plan.labels);
+        l.clear();
+        l.extend_from_slice(labels);
+        self.storage[self.plan.labels.0] = Storage::Index(l);
         if let Some(t) = self.plan.targets {
             one_hot(labels, self.plan.classes, &mut self.targets_host)?;
             let mut buf = self.take(t);

@@ -1,5 +1,5 @@
 //! CPU twin of shaders/matmul.wgsl: C(M,N) = op(A)·op(B), or C += op(A)·op(B), through the
-//! optimized GEMM of `matrixmultiply` (via `Element::gemm`). The transposes cost nothing:
+//! optimized GEMM of the `gemm` crate (via `Element::gemm`). The transposes cost nothing:
 //! they are only strides. `matmul_naive` is the triple loop the tests prove the GEMM path
 //! against.
 //!
@@ -12,6 +12,7 @@
 //! longer (views into a larger allocation), and only the first M·N elements of C are touched.
 
 use crate::cpu::Element;
+use crate::cpu::element::GemmThreads;
 use crate::error::{Error, Result};
 use crate::ops::{MatmulLayout, MatmulShape};
 
@@ -113,30 +114,33 @@ pub fn matmul<T: Element>(
         "elements",
     )?;
     let [rsa, csa, rsb, csb] = strides(layout, shape);
-    // matrixmultiply never reads C when beta = 0 (its kernels must not, by contract, so NaN
-    // or garbage in C does not leak through 0·C), hence no zeroing is needed to overwrite.
+    // C is not read when beta = 0 (`Element::gemm`), hence no zeroing is needed to overwrite.
     let beta = if accumulate { T::one() } else { T::zero() };
-    T::gemm(
-        shape.m,
-        shape.k,
-        shape.n,
-        T::one(),
-        a,
-        rsa,
-        csa,
-        b,
-        rsb,
-        csb,
-        beta,
-        c,
-        shape.n as isize,
-        1,
-    );
+    // SAFETY: `check_lens` above proved every strided index in bounds.
+    unsafe {
+        T::gemm(
+            GemmThreads::Parallel,
+            shape.m,
+            shape.k,
+            shape.n,
+            T::one(),
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            shape.n as isize,
+            1,
+        );
+    }
     Ok(())
 }
 
 /// The reference: the textbook triple loop with f64 accumulation, k ascending. Slow, obvious,
-/// and independent of `matrixmultiply`, so the tests can prove the GEMM strides against it.
+/// and independent of the `gemm` crate, so the tests can prove the GEMM strides against it.
 pub fn matmul_naive<T: Element>(
     layout: MatmulLayout,
     shape: MatmulShape,

@@ -3,6 +3,9 @@
 //! shader's order (which is PyTorch's), so the f32 instantiation matches the GPU up to the
 //! rounding of sqrt and division on the device.
 
+use rayon::iter::Either;
+use rayon::prelude::*;
+
 use crate::cpu::Element;
 use crate::ops::{OptimizerKind, OptimizerParams, StepScalars};
 
@@ -34,6 +37,48 @@ pub fn optimizer_update<T: Element>(
         assert_eq!(state2.len(), len, "optimizer_update: state2 length");
     }
 
+    if len <= PAR_CHUNK {
+        update_serial(p, s, param, grad, state1, state2, update);
+        return;
+    }
+    // Every element is updated on its own, so splitting changes no result.
+    let chunks = len.div_ceil(PAR_CHUNK);
+    param
+        .par_chunks_mut(PAR_CHUNK)
+        .zip(grad.par_chunks(PAR_CHUNK))
+        .zip(chunks_or_empty(state1, chunks))
+        .zip(chunks_or_empty(state2, chunks))
+        .zip(update.par_chunks_mut(PAR_CHUNK))
+        .for_each(|((((x, g), s1), s2), u)| update_serial(p, s, x, g, s1, s2, u));
+}
+
+/// Tensors longer than this are updated in chunks of this size across rayon's threads.
+const PAR_CHUNK: usize = 1 << 15;
+
+/// `count` chunks of PAR_CHUNK elements of a state slot, or `count` empty slices for a slot
+/// the optimizer does not keep (it is then never indexed).
+fn chunks_or_empty<T: Element>(
+    state: &mut [T],
+    count: usize,
+) -> impl IndexedParallelIterator<Item = &mut [T]> {
+    if state.is_empty() {
+        Either::Left((0..count).into_par_iter().map(|_| <&mut [T]>::default()))
+    } else {
+        Either::Right(state.par_chunks_mut(PAR_CHUNK))
+    }
+}
+
+/// The update of `optimizer_update` on one run of elements, on the calling thread.
+fn update_serial<T: Element>(
+    p: &OptimizerParams,
+    s: &StepScalars,
+    param: &mut [T],
+    grad: &[T],
+    state1: &mut [T],
+    state2: &mut [T],
+    update: &mut [T],
+) {
+    let len = param.len();
     let c = |x: f32| T::from_f64(x as f64);
     let lr = c(s.lr);
     let wd = c(p.weight_decay);

@@ -42,6 +42,17 @@ const SERIAL_CHUNKS: usize = 2;
 /// x ≤ lo or x ≥ hi as saturated; None counts none. NaN and ±Inf are counted apart and
 /// take no part in anything else.
 pub fn stats_reduce<T: Element>(x: &[T], saturation: Option<(f32, f32)>) -> RawStats {
+    stats_reduce_with(x, saturation, &mut Vec::new())
+}
+
+/// `stats_reduce` with the chunk records of a parallel reduction kept in `partials` (resized
+/// as needed; its contents on entry do not matter), so a caller that keeps it allocates
+/// only while it grows.
+pub fn stats_reduce_with<T: Element>(
+    x: &[T],
+    saturation: Option<(f32, f32)>,
+    partials: &mut Vec<RawStats>,
+) -> RawStats {
     // No bounds: ±∞ saturate no finite value.
     let (lo, hi) = saturation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let record = |c: &[T]| -> RawStats {
@@ -57,12 +68,21 @@ pub fn stats_reduce<T: Element>(x: &[T], saturation: Option<(f32, f32)>) -> RawS
             chunk_record(&buf[..c.len()], lo, hi)
         }
     };
-    let partials: Vec<RawStats> = if x.len() <= SERIAL_CHUNKS * CHUNK {
-        x.chunks(CHUNK).map(record).collect()
-    } else {
-        x.par_chunks(CHUNK).map(record).collect()
-    };
-    finalize(&partials)
+    if x.len() <= SERIAL_CHUNKS * CHUNK {
+        // The same left-to-right merge as `finalize`, without a list of records.
+        let mut r = RawStats::empty();
+        for c in x.chunks(CHUNK) {
+            r.merge(&record(c));
+        }
+        return r;
+    }
+    partials.clear();
+    partials.resize(x.len().div_ceil(CHUNK), RawStats::empty());
+    partials
+        .par_iter_mut()
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(p, c)| *p = record(c));
+    finalize(partials)
 }
 
 /// Merges chunk records in their order (a sequential fold), whatever thread made them.

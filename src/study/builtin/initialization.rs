@@ -51,9 +51,8 @@ fn build(size: Size, _: &Context) -> Result<StudySpec> {
         question: format!(
             "The same MLP with {depth} hidden layers (width {width}) with a small normal init \
              (σ = 0.01), Glorot/Xavier, He/Kaiming, LeCun and orthogonal weights, each with the \
-             gain PyTorch gives the activation: how evenly does the gradient reach the layers? \
-             (LeCun's σ = gain/√fan_in takes the activation's gain here, as He's does, so the \
-             two coincide in this engine.)"
+             gain PyTorch gives the activation (LeCun's σ = 1/√fan_in has none: with ReLU it is He's \
+             divided by √2): how evenly does the gradient reach the layers?"
         ),
         base,
         axes: vec![

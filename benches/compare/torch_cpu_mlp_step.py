@@ -1,0 +1,74 @@
+"""PyTorch's CPU training step of the MLP that `cargo bench --bench train_step` times:
+784-256-256-10, ReLU, softmax cross-entropy, Adam (lr 1e-4), batch 128, one fixed batch,
+float32, eager mode. Same protocol as the Rust bench: 3 warm-up steps, then the median of
+R runs of S steps, in samples/s.
+
+    python3 benches/compare/torch_cpu_mlp_step.py [--threads N] [--steps S] [--repeats R]
+
+torch.set_num_threads(N) (intra-op threads; default every core, as rayon's pool).
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--threads", type=int, default=os.cpu_count())
+parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--repeats", type=int, default=5)
+args = parser.parse_args()
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+
+BATCH = 128
+model = torch.nn.Sequential(
+    torch.nn.Linear(784, 256),
+    torch.nn.ReLU(),
+    torch.nn.Linear(256, 256),
+    torch.nn.ReLU(),
+    torch.nn.Linear(256, 10),
+)
+for layer in model:
+    if isinstance(layer, torch.nn.Linear):
+        torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(layer.bias)
+# foreach=False is the per-parameter loop; the default (foreach on CPU too in 2.5) is
+# measured as well, and the faster of the two reported as PyTorch's step.
+inputs = torch.tensor(
+    [((i * 7919) % 255) / 255.0 - 0.5 for i in range(BATCH * 784)], dtype=torch.float32
+).reshape(BATCH, 784)
+labels = torch.tensor([i % 10 for i in range(BATCH)])
+loss_fn = torch.nn.CrossEntropyLoss()
+
+
+def measure(opt):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), labels)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(3):
+        step()
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            loss = step()
+        loss.item()
+        rates.append(args.steps * BATCH / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+      f"(MKLDNN {torch.backends.mkldnn.is_available()}); MLP 784-256-256-10, batch {BATCH}, "
+      f"Adam; median of {args.repeats} runs of {args.steps} steps")
+for foreach in (False, True):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=foreach)
+    rate = measure(opt)
+    print(f"torch eager, Adam foreach={foreach}: {rate:10.0f} samples/s "
+          f"({1e3 * BATCH / rate:.3f} ms/step)")
