@@ -73,6 +73,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_variant(
     ctx: &GpuContext,
     v: ConvVariant,
