@@ -127,6 +127,46 @@ fn check_matmul(ctx: &GpuContext) -> Result<(), String> {
     Ok(())
 }
 
+/// op(A)[i, k] and op(B)[k, j] of square S×S operands stored as `layout` says.
+fn op_entry(
+    layout: MatmulLayout,
+    a: &[f32],
+    b: &[f32],
+    s: usize,
+    i: usize,
+    j: usize,
+    k: usize,
+) -> f64 {
+    let av = match layout {
+        MatmulLayout::TN => a[k * s + i],
+        _ => a[i * s + k],
+    };
+    let bv = match layout {
+        MatmulLayout::NT => b[j * s + k],
+        _ => b[k * s + j],
+    };
+    av as f64 * bv as f64
+}
+
+/// Largest error of 64 sampled entries of C against f64 dot products, relative to the sum
+/// of |products| (the scale of f32 rounding in a K-term sum).
+fn sampled_error(layout: MatmulLayout, a: &[f32], b: &[f32], c: &[f32], s: usize) -> f64 {
+    let mut worst = 0.0f64;
+    for t in 0..64usize {
+        let i = (t * 7919 + 13) % s;
+        let j = (t * 104_729 + 7) % s;
+        let (mut sum, mut mag) = (0.0f64, 0.0f64);
+        for k in 0..s {
+            let p = op_entry(layout, a, b, s, i, j, k);
+            sum += p;
+            mag += p.abs();
+        }
+        let err = (c[i * s + j] as f64 - sum).abs() / mag.max(1e-30);
+        worst = worst.max(if err.is_nan() { f64::INFINITY } else { err });
+    }
+    worst
+}
+
 fn bench_matmul(ctx: &GpuContext, args: &Args) -> Result<(), String> {
     for &size in &args.sizes {
         let s = MatmulShape {
@@ -135,31 +175,51 @@ fn bench_matmul(ctx: &GpuContext, args: &Args) -> Result<(), String> {
             k: size,
         };
         let bytes = (size * size * 4) as u64;
+        let (ha, hb) = (data(size * size, 3), data(size * size, 4));
         let ga = ctx.storage_buffer("a", bytes).map_err(|e| e.to_string())?;
         let gb = ctx.storage_buffer("b", bytes).map_err(|e| e.to_string())?;
         let gc = ctx.storage_buffer("c", bytes).map_err(|e| e.to_string())?;
-        ctx.write(&ga, bytemuck::cast_slice(&data(size * size, 3)));
-        ctx.write(&gb, bytemuck::cast_slice(&data(size * size, 4)));
+        ctx.write(&ga, bytemuck::cast_slice(&ha));
+        ctx.write(&gb, bytemuck::cast_slice(&hb));
         for &layout in &args.layouts {
             println!(
-                "\nmatmul {} {size}×{size}×{size} ({:.1} GFLOP per product; heuristic: {})",
+                "\nmatmul {} {size}×{size}×{size} ({:.1} GFLOP per product; heuristic: {}); check: 64 sampled entries against f64 on the CPU (error relative to Σ|products|), and bits against the simple kernel",
                 format!("{layout:?}").to_lowercase(),
                 s.flops() / 1e9,
                 autotune::heuristic(layout, s).name()
             );
             let mut rows = Vec::new();
+            let mut simple_bits: Option<Vec<u32>> = None;
             for v in MatmulVariant::candidates(layout, s) {
                 let d = matmul_with(ctx, v, layout, s, &ga, &gb, &gc, false, Epilogue::default())
                     .map_err(|e| e.to_string())?;
                 // Passes of about 20 ms, so a 4096³ product (ms) is timed a few at a time.
                 let t = timing::median_time(ctx, &[&d], 2, args.runs, 20e-3)
                     .map_err(|e| e.to_string())?;
-                rows.push((v.name(), t));
+                // The product the timed passes computed, checked.
+                let c: Vec<f32> = ctx.read(&gc, size * size).map_err(|e| e.to_string())?;
+                let err = sampled_error(layout, &ha, &hb, &c, size);
+                let bits: Vec<u32> = c.iter().map(|x| x.to_bits()).collect();
+                let same = match &simple_bits {
+                    None => {
+                        simple_bits = Some(bits);
+                        "ref"
+                    }
+                    Some(r) if *r == bits => "same",
+                    Some(_) => "DIFFERENT",
+                };
+                if err > 1e-4 {
+                    return Err(format!(
+                        "{} {layout:?} {size}: sampled relative error {err:e} against the CPU",
+                        v.name()
+                    ));
+                }
+                rows.push((v.name(), t, err, same));
             }
             let best = rows.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-            for (name, t) in rows {
+            for (name, t, err, same) in rows {
                 println!(
-                    "  {name:<14} {:>10.3} ms {:>10.1} GFLOP/s{}",
+                    "  {name:<15} {:>10.3} ms {:>10.1} GFLOP/s   err {err:.1e} bits {same:<9}{}",
                     t * 1e3,
                     s.flops() / t / 1e9,
                     if t == best { "  ← fastest" } else { "" }

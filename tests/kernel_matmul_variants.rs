@@ -409,3 +409,45 @@ fn heuristic_prefers_large_tiles_for_large_products() {
     let odd = autotune::heuristic(MatmulLayout::NT, shape(2047, 2049, 7));
     assert_eq!(odd.name(), "t128x128k8");
 }
+
+/// The fusion pass finds each dense layer's product, bias and activation in an MLP's
+/// training and evaluation op lists (the last layer has no activation: product + bias),
+/// and nothing else.
+#[test]
+fn fusion_finds_every_dense_forward_of_an_mlp() {
+    use gradscope::gpu::fusion::{Fused, find_fusions};
+    use gradscope::init::Init;
+    use gradscope::model::{LossKind, ModelSpec};
+    use gradscope::ops::{OptimizerKind, OptimizerParams};
+    let model = ModelSpec::mlp(
+        12,
+        &[8, 8],
+        3,
+        Activation::Tanh,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
+    let plan =
+        gradscope::plan::compile(&model, 5, OptimizerParams::new(OptimizerKind::Sgd)).unwrap();
+    for ops in [&plan.ops, &plan.eval] {
+        let f = find_fusions(&plan, ops);
+        let heads: Vec<usize> = f
+            .iter()
+            .filter_map(|x| match x {
+                Fused::Head(_, absorbs) => Some(*absorbs),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(heads, vec![2, 2, 1], "{f:?}");
+        let absorbed = f.iter().filter(|x| **x == Fused::Absorbed).count();
+        assert_eq!(absorbed, 5);
+        // Every head is a forward product; every absorbed op follows its head.
+        for (i, x) in f.iter().enumerate() {
+            if let Fused::Head(d, _) = x {
+                assert!(d.bias.is_some());
+                assert!(matches!(ops[i], gradscope::plan::Op::Matmul { .. }));
+            }
+        }
+    }
+}

@@ -606,7 +606,7 @@ impl GpuExecutor {
                 )?]),
             }
         };
-        for (op, f) in plan.ops.iter().zip(plan_fusions(&plan, &plan.ops)) {
+        for (op, f) in plan.ops.iter().zip(plan_fusions(c, &plan, &plan.ops)?) {
             op_class.push(op.stats_class(&plan.stats_jobs));
             let d = build_fused(&f, op)?;
             let indirect = match op {
@@ -623,7 +623,7 @@ impl GpuExecutor {
         let eval_dispatches: Vec<Dispatch> = plan
             .eval
             .iter()
-            .zip(plan_fusions(&plan, &plan.eval))
+            .zip(plan_fusions(c, &plan, &plan.eval)?)
             .map(|(op, f)| build_fused(&f, op))
             .collect::<Result<Vec<_>>>()?
             .into_iter()

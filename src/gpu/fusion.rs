@@ -12,8 +12,14 @@
 //! op list. The plan and the CPU executor are unchanged; fused ops keep their place in the
 //! op list with no dispatch of their own.
 //!
+//! A pattern is fused only where the autotune (or heuristic) runs the product on a tiled
+//! variant; where the simple kernel wins the product, the ops stay apart.
+//!
 //! `GRADSCOPE_FUSE=0` turns fusion off (for comparison and debugging).
 
+use super::GpuContext;
+use super::kernels::matmul::fused_forward_variant;
+use crate::error::Result;
 use crate::ops::{Activation, MatmulLayout, MatmulShape};
 use crate::plan::{BufId, Op, Plan};
 
@@ -55,8 +61,25 @@ pub fn enabled() -> bool {
     )
 }
 
-/// Per op of `ops`: alone, the head of a fusion, or absorbed by one.
-pub fn plan_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
+/// Per op of `ops`: alone, the head of a fusion, or absorbed by one; a fusion is kept only
+/// where the product's chosen variant is a tiled one (the simple kernel has no epilogue,
+/// and forcing a slower tile on the product would cost more than the dispatches saved).
+pub fn plan_fusions(ctx: &GpuContext, plan: &Plan, ops: &[Op]) -> Result<Vec<Fused>> {
+    let mut out = find_fusions(plan, ops);
+    for i in 0..out.len() {
+        if let Fused::Head(d, absorbs) = out[i] {
+            if fused_forward_variant(ctx, d.shape)?.is_none() {
+                for o in &mut out[i..=i + absorbs] {
+                    *o = Fused::Alone;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The fusable patterns of `ops`, whatever the variants.
+pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
     let mut out = vec![Fused::Alone; ops.len()];
     if !enabled() {
         return out;

@@ -41,3 +41,21 @@ pub const ALL: &[(&str, &str)] = &[
 pub fn source(stem: &str) -> Option<&'static str> {
     ALL.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src)
 }
+
+/// Shaders compiled without two of wgpu's injected runtime checks (bounds checks stay on):
+///
+/// - loop bounding: a counter and a break added to every loop, in case a loop never ends.
+///   In a register-blocked GEMM it turns the constant trip counts of the inner loops into
+///   unknown ones, so the driver may no longer unroll them, and an accumulator array indexed
+///   by a loop variable then lives in memory instead of registers. Every loop of these
+///   shaders ends: bounds are override constants or uniforms, steps are positive constants
+///   (or halvings of a power of two).
+/// - integer-division checks: a select guarding each `/` and `%` against a zero divisor.
+///   Their divisors are constants or sizes the launchers have validated as ≥ 1
+///   (`Conv2dShape::validate`, non-zero matmul sizes).
+pub const NO_LOOP_BOUNDING: &[&str] = &["matmul", "matmul_tiled", "conv2d", "conv2d_tiled"];
+
+/// Whether `stem` is compiled as described at [`NO_LOOP_BOUNDING`].
+pub fn trusted(stem: &str) -> bool {
+    NO_LOOP_BOUNDING.contains(&stem)
+}

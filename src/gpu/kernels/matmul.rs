@@ -223,9 +223,26 @@ pub fn matmul(
     )
 }
 
+/// The tiled variant a dense forward of `shape` would be fused into, or None when the
+/// product alone runs best on the simple kernel (which has no epilogue): then the separate
+/// ops are kept, since a slower product would cost more than the bias and activation
+/// dispatches the fusion saves.
+pub fn fused_forward_variant(
+    ctx: &GpuContext,
+    shape: MatmulShape,
+) -> Result<Option<MatmulVariant>> {
+    Ok(
+        match autotune::matmul_variant(ctx, MatmulLayout::NT, shape)? {
+            MatmulVariant::Simple => None,
+            v => Some(v),
+        },
+    )
+}
+
 /// A dense layer's forward, fused: C(M,N) = A(M,K)·B(N,K)ᵀ + bias, and z = f(C) when `act`
-/// is given (C keeps the pre-activation). The tiled variant the autotune picks for the
-/// product (or the 64×64 tiled one if it picks the simple kernel, which has no epilogue).
+/// is given (C keeps the pre-activation), on the tiled variant the autotune picks for the
+/// product, or the 64×64 tiled one where it picks the simple kernel (the executor does not
+/// fuse then; see `fused_forward_variant`).
 pub fn matmul_forward_fused(
     ctx: &GpuContext,
     shape: MatmulShape,
@@ -236,16 +253,13 @@ pub fn matmul_forward_fused(
 ) -> Result<Dispatch> {
     let layout = MatmulLayout::NT;
     check(layout, shape, a, b, c)?;
-    let variant = match autotune::matmul_variant(ctx, layout, shape)? {
-        MatmulVariant::Simple => MatmulVariant::Tiled {
-            bm: 64,
-            bn: 64,
-            bk: 16,
-            vec4: false,
-            prefetch: false,
-        },
-        v => v,
-    };
+    let variant = fused_forward_variant(ctx, shape)?.unwrap_or(MatmulVariant::Tiled {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        vec4: false,
+        prefetch: false,
+    });
     matmul_with(ctx, variant, layout, shape, a, b, c, false, epilogue)
 }
 
