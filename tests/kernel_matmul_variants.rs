@@ -371,7 +371,7 @@ fn cache_file_round_trips_and_corruption_is_ignored() {
     let (empty, warning) = autotune::read_cache(&path);
     assert!(empty.adapters.is_empty() && warning.is_none());
     let mut file = autotune::CacheFile {
-        version: 1,
+        version: autotune::CACHE_VERSION,
         ..Default::default()
     };
     file.adapters
@@ -389,7 +389,7 @@ fn cache_file_round_trips_and_corruption_is_ignored() {
         "t128x64k8".to_string()
     );
     // Corrupt, or of another version: empty, with a warning naming the file.
-    for bad in ["{not json", "{\"version\": 99, \"adapters\": {}}", ""] {
+    for bad in ["{not json", "{\"version\": 1, \"adapters\": {}}", ""] {
         std::fs::write(&path, bad).unwrap();
         let (c, warning) = autotune::read_cache(&path);
         assert!(c.adapters.is_empty());
