@@ -196,6 +196,10 @@ fn bench_matmul(ctx: &GpuContext, args: &Args) -> Result<(), String> {
                 // Passes of about 20 ms, so a 4096³ product (ms) is timed a few at a time.
                 let t = timing::median_time(ctx, &[&d], 2, args.runs, 20e-3)
                     .map_err(|e| e.to_string())?;
+                // A cross-check of the clock: one run, host time around submit and wait.
+                let start = std::time::Instant::now();
+                ctx.run(&[&d]).map_err(|e| e.to_string())?;
+                let host = start.elapsed().as_secs_f64();
                 // The product the timed passes computed, checked.
                 let c: Vec<f32> = ctx.read(&gc, size * size).map_err(|e| e.to_string())?;
                 let err = sampled_error(layout, &ha, &hb, &c, size);
@@ -214,14 +218,15 @@ fn bench_matmul(ctx: &GpuContext, args: &Args) -> Result<(), String> {
                         v.name()
                     ));
                 }
-                rows.push((v.name(), t, err, same));
+                rows.push((v.name(), t, host, err, same));
             }
             let best = rows.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-            for (name, t, err, same) in rows {
+            for (name, t, host, err, same) in rows {
                 println!(
-                    "  {name:<15} {:>10.3} ms {:>10.1} GFLOP/s   err {err:.1e} bits {same:<9}{}",
+                    "  {name:<15} {:>10.3} ms {:>10.1} GFLOP/s  (host {:>8.3} ms)  err {err:.1e} bits {same:<9}{}",
                     t * 1e3,
                     s.flops() / t / 1e9,
+                    host * 1e3,
                     if t == best { "  ← fastest" } else { "" }
                 );
             }
