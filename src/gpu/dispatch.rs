@@ -2,6 +2,7 @@
 //! The step loop only calls `record`, so nothing is created while training.
 
 use super::context::GpuContext;
+use super::pipeline_cache::Specialization;
 use crate::error::{Error, Result};
 
 /// One compute dispatch, ready to be recorded into any compute pass.
@@ -31,6 +32,24 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
+        self.dispatch_with(
+            shader,
+            entry,
+            Specialization::default(),
+            buffers,
+            workgroups,
+        )
+    }
+
+    /// As [`GpuContext::dispatch`], with the pipeline specialized by `spec`.
+    pub fn dispatch_with(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        spec: Specialization<'_>,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max) {
             return Err(Error::TooLarge {
@@ -40,7 +59,7 @@ impl GpuContext {
                 what: "workgroup-count dimension",
             });
         }
-        let pipeline = self.pipeline(shader, entry)?;
+        let pipeline = self.pipeline_with(shader, entry, spec)?;
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
             .iter()

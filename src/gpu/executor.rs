@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::fusion::{Fused, plan_fusions};
 use super::kernels::{
     activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul, optimizer,
     pool2d, stats,
@@ -589,9 +590,27 @@ impl GpuExecutor {
                 }
             })
         };
-        for op in &plan.ops {
+        // A dense layer's product, bias and activation run as one dispatch (gpu::fusion).
+        let build_fused = |f: &Fused, op: &Op| -> Result<Vec<Dispatch>> {
+            match *f {
+                Fused::Alone => build(op),
+                Fused::Absorbed => Ok(Vec::new()),
+                Fused::Head(d, _) => Ok(vec![matmul::matmul_forward_fused(
+                    c,
+                    d.shape,
+                    buf(d.x),
+                    buf(d.w),
+                    buf(d.y),
+                    matmul::Epilogue {
+                        bias: d.bias.map(buf),
+                        act: d.act.map(|(f, z)| (f, buf(z))),
+                    },
+                )?]),
+            }
+        };
+        for (op, f) in plan.ops.iter().zip(plan_fusions(c, &plan, &plan.ops)?) {
             op_class.push(op.stats_class(&plan.stats_jobs));
-            let d = build(op)?;
+            let d = build_fused(&f, op)?;
             let indirect = match op {
                 Op::Optimizer { .. } if skip_guard => {
                     let offset = base_args.len() as u64 * 4;
@@ -648,7 +667,8 @@ impl GpuExecutor {
         let eval_dispatches: Vec<Dispatch> = plan
             .eval
             .iter()
-            .map(&build)
+            .zip(plan_fusions(c, &plan, &plan.eval)?)
+            .map(|(op, f)| build_fused(&f, op))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .flatten()

@@ -1,11 +1,26 @@
 //! Every WGSL source of the crate, embedded at build time. Each stem pairs with a launcher
 //! in `gpu::kernels::<stem>` and a CPU twin in `cpu::<stem>`.
 
-/// (stem, source) of every shader; the naga test validates each one.
+/// (stem, source) of every shader; the naga test validates each one. A source may be the
+/// concatenation of a shared file of functions (no bindings, no entry points) and the
+/// stem's own file: WGSL has no include, and this keeps each formula in one place.
 pub const ALL: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul_tiled",
+        concat!(
+            include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/matmul_tiled.wgsl")
+        ),
+    ),
     ("bias", include_str!("../../shaders/bias.wgsl")),
-    ("activation", include_str!("../../shaders/activation.wgsl")),
+    (
+        "activation",
+        concat!(
+            include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/activation.wgsl")
+        ),
+    ),
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
     ("stats", include_str!("../../shaders/stats.wgsl")),
@@ -16,9 +31,31 @@ pub const ALL: &[(&str, &str)] = &[
     ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    (
+        "conv2d_tiled",
+        include_str!("../../shaders/conv2d_tiled.wgsl"),
+    ),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.
 pub fn source(stem: &str) -> Option<&'static str> {
     ALL.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src)
+}
+
+/// Shaders compiled without two of wgpu's injected runtime checks (bounds checks stay on):
+///
+/// - loop bounding: a counter and a break added to every loop, in case a loop never ends.
+///   In a register-blocked GEMM it turns the constant trip counts of the inner loops into
+///   unknown ones, so the driver may no longer unroll them, and an accumulator array indexed
+///   by a loop variable then lives in memory instead of registers. Every loop of these
+///   shaders ends: bounds are override constants or uniforms, steps are positive constants
+///   (or halvings of a power of two).
+/// - integer-division checks: a select guarding each `/` and `%` against a zero divisor.
+///   Their divisors are constants or sizes the launchers have validated as ≥ 1
+///   (`Conv2dShape::validate`, non-zero matmul sizes).
+pub const NO_LOOP_BOUNDING: &[&str] = &["matmul", "matmul_tiled", "conv2d", "conv2d_tiled"];
+
+/// Whether `stem` is compiled as described at [`NO_LOOP_BOUNDING`].
+pub fn trusted(stem: &str) -> bool {
+    NO_LOOP_BOUNDING.contains(&stem)
 }

@@ -1,4 +1,4 @@
-//! Element-wise activation functions. Their formulas live in `shaders/activation.wgsl` and
+//! Element-wise activation functions. Their formulas live in `shaders/activation_math.wgsl` and
 //! `cpu/activation.rs`; this file only names them and carries their constants.
 
 use serde::{Deserialize, Serialize};

@@ -24,7 +24,8 @@
 
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::Result;
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::pipeline_cache::Specialization;
+use crate::gpu::{Dispatch, GpuContext, autotune, timing};
 use crate::ops::Conv2dShape;
 
 /// Tile of the per-group GEMM one workgroup computes (TILE_M × TILE_N in the shader).
@@ -35,6 +36,155 @@ pub const WIDE_N: usize = 256;
 pub const WIDE_MAX_ROWS: usize = 32;
 /// Workgroup size of the element-wise kernels (bias add, bias gradient, split-K reduce).
 pub const BIAS_WG: u32 = 256;
+
+/// The three GEMM passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl ConvPass {
+    pub const ALL: [ConvPass; 3] = [
+        ConvPass::Forward,
+        ConvPass::BackwardInput,
+        ConvPass::BackwardWeight,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "forward",
+            ConvPass::BackwardInput => "backward_input",
+            ConvPass::BackwardWeight => "backward_weight",
+        }
+    }
+
+    /// The entry point of this pass (the same name in conv2d.wgsl and conv2d_tiled.wgsl).
+    fn entry(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "conv2d_forward",
+            ConvPass::BackwardInput => "conv2d_backward_input",
+            ConvPass::BackwardWeight => "conv2d_backward_weight",
+        }
+    }
+
+    /// The simple kernel's entry for GEMMs of at most `WIDE_MAX_ROWS` rows.
+    fn wide_entry(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "conv2d_forward_wide",
+            ConvPass::BackwardInput => "conv2d_backward_input_wide",
+            ConvPass::BackwardWeight => "conv2d_backward_weight_wide",
+        }
+    }
+
+    /// (rows, columns) of this pass's per-group GEMM.
+    pub fn gemm_dims(self, s: &Conv2dShape) -> (usize, usize) {
+        let [oh, ow] = s.out_hw();
+        match self {
+            ConvPass::Forward => (s.cout_per_group(), s.n * oh * ow),
+            ConvPass::BackwardInput => (s.cin_per_group(), s.n * s.h * s.w),
+            ConvPass::BackwardWeight => (s.cout_per_group(), s.patch_len()),
+        }
+    }
+}
+
+/// One way to run the GEMM passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvVariant {
+    /// shaders/conv2d.wgsl: 64×64 tiles (16×256 for at most 32 rows), gathers with
+    /// divisions per element. The reference.
+    Simple,
+    /// shaders/conv2d_tiled.wgsl: BN columns per tile, BK per slice, TN4 vec4 columns per
+    /// invocation (rows per tile BM = 4096·TN4/BN), gathers through per-tile tables.
+    Tiled { bn: u32, bk: u32, tn4: u32 },
+}
+
+/// Every convolution variant, simple first.
+pub const CONV_VARIANTS: [ConvVariant; 8] = {
+    const fn t(bn: u32, bk: u32, tn4: u32) -> ConvVariant {
+        ConvVariant::Tiled { bn, bk, tn4 }
+    }
+    [
+        ConvVariant::Simple,
+        t(256, 8, 1),  // 16×256, 4×4 per invocation
+        t(128, 8, 1),  // 32×128, 4×4
+        t(64, 16, 1),  // 64×64, 4×4
+        t(256, 8, 2),  // 32×256, 4×8
+        t(128, 8, 2),  // 64×128, 4×8
+        t(128, 16, 2), // 64×128, 4×8, K slices of 16
+        t(64, 16, 2),  // 128×64, 4×8
+    ]
+};
+
+impl ConvVariant {
+    /// A stable name (`simple`, `c32x256k8`): the autotune cache's value.
+    pub fn name(&self) -> String {
+        match *self {
+            ConvVariant::Simple => "simple".into(),
+            ConvVariant::Tiled { bk, .. } => {
+                let (bm, bn) = self.tile(0);
+                format!("c{bm}x{bn}k{bk}")
+            }
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ConvVariant> {
+        CONV_VARIANTS.iter().copied().find(|v| v.name() == name)
+    }
+
+    /// (rows, columns) of C per workgroup, for a GEMM of `rows` rows (the simple kernel
+    /// switches to its wide tile at `WIDE_MAX_ROWS`).
+    pub fn tile(&self, rows: usize) -> (usize, usize) {
+        match *self {
+            ConvVariant::Simple if rows <= WIDE_MAX_ROWS => (WIDE_M, WIDE_N),
+            ConvVariant::Simple => (TILE, TILE),
+            ConvVariant::Tiled { bn, tn4, .. } => ((4096 * tn4 / bn) as usize, bn as usize),
+        }
+    }
+
+    /// Bytes of workgroup memory one workgroup uses.
+    pub fn workgroup_bytes(&self) -> u32 {
+        match *self {
+            ConvVariant::Simple => 4 * (2 * 256 * 4 + 32 * 4 + 512 * 4 + 256),
+            ConvVariant::Tiled { bn, bk, tn4 } => {
+                let bm = 4096 * tn4 / bn;
+                4 * bk * (bm + bn) + 16 * bn + 16 * 32
+            }
+        }
+    }
+
+    /// Whether the device gives a workgroup that much workgroup memory.
+    pub fn fits(&self, ctx: &GpuContext) -> bool {
+        self.workgroup_bytes() <= ctx.limits.max_compute_workgroup_storage_size
+    }
+
+    /// The variants this device can run.
+    pub fn candidates(ctx: &GpuContext) -> Vec<ConvVariant> {
+        CONV_VARIANTS.into_iter().filter(|v| v.fits(ctx)).collect()
+    }
+}
+
+/// The choice without timing: the tiled variant whose rows per tile are the fewest that
+/// cover the GEMM's rows (16, 32, 64, then 128), with the widest tile of that height that
+/// the columns fill.
+pub fn conv_heuristic(pass: ConvPass, s: &Conv2dShape) -> ConvVariant {
+    let (rows, cols) = pass.gemm_dims(s);
+    let bm = [16, 32, 64, 128]
+        .into_iter()
+        .find(|&b| rows <= b)
+        .unwrap_or(128);
+    let wide = cols >= 256;
+    let (bn, bk, tn4) = match (bm, wide) {
+        (16, _) => (256, 8, 1),
+        (32, true) => (256, 8, 2),
+        (32, false) => (128, 8, 1),
+        (64, true) => (128, 8, 2),
+        (64, false) => (64, 16, 1),
+        _ => (64, 16, 2),
+    };
+    ConvVariant::Tiled { bn, bk, tn4 }
+}
 
 /// The shader's `Params`, 96 bytes.
 #[repr(C)]
@@ -169,9 +319,83 @@ fn gemm_entry(
     }
 }
 
-/// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite).
+/// The GEMM dispatch of `pass` with `variant`, grid z = `z` (groups, or groups·splits);
+/// `bindings` are the shader's bindings 1, 2, 3 (source, destination, second source).
+fn gemm_dispatch(
+    ctx: &GpuContext,
+    pass: ConvPass,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    u: &wgpu::Buffer,
+    bindings: [&wgpu::Buffer; 3],
+    z: usize,
+) -> Result<Dispatch> {
+    let (rows, cols) = pass.gemm_dims(s);
+    let [src, dst, src2] = bindings;
+    let ConvVariant::Tiled { bn, bk, tn4 } = variant else {
+        let (entry, grid) = gemm_entry(pass.entry(), pass.wide_entry(), rows, cols, z);
+        return ctx.dispatch("conv2d", entry, &[u, src, dst, src2], grid);
+    };
+    let (bm, bnu) = variant.tile(rows);
+    let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
+    let grid = [
+        clamp(cols.div_ceil(bnu)),
+        clamp(rows.div_ceil(bm)),
+        clamp(z),
+    ];
+    let constants = [("BN", bn as f64), ("BK", bk as f64), ("TN4", tn4 as f64)];
+    ctx.dispatch_with(
+        "conv2d_tiled",
+        pass.entry(),
+        Specialization {
+            constants: &constants,
+            // Every workgroup element (tiles and tables) is written before it is read.
+            zero_workgroup_memory: false,
+        },
+        &[u, src, dst, src2],
+        grid,
+    )
+}
+
+/// The variant for `pass` of `s`: the autotune's (timing each candidate on scratch
+/// buffers of the shape), else the heuristic.
+fn choose(ctx: &GpuContext, pass: ConvPass, s: &Conv2dShape) -> Result<ConvVariant> {
+    autotune::conv_variant(ctx, pass, s, |v| {
+        let x = ctx.storage_buffer("conv autotune x", s.x_len().max(4) as u64 * 4)?;
+        let w = ctx.storage_buffer("conv autotune w", s.w_len().max(4) as u64 * 4)?;
+        let y = ctx.storage_buffer("conv autotune y", s.y_len().max(4) as u64 * 4)?;
+        let ds = match pass {
+            ConvPass::Forward => vec![conv2d_forward_with(ctx, v, s, &x, &w, &y)?],
+            ConvPass::BackwardInput => vec![conv2d_backward_input_with(ctx, v, s, &y, &w, &x)?],
+            ConvPass::BackwardWeight => conv2d_backward_weight_with(ctx, v, s, &x, &y, &w, false)?,
+        };
+        let ds: Vec<&Dispatch> = ds.iter().collect();
+        timing::median_time(ctx, &ds, 1, 3, 2e-3)
+    })
+}
+
+/// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite),
+/// with the variant chosen for this shape.
 pub fn conv2d_forward(
     ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let v = if is_depthwise(s) {
+        ConvVariant::Simple
+    } else {
+        params("conv2d_forward", s, false)?;
+        choose(ctx, ConvPass::Forward, s)?
+    };
+    conv2d_forward_with(ctx, v, s, x, w, y)
+}
+
+/// `conv2d_forward` with a given variant (ignored for depthwise shapes).
+pub fn conv2d_forward_with(
+    ctx: &GpuContext,
+    variant: ConvVariant,
     s: &Conv2dShape,
     x: &wgpu::Buffer,
     w: &wgpu::Buffer,
@@ -188,21 +412,31 @@ pub fn conv2d_forward(
         let grid = grid_1d(ctx, s.y_len(), BIAS_WG);
         return ctx.dispatch("conv2d", "conv2d_depthwise_forward", &[&u, x, y, w], grid);
     }
-    let [oh, ow] = s.out_hw();
-    let (entry, grid) = gemm_entry(
-        OP,
-        "conv2d_forward_wide",
-        s.cout_per_group(),
-        s.n * oh * ow,
-        s.groups,
-    );
-    ctx.dispatch("conv2d", entry, &[&u, x, y, w], grid)
+    gemm_dispatch(ctx, ConvPass::Forward, variant, s, &u, [x, y, w], s.groups)
 }
 
 /// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite): the transposed
-/// convolution.
+/// convolution, with the variant chosen for this shape.
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
+    s: &Conv2dShape,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let v = if is_depthwise(s) {
+        ConvVariant::Simple
+    } else {
+        params("conv2d_backward_input", s, false)?;
+        choose(ctx, ConvPass::BackwardInput, s)?
+    };
+    conv2d_backward_input_with(ctx, v, s, dy, w, dx)
+}
+
+/// `conv2d_backward_input` with a given variant (ignored for depthwise shapes).
+pub fn conv2d_backward_input_with(
+    ctx: &GpuContext,
+    variant: ConvVariant,
     s: &Conv2dShape,
     dy: &wgpu::Buffer,
     w: &wgpu::Buffer,
@@ -224,14 +458,15 @@ pub fn conv2d_backward_input(
             grid,
         );
     }
-    let (entry, grid) = gemm_entry(
-        OP,
-        "conv2d_backward_input_wide",
-        s.cin_per_group(),
-        s.n * s.h * s.w,
+    gemm_dispatch(
+        ctx,
+        ConvPass::BackwardInput,
+        variant,
+        s,
+        &u,
+        [dy, dx, w],
         s.groups,
-    );
-    ctx.dispatch("conv2d", entry, &[&u, dy, dx, w], grid)
+    )
 }
 
 /// Workgroups the backward-weight grid should reach before K is split further: enough to
@@ -274,10 +509,31 @@ pub fn backward_weight_scratch_len(s: &Conv2dShape) -> usize {
 }
 
 /// dw[c_out, c_in/groups, kh, kw] = Σ over batch and output pixels of dy·patch(x), or
-/// dw += that when `accumulate`. Returns one dispatch, or two (partial sums, then their
-/// fixed-order reduction into dw) when K is split; record them in the order returned.
+/// dw += that when `accumulate`, with the variant chosen for this shape. Returns one
+/// dispatch, or two (partial sums, then their fixed-order reduction into dw) when K is
+/// split; record them in the order returned.
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let v = if is_depthwise(s) {
+        ConvVariant::Simple
+    } else {
+        params("conv2d_backward_weight", s, accumulate)?;
+        choose(ctx, ConvPass::BackwardWeight, s)?
+    };
+    conv2d_backward_weight_with(ctx, v, s, x, dy, dw, accumulate)
+}
+
+/// `conv2d_backward_weight` with a given variant (ignored for depthwise shapes). The
+/// split-K chunking does not depend on the variant, so neither does the result.
+pub fn conv2d_backward_weight_with(
+    ctx: &GpuContext,
+    variant: ConvVariant,
     s: &Conv2dShape,
     x: &wgpu::Buffer,
     dy: &wgpu::Buffer,
@@ -304,20 +560,17 @@ pub fn conv2d_backward_weight(
     check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
     p.splits = splits as u32;
     p.chunk = chunk as u32;
-    let (entry, grid) = gemm_entry(
-        OP,
-        "conv2d_backward_weight_wide",
-        s.cout_per_group(),
-        s.patch_len(),
-        s.groups * splits,
-    );
+    let z = s.groups * splits;
     if splits == 1 {
         let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-        return Ok(vec![ctx.dispatch(
-            "conv2d",
-            entry,
-            &[&u, x, dw, dy],
-            grid,
+        return Ok(vec![gemm_dispatch(
+            ctx,
+            ConvPass::BackwardWeight,
+            variant,
+            s,
+            &u,
+            [x, dw, dy],
+            z,
         )?]);
     }
     let bytes = (splits * s.w_len()) as u64 * 4;
@@ -325,7 +578,15 @@ pub fn conv2d_backward_weight(
     let partial = ctx.storage_buffer("conv2d_backward_weight.partial", bytes)?;
     let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
     Ok(vec![
-        ctx.dispatch("conv2d", entry, &[&u, x, &partial, dy], grid)?,
+        gemm_dispatch(
+            ctx,
+            ConvPass::BackwardWeight,
+            variant,
+            s,
+            &u,
+            [x, &partial, dy],
+            z,
+        )?,
         ctx.dispatch(
             "conv2d",
             "conv2d_backward_weight_reduce",

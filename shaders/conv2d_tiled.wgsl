@@ -1,0 +1,391 @@
+// 2-D convolution (NCHW, weights [c_out, c_in/groups, kh, kw]) by implicit GEMM with tile
+// sizes chosen per pipeline: forward, gradient w.r.t. the input, gradient w.r.t. the
+// weights (split-K). The same three GEMMs as shaders/conv2d.wgsl (read its header for the
+// derivation), computed faster:
+//
+// - Gathers by table. The operand gathered from the image (the patches, or dy⁺ for the
+//   input gradient) is indexed by a column (a pixel, or a kernel tap for the weight
+//   gradient) and a contracted index k. Both decompose with divisions by the shape (b, oy,
+//   ox or ci, ki, kj), which on a GPU cost tens of instructions each. Here the columns of a
+//   workgroup's tile are decomposed once, into `col_tab` (offset, row, column), and the BK
+//   values of k of each slice once per slice, into `k_tab`, by BK invocations while the
+//   others multiply the previous slice (double-buffered, so no extra barrier); a staged
+//   element then costs two table reads, two adds, a bounds test and the load.
+// - Tile sizes are pipeline-overridable: BN columns, BK per slice, TN4 vec4 columns per
+//   invocation (TN = 4·TN4), 4 rows per invocation, 256 invocations, so BM = 4·256/(BN/TN).
+//   (16×256, 32×128, 64×64 with 4×4 per invocation; 32×256, 64×128 with 4×8.) The launcher
+//   picks per shape and pass (gpu::autotune, or a heuristic on the number of rows).
+//
+// Summation order: every element of C sums its k products in ascending k within its split,
+// with fma, whatever the tile; the split-K chunking of the weight gradient is a function of
+// the shape only (gpu::kernels::conv2d::backward_weight_splits). So every tile gives the
+// same bits as every other, and results repeat bit for bit.
+//
+// Gradient convention: dx is overwritten; dW accumulates when `accumulate` = 1.
+//
+// Bindings (auto layout), as in conv2d.wgsl:
+//   entry                    1 (read)   2 (read_write)   3 (read)
+//   conv2d_forward           x          y                w
+//   conv2d_backward_input    dy         dx               w
+//   conv2d_backward_weight   x          dW or partial    dy
+
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    oh: u32,
+    ow: u32,
+    cpg_in: u32,
+    cpg_out: u32,
+    plen: u32,
+    accumulate: u32,
+    splits: u32,
+    chunk: u32,
+    wlen: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src_a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> src_b: array<f32>;
+
+// Columns per tile, k per slice (8 or 16), vec4 columns per invocation (1 or 2).
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TN4: u32 = 1u;
+// Invocations along N and M; rows per tile (4 per invocation).
+override WN: u32 = BN / (4u * TN4);
+override WM: u32 = 256u / WN;
+override BM: u32 = 4u * WM;
+override A_TILE: u32 = BK * BM / 4u;
+override B_TILE: u32 = BK * BN / 4u;
+
+const THREADS: u32 = 256u;
+const FWD: u32 = 0u;
+const BWD_IN: u32 = 1u;
+const BWD_W: u32 = 2u;
+
+// k-major staged slices, as in matmul_tiled.wgsl.
+var<workgroup> a_tile: array<vec4<f32>, A_TILE>;
+var<workgroup> b_tile: array<vec4<f32>, B_TILE>;
+// Per column of the tile, and per k of the current and next slice (two halves of 16).
+//   pass             col_tab (.x offset, .y, .z, .w)                k_tab (.x offset, .y, .z, .w)
+//   forward          x[b, g·cpg_in] offset, oy·sh − ph, ox·sw − pw,  ci·h·w, ki·dh, kj·dw, —
+//                    y offset b·c_out·ohw + oy·ow + ox
+//   backward input   dy[b, g·cpg_out] offset, iy + ph, ix + pw,      co·ohw, ki·dh, kj·dw,
+//                    dx offset b·c_in·hw + iy·w + ix                 w offset co·cpg_in·khw + ki·kw + kj
+//   backward weight  x[·, g·cpg_in + ci] offset, ki·dh, kj·dw, —    b·c_in·h·w, oy·sh − ph, ox·sw − pw,
+//                                                                    dy offset b·c_out·ohw + oy·ow + ox
+var<workgroup> col_tab: array<vec4<i32>, BN>;
+var<workgroup> k_tab: array<vec4<i32>, 32>;
+
+// Sizes (M, N, K) of each GEMM, per group.
+fn gemm_m(which: u32) -> u32 {
+    if (which == BWD_IN) {
+        return p.cpg_in;
+    }
+    return p.cpg_out;
+}
+
+fn gemm_n(which: u32) -> u32 {
+    switch which {
+        case 0u: { return p.n * p.oh * p.ow; }
+        case 1u: { return p.n * p.h * p.w; }
+        default: { return p.plen; }
+    }
+}
+
+fn gemm_k(which: u32) -> u32 {
+    switch which {
+        case 0u: { return p.plen; }
+        case 1u: { return p.cpg_out * p.kh * p.kw; }
+        default: { return p.n * p.oh * p.ow; }
+    }
+}
+
+// The table entry of column `col` of group g (see col_tab).
+fn col_entry(which: u32, g: u32, col: u32) -> vec4<i32> {
+    switch which {
+        case 0u: {
+            let ohw = p.oh * p.ow;
+            let b = col / ohw;
+            let r = col % ohw;
+            let oy = r / p.ow;
+            let ox = r % p.ow;
+            return vec4<i32>(
+                i32((b * p.c_in + g * p.cpg_in) * p.h * p.w),
+                i32(oy * p.stride_h) - i32(p.pad_h),
+                i32(ox * p.stride_w) - i32(p.pad_w),
+                i32(b * p.c_out * ohw + r),
+            );
+        }
+        case 1u: {
+            let hw = p.h * p.w;
+            let b = col / hw;
+            let r = col % hw;
+            let iy = r / p.w;
+            let ix = r % p.w;
+            return vec4<i32>(
+                i32((b * p.c_out + g * p.cpg_out) * p.oh * p.ow),
+                i32(iy + p.pad_h),
+                i32(ix + p.pad_w),
+                i32(b * p.c_in * hw + r),
+            );
+        }
+        default: {
+            let kj = col % p.kw;
+            let t = col / p.kw;
+            let ki = t % p.kh;
+            let ci = t / p.kh;
+            return vec4<i32>(
+                i32((g * p.cpg_in + ci) * p.h * p.w),
+                i32(ki * p.dil_h),
+                i32(kj * p.dil_w),
+                0,
+            );
+        }
+    }
+}
+
+// The table entry of contracted index k (see k_tab).
+fn k_entry(which: u32, k: u32) -> vec4<i32> {
+    switch which {
+        case 0u: {
+            let kj = k % p.kw;
+            let t = k / p.kw;
+            let ki = t % p.kh;
+            let ci = t / p.kh;
+            return vec4<i32>(i32(ci * p.h * p.w), i32(ki * p.dil_h), i32(kj * p.dil_w), 0);
+        }
+        case 1u: {
+            let khw = p.kh * p.kw;
+            let co = k / khw;
+            let kr = k % khw;
+            let ki = kr / p.kw;
+            let kj = kr % p.kw;
+            return vec4<i32>(
+                i32(co * p.oh * p.ow),
+                i32(ki * p.dil_h),
+                i32(kj * p.dil_w),
+                i32(co * p.cpg_in * khw + kr),
+            );
+        }
+        default: {
+            let ohw = p.oh * p.ow;
+            let b = k / ohw;
+            let r = k % ohw;
+            let oy = r / p.ow;
+            let ox = r % p.ow;
+            return vec4<i32>(
+                i32(b * p.c_in * p.h * p.w),
+                i32(oy * p.stride_h) - i32(p.pad_h),
+                i32(ox * p.stride_w) - i32(p.pad_w),
+                i32(b * p.c_out * ohw + r),
+            );
+        }
+    }
+}
+
+// A[m, k] of group g; ke is k's table entry. 0 outside the matrix.
+fn a_val(which: u32, g: u32, m: u32, k: u32, ke: vec4<i32>) -> f32 {
+    if (m >= gemm_m(which) || k >= gemm_k(which)) {
+        return 0.0;
+    }
+    switch which {
+        case 0u: {
+            return src_b[(g * p.cpg_out + m) * p.plen + k];
+        }
+        case 1u: {
+            let khw = p.kh * p.kw;
+            return src_b[g * p.cpg_out * p.cpg_in * khw + u32(ke.w) + m * khw];
+        }
+        default: {
+            return src_b[u32(ke.w) + (g * p.cpg_out + m) * p.oh * p.ow];
+        }
+    }
+}
+
+// B[k, col]; ke and ce are the table entries of k and col. 0 outside the matrix and in
+// the padding.
+fn b_val(which: u32, k: u32, col: u32, ke: vec4<i32>, ce: vec4<i32>) -> f32 {
+    if (k >= gemm_k(which) || col >= gemm_n(which)) {
+        return 0.0;
+    }
+    if (which == BWD_IN) {
+        // dy[b, co, oy, ox] where oy·sh = iy + ph − ki·dh exactly (likewise x), in range.
+        let ty = ce.y - ke.y;
+        let tx = ce.z - ke.z;
+        if (ty < 0 || tx < 0) {
+            return 0.0;
+        }
+        var oy = u32(ty);
+        var ox = u32(tx);
+        if (p.stride_h != 1u) {
+            if (oy % p.stride_h != 0u) {
+                return 0.0;
+            }
+            oy = oy / p.stride_h;
+        }
+        if (p.stride_w != 1u) {
+            if (ox % p.stride_w != 0u) {
+                return 0.0;
+            }
+            ox = ox / p.stride_w;
+        }
+        if (oy >= p.oh || ox >= p.ow) {
+            return 0.0;
+        }
+        return src_a[u32(ce.x + ke.x) + oy * p.ow + ox];
+    }
+    // Forward and weight gradient: x at (row, column) = (ce.y + ke.y, ce.z + ke.z).
+    let iy = ce.y + ke.y;
+    let ix = ce.z + ke.z;
+    if (u32(iy) >= p.h || u32(ix) >= p.w) {
+        // Negative values wrap to large ones: one test covers both sides.
+        return 0.0;
+    }
+    return src_a[u32(ce.x + ke.x) + u32(iy) * p.w + u32(ix)];
+}
+
+// Writes C[m, col] = v of group g (split `split` of the weight gradient); ce is col's
+// table entry.
+fn store(which: u32, g: u32, split: u32, m: u32, col: u32, ce: vec4<i32>, v: f32) {
+    if (m >= gemm_m(which) || col >= gemm_n(which)) {
+        return;
+    }
+    switch which {
+        case 0u: {
+            dst[u32(ce.w) + (g * p.cpg_out + m) * p.oh * p.ow] = v;
+        }
+        case 1u: {
+            dst[u32(ce.w) + (g * p.cpg_in + m) * p.h * p.w] = v;
+        }
+        default: {
+            let idx = (g * p.cpg_out + m) * p.plen + col;
+            if (p.splits > 1u) {
+                dst[split * p.wlen + idx] = v;
+            } else if (p.accumulate != 0u) {
+                dst[idx] = dst[idx] + v;
+            } else {
+                dst[idx] = v;
+            }
+        }
+    }
+}
+
+// (group, split, first k, end of k) of this workgroup, as in conv2d.wgsl: chunk is a
+// multiple of 16, so of BK, and no slice crosses a split.
+fn k_range(which: u32, z: u32) -> vec4<u32> {
+    if (which != BWD_W) {
+        return vec4<u32>(z, 0u, 0u, gemm_k(which));
+    }
+    let split = z % p.splits;
+    let k_begin = split * p.chunk;
+    return vec4<u32>(z / p.splits, split, k_begin, min(gemm_k(which), k_begin + p.chunk));
+}
+
+fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
+    // A: consecutive invocations along k, the contiguous index of w and (weight gradient) dy.
+    for (var e = t; e < BM * BK; e += THREADS) {
+        let kk = e % BK;
+        let mm = e / BK;
+        let v = a_val(which, g, m0 + mm, k0 + kk, k_tab[half + kk]);
+        a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
+    }
+    // B: consecutive invocations along whichever index is contiguous in the image: the
+    // pixel column (forward, input gradient), k (weight gradient).
+    for (var e = t; e < BN * BK; e += THREADS) {
+        var kk = e / BN;
+        var nn = e % BN;
+        if (which == BWD_W) {
+            kk = e % BK;
+            nn = e / BK;
+        }
+        let v = b_val(which, k0 + kk, n0 + nn, k_tab[half + kk], col_tab[nn]);
+        b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
+    }
+}
+
+// One invocation: rows m0 + 4·ty .. +3 and the vec4 column groups tx, tx + WN of the tile.
+fn gemm(which: u32, wg: vec3<u32>, t: u32) {
+    let r = k_range(which, wg.z);
+    let g = r.x;
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    let tx = t % WN;
+    let ty = t / WN;
+    for (var e = t; e < BN; e += THREADS) {
+        col_tab[e] = col_entry(which, g, n0 + e);
+    }
+    if (t < BK) {
+        k_tab[t] = k_entry(which, r.z + t);
+    }
+    workgroupBarrier();
+    var acc: array<vec4<f32>, 8>;
+    var half = 0u;
+    for (var k0 = r.z; k0 < r.w; k0 += BK) {
+        stage(which, g, m0, n0, k0, half, t);
+        workgroupBarrier();
+        // The next slice's table, into the other half, while the slice is multiplied.
+        if (t < BK) {
+            k_tab[(16u - half) + t] = k_entry(which, k0 + BK + t);
+        }
+        for (var kk = 0u; kk < BK; kk++) {
+            let av = a_tile[kk * (BM / 4u) + ty];
+            for (var s = 0u; s < TN4; s++) {
+                let bv = b_tile[kk * (BN / 4u) + tx + WN * s];
+                acc[0u * 2u + s] = fma(vec4<f32>(av.x), bv, acc[0u * 2u + s]);
+                acc[1u * 2u + s] = fma(vec4<f32>(av.y), bv, acc[1u * 2u + s]);
+                acc[2u * 2u + s] = fma(vec4<f32>(av.z), bv, acc[2u * 2u + s]);
+                acc[3u * 2u + s] = fma(vec4<f32>(av.w), bv, acc[3u * 2u + s]);
+            }
+        }
+        half = 16u - half;
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + 4u * ty + i;
+        for (var s = 0u; s < TN4; s++) {
+            let row = acc[i * 2u + s];
+            for (var j = 0u; j < 4u; j++) {
+                let nn = 4u * (tx + WN * s) + j;
+                store(which, g, r.y, m, n0 + nn, col_tab[nn], row[j]);
+            }
+        }
+    }
+}
+
+// Grid (⌈N/BN⌉, ⌈M/BM⌉, z), z = groups, or groups·splits for the weight gradient.
+
+// y[b, g·cpg_out + m, oy, ox] (overwrites).
+@compute @workgroup_size(256)
+fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    gemm(FWD, wg, t);
+}
+
+// dx[b, g·cpg_in + ci, iy, ix] (overwrites).
+@compute @workgroup_size(256)
+fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    gemm(BWD_IN, wg, t);
+}
+
+// dW[g·cpg_out + co, (ci, ki, kj)] over split wg.z % splits: dW itself (adding when
+// `accumulate`) with one split, else the split's slice of the partial sums, which
+// conv2d.wgsl's conv2d_backward_weight_reduce adds in split order.
+@compute @workgroup_size(256)
+fn conv2d_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    gemm(BWD_W, wg, t);
+}

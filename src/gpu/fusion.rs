@@ -1,0 +1,149 @@
+//! Which ops of a plan the GPU executor fuses into one dispatch: a dense layer's forward
+//! product `y = x·Wᵀ` (Op::Matmul NT, overwriting) followed by its bias (`y += b`,
+//! Op::BiasForward on the same y) and/or an activation reading y (`z = f(y)`,
+//! Op::ActivationForward) runs as one tiled matmul whose epilogue adds the bias and writes
+//! z (`kernels::matmul::matmul_forward_fused`).
+//!
+//! Safe by construction: the fused dispatch writes the same two tensors the unfused ops
+//! write, with the same values bit for bit (same operations in the same order), so y keeps
+//! the pre-activation that the activation's backward and the statistics read, and nothing
+//! in the plan can observe the difference. Only the intermediate state between the three
+//! ops (y without its bias) disappears, and no op reads it: they are consecutive in the
+//! op list. The plan and the CPU executor are unchanged; fused ops keep their place in the
+//! op list with no dispatch of their own.
+//!
+//! A pattern is fused only where the autotune (or heuristic) runs the product on a tiled
+//! variant; where the simple kernel wins the product, the ops stay apart.
+//!
+//! `GRADSCOPE_FUSE=0` turns fusion off (for comparison and debugging).
+
+use super::GpuContext;
+use super::kernels::matmul::fused_forward_variant;
+use crate::error::Result;
+use crate::ops::{Activation, MatmulLayout, MatmulShape};
+use crate::plan::{BufId, Op, Plan};
+
+/// The environment variable that turns fusion off (`0`, `off`).
+pub const FUSE_ENV: &str = "GRADSCOPE_FUSE";
+
+/// A dense forward with its epilogue, found at the head op's index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseForward {
+    pub shape: MatmulShape,
+    pub x: BufId,
+    pub w: BufId,
+    pub y: BufId,
+    pub bias: Option<BufId>,
+    /// (f, z): z = f(y).
+    pub act: Option<(Activation, BufId)>,
+}
+
+/// What the executor does with one op of a list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fused {
+    /// Build it as usual.
+    Alone,
+    /// The head of a fused dense forward: one dispatch for this op and the next `absorbs`.
+    Head(DenseForward, usize),
+    /// Computed by an earlier head: no dispatch.
+    Absorbed,
+}
+
+/// Whether fusion is on (`GRADSCOPE_FUSE` is not `0`/`off`).
+pub fn enabled() -> bool {
+    !matches!(
+        std::env::var(FUSE_ENV)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str(),
+        "0" | "off" | "false" | "no"
+    )
+}
+
+/// Per op of `ops`: alone, the head of a fusion, or absorbed by one; a fusion is kept only
+/// where the product's chosen variant is a tiled one (the simple kernel has no epilogue,
+/// and forcing a slower tile on the product would cost more than the dispatches saved).
+pub fn plan_fusions(ctx: &GpuContext, plan: &Plan, ops: &[Op]) -> Result<Vec<Fused>> {
+    let mut out = find_fusions(plan, ops);
+    for i in 0..out.len() {
+        if let Fused::Head(d, absorbs) = out[i] {
+            if fused_forward_variant(ctx, d.shape)?.is_none() {
+                for o in &mut out[i..=i + absorbs] {
+                    *o = Fused::Alone;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The fusable patterns of `ops`, whatever the variants.
+pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
+    let mut out = vec![Fused::Alone; ops.len()];
+    if !enabled() {
+        return out;
+    }
+    let same = |a: BufId, b: BufId| plan.resolve(a) == plan.resolve(b);
+    let mut i = 0;
+    while i < ops.len() {
+        let Op::Matmul {
+            layout: MatmulLayout::NT,
+            shape,
+            a: x,
+            b: w,
+            c: y,
+            accumulate: false,
+        } = ops[i]
+        else {
+            i += 1;
+            continue;
+        };
+        let mut f = DenseForward {
+            shape,
+            x,
+            w,
+            y,
+            bias: None,
+            act: None,
+        };
+        let mut next = i + 1;
+        if let Some(&Op::BiasForward {
+            y: by,
+            bias,
+            rows,
+            cols,
+        }) = ops.get(next)
+        {
+            if same(by, y) && rows == shape.m && cols == shape.n && !same(bias, y) {
+                f.bias = Some(bias);
+                next += 1;
+            }
+        }
+        if let Some(&Op::ActivationForward {
+            act,
+            x: ax,
+            y: z,
+            len,
+        }) = ops.get(next)
+        {
+            let distinct = [Some(x), Some(w), Some(y), f.bias]
+                .into_iter()
+                .flatten()
+                .all(|b| !same(b, z));
+            if same(ax, y) && len == shape.m * shape.n && distinct {
+                f.act = Some((act, z));
+                next += 1;
+            }
+        }
+        let absorbs = next - i - 1;
+        if absorbs > 0 {
+            out[i] = Fused::Head(f, absorbs);
+            for o in &mut out[i + 1..next] {
+                *o = Fused::Absorbed;
+            }
+        }
+        i = next;
+    }
+    out
+}
