@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use super::kernels::{
-    activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul, optimizer,
-    pool2d, stats,
+    activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss, matmul,
+    optimizer, pool2d, recurrent, stats,
 };
 use super::readback::ReadbackRing;
 use super::{Dispatch, GpuContext};
@@ -26,6 +26,8 @@ struct SlotLayout {
     clip_offset: Option<u64>,
     dead_offset: u64,
     records_offset: u64,
+    /// The recurrent layers' per-step hidden-gradient norms (f32), after the records.
+    norms_offset: u64,
     bytes: u64,
 }
 
@@ -585,6 +587,127 @@ impl GpuExecutor {
                 Op::CopyTensor { src, dst, len } => {
                     vec![add::copy_tensor(c, buf(src), buf(dst), len)?]
                 }
+                Op::RecurrentForward {
+                    ref shape,
+                    w_hh,
+                    b_hh,
+                    gates,
+                    h,
+                    hprev,
+                    aux,
+                } => recurrent::recurrent_forward(
+                    c,
+                    shape,
+                    buf(w_hh),
+                    buf(b_hh),
+                    buf(gates),
+                    buf(h),
+                    buf(hprev),
+                    buf(aux),
+                )?,
+                Op::RecurrentBackward {
+                    ref shape,
+                    w_hh,
+                    gates,
+                    hprev,
+                    aux,
+                    dy,
+                    dh,
+                    dgi,
+                    dgh,
+                    carry,
+                    ..
+                } => recurrent::recurrent_backward(
+                    c,
+                    shape,
+                    buf(w_hh),
+                    buf(gates),
+                    buf(hprev),
+                    buf(aux),
+                    buf(dy),
+                    buf(dh),
+                    buf(dgi),
+                    dgh.map(buf),
+                    buf(carry),
+                )?,
+                Op::HiddenGradNorms {
+                    dh,
+                    batch,
+                    steps,
+                    hidden,
+                    norms,
+                    offset,
+                } => vec![recurrent::hidden_grad_norms(
+                    c,
+                    buf(dh),
+                    batch,
+                    steps,
+                    hidden,
+                    buf(norms),
+                    offset,
+                )?],
+                Op::EmbeddingForward {
+                    ids,
+                    weight,
+                    y,
+                    rows,
+                    vocab,
+                    dim,
+                } => vec![embedding::embedding_forward(
+                    c,
+                    buf(ids),
+                    buf(weight),
+                    buf(y),
+                    rows,
+                    vocab,
+                    dim,
+                )?],
+                Op::EmbeddingBackward {
+                    ids,
+                    dy,
+                    dw,
+                    rows,
+                    vocab,
+                    dim,
+                    accumulate,
+                } => vec![embedding::embedding_backward(
+                    c,
+                    buf(ids),
+                    buf(dy),
+                    buf(dw),
+                    rows,
+                    vocab,
+                    dim,
+                    accumulate,
+                )?],
+                Op::LastStepForward {
+                    x,
+                    y,
+                    batch,
+                    steps,
+                    features,
+                } => vec![recurrent::last_step_forward(
+                    c,
+                    buf(x),
+                    buf(y),
+                    batch,
+                    steps,
+                    features,
+                )?],
+                Op::LastStepBackward {
+                    dy,
+                    dx,
+                    batch,
+                    steps,
+                    features,
+                } => vec![recurrent::last_step_backward(
+                    c,
+                    buf(dy),
+                    buf(dx),
+                    batch,
+                    steps,
+                    features,
+                )?],
             })
         };
         for op in &plan.ops {
@@ -636,20 +759,27 @@ impl GpuExecutor {
         let clip_offset = clip_state.as_ref().map(|_| 16u64);
         let dead_offset = if clip_offset.is_some() { 32 } else { 16 };
         let records_offset = align16(dead_offset + 4 * plan.dead_unit_layers.len() as u64);
+        let norms_offset = records_offset + plan.stats_jobs.len() as u64 * record_bytes;
+        let norms_len = plan.hidden_norms.map_or(0, |b| plan.buffer(b).numel as u64);
         let layout = SlotLayout {
             clip_offset,
             dead_offset,
             records_offset,
-            bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes,
+            norms_offset,
+            bytes: norms_offset + 4 * norms_len,
         };
         let ring = ReadbackRing::new(c, layout.bytes)?;
         let eval_staging = c.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("eval.staging"),
-            size: align16(8 * plan.batch as u64),
+            size: align16(8 * (plan.batch * plan.label_rows) as u64),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        let targets_host = vec![
+            0.0;
+            plan.targets
+                .map_or(0, |_| plan.batch * plan.label_rows * plan.classes)
+        ];
         c.check("building the plan on the GPU")?;
         // What this executor holds on the device besides the launchers' own scratch (the
         // split-K partial sums of convolution weight gradients).
@@ -698,8 +828,10 @@ impl GpuExecutor {
         let d0 = layout.dead_offset as usize;
         let dead: Vec<u32> = bytemuck::cast_slice(&bytes[d0..d0 + 4 * nd]).to_vec();
         let r0 = layout.records_offset as usize;
-        let records: Vec<RawStats> =
-            bytemuck::cast_slice(&bytes[r0..layout.bytes as usize]).to_vec();
+        let n0 = layout.norms_offset as usize;
+        let records: Vec<RawStats> = bytemuck::cast_slice(&bytes[r0..n0]).to_vec();
+        let hidden_norms: Vec<f32> =
+            bytemuck::cast_slice(&bytes[n0..layout.bytes as usize]).to_vec();
         let stats = match tag % 4 {
             0 => StatsLevel::None,
             1 => StatsLevel::Gradients,
@@ -717,6 +849,7 @@ impl GpuExecutor {
             stats,
             records,
             dead_units: dead,
+            hidden_norms,
         }
     }
 
@@ -831,7 +964,17 @@ impl Executor for GpuExecutor {
         if nd > 0 {
             encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);
         }
-        let nr = self.layout.bytes - self.layout.records_offset;
+        if let Some(norms) = self.plan.hidden_norms {
+            let n = self.layout.bytes - self.layout.norms_offset;
+            encoder.copy_buffer_to_buffer(
+                &self.buffers[norms.0],
+                0,
+                staging,
+                self.layout.norms_offset,
+                n,
+            );
+        }
+        let nr = self.layout.norms_offset - self.layout.records_offset;
         if nr > 0 {
             encoder.copy_buffer_to_buffer(
                 &self.records,
@@ -860,7 +1003,8 @@ impl Executor for GpuExecutor {
     }
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
-        let b = self.plan.batch as u64;
+        // Loss rows: one per sample, or one per step of a read-out at every step.
+        let b = (self.plan.batch * self.plan.label_rows) as u64;
         let mut encoder = self
             .ctx
             .device
@@ -903,10 +1047,11 @@ impl Executor for GpuExecutor {
             .map_err(|e| err(e.to_string()))?;
         let (loss, correct) = {
             let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
-            let valid = valid.min(self.plan.batch);
+            let valid = valid.min(self.plan.batch) * self.plan.label_rows;
+            let batch = self.plan.batch as f64;
             let rows: &[f32] = bytemuck::cast_slice(&view[..4 * b as usize]);
             let correct: &[u32] = bytemuck::cast_slice(&view[4 * b as usize..8 * b as usize]);
-            let loss: f64 = rows[..valid].iter().map(|&v| v as f64 * b as f64).sum();
+            let loss: f64 = rows[..valid].iter().map(|&v| v as f64 * batch).sum();
             (loss, correct[..valid].iter().sum())
         };
         self.eval_staging.unmap();

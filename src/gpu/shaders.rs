@@ -16,6 +16,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    ("recurrent", include_str!("../../shaders/recurrent.wgsl")),
+    ("embedding", include_str!("../../shaders/embedding.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

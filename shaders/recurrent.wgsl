@@ -1,0 +1,391 @@
+// The time loop of a recurrent layer (Elman RNN with tanh or ReLU, LSTM, GRU as PyTorch
+// writes them), forward and backward through time, the norm of the hidden-state gradient
+// at every step, and the last-step selection of a sequence.
+//
+// Layout, batch first: gates [B, T, G·H] (gate g of unit j at g·H + j; LSTM i, f, g, o;
+// GRU r, z, n), h / hprev / dy / dh / aux [B, T, H], w_hh [G·H, H], b_hh [G·H].
+//
+// The input projection x·W_ihᵀ + b_ih of all steps is one matmul before the loop, and the
+// parameter gradients are matmuls over all B·T rows after it; only the recurrent product and
+// the cell run per step, one dispatch per step. Each step's dispatch reads what the previous
+// one wrote (wgpu orders dispatches of one pass that share a writable buffer), and its
+// uniform names the step, so a whole layer is one run of dispatches in the step's single
+// compute pass.
+//
+// One invocation computes one (b, j): the G pre-activations of unit j of sample b (forward)
+// or the gradient reaching h_t[b, j] and the cell's backward there. A workgroup covers WG
+// units of one sample, so the row of h_{t−1} (forward) or of the next step's gate gradients
+// (backward) that all its invocations read is staged once in workgroup memory, in tiles of
+// WG. Sums run over k = 0, 1, … in order: reproducible, and the CPU twin rounds alike up to
+// its GEMM's order.
+//
+// Derivations are in the CPU twin (src/cpu/recurrent.rs).
+
+const WG: u32 = 64u;
+
+struct RecShape {
+    batch: u32,
+    steps: u32,
+    hidden: u32,
+    // The step this dispatch runs.
+    t: u32,
+    // Gates G (1 Elman, 4 LSTM, 3 GRU).
+    gates: u32,
+    // Backward: 1 when the gradient flows from step t + 1 into step t (not the last step,
+    // not cut by truncated BPTT).
+    flows: u32,
+    // 0 tanh, 1 ReLU, 2 LSTM, 3 GRU.
+    cell: u32,
+    // Sequence kernels: features per step; norms: offset of this layer's T norms.
+    features: u32,
+    offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> shape: RecShape;
+@group(0) @binding(1) var<storage, read> w_hh: array<f32>;
+
+// Forward: *_forward_step.
+@group(0) @binding(2) var<storage, read> b_hh: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(4) var<storage, read_write> h: array<f32>;
+@group(0) @binding(5) var<storage, read_write> hprev: array<f32>;
+@group(0) @binding(6) var<storage, read_write> aux: array<f32>;
+
+// Backward: *_backward_step.
+@group(0) @binding(2) var<storage, read> sgates: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dgi: array<f32>;
+@group(0) @binding(6) var<storage, read> saux: array<f32>;
+// LSTM: the dc carried between steps. GRU: h_{t−1} and the hidden-side gate gradients.
+@group(0) @binding(7) var<storage, read_write> carry: array<f32>;
+@group(0) @binding(7) var<storage, read> shprev: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dgh: array<f32>;
+
+var<workgroup> tile: array<f32, WG>;
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// acc[g] = Σ_k h_{t−1}[b, k]·W_hh[g·H + j, k] for the cell's gates, h_{t−1} staged in tiles.
+// Every invocation of the workgroup calls it (barriers), active or not.
+fn recurrent_product(b: u32, j: u32, active: bool, lid: u32) -> array<f32, 4> {
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    let H = shape.hidden;
+    let T = shape.steps;
+    if shape.t == 0u {
+        return acc;
+    }
+    let row = (b * T + shape.t - 1u) * H;
+    for (var k0 = 0u; k0 < H; k0 = k0 + WG) {
+        if k0 + lid < H {
+            tile[lid] = h[row + k0 + lid];
+        }
+        workgroupBarrier();
+        if active {
+            let kn = min(WG, H - k0);
+            for (var g = 0u; g < shape.gates; g = g + 1u) {
+                let w = (g * H + j) * H + k0;
+                var s = acc[g];
+                for (var k = 0u; k < kn; k = k + 1u) {
+                    s = s + tile[k] * w_hh[w + k];
+                }
+                acc[g] = s;
+            }
+        }
+        workgroupBarrier();
+    }
+    return acc;
+}
+
+// One step of the Elman, LSTM or GRU cell (shape.cell) for unit gid.x of sample gid.y.
+@compute @workgroup_size(WG)
+fn recurrent_forward_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let H = shape.hidden;
+    let b = gid.y;
+    let j = gid.x;
+    let active = j < H && b < shape.batch;
+    let acc = recurrent_product(b, j, active, lid.x);
+    if !active {
+        return;
+    }
+    let t = shape.t;
+    let row = (b * shape.steps + t) * H;
+    let grow = (b * shape.steps + t) * shape.gates * H;
+    var hp = 0.0;
+    if t > 0u {
+        hp = h[row - H + j];
+    }
+    hprev[row + j] = hp;
+    if shape.cell <= 1u {
+        let a = gates[grow + j] + acc[0] + b_hh[j];
+        var v = max(a, 0.0);
+        if shape.cell == 0u {
+            v = tanh(a);
+        }
+        gates[grow + j] = v;
+        h[row + j] = v;
+    } else if shape.cell == 2u {
+        let i = sigmoid(gates[grow + j] + acc[0] + b_hh[j]);
+        let f = sigmoid(gates[grow + H + j] + acc[1] + b_hh[H + j]);
+        let g = tanh(gates[grow + 2u * H + j] + acc[2] + b_hh[2u * H + j]);
+        let o = sigmoid(gates[grow + 3u * H + j] + acc[3] + b_hh[3u * H + j]);
+        var cp = 0.0;
+        if t > 0u {
+            cp = aux[row - H + j];
+        }
+        let c = f * cp + i * g;
+        aux[row + j] = c;
+        h[row + j] = o * tanh(c);
+        gates[grow + j] = i;
+        gates[grow + H + j] = f;
+        gates[grow + 2u * H + j] = g;
+        gates[grow + 3u * H + j] = o;
+    } else {
+        let r = sigmoid(gates[grow + j] + acc[0] + b_hh[j]);
+        let z = sigmoid(gates[grow + H + j] + acc[1] + b_hh[H + j]);
+        let hn = acc[2] + b_hh[2u * H + j];
+        let n = tanh(gates[grow + 2u * H + j] + r * hn);
+        aux[row + j] = hn;
+        h[row + j] = (1.0 - z) * n + z * hp;
+        gates[grow + j] = r;
+        gates[grow + H + j] = z;
+        gates[grow + 2u * H + j] = n;
+    }
+}
+
+// rec = Σ_m src[b, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next step's
+// hidden-side pre-activations, staged in tiles. Two copies, one per source buffer (dgi for
+// the Elman cell and the LSTM, dgh for the GRU), so that each entry point binds only its own.
+fn recurrent_grad_dgi(b: u32, j: u32, active: bool, lid: u32) -> f32 {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    var s = 0.0;
+    if shape.flows == 0u {
+        return s;
+    }
+    let row = (b * shape.steps + shape.t + 1u) * GH;
+    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
+        if m0 + lid < GH && b < shape.batch {
+            tile[lid] = dgi[row + m0 + lid];
+        }
+        workgroupBarrier();
+        if active {
+            let mn = min(WG, GH - m0);
+            for (var m = 0u; m < mn; m = m + 1u) {
+                s = s + tile[m] * w_hh[(m0 + m) * H + j];
+            }
+        }
+        workgroupBarrier();
+    }
+    return s;
+}
+
+fn recurrent_grad_dgh(b: u32, j: u32, active: bool, lid: u32) -> f32 {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    var s = 0.0;
+    if shape.flows == 0u {
+        return s;
+    }
+    let row = (b * shape.steps + shape.t + 1u) * GH;
+    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
+        if m0 + lid < GH && b < shape.batch {
+            tile[lid] = dgh[row + m0 + lid];
+        }
+        workgroupBarrier();
+        if active {
+            let mn = min(WG, GH - m0);
+            for (var m = 0u; m < mn; m = m + 1u) {
+                s = s + tile[m] * w_hh[(m0 + m) * H + j];
+            }
+        }
+        workgroupBarrier();
+    }
+    return s;
+}
+
+// Backward of one step of the Elman cell (tanh or ReLU): gates holds h.
+@compute @workgroup_size(WG)
+fn rnn_backward_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let H = shape.hidden;
+    let b = gid.y;
+    let j = gid.x;
+    let active = j < H && b < shape.batch;
+    let rec = recurrent_grad_dgi(b, j, active, lid.x);
+    if !active {
+        return;
+    }
+    let row = (b * shape.steps + shape.t) * H;
+    let d = dy[row + j] + rec;
+    dh[row + j] = d;
+    let v = sgates[row + j];
+    if shape.cell == 0u {
+        dgi[row + j] = d * (1.0 - v * v);
+    } else {
+        dgi[row + j] = select(0.0, d, v > 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn lstm_backward_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let H = shape.hidden;
+    let b = gid.y;
+    let j = gid.x;
+    let active = j < H && b < shape.batch;
+    let rec = recurrent_grad_dgi(b, j, active, lid.x);
+    if !active {
+        return;
+    }
+    let t = shape.t;
+    let row = (b * shape.steps + t) * H;
+    let grow = (b * shape.steps + t) * 4u * H;
+    let d = dy[row + j] + rec;
+    dh[row + j] = d;
+    let i = sgates[grow + j];
+    let f = sgates[grow + H + j];
+    let g = sgates[grow + 2u * H + j];
+    let o = sgates[grow + 3u * H + j];
+    let c = saux[row + j];
+    var cp = 0.0;
+    if t > 0u {
+        cp = saux[row - H + j];
+    }
+    let tc = tanh(c);
+    var next = 0.0;
+    if shape.flows != 0u {
+        next = carry[b * H + j];
+    }
+    let dc = d * o * (1.0 - tc * tc) + next;
+    carry[b * H + j] = dc * f;
+    dgi[grow + j] = dc * g * i * (1.0 - i);
+    dgi[grow + H + j] = dc * cp * f * (1.0 - f);
+    dgi[grow + 2u * H + j] = dc * i * (1.0 - g * g);
+    dgi[grow + 3u * H + j] = d * tc * o * (1.0 - o);
+}
+
+@compute @workgroup_size(WG)
+fn gru_backward_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let H = shape.hidden;
+    let b = gid.y;
+    let j = gid.x;
+    let active = j < H && b < shape.batch;
+    var rec = recurrent_grad_dgh(b, j, active, lid.x);
+    if !active {
+        return;
+    }
+    let t = shape.t;
+    let T = shape.steps;
+    if shape.flows != 0u {
+        // h_t also reaches h_{t+1} directly: h_{t+1} = (1 − z)·n + z·h_t.
+        rec = rec + dh[(b * T + t + 1u) * H + j] * sgates[(b * T + t + 1u) * 3u * H + H + j];
+    }
+    let row = (b * T + t) * H;
+    let grow = (b * T + t) * 3u * H;
+    let d = dy[row + j] + rec;
+    dh[row + j] = d;
+    let r = sgates[grow + j];
+    let z = sgates[grow + H + j];
+    let n = sgates[grow + 2u * H + j];
+    let hp = shprev[row + j];
+    let dan = d * (1.0 - z) * (1.0 - n * n);
+    let drp = dan * saux[row + j] * r * (1.0 - r);
+    let dzp = d * (hp - n) * z * (1.0 - z);
+    dgi[grow + j] = drp;
+    dgi[grow + H + j] = dzp;
+    dgi[grow + 2u * H + j] = dan;
+    dgh[grow + j] = drp;
+    dgh[grow + H + j] = dzp;
+    dgh[grow + 2u * H + j] = dan * r;
+}
+
+// hidden_grad_norms / last_step_*: one sequence in, one out.
+@group(0) @binding(1) var<storage, read> seq_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> seq_out: array<f32>;
+
+// One invocation per step t: ‖dh[:, t, :]‖₂ into seq_out[offset + t], summed over b then j
+// in order as max|x|·√Σ(x/max|x|)², so vanishing gradients do not underflow when squared.
+@compute @workgroup_size(WG)
+fn hidden_grad_norms(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    if t >= shape.steps {
+        return;
+    }
+    let H = shape.hidden;
+    var m = 0.0;
+    for (var b = 0u; b < shape.batch; b = b + 1u) {
+        let row = (b * shape.steps + t) * H;
+        for (var j = 0u; j < H; j = j + 1u) {
+            m = max(m, abs(seq_in[row + j]));
+        }
+    }
+    var norm = m;
+    // m != m: NaN; a NaN or Inf norm is reported as the max itself.
+    if m > 0.0 && m <= 3.4028235e38 {
+        let inv = 1.0 / m;
+        var s = 0.0;
+        for (var b = 0u; b < shape.batch; b = b + 1u) {
+            let row = (b * shape.steps + t) * H;
+            for (var j = 0u; j < H; j = j + 1u) {
+                let q = seq_in[row + j] * inv;
+                s = s + q * q;
+            }
+        }
+        norm = m * sqrt(s);
+    }
+    seq_out[shape.offset + t] = norm;
+}
+
+// One invocation per element of y [B, F]: y[b, f] = x[b, T − 1, f].
+@compute @workgroup_size(WG)
+fn last_step_forward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let F = shape.features;
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= shape.batch * F {
+        return;
+    }
+    let b = i / F;
+    let f = i % F;
+    seq_out[i] = seq_in[(b * shape.steps + shape.steps - 1u) * F + f];
+}
+
+// One invocation per element of dx [B, T, F]: dy[b, f] at the last step, 0 elsewhere.
+@compute @workgroup_size(WG)
+fn last_step_backward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let F = shape.features;
+    let T = shape.steps;
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= shape.batch * T * F {
+        return;
+    }
+    let f = i % F;
+    let t = (i / F) % T;
+    let b = i / (F * T);
+    var v = 0.0;
+    if t == T - 1u {
+        v = seq_in[b * F + f];
+    }
+    seq_out[i] = v;
+}
