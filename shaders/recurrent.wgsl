@@ -72,8 +72,8 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 // acc[g] = Σ_k h_{t−1}[b, k]·W_hh[g·H + j, k] for the cell's gates, h_{t−1} staged in tiles.
-// Every invocation of the workgroup calls it (barriers), active or not.
-fn recurrent_product(b: u32, j: u32, active: bool, lid: u32) -> array<f32, 4> {
+// Every invocation of the workgroup calls it (barriers), live or not.
+fn recurrent_product(b: u32, j: u32, live: bool, lid: u32) -> array<f32, 4> {
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     let H = shape.hidden;
     let T = shape.steps;
@@ -86,7 +86,7 @@ fn recurrent_product(b: u32, j: u32, active: bool, lid: u32) -> array<f32, 4> {
             tile[lid] = h[row + k0 + lid];
         }
         workgroupBarrier();
-        if active {
+        if live {
             let kn = min(WG, H - k0);
             for (var g = 0u; g < shape.gates; g = g + 1u) {
                 let w = (g * H + j) * H + k0;
@@ -111,9 +111,9 @@ fn recurrent_forward_step(
     let H = shape.hidden;
     let b = gid.y;
     let j = gid.x;
-    let active = j < H && b < shape.batch;
-    let acc = recurrent_product(b, j, active, lid.x);
-    if !active {
+    let live = j < H && b < shape.batch;
+    let acc = recurrent_product(b, j, live, lid.x);
+    if !live {
         return;
     }
     let t = shape.t;
@@ -164,7 +164,7 @@ fn recurrent_forward_step(
 // rec = Σ_m src[b, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next step's
 // hidden-side pre-activations, staged in tiles. Two copies, one per source buffer (dgi for
 // the Elman cell and the LSTM, dgh for the GRU), so that each entry point binds only its own.
-fn recurrent_grad_dgi(b: u32, j: u32, active: bool, lid: u32) -> f32 {
+fn recurrent_grad_dgi(b: u32, j: u32, live: bool, lid: u32) -> f32 {
     let H = shape.hidden;
     let GH = shape.gates * H;
     var s = 0.0;
@@ -177,7 +177,7 @@ fn recurrent_grad_dgi(b: u32, j: u32, active: bool, lid: u32) -> f32 {
             tile[lid] = dgi[row + m0 + lid];
         }
         workgroupBarrier();
-        if active {
+        if live {
             let mn = min(WG, GH - m0);
             for (var m = 0u; m < mn; m = m + 1u) {
                 s = s + tile[m] * w_hh[(m0 + m) * H + j];
@@ -188,7 +188,7 @@ fn recurrent_grad_dgi(b: u32, j: u32, active: bool, lid: u32) -> f32 {
     return s;
 }
 
-fn recurrent_grad_dgh(b: u32, j: u32, active: bool, lid: u32) -> f32 {
+fn recurrent_grad_dgh(b: u32, j: u32, live: bool, lid: u32) -> f32 {
     let H = shape.hidden;
     let GH = shape.gates * H;
     var s = 0.0;
@@ -201,7 +201,7 @@ fn recurrent_grad_dgh(b: u32, j: u32, active: bool, lid: u32) -> f32 {
             tile[lid] = dgh[row + m0 + lid];
         }
         workgroupBarrier();
-        if active {
+        if live {
             let mn = min(WG, GH - m0);
             for (var m = 0u; m < mn; m = m + 1u) {
                 s = s + tile[m] * w_hh[(m0 + m) * H + j];
@@ -221,9 +221,9 @@ fn rnn_backward_step(
     let H = shape.hidden;
     let b = gid.y;
     let j = gid.x;
-    let active = j < H && b < shape.batch;
-    let rec = recurrent_grad_dgi(b, j, active, lid.x);
-    if !active {
+    let live = j < H && b < shape.batch;
+    let rec = recurrent_grad_dgi(b, j, live, lid.x);
+    if !live {
         return;
     }
     let row = (b * shape.steps + shape.t) * H;
@@ -245,9 +245,9 @@ fn lstm_backward_step(
     let H = shape.hidden;
     let b = gid.y;
     let j = gid.x;
-    let active = j < H && b < shape.batch;
-    let rec = recurrent_grad_dgi(b, j, active, lid.x);
-    if !active {
+    let live = j < H && b < shape.batch;
+    let rec = recurrent_grad_dgi(b, j, live, lid.x);
+    if !live {
         return;
     }
     let t = shape.t;
@@ -285,9 +285,9 @@ fn gru_backward_step(
     let H = shape.hidden;
     let b = gid.y;
     let j = gid.x;
-    let active = j < H && b < shape.batch;
-    var rec = recurrent_grad_dgh(b, j, active, lid.x);
-    if !active {
+    let live = j < H && b < shape.batch;
+    var rec = recurrent_grad_dgh(b, j, live, lid.x);
+    if !live {
         return;
     }
     let t = shape.t;

@@ -55,7 +55,7 @@ fn plan_of(case: &Value) -> Plan {
         } else {
             Readout::Last
         },
-        loss: LossKind::parse(case["loss"].as_str().unwrap()).unwrap(),
+        loss: LossKind::parse(case["loss_fn"].as_str().unwrap()).unwrap(),
         truncate: usize_of(case, "truncate"),
         forget_bias: None,
     }

@@ -271,7 +271,9 @@ pub fn hidden_grad_norms<T: Element>(dh: &[T], batch: usize, steps: usize, hidde
         .map(|t| {
             let rows = (0..batch).flat_map(|b| {
                 let row = (b * steps + t) * hidden;
-                dh[row..row + hidden].iter().map(|v| v.to_f64() as f32)
+                dh[row..row + hidden]
+                    .iter()
+                    .map(|v| Element::to_f64(*v) as f32)
             });
             let m = rows.clone().fold(0.0f32, |m, v| m.max(v.abs()));
             if m == 0.0 || !m.is_finite() {

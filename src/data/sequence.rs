@@ -17,7 +17,7 @@
 //! Every record is drawn from a ChaCha8 stream keyed by (task, seed, split), so a seed gives
 //! the same data on every machine.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::dataset::Dataset;

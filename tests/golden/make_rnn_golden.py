@@ -22,25 +22,25 @@ torch.set_default_dtype(torch.float64)
 
 CASES = [
     dict(name="rnn_tanh_2layer", cell="rnn_tanh", features=3, steps=7, hidden=5, layers=2,
-         batch=3, classes=4, readout="last", loss="xent", truncate=0),
+         batch=3, classes=4, readout="last", loss_fn="xent", truncate=0),
     dict(name="rnn_relu_1layer", cell="rnn_relu", features=3, steps=4, hidden=5, layers=1,
-         batch=2, classes=3, readout="last", loss="xent", truncate=0),
+         batch=2, classes=3, readout="last", loss_fn="xent", truncate=0),
     dict(name="lstm_2layer", cell="lstm", features=3, steps=7, hidden=5, layers=2,
-         batch=3, classes=4, readout="last", loss="xent", truncate=0),
+         batch=3, classes=4, readout="last", loss_fn="xent", truncate=0),
     dict(name="gru_2layer", cell="gru", features=3, steps=7, hidden=5, layers=2,
-         batch=3, classes=4, readout="last", loss="xent", truncate=0),
+         batch=3, classes=4, readout="last", loss_fn="xent", truncate=0),
     dict(name="lstm_every_step", cell="lstm", features=2, steps=5, hidden=6, layers=1,
-         batch=2, classes=3, readout="every", loss="xent", truncate=0),
+         batch=2, classes=3, readout="every", loss_fn="xent", truncate=0),
     dict(name="gru_embedding_mse", cell="gru", tokens=(6, 4), steps=6, hidden=5, layers=2,
-         batch=3, classes=2, readout="last", loss="mse", truncate=0),
+         batch=3, classes=2, readout="last", loss_fn="mse", truncate=0),
     dict(name="rnn_tanh_every_step_embedding", cell="rnn_tanh", tokens=(5, 3), steps=4,
-         hidden=3, layers=1, batch=2, classes=5, readout="every", loss="xent", truncate=0),
+         hidden=3, layers=1, batch=2, classes=5, readout="every", loss_fn="xent", truncate=0),
     dict(name="lstm_truncated", cell="lstm", features=3, steps=7, hidden=5, layers=2,
-         batch=2, classes=4, readout="last", loss="xent", truncate=3),
+         batch=2, classes=4, readout="last", loss_fn="xent", truncate=3),
     dict(name="gru_truncated", cell="gru", features=2, steps=5, hidden=3, layers=1,
-         batch=2, classes=3, readout="every", loss="xent", truncate=2),
+         batch=2, classes=3, readout="every", loss_fn="xent", truncate=2),
     dict(name="rnn_relu_truncated", cell="rnn_relu", features=2, steps=6, hidden=4, layers=2,
-         batch=2, classes=3, readout="last", loss="xent", truncate=4),
+         batch=2, classes=3, readout="last", loss_fn="xent", truncate=4),
 ]
 
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -111,7 +111,7 @@ def head(c, p, top, labels):
     else:
         logits = (top @ p["fc.weight"].T + p["fc.bias"]).reshape(-1, c["classes"])
         flat_labels = labels
-    if c["loss"] == "xent":
+    if c["loss_fn"] == "xent":
         loss = torch.nn.functional.cross_entropy(logits, flat_labels)
     else:
         target = torch.nn.functional.one_hot(flat_labels, c["classes"]).double()
