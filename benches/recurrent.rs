@@ -65,8 +65,15 @@ fn measure(exec: &mut dyn Executor, steps: usize, batch: usize) -> f64 {
             } else {
                 StatsLevel::Gradients
             };
-            exec.train_step(t, StepScalars { lr: 1e-4, t: t as u32 }, level)
-                .unwrap();
+            exec.train_step(
+                t,
+                StepScalars {
+                    lr: 1e-4,
+                    t: t as u32,
+                },
+                level,
+            )
+            .unwrap();
             exec.finished(false).unwrap();
         }
         exec.finished(true).unwrap();
@@ -102,7 +109,8 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let num = |name: &str, default: usize| flag(name).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let num =
+        |name: &str, default: usize| flag(name).and_then(|s| s.parse().ok()).unwrap_or(default);
     let steps = num("--steps", 3);
     let device = flag("--device").unwrap_or_else(|| "both".into());
     let json = args.iter().any(|a| a == "--json");
@@ -158,7 +166,10 @@ fn main() {
         return;
     }
     println!("{what}; median of {REPEATS} runs of {steps} training steps");
-    println!("{:<4} {:>12} {:>12}  device", "exec", "samples/s", "steps/s");
+    println!(
+        "{:<4} {:>12} {:>12}  device",
+        "exec", "samples/s", "steps/s"
+    );
     for (e, d, r) in &rows {
         println!("{e:<4} {r:>12.1} {:>12.2}  {d}", r / setup.batch as f64);
     }

@@ -127,14 +127,22 @@ fn check_case(case: &Value, exec: &mut dyn Executor, tol: Tol, what: &str) {
     close("top layer outputs", &top, &flat(&case["top"]));
     for slot in &plan.params {
         let got = exec.read(slot.grad).unwrap();
-        close(&format!("grad {}", slot.name), &got, &flat(&case["grads"][&slot.name]));
+        close(
+            &format!("grad {}", slot.name),
+            &got,
+            &flat(&case["grads"][&slot.name]),
+        );
     }
     // ‖dL/dh_t‖ of every layer at every step, in the plan's layout.
     let norms = case["hidden_grad_norms"].as_array().unwrap();
     assert_eq!(plan.recurrent_layers.len(), norms.len(), "{name}");
     for (layer, want) in plan.recurrent_layers.iter().zip(norms) {
         let got = &report.hidden_norms[layer.offset..layer.offset + layer.steps];
-        close(&format!("hidden grad norms {}", layer.name), got, &flat(want));
+        close(
+            &format!("hidden grad norms {}", layer.name),
+            got,
+            &flat(want),
+        );
     }
 }
 
@@ -157,7 +165,10 @@ fn cpu_f64_matches_pytorch() {
         let name = case["name"].as_str().unwrap();
         let loss = exec.compute_gradients().unwrap();
         let want = case["loss"].as_f64().unwrap();
-        assert!((loss - want).abs() <= 1e-12 * want.abs().max(1.0), "{name}: loss {loss} vs {want}");
+        assert!(
+            (loss - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{name}: loss {loss} vs {want}"
+        );
         for slot in &plan.params {
             common::assert_close_f64(
                 &format!("{name}: grad {}", slot.name),
@@ -183,7 +194,15 @@ fn cpu_f32_matches_pytorch() {
     for case in golden()["cases"].as_array().unwrap() {
         let mut exec = CpuExecutor::<f32>::new(plan_of(case));
         // f32 through a few steps of tanh/sigmoid products: about 1e-6 relative.
-        check_case(case, &mut exec, Tol { atol: 2e-6, rtol: 1e-4 }, "cpu f32");
+        check_case(
+            case,
+            &mut exec,
+            Tol {
+                atol: 2e-6,
+                rtol: 1e-4,
+            },
+            "cpu f32",
+        );
     }
 }
 
@@ -193,6 +212,14 @@ fn gpu_matches_pytorch() {
     for case in golden()["cases"].as_array().unwrap() {
         let mut exec = GpuExecutor::new(ctx.clone(), plan_of(case)).unwrap();
         // f32 with the GPU's own exp/tanh (a few ulp) and summation order.
-        check_case(case, &mut exec, Tol { atol: 1e-5, rtol: 5e-4 }, "gpu");
+        check_case(
+            case,
+            &mut exec,
+            Tol {
+                atol: 1e-5,
+                rtol: 5e-4,
+            },
+            "gpu",
+        );
     }
 }

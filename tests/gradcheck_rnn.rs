@@ -40,10 +40,12 @@ fn gradients(m: &SequenceModel, seed: u64) -> Vec<(String, Vec<f64>, Vec<f64>)> 
     }
     let features = plan.input_features;
     let inputs = match m.input {
-        SeqInput::Tokens { vocab, .. } => common::random_labels(seed + 5, batch * features, vocab as u32)
-            .iter()
-            .map(|&v| v as f32)
-            .collect(),
+        SeqInput::Tokens { vocab, .. } => {
+            common::random_labels(seed + 5, batch * features, vocab as u32)
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        }
         SeqInput::Features(_) => common::random_vec(seed + 5, batch * features, -1.5, 1.5),
     };
     let labels = common::random_labels(seed + 6, batch * plan.label_rows, m.outputs as u32);
@@ -91,7 +93,12 @@ fn model(cell: CellKind, input: SeqInput, readout: Readout, truncate: usize) -> 
 fn check(m: &SequenceModel, seed: u64) {
     for (name, analytic, numeric) in gradients(m, seed) {
         common::assert_close_f64(
-            &format!("{} {:?} {:?} seed {seed}: {name}", m.cell.name(), m.input, m.readout),
+            &format!(
+                "{} {:?} {:?} seed {seed}: {name}",
+                m.cell.name(),
+                m.input,
+                m.readout
+            ),
             &analytic,
             &numeric,
             1e-7,
@@ -123,7 +130,12 @@ fn every_cell_every_step_readout_mse() {
 fn every_cell_with_an_embedding() {
     for (i, cell) in CELLS.into_iter().enumerate() {
         check(
-            &model(cell, SeqInput::Tokens { vocab: 4, dim: 3 }, Readout::EveryStep, 0),
+            &model(
+                cell,
+                SeqInput::Tokens { vocab: 4, dim: 3 },
+                Readout::EveryStep,
+                0,
+            ),
             30 + i as u64,
         );
     }
@@ -140,8 +152,16 @@ fn truncation_cuts_the_gradient_and_only_there() {
             .iter()
             .find(|(name, _, _)| name == "rnn.weight_hh_l0")
             .unwrap();
-        let diff = a.iter().zip(n).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-        assert!(diff > 1e-6, "{}: truncated gradient equals the full one", cell.name());
+        let diff = a
+            .iter()
+            .zip(n)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            diff > 1e-6,
+            "{}: truncated gradient equals the full one",
+            cell.name()
+        );
         // ... while a cut longer than the sequence changes nothing.
         check(&model(cell, SeqInput::Features(2), Readout::Last, 5), seed);
     }

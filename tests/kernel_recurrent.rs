@@ -55,7 +55,9 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let mut h = vec![0.0f32; rows * hidden];
             let mut hprev = vec![0.0f32; rows * hidden];
             let mut aux = vec![0.0f32; aux_len];
-            cpu::recurrent::recurrent_forward(&s, &w_hh, &b_hh, &mut gates, &mut h, &mut hprev, &mut aux);
+            cpu::recurrent::recurrent_forward(
+                &s, &w_hh, &b_hh, &mut gates, &mut h, &mut hprev, &mut aux,
+            );
             let mut dh = vec![0.0f32; rows * hidden];
             let mut dgi = vec![0.0f32; rows * gh];
             let mut dgh = vec![0.0f32; rows * gh];
@@ -86,7 +88,8 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let bdgh = ctx.upload("dgh", &vec![0.0f32; rows * gh]).unwrap();
             let bc = ctx.upload("carry", &vec![0.0f32; batch * hidden]).unwrap();
             let bn = ctx.upload("norms", &vec![0.0f32; steps + 2]).unwrap();
-            let mut ds = recurrent::recurrent_forward(ctx, &s, &bw, &bb, &bg, &bh, &bhp, &bax).unwrap();
+            let mut ds =
+                recurrent::recurrent_forward(ctx, &s, &bw, &bb, &bg, &bh, &bhp, &bax).unwrap();
             ds.extend(
                 recurrent::recurrent_backward(
                     ctx,
@@ -124,7 +127,11 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             }
             let got_norms = ctx.read(&bn, steps + 2).unwrap();
             tol("norms", got_norms[2..].to_vec(), &norms);
-            assert_eq!(got_norms[..2], [0.0, 0.0], "norms written outside their offset");
+            assert_eq!(
+                got_norms[..2],
+                [0.0, 0.0],
+                "norms written outside their offset"
+            );
         }
     }
 }
@@ -148,7 +155,13 @@ fn last_step_gpu_matches_cpu() {
         ctx.run(&[&a, &b]).unwrap();
         let what = format!("B {batch} T {steps} F {f}");
         // Copies: exact.
-        assert_close(&format!("last_step_forward {what}"), &ctx.read(&by, batch * f).unwrap(), &y, 0.0, 0.0);
+        assert_close(
+            &format!("last_step_forward {what}"),
+            &ctx.read(&by, batch * f).unwrap(),
+            &y,
+            0.0,
+            0.0,
+        );
         assert_close(
             &format!("last_step_backward {what}"),
             &ctx.read(&bdx, batch * steps * f).unwrap(),
@@ -187,12 +200,19 @@ fn embedding_gpu_matches_cpu_bit_for_bit() {
             let bdy = ctx.upload("dy", &dy).unwrap();
             let bdw = ctx.upload("dw", &dw0).unwrap();
             let a = embedding::embedding_forward(ctx, &bids, &bw, &by, rows, vocab, dim).unwrap();
-            let b = embedding::embedding_backward(ctx, &bids, &bdy, &bdw, rows, vocab, dim, accumulate)
-                .unwrap();
+            let b =
+                embedding::embedding_backward(ctx, &bids, &bdy, &bdw, rows, vocab, dim, accumulate)
+                    .unwrap();
             ctx.run(&[&a, &b]).unwrap();
             let what = format!("rows {rows} vocab {vocab} dim {dim} accumulate {accumulate}");
             // Copies, and sums in the same row order on both sides: exact.
-            assert_close(&format!("embedding_forward {what}"), &ctx.read(&by, rows * dim).unwrap(), &y, 0.0, 0.0);
+            assert_close(
+                &format!("embedding_forward {what}"),
+                &ctx.read(&by, rows * dim).unwrap(),
+                &y,
+                0.0,
+                0.0,
+            );
             assert_close(
                 &format!("embedding_backward {what}"),
                 &ctx.read(&bdw, vocab * dim).unwrap(),

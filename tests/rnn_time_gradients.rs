@@ -71,7 +71,11 @@ fn tanh_rnn_hidden_gradient_vanishes_over_time_far_faster_than_lstm() {
     for t in [10, 20, 30] {
         let r = (rnn[t - 10] / rnn[t]) as f64;
         let l = (lstm[t - 10] / lstm[t]) as f64;
-        assert!(r < l, "over steps {}..{t}: RNN ratio {r:.3e}, LSTM ratio {l:.3e}", t - 10);
+        assert!(
+            r < l,
+            "over steps {}..{t}: RNN ratio {r:.3e}, LSTM ratio {l:.3e}",
+            t - 10
+        );
     }
 }
 
@@ -99,13 +103,22 @@ fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
         step += 1;
         exec.load_batch(&inputs, &labels).unwrap();
         exec.load_targets(&targets).unwrap();
-        exec.train_step(step, StepScalars { lr: 1e-2, t: step as u32 }, StatsLevel::None)
-            .unwrap();
+        exec.train_step(
+            step,
+            StepScalars {
+                lr: 1e-2,
+                t: step as u32,
+            },
+            StatsLevel::None,
+        )
+        .unwrap();
         exec.finished(false).unwrap();
     }
     let mut inputs = vec![0.0f32; batch * val.dim];
     let mut labels = vec![0u32; batch];
-    evaluate(&mut exec, &val, &mut inputs, &mut labels).unwrap().0
+    evaluate(&mut exec, &val, &mut inputs, &mut labels)
+        .unwrap()
+        .0
 }
 
 #[test]
@@ -114,7 +127,15 @@ fn lstm_learns_the_adding_problem_where_a_tanh_rnn_does_not() {
     let baseline = 1.0 / 6.0;
     let lstm = train_adding(CellKind::Lstm, steps, budget);
     let rnn = train_adding(CellKind::RnnTanh, steps, budget);
-    eprintln!("adding T={steps}, {budget} steps: LSTM val MSE {lstm:.4}, tanh RNN {rnn:.4} (baseline {baseline:.4})");
-    assert!(lstm < 0.25 * baseline, "LSTM val MSE {lstm:.4} not well below {baseline:.4}");
-    assert!(rnn > 0.6 * baseline, "tanh RNN val MSE {rnn:.4} unexpectedly learned the task");
+    eprintln!(
+        "adding T={steps}, {budget} steps: LSTM val MSE {lstm:.4}, tanh RNN {rnn:.4} (baseline {baseline:.4})"
+    );
+    assert!(
+        lstm < 0.25 * baseline,
+        "LSTM val MSE {lstm:.4} not well below {baseline:.4}"
+    );
+    assert!(
+        rnn > 0.6 * baseline,
+        "tanh RNN val MSE {rnn:.4} unexpectedly learned the task"
+    );
 }

@@ -237,7 +237,13 @@ impl TrainArgs {
             keep_checkpoints,
             on_nonfinite
         );
-        set!(hidden_size, rnn_layers, truncate, embedding_dim, train_samples);
+        set!(
+            hidden_size,
+            rnn_layers,
+            truncate,
+            embedding_dim,
+            train_samples
+        );
         if self.task.is_some() {
             c.task = self.task.clone();
         }

@@ -18,7 +18,14 @@ pub fn token_row<T: Element>(id: T, vocab: usize) -> Option<usize> {
 }
 
 /// out[r, :] = weight[ids[r], :] for r < rows.
-pub fn embedding_forward<T: Element>(ids: &[T], weight: &[T], out: &mut [T], rows: usize, vocab: usize, dim: usize) {
+pub fn embedding_forward<T: Element>(
+    ids: &[T],
+    weight: &[T],
+    out: &mut [T],
+    rows: usize,
+    vocab: usize,
+    dim: usize,
+) {
     for r in 0..rows {
         let dst = &mut out[r * dim..(r + 1) * dim];
         match token_row(ids[r], vocab) {

@@ -576,8 +576,12 @@ impl<T: Element> CpuExecutor<T> {
                 hprev,
                 aux,
             } => {
-                let (mut g, mut oh, mut hp, mut ax) =
-                    (self.take(gates), self.take(h), self.take(hprev), self.take(aux));
+                let (mut g, mut oh, mut hp, mut ax) = (
+                    self.take(gates),
+                    self.take(h),
+                    self.take(hprev),
+                    self.take(aux),
+                );
                 recurrent::recurrent_forward(
                     shape,
                     self.float(w_hh),

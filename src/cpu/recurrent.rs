@@ -157,7 +157,11 @@ pub fn recurrent_backward<T: Element>(
     check(s, "dh", dh.len(), bn * tn * hn);
     check(s, "dgi", dgi.len(), bn * tn * gh);
     let gru = s.cell == CellKind::Gru;
-    assert_eq!(gru, dgh.is_some(), "recurrent_backward: dgh is for the GRU only");
+    assert_eq!(
+        gru,
+        dgh.is_some(),
+        "recurrent_backward: dgh is for the GRU only"
+    );
     // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h').
     let mut rec = vec![T::zero(); bn * hn];
     // The LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}).
@@ -209,11 +213,7 @@ pub fn recurrent_backward<T: Element>(
                         dgi[grow + j] = d * (T::one() - v * v);
                     }
                     CellKind::RnnRelu => {
-                        dgi[grow + j] = if h[row + j] > T::zero() {
-                            d
-                        } else {
-                            T::zero()
-                        };
+                        dgi[grow + j] = if h[row + j] > T::zero() { d } else { T::zero() };
                     }
                     CellKind::Lstm => {
                         let (i, f, g, o) = (
@@ -266,7 +266,12 @@ pub fn recurrent_backward<T: Element>(
 
 /// The L2 norm of dh[:, t, :] for every step t into `norms[t]`, over b then j in order,
 /// kept as max|x|·√Σ(x/max|x|)² so vanishing gradients do not underflow when squared.
-pub fn hidden_grad_norms<T: Element>(dh: &[T], batch: usize, steps: usize, hidden: usize) -> Vec<f32> {
+pub fn hidden_grad_norms<T: Element>(
+    dh: &[T],
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+) -> Vec<f32> {
     (0..steps)
         .map(|t| {
             let rows = (0..batch).flat_map(|b| {
@@ -298,8 +303,16 @@ pub fn last_step_forward<T: Element>(x: &[T], y: &mut [T], batch: usize, steps: 
 }
 
 /// dx[b, t, :] = dy[b, :] at t = T − 1, zero elsewhere (overwrites dx).
-pub fn last_step_backward<T: Element>(dy: &[T], dx: &mut [T], batch: usize, steps: usize, f: usize) {
-    dx[..batch * steps * f].iter_mut().for_each(|v| *v = T::zero());
+pub fn last_step_backward<T: Element>(
+    dy: &[T],
+    dx: &mut [T],
+    batch: usize,
+    steps: usize,
+    f: usize,
+) {
+    dx[..batch * steps * f]
+        .iter_mut()
+        .for_each(|v| *v = T::zero());
     for b in 0..batch {
         let dst = (b * steps + steps - 1) * f;
         dx[dst..dst + f].copy_from_slice(&dy[b * f..(b + 1) * f]);

@@ -34,7 +34,9 @@ pub const MEMORY_DISTRACTORS: usize = 8;
 pub enum SeqTask {
     Adding,
     /// Recall the first of `symbols` payload symbols.
-    Memory { symbols: usize },
+    Memory {
+        symbols: usize,
+    },
     /// Fashion-MNIST as a sequence.
     Rows,
 }
@@ -142,7 +144,14 @@ pub fn adding(n: usize, steps: usize, seed: u64, split: u64) -> Result<Dataset> 
         }
         targets.push(sum);
     }
-    let mut ds = Dataset::from_parts(inputs, vec![0; n], steps * 2, 1, None, format!("adding/T={steps}"))?;
+    let mut ds = Dataset::from_parts(
+        inputs,
+        vec![0; n],
+        steps * 2,
+        1,
+        None,
+        format!("adding/T={steps}"),
+    )?;
     ds.targets = targets;
     Ok(ds)
 }
@@ -167,7 +176,14 @@ pub fn memory(n: usize, steps: usize, symbols: usize, seed: u64, split: u64) -> 
         }
         inputs.push(marker);
     }
-    Dataset::from_parts(inputs, labels, steps, symbols, None, format!("memory/T={steps}"))
+    Dataset::from_parts(
+        inputs,
+        labels,
+        steps,
+        symbols,
+        None,
+        format!("memory/T={steps}"),
+    )
 }
 
 /// The bundled Fashion-MNIST images as sequences of `steps` steps (the records are the
@@ -176,20 +192,33 @@ pub fn rows(steps: usize) -> Result<Dataset> {
     SeqTask::Rows.check_steps(steps)?;
     let mut ds = super::bundled_fashion_mnist()?;
     ds.image = None;
-    ds.name = format!("fashion-mnist/test as {steps} steps of {}", IMAGE_PIXELS / steps);
+    ds.name = format!(
+        "fashion-mnist/test as {steps} steps of {}",
+        IMAGE_PIXELS / steps
+    );
     Ok(ds)
 }
 
 /// The (train, validation) data of a synthetic task: `n_train` and `n_train / 8` records
 /// from independent streams of one seed. (`rows` is split from the bundled set instead.)
-pub fn synthetic(task: SeqTask, steps: usize, n_train: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+pub fn synthetic(
+    task: SeqTask,
+    steps: usize,
+    n_train: usize,
+    seed: u64,
+) -> Result<(Dataset, Dataset)> {
     let n_val = (n_train / 8).max(1);
     match task {
-        SeqTask::Adding => Ok((adding(n_train, steps, seed, 0)?, adding(n_val, steps, seed, 1)?)),
+        SeqTask::Adding => Ok((
+            adding(n_train, steps, seed, 0)?,
+            adding(n_val, steps, seed, 1)?,
+        )),
         SeqTask::Memory { symbols } => Ok((
             memory(n_train, steps, symbols, seed, 0)?,
             memory(n_val, steps, symbols, seed, 1)?,
         )),
-        SeqTask::Rows => Err(Error::config("the rows task reads the bundled images; use `rows`")),
+        SeqTask::Rows => Err(Error::config(
+            "the rows task reads the bundled images; use `rows`",
+        )),
     }
 }

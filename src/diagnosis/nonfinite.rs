@@ -156,7 +156,11 @@ fn writes(op: &Op, buf: BufId, plan: &Plan) -> bool {
             ..
         } => [gates, h, hprev, aux].contains(&buf),
         Op::RecurrentBackward {
-            dh, dgi, dgh, carry, ..
+            dh,
+            dgi,
+            dgh,
+            carry,
+            ..
         } => [dh, dgi, carry].contains(&buf) || dgh == Some(buf),
         Op::EmbeddingForward { y, .. } | Op::LastStepForward { y, .. } => y == buf,
         Op::EmbeddingBackward { dw, .. } => dw == buf,

@@ -73,7 +73,9 @@ impl SequenceModel {
         match self.input {
             SeqInput::Features(f) => {
                 if f == 0 {
-                    return Err(Error::config("a sequence needs at least 1 feature per step"));
+                    return Err(Error::config(
+                        "a sequence needs at least 1 feature per step",
+                    ));
                 }
                 prev = m.push_shaped("input", NodeOp::Input, vec![], vec![t, f]);
                 width = f;
@@ -137,7 +139,12 @@ impl SequenceModel {
             Init::LecunUniform,
             1.0 / 3f64.sqrt(),
         );
-        let bias = m.param("fc.bias".into(), vec![self.outputs], Init::Uniform { limit: k }, 1.0);
+        let bias = m.param(
+            "fc.bias".into(),
+            vec![self.outputs],
+            Init::Uniform { limit: k },
+            1.0,
+        );
         let logits = match self.readout {
             Readout::Last => {
                 let last = m.push_shaped("last", NodeOp::LastStep, vec![prev], vec![h]);
@@ -190,10 +197,15 @@ pub(crate) fn validate_node(model: &ModelSpec, node: &Node) -> std::result::Resu
     match &node.op {
         NodeOp::Recurrent(r) => {
             let [t, i] = xs[..] else {
-                return Err(format!("reads a sequence [steps, features], got shape {xs:?}"));
+                return Err(format!(
+                    "reads a sequence [steps, features], got shape {xs:?}"
+                ));
             };
             let [t2, h] = node.shape[..] else {
-                return Err(format!("gives a sequence [steps, hidden], has shape {:?}", node.shape));
+                return Err(format!(
+                    "gives a sequence [steps, hidden], has shape {:?}",
+                    node.shape
+                ));
             };
             if t != t2 || t == 0 || h == 0 {
                 return Err(format!(
@@ -217,21 +229,24 @@ pub(crate) fn validate_node(model: &ModelSpec, node: &Node) -> std::result::Resu
             }
             want(*weight, vec![*vocab, dim])?;
         }
-        NodeOp::LastStep => {
-            if xs.len() != 2 || node.shape != vec![xs[1]] {
-                return Err(format!(
-                    "takes the last step of a [steps, features] sequence; input {xs:?}, output {:?}",
-                    node.shape
-                ));
-            }
+        NodeOp::LastStep if xs.len() != 2 || node.shape != vec![xs[1]] => {
+            return Err(format!(
+                "takes the last step of a [steps, features] sequence; input {xs:?}, output {:?}",
+                node.shape
+            ));
         }
         NodeOp::StepLinear { weight, bias } => {
             let [t, f] = xs[..] else {
-                return Err(format!("reads a sequence [steps, features], got shape {xs:?}"));
+                return Err(format!(
+                    "reads a sequence [steps, features], got shape {xs:?}"
+                ));
             };
             let out = node.shape.get(1).copied().unwrap_or(0);
             if node.shape != vec![t, out] {
-                return Err(format!("gives [steps, outputs], has shape {:?}", node.shape));
+                return Err(format!(
+                    "gives [steps, outputs], has shape {:?}",
+                    node.shape
+                ));
             }
             want(*weight, vec![out, f])?;
             if let Some(b) = bias {
@@ -250,9 +265,9 @@ pub fn forget_bias_inits(model: &ModelSpec) -> Vec<(usize, usize, usize, f32)> {
         .nodes
         .iter()
         .filter_map(|n| match &n.op {
-            NodeOp::Recurrent(r) if r.cell == CellKind::Lstm => r
-                .forget_bias
-                .map(|v| (r.bias_ih, r.bias_hh, n.shape[1], v)),
+            NodeOp::Recurrent(r) if r.cell == CellKind::Lstm => {
+                r.forget_bias.map(|v| (r.bias_ih, r.bias_hh, n.shape[1], v))
+            }
             _ => None,
         })
         .collect()

@@ -114,7 +114,10 @@ pub enum NodeOp {
     /// `[G·H, H]`, `bias_ih_l{k}`, `bias_hh_l{k}`; see `model::recurrent`).
     Recurrent(RecurrentOp),
     /// A lookup table `weight [V, E]` (nn.Embedding) over a `[T]` sequence of token ids.
-    Embedding { weight: ParamId, vocab: usize },
+    Embedding {
+        weight: ParamId,
+        vocab: usize,
+    },
     /// The last step of a `[T, F]` sequence, `[F]`: a read-out at the last step follows it.
     LastStep,
     /// y_t = x_t·Wᵀ + b at every step of a `[T, F]` sequence, `[T, out]`: the read-out at

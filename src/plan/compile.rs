@@ -4,18 +4,18 @@
 //! and accumulated by every later one (a parameter shared by several nodes sums its uses);
 //! activation gradients are overwritten, so no step ever needs a zeroing pass.
 
+use super::recurrent::{self, SeqBuffers, SeqParams};
 use super::{
     BufId, BufferRole, BufferSpec, Guard, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
     TensorKind,
 };
 use crate::error::{Error, Result};
 use crate::model::{ModelSpec, NodeOp};
+use crate::ops::RecurrentShape;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::pool2d::Pool2dShape;
 use crate::ops::{MatmulLayout, MatmulShape, OptimizerParams};
-use crate::ops::RecurrentShape;
 use crate::tensor::DType;
-use super::recurrent::{self, SeqBuffers, SeqParams};
 
 struct Builder {
     buffers: Vec<BufferSpec>,
@@ -981,7 +981,10 @@ pub fn compile_with(
         if let NodeOp::Recurrent(r) = &node.op {
             let (_, sv) = seq[id]
                 .ok_or_else(|| Error::config(format!("node `{}` has no buffers", node.name)))?;
-            for (side, weight, bias) in [("ih", r.weight_ih, r.bias_ih), ("hh", r.weight_hh, r.bias_hh)] {
+            for (side, weight, bias) in [
+                ("ih", r.weight_ih, r.bias_ih),
+                ("hh", r.weight_hh, r.bias_hh),
+            ] {
                 layers.push(LayerInfo {
                     name: format!("{}.{side}", node.name),
                     weight,
@@ -1109,7 +1112,11 @@ pub fn compile_with(
     let hidden_norms =
         (norm_len > 0).then(|| b.add("rnn.hidden_grad_norms", f32t, norm_len, BufferRole::Scratch));
     for (id, layer) in recurrent_layers.iter().enumerate() {
-        let node = model.nodes.iter().position(|n| n.name == layer.name).unwrap_or(id);
+        let node = model
+            .nodes
+            .iter()
+            .position(|n| n.name == layer.name)
+            .unwrap_or(id);
         if let (Some((shape, sv)), Some(norms)) = (&seq[node], hidden_norms) {
             ops.push(Op::HiddenGradNorms {
                 dh: sv.dh,

@@ -72,14 +72,40 @@ pub fn allocate(
         1
     };
     SeqBuffers {
-        gates: add(format!("{name}.gates"), f, rows * gh, BufferRole::Activation),
+        gates: add(
+            format!("{name}.gates"),
+            f,
+            rows * gh,
+            BufferRole::Activation,
+        ),
         hprev: add(format!("{name}.hprev"), f, rows * h, BufferRole::Activation),
         aux: add(format!("{name}.aux"), f, aux_len, BufferRole::Activation),
-        dh: add(format!("{name}.dh"), f, rows * h, BufferRole::ActivationGrad),
-        dgi: add(format!("{name}.dgates_ih"), f, rows * gh, BufferRole::ActivationGrad),
-        dgh: (s.cell == crate::ops::CellKind::Gru)
-            .then(|| add(format!("{name}.dgates_hh"), f, rows * gh, BufferRole::ActivationGrad)),
-        carry: add(format!("{name}.dc_carry"), f, carry_len, BufferRole::ActivationGrad),
+        dh: add(
+            format!("{name}.dh"),
+            f,
+            rows * h,
+            BufferRole::ActivationGrad,
+        ),
+        dgi: add(
+            format!("{name}.dgates_ih"),
+            f,
+            rows * gh,
+            BufferRole::ActivationGrad,
+        ),
+        dgh: (s.cell == crate::ops::CellKind::Gru).then(|| {
+            add(
+                format!("{name}.dgates_hh"),
+                f,
+                rows * gh,
+                BufferRole::ActivationGrad,
+            )
+        }),
+        carry: add(
+            format!("{name}.dc_carry"),
+            f,
+            carry_len,
+            BufferRole::ActivationGrad,
+        ),
     }
 }
 
@@ -146,7 +172,12 @@ pub fn backward_ops(
 ) -> Vec<Op> {
     let (rows, gh) = (s.rows(), s.gate_width());
     let dgh = sv.dgh.unwrap_or(sv.dgi);
-    let [(dw_ih, acc_wih), (dw_hh, acc_whh), (db_ih, acc_bih), (db_hh, acc_bhh)] = grads;
+    let [
+        (dw_ih, acc_wih),
+        (dw_hh, acc_whh),
+        (db_ih, acc_bih),
+        (db_hh, acc_bhh),
+    ] = grads;
     let mut ops = vec![
         Op::RecurrentBackward {
             shape: *s,

@@ -87,8 +87,11 @@ pub struct History {
     pub summary: Option<Value>,
     /// ‖∂L/∂h_t‖ per time step of each recurrent layer, at every step that logged them:
     /// (training step, [(layer, norms by time step)]).
-    pub hidden_norms: Vec<(u64, Vec<(String, Vec<f64>)>)>,
+    pub hidden_norms: Vec<HiddenNormsPoint>,
 }
+
+/// One step's ‖∂L/∂h_t‖ curves: (training step, [(recurrent layer, norm at each t)]).
+pub type HiddenNormsPoint = (u64, Vec<(String, Vec<f64>)>);
 
 #[derive(Deserialize)]
 struct Line {

@@ -6,18 +6,18 @@
 use plotters::prelude::RGBColor;
 
 use super::colour::layer as layer_colour;
-use super::history::History;
+use super::history::{HiddenNormsPoint, History};
 use super::lines::{LogLines, Series};
 
 pub fn hidden_grad_over_time(h: &History) -> LogLines {
     let mut series = Vec::new();
-    let snapshots: Vec<(&str, bool, &(u64, Vec<(String, Vec<f64>)>))> = match h.hidden_norms.as_slice() {
+    let snapshots: Vec<(bool, &HiddenNormsPoint)> = match h.hidden_norms.as_slice() {
         [] => Vec::new(),
-        [only] => vec![("", false, only)],
-        [first, .., last] => vec![("", true, first), ("", false, last)],
+        [only] => vec![(false, only)],
+        [first, .., last] => vec![(true, first), (false, last)],
     };
-    let layers = snapshots.first().map_or(0, |s| s.2.1.len());
-    for (_, dashed, (step, per_layer)) in snapshots {
+    let layers = snapshots.first().map_or(0, |s| s.1.1.len());
+    for (dashed, (step, per_layer)) in snapshots {
         for (l, (name, norms)) in per_layer.iter().enumerate() {
             series.push(Series {
                 name: format!("{name} @ step {step}"),

@@ -389,8 +389,9 @@ fn run(
                 clip_scale: r.clip.map(|c| c.scale as f64),
                 skipped: verdict.skipped,
                 nonfinite: verdict.nonfinite,
-                hidden_grad_norms: (r.stats == StatsLevel::Full && !plan.recurrent_layers.is_empty())
-                    .then(|| metrics::HiddenGradNorms::from_report(plan, &r.hidden_norms)),
+                hidden_grad_norms: (r.stats == StatsLevel::Full
+                    && !plan.recurrent_layers.is_empty())
+                .then(|| metrics::HiddenGradNorms::from_report(plan, &r.hidden_norms)),
                 layers,
             };
             log.write_step(&entry)?;
