@@ -2,9 +2,11 @@
 //!
 //! - at initialization, on the adding problem, ‖∂L/∂h_t‖ of a plain tanh RNN falls towards
 //!   early steps far faster than an LSTM's (the statistics the engine logs every full step);
-//! - on the adding problem at a length where the plain RNN stays at the trivial baseline
-//!   (MSE 1/6 for predicting the mean), the LSTM gets well below it within a fixed budget
-//!   of steps on the CPU executor. Seeded: the same numbers on every run.
+//! - on the adding problem (T = 20), within a budget of 500 Adam steps in which the plain
+//!   RNN stays at the trivial baseline (MSE 1/6 for predicting the mean), the LSTM gets
+//!   far below it, on the CPU executor. (Given several times more steps a tanh RNN does
+//!   learn T = 20; the budget is what separates them, and it shrinks for the RNN as T
+//!   grows.) Seeded: the same numbers on every run.
 
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::data::BatchLoader;
@@ -82,8 +84,8 @@ fn tanh_rnn_hidden_gradient_vanishes_over_time_far_faster_than_lstm() {
 /// Trains `cell` on the adding problem of length `steps` with Adam for `budget` steps and
 /// returns the validation MSE.
 fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
-    let batch = 32;
-    let model = adding_model(cell, steps, 24).build().unwrap();
+    let batch = 64;
+    let model = adding_model(cell, steps, 32).build().unwrap();
     let mut opt = OptimizerParams::new(OptimizerKind::Adam);
     opt.eps = 1e-8;
     let plan = compile(&model, batch, opt).unwrap();
@@ -94,6 +96,7 @@ fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
     let mut inputs = vec![0.0f32; batch * train.dim];
     let mut labels = vec![0u32; batch];
     let mut targets = vec![0.0f32; batch];
+    let mut log = Vec::new();
     let mut step = 0;
     while step < budget {
         if !loader.fill(&mut inputs, &mut labels) {
@@ -112,8 +115,12 @@ fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
             StatsLevel::None,
         )
         .unwrap();
-        exec.finished(false).unwrap();
+        log.extend(exec.finished(false).unwrap().iter().map(|r| r.loss));
     }
+    log.extend(exec.finished(true).unwrap().iter().map(|r| r.loss));
+    let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / s.len().max(1) as f64;
+    let curve: Vec<String> = log.chunks(100).map(|c| format!("{:.4}", mean(c))).collect();
+    eprintln!("{} training loss per 100 steps: {}", cell.name(), curve.join(" "));
     let mut inputs = vec![0.0f32; batch * val.dim];
     let mut labels = vec![0u32; batch];
     evaluate(&mut exec, &val, &mut inputs, &mut labels)
@@ -123,7 +130,7 @@ fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
 
 #[test]
 fn lstm_learns_the_adding_problem_where_a_tanh_rnn_does_not() {
-    let (steps, budget) = (40, 300);
+    let (steps, budget) = (20, 500);
     let baseline = 1.0 / 6.0;
     let lstm = train_adding(CellKind::Lstm, steps, budget);
     let rnn = train_adding(CellKind::RnnTanh, steps, budget);
