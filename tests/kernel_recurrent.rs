@@ -250,3 +250,25 @@ fn embedding_backward_against_finite_differences() {
         .collect();
     common::assert_close_f64("embedding_backward", &dw, &numeric, 1e-9, 1e-7);
 }
+
+#[test]
+fn a_batch_past_the_grid_limit_is_an_error_not_a_panic() {
+    let Some(ctx) = common::gpu() else { return };
+    // Samples lie along the grid's y dimension: more than the device allows per dimension
+    // (65 535 on most) must be refused when the dispatches are built.
+    let batch = ctx.limits.max_compute_workgroups_per_dimension as usize + 1;
+    let s = RecurrentShape {
+        cell: CellKind::Lstm,
+        batch,
+        steps: 1,
+        input: 1,
+        hidden: 1,
+        truncate: 0,
+    };
+    let (rows, gh) = (s.rows(), s.gate_width());
+    let buf = |n: usize| ctx.storage_buffer("t", (n * 4) as u64).unwrap();
+    let (w, b, g, h, hp, ax) = (buf(gh), buf(gh), buf(rows * gh), buf(rows), buf(rows), buf(rows));
+    let err = recurrent::recurrent_forward(ctx, &s, &w, &b, &g, &h, &hp, &ax).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("workgroup"), "{msg}");
+}
