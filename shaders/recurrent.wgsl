@@ -45,7 +45,12 @@ struct RecShape {
 }
 
 @group(0) @binding(0) var<uniform> shape: RecShape;
+// Backward and transpose_weight: W_hh [G·H, H] as stored.
 @group(0) @binding(1) var<storage, read> w_hh: array<f32>;
+// Forward: W_hhᵀ [H, G·H], so that neighbouring invocations (units j) read neighbouring
+// weights; `transpose_weight` writes it at the start of every forward.
+@group(0) @binding(1) var<storage, read> w_hh_t: array<f32>;
+@group(0) @binding(2) var<storage, read_write> w_hh_t_out: array<f32>;
 
 // Forward: *_forward_step.
 @group(0) @binding(2) var<storage, read> b_hh: array<f32>;
@@ -88,11 +93,11 @@ fn recurrent_product(b: u32, j: u32, live: bool, lid: u32) -> array<f32, 4> {
         workgroupBarrier();
         if live {
             let kn = min(WG, H - k0);
+            let GH = shape.gates * H;
             for (var g = 0u; g < shape.gates; g = g + 1u) {
-                let w = (g * H + j) * H + k0;
                 var s = acc[g];
                 for (var k = 0u; k < kn; k = k + 1u) {
-                    s = s + tile[k] * w_hh[w + k];
+                    s = s + tile[k] * w_hh_t[(k0 + k) * GH + g * H + j];
                 }
                 acc[g] = s;
             }
@@ -100,6 +105,23 @@ fn recurrent_product(b: u32, j: u32, live: bool, lid: u32) -> array<f32, 4> {
         workgroupBarrier();
     }
     return acc;
+}
+
+// W_hhᵀ: one invocation per element, w_hh_t_out[k, m] = w_hh[m, k] (m < G·H, k < H).
+@compute @workgroup_size(WG)
+fn transpose_weight(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= GH * H {
+        return;
+    }
+    let m = i / H;
+    let k = i % H;
+    w_hh_t_out[k * GH + m] = w_hh[i];
 }
 
 // One step of the Elman, LSTM or GRU cell (shape.cell) for unit gid.x of sample gid.y.

@@ -77,6 +77,7 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let norms = cpu::recurrent::hidden_grad_norms(&dh, batch, steps, hidden);
 
             let bw = ctx.upload("w_hh", &w_hh).unwrap();
+            let bwt = ctx.upload("w_hh_t", &vec![0.0f32; gh * hidden]).unwrap();
             let bb = ctx.upload("b_hh", &b_hh).unwrap();
             let bg = ctx.upload("gates", &gates0).unwrap();
             let bh = ctx.upload("h", &vec![0.0f32; rows * hidden]).unwrap();
@@ -89,7 +90,8 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let bc = ctx.upload("carry", &vec![0.0f32; batch * hidden]).unwrap();
             let bn = ctx.upload("norms", &vec![0.0f32; steps + 2]).unwrap();
             let mut ds =
-                recurrent::recurrent_forward(ctx, &s, &bw, &bb, &bg, &bh, &bhp, &bax).unwrap();
+                recurrent::recurrent_forward(ctx, &s, &bw, &bwt, &bb, &bg, &bh, &bhp, &bax)
+                    .unwrap();
             ds.extend(
                 recurrent::recurrent_backward(
                     ctx,
@@ -267,8 +269,9 @@ fn a_batch_past_the_grid_limit_is_an_error_not_a_panic() {
     };
     let (rows, gh) = (s.rows(), s.gate_width());
     let buf = |n: usize| ctx.storage_buffer("t", (n * 4) as u64).unwrap();
-    let (w, b, g, h, hp, ax) = (buf(gh), buf(gh), buf(rows * gh), buf(rows), buf(rows), buf(rows));
-    let err = recurrent::recurrent_forward(ctx, &s, &w, &b, &g, &h, &hp, &ax).unwrap_err();
+    let (w, wt, b, g) = (buf(gh), buf(gh), buf(gh), buf(rows * gh));
+    let (h, hp, ax) = (buf(rows), buf(rows), buf(rows));
+    let err = recurrent::recurrent_forward(ctx, &s, &w, &wt, &b, &g, &h, &hp, &ax).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("workgroup"), "{msg}");
 }

@@ -120,7 +120,11 @@ fn train_adding(cell: CellKind, steps: usize, budget: u64) -> f64 {
     log.extend(exec.finished(true).unwrap().iter().map(|r| r.loss));
     let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / s.len().max(1) as f64;
     let curve: Vec<String> = log.chunks(100).map(|c| format!("{:.4}", mean(c))).collect();
-    eprintln!("{} training loss per 100 steps: {}", cell.name(), curve.join(" "));
+    eprintln!(
+        "{} training loss per 100 steps: {}",
+        cell.name(),
+        curve.join(" ")
+    );
     let mut inputs = vec![0.0f32; batch * val.dim];
     let mut labels = vec![0u32; batch];
     evaluate(&mut exec, &val, &mut inputs, &mut labels)

@@ -567,6 +567,7 @@ impl<T: Element> CpuExecutor<T> {
                 self.clip = Some(d);
                 self.last_clip = Some(d);
             }
+            // W_hhᵀ (`w_hh_t`) is the GPU's: the GEMM reads the transpose through strides.
             Op::RecurrentForward {
                 ref shape,
                 w_hh,
@@ -575,6 +576,7 @@ impl<T: Element> CpuExecutor<T> {
                 h,
                 hprev,
                 aux,
+                ..
             } => {
                 let (mut g, mut oh, mut hp, mut ax) = (
                     self.take(gates),

@@ -149,12 +149,13 @@ fn writes(op: &Op, buf: BufId, plan: &Plan) -> bool {
         } => dx == buf || dgamma == buf || dbeta == buf,
         Op::AccumulateGrad { dst, .. } | Op::CopyTensor { dst, .. } => dst == buf,
         Op::RecurrentForward {
+            w_hh_t,
             gates,
             h,
             hprev,
             aux,
             ..
-        } => [gates, h, hprev, aux].contains(&buf),
+        } => [w_hh_t, gates, h, hprev, aux].contains(&buf),
         Op::RecurrentBackward {
             dh,
             dgi,

@@ -590,6 +590,7 @@ impl GpuExecutor {
                 Op::RecurrentForward {
                     ref shape,
                     w_hh,
+                    w_hh_t,
                     b_hh,
                     gates,
                     h,
@@ -599,6 +600,7 @@ impl GpuExecutor {
                     c,
                     shape,
                     buf(w_hh),
+                    buf(w_hh_t),
                     buf(b_hh),
                     buf(gates),
                     buf(h),

@@ -311,6 +311,9 @@ pub enum Op {
     RecurrentForward {
         shape: RecurrentShape,
         w_hh: BufId,
+        /// [H, G·H] scratch for W_hhᵀ (the GPU's step kernel reads it; the CPU's GEMM
+        /// takes the transpose as strides and leaves it unused).
+        w_hh_t: BufId,
         b_hh: BufId,
         gates: BufId,
         h: BufId,
@@ -458,13 +461,14 @@ impl Op {
             Op::AccumulateGrad { dst, src, .. } | Op::CopyTensor { src, dst, .. } => vec![dst, src],
             Op::RecurrentForward {
                 w_hh,
+                w_hh_t,
                 b_hh,
                 gates,
                 h,
                 hprev,
                 aux,
                 ..
-            } => vec![w_hh, b_hh, gates, h, hprev, aux],
+            } => vec![w_hh, w_hh_t, b_hh, gates, h, hprev, aux],
             Op::RecurrentBackward {
                 w_hh,
                 gates,

@@ -33,6 +33,8 @@ pub struct SeqBuffers {
     pub dgh: Option<BufId>,
     /// [B, H]: the LSTM's dc carried from step t + 1 (one element for other cells).
     pub carry: BufId,
+    /// [H, G·H]: W_hhᵀ, rewritten at the start of every forward (read by the GPU only).
+    pub w_hh_t: BufId,
 }
 
 /// The geometry of recurrent node `id` for batches of `batch`.
@@ -106,6 +108,7 @@ pub fn allocate(
             carry_len,
             BufferRole::ActivationGrad,
         ),
+        w_hh_t: add(format!("{name}.w_hh_t"), f, gh * h, BufferRole::Scratch),
     }
 }
 
@@ -147,6 +150,7 @@ pub fn forward_ops(
         Op::RecurrentForward {
             shape: *s,
             w_hh: p.w_hh,
+            w_hh_t: sv.w_hh_t,
             b_hh: p.b_hh,
             gates: sv.gates,
             h,

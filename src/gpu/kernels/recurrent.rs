@@ -56,12 +56,15 @@ fn step_grid(s: &RecurrentShape) -> [u32; 3] {
 }
 
 /// Forward of every step, t = 0 … T − 1: `gates` [B, T, G·H] holds x·W_ihᵀ + b_ih on
-/// entry; writes the activated gates, h, hprev and aux. One dispatch per step.
+/// entry; writes the activated gates, h, hprev and aux. One dispatch writes W_hhᵀ into
+/// `w_hh_t` ([H, G·H] scratch, so the step kernel's reads are contiguous across units),
+/// then one dispatch per step.
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_forward(
     ctx: &GpuContext,
     s: &RecurrentShape,
     w_hh: &wgpu::Buffer,
+    w_hh_t: &wgpu::Buffer,
     b_hh: &wgpu::Buffer,
     gates: &wgpu::Buffer,
     h: &wgpu::Buffer,
@@ -75,6 +78,7 @@ pub fn recurrent_forward(
         s,
         &[
             ("w_hh", w_hh, gh * hn),
+            ("w_hh_t", w_hh_t, gh * hn),
             ("b_hh", b_hh, gh),
             ("gates", gates, rows * gh),
             ("h", h, rows * hn),
@@ -82,17 +86,23 @@ pub fn recurrent_forward(
             ("aux", aux, rows * s.cell.aux_width(hn)),
         ],
     )?;
-    (0..s.steps)
-        .map(|t| {
-            let u = ctx.uniform("recurrent_forward.shape", &rec_shape(s, t))?;
-            ctx.dispatch(
-                "recurrent",
-                "recurrent_forward_step",
-                &[&u, w_hh, b_hh, gates, h, hprev, aux],
-                step_grid(s),
-            )
-        })
-        .collect()
+    let u = ctx.uniform("transpose_weight.shape", &rec_shape(s, 0))?;
+    let mut d = vec![ctx.dispatch(
+        "recurrent",
+        "transpose_weight",
+        &[&u, w_hh, w_hh_t],
+        grid_1d(ctx, gh * hn, WG),
+    )?];
+    for t in 0..s.steps {
+        let u = ctx.uniform("recurrent_forward.shape", &rec_shape(s, t))?;
+        d.push(ctx.dispatch(
+            "recurrent",
+            "recurrent_forward_step",
+            &[&u, w_hh_t, b_hh, gates, h, hprev, aux],
+            step_grid(s),
+        )?);
+    }
+    Ok(d)
 }
 
 /// Backward through time, t = T − 1 … 0: from dy to dh, dgi and (GRU) dgh. `carry` is the
