@@ -12,11 +12,11 @@
 // uniform names the step, so a whole layer is one run of dispatches in the step's single
 // compute pass.
 //
-// One invocation computes one (b, j): the G pre-activations of unit j of sample b (forward)
-// or the gradient reaching h_t[b, j] and the cell's backward there. A workgroup covers WG
-// units of one sample, so the row of h_{t−1} (forward) or of the next step's gate gradients
-// (backward) that all its invocations read is staged once in workgroup memory, in tiles of
-// WG. Sums run over k = 0, 1, … in order: reproducible, and the CPU twin rounds alike up to
+// One invocation computes unit j for BB = 4 consecutive samples: the G pre-activations
+// (forward) or the gradient reaching h_t[b, j] and the cell's backward there, so each weight
+// it reads serves 4 samples. A workgroup covers WG units of those samples, so the rows of
+// h_{t−1} (forward) or of the next step's gate gradients (backward) that all its
+// invocations read are staged once in workgroup memory, in tiles of WG (a vec4 per column). Sums run over k = 0, 1, … in order: reproducible, and the CPU twin rounds alike up to
 // its GEMM's order.
 //
 // Derivations are in the CPU twin (src/cpu/recurrent.rs).
@@ -70,36 +70,45 @@ struct RecShape {
 @group(0) @binding(7) var<storage, read> shprev: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dgh: array<f32>;
 
-var<workgroup> tile: array<f32, WG>;
+// Samples per invocation: each weight an invocation reads serves BB samples at once
+// (their rows of h_{t−1} or of the gate gradients sit side by side in a vec4 of the tile).
+const BB: u32 = 4u;
+
+var<workgroup> tile: array<vec4<f32>, WG>;
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
 
-// acc[g] = Σ_k h_{t−1}[b, k]·W_hh[g·H + j, k] for the cell's gates, h_{t−1} staged in tiles.
-// Every invocation of the workgroup calls it (barriers), live or not.
-fn recurrent_product(b: u32, j: u32, live: bool, lid: u32) -> array<f32, 4> {
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+// acc[g][s] = Σ_k h_{t−1}[b0 + s, k]·W_hh[g·H + j, k] for the cell's gates and the BB
+// samples from b0, h_{t−1} staged in tiles (zero for samples past the batch). Every
+// invocation of the workgroup calls it (barriers), live or not.
+fn recurrent_product(b0: u32, j: u32, live: bool, lid: u32) -> array<vec4<f32>, 4> {
+    var acc = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
     let H = shape.hidden;
     let T = shape.steps;
     if shape.t == 0u {
         return acc;
     }
-    let row = (b * T + shape.t - 1u) * H;
+    let GH = shape.gates * H;
     for (var k0 = 0u; k0 < H; k0 = k0 + WG) {
-        if k0 + lid < H {
-            tile[lid] = h[row + k0 + lid];
+        var v = vec4(0.0);
+        for (var s = 0u; s < BB; s = s + 1u) {
+            let b = b0 + s;
+            if k0 + lid < H && b < shape.batch {
+                v[s] = h[(b * T + shape.t - 1u) * H + k0 + lid];
+            }
         }
+        tile[lid] = v;
         workgroupBarrier();
         if live {
             let kn = min(WG, H - k0);
-            let GH = shape.gates * H;
             for (var g = 0u; g < shape.gates; g = g + 1u) {
-                var s = acc[g];
+                var a = acc[g];
                 for (var k = 0u; k < kn; k = k + 1u) {
-                    s = s + tile[k] * w_hh_t[(k0 + k) * GH + g * H + j];
+                    a = a + tile[k] * w_hh_t[(k0 + k) * GH + g * H + j];
                 }
-                acc[g] = s;
+                acc[g] = a;
             }
         }
         workgroupBarrier();
@@ -124,20 +133,9 @@ fn transpose_weight(
     w_hh_t_out[k * GH + m] = w_hh[i];
 }
 
-// One step of the Elman, LSTM or GRU cell (shape.cell) for unit gid.x of sample gid.y.
-@compute @workgroup_size(WG)
-fn recurrent_forward_step(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
+// The cell at (b, j) given the hidden-side sums hh[g] of its gates.
+fn forward_cell(b: u32, j: u32, hh: vec4<f32>) {
     let H = shape.hidden;
-    let b = gid.y;
-    let j = gid.x;
-    let live = j < H && b < shape.batch;
-    let acc = recurrent_product(b, j, live, lid.x);
-    if !live {
-        return;
-    }
     let t = shape.t;
     let row = (b * shape.steps + t) * H;
     let grow = (b * shape.steps + t) * shape.gates * H;
@@ -147,7 +145,7 @@ fn recurrent_forward_step(
     }
     hprev[row + j] = hp;
     if shape.cell <= 1u {
-        let a = gates[grow + j] + acc[0] + b_hh[j];
+        let a = gates[grow + j] + hh[0] + b_hh[j];
         var v = max(a, 0.0);
         if shape.cell == 0u {
             v = tanh(a);
@@ -155,10 +153,10 @@ fn recurrent_forward_step(
         gates[grow + j] = v;
         h[row + j] = v;
     } else if shape.cell == 2u {
-        let i = sigmoid(gates[grow + j] + acc[0] + b_hh[j]);
-        let f = sigmoid(gates[grow + H + j] + acc[1] + b_hh[H + j]);
-        let g = tanh(gates[grow + 2u * H + j] + acc[2] + b_hh[2u * H + j]);
-        let o = sigmoid(gates[grow + 3u * H + j] + acc[3] + b_hh[3u * H + j]);
+        let i = sigmoid(gates[grow + j] + hh[0] + b_hh[j]);
+        let f = sigmoid(gates[grow + H + j] + hh[1] + b_hh[H + j]);
+        let g = tanh(gates[grow + 2u * H + j] + hh[2] + b_hh[2u * H + j]);
+        let o = sigmoid(gates[grow + 3u * H + j] + hh[3] + b_hh[3u * H + j]);
         var cp = 0.0;
         if t > 0u {
             cp = aux[row - H + j];
@@ -171,9 +169,9 @@ fn recurrent_forward_step(
         gates[grow + 2u * H + j] = g;
         gates[grow + 3u * H + j] = o;
     } else {
-        let r = sigmoid(gates[grow + j] + acc[0] + b_hh[j]);
-        let z = sigmoid(gates[grow + H + j] + acc[1] + b_hh[H + j]);
-        let hn = acc[2] + b_hh[2u * H + j];
+        let r = sigmoid(gates[grow + j] + hh[0] + b_hh[j]);
+        let z = sigmoid(gates[grow + H + j] + hh[1] + b_hh[H + j]);
+        let hn = hh[2] + b_hh[2u * H + j];
         let n = tanh(gates[grow + 2u * H + j] + r * hn);
         aux[row + j] = hn;
         h[row + j] = (1.0 - z) * n + z * hp;
@@ -183,72 +181,90 @@ fn recurrent_forward_step(
     }
 }
 
-// rec = Σ_m src[b, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next step's
-// hidden-side pre-activations, staged in tiles. Two copies, one per source buffer (dgi for
-// the Elman cell and the LSTM, dgh for the GRU), so that each entry point binds only its own.
-fn recurrent_grad_dgi(b: u32, j: u32, live: bool, lid: u32) -> f32 {
-    let H = shape.hidden;
-    let GH = shape.gates * H;
-    var s = 0.0;
-    if shape.flows == 0u {
-        return s;
-    }
-    let row = (b * shape.steps + shape.t + 1u) * GH;
-    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
-        if m0 + lid < GH && b < shape.batch {
-            tile[lid] = dgi[row + m0 + lid];
-        }
-        workgroupBarrier();
-        if live {
-            let mn = min(WG, GH - m0);
-            for (var m = 0u; m < mn; m = m + 1u) {
-                s = s + tile[m] * w_hh[(m0 + m) * H + j];
-            }
-        }
-        workgroupBarrier();
-    }
-    return s;
-}
-
-fn recurrent_grad_dgh(b: u32, j: u32, live: bool, lid: u32) -> f32 {
-    let H = shape.hidden;
-    let GH = shape.gates * H;
-    var s = 0.0;
-    if shape.flows == 0u {
-        return s;
-    }
-    let row = (b * shape.steps + shape.t + 1u) * GH;
-    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
-        if m0 + lid < GH && b < shape.batch {
-            tile[lid] = dgh[row + m0 + lid];
-        }
-        workgroupBarrier();
-        if live {
-            let mn = min(WG, GH - m0);
-            for (var m = 0u; m < mn; m = m + 1u) {
-                s = s + tile[m] * w_hh[(m0 + m) * H + j];
-            }
-        }
-        workgroupBarrier();
-    }
-    return s;
-}
-
-// Backward of one step of the Elman cell (tanh or ReLU): gates holds h.
+// One step of the Elman, LSTM or GRU cell (shape.cell) for unit gid.x of the BB samples
+// from gid.y·BB.
 @compute @workgroup_size(WG)
-fn rnn_backward_step(
+fn recurrent_forward_step(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let H = shape.hidden;
-    let b = gid.y;
     let j = gid.x;
-    let live = j < H && b < shape.batch;
-    let rec = recurrent_grad_dgi(b, j, live, lid.x);
+    let b0 = gid.y * BB;
+    let live = j < shape.hidden;
+    let acc = recurrent_product(b0, j, live, lid.x);
     if !live {
         return;
     }
-    let row = (b * shape.steps + shape.t) * H;
+    for (var s = 0u; s < BB; s = s + 1u) {
+        if b0 + s < shape.batch {
+            forward_cell(b0 + s, j, vec4(acc[0][s], acc[1][s], acc[2][s], acc[3][s]));
+        }
+    }
+}
+
+// rec[s] = Σ_m src[b0 + s, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next
+// step's hidden-side pre-activations, for BB samples, staged in tiles. Two copies, one per
+// source buffer (dgi for the Elman cell and the LSTM, dgh for the GRU), so that each entry
+// point binds only its own.
+fn recurrent_grad_dgi(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    var r = vec4(0.0);
+    if shape.flows == 0u {
+        return r;
+    }
+    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
+        var v = vec4(0.0);
+        for (var s = 0u; s < BB; s = s + 1u) {
+            let b = b0 + s;
+            if m0 + lid < GH && b < shape.batch {
+                v[s] = dgi[(b * shape.steps + shape.t + 1u) * GH + m0 + lid];
+            }
+        }
+        tile[lid] = v;
+        workgroupBarrier();
+        if live {
+            let mn = min(WG, GH - m0);
+            for (var m = 0u; m < mn; m = m + 1u) {
+                r = r + tile[m] * w_hh[(m0 + m) * H + j];
+            }
+        }
+        workgroupBarrier();
+    }
+    return r;
+}
+
+fn recurrent_grad_dgh(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    var r = vec4(0.0);
+    if shape.flows == 0u {
+        return r;
+    }
+    for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
+        var v = vec4(0.0);
+        for (var s = 0u; s < BB; s = s + 1u) {
+            let b = b0 + s;
+            if m0 + lid < GH && b < shape.batch {
+                v[s] = dgh[(b * shape.steps + shape.t + 1u) * GH + m0 + lid];
+            }
+        }
+        tile[lid] = v;
+        workgroupBarrier();
+        if live {
+            let mn = min(WG, GH - m0);
+            for (var m = 0u; m < mn; m = m + 1u) {
+                r = r + tile[m] * w_hh[(m0 + m) * H + j];
+            }
+        }
+        workgroupBarrier();
+    }
+    return r;
+}
+
+// Backward of one step of the Elman cell (tanh or ReLU) at (b, j): gates holds h.
+fn rnn_backward_cell(b: u32, j: u32, rec: f32) {
+    let row = (b * shape.steps + shape.t) * shape.hidden;
     let d = dy[row + j] + rec;
     dh[row + j] = d;
     let v = sgates[row + j];
@@ -260,18 +276,26 @@ fn rnn_backward_step(
 }
 
 @compute @workgroup_size(WG)
-fn lstm_backward_step(
+fn rnn_backward_step(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let H = shape.hidden;
-    let b = gid.y;
     let j = gid.x;
-    let live = j < H && b < shape.batch;
-    let rec = recurrent_grad_dgi(b, j, live, lid.x);
+    let b0 = gid.y * BB;
+    let live = j < shape.hidden;
+    let rec = recurrent_grad_dgi(b0, j, live, lid.x);
     if !live {
         return;
     }
+    for (var s = 0u; s < BB; s = s + 1u) {
+        if b0 + s < shape.batch {
+            rnn_backward_cell(b0 + s, j, rec[s]);
+        }
+    }
+}
+
+fn lstm_backward_cell(b: u32, j: u32, rec: f32) {
+    let H = shape.hidden;
     let t = shape.t;
     let row = (b * shape.steps + t) * H;
     let grow = (b * shape.steps + t) * 4u * H;
@@ -300,20 +324,29 @@ fn lstm_backward_step(
 }
 
 @compute @workgroup_size(WG)
-fn gru_backward_step(
+fn lstm_backward_step(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let H = shape.hidden;
-    let b = gid.y;
     let j = gid.x;
-    let live = j < H && b < shape.batch;
-    var rec = recurrent_grad_dgh(b, j, live, lid.x);
+    let b0 = gid.y * BB;
+    let live = j < shape.hidden;
+    let rec = recurrent_grad_dgi(b0, j, live, lid.x);
     if !live {
         return;
     }
+    for (var s = 0u; s < BB; s = s + 1u) {
+        if b0 + s < shape.batch {
+            lstm_backward_cell(b0 + s, j, rec[s]);
+        }
+    }
+}
+
+fn gru_backward_cell(b: u32, j: u32, rec_in: f32) {
+    let H = shape.hidden;
     let t = shape.t;
     let T = shape.steps;
+    var rec = rec_in;
     if shape.flows != 0u {
         // h_t also reaches h_{t+1} directly: h_{t+1} = (1 − z)·n + z·h_t.
         rec = rec + dh[(b * T + t + 1u) * H + j] * sgates[(b * T + t + 1u) * 3u * H + H + j];
@@ -335,6 +368,25 @@ fn gru_backward_step(
     dgh[grow + j] = drp;
     dgh[grow + H + j] = dzp;
     dgh[grow + 2u * H + j] = dan * r;
+}
+
+@compute @workgroup_size(WG)
+fn gru_backward_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let j = gid.x;
+    let b0 = gid.y * BB;
+    let live = j < shape.hidden;
+    let rec = recurrent_grad_dgh(b0, j, live, lid.x);
+    if !live {
+        return;
+    }
+    for (var s = 0u; s < BB; s = s + 1u) {
+        if b0 + s < shape.batch {
+            gru_backward_cell(b0 + s, j, rec[s]);
+        }
+    }
 }
 
 // hidden_grad_norms / last_step_*: one sequence in, one out.

@@ -23,6 +23,7 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (3, 1, 4, 5, 0),
     (2, 7, 3, 7, 0),
     (5, 7, 2, 13, 3),
+    (9, 2, 3, 6, 0),
     (1, 3, 5, 67, 0),
     (3, 11, 2, 65, 4),
 ];
@@ -256,9 +257,11 @@ fn embedding_backward_against_finite_differences() {
 #[test]
 fn a_batch_past_the_grid_limit_is_an_error_not_a_panic() {
     let Some(ctx) = common::gpu() else { return };
-    // Samples lie along the grid's y dimension: more than the device allows per dimension
-    // (65 535 on most) must be refused when the dispatches are built.
-    let batch = ctx.limits.max_compute_workgroups_per_dimension as usize + 1;
+    // Groups of 4 samples lie along the grid's y dimension: more groups than the device
+    // allows per dimension (65 535 on most) must be refused when the dispatches are built.
+    let batch = ctx.limits.max_compute_workgroups_per_dimension as usize
+        * recurrent::SAMPLES_PER_INVOCATION
+        + 1;
     let s = RecurrentShape {
         cell: CellKind::Lstm,
         batch,

@@ -50,9 +50,18 @@ fn check_sizes(op: &str, s: &RecurrentShape, named: &[(&str, &wgpu::Buffer, usiz
     check_distinct(op, &list)
 }
 
-/// The grid of a step: units along x in workgroups of WG, samples along y.
+/// Samples per invocation of the step kernels (recurrent.wgsl's `BB`).
+pub const SAMPLES_PER_INVOCATION: usize = 4;
+
+/// The grid of a step: units along x in workgroups of WG, groups of 4 samples along y.
 fn step_grid(s: &RecurrentShape) -> [u32; 3] {
-    [s.hidden.div_ceil(WG as usize) as u32, s.batch as u32, 1]
+    [
+        s.hidden.div_ceil(WG as usize) as u32,
+        s.batch
+            .div_ceil(SAMPLES_PER_INVOCATION)
+            .min(u32::MAX as usize) as u32,
+        1,
+    ]
 }
 
 /// Forward of every step, t = 0 … T − 1: `gates` [B, T, G·H] holds x·W_ihᵀ + b_ih on
