@@ -44,6 +44,9 @@ pub struct StepReport {
     /// The global gradient norm before and after clipping, and whether the update was
     /// discarded, on plans with a global-norm op (`Op::ClipNorm`).
     pub clip: Option<crate::cpu::clip::ClipDecision>,
+    /// ‖dL/dh_t‖ for every step of every recurrent layer, laid out as
+    /// `Plan::recurrent_layers` says (current on full-stats steps; empty without such layers).
+    pub hidden_norms: Vec<f32>,
 }
 
 pub trait Executor {
@@ -54,6 +57,16 @@ pub trait Executor {
 
     /// Writes a batch: `inputs` is batch × features, `labels` batch class indices.
     fn load_batch(&mut self, inputs: &[f32], labels: &[u32]) -> Result<()>;
+
+    /// Overwrites the MSE targets of the loaded batch with real values (batch × outputs),
+    /// for regression data such as the adding problem; call after `load_batch`, which
+    /// fills them with the labels' one-hot vectors.
+    fn load_targets(&mut self, targets: &[f32]) -> Result<()> {
+        let buf = self.plan().targets.ok_or_else(|| {
+            crate::Error::config("real-valued targets need a model trained with the MSE loss")
+        })?;
+        self.write(buf, targets)
+    }
 
     /// Runs one training step on the loaded batch. The GPU executor only submits; the
     /// step's report arrives through `finished`.
@@ -97,7 +110,8 @@ pub trait Executor {
 /// Checks a batch against the plan's sizes.
 pub fn check_batch(plan: &Plan, inputs: &[f32], labels: &[u32]) -> Result<()> {
     let want_in = plan.batch * plan.input_features;
-    if inputs.len() != want_in || labels.len() != plan.batch {
+    let want_labels = plan.batch * plan.label_rows;
+    if inputs.len() != want_in || labels.len() != want_labels {
         return Err(crate::Error::shape(
             "load_batch",
             format!(
@@ -105,7 +119,7 @@ pub fn check_batch(plan: &Plan, inputs: &[f32], labels: &[u32]) -> Result<()> {
                 want_in,
                 plan.batch,
                 plan.input_features,
-                plan.batch,
+                want_labels,
                 inputs.len(),
                 labels.len()
             ),

@@ -76,6 +76,15 @@ impl Observer for Console {
             total_steps,
             plan.optimizer.kind.name()
         );
+        if let Some(first) = plan.recurrent_layers.first() {
+            eprintln!(
+                "sequence model: {} ×{} layers, length {}; ‖∂L/∂h_t‖ at every step is logged \
+                 with the full statistics",
+                plan.model.name,
+                plan.recurrent_layers.len(),
+                first.steps
+            );
+        }
         let roles: Vec<String> = plan
             .bytes_by_role()
             .iter()

@@ -124,6 +124,30 @@ pub struct TrainArgs {
     /// halt (default), skip or continue when a NaN or Inf appears.
     #[arg(long, value_parser = parse_nonfinite)]
     on_nonfinite: Option<NonFinitePolicy>,
+    /// A sequence task for --model rnn, rnn_relu, lstm or gru: adding, memory or rows.
+    #[arg(long)]
+    task: Option<String>,
+    /// Sequence length T of the task.
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Hidden units of every recurrent layer.
+    #[arg(long)]
+    hidden_size: Option<usize>,
+    /// Stacked recurrent layers (the depth of a recurrent model).
+    #[arg(long)]
+    rnn_layers: Option<usize>,
+    /// Truncated BPTT length: no gradient crosses a multiple of it (0: none).
+    #[arg(long)]
+    truncate: Option<usize>,
+    /// The LSTM's forget-gate bias at initialization (e.g. 1).
+    #[arg(long, allow_negative_numbers = true)]
+    forget_bias: Option<f64>,
+    /// Width of the memory task's token embedding.
+    #[arg(long)]
+    embedding_dim: Option<usize>,
+    /// Training sequences of a synthetic task.
+    #[arg(long)]
+    train_samples: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -218,6 +242,22 @@ impl TrainArgs {
             keep_checkpoints,
             on_nonfinite
         );
+        set!(
+            hidden_size,
+            rnn_layers,
+            truncate,
+            embedding_dim,
+            train_samples
+        );
+        if self.task.is_some() {
+            c.task = self.task.clone();
+        }
+        if self.seq_len.is_some() {
+            c.seq_len = self.seq_len;
+        }
+        if self.forget_bias.is_some() {
+            c.forget_bias = self.forget_bias;
+        }
         if self.clip_norm.is_some() {
             c.clip_norm = self.clip_norm;
         }

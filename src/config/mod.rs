@@ -129,6 +129,23 @@ pub struct TrainConfig {
     /// to the run's config.toml, so `--resume` does not profile unless asked again.
     #[serde(skip_serializing)]
     pub profile: bool,
+    /// A built-in sequence task for the recurrent models (`model` = rnn, rnn_relu, lstm,
+    /// gru): adding, memory or rows (see `data::sequence`).
+    pub task: Option<String>,
+    /// Sequence length T (default: 50 adding, 20 memory, 28 rows).
+    pub seq_len: Option<usize>,
+    /// Hidden units of every recurrent layer.
+    pub hidden_size: usize,
+    /// Stacked recurrent layers.
+    pub rnn_layers: usize,
+    /// Truncated BPTT: no gradient crosses a multiple of this many steps (0: none).
+    pub truncate: usize,
+    /// The LSTM's forget-gate bias at initialization (unset: drawn like the other biases).
+    pub forget_bias: Option<f64>,
+    /// Width of the memory task's token embedding.
+    pub embedding_dim: usize,
+    /// Training sequences of a synthetic task (validation gets an eighth as many more).
+    pub train_samples: usize,
 }
 
 impl Default for TrainConfig {
@@ -176,9 +193,20 @@ impl Default for TrainConfig {
             on_nonfinite: NonFinitePolicy::Halt,
             profile: false,
             diagnosis: Default::default(),
+            task: None,
+            seq_len: None,
+            hidden_size: 64,
+            rnn_layers: 1,
+            truncate: 0,
+            forget_bias: None,
+            embedding_dim: 16,
+            train_samples: 8192,
         }
     }
 }
+
+/// The recurrent models `model` may name.
+pub const RECURRENT_MODELS: [&str; 4] = ["rnn", "rnn_relu", "lstm", "gru"];
 
 /// The largest layer width a config may ask for.
 pub const MAX_WIDTH: usize = 1 << 20;
@@ -325,9 +353,113 @@ impl TrainConfig {
         )
     }
 
+    /// Whether `model` names a recurrent network.
+    pub fn is_recurrent(&self) -> bool {
+        RECURRENT_MODELS.contains(&self.model.as_str())
+    }
+
+    /// The sequence task, or None for image and feature data.
+    pub fn seq_task(&self) -> Result<Option<crate::data::sequence::SeqTask>> {
+        use crate::data::sequence::SeqTask;
+        match &self.task {
+            None => Ok(None),
+            Some(name) => SeqTask::parse(name).map(Some).ok_or_else(|| {
+                Error::config(format!(
+                    "unknown task `{name}`; use one of {}",
+                    SeqTask::NAMES.join(", ")
+                ))
+            }),
+        }
+    }
+
+    /// The sequence length of `task`: `seq_len`, or the task's default.
+    pub fn steps_for(&self, task: crate::data::sequence::SeqTask) -> usize {
+        use crate::data::sequence::SeqTask;
+        self.seq_len.unwrap_or(match task {
+            SeqTask::Adding => 50,
+            SeqTask::Memory { .. } => 20,
+            SeqTask::Rows => 28,
+        })
+    }
+
+    /// The recurrent model of this config for `task`.
+    pub fn sequence_model(&self, task: crate::data::sequence::SeqTask) -> Result<ModelSpec> {
+        use crate::model::recurrent::{Readout, SeqInput, SequenceModel};
+        let steps = self.steps_for(task);
+        task.check_steps(steps)?;
+        let cell = crate::ops::CellKind::parse(&self.model).ok_or_else(|| {
+            Error::config(format!(
+                "model `{}` is not a recurrent network; use one of {}",
+                self.model,
+                RECURRENT_MODELS.join(", ")
+            ))
+        })?;
+        let input = match task.vocab() {
+            Some(vocab) => SeqInput::Tokens {
+                vocab,
+                dim: self.embedding_dim,
+            },
+            None => SeqInput::Features(task.features(steps)),
+        };
+        SequenceModel {
+            cell,
+            input,
+            steps,
+            hidden: self.hidden_size,
+            layers: self.rnn_layers,
+            outputs: task.outputs(),
+            readout: Readout::Last,
+            loss: if task.regression() {
+                LossKind::Mse
+            } else {
+                self.loss()?
+            },
+            truncate: self.truncate,
+            forget_bias: self.forget_bias.map(|v| v as f32),
+        }
+        .build()
+    }
+
     /// Refuses settings no run can use, naming the key.
     pub fn validate(&self) -> Result<()> {
-        let known_model = self.model == "mlp"
+        let task = self.seq_task()?;
+        match (self.is_recurrent(), task) {
+            (true, None) => {
+                return Err(Error::config(format!(
+                    "model `{}` reads sequences: choose a task with `task` (--task): adding,                      memory or rows",
+                    self.model
+                )));
+            }
+            (false, Some(t)) => {
+                return Err(Error::config(format!(
+                    "task `{}` needs a recurrent model: set `model` to one of {}",
+                    t.name(),
+                    RECURRENT_MODELS.join(", ")
+                )));
+            }
+            (true, Some(t)) => {
+                t.check_steps(self.steps_for(t))?;
+                if self.hidden_size == 0 {
+                    return Err(Error::config(
+                        "`hidden_size` is 0; a recurrent layer needs at least 1 unit",
+                    ));
+                }
+                if self.rnn_layers == 0 {
+                    return Err(Error::config("`rnn_layers` must be at least 1"));
+                }
+                if self.embedding_dim == 0 || self.train_samples == 0 {
+                    return Err(Error::config(
+                        "`embedding_dim` and `train_samples` must be at least 1",
+                    ));
+                }
+                if self.forget_bias.is_some_and(|v| !v.is_finite()) {
+                    return Err(Error::config("`forget_bias` must be a finite number"));
+                }
+            }
+            (false, None) => {}
+        }
+        let known_model = self.is_recurrent()
+            || self.model == "mlp"
             || crate::model::zoo::NAMES.contains(&self.model.as_str())
             || self
                 .model
@@ -422,6 +554,11 @@ impl TrainConfig {
             at_most("hidden (a width)", w, MAX_WIDTH)?;
         }
         at_most("batch_size", self.batch_size, MAX_BATCH)?;
+        at_most("seq_len", self.seq_len.unwrap_or(0), 1 << 20)?;
+        at_most("hidden_size", self.hidden_size, MAX_WIDTH)?;
+        at_most("rnn_layers", self.rnn_layers, MAX_DEPTH)?;
+        at_most("embedding_dim", self.embedding_dim, MAX_WIDTH)?;
+        at_most("train_samples", self.train_samples, 1 << 24)?;
         at_most("epochs", self.epochs, MAX_EPOCHS)?;
         if self.max_steps > MAX_STEPS {
             return Err(Error::config(format!(

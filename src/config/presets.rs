@@ -48,6 +48,51 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "a small depthwise-separable network (3×3 depthwise + 1×1 pointwise blocks)",
         "model = \"dwsep\"\noptimizer = \"adam\"\nlr = 0.001\n",
     ),
+    (
+        "rnn-adding",
+        "a tanh RNN on the adding problem (T = 50): carry two marked values to the end; MSE baseline 0.167",
+        "model = \"rnn\"\ntask = \"adding\"\nseq_len = 50\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
+    (
+        "lstm-adding",
+        "an LSTM (forget bias 1) on the adding problem (T = 50): carry two marked values to the end; MSE baseline 0.167",
+        "model = \"lstm\"\ntask = \"adding\"\nseq_len = 50\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\nforget_bias = 1.0\n",
+    ),
+    (
+        "gru-adding",
+        "a GRU on the adding problem (T = 50): carry two marked values to the end; MSE baseline 0.167",
+        "model = \"gru\"\ntask = \"adding\"\nseq_len = 50\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
+    (
+        "rnn-memory",
+        "a tanh RNN on recalling the first of 4 symbols after T = 20 steps of distractors (chance 25 %)",
+        "model = \"rnn\"\ntask = \"memory\"\nseq_len = 20\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
+    (
+        "lstm-memory",
+        "an LSTM (forget bias 1) on recalling the first of 4 symbols after T = 20 steps of distractors (chance 25 %)",
+        "model = \"lstm\"\ntask = \"memory\"\nseq_len = 20\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\nforget_bias = 1.0\n",
+    ),
+    (
+        "gru-memory",
+        "a GRU on recalling the first of 4 symbols after T = 20 steps of distractors (chance 25 %)",
+        "model = \"gru\"\ntask = \"memory\"\nseq_len = 20\nhidden_size = 64\nbatch_size = 64\nmax_steps = 2000\nepochs = 100\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
+    (
+        "rnn-rows",
+        "a tanh RNN on Fashion-MNIST read row by row (28 steps of 28 pixels)",
+        "model = \"rnn\"\ntask = \"rows\"\nseq_len = 28\nhidden_size = 128\nbatch_size = 64\nepochs = 3\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
+    (
+        "lstm-rows",
+        "an LSTM (forget bias 1) on Fashion-MNIST read row by row (28 steps of 28 pixels)",
+        "model = \"lstm\"\ntask = \"rows\"\nseq_len = 28\nhidden_size = 128\nbatch_size = 64\nepochs = 3\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\nforget_bias = 1.0\n",
+    ),
+    (
+        "gru-rows",
+        "a GRU on Fashion-MNIST read row by row (28 steps of 28 pixels)",
+        "model = \"gru\"\ntask = \"rows\"\nseq_len = 28\nhidden_size = 128\nbatch_size = 64\nepochs = 3\noptimizer = \"adam\"\nlr = 0.001\nclip_norm = 1.0\n",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {

@@ -2,8 +2,8 @@
 //! the element type, so the same executor trains in f32 and checks gradients in f64.
 
 use super::{
-    Element, activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul,
-    optimizer, pool2d, stats,
+    Element, activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss,
+    matmul, optimizer, pool2d, recurrent, stats,
 };
 use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
@@ -64,7 +64,11 @@ impl<T: Element> CpuExecutor<T> {
             .collect();
         let records = vec![RawStats::empty(); plan.stats_jobs.len()];
         let dead = vec![0; plan.dead_unit_layers.len()];
-        let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        let targets_host = vec![
+            0.0;
+            plan.targets
+                .map_or(0, |_| plan.batch * plan.label_rows * plan.classes)
+        ];
         let grad_jobs = plan.grad_jobs();
         CpuExecutor {
             plan,
@@ -626,6 +630,147 @@ impl<T: Element> CpuExecutor<T> {
                 self.clip = Some(d);
                 self.last_clip = Some(d);
             }
+            // W_hhᵀ (`w_hh_t`) is the GPU's: the GEMM reads the transpose through strides.
+            Op::RecurrentForward {
+                ref shape,
+                w_hh,
+                b_hh,
+                gates,
+                h,
+                hprev,
+                aux,
+                ..
+            } => {
+                let (mut g, mut oh, mut hp, mut ax) = (
+                    self.take(gates),
+                    self.take(h),
+                    self.take(hprev),
+                    self.take(aux),
+                );
+                recurrent::recurrent_forward(
+                    shape,
+                    self.float(w_hh),
+                    self.float(b_hh),
+                    &mut g,
+                    &mut oh,
+                    &mut hp,
+                    &mut ax,
+                );
+                self.put(gates, g);
+                self.put(h, oh);
+                self.put(hprev, hp);
+                self.put(aux, ax);
+            }
+            Op::RecurrentBackward {
+                ref shape,
+                w_hh,
+                gates,
+                h,
+                hprev,
+                aux,
+                dy,
+                dh,
+                dgi,
+                dgh,
+                ..
+            } => {
+                let (mut odh, mut odgi) = (self.take(dh), self.take(dgi));
+                let mut odgh = dgh.map(|b| self.take(b));
+                recurrent::recurrent_backward(
+                    shape,
+                    self.float(w_hh),
+                    self.float(gates),
+                    self.float(h),
+                    self.float(hprev),
+                    self.float(aux),
+                    self.float(dy),
+                    &mut odh,
+                    &mut odgi,
+                    odgh.as_deref_mut(),
+                );
+                self.put(dh, odh);
+                self.put(dgi, odgi);
+                if let (Some(b), Some(v)) = (dgh, odgh) {
+                    self.put(b, v);
+                }
+            }
+            Op::HiddenGradNorms {
+                dh,
+                batch,
+                steps,
+                hidden,
+                norms,
+                offset,
+            } => {
+                let n = recurrent::hidden_grad_norms(self.float(dh), batch, steps, hidden);
+                let mut out = self.take(norms);
+                for (d, v) in out[offset..offset + steps].iter_mut().zip(n) {
+                    *d = T::from_f64(v as f64);
+                }
+                self.put(norms, out);
+            }
+            Op::EmbeddingForward {
+                ids,
+                weight,
+                y,
+                rows,
+                vocab,
+                dim,
+            } => {
+                let mut out = self.take(y);
+                embedding::embedding_forward(
+                    self.float(ids),
+                    self.float(weight),
+                    &mut out,
+                    rows,
+                    vocab,
+                    dim,
+                );
+                self.put(y, out);
+            }
+            Op::EmbeddingBackward {
+                ids,
+                dy,
+                dw,
+                rows,
+                vocab,
+                dim,
+                accumulate,
+            } => {
+                let mut out = self.take(dw);
+                embedding::embedding_backward(
+                    self.float(ids),
+                    self.float(dy),
+                    &mut out,
+                    rows,
+                    vocab,
+                    dim,
+                    accumulate,
+                );
+                self.put(dw, out);
+            }
+            Op::LastStepForward {
+                x,
+                y,
+                batch,
+                steps,
+                features,
+            } => {
+                let mut out = self.take(y);
+                recurrent::last_step_forward(self.float(x), &mut out, batch, steps, features);
+                self.put(y, out);
+            }
+            Op::LastStepBackward {
+                dy,
+                dx,
+                batch,
+                steps,
+                features,
+            } => {
+                let mut out = self.take(dx);
+                recurrent::last_step_backward(self.float(dy), &mut out, batch, steps, features);
+                self.put(dx, out);
+            }
             Op::Optimizer { .. } if self.clip.is_some_and(|d| d.skipped) => {}
             Op::Optimizer { param } => {
                 let s = scalars
@@ -718,6 +863,12 @@ impl<T: Element> Executor for CpuExecutor<T> {
             records: self.records.clone(),
             dead_units: self.dead.clone(),
             clip: self.clip,
+            hidden_norms: self.plan.hidden_norms.map_or_else(Vec::new, |b| {
+                self.float(b)
+                    .iter()
+                    .map(|v| Element::to_f64(*v) as f32)
+                    .collect()
+            }),
         });
         Ok(())
     }
@@ -728,7 +879,8 @@ impl<T: Element> Executor for CpuExecutor<T> {
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
         self.run_eval()?;
-        let valid = valid.min(self.plan.batch);
+        // A read-out at every step has `label_rows` loss rows per sample.
+        let valid = valid.min(self.plan.batch) * self.plan.label_rows;
         let batch = self.plan.batch as f64;
         let loss: f64 = self.float(self.plan.row_loss)[..valid]
             .iter()

@@ -9,12 +9,14 @@ pub mod clip;
 pub mod conv2d;
 pub mod dropout;
 pub mod element;
+pub mod embedding;
 pub mod executor;
 pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
 pub mod pool2d;
+pub mod recurrent;
 pub mod stats;
 
 pub use element::Element;

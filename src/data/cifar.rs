@@ -153,6 +153,7 @@ fn read_batches(files: &[PathBuf], name: String) -> Result<Dataset> {
         classes: CIFAR10_CLASSES.len(),
         image: Some(IMAGE),
         name,
+        targets: Vec::new(),
     })
 }
 

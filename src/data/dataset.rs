@@ -55,6 +55,10 @@ pub struct Dataset {
     pub image: Option<[usize; 3]>,
     /// Shown in logs and errors: a path, or `fashion-mnist/test` and the like.
     pub name: String,
+    /// Real-valued regression targets, `targets_per_record` per record (empty for
+    /// classification): the adding problem's sums. An MSE plan takes them in place of the
+    /// one-hot labels.
+    pub targets: Vec<f32>,
 }
 
 impl Dataset {
@@ -108,6 +112,7 @@ impl Dataset {
             classes,
             image,
             name,
+            targets: Vec::new(),
         };
         ds.check_finite()?;
         Ok(ds)
@@ -187,7 +192,13 @@ impl Dataset {
             classes,
             image: Some([1, images.rows, images.cols]),
             name: images_path.display().to_string(),
+            targets: Vec::new(),
         })
+    }
+
+    /// Regression targets per record (0 for classification data).
+    pub fn targets_per_record(&self) -> usize {
+        self.targets.len().checked_div(self.n).unwrap_or(0)
     }
 
     /// Record `i`'s features.
@@ -216,6 +227,12 @@ impl Dataset {
         for &i in indices {
             inputs.extend_from_slice(self.record(i));
         }
+        let per = self.targets_per_record();
+        let targets = indices
+            .iter()
+            .flat_map(|&i| &self.targets[i * per..(i + 1) * per])
+            .copied()
+            .collect();
         Ok(Dataset {
             inputs,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
@@ -224,6 +241,7 @@ impl Dataset {
             classes: self.classes,
             image: self.image,
             name: name.into(),
+            targets,
         })
     }
 

@@ -168,6 +168,23 @@ impl<D: Borrow<Dataset>> BatchLoader<D> {
         true
     }
 
+    /// The regression targets (see [`Dataset::targets`]) of the records the last successful
+    /// [`fill`](Self::fill) handed out, in batch order, into `out` (batch × targets per
+    /// record). Writes nothing for classification data.
+    pub fn fill_targets(&self, out: &mut [f32]) {
+        let ds: &Dataset = self.data.borrow();
+        let per = ds.targets_per_record();
+        let b = self.batch_size;
+        if per == 0 || self.position < b {
+            return;
+        }
+        let rows = &self.order[self.position - b..self.position];
+        for (&r, dst) in rows.iter().zip(out.chunks_exact_mut(per)) {
+            let r = r as usize;
+            dst.copy_from_slice(&ds.targets[r * per..(r + 1) * per]);
+        }
+    }
+
     /// Rebuilds `order` for `self.epoch` in place: identity, then the epoch's shuffle.
     fn build_order(&mut self) {
         let n = self.data.borrow().n as u32;

@@ -10,6 +10,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod idx;
 pub mod loader;
+pub mod sequence;
 
 pub use augment::Augment;
 pub use cifar::{CIFAR10_CLASSES, load_cifar_dir};

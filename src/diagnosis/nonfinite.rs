@@ -148,6 +148,25 @@ fn writes(op: &Op, buf: BufId, plan: &Plan) -> bool {
             dx, dgamma, dbeta, ..
         } => dx == buf || dgamma == buf || dbeta == buf,
         Op::AccumulateGrad { dst, .. } | Op::CopyTensor { dst, .. } => dst == buf,
+        Op::RecurrentForward {
+            w_hh_t,
+            gates,
+            h,
+            hprev,
+            aux,
+            ..
+        } => [w_hh_t, gates, h, hprev, aux].contains(&buf),
+        Op::RecurrentBackward {
+            dh,
+            dgi,
+            dgh,
+            carry,
+            ..
+        } => [dh, dgi, carry].contains(&buf) || dgh == Some(buf),
+        Op::EmbeddingForward { y, .. } | Op::LastStepForward { y, .. } => y == buf,
+        Op::EmbeddingBackward { dw, .. } => dw == buf,
+        Op::LastStepBackward { dx, .. } => dx == buf,
+        Op::HiddenGradNorms { norms, .. } => norms == buf,
         Op::Stats { .. } | Op::DeadUnits { .. } | Op::ClipNorm { .. } | Op::ClipValue { .. } => {
             false
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::fusion::{Fused, plan_fusions};
 use super::kernels::{
-    activation, add, batchnorm, bias, clip, conv2d, dropout, layernorm, loss, matmul, optimizer,
-    pool2d, stats,
+    activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss, matmul,
+    optimizer, pool2d, recurrent, stats,
 };
 use super::readback::ReadbackRing;
 use super::{Dispatch, GpuContext};
@@ -27,6 +27,8 @@ struct SlotLayout {
     clip_offset: Option<u64>,
     dead_offset: u64,
     records_offset: u64,
+    /// The recurrent layers' per-step hidden-gradient norms (f32), after the records.
+    norms_offset: u64,
     bytes: u64,
 }
 
@@ -588,6 +590,129 @@ impl GpuExecutor {
                 Op::CopyTensor { src, dst, len } => {
                     vec![add::copy_tensor(c, buf(src), buf(dst), len)?]
                 }
+                Op::RecurrentForward {
+                    ref shape,
+                    w_hh,
+                    w_hh_t,
+                    b_hh,
+                    gates,
+                    h,
+                    hprev,
+                    aux,
+                } => recurrent::recurrent_forward(
+                    c,
+                    shape,
+                    buf(w_hh),
+                    buf(w_hh_t),
+                    buf(b_hh),
+                    buf(gates),
+                    buf(h),
+                    buf(hprev),
+                    buf(aux),
+                )?,
+                Op::RecurrentBackward {
+                    ref shape,
+                    w_hh,
+                    gates,
+                    hprev,
+                    aux,
+                    dy,
+                    dh,
+                    dgi,
+                    dgh,
+                    carry,
+                    ..
+                } => recurrent::recurrent_backward(
+                    c,
+                    shape,
+                    buf(w_hh),
+                    buf(gates),
+                    buf(hprev),
+                    buf(aux),
+                    buf(dy),
+                    buf(dh),
+                    buf(dgi),
+                    dgh.map(buf),
+                    buf(carry),
+                )?,
+                Op::HiddenGradNorms {
+                    dh,
+                    batch,
+                    steps,
+                    hidden,
+                    norms,
+                    offset,
+                } => vec![recurrent::hidden_grad_norms(
+                    c,
+                    buf(dh),
+                    batch,
+                    steps,
+                    hidden,
+                    buf(norms),
+                    offset,
+                )?],
+                Op::EmbeddingForward {
+                    ids,
+                    weight,
+                    y,
+                    rows,
+                    vocab,
+                    dim,
+                } => vec![embedding::embedding_forward(
+                    c,
+                    buf(ids),
+                    buf(weight),
+                    buf(y),
+                    rows,
+                    vocab,
+                    dim,
+                )?],
+                Op::EmbeddingBackward {
+                    ids,
+                    dy,
+                    dw,
+                    rows,
+                    vocab,
+                    dim,
+                    accumulate,
+                } => vec![embedding::embedding_backward(
+                    c,
+                    buf(ids),
+                    buf(dy),
+                    buf(dw),
+                    rows,
+                    vocab,
+                    dim,
+                    accumulate,
+                )?],
+                Op::LastStepForward {
+                    x,
+                    y,
+                    batch,
+                    steps,
+                    features,
+                } => vec![recurrent::last_step_forward(
+                    c,
+                    buf(x),
+                    buf(y),
+                    batch,
+                    steps,
+                    features,
+                )?],
+                Op::LastStepBackward {
+                    dy,
+                    dx,
+                    batch,
+                    steps,
+                    features,
+                } => vec![recurrent::last_step_backward(
+                    c,
+                    buf(dy),
+                    buf(dx),
+                    batch,
+                    steps,
+                    features,
+                )?],
             })
         };
         // A dense layer's product, bias and activation run as one dispatch (gpu::fusion).
@@ -622,47 +747,53 @@ impl GpuExecutor {
             op_indirect.push(indirect);
             op_dispatches.push(d);
         }
-        // A run of consecutive statistics ops of one class (the gradients after backward,
-        // the activations, the parameters) becomes one dispatch of up to stats::MULTI
-        // tensors, carried by the run's first op: each dispatch in a pass costs a barrier
-        // and a launch, which dwarfs the work for the many small tensors of a deep net.
+        // Each block of consecutive statistics ops (they only read tensors that nothing in
+        // the block writes, so their order inside it is free) becomes one dispatch per up to
+        // stats::MULTI tensors of one class (the class decides whether a step runs them),
+        // carried by the batch's first op: each dispatch in a pass costs a barrier and a
+        // launch, which dwarfs the work for the many small tensors of a deep net.
         let multi = stats::multi_capacity(c);
-        let mut i = 0;
-        while multi >= 2 && i < plan.ops.len() {
-            let Op::Stats { .. } = plan.ops[i] else {
-                i += 1;
+        let mut start = 0;
+        while multi >= 2 && start < plan.ops.len() {
+            if !matches!(plan.ops[start], Op::Stats { .. }) {
+                start += 1;
                 continue;
-            };
-            let mut run = vec![i];
-            while run.len() < multi
-                && i + run.len() < plan.ops.len()
-                && matches!(plan.ops[i + run.len()], Op::Stats { .. })
-                && op_class[i + run.len()] == op_class[i]
-            {
-                run.push(i + run.len());
             }
-            if run.len() >= 2 {
-                let jobs: Vec<stats::PartialJob<'_>> = run
-                    .iter()
-                    .map(|&k| {
-                        let Op::Stats { job } = plan.ops[k] else {
-                            unreachable!("the run holds statistics ops only")
-                        };
-                        let j = &plan.stats_jobs[job];
-                        stats::PartialJob {
-                            x: buf(j.buffer),
-                            len: j.len,
-                            saturation: j.saturation,
-                            partial_base: partial_base[job],
-                        }
-                    })
-                    .collect();
-                op_dispatches[i] = vec![stats::stats_partial_multi(c, &jobs, &partials)?];
-                for &k in &run[1..] {
-                    op_dispatches[k].clear();
+            let end = (start..plan.ops.len())
+                .find(|&k| !matches!(plan.ops[k], Op::Stats { .. }))
+                .unwrap_or(plan.ops.len());
+            let mut classes: Vec<Option<StatsClass>> = Vec::new();
+            for class in &op_class[start..end] {
+                if !classes.contains(class) {
+                    classes.push(*class);
                 }
             }
-            i += run.len();
+            for class in classes {
+                let members: Vec<usize> = (start..end).filter(|&k| op_class[k] == class).collect();
+                for batch in members.chunks(multi).filter(|b| b.len() >= 2) {
+                    let jobs: Vec<stats::PartialJob<'_>> = batch
+                        .iter()
+                        .map(|&k| {
+                            let Op::Stats { job } = plan.ops[k] else {
+                                unreachable!("the block holds statistics ops only")
+                            };
+                            let j = &plan.stats_jobs[job];
+                            stats::PartialJob {
+                                x: buf(j.buffer),
+                                len: j.len,
+                                saturation: j.saturation,
+                                partial_base: partial_base[job],
+                            }
+                        })
+                        .collect();
+                    op_dispatches[batch[0]] =
+                        vec![stats::stats_partial_multi(c, &jobs, &partials)?];
+                    for &k in &batch[1..] {
+                        op_dispatches[k].clear();
+                    }
+                }
+            }
+            start = end;
         }
         let eval_dispatches: Vec<Dispatch> = plan
             .eval
@@ -700,20 +831,27 @@ impl GpuExecutor {
         let clip_offset = clip_state.as_ref().map(|_| 16u64);
         let dead_offset = if clip_offset.is_some() { 32 } else { 16 };
         let records_offset = align16(dead_offset + 4 * plan.dead_unit_layers.len() as u64);
+        let norms_offset = records_offset + plan.stats_jobs.len() as u64 * record_bytes;
+        let norms_len = plan.hidden_norms.map_or(0, |b| plan.buffer(b).numel as u64);
         let layout = SlotLayout {
             clip_offset,
             dead_offset,
             records_offset,
-            bytes: records_offset + plan.stats_jobs.len() as u64 * record_bytes,
+            norms_offset,
+            bytes: norms_offset + 4 * norms_len,
         };
         let ring = ReadbackRing::new(c, layout.bytes)?;
         let eval_staging = c.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("eval.staging"),
-            size: align16(8 * plan.batch as u64),
+            size: align16(8 * (plan.batch * plan.label_rows) as u64),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let targets_host = vec![0.0; plan.targets.map_or(0, |_| plan.batch * plan.classes)];
+        let targets_host = vec![
+            0.0;
+            plan.targets
+                .map_or(0, |_| plan.batch * plan.label_rows * plan.classes)
+        ];
         c.check("building the plan on the GPU")?;
         // What this executor holds on the device besides the launchers' own scratch (the
         // split-K partial sums of convolution weight gradients).
@@ -768,8 +906,10 @@ impl GpuExecutor {
         let d0 = layout.dead_offset as usize;
         let dead: Vec<u32> = bytemuck::cast_slice(&bytes[d0..d0 + 4 * nd]).to_vec();
         let r0 = layout.records_offset as usize;
-        let records: Vec<RawStats> =
-            bytemuck::cast_slice(&bytes[r0..layout.bytes as usize]).to_vec();
+        let n0 = layout.norms_offset as usize;
+        let records: Vec<RawStats> = bytemuck::cast_slice(&bytes[r0..n0]).to_vec();
+        let hidden_norms: Vec<f32> =
+            bytemuck::cast_slice(&bytes[n0..layout.bytes as usize]).to_vec();
         let stats = match tag % 4 {
             0 => StatsLevel::None,
             1 => StatsLevel::Gradients,
@@ -787,6 +927,7 @@ impl GpuExecutor {
             stats,
             records,
             dead_units: dead,
+            hidden_norms,
         }
     }
 
@@ -887,7 +1028,17 @@ impl GpuExecutor {
         if nd > 0 {
             encoder.copy_buffer_to_buffer(&self.dead, 0, staging, self.layout.dead_offset, nd);
         }
-        let nr = self.layout.bytes - self.layout.records_offset;
+        if let Some(norms) = self.plan.hidden_norms {
+            let n = self.layout.bytes - self.layout.norms_offset;
+            encoder.copy_buffer_to_buffer(
+                &self.buffers[norms.0],
+                0,
+                staging,
+                self.layout.norms_offset,
+                n,
+            );
+        }
+        let nr = self.layout.norms_offset - self.layout.records_offset;
         if nr > 0 {
             encoder.copy_buffer_to_buffer(
                 &self.records,
@@ -989,7 +1140,8 @@ impl Executor for GpuExecutor {
     }
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
-        let b = self.plan.batch as u64;
+        // Loss rows: one per sample, or one per step of a read-out at every step.
+        let b = (self.plan.batch * self.plan.label_rows) as u64;
         let mut encoder = self
             .ctx
             .device
@@ -1032,10 +1184,11 @@ impl Executor for GpuExecutor {
             .map_err(|e| err(e.to_string()))?;
         let (loss, correct) = {
             let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
-            let valid = valid.min(self.plan.batch);
+            let valid = valid.min(self.plan.batch) * self.plan.label_rows;
+            let batch = self.plan.batch as f64;
             let rows: &[f32] = bytemuck::cast_slice(&view[..4 * b as usize]);
             let correct: &[u32] = bytemuck::cast_slice(&view[4 * b as usize..8 * b as usize]);
-            let loss: f64 = rows[..valid].iter().map(|&v| v as f64 * b as f64).sum();
+            let loss: f64 = rows[..valid].iter().map(|&v| v as f64 * batch).sum();
             (loss, correct[..valid].iter().sum())
         };
         self.eval_staging.unmap();

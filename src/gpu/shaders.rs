@@ -35,6 +35,8 @@ pub const ALL: &[(&str, &str)] = &[
         "conv2d_tiled",
         include_str!("../../shaders/conv2d_tiled.wgsl"),
     ),
+    ("recurrent", include_str!("../../shaders/recurrent.wgsl")),
+    ("embedding", include_str!("../../shaders/embedding.wgsl")),
 ];
 
 /// The source of `shaders/<stem>.wgsl`.

@@ -8,7 +8,8 @@
 
 pub mod builder;
 pub mod file;
+pub mod recurrent;
 pub mod spec;
 pub mod zoo;
 
-pub use spec::{LossKind, ModelSpec, Node, NodeId, NodeOp, ParamId, ParamSpec};
+pub use spec::{LossKind, ModelSpec, Node, NodeId, NodeOp, ParamId, ParamSpec, RecurrentOp};

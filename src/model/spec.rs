@@ -109,6 +109,39 @@ pub enum NodeOp {
     Flatten,
     /// Consumes the logits; the labels come from the batch.
     Loss(LossKind),
+    /// A recurrent layer over a `[T, I]` sequence giving `[T, H]`, its parameters shared
+    /// across the T steps (PyTorch's `weight_ih_l{k}` `[G·H, I]`, `weight_hh_l{k}`
+    /// `[G·H, H]`, `bias_ih_l{k}`, `bias_hh_l{k}`; see `model::recurrent`).
+    Recurrent(RecurrentOp),
+    /// A lookup table `weight [V, E]` (nn.Embedding) over a `[T]` sequence of token ids.
+    Embedding {
+        weight: ParamId,
+        vocab: usize,
+    },
+    /// The last step of a `[T, F]` sequence, `[F]`: a read-out at the last step follows it.
+    LastStep,
+    /// y_t = x_t·Wᵀ + b at every step of a `[T, F]` sequence, `[T, out]`: the read-out at
+    /// every step (the loss then has one label per step).
+    StepLinear {
+        weight: ParamId,
+        bias: Option<ParamId>,
+    },
+}
+
+/// The parameters and options of a recurrent layer node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecurrentOp {
+    pub cell: crate::ops::CellKind,
+    pub weight_ih: ParamId,
+    pub weight_hh: ParamId,
+    pub bias_ih: ParamId,
+    pub bias_hh: ParamId,
+    /// Truncated BPTT: no gradient flows across multiples of this many steps (0: none cut).
+    pub truncate: usize,
+    /// The LSTM's forget-gate bias at initialization (Gers et al. 2000; Jozefowicz et al.
+    /// 2015 recommend 1): b_ih's forget rows are set to it and b_hh's to 0. None: drawn as
+    /// every other bias.
+    pub forget_bias: Option<f32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -349,6 +382,12 @@ impl ModelSpec {
                 }
                 NodeOp::Flatten if fin != Some(node.features) => {
                     return Err(bad(node, "a flatten keeps the element count".into()));
+                }
+                NodeOp::Recurrent(_)
+                | NodeOp::Embedding { .. }
+                | NodeOp::LastStep
+                | NodeOp::StepLinear { .. } => {
+                    crate::model::recurrent::validate_node(self, node).map_err(|e| bad(node, e))?;
                 }
                 _ => {}
             }

@@ -7,9 +7,11 @@ pub mod conv2d;
 pub mod matmul;
 pub mod optimizer;
 pub mod pool2d;
+pub mod recurrent;
 
 pub use activation::Activation;
 pub use conv2d::Conv2dShape;
 pub use matmul::{MatmulLayout, MatmulShape};
 pub use optimizer::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
 pub use pool2d::Pool2dShape;
+pub use recurrent::{CellKind, RecurrentShape};

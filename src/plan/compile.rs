@@ -4,12 +4,14 @@
 //! and accumulated by every later one (a parameter shared by several nodes sums its uses);
 //! activation gradients are overwritten, so no step ever needs a zeroing pass.
 
+use super::recurrent::{self, SeqBuffers, SeqParams};
 use super::{
     BufId, BufferRole, BufferSpec, Guard, LayerInfo, Op, ParamSlot, Plan, StatsClass, StatsJobSpec,
     TensorKind,
 };
 use crate::error::{Error, Result};
 use crate::model::{ModelSpec, NodeOp};
+use crate::ops::RecurrentShape;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::pool2d::Pool2dShape;
 use crate::ops::{MatmulLayout, MatmulShape, OptimizerParams};
@@ -144,6 +146,8 @@ pub fn compile_with(
     // BatchNorm keeps running statistics); max pooling saves each output's arg-max.
     let mut saved: Vec<Vec<BufId>> = vec![Vec::new(); model.nodes.len()];
     let mut running = Vec::new();
+    // Recurrent layers' saved tensors (see `plan::recurrent`).
+    let mut seq: Vec<Option<(RecurrentShape, SeqBuffers)>> = vec![None; model.nodes.len()];
     for (id, node) in model.nodes.iter().enumerate() {
         let numel = batch * node.features;
         match node.op {
@@ -205,6 +209,15 @@ pub fn compile_with(
                     ),
                 ];
             }
+            NodeOp::Recurrent(_) => {
+                let shape = recurrent::shape_of(model, id, batch)?;
+                let sv = recurrent::allocate(
+                    &mut |n, d, len, role| b.add(n, d, len, role),
+                    name,
+                    &shape,
+                );
+                seq[id] = Some((shape, sv));
+            }
             NodeOp::MaxPool2d { .. } => {
                 saved[id] = vec![b.add(
                     format!("{name}.argmax"),
@@ -221,16 +234,24 @@ pub fn compile_with(
         _ => return Err(Error::config("a model needs an input node and a loss node")),
     };
     let logits_node = model.nodes[loss_id].inputs[0];
-    let classes = model.nodes[logits_node].features;
-    let labels = b.add("labels", DType::U32, batch, BufferRole::Batch);
+    // A read-out at every step gives [T, classes] logits per sample: one label per step.
+    let (label_rows, classes) = match model.nodes[logits_node].op {
+        NodeOp::StepLinear { .. } => (
+            model.nodes[logits_node].shape[0],
+            model.nodes[logits_node].shape[1],
+        ),
+        _ => (1, model.nodes[logits_node].features),
+    };
+    let loss_rows = batch * label_rows;
+    let labels = b.add("labels", DType::U32, loss_rows, BufferRole::Batch);
     let targets = match loss_kind {
         crate::model::LossKind::Mse => {
-            Some(b.add("targets", f32t, batch * classes, BufferRole::Batch))
+            Some(b.add("targets", f32t, loss_rows * classes, BufferRole::Batch))
         }
         crate::model::LossKind::Xent => None,
     };
-    let row_loss = b.add("loss.rows", f32t, batch, BufferRole::Scratch);
-    let row_correct = b.add("loss.correct", DType::U32, batch, BufferRole::Scratch);
+    let row_loss = b.add("loss.rows", f32t, loss_rows, BufferRole::Scratch);
+    let row_correct = b.add("loss.correct", DType::U32, loss_rows, BufferRole::Scratch);
     let loss_out = b.add("loss", f32t, 2, BufferRole::Scratch);
     let max_param = params.iter().map(|p| p.numel).max().unwrap_or(1);
     let update_scratch = b.add("update.scratch", f32t, max_param, BufferRole::Scratch);
@@ -490,6 +511,82 @@ pub fn compile_with(
                     &mut eval,
                 );
             }
+            NodeOp::Recurrent(r) => {
+                let (shape, sv) = seq[id]
+                    .ok_or_else(|| Error::config(format!("node `{}` has no buffers", node.name)))?;
+                let [w_ih, w_hh, b_ih, b_hh] = recurrent::param_ids(r).map(|p| params[p].value);
+                let p = SeqParams {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                };
+                for op in recurrent::forward_ops(&shape, &p, val(node.inputs[0])?, val(id)?, &sv) {
+                    both(op, &mut ops, &mut eval);
+                }
+            }
+            NodeOp::Embedding { weight, vocab } => {
+                let dim = node.shape[1];
+                both(
+                    Op::EmbeddingForward {
+                        ids: val(node.inputs[0])?,
+                        weight: params[*weight].value,
+                        y: val(id)?,
+                        rows: batch * node.shape[0],
+                        vocab: *vocab,
+                        dim,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::LastStep => {
+                let xs = &model.nodes[node.inputs[0]].shape;
+                both(
+                    Op::LastStepForward {
+                        x: val(node.inputs[0])?,
+                        y: val(id)?,
+                        batch,
+                        steps: xs[0],
+                        features: xs[1],
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+            }
+            NodeOp::StepLinear { weight, bias } => {
+                let (t, out) = (node.shape[0], node.shape[1]);
+                let f = model.nodes[node.inputs[0]].shape[1];
+                let y = val(id)?;
+                both(
+                    Op::Matmul {
+                        layout: MatmulLayout::NT,
+                        shape: MatmulShape {
+                            m: batch * t,
+                            n: out,
+                            k: f,
+                        },
+                        a: val(node.inputs[0])?,
+                        b: params[*weight].value,
+                        c: y,
+                        accumulate: false,
+                    },
+                    &mut ops,
+                    &mut eval,
+                );
+                if let Some(bias) = bias {
+                    both(
+                        Op::BiasForward {
+                            y,
+                            bias: params[*bias].value,
+                            rows: batch * t,
+                            cols: out,
+                        },
+                        &mut ops,
+                        &mut eval,
+                    );
+                }
+            }
             NodeOp::Activation(act) => {
                 both(
                     Op::ActivationForward {
@@ -508,7 +605,7 @@ pub fn compile_with(
         kind: loss_kind,
         logits: val(logits_node)?,
         dlogits: grd(logits_node)?,
-        rows: batch,
+        rows: loss_rows,
         classes,
     };
     ops.push(loss_op.clone());
@@ -734,6 +831,110 @@ pub fn compile_with(
                 });
                 ops.extend(add);
             }
+            NodeOp::Recurrent(r) => {
+                let (shape, sv) = seq[id]
+                    .ok_or_else(|| Error::config(format!("node `{}` has no buffers", node.name)))?;
+                let ids = recurrent::param_ids(r);
+                let [w_ih, w_hh, b_ih, b_hh] = ids.map(|p| params[p].value);
+                let grads = ids.map(&mut param_grad);
+                let x = node.inputs[0];
+                let (dx, add) = if needs_grad(source(x)) {
+                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
+                    (Some(dx), add)
+                } else {
+                    (None, None)
+                };
+                let p = SeqParams {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                };
+                ops.extend(recurrent::backward_ops(
+                    &shape,
+                    &p,
+                    val(x)?,
+                    val(id)?,
+                    grd(id)?,
+                    &sv,
+                    grads,
+                    dx,
+                ));
+                ops.extend(add);
+            }
+            NodeOp::Embedding { weight, vocab } => {
+                let (dw, acc) = param_grad(*weight);
+                ops.push(Op::EmbeddingBackward {
+                    ids: val(node.inputs[0])?,
+                    dy: grd(id)?,
+                    dw,
+                    rows: batch * node.shape[0],
+                    vocab: *vocab,
+                    dim: node.shape[1],
+                    accumulate: acc,
+                });
+            }
+            NodeOp::LastStep => {
+                let x = node.inputs[0];
+                if !needs_grad(source(x)) {
+                    continue;
+                }
+                let xs = &model.nodes[x].shape;
+                let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
+                ops.push(Op::LastStepBackward {
+                    dy: grd(id)?,
+                    dx,
+                    batch,
+                    steps: xs[0],
+                    features: xs[1],
+                });
+                ops.extend(add);
+            }
+            NodeOp::StepLinear { weight, bias } => {
+                let x = node.inputs[0];
+                let (t, out) = (node.shape[0], node.shape[1]);
+                let f = model.nodes[x].shape[1];
+                let dy = grd(id)?;
+                let (dw, acc) = param_grad(*weight);
+                ops.push(Op::Matmul {
+                    layout: MatmulLayout::TN,
+                    shape: MatmulShape {
+                        m: out,
+                        n: f,
+                        k: batch * t,
+                    },
+                    a: dy,
+                    b: val(x)?,
+                    c: dw,
+                    accumulate: acc,
+                });
+                if let Some(bias) = *bias {
+                    let (db, acc) = param_grad(bias);
+                    ops.push(Op::BiasBackward {
+                        dy,
+                        db,
+                        rows: batch * t,
+                        cols: out,
+                        accumulate: acc,
+                    });
+                }
+                if needs_grad(source(x)) {
+                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
+                    ops.push(Op::Matmul {
+                        layout: MatmulLayout::NN,
+                        shape: MatmulShape {
+                            m: batch * t,
+                            n: f,
+                            k: out,
+                        },
+                        a: dy,
+                        b: params[*weight].value,
+                        c: dx,
+                        accumulate: false,
+                    });
+                    ops.extend(add);
+                }
+            }
             NodeOp::Add => {
                 // d(a + b)/da = d(a + b)/db = 1: each input receives the output gradient.
                 let dy = grd(id)?;
@@ -773,7 +974,33 @@ pub fn compile_with(
     // BatchNorm, LayerNorm), with the activation that directly follows it.
     let mut layers = Vec::new();
     for (id, node) in model.nodes.iter().enumerate() {
+        // A recurrent layer shows as two: its input side (W_ih, b_ih) and its recurrent side
+        // (W_hh, b_hh), both with the hidden sequence as output and the total gradient
+        // w.r.t. it (dh) as output gradient; every parameter then has gradient records,
+        // which the global gradient norm needs.
+        if let NodeOp::Recurrent(r) = &node.op {
+            let (_, sv) = seq[id]
+                .ok_or_else(|| Error::config(format!("node `{}` has no buffers", node.name)))?;
+            for (side, weight, bias) in [
+                ("ih", r.weight_ih, r.bias_ih),
+                ("hh", r.weight_hh, r.bias_hh),
+            ] {
+                layers.push(LayerInfo {
+                    name: format!("{}.{side}", node.name),
+                    weight,
+                    bias: Some(bias),
+                    units: node.shape[1],
+                    dense: false,
+                    activation: None,
+                    output: val(id)?,
+                    output_grad: sv.dh,
+                });
+            }
+            continue;
+        }
         let (weight, bias, units, dense) = match &node.op {
+            NodeOp::Embedding { weight, .. } => (*weight, None, node.shape[1], false),
+            NodeOp::StepLinear { weight, bias } => (*weight, *bias, node.shape[1], false),
             NodeOp::Linear { weight, bias } => (*weight, *bias, node.features, true),
             NodeOp::Conv2d { weight, bias, .. } => (*weight, *bias, node.shape[0], false),
             NodeOp::BatchNorm { gamma, beta, .. } | NodeOp::LayerNorm { gamma, beta, .. } => {
@@ -869,6 +1096,38 @@ pub fn compile_with(
             ));
         }
     }
+    // The hidden-state gradient norm at every step of every recurrent layer.
+    let mut recurrent_layers = Vec::new();
+    let mut norm_len = 0;
+    for (id, node) in model.nodes.iter().enumerate() {
+        if let Some((shape, _)) = &seq[id] {
+            recurrent_layers.push(recurrent::RecurrentLayer {
+                name: node.name.clone(),
+                steps: shape.steps,
+                offset: norm_len,
+            });
+            norm_len += shape.steps;
+        }
+    }
+    let hidden_norms =
+        (norm_len > 0).then(|| b.add("rnn.hidden_grad_norms", f32t, norm_len, BufferRole::Scratch));
+    for (id, layer) in recurrent_layers.iter().enumerate() {
+        let node = model
+            .nodes
+            .iter()
+            .position(|n| n.name == layer.name)
+            .unwrap_or(id);
+        if let (Some((shape, sv)), Some(norms)) = (&seq[node], hidden_norms) {
+            ops.push(Op::HiddenGradNorms {
+                dh: sv.dh,
+                batch,
+                steps: shape.steps,
+                hidden: shape.hidden,
+                norms,
+                offset: layer.offset,
+            });
+        }
+    }
     let mut dead_unit_layers = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
         // Dead units are counted for dense layers, where a unit is a column.
@@ -923,6 +1182,9 @@ pub fn compile_with(
         loss_out,
         update_scratch,
         step_options: options,
+        label_rows,
+        recurrent_layers,
+        hidden_norms,
     };
     super::share::share_activation_grads(&mut plan);
     Ok(plan)

@@ -5,6 +5,7 @@
 pub mod buffers;
 pub mod compile;
 pub mod op;
+pub mod recurrent;
 pub mod share;
 
 pub use buffers::{BufId, BufferRole, BufferSpec};
@@ -83,6 +84,14 @@ pub struct Plan {
     pub update_scratch: BufId,
     /// Clipping and the non-finite guard this plan runs between statistics and optimizer.
     pub step_options: StepOptions,
+    /// Labels (loss rows) per sample: 1, or T for a read-out at every step.
+    pub label_rows: usize,
+    /// The recurrent layers, in node order, and where their per-step hidden-gradient norms
+    /// lie in `hidden_norms`.
+    pub recurrent_layers: Vec<recurrent::RecurrentLayer>,
+    /// Σ T over the recurrent layers: ‖dL/dh_t‖ for every layer and step (on full-statistics
+    /// steps), read back with the step's records.
+    pub hidden_norms: Option<BufId>,
 }
 
 impl Plan {

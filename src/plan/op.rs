@@ -5,7 +5,7 @@ use super::BufId;
 use crate::model::LossKind;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::pool2d::Pool2dShape;
-use crate::ops::{Activation, MatmulLayout, MatmulShape};
+use crate::ops::{Activation, MatmulLayout, MatmulShape, RecurrentShape};
 
 /// Which tensor of a layer a statistics record describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -306,6 +306,79 @@ pub enum Op {
     ClipNorm { max_norm: f32, guard: Guard },
     /// Every parameter gradient clamped to [−value, value] (PyTorch's clip_grad_value_).
     ClipValue { value: f32 },
+    /// The time loop of a recurrent layer (see `plan::recurrent`): `gates` holds the input
+    /// projection on entry and the activated gates after; writes h, hprev, aux.
+    RecurrentForward {
+        shape: RecurrentShape,
+        w_hh: BufId,
+        /// [H, G·H] scratch for W_hhᵀ (the GPU's step kernel reads it; the CPU's GEMM
+        /// takes the transpose as strides and leaves it unused).
+        w_hh_t: BufId,
+        b_hh: BufId,
+        gates: BufId,
+        h: BufId,
+        hprev: BufId,
+        aux: BufId,
+    },
+    /// Backpropagation through time of a recurrent layer: from dy (gradient w.r.t. every
+    /// h_t from above) to dh, dgi and (GRU) dgh; `carry` is the LSTM's dc between steps.
+    RecurrentBackward {
+        shape: RecurrentShape,
+        w_hh: BufId,
+        gates: BufId,
+        h: BufId,
+        hprev: BufId,
+        aux: BufId,
+        dy: BufId,
+        dh: BufId,
+        dgi: BufId,
+        dgh: Option<BufId>,
+        carry: BufId,
+    },
+    /// ‖dh[:, t, :]‖₂ for every step t into `norms[offset + t]` (a statistics op).
+    HiddenGradNorms {
+        dh: BufId,
+        batch: usize,
+        steps: usize,
+        hidden: usize,
+        norms: BufId,
+        offset: usize,
+    },
+    /// y[r] = weight[ids[r]] for the B·T token ids.
+    EmbeddingForward {
+        ids: BufId,
+        weight: BufId,
+        y: BufId,
+        rows: usize,
+        vocab: usize,
+        dim: usize,
+    },
+    /// dW[v] (+)= Σ_{r : ids[r] = v} dy[r], rows in order (no atomics).
+    EmbeddingBackward {
+        ids: BufId,
+        dy: BufId,
+        dw: BufId,
+        rows: usize,
+        vocab: usize,
+        dim: usize,
+        accumulate: bool,
+    },
+    /// y[b] = x[b, T − 1] of a `[B, T, F]` sequence.
+    LastStepForward {
+        x: BufId,
+        y: BufId,
+        batch: usize,
+        steps: usize,
+        features: usize,
+    },
+    /// dx[b, T − 1] = dy[b], zero at the other steps.
+    LastStepBackward {
+        dy: BufId,
+        dx: BufId,
+        batch: usize,
+        steps: usize,
+        features: usize,
+    },
 }
 
 impl Op {
@@ -386,6 +459,38 @@ impl Op {
             }
             Op::AddForward { a, b, y, .. } => vec![a, b, y],
             Op::AccumulateGrad { dst, src, .. } | Op::CopyTensor { src, dst, .. } => vec![dst, src],
+            Op::RecurrentForward {
+                w_hh,
+                w_hh_t,
+                b_hh,
+                gates,
+                h,
+                hprev,
+                aux,
+                ..
+            } => vec![w_hh, w_hh_t, b_hh, gates, h, hprev, aux],
+            Op::RecurrentBackward {
+                w_hh,
+                gates,
+                h,
+                hprev,
+                aux,
+                dy,
+                dh,
+                dgi,
+                dgh,
+                carry,
+                ..
+            } => {
+                let mut v = vec![w_hh, gates, h, hprev, aux, dy, dh, dgi, carry];
+                v.extend(dgh);
+                v
+            }
+            Op::HiddenGradNorms { dh, norms, .. } => vec![dh, norms],
+            Op::EmbeddingForward { ids, weight, y, .. } => vec![ids, weight, y],
+            Op::EmbeddingBackward { ids, dy, dw, .. } => vec![ids, dy, dw],
+            Op::LastStepForward { x, y, .. } => vec![x, y],
+            Op::LastStepBackward { dy, dx, .. } => vec![dy, dx],
             Op::Stats { .. }
             | Op::DeadUnits { .. }
             | Op::Optimizer { .. }
@@ -398,7 +503,7 @@ impl Op {
     pub fn stats_class(&self, jobs: &[super::StatsJobSpec]) -> Option<StatsClass> {
         match self {
             Op::Stats { job } => Some(jobs[*job].class),
-            Op::DeadUnits { .. } => Some(StatsClass::StatsSteps),
+            Op::DeadUnits { .. } | Op::HiddenGradNorms { .. } => Some(StatsClass::StatsSteps),
             _ => None,
         }
     }

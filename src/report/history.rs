@@ -85,7 +85,13 @@ pub struct History {
     pub findings: Vec<Finding>,
     /// summary.json as written, when present.
     pub summary: Option<Value>,
+    /// ‖∂L/∂h_t‖ per time step of each recurrent layer, at every step that logged them:
+    /// (training step, [(layer, norms by time step)]).
+    pub hidden_norms: Vec<HiddenNormsPoint>,
 }
+
+/// One step's ‖∂L/∂h_t‖ curves: (training step, [(recurrent layer, norm at each t)]).
+pub type HiddenNormsPoint = (u64, Vec<(String, Vec<f64>)>);
 
 #[derive(Deserialize)]
 struct Line {
@@ -99,6 +105,13 @@ struct Line {
     grad_norm: Option<f64>,
     layers: Option<Vec<LayerLine>>,
     split: Option<String>,
+    hidden_grad_norms: Option<Vec<HiddenNormsLine>>,
+}
+
+#[derive(Deserialize)]
+struct HiddenNormsLine {
+    layer: String,
+    norms: Vec<Option<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +181,7 @@ impl History {
             evals: Vec::new(),
             findings: Vec::new(),
             summary: None,
+            hidden_norms: Vec::new(),
         };
         for (i, raw) in content.lines().enumerate() {
             let n = i + 1;
@@ -219,6 +233,14 @@ impl History {
             lr: num(line.lr),
             grad_norm: num(line.grad_norm),
         });
+        if let Some(h) = line.hidden_grad_norms {
+            self.hidden_norms.push((
+                line.step,
+                h.into_iter()
+                    .map(|l| (l.layer, l.norms.into_iter().map(num).collect()))
+                    .collect(),
+            ));
+        }
         let Some(layers) = line.layers else {
             return Ok(());
         };

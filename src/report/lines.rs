@@ -22,6 +22,8 @@ pub struct Series {
 /// A log-y line chart.
 pub struct LogLines {
     pub title: String,
+    /// What the x axis counts ("training step", "time step t").
+    pub x_desc: &'static str,
     pub y_desc: String,
     pub series: Vec<Series>,
 }
@@ -81,7 +83,7 @@ impl Picture for LogLines {
             .map_err(e)?;
         chart
             .configure_mesh()
-            .x_desc("training step")
+            .x_desc(self.x_desc)
             .x_label_formatter(&number)
             .y_desc(self.y_desc.as_str())
             .y_label_formatter(&|v| format!("{v:.0e}"))
@@ -176,6 +178,7 @@ pub fn grad_norms(h: &History) -> LogLines {
     });
     LogLines {
         title: "Gradient norm per layer ‖∇W‖ (log scale)".into(),
+        x_desc: "training step",
         y_desc: "‖∇W‖ (L2 norm of the weight gradient)".into(),
         series,
     }
@@ -216,6 +219,7 @@ pub fn update_ratios(h: &History) -> LogLines {
     });
     LogLines {
         title: "Update-to-weight ratio ‖ΔW‖/‖W‖ per layer (log scale)".into(),
+        x_desc: "training step",
         y_desc: "‖ΔW‖ / ‖W‖ per step".into(),
         series,
     }

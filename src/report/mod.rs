@@ -16,6 +16,7 @@ pub mod history;
 pub mod html;
 pub mod lines;
 pub mod study;
+pub mod time_norms;
 
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,13 @@ pub fn generate(run_dir: &Path) -> Result<Report> {
             &histograms::GradHistograms { history: &history },
             &dir,
             "grad_histograms",
+        )?);
+    }
+    if !history.hidden_norms.is_empty() {
+        pictures.push(canvas::save(
+            &time_norms::hidden_grad_over_time(&history),
+            &dir,
+            "hidden_grad_over_time",
         )?);
     }
     pictures.push(canvas::save(

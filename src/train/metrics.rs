@@ -37,6 +37,32 @@ pub struct StepLog {
     /// Per-layer statistics, on the steps that take them (`stats_every`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerStats>>,
+    /// ‖∂L/∂h_t‖ at every time step of every recurrent layer, on the same steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_grad_norms: Option<Vec<HiddenGradNorms>>,
+}
+
+/// One recurrent layer's hidden-state gradient norm at each time step t = 0 … T − 1: the
+/// quantity whose decay towards early steps is the vanishing gradient over time.
+#[derive(Clone, Debug, Serialize)]
+pub struct HiddenGradNorms {
+    pub layer: String,
+    pub norms: Vec<f32>,
+}
+
+impl HiddenGradNorms {
+    /// Each recurrent layer's slice of a step report's norms.
+    pub fn from_report(plan: &crate::plan::Plan, norms: &[f32]) -> Vec<HiddenGradNorms> {
+        plan.recurrent_layers
+            .iter()
+            .filter_map(|l| {
+                Some(HiddenGradNorms {
+                    layer: l.name.clone(),
+                    norms: norms.get(l.offset..l.offset + l.steps)?.to_vec(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// One evaluation, at the end of an epoch.

@@ -61,8 +61,12 @@ pub struct RunData {
     pub source: String,
 }
 
-/// Loads `--data DIR` or the bundled set, splits off validation and standardizes.
+/// Loads `--data DIR` or the bundled set, splits off validation and standardizes; or makes
+/// the data of a built-in sequence task.
 pub fn load_data(config: &TrainConfig) -> Result<RunData> {
+    if let Some(task) = config.seq_task()? {
+        return sequence_data(config, task);
+    }
     let (full, test, source) = match &config.data {
         Some(dir) => {
             let (train, test) = load_any(dir)?;
@@ -103,6 +107,34 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData> {
     })
 }
 
+/// The data of a sequence task: synthetic ones drawn from the seed (never standardized:
+/// the adding problem's markers and the memory task's token ids mean what they are), the
+/// row-by-row images split and standardized as the bundled set always is.
+fn sequence_data(config: &TrainConfig, task: crate::data::sequence::SeqTask) -> Result<RunData> {
+    use crate::data::sequence::{self, SeqTask};
+    let steps = config.steps_for(task);
+    if task == SeqTask::Rows {
+        let full = sequence::rows(steps)?;
+        let (mut train, mut val) = full.split(config.val_fraction, config.seed)?;
+        let (mean, std) = train.mean_std();
+        train.standardize(mean, std)?;
+        val.standardize(mean, std)?;
+        return Ok(RunData {
+            source: train.name.clone(),
+            train,
+            val,
+            test: None,
+        });
+    }
+    let (train, val) = sequence::synthetic(task, steps, config.train_samples, config.seed)?;
+    Ok(RunData {
+        source: format!("{} ({} training sequences)", train.name, train.n),
+        train,
+        val,
+        test: None,
+    })
+}
+
 /// Writes every parameter's initial value, drawn from the seeded generator: parameter i
 /// uses sub-stream i, so adding a layer does not change the others' draws.
 pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
@@ -116,6 +148,16 @@ pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
         let values = init_weight(spec.init, fan_out, fan_in, spec.gain, &mut stream);
         exec.write(slot.value, &values)?;
     }
+    // An LSTM's forget-gate bias option: b_ih's forget rows take the value, b_hh's 0, so
+    // the gate starts at σ(value) on average.
+    for (b_ih, b_hh, hidden, v) in crate::model::recurrent::forget_bias_inits(&specs_model(exec)) {
+        for (p, value) in [(b_ih, v), (b_hh, 0.0)] {
+            let slot = exec.plan().params[p].clone();
+            let mut b = exec.read(slot.value)?;
+            b[hidden..2 * hidden].fill(value);
+            exec.write(slot.value, &b)?;
+        }
+    }
     // BatchNorm's running statistics start as PyTorch's: mean 0, variance 1.
     let running = exec.plan().running.clone();
     for (_, buf, init) in running {
@@ -123,6 +165,10 @@ pub fn initialize(exec: &mut dyn Executor, seed: u64) -> Result<()> {
         exec.write(buf, &vec![init; n])?;
     }
     Ok(())
+}
+
+fn specs_model(exec: &dyn Executor) -> crate::model::ModelSpec {
+    exec.plan().model.clone()
 }
 
 /// Mean loss and accuracy of `data` under the current parameters, in batches of the plan's
@@ -135,6 +181,8 @@ pub fn evaluate(
 ) -> Result<(f64, f64)> {
     let batch = exec.plan().batch;
     let dim = data.dim;
+    let per = data.targets_per_record();
+    let mut targets = vec![0.0f32; batch * per];
     let (mut loss, mut correct) = (0.0, 0u64);
     for start in (0..data.n).step_by(batch) {
         let valid = batch.min(data.n - start);
@@ -143,6 +191,12 @@ pub fn evaluate(
         inputs[..valid * dim].copy_from_slice(&data.inputs[start * dim..(start + valid) * dim]);
         labels[..valid].copy_from_slice(&data.labels[start..start + valid]);
         exec.load_batch(inputs, labels)?;
+        if per > 0 {
+            targets.fill(0.0);
+            targets[..valid * per]
+                .copy_from_slice(&data.targets[start * per..(start + valid) * per]);
+            exec.load_targets(&targets)?;
+        }
         let (l, c) = exec.evaluate(valid)?;
         loss += l;
         correct += c as u64;
@@ -200,7 +254,10 @@ fn prepare(
         .train
         .image
         .map_or_else(|| vec![data.train.dim], |i| i.to_vec());
-    let model = config.model_for(&shape, data.train.classes)?;
+    let model = match config.seq_task()? {
+        Some(task) => config.sequence_model(task)?,
+        None => config.model_for(&shape, data.train.classes)?,
+    };
     let plan = compile_with(
         &model,
         config.batch_size,
@@ -329,6 +386,7 @@ fn run(
     let batch = config.batch_size;
     let mut inputs = vec![0.0f32; batch * data.train.dim];
     let mut labels = vec![0u32; batch];
+    let mut targets = vec![0.0f32; batch * data.train.targets_per_record()];
     let mut last_layers: Vec<LayerStats> = Vec::new();
     let mut epoch_loss = progress.epoch_loss(); // (sum of losses, correct, steps)
     let mut step = progress.step;
@@ -378,6 +436,9 @@ fn run(
                 clip_scale: r.clip.map(|c| c.scale as f64),
                 skipped: verdict.skipped,
                 nonfinite: verdict.nonfinite,
+                hidden_grad_norms: (r.stats == StatsLevel::Full
+                    && !plan.recurrent_layers.is_empty())
+                .then(|| metrics::HiddenGradNorms::from_report(plan, &r.hidden_norms)),
                 layers,
             };
             log.write_step(&entry)?;
@@ -412,6 +473,10 @@ fn run(
             let lr = config.lr_at(t, total);
             lrs.push(lr);
             exec.load_batch(&inputs, &labels)?;
+            if !targets.is_empty() {
+                loader.fill_targets(&mut targets);
+                exec.load_targets(&targets)?;
+            }
             let full = (step - 1) % config.stats_every == 0 || step == total;
             let stats = if full {
                 StatsLevel::Full

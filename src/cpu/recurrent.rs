@@ -1,0 +1,349 @@
+//! CPU twin of shaders/recurrent.wgsl: the time loop of a recurrent layer (Elman RNN with
+//! tanh or ReLU, LSTM, GRU), forward and backward through time, and the norm of the
+//! hidden-state gradient at every step.
+//!
+//! Shapes (batch first, as PyTorch's `batch_first=True`): x `[B, T, I]`; `gates` `[B, T, G·H]`;
+//! h, hprev, dy, dh `[B, T, H]`; aux `[B, T, H]` (LSTM: cell state c; GRU: W_hn·h' + b_hn);
+//! w_hh `[G·H, H]`, b_hh `[G·H]`.
+//!
+//! The input projection x·W_ihᵀ + b_ih for every step is one matmul done before this loop
+//! (the plan emits it as an ordinary `Matmul` + `BiasForward`), and the parameter gradients
+//! are matmuls over all B·T rows after the backward loop: dW_ih = dgiᵀ·x, dW_hh = dghᵀ·hprev,
+//! where `hprev[b, t] = h[b, t − 1]` (zero at t = 0) is written by the forward loop so that
+//! dW_hh is one product. Only the recurrent product and the cell's pointwise work run per step.
+//!
+//! Gradient convention: dh (the total gradient w.r.t. h_t, what the statistics measure), dgi
+//! (w.r.t. the input-side pre-activations) and dgh (w.r.t. the hidden-side ones, GRU only;
+//! for the other cells they equal dgi) are overwritten.
+//!
+//! Derivations (σ' = σ(1 − σ), tanh' = 1 − tanh²):
+//! - Elman: h = φ(a), da = dh·φ'(a) read from h (tanh: 1 − h², ReLU: h > 0).
+//! - LSTM: c = f·c' + i·g, h = o·tanh(c); do = dh·tanh c, dc = dh·o·(1 − tanh²c) + dc_next·f_next,
+//!   di = dc·g, df = dc·c', dg = dc·i; the carry to step t − 1 is dc·f.
+//! - GRU: n = tanh(a_n + r·hn), h = (1 − z)·n + z·h'; dn = dh·(1 − z), dz = dh·(h' − n),
+//!   da_n = dn·(1 − n²), d(hn) = da_n·r, dr = da_n·hn; h' also receives dh·z directly.
+
+use crate::cpu::Element;
+use crate::cpu::element::GemmThreads;
+use crate::ops::{CellKind, RecurrentShape};
+
+fn sigmoid<T: Element>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+
+fn check(s: &RecurrentShape, name: &str, have: usize, need: usize) {
+    assert!(
+        have >= need,
+        "recurrent {}: `{name}` has {have} elements, needs {need} (B {} T {} I {} H {})",
+        s.cell.name(),
+        s.batch,
+        s.steps,
+        s.input,
+        s.hidden
+    );
+}
+
+/// Runs the layer forward over all steps from h_{−1} = 0 (and c_{−1} = 0).
+/// On entry `gates` holds x·W_ihᵀ + b_ih; on exit the activated gates (Elman: h itself;
+/// LSTM: i, f, g, o; GRU: r, z, n). Writes h, hprev and aux.
+pub fn recurrent_forward<T: Element>(
+    s: &RecurrentShape,
+    w_hh: &[T],
+    b_hh: &[T],
+    gates: &mut [T],
+    h: &mut [T],
+    hprev: &mut [T],
+    aux: &mut [T],
+) {
+    let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
+    let gh = s.gate_width();
+    check(s, "w_hh", w_hh.len(), gh * hn);
+    check(s, "b_hh", b_hh.len(), gh);
+    check(s, "gates", gates.len(), bn * tn * gh);
+    check(s, "h", h.len(), bn * tn * hn);
+    check(s, "hprev", hprev.len(), bn * tn * hn);
+    check(s, "aux", aux.len(), bn * tn * s.cell.aux_width(hn));
+    // hh[b, :] = h_{t−1}[b]·W_hhᵀ + b_hh, the hidden-side pre-activations of one step.
+    let mut hh = vec![T::zero(); bn * gh];
+    for t in 0..tn {
+        for row in hh.chunks_exact_mut(gh) {
+            row.copy_from_slice(&b_hh[..gh]);
+        }
+        if t > 0 {
+            // A = h[:, t−1, :] (rows B, stride T·H), B[k, n] = W_hh[n, k].
+            let a = &h[(t - 1) * hn..];
+            assert!(
+                fits(a.len(), bn, hn, tn * hn, 1)
+                    && fits(w_hh.len(), hn, gh, 1, hn)
+                    && fits(hh.len(), bn, gh, gh, 1),
+                "recurrent forward: an operand is shorter than its shape"
+            );
+            // SAFETY: the assertion above proved every strided index in bounds.
+            unsafe {
+                T::gemm(
+                    GemmThreads::Parallel,
+                    bn,
+                    hn,
+                    gh,
+                    T::one(),
+                    a,
+                    (tn * hn) as isize,
+                    1,
+                    w_hh,
+                    1,
+                    hn as isize,
+                    T::one(),
+                    &mut hh,
+                    gh as isize,
+                    1,
+                );
+            }
+        }
+        for b in 0..bn {
+            let row = (b * tn + t) * hn;
+            let grow = (b * tn + t) * gh;
+            for j in 0..hn {
+                let hp = if t > 0 { h[row - hn + j] } else { T::zero() };
+                hprev[row + j] = hp;
+                let pre = |g: usize| gates[grow + g * hn + j] + hh[b * gh + g * hn + j];
+                match s.cell {
+                    CellKind::RnnTanh | CellKind::RnnRelu => {
+                        let a = pre(0);
+                        let v = if s.cell == CellKind::RnnTanh {
+                            a.tanh()
+                        } else {
+                            a.max(T::zero())
+                        };
+                        gates[grow + j] = v;
+                        h[row + j] = v;
+                    }
+                    CellKind::Lstm => {
+                        let i = sigmoid(pre(0));
+                        let f = sigmoid(pre(1));
+                        let g = pre(2).tanh();
+                        let o = sigmoid(pre(3));
+                        let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
+                        let c = f * cp + i * g;
+                        aux[row + j] = c;
+                        h[row + j] = o * c.tanh();
+                        for (k, v) in [i, f, g, o].into_iter().enumerate() {
+                            gates[grow + k * hn + j] = v;
+                        }
+                    }
+                    CellKind::Gru => {
+                        let r = sigmoid(pre(0));
+                        let z = sigmoid(pre(1));
+                        let hhn = hh[b * gh + 2 * hn + j];
+                        let n = (gates[grow + 2 * hn + j] + r * hhn).tanh();
+                        aux[row + j] = hhn;
+                        h[row + j] = (T::one() - z) * n + z * hp;
+                        gates[grow + j] = r;
+                        gates[grow + hn + j] = z;
+                        gates[grow + 2 * hn + j] = n;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Backpropagation through time. `dy` is the gradient w.r.t. every h_t from above (the next
+/// layer or the read-out); writes dh (the total gradient w.r.t. h_t), dgi and, for the GRU,
+/// dgh (pass None for the other cells: their hidden-side gradient is dgi).
+#[allow(clippy::too_many_arguments)]
+pub fn recurrent_backward<T: Element>(
+    s: &RecurrentShape,
+    w_hh: &[T],
+    gates: &[T],
+    h: &[T],
+    hprev: &[T],
+    aux: &[T],
+    dy: &[T],
+    dh: &mut [T],
+    dgi: &mut [T],
+    mut dgh: Option<&mut [T]>,
+) {
+    let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
+    let gh = s.gate_width();
+    check(s, "dy", dy.len(), bn * tn * hn);
+    check(s, "dh", dh.len(), bn * tn * hn);
+    check(s, "dgi", dgi.len(), bn * tn * gh);
+    let gru = s.cell == CellKind::Gru;
+    assert_eq!(
+        gru,
+        dgh.is_some(),
+        "recurrent_backward: dgh is for the GRU only"
+    );
+    // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h').
+    let mut rec = vec![T::zero(); bn * hn];
+    // The LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}).
+    let mut carry = vec![T::zero(); bn * hn];
+    for t in (0..tn).rev() {
+        let from_next = t + 1 < tn && s.flows_back(t + 1);
+        rec.iter_mut().for_each(|v| *v = T::zero());
+        if from_next {
+            let src: &[T] = match &dgh {
+                Some(d) => d,
+                None => dgi,
+            };
+            // rec = dghh[:, t+1, :]·W_hh: A rows B with stride T·G·H, B = W_hh [G·H, H].
+            let a = &src[(t + 1) * gh..];
+            assert!(
+                fits(a.len(), bn, gh, tn * gh, 1)
+                    && fits(w_hh.len(), gh, hn, hn, 1)
+                    && fits(rec.len(), bn, hn, hn, 1),
+                "recurrent backward: an operand is shorter than its shape"
+            );
+            // SAFETY: the assertion above proved every strided index in bounds.
+            unsafe {
+                T::gemm(
+                    GemmThreads::Parallel,
+                    bn,
+                    gh,
+                    hn,
+                    T::one(),
+                    a,
+                    (tn * gh) as isize,
+                    1,
+                    w_hh,
+                    hn as isize,
+                    1,
+                    T::zero(),
+                    &mut rec,
+                    hn as isize,
+                    1,
+                );
+            }
+            if gru {
+                for b in 0..bn {
+                    let next = (b * tn + t + 1) * hn;
+                    let ng = (b * tn + t + 1) * gh;
+                    for j in 0..hn {
+                        rec[b * hn + j] = rec[b * hn + j] + dh[next + j] * gates[ng + hn + j];
+                    }
+                }
+            }
+        }
+        for b in 0..bn {
+            let row = (b * tn + t) * hn;
+            let grow = (b * tn + t) * gh;
+            for j in 0..hn {
+                let d = dy[row + j] + rec[b * hn + j];
+                dh[row + j] = d;
+                match s.cell {
+                    CellKind::RnnTanh => {
+                        let v = h[row + j];
+                        dgi[grow + j] = d * (T::one() - v * v);
+                    }
+                    CellKind::RnnRelu => {
+                        dgi[grow + j] = if h[row + j] > T::zero() { d } else { T::zero() };
+                    }
+                    CellKind::Lstm => {
+                        let (i, f, g, o) = (
+                            gates[grow + j],
+                            gates[grow + hn + j],
+                            gates[grow + 2 * hn + j],
+                            gates[grow + 3 * hn + j],
+                        );
+                        let c = aux[row + j];
+                        let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
+                        let tc = c.tanh();
+                        let next = if from_next {
+                            carry[b * hn + j]
+                        } else {
+                            T::zero()
+                        };
+                        let dc = d * o * (T::one() - tc * tc) + next;
+                        carry[b * hn + j] = dc * f;
+                        let one = T::one();
+                        dgi[grow + j] = dc * g * i * (one - i);
+                        dgi[grow + hn + j] = dc * cp * f * (one - f);
+                        dgi[grow + 2 * hn + j] = dc * i * (one - g * g);
+                        dgi[grow + 3 * hn + j] = d * tc * o * (one - o);
+                    }
+                    CellKind::Gru => {
+                        let (r, z, n) = (
+                            gates[grow + j],
+                            gates[grow + hn + j],
+                            gates[grow + 2 * hn + j],
+                        );
+                        let hp = hprev[row + j];
+                        let one = T::one();
+                        let dan = d * (one - z) * (one - n * n);
+                        let drp = dan * aux[row + j] * r * (one - r);
+                        let dzp = d * (hp - n) * z * (one - z);
+                        dgi[grow + j] = drp;
+                        dgi[grow + hn + j] = dzp;
+                        dgi[grow + 2 * hn + j] = dan;
+                        if let Some(dgh) = dgh.as_deref_mut() {
+                            dgh[grow + j] = drp;
+                            dgh[grow + hn + j] = dzp;
+                            dgh[grow + 2 * hn + j] = dan * r;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The L2 norm of dh[:, t, :] for every step t into `norms[t]`, over b then j in order,
+/// kept as max|x|·√Σ(x/max|x|)² so vanishing gradients do not underflow when squared.
+pub fn hidden_grad_norms<T: Element>(
+    dh: &[T],
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+) -> Vec<f32> {
+    (0..steps)
+        .map(|t| {
+            let rows = (0..batch).flat_map(|b| {
+                let row = (b * steps + t) * hidden;
+                dh[row..row + hidden]
+                    .iter()
+                    .map(|v| Element::to_f64(*v) as f32)
+            });
+            let m = rows.clone().fold(0.0f32, |m, v| m.max(v.abs()));
+            if m == 0.0 || !m.is_finite() {
+                return m;
+            }
+            let inv = 1.0 / m;
+            let sum: f32 = rows.fold(0.0f32, |acc, v| {
+                let q = v * inv;
+                acc + q * q
+            });
+            m * sum.sqrt()
+        })
+        .collect()
+}
+
+/// y[b, :] = x[b, T − 1, :]: the last step of a `[B, T, F]` sequence.
+pub fn last_step_forward<T: Element>(x: &[T], y: &mut [T], batch: usize, steps: usize, f: usize) {
+    for b in 0..batch {
+        let src = (b * steps + steps - 1) * f;
+        y[b * f..(b + 1) * f].copy_from_slice(&x[src..src + f]);
+    }
+}
+
+/// dx[b, t, :] = dy[b, :] at t = T − 1, zero elsewhere (overwrites dx).
+pub fn last_step_backward<T: Element>(
+    dy: &[T],
+    dx: &mut [T],
+    batch: usize,
+    steps: usize,
+    f: usize,
+) {
+    dx[..batch * steps * f]
+        .iter_mut()
+        .for_each(|v| *v = T::zero());
+    for b in 0..batch {
+        let dst = (b * steps + steps - 1) * f;
+        dx[dst..dst + f].copy_from_slice(&dy[b * f..(b + 1) * f]);
+    }
+}
+
+/// Whether a rows × cols operand with row stride `rs` and column stride `cs` (in elements)
+/// lies inside a slice of `len` elements: its last index is (rows−1)·rs + (cols−1)·cs.
+fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
