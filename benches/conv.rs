@@ -23,6 +23,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use gradscope::bench::conv2d::resnet20_shapes;
 use gradscope::cpu::conv2d as cpu;
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
@@ -35,33 +36,6 @@ use gradscope::model::zoo::cifar_resnet;
 use gradscope::ops::{Conv2dShape, OptimizerKind, OptimizerParams, StepScalars};
 use gradscope::plan::{Plan, compile};
 use gradscope::train::initialize;
-
-/// The distinct convolutions of a CIFAR resnet-20 (per sample; the batch is set later).
-fn resnet20_convs(n: usize) -> Vec<(&'static str, Conv2dShape)> {
-    let conv = |c_in, hw, c_out, k, stride, pad| Conv2dShape {
-        n,
-        c_in,
-        h: hw,
-        w: hw,
-        c_out,
-        kh: k,
-        kw: k,
-        stride: [stride; 2],
-        pad: [pad; 2],
-        dilation: [1, 1],
-        groups: 1,
-    };
-    vec![
-        ("stem 3→16 3×3 @32", conv(3, 32, 16, 3, 1, 1)),
-        ("16→16 3×3 @32", conv(16, 32, 16, 3, 1, 1)),
-        ("16→32 3×3 s2 @32", conv(16, 32, 32, 3, 2, 1)),
-        ("16→32 1×1 s2 @32 (proj)", conv(16, 32, 32, 1, 2, 0)),
-        ("32→32 3×3 @16", conv(32, 16, 32, 3, 1, 1)),
-        ("32→64 3×3 s2 @16", conv(32, 16, 64, 3, 2, 1)),
-        ("32→64 1×1 s2 @16 (proj)", conv(32, 16, 64, 1, 2, 0)),
-        ("64→64 3×3 @8", conv(64, 8, 64, 3, 1, 1)),
-    ]
-}
 
 /// Deterministic values in [-0.5, 0.5).
 fn data(len: usize, salt: usize) -> Vec<f32> {
@@ -226,7 +200,7 @@ fn main() {
             "{:<26} {:<16} {:>8} {:>10} {:>8} {:>10} {:>9}",
             "shape", "pass", "cpu ms", "cpu GF/s", "gpu ms", "gpu GF/s", "gpu/cpu"
         );
-        for (name, s) in resnet20_convs(batch) {
+        for (name, s) in resnet20_shapes(batch) {
             let c = if use_cpu {
                 Some(cpu_passes(&s, repeats))
             } else {

@@ -20,6 +20,7 @@
 //! `cargo run --release --example matmul_variants -- [--sizes 256,1024,4096]
 //!  [--layout nn|nt|tn|all] [--batch 128] [--runs 5] [--no-conv] [--adapter NAME]`
 
+use gradscope::bench::conv2d::resnet20_shapes;
 use gradscope::cpu::conv2d as cpu_conv;
 use gradscope::cpu::matmul::matmul as cpu_matmul;
 use gradscope::gpu::kernels::conv2d::{self as gpu_conv, ConvPass, ConvVariant};
@@ -235,33 +236,6 @@ fn bench_matmul(ctx: &GpuContext, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The distinct convolutions of a CIFAR resnet-20 at batch `n`.
-fn resnet20_convs(n: usize) -> Vec<(&'static str, Conv2dShape)> {
-    let conv = |c_in, hw, c_out, k, stride, pad| Conv2dShape {
-        n,
-        c_in,
-        h: hw,
-        w: hw,
-        c_out,
-        kh: k,
-        kw: k,
-        stride: [stride; 2],
-        pad: [pad; 2],
-        dilation: [1, 1],
-        groups: 1,
-    };
-    vec![
-        ("stem 3→16 3×3 @32", conv(3, 32, 16, 3, 1, 1)),
-        ("16→16 3×3 @32", conv(16, 32, 16, 3, 1, 1)),
-        ("16→32 3×3 s2 @32", conv(16, 32, 32, 3, 2, 1)),
-        ("16→32 1×1 s2 @32", conv(16, 32, 32, 1, 2, 0)),
-        ("32→32 3×3 @16", conv(32, 16, 32, 3, 1, 1)),
-        ("32→64 3×3 s2 @16", conv(32, 16, 64, 3, 2, 1)),
-        ("32→64 1×1 s2 @16", conv(32, 16, 64, 1, 2, 0)),
-        ("64→64 3×3 @8", conv(64, 8, 64, 3, 1, 1)),
-    ]
-}
-
 /// Buffers of one convolution's tensors, filled with deterministic values.
 struct ConvBuffers {
     x: wgpu::Buffer,
@@ -312,7 +286,7 @@ fn conv_pass(
 
 fn check_conv(ctx: &GpuContext) -> Result<(), String> {
     let mut checked = 0;
-    for (name, s) in resnet20_convs(2) {
+    for (name, s) in resnet20_shapes(2) {
         let b = conv_buffers(ctx, &s)?;
         let (x, w, dy) = (data(s.x_len(), 5), data(s.w_len(), 6), data(s.y_len(), 7));
         let mut y = vec![0.0f32; s.y_len()];
@@ -360,7 +334,7 @@ fn bench_conv(ctx: &GpuContext, args: &Args) -> Result<(), String> {
         print!(" {:>11}", v.name());
     }
     println!("  {:>9}", "best ms");
-    for (name, s) in resnet20_convs(args.batch) {
+    for (name, s) in resnet20_shapes(args.batch) {
         let b = conv_buffers(ctx, &s)?;
         for pass in ConvPass::ALL {
             let mut times = Vec::new();
