@@ -379,7 +379,7 @@ fn run() -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     println!("adapter: {}", ctx.adapter.describe());
-    println!("timing: {}", timing::clock(&ctx).name());
+    println!("timing: {}", timing::clock(&ctx).describe());
     check_matmul(&ctx)?;
     if args.conv {
         check_conv(&ctx)?;

@@ -451,3 +451,50 @@ fn fusion_finds_every_dense_forward_of_an_mlp() {
         }
     }
 }
+
+/// The autotune's clock (`gpu::timing`, on top of `gpu::timer`): a pass of several products
+/// takes a positive, finite time per product, and a pass repeated 4 times reports the time
+/// of one repetition (within the noise of a shared machine, not 4× more).
+#[test]
+fn timing_reports_seconds_per_repetition() {
+    let Some(ctx) = common::gpu() else { return };
+    let s = MatmulShape {
+        m: 64,
+        n: 64,
+        k: 64,
+    };
+    let (a, b, c0) = inputs(77, s);
+    let (ga, gb, gc) = (
+        ctx.upload("a", &a).unwrap(),
+        ctx.upload("b", &b).unwrap(),
+        ctx.upload("c", &c0).unwrap(),
+    );
+    let d = matmul_with(
+        ctx,
+        MatmulVariant::Simple,
+        MatmulLayout::NN,
+        s,
+        &ga,
+        &gb,
+        &gc,
+        false,
+        Epilogue::default(),
+    )
+    .unwrap();
+    let dispatches = vec![&d; 8];
+    // The quickest of three of each, so one hiccup of a loaded machine does not decide.
+    let quickest = |repeat: usize| {
+        (0..3)
+            .map(|_| gradscope::gpu::timing::time_pass(ctx, &dispatches, repeat).unwrap())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (one, four) = (quickest(1), quickest(4));
+    assert!(one.is_finite() && one > 0.0, "{one}");
+    assert!(four.is_finite() && four > 0.0, "{four}");
+    assert!(
+        four < 3.0 * one,
+        "per repetition: {four} s against {one} s for one"
+    );
+    let median = gradscope::gpu::timing::median_time(ctx, &[&d], 1, 3, 1e-3).unwrap();
+    assert!(median.is_finite() && median > 0.0, "{median}");
+}
