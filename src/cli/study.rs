@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use gradscope::study::sentences::{num, ratio};
+use gradscope::study::sentences::{num, power_of_ten, ratio};
 use gradscope::study::{
     self, BUILTINS, Context, RunOptions, RunPlan, RunResult, RunStatus, Size, Study, StudyObserver,
 };
@@ -85,6 +85,13 @@ impl StudyObserver for Console {
         };
         let what = match &r.error {
             Some(e) => format!("stopped: {e}"),
+            // A recurrent net's story is the gradient through time, not across layers.
+            None if r.init_hidden_ratio.is_finite() => format!(
+                "‖∂L/∂h_0‖/‖∂L/∂h_T‖ {} at init; loss {} → {}",
+                power_of_ten(r.init_hidden_ratio),
+                num(r.first_loss),
+                num(r.final_loss)
+            ),
             None => format!(
                 "first layer's gradient {} at init; loss {} → {}",
                 ratio(r.init_ratio),

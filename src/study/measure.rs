@@ -58,6 +58,20 @@ pub struct RunResult {
     /// Mean loss over the last tenth of the logged steps (at least one).
     pub final_loss: f64,
     pub val_accuracy: Option<f64>,
+    /// The task is a regression (the adding problem): accuracy means nothing, the loss is
+    /// an MSE.
+    pub regression: bool,
+    /// Validation loss at the end (the MSE of a regression task, where accuracy means
+    /// nothing).
+    pub val_loss: Option<f64>,
+    /// ‖∂L/∂h_t‖ over the batch at each time step t of the first recurrent layer, at the
+    /// first and at the last step that logged them (empty for a network without one).
+    pub init_hidden_norms: Vec<f64>,
+    pub end_hidden_norms: Vec<f64>,
+    /// ‖∂L/∂h_0‖ / ‖∂L/∂h_{T−1}‖ of those: how much of the gradient at the last time step
+    /// survives back to the first (NaN without a recurrent layer).
+    pub init_hidden_ratio: f64,
+    pub end_hidden_ratio: f64,
     /// Milliseconds per training step (evaluation excluded), from summary.json.
     pub ms_per_step: Option<f64>,
     /// Largest total gradient norm of any step (∞ when a step's was not finite).
@@ -88,18 +102,37 @@ impl RunResult {
     }
 }
 
-/// Names of the nodes with a weight matrix, in order, with the weight's element count.
+/// Names of the statistics layers with a weight matrix, in order, with the weight's
+/// element count. A recurrent layer counts twice, as the statistics show it: its input
+/// side (`name.ih`, W_ih) and its recurrent side (`name.hh`, W_hh).
 pub fn weight_layers(model: &ModelSpec) -> Vec<(String, usize)> {
+    let size = |p: usize| model.params[p].shape.iter().product::<usize>();
     model
         .nodes
         .iter()
-        .filter_map(|n| match n.op {
-            NodeOp::Linear { weight, .. } | NodeOp::Conv2d { weight, .. } => {
-                Some((n.name.clone(), model.params[weight].shape.iter().product()))
-            }
-            _ => None,
+        .flat_map(|n| match n.op {
+            NodeOp::Linear { weight, .. }
+            | NodeOp::Conv2d { weight, .. }
+            | NodeOp::StepLinear { weight, .. } => vec![(n.name.clone(), size(weight))],
+            NodeOp::Recurrent(r) => vec![
+                (format!("{}.ih", n.name), size(r.weight_ih)),
+                (format!("{}.hh", n.name), size(r.weight_hh)),
+            ],
+            _ => Vec::new(),
         })
         .collect()
+}
+
+/// The first recurrent layer's ‖∂L/∂h_t‖ curve at the first and at the last step that
+/// logged one.
+fn hidden_norms(h: &History) -> (Vec<f64>, Vec<f64>) {
+    let first_layer = |p: &crate::report::history::HiddenNormsPoint| {
+        p.1.first().map(|(_, n)| n.clone()).unwrap_or_default()
+    };
+    match (h.hidden_norms.first(), h.hidden_norms.last()) {
+        (Some(a), Some(b)) => (first_layer(a), first_layer(b)),
+        _ => (Vec::new(), Vec::new()),
+    }
 }
 
 /// Largest over smallest positive finite value (∞ when one is zero or not finite).
@@ -139,6 +172,14 @@ fn first_output_grads(dir: &Path, layers: &[String]) -> Result<Vec<f64>> {
                 .unwrap_or(f64::NAN)
         })
         .collect())
+}
+
+fn is_regression(plan: &RunPlan) -> bool {
+    plan.config
+        .seq_task()
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.regression())
 }
 
 /// Reads `dir` (a run of `plan` whose weight layers are `layers`); `error` is the message
@@ -201,6 +242,7 @@ pub fn measure(
             .all(|s| s.loss.is_finite() && s.grad_norm.is_finite());
     let summary = h.summary.as_ref();
     let num = |key: &str| summary.and_then(|s| s.get(key)).and_then(|v| v.as_f64());
+    let (init_hidden_norms, end_hidden_norms) = hidden_norms(&h);
     let ms_per_step = num("samples_per_second")
         .filter(|s| *s > 0.0)
         .map(|sps| 1000.0 * plan.config.batch_size as f64 / sps);
@@ -221,7 +263,15 @@ pub fn measure(
         final_loss,
         losses,
         accuracies,
-        val_accuracy: num("final_val_accuracy").filter(|a| a.is_finite()),
+        val_accuracy: num("final_val_accuracy")
+            .filter(|a| a.is_finite())
+            .filter(|_| !is_regression(plan)),
+        val_loss: num("final_val_loss").filter(|l| l.is_finite()),
+        regression: is_regression(plan),
+        init_hidden_ratio: ratio(&init_hidden_norms),
+        end_hidden_ratio: ratio(&end_hidden_norms),
+        init_hidden_norms,
+        end_hidden_norms,
         ms_per_step,
         max_grad_norm,
         finite,
@@ -256,6 +306,12 @@ impl RunResult {
             first_loss: f64::NAN,
             final_loss: f64::NAN,
             val_accuracy: None,
+            val_loss: None,
+            regression: is_regression(plan),
+            init_hidden_norms: Vec::new(),
+            end_hidden_norms: Vec::new(),
+            init_hidden_ratio: f64::NAN,
+            end_hidden_ratio: f64::NAN,
             ms_per_step: None,
             max_grad_norm: f64::INFINITY,
             finite: false,

@@ -1,12 +1,11 @@
 //! The built-in studies by name. Each entry builds its grid for a size and says in words
-//! what its results show; adding a study (the recurrent one: plain RNN against LSTM and
-//! GRU on a long-range task, once recurrent layers exist) is one more file in `builtin/`
-//! and one more entry in `BUILTINS`.
+//! what its results show; adding a study is one more file in `builtin/` and one more
+//! entry in `BUILTINS`.
 
 use std::path::PathBuf;
 
 use super::builtin::{
-    clipping, depth_activation, initialization, normalization, optimizers, shortcuts,
+    clipping, depth_activation, initialization, normalization, optimizers, recurrent, shortcuts,
 };
 use super::measure::RunResult;
 use super::spec::{Size, StudySpec};
@@ -38,6 +37,7 @@ pub const BUILTINS: &[Builtin] = &[
     shortcuts::STUDY,
     clipping::STUDY,
     optimizers::STUDY,
+    recurrent::STUDY,
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

@@ -71,10 +71,26 @@ fn progress_of(dir: &Path, config: &TrainConfig) -> Progress {
     }
 }
 
+/// The settings that decide what `train::load_data` loads: the data directory, the
+/// validation split, the seed, and for a sequence task the task, its length and the
+/// number of synthetic sequences.
+type DataKey = (Option<PathBuf>, u64, u64, Option<String>, Option<usize>, usize);
+
+fn data_key(config: &TrainConfig) -> DataKey {
+    (
+        config.data.clone(),
+        config.val_fraction.to_bits(),
+        config.seed,
+        config.task.clone(),
+        config.seq_len,
+        config.train_samples,
+    )
+}
+
 /// Data and devices opened so far, keyed by the settings that decide them.
 #[derive(Default)]
 pub struct Resources {
-    data: HashMap<(Option<PathBuf>, u64, u64), Arc<RunData>>,
+    data: HashMap<DataKey, Arc<RunData>>,
     devices: HashMap<(String, Option<String>, Option<String>), Shared>,
     /// How many times data was loaded and a device chosen (the tests check the sharing).
     pub data_loads: usize,
@@ -84,11 +100,7 @@ pub struct Resources {
 impl Resources {
     /// The data a run of `config` trains on, loaded by the first run that needs it.
     fn data(&mut self, config: &TrainConfig) -> Result<Arc<RunData>> {
-        let key = (
-            config.data.clone(),
-            config.val_fraction.to_bits(),
-            config.seed,
-        );
+        let key = data_key(config);
         if let Some(d) = self.data.get(&key) {
             return Ok(d.clone());
         }
@@ -130,6 +142,9 @@ impl Resources {
     /// The weight layers (and their sizes) of the model `config` builds on its data (no
     /// device is opened for a run that only needs reading back).
     fn weight_layers(&mut self, config: &TrainConfig) -> Result<Vec<(String, usize)>> {
+        if let Some(task) = config.seq_task()? {
+            return Ok(weight_layers(&config.sequence_model(task)?));
+        }
         let data = self.data(config)?;
         let shape = data
             .train

@@ -22,7 +22,18 @@ minmax(320px,1fr));gap:1em}.grid figure{margin:0}";
 
 /// How to read a picture, by the start of its file stem.
 fn caption(stem: &str) -> &'static str {
-    let known: [(&str, &str); 7] = [
+    let known: [(&str, &str); 9] = [
+        (
+            "hidden_time_init",
+            "Norm over the batch of the gradient with respect to the first recurrent layer's \
+             hidden state at each time step, at initialization, one line per run. Back-propagation \
+             through time runs from the right (the last step, where the loss is) to the left: a \
+             line falling towards t = 0 is the vanishing gradient through time.",
+        ),
+        (
+            "hidden_time_end",
+            "The same at the last step with statistics, after training.",
+        ),
         (
             "profile_init",
             "RMS of each weight layer's gradient at the first step (the gradient at \
@@ -72,7 +83,7 @@ fn ratio_cell(r: f64) -> String {
     }
 }
 
-fn row(r: &RunResult, out: &Path) -> String {
+fn row(r: &RunResult, out: &Path, recurrent: bool) -> String {
     let bad = !r.finite || r.error.is_some();
     let diag = if let Some(e) = &r.error {
         format!("stopped: {e}")
@@ -81,14 +92,24 @@ fn row(r: &RunResult, out: &Path) -> String {
     } else {
         r.findings.join("; ")
     };
+    let through_time = if recurrent {
+        format!(
+            "<td>{}</td><td>{}</td>",
+            ratio_cell(r.init_hidden_ratio),
+            ratio_cell(r.end_hidden_ratio)
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<tr{}><td class=l>{label}</td><td>{}</td>\
-         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=l>{}</td></tr>\n",
+         <td>{}</td>{through_time}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=l>{}</td></tr>\n",
         if bad { " class=bad" } else { "" },
         ratio_cell(r.init_ratio),
         ratio_cell(r.end_ratio),
         num(r.first_loss),
         num(r.final_loss),
+        r.val_loss.map_or("—".into(), num),
         r.val_accuracy
             .map_or("—".into(), |a| format!("{:.1} %", 100.0 * a)),
         r.ms_per_step.map_or("—".into(), num),
@@ -159,17 +180,26 @@ pub fn page(p: &StudyPage, figures: &[Figure], out: &Path) -> crate::error::Resu
             text = escape(caption(&f.saved.stem))
         );
     }
+    let recurrent = p.runs.iter().any(|r| !r.init_hidden_norms.is_empty());
+    let (time_note, time_heads) = if recurrent {
+        (
+            " The through-time ratios are ‖∂L/∂h_0‖ / ‖∂L/∂h_{T−1}‖ of the first recurrent layer.",
+            "<th>h_0/h_T at init</th><th>h_0/h_T at end</th>",
+        )
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         s,
         "<h2>Runs</h2>\n<p>Ratios compare the root mean square of the first weight layer's \
          gradient elements (‖∇W‖/√elements) with the last layer's, so that a wide input layer \
-         does not count its size as gradient. Final loss is the mean over the last tenth of the steps. Each name links to the run's \
+         does not count its size as gradient.{time_note} Final loss is the mean over the last tenth of the steps. Each name links to the run's \
          own report.</p>\n<table><tr><th class=l>run</th><th>ratio at init</th>\
-         <th>ratio at end</th><th>first loss</th><th>final loss</th><th>val. accuracy</th>\
-         <th>ms / step</th><th>steps</th><th class=l>diagnosis</th></tr>"
+         <th>ratio at end</th>{time_heads}<th>first loss</th><th>final loss</th><th>val. loss</th>\
+         <th>val. accuracy</th><th>ms / step</th><th>steps</th><th class=l>diagnosis</th></tr>"
     );
     for r in p.runs {
-        s.push_str(&row(r, out));
+        s.push_str(&row(r, out, recurrent));
     }
     let _ = writeln!(s, "</table>");
     let _ = writeln!(

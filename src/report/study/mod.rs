@@ -186,6 +186,40 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
             figures.push(Figure { section, saved });
         }
     }
+    if page.runs.iter().any(|r| !r.init_hidden_norms.is_empty()) {
+        type Pick = fn(&RunResult) -> &[f64];
+        let over_time: [(&str, &str, Pick); 2] = [
+            ("hidden_time_init", "at initialization", |r| &r.init_hidden_norms),
+            ("hidden_time_end", "at the last logged step", |r| &r.end_hidden_norms),
+        ];
+        for (base, when, pick) in over_time {
+            let chart = Chart {
+                title: format!("Hidden-state gradient ‖∂L/∂h_t‖ against time step, {when}"),
+                x_desc: "time step t (0 = first input)".into(),
+                y_desc: "‖∂L/∂h_t‖ over the batch (first recurrent layer)".into(),
+                log_y: true,
+                integer_x: true,
+                markers: false,
+                series: page
+                    .runs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let points = pick(r)
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &v)| (t as f64, v))
+                            .collect();
+                        series(r.label(), i, points)
+                    })
+                    .collect(),
+            };
+            figures.push(Figure {
+                section: "Gradient through time",
+                saved: canvas::save(&chart, &out, base)?,
+            });
+        }
+    }
     if let Some(x_axis) = &page.spec.x_axis {
         figures.push(Figure {
             section: "Gradient at initialization",
@@ -200,7 +234,12 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
                 &r.accuracies
             }),
         ];
+        // A regression's accuracy means nothing: its curve is not drawn.
+        let regression = runs.iter().all(|r| r.regression);
         for (base, y, log_y, pick) in curves {
+            if regression && base == "accuracy" {
+                continue;
+            }
             let chart = Chart {
                 title: format!("Training {base}{}", suffix(panel)),
                 x_desc: "training step".into(),

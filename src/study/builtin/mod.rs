@@ -9,6 +9,7 @@ pub mod depth_activation;
 pub mod initialization;
 pub mod normalization;
 pub mod optimizers;
+pub mod recurrent;
 pub mod shortcuts;
 
 use toml::Value;
