@@ -2,12 +2,11 @@
 // on [N, C] and nn.BatchNorm2d on NCHW alike: x is [n, c, s] (s = H·W, or 1 for 1-D) and
 // every channel c is normalized over its M = n·s values.
 //
-// Training forward: per channel, mean = Σx / M and the biased variance var = Σ(x − mean)² / M
-// (two passes over the channel, so no cancellation of E[x²] − E[x]²), x̂ = (x − mean)·inv_std
-// with inv_std = 1/sqrt(var + eps), y = γ·x̂ + β. mean and inv_std are saved for the
-// backward pass; running_mean and running_var move by `momentum` towards the batch mean and
-// the UNBIASED variance var·M/(M − 1), as torch does. Evaluation forward normalizes with the
-// running statistics instead.
+// Training forward: per channel, mean and the biased variance var = Σ(x − mean)² / M,
+// x̂ = (x − mean)·inv_std with inv_std = 1/sqrt(var + eps), y = γ·x̂ + β. mean and inv_std
+// are saved for the backward pass; running_mean and running_var move by `momentum` towards
+// the batch mean and the UNBIASED variance var·M/(M − 1), as torch does. Evaluation forward
+// normalizes with the running statistics instead.
 //
 // Backward (training mode, where mean and var depend on x):
 //   dβ = Σ dy, dγ = Σ dy·x̂,
@@ -15,12 +14,18 @@
 // (From y = γx̂ + β: ∂L/∂x̂ = γ·dy; x̂ = (x − μ)·r with ∂μ/∂x_i = 1/M and
 // ∂r/∂x_i = −r³(x_i − μ)/M, which collects into the expression above.)
 //
-// One workgroup per channel: its WG invocations take the channel's values m = lid,
-// lid + WG, … (m = ni·s + si) in order, then a tree reduction in workgroup memory combines
-// the WG partial sums: a fixed order with no atomics, so results are reproducible, and the
-// CPU twin (cpu/batchnorm.rs, `workgroup_sum`) reproduces it. The same workgroup then writes
-// its channel's outputs, so no scratch buffer is needed between the reduction and the
-// elementwise part. Parallelism is c workgroups; channels ≥ 65535 use a 2-D grid.
+// Work split. A channel holds up to millions of values (resnet-20 at batch 128: 131 072 in
+// each of 16 channels), so one workgroup per channel would leave most of a GPU idle.
+// Each pass is three dispatches instead:
+//   partial   one workgroup per (channel, chunk): the channel's m = ni·s + si are cut into
+//             `chunks` runs of `chunk` consecutive m; each workgroup reduces its run;
+//   finalize  one workgroup per channel combines its chunks' partials (chunks ≤ WG);
+//   apply     one invocation per element writes y (or dx).
+// The forward reduces (count, mean, M2) moments: each invocation runs Welford's update over
+// m = lo + lid, lo + lid + WG, … in order, and the workgroup combines them in a tree with
+// Chan et al.'s pairwise formula, so no E[x²] − E[x]² cancellation happens anywhere. The
+// backward reduces (Σ dy, Σ dy·x̂) the same way with plain sums. Every order is fixed (no
+// atomics): results are reproducible, and the CPU twin (cpu/batchnorm.rs) follows it.
 //
 // Gradient convention: dγ and dβ are parameter gradients (`accumulate` = 1 adds to them);
 // dx is an activation gradient and is overwritten.
@@ -35,35 +40,52 @@ struct Shape {
     accumulate: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // Runs per channel (≤ WG) and consecutive m per run.
+    chunks: u32,
+    chunk: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
-
-// batchnorm_forward_train
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> save_mean: array<f32>;
-@group(0) @binding(6) var<storage, read_write> save_invstd: array<f32>;
-@group(0) @binding(7) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(8) var<storage, read_write> running_var: array<f32>;
 
-// batchnorm_forward_eval: x, gamma, beta and y as above, then
-@group(0) @binding(5) var<storage, read> eval_mean: array<f32>;
-@group(0) @binding(6) var<storage, read> eval_var: array<f32>;
+// batchnorm_forward_partial: x, then the moments (count, mean, M2, 0) of each run
+// [c, chunks].
+@group(0) @binding(2) var<storage, read_write> moments_out: array<vec4<f32>>;
 
-// batchnorm_backward: x and gamma as above, then
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read> saved_mean: array<f32>;
-@group(0) @binding(5) var<storage, read> saved_invstd: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dgamma: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dbeta: array<f32>;
+// batchnorm_forward_finalize:
+@group(0) @binding(1) var<storage, read> moments_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> save_invstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, WG>;
+// batchnorm_forward_apply: x, the saved mean and inv_std, γ, β, y.
+// batchnorm_forward_eval: x, the running mean and variance, γ, β, y.
+@group(0) @binding(2) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
+@group(0) @binding(3) var<storage, read> eval_var: array<f32>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+// batchnorm_backward_partial: x, the saved mean and inv_std, dy, then (Σ dy, Σ dy·x̂) of
+// each run [c, chunks].
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sums_out: array<vec2<f32>>;
+
+// batchnorm_backward_finalize: the runs' sums, dγ, dβ, and the channel totals [c].
+@group(0) @binding(1) var<storage, read> sums_in: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> totals_out: array<vec2<f32>>;
+
+// batchnorm_backward_apply: x, the saved mean and inv_std, dy, the totals, γ, dx.
+@group(0) @binding(5) var<storage, read> totals_in: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read> bgamma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+
+var<workgroup> moments: array<vec3<f32>, WG>;
+var<workgroup> pairs: array<vec2<f32>, WG>;
 
 // The flat index in x of the m-th value (m = ni·s + si) of channel ch.
 fn index(ch: u32, m: u32) -> u32 {
@@ -72,68 +94,123 @@ fn index(ch: u32, m: u32) -> u32 {
     return (ni * shape.c + ch) * shape.s + si;
 }
 
-// Sums v over the workgroup: partial[t] += partial[t + stride] for stride = WG/2, …, 1.
-// Every invocation gets the total. Call from uniform control flow only.
-fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    partial[lid] = v;
+// Moments (count, mean, M2) of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
+fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    let n = a.x + b.x;
+    if n == 0.0 {
+        return vec3<f32>(0.0, 0.0, 0.0);
+    }
+    let d = b.y - a.y;
+    let wb = b.x / n;
+    return vec3<f32>(n, a.y + d * wb, a.z + b.z + d * d * a.x * wb);
+}
+
+// Combines v over the workgroup: moments[t] = combine(moments[t], moments[t + stride]) for
+// stride = WG/2, …, 1. Every invocation gets the result. Uniform control flow only.
+fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
+    moments[lid] = v;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
         if lid < stride {
-            partial[lid] = partial[lid] + partial[lid + stride];
+            moments[lid] = combine(moments[lid], moments[lid + stride]);
         }
         workgroupBarrier();
     }
-    let total = partial[0];
-    // Everyone has read the total before the next call overwrites partial.
-    workgroupBarrier();
-    return total;
+    return moments[0];
 }
 
-// One workgroup: channel ch = its flat workgroup index. Reduces the channel's mean and
-// variance, writes y for the channel, and (invocation 0) saves mean and inv_std and
-// updates the running statistics.
+// Sums v over the workgroup in the same tree. Uniform control flow only.
+fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    pairs[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            pairs[lid] = pairs[lid] + pairs[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return pairs[0];
+}
+
+// The flat workgroup index of a grid that may be 2-D (more than 65 535 workgroups).
+fn flat(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// One workgroup: run k of channel ch, (ch, k) = divmod(flat index, chunks).
 @compute @workgroup_size(WG)
-fn batchnorm_forward_train(
+fn batchnorm_forward_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let ch = wid.y * nwg.x + wid.x;
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
+        return;
+    }
+    let ch = f / shape.chunks;
+    let k = f - ch * shape.chunks;
+    let lo = k * shape.chunk;
+    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    var acc = vec3<f32>(0.0, 0.0, 0.0);
+    for (var m = lo + lid; m < hi; m = m + WG) {
+        let v = x[index(ch, m)];
+        acc.x = acc.x + 1.0;
+        let d = v - acc.y;
+        acc.y = acc.y + d / acc.x;
+        acc.z = acc.z + d * (v - acc.y);
+    }
+    let total = workgroup_moments(lid, acc);
+    if lid == 0u {
+        moments_out[f] = vec4<f32>(total, 0.0);
+    }
+}
+
+// One workgroup: channel ch. Combines its runs, saves mean and inv_std, and moves the
+// running statistics.
+@compute @workgroup_size(WG)
+fn batchnorm_forward_finalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = flat(wid, nwg);
     if ch >= shape.c {
         return;
     }
-    let count = shape.n * shape.s;
-    var acc = 0.0;
-    for (var m = lid; m < count; m = m + WG) {
-        acc = acc + x[index(ch, m)];
+    var v = vec3<f32>(0.0, 0.0, 0.0);
+    if lid < shape.chunks {
+        v = moments_in[ch * shape.chunks + lid].xyz;
     }
-    let mean = workgroup_sum(lid, vec2<f32>(acc, 0.0)).x / f32(count);
-    acc = 0.0;
-    for (var m = lid; m < count; m = m + WG) {
-        let d = x[index(ch, m)] - mean;
-        acc = acc + d * d;
-    }
-    let var_b = workgroup_sum(lid, vec2<f32>(acc, 0.0)).x / f32(count);
-    let inv_std = 1.0 / sqrt(var_b + shape.eps);
-    let g = gamma[ch];
-    let b = beta[ch];
-    for (var m = lid; m < count; m = m + WG) {
-        let i = index(ch, m);
-        y[i] = g * ((x[i] - mean) * inv_std) + b;
-    }
+    let total = workgroup_moments(lid, v);
     if lid == 0u {
-        save_mean[ch] = mean;
-        save_invstd[ch] = inv_std;
+        let count = f32(shape.n * shape.s);
+        let var_b = total.z / count;
+        save_mean[ch] = total.y;
+        save_invstd[ch] = 1.0 / sqrt(var_b + shape.eps);
         // The launcher refuses M = 1 (torch: "Expected more than 1 value per channel").
-        let unbiased = var_b * f32(count) / f32(count - 1u);
+        let unbiased = total.z / (count - 1.0);
         let keep = 1.0 - shape.momentum;
-        running_mean[ch] = keep * running_mean[ch] + shape.momentum * mean;
+        running_mean[ch] = keep * running_mean[ch] + shape.momentum * total.y;
         running_var[ch] = keep * running_var[ch] + shape.momentum * unbiased;
     }
 }
 
-// One invocation: one element y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β of
-// channel (i / s) % c, on a 2-D grid of workgroups.
+// One invocation: y[i] = γ·(x[i] − mean)·inv_std + β of channel (i / s) % c.
+@compute @workgroup_size(WG)
+fn batchnorm_forward_apply(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= shape.n * shape.c * shape.s {
+        return;
+    }
+    let ch = (i / shape.s) % shape.c;
+    y[i] = gamma[ch] * ((x[i] - mean_in[ch]) * invstd_in[ch]) + beta[ch];
+}
+
+// One invocation: y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β.
 @compute @workgroup_size(WG)
 fn batchnorm_forward_eval(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -145,47 +222,80 @@ fn batchnorm_forward_eval(
     }
     let ch = (i / shape.s) % shape.c;
     let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
-    y[i] = gamma[ch] * ((x[i] - eval_mean[ch]) * inv_std) + beta[ch];
+    y[i] = gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
 }
 
-// One workgroup: channel ch. Reduces Σ dy and Σ dy·x̂ together, writes dγ and dβ
-// (invocation 0) and dx for the channel.
+// One workgroup: run k of channel ch. (Σ dy, Σ dy·x̂) over the run.
 @compute @workgroup_size(WG)
-fn batchnorm_backward(
+fn batchnorm_backward_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let ch = wid.y * nwg.x + wid.x;
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
+        return;
+    }
+    let ch = f / shape.chunks;
+    let k = f - ch * shape.chunks;
+    let lo = k * shape.chunk;
+    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let mean = mean_in[ch];
+    let inv_std = invstd_in[ch];
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var m = lo + lid; m < hi; m = m + WG) {
+        let i = index(ch, m);
+        let g = dy[i];
+        acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
+    }
+    let total = workgroup_sum(lid, acc);
+    if lid == 0u {
+        sums_out[f] = total;
+    }
+}
+
+// One workgroup: channel ch. Sums its runs into dβ, dγ and the totals apply reads.
+@compute @workgroup_size(WG)
+fn batchnorm_backward_finalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = flat(wid, nwg);
     if ch >= shape.c {
         return;
     }
-    let count = shape.n * shape.s;
-    let mean = saved_mean[ch];
-    let inv_std = saved_invstd[ch];
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var m = lid; m < count; m = m + WG) {
-        let i = index(ch, m);
-        let xhat = (x[i] - mean) * inv_std;
-        acc = acc + vec2<f32>(dy[i], dy[i] * xhat);
+    var v = vec2<f32>(0.0, 0.0);
+    if lid < shape.chunks {
+        v = sums_in[ch * shape.chunks + lid];
     }
-    let sums = workgroup_sum(lid, acc);
-    let sum_dy = sums.x;
-    let sum_dy_xhat = sums.y;
-    let mf = f32(count);
-    let k = gamma[ch] * inv_std / mf;
-    for (var m = lid; m < count; m = m + WG) {
-        let i = index(ch, m);
-        let xhat = (x[i] - mean) * inv_std;
-        dx[i] = k * (mf * dy[i] - sum_dy - xhat * sum_dy_xhat);
-    }
+    let total = workgroup_sum(lid, v);
     if lid == 0u {
+        totals_out[ch] = total;
         if shape.accumulate != 0u {
-            dgamma[ch] = dgamma[ch] + sum_dy_xhat;
-            dbeta[ch] = dbeta[ch] + sum_dy;
+            dgamma[ch] = dgamma[ch] + total.y;
+            dbeta[ch] = dbeta[ch] + total.x;
         } else {
-            dgamma[ch] = sum_dy_xhat;
-            dbeta[ch] = sum_dy;
+            dgamma[ch] = total.y;
+            dbeta[ch] = total.x;
         }
     }
+}
+
+// One invocation: dx[i] = (γ·inv_std / M)·(M·dy − Σ dy − x̂·Σ dy·x̂) of channel (i / s) % c.
+@compute @workgroup_size(WG)
+fn batchnorm_backward_apply(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= shape.n * shape.c * shape.s {
+        return;
+    }
+    let ch = (i / shape.s) % shape.c;
+    let inv_std = invstd_in[ch];
+    let mf = f32(shape.n * shape.s);
+    let t = totals_in[ch];
+    let xhat = (x[i] - mean_in[ch]) * inv_std;
+    dx[i] = (bgamma[ch] * inv_std / mf) * (mf * dy[i] - t.x - xhat * t.y);
 }

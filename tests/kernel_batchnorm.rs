@@ -16,7 +16,9 @@ const MOMENTUM: f64 = 0.1;
 
 /// (n, c, s): batch 1 with spatial positions, one channel, s = 1 (BatchNorm1d) with more
 /// rows than a workgroup has lanes, primes, s = 32·32, and channels beyond one workgroup's
-/// worth of lanes. n·s ≥ 2 always (training needs it).
+/// worth of lanes; channels cut into several runs (4 whole ones; 2 with a short last one;
+/// 256 runs of 1025 with a short last one, where the run length grows past its minimum).
+/// n·s ≥ 2 always (training needs it).
 const SHAPES: &[(usize, usize, usize)] = &[
     (2, 1, 1),
     (1, 3, 7),
@@ -26,6 +28,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (4, 3, 1024),
     (300, 2, 1),
     (2, 300, 3),
+    (5, 2, 333),
+    (2, 1, 131_075),
 ];
 
 /// CPU f32 state of one batch-norm layer: outputs, saved statistics, running statistics.
@@ -129,7 +133,7 @@ fn gpu_step(
         MOMENTUM as f32,
     )
     .unwrap();
-    ctx.run(&[&d]).unwrap();
+    ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
     CpuTrain {
         y: ctx.read(&g.y, n * c * s).unwrap(),
         mean: ctx.read(&g.mean, c).unwrap(),
@@ -259,7 +263,7 @@ fn batchnorm_backward_gpu_matches_cpu() {
                 ctx, &xb, &gb, &dyb, &mb, &ib, &dxb, &dgb, &dbb, n, c, s, accumulate,
             )
             .unwrap();
-            ctx.run(&[&d]).unwrap();
+            ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
             let what =
                 format!("batchnorm_backward seed {seed} shape {n}x{c}x{s} accumulate {accumulate}");
             // dx is a difference of sums of up to 1200 terms of size ~1: the absolute error
@@ -556,7 +560,7 @@ fn batchnorm_matches_golden_values() {
                     ctx, &g.x, &g.gamma, &wb, &g.mean, &g.inv_std, &dxb, &dgb, &dbb, n, c, s, false,
                 )
                 .unwrap();
-                ctx.run(&[&d]).unwrap();
+                ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
                 grads.push((
                     "gpu",
                     ctx.read(&dxb, n * c * s).unwrap(),

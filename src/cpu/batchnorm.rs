@@ -12,14 +12,112 @@
 //! through the mean (∂μ/∂x_i = 1/M) and the inverse deviation (∂r/∂x_i = −r³(x_i − μ)/M).
 //! dγ and dβ are parameter gradients (`accumulate` adds to them); dx is overwritten.
 //!
-//! Every channel sum runs in the GPU's order (`workgroup_sum`), so both executors round the
-//! same way up to the driver's contraction of a·b + c into fused multiply-adds.
+//! Every channel reduction runs in the GPU's order (runs of `ops::batchnorm::runs`, each
+//! reduced by WG lanes then a tree; the runs combined by a second tree): moments (count,
+//! mean, M2) by Welford's update and Chan's pairwise formula in the forward, plain sums in
+//! the backward. Both executors thus round the same way up to the driver's contraction of
+//! a·b + c into fused multiply-adds.
 
 use crate::cpu::Element;
+use crate::ops::batchnorm::runs;
 
-/// Invocations per workgroup of batchnorm.wgsl and layernorm.wgsl, whose reduction order
-/// `workgroup_sum` reproduces.
-pub const WG: usize = 256;
+/// Invocations per workgroup of batchnorm.wgsl and layernorm.wgsl, whose reduction orders
+/// this file reproduces.
+pub const WG: usize = crate::ops::batchnorm::WG;
+
+/// lanes[t] = op(lanes[t], lanes[t + stride]) for stride = WG/2, …, 1: the shaders' tree.
+fn tree<V: Copy>(lanes: &mut [V; WG], op: impl Fn(V, V) -> V) -> V {
+    let mut stride = WG / 2;
+    while stride > 0 {
+        for t in 0..stride {
+            lanes[t] = op(lanes[t], lanes[t + stride]);
+        }
+        stride /= 2;
+    }
+    lanes[0]
+}
+
+/// (count, mean, M2 = Σ (x − mean)²) of a set of values.
+#[derive(Clone, Copy, Debug)]
+struct Moments<T> {
+    n: T,
+    mean: T,
+    m2: T,
+}
+
+impl<T: Element> Moments<T> {
+    fn zero() -> Self {
+        Moments {
+            n: T::zero(),
+            mean: T::zero(),
+            m2: T::zero(),
+        }
+    }
+
+    /// Welford's update with one more value.
+    fn push(&mut self, v: T) {
+        self.n = self.n + T::one();
+        let d = v - self.mean;
+        self.mean = self.mean + d / self.n;
+        self.m2 = self.m2 + d * (v - self.mean);
+    }
+
+    /// The moments of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
+    fn combine(a: Self, b: Self) -> Self {
+        let n = a.n + b.n;
+        if n == T::zero() {
+            return Self::zero();
+        }
+        let d = b.mean - a.mean;
+        let wb = b.n / n;
+        Moments {
+            n,
+            mean: a.mean + d * wb,
+            m2: a.m2 + b.m2 + d * d * a.n * wb,
+        }
+    }
+}
+
+/// The moments of value(m), m < count, in the order of batchnorm.wgsl's partial and
+/// finalize passes.
+fn channel_moments<T: Element>(count: usize, value: impl Fn(usize) -> T) -> Moments<T> {
+    let (chunks, chunk) = runs(count);
+    let mut parts = [Moments::zero(); WG];
+    for (k, part) in parts.iter_mut().enumerate().take(chunks) {
+        let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
+        let mut lanes = [Moments::zero(); WG];
+        for (t, lane) in lanes.iter_mut().enumerate() {
+            let mut m = lo + t;
+            while m < hi {
+                lane.push(value(m));
+                m += WG;
+            }
+        }
+        *part = tree(&mut lanes, Moments::combine);
+    }
+    tree(&mut parts, Moments::combine)
+}
+
+/// (Σ a(m), Σ b(m)) over m < count in the order of batchnorm.wgsl's backward partial and
+/// finalize passes.
+fn channel_sums<T: Element>(count: usize, value: impl Fn(usize) -> (T, T)) -> (T, T) {
+    let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
+    let (chunks, chunk) = runs(count);
+    let mut parts = [(T::zero(), T::zero()); WG];
+    for (k, part) in parts.iter_mut().enumerate().take(chunks) {
+        let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
+        let mut lanes = [(T::zero(), T::zero()); WG];
+        for (t, lane) in lanes.iter_mut().enumerate() {
+            let mut m = lo + t;
+            while m < hi {
+                *lane = add(*lane, value(m));
+                m += WG;
+            }
+        }
+        *part = tree(&mut lanes, add);
+    }
+    tree(&mut parts, add)
+}
 
 /// Σ_{m < count} value(m) in the order of the shaders' workgroup reduction: lane t sums
 /// m = t, t + WG, t + 2·WG, … in order, then the WG lane sums are combined by a tree,
@@ -33,14 +131,7 @@ pub fn workgroup_sum<T: Element>(count: usize, mut value: impl FnMut(usize) -> T
             m += WG;
         }
     }
-    let mut stride = WG / 2;
-    while stride > 0 {
-        for t in 0..stride {
-            lanes[t] = lanes[t] + lanes[t + stride];
-        }
-        stride /= 2;
-    }
-    lanes[0]
+    tree(&mut lanes, |a, b| a + b)
 }
 
 /// The flat index in x[n, c, s] of the m-th value (m = ni·s + si) of channel ch.
@@ -103,19 +194,16 @@ pub fn batchnorm_forward_train<T: Element>(
     let momentum = T::from_f64(momentum);
     let keep = T::one() - momentum;
     for ch in 0..c {
-        let mean = workgroup_sum(count, |m| x[index(c, s, ch, m)]) / mf;
-        let var = workgroup_sum(count, |m| {
-            let d = x[index(c, s, ch, m)] - mean;
-            d * d
-        }) / mf;
-        let inv_std = T::one() / (var + eps).sqrt();
+        let moments = channel_moments(count, |m| x[index(c, s, ch, m)]);
+        let mean = moments.mean;
+        let inv_std = T::one() / (moments.m2 / mf + eps).sqrt();
         for m in 0..count {
             let i = index(c, s, ch, m);
             y[i] = gamma[ch] * ((x[i] - mean) * inv_std) + beta[ch];
         }
         save_mean[ch] = mean;
         save_invstd[ch] = inv_std;
-        let unbiased = var * mf / T::from_f64((count - 1) as f64);
+        let unbiased = moments.m2 / (mf - T::one());
         running_mean[ch] = keep * running_mean[ch] + momentum * mean;
         running_var[ch] = keep * running_var[ch] + momentum * unbiased;
     }
@@ -202,10 +290,9 @@ pub fn batchnorm_backward<T: Element>(
     for ch in 0..c {
         let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
         let xhat = |i: usize| (x[i] - mean) * inv_std;
-        let sum_dy = workgroup_sum(count, |m| dy[index(c, s, ch, m)]);
-        let sum_dy_xhat = workgroup_sum(count, |m| {
+        let (sum_dy, sum_dy_xhat) = channel_sums(count, |m| {
             let i = index(c, s, ch, m);
-            dy[i] * xhat(i)
+            (dy[i], dy[i] * xhat(i))
         });
         let k = gamma[ch] * inv_std / mf;
         for m in 0..count {

@@ -381,7 +381,7 @@ impl GpuExecutor {
                     momentum,
                 } => {
                     if train {
-                        vec![batchnorm::batchnorm_forward_train(
+                        batchnorm::batchnorm_forward_train(
                             c,
                             buf(x),
                             buf(gamma),
@@ -396,7 +396,7 @@ impl GpuExecutor {
                             sp,
                             eps,
                             momentum,
-                        )?]
+                        )?
                     } else {
                         vec![batchnorm::batchnorm_forward_eval(
                             c,
@@ -428,7 +428,7 @@ impl GpuExecutor {
                     acc_gamma,
                     ..
                 } => {
-                    vec![batchnorm::batchnorm_backward(
+                    batchnorm::batchnorm_backward(
                         c,
                         buf(x),
                         buf(gamma),
@@ -442,7 +442,7 @@ impl GpuExecutor {
                         ch,
                         sp,
                         acc_gamma,
-                    )?]
+                    )?
                 }
                 Op::LayerNormForward {
                     rows,

@@ -3,6 +3,7 @@
 //! these, so an op means the same thing on either side.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod conv2d;
 pub mod matmul;
 pub mod optimizer;

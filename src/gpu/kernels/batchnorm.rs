@@ -2,17 +2,21 @@
 //! kernel set for nn.BatchNorm1d ([N, C], s = 1) and nn.BatchNorm2d (NCHW, s = H·W): x is
 //! [n, c, s] and each channel is normalized over its n·s values.
 //!
-//! Every pass is one dispatch. The training forward and the backward run one workgroup per
-//! channel, which reduces the channel in a fixed order (strided lane sums, then a tree; no
-//! float atomics) and then writes the channel's outputs itself, so no scratch buffer or
-//! second dispatch is needed. The evaluation forward is elementwise.
+//! The training forward and the backward are three dispatches each (partial, finalize,
+//! apply; see the shader): one workgroup per run of a channel reduces it in a fixed order
+//! (no float atomics), one workgroup per channel combines the runs, and one invocation per
+//! element writes the output, so a channel of a million values keeps the whole GPU busy.
+//! The runs' partials and the backward's channel totals live in small scratch buffers the
+//! launcher allocates at plan time (16·c·runs and 8·c bytes). The evaluation forward is
+//! one elementwise dispatch.
 
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
+use crate::ops::batchnorm::runs;
 
-/// Workgroup size of batchnorm.wgsl (its `WG` constant, and `cpu::batchnorm::WG`).
-pub const WG: u32 = 256;
+/// Workgroup size of batchnorm.wgsl (its `WG` constant, and `ops::batchnorm::WG`).
+pub const WG: u32 = crate::ops::batchnorm::WG as u32;
 /// torch.nn.BatchNorm*d's default eps.
 pub const DEFAULT_EPS: f32 = 1e-5;
 /// torch.nn.BatchNorm*d's default momentum of the running statistics.
@@ -28,8 +32,8 @@ struct Shape {
     accumulate: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
-    _pad1: u32,
+    chunks: u32,
+    chunk: u32,
 }
 
 fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
@@ -40,6 +44,8 @@ fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
         ));
     }
     check_count(op, "n·c·s", n.saturating_mul(c).saturating_mul(s))?;
+    let (chunks, chunk) = runs(n * s);
+    check_count(op, "workgroups of the partial pass (c·runs·WG)", c * chunks * WG as usize)?;
     Ok(Shape {
         n: n as u32,
         c: c as u32,
@@ -47,8 +53,8 @@ fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
         accumulate: 0,
         eps: DEFAULT_EPS,
         momentum: DEFAULT_MOMENTUM,
-        _pad0: 0,
-        _pad1: 0,
+        chunks: chunks as u32,
+        chunk: chunk as u32,
     })
 }
 
@@ -64,7 +70,8 @@ fn check_eps(op: &str, eps: f32) -> Result<()> {
 
 /// Training-mode forward. x, y: [n, c, s]; gamma, beta, save_mean, save_invstd,
 /// running_mean, running_var: [c]. Writes y, save_mean, save_invstd; updates running_mean
-/// and running_var in place with `momentum` (unbiased variance). One workgroup per channel.
+/// and running_var in place with `momentum` (unbiased variance). Three dispatches: the
+/// runs' moments, the channels' statistics, y.
 /// Refuses n·s = 1, as torch does ("Expected more than 1 value per channel when training").
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_train(
@@ -82,7 +89,7 @@ pub fn batchnorm_forward_train(
     s: usize,
     eps: f32,
     momentum: f32,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_forward_train";
     let mut sh = shape(OP, n, c, s)?;
     if n * s < 2 {
@@ -129,22 +136,41 @@ pub fn batchnorm_forward_train(
         ],
     )?;
     let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
-    ctx.dispatch(
-        "batchnorm",
-        "batchnorm_forward_train",
-        &[
-            &u,
-            x,
-            gamma,
-            beta,
-            y,
-            save_mean,
-            save_invstd,
-            running_mean,
-            running_var,
-        ],
-        grid_1d(ctx, c * WG as usize, WG),
-    )
+    let partial = scratch(ctx, "batchnorm_forward_train.moments", c * sh.chunks as usize, 16)?;
+    Ok(vec![
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_forward_partial",
+            &[&u, x, &partial],
+            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
+        )?,
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_forward_finalize",
+            &[
+                &u,
+                &partial,
+                save_mean,
+                save_invstd,
+                running_mean,
+                running_var,
+            ],
+            grid_1d(ctx, c * WG as usize, WG),
+        )?,
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_forward_apply",
+            &[&u, x, save_mean, save_invstd, gamma, beta, y],
+            grid_1d(ctx, len, WG),
+        )?,
+    ])
+}
+
+/// A scratch buffer of `items` records of `bytes` each, allocated at plan time.
+fn scratch(ctx: &GpuContext, label: &str, items: usize, bytes: u64) -> Result<wgpu::Buffer> {
+    let size = (items.max(1) as u64 * bytes).max(16);
+    ctx.check_size(label, size)?;
+    ctx.storage_buffer(label, size)
 }
 
 /// Evaluation-mode forward: y = γ·(x − running_mean)/sqrt(running_var + eps) + β.
@@ -190,18 +216,19 @@ pub fn batchnorm_forward_eval(
         ],
     )?;
     let u = ctx.uniform("batchnorm_forward_eval.shape", &sh)?;
-    // Binding order of the shader: x, gamma, beta, y, running mean, running var.
+    // Binding order of the shader: x, running mean, running var, gamma, beta, y.
     ctx.dispatch(
         "batchnorm",
         "batchnorm_forward_eval",
-        &[&u, x, gamma, beta, y, running_mean, running_var],
+        &[&u, x, running_mean, running_var, gamma, beta, y],
         grid_1d(ctx, len, WG),
     )
 }
 
 /// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:
 /// [n, c, s]; gamma, save_mean, save_invstd, dgamma, dbeta: [c]. dx is overwritten; dγ and
-/// dβ are overwritten, or added to when `accumulate`. One workgroup per channel.
+/// dβ are overwritten, or added to when `accumulate`. Three dispatches: the runs' sums,
+/// the channels' totals (and dγ, dβ), dx.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     ctx: &GpuContext,
@@ -217,7 +244,7 @@ pub fn batchnorm_backward(
     c: usize,
     s: usize,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_backward";
     let mut sh = shape(OP, n, c, s)?;
     sh.accumulate = accumulate as u32;
@@ -248,10 +275,26 @@ pub fn batchnorm_backward(
         ],
     )?;
     let u = ctx.uniform("batchnorm_backward.shape", &sh)?;
-    ctx.dispatch(
-        "batchnorm",
-        "batchnorm_backward",
-        &[&u, x, gamma, dy, save_mean, save_invstd, dx, dgamma, dbeta],
-        grid_1d(ctx, c * WG as usize, WG),
-    )
+    let partial = scratch(ctx, "batchnorm_backward.sums", c * sh.chunks as usize, 8)?;
+    let totals = scratch(ctx, "batchnorm_backward.totals", c, 8)?;
+    Ok(vec![
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_backward_partial",
+            &[&u, x, save_mean, save_invstd, dy, &partial],
+            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
+        )?,
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_backward_finalize",
+            &[&u, &partial, dgamma, dbeta, &totals],
+            grid_1d(ctx, c * WG as usize, WG),
+        )?,
+        ctx.dispatch(
+            "batchnorm",
+            "batchnorm_backward_apply",
+            &[&u, x, save_mean, save_invstd, dy, &totals, gamma, dx],
+            grid_1d(ctx, len, WG),
+        )?,
+    ])
 }
