@@ -20,7 +20,7 @@
 //   partial   one workgroup per (channel, chunk): the channel's m = ni·s + si are cut into
 //             `chunks` runs of `chunk` consecutive m; each workgroup reduces its run;
 //   finalize  one workgroup per channel combines its chunks' partials (chunks ≤ WG);
-//   apply     one invocation per element writes y (or dx).
+//   apply     one workgroup per (channel, run) again writes the run's y (or dx).
 // The forward reduces (count, mean, M2) moments: each invocation runs Welford's update over
 // m = lo + lid, lo + lid + WG, … in order, and the workgroup combines them in a tree with
 // Chan et al.'s pairwise formula, so no E[x²] − E[x]² cancellation happens anywhere. The
@@ -196,18 +196,28 @@ fn batchnorm_forward_finalize(
     }
 }
 
-// One invocation: y[i] = γ·(x[i] − mean)·inv_std + β of channel (i / s) % c.
+// One workgroup: run k of channel ch, as in the partial pass. y = γ·(x − mean)·inv_std + β.
 @compute @workgroup_size(WG)
 fn batchnorm_forward_apply(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = gid.y * (nwg.x * WG) + gid.x;
-    if i >= shape.n * shape.c * shape.s {
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = (i / shape.s) % shape.c;
-    y[i] = gamma[ch] * ((x[i] - mean_in[ch]) * invstd_in[ch]) + beta[ch];
+    let ch = f / shape.chunks;
+    let lo = (f - ch * shape.chunks) * shape.chunk;
+    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let mean = mean_in[ch];
+    let inv_std = invstd_in[ch];
+    let g = gamma[ch];
+    let b = beta[ch];
+    for (var m = lo + lid; m < hi; m = m + WG) {
+        let i = index(ch, m);
+        y[i] = g * ((x[i] - mean) * inv_std) + b;
+    }
 }
 
 // One invocation: y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β.
@@ -282,20 +292,28 @@ fn batchnorm_backward_finalize(
     }
 }
 
-// One invocation: dx[i] = (γ·inv_std / M)·(M·dy − Σ dy − x̂·Σ dy·x̂) of channel (i / s) % c.
+// One workgroup: run k of channel ch. dx = (γ·inv_std / M)·(M·dy − Σ dy − x̂·Σ dy·x̂).
 @compute @workgroup_size(WG)
 fn batchnorm_backward_apply(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = gid.y * (nwg.x * WG) + gid.x;
-    if i >= shape.n * shape.c * shape.s {
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = (i / shape.s) % shape.c;
+    let ch = f / shape.chunks;
+    let lo = (f - ch * shape.chunks) * shape.chunk;
+    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let mean = mean_in[ch];
     let inv_std = invstd_in[ch];
     let mf = f32(shape.n * shape.s);
     let t = totals_in[ch];
-    let xhat = (x[i] - mean_in[ch]) * inv_std;
-    dx[i] = (bgamma[ch] * inv_std / mf) * (mf * dy[i] - t.x - xhat * t.y);
+    let k = bgamma[ch] * inv_std / mf;
+    for (var m = lo + lid; m < hi; m = m + WG) {
+        let i = index(ch, m);
+        let xhat = (x[i] - mean) * inv_std;
+        dx[i] = k * (mf * dy[i] - t.x - xhat * t.y);
+    }
 }

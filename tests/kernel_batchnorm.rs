@@ -16,8 +16,8 @@ const MOMENTUM: f64 = 0.1;
 
 /// (n, c, s): batch 1 with spatial positions, one channel, s = 1 (BatchNorm1d) with more
 /// rows than a workgroup has lanes, primes, s = 32·32, and channels beyond one workgroup's
-/// worth of lanes; channels cut into several runs (4 whole ones; 2 with a short last one;
-/// 256 runs of 1025 with a short last one, where the run length grows past its minimum).
+/// worth of lanes; channels cut into several runs (3 whole ones; 2 with a short last one;
+/// 256 runs of 4097 with a short last one, where the run length grows past its minimum).
 /// n·s ≥ 2 always (training needs it).
 const SHAPES: &[(usize, usize, usize)] = &[
     (2, 1, 1),
@@ -28,8 +28,9 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (4, 3, 1024),
     (300, 2, 1),
     (2, 300, 3),
-    (5, 2, 333),
-    (2, 1, 131_075),
+    (3, 3, 4096),
+    (5, 2, 1000),
+    (2, 1, 524_291),
 ];
 
 /// CPU f32 state of one batch-norm layer: outputs, saved statistics, running statistics.

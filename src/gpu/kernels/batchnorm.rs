@@ -4,8 +4,8 @@
 //!
 //! The training forward and the backward are three dispatches each (partial, finalize,
 //! apply; see the shader): one workgroup per run of a channel reduces it in a fixed order
-//! (no float atomics), one workgroup per channel combines the runs, and one invocation per
-//! element writes the output, so a channel of a million values keeps the whole GPU busy.
+//! (no float atomics), one workgroup per channel combines the runs, and one workgroup per
+//! run again writes the output, so a channel of a million values keeps the whole GPU busy.
 //! The runs' partials and the backward's channel totals live in small scratch buffers the
 //! launcher allocates at plan time (16·c·runs and 8·c bytes). The evaluation forward is
 //! one elementwise dispatch.
@@ -161,7 +161,7 @@ pub fn batchnorm_forward_train(
             "batchnorm",
             "batchnorm_forward_apply",
             &[&u, x, save_mean, save_invstd, gamma, beta, y],
-            grid_1d(ctx, len, WG),
+            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
     ])
 }
@@ -294,7 +294,7 @@ pub fn batchnorm_backward(
             "batchnorm",
             "batchnorm_backward_apply",
             &[&u, x, save_mean, save_invstd, dy, &totals, gamma, dx],
-            grid_1d(ctx, len, WG),
+            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
     ])
 }
