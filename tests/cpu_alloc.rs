@@ -2,14 +2,15 @@
 //!
 //! What a warm step may still allocate, and why:
 //! - the step report (`StepReport`: the statistics records and dead-unit counts are copied
-//!   into it, and the list of finished reports grows): up to 3 allocations, owned by the
-//!   caller;
+//!   into it, with a sequence model's ‖∂L/∂h_t‖, and the list of finished reports grows):
+//!   up to 4 allocations, owned by the caller;
 //! - the `gemm` crate, inside each GEMM call: its packing buffer and a flag vector or two
 //!   (it has no API for caller-held workspace), counted here by replaying the step's matmul
 //!   and convolution passes alone.
 //!
 //! Everything else — the executor, the convolutions' patch matrices and partial sums, the
-//! statistics' chunk records, the optimizer, the loss — runs on memory sized by the first
+//! recurrent layers' per-step vectors, the statistics' chunk records, the optimizer, the
+//! loss — runs on memory sized by the first
 //! step, so a warm step allocates what its GEMM calls do plus the report, and nothing
 //! that grows with the size of any tensor.
 //!
@@ -23,9 +24,10 @@ use gradscope::cpu::element::GemmThreads;
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::init::Init;
+use gradscope::model::recurrent::{Readout, SeqInput, SequenceModel};
 use gradscope::model::{LossKind, ModelSpec, zoo};
 use gradscope::ops::{
-    Activation, MatmulLayout, MatmulShape, OptimizerKind, OptimizerParams, StepScalars,
+    Activation, CellKind, MatmulLayout, MatmulShape, OptimizerKind, OptimizerParams, StepScalars,
 };
 use gradscope::plan::{Op, Plan, compile};
 use gradscope::train::initialize;
@@ -159,6 +161,32 @@ fn gemm_allocs(plan: &Plan) -> (usize, usize) {
                     add(count * s.groups, per);
                 }
             }
+            // One per step after the first: h_{t−1}·W_hhᵀ added onto b_hh.
+            Op::RecurrentForward { ref shape, .. } => {
+                let per = one_gemm_allocs(
+                    GemmThreads::Parallel,
+                    shape.batch,
+                    shape.hidden,
+                    shape.gate_width(),
+                    false,
+                    true,
+                    1.0,
+                );
+                add(shape.steps - 1, per);
+            }
+            // One per step the gradient flows back into: (next step's gates)·W_hh.
+            Op::RecurrentBackward { ref shape, .. } => {
+                let per = one_gemm_allocs(
+                    GemmThreads::Parallel,
+                    shape.batch,
+                    shape.gate_width(),
+                    shape.hidden,
+                    false,
+                    false,
+                    0.0,
+                );
+                add((1..shape.steps).filter(|&t| shape.flows_back(t)).count(), per);
+            }
             _ => {}
         }
     }
@@ -196,10 +224,11 @@ fn warm_step_allocs(plan: Plan, level: StatsLevel) -> Vec<usize> {
 
 fn check(name: &str, plan: Plan) {
     let (in_gemm, calls) = gemm_allocs(&plan);
-    // The report copies the records and the dead-unit counts (a Vec each, when not empty)
-    // and goes into the list `finished` hands over (a fresh Vec after each hand-over).
+    // The report copies the records, the dead-unit counts and a sequence model's
+    // ‖∂L/∂h_t‖ (a Vec each, when not empty) and goes into the list `finished` hands over (a fresh Vec after each hand-over).
     let report = usize::from(!plan.stats_jobs.is_empty())
         + usize::from(!plan.dead_unit_layers.is_empty())
+        + usize::from(plan.hidden_norms.is_some())
         + 1;
     let expected = in_gemm + report;
     for level in [StatsLevel::None, StatsLevel::Full] {
@@ -244,4 +273,19 @@ fn warm_steps_allocate_only_the_report_and_inside_gemm() {
     let resnet =
         zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
     check("resnet (tiny), batch 4", compile(&resnet, 4, sgd).unwrap());
+    let lstm = SequenceModel {
+        cell: CellKind::Lstm,
+        input: SeqInput::Features(4),
+        steps: 6,
+        hidden: 16,
+        layers: 2,
+        outputs: 3,
+        readout: Readout::Last,
+        loss: LossKind::Xent,
+        truncate: 0,
+        forget_bias: Some(1.0),
+    }
+    .build()
+    .unwrap();
+    check("lstm 2×16, length 6, batch 8", compile(&lstm, 8, sgd).unwrap());
 }

@@ -56,8 +56,10 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let mut h = vec![0.0f32; rows * hidden];
             let mut hprev = vec![0.0f32; rows * hidden];
             let mut aux = vec![0.0f32; aux_len];
+            // Scratch left over from a larger shape must not leak into this one.
+            let mut scratch = vec![f32::NAN; 4 * rows * gh];
             cpu::recurrent::recurrent_forward(
-                &s, &w_hh, &b_hh, &mut gates, &mut h, &mut hprev, &mut aux,
+                &s, &w_hh, &b_hh, &mut gates, &mut h, &mut hprev, &mut aux, &mut scratch,
             );
             let mut dh = vec![0.0f32; rows * hidden];
             let mut dgi = vec![0.0f32; rows * gh];
@@ -74,6 +76,7 @@ fn recurrent_time_loop_gpu_matches_cpu() {
                 &mut dh,
                 &mut dgi,
                 gru.then_some(&mut dgh[..]),
+                &mut scratch,
             );
             let norms = cpu::recurrent::hidden_grad_norms(&dh, batch, steps, hidden);
 

@@ -47,6 +47,8 @@ pub struct CpuExecutor<T: Element = f32> {
 #[derive(Default)]
 struct Scratch<T> {
     conv: Vec<T>,
+    /// A recurrent layer's per-step work vectors (forward or backward).
+    recurrent: Vec<T>,
     stats: Vec<RawStats>,
 }
 
@@ -647,6 +649,7 @@ impl<T: Element> CpuExecutor<T> {
                     self.take(hprev),
                     self.take(aux),
                 );
+                let mut scratch = std::mem::take(&mut self.scratch.recurrent);
                 recurrent::recurrent_forward(
                     shape,
                     self.float(w_hh),
@@ -655,7 +658,9 @@ impl<T: Element> CpuExecutor<T> {
                     &mut oh,
                     &mut hp,
                     &mut ax,
+                    &mut scratch,
                 );
+                self.scratch.recurrent = scratch;
                 self.put(gates, g);
                 self.put(h, oh);
                 self.put(hprev, hp);
@@ -676,6 +681,7 @@ impl<T: Element> CpuExecutor<T> {
             } => {
                 let (mut odh, mut odgi) = (self.take(dh), self.take(dgi));
                 let mut odgh = dgh.map(|b| self.take(b));
+                let mut scratch = std::mem::take(&mut self.scratch.recurrent);
                 recurrent::recurrent_backward(
                     shape,
                     self.float(w_hh),
@@ -687,7 +693,9 @@ impl<T: Element> CpuExecutor<T> {
                     &mut odh,
                     &mut odgi,
                     odgh.as_deref_mut(),
+                    &mut scratch,
                 );
+                self.scratch.recurrent = scratch;
                 self.put(dh, odh);
                 self.put(dgi, odgi);
                 if let (Some(b), Some(v)) = (dgh, odgh) {
@@ -702,9 +710,10 @@ impl<T: Element> CpuExecutor<T> {
                 norms,
                 offset,
             } => {
-                let n = recurrent::hidden_grad_norms(self.float(dh), batch, steps, hidden);
                 let mut out = self.take(norms);
-                for (d, v) in out[offset..offset + steps].iter_mut().zip(n) {
+                let dhv = self.float(dh);
+                for (t, d) in out[offset..offset + steps].iter_mut().enumerate() {
+                    let v = recurrent::hidden_grad_norm(dhv, batch, steps, hidden, t);
                     *d = T::from_f64(v as f64);
                 }
                 self.put(norms, out);

@@ -45,7 +45,10 @@ fn check(s: &RecurrentShape, name: &str, have: usize, need: usize) {
 
 /// Runs the layer forward over all steps from h_{−1} = 0 (and c_{−1} = 0).
 /// On entry `gates` holds x·W_ihᵀ + b_ih; on exit the activated gates (Elman: h itself;
-/// LSTM: i, f, g, o; GRU: r, z, n). Writes h, hprev and aux.
+/// LSTM: i, f, g, o; GRU: r, z, n). Writes h, hprev and aux. `scratch` holds one step's
+/// hidden-side pre-activations (grown to B·G·H once, then reused: the executor keeps it,
+/// so a warm step allocates nothing here).
+#[allow(clippy::too_many_arguments)]
 pub fn recurrent_forward<T: Element>(
     s: &RecurrentShape,
     w_hh: &[T],
@@ -54,6 +57,7 @@ pub fn recurrent_forward<T: Element>(
     h: &mut [T],
     hprev: &mut [T],
     aux: &mut [T],
+    scratch: &mut Vec<T>,
 ) {
     let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
     let gh = s.gate_width();
@@ -64,7 +68,10 @@ pub fn recurrent_forward<T: Element>(
     check(s, "hprev", hprev.len(), bn * tn * hn);
     check(s, "aux", aux.len(), bn * tn * s.cell.aux_width(hn));
     // hh[b, :] = h_{t−1}[b]·W_hhᵀ + b_hh, the hidden-side pre-activations of one step.
-    let mut hh = vec![T::zero(); bn * gh];
+    if scratch.len() < bn * gh {
+        scratch.resize(bn * gh, T::zero());
+    }
+    let hh = &mut scratch[..bn * gh];
     for t in 0..tn {
         for row in hh.chunks_exact_mut(gh) {
             row.copy_from_slice(&b_hh[..gh]);
@@ -93,7 +100,7 @@ pub fn recurrent_forward<T: Element>(
                     1,
                     hn as isize,
                     T::one(),
-                    &mut hh,
+                    hh,
                     gh as isize,
                     1,
                 );
@@ -149,7 +156,8 @@ pub fn recurrent_forward<T: Element>(
 
 /// Backpropagation through time. `dy` is the gradient w.r.t. every h_t from above (the next
 /// layer or the read-out); writes dh (the total gradient w.r.t. h_t), dgi and, for the GRU,
-/// dgh (pass None for the other cells: their hidden-side gradient is dgi).
+/// dgh (pass None for the other cells: their hidden-side gradient is dgi). `scratch`
+/// holds the per-step work vectors (grown to 2·B·H once, then reused).
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_backward<T: Element>(
     s: &RecurrentShape,
@@ -162,6 +170,7 @@ pub fn recurrent_backward<T: Element>(
     dh: &mut [T],
     dgi: &mut [T],
     mut dgh: Option<&mut [T]>,
+    scratch: &mut Vec<T>,
 ) {
     let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
     let gh = s.gate_width();
@@ -174,10 +183,13 @@ pub fn recurrent_backward<T: Element>(
         dgh.is_some(),
         "recurrent_backward: dgh is for the GRU only"
     );
-    // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h').
-    let mut rec = vec![T::zero(); bn * hn];
-    // The LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}).
-    let mut carry = vec![T::zero(); bn * hn];
+    if scratch.len() < 2 * bn * hn {
+        scratch.resize(2 * bn * hn, T::zero());
+    }
+    // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h');
+    // carry: the LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}), read only where it
+    // was written at t + 1.
+    let (rec, carry) = scratch[..2 * bn * hn].split_at_mut(bn * hn);
     for t in (0..tn).rev() {
         let from_next = t + 1 < tn && s.flows_back(t + 1);
         rec.iter_mut().for_each(|v| *v = T::zero());
@@ -209,7 +221,7 @@ pub fn recurrent_backward<T: Element>(
                     hn as isize,
                     1,
                     T::zero(),
-                    &mut rec,
+                    rec,
                     hn as isize,
                     1,
                 );
@@ -287,8 +299,8 @@ pub fn recurrent_backward<T: Element>(
     }
 }
 
-/// The L2 norm of dh[:, t, :] for every step t into `norms[t]`, over b then j in order,
-/// kept as max|x|·√Σ(x/max|x|)² so vanishing gradients do not underflow when squared.
+/// The L2 norm of dh[:, t, :] for every step t, over b then j in order, kept as
+/// max|x|·√Σ(x/max|x|)² so vanishing gradients do not underflow when squared.
 pub fn hidden_grad_norms<T: Element>(
     dh: &[T],
     batch: usize,
@@ -296,25 +308,34 @@ pub fn hidden_grad_norms<T: Element>(
     hidden: usize,
 ) -> Vec<f32> {
     (0..steps)
-        .map(|t| {
-            let rows = (0..batch).flat_map(|b| {
-                let row = (b * steps + t) * hidden;
-                dh[row..row + hidden]
-                    .iter()
-                    .map(|v| Element::to_f64(*v) as f32)
-            });
-            let m = rows.clone().fold(0.0f32, |m, v| m.max(v.abs()));
-            if m == 0.0 || !m.is_finite() {
-                return m;
-            }
-            let inv = 1.0 / m;
-            let sum: f32 = rows.fold(0.0f32, |acc, v| {
-                let q = v * inv;
-                acc + q * q
-            });
-            m * sum.sqrt()
-        })
+        .map(|t| hidden_grad_norm(dh, batch, steps, hidden, t))
         .collect()
+}
+
+/// The norm of dh[:, t, :] as [`hidden_grad_norms`] computes it (no allocation).
+pub fn hidden_grad_norm<T: Element>(
+    dh: &[T],
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+    t: usize,
+) -> f32 {
+    let rows = (0..batch).flat_map(|b| {
+        let row = (b * steps + t) * hidden;
+        dh[row..row + hidden]
+            .iter()
+            .map(|v| Element::to_f64(*v) as f32)
+    });
+    let m = rows.clone().fold(0.0f32, |m, v| m.max(v.abs()));
+    if m == 0.0 || !m.is_finite() {
+        return m;
+    }
+    let inv = 1.0 / m;
+    let sum: f32 = rows.fold(0.0f32, |acc, v| {
+        let q = v * inv;
+        acc + q * q
+    });
+    m * sum.sqrt()
 }
 
 /// y[b, :] = x[b, T − 1, :]: the last step of a `[B, T, F]` sequence.
