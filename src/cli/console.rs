@@ -8,7 +8,7 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use gradscope::diagnosis::Finding;
-use gradscope::model::NodeOp;
+use gradscope::model::{LossKind, NodeOp};
 use gradscope::plan::Plan;
 use gradscope::stats::{LayerStats, table};
 use gradscope::train::metrics::{EvalLog, StepLog};
@@ -17,11 +17,27 @@ use gradscope::train::{Observer, Summary};
 pub struct Console {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// One output (a regression, such as the adding problem): the arg-max is always right,
+    /// so accuracy means nothing and is not printed, and the loss is called an MSE.
+    regression: bool,
 }
 
 impl Console {
     pub fn new(quiet: bool) -> Self {
-        Console { bar: None, quiet }
+        Console {
+            bar: None,
+            quiet,
+            regression: false,
+        }
+    }
+
+    /// " accuracy 97.12%", or nothing for a regression.
+    fn accuracy(&self, a: f64) -> String {
+        if self.regression {
+            String::new()
+        } else {
+            format!(" accuracy {:.2}%", 100.0 * a)
+        }
     }
 
     fn println(&self, line: &str) {
@@ -41,6 +57,7 @@ impl Observer for Console {
         total_steps: u64,
         run_dir: &Path,
     ) {
+        self.regression = plan.classes == 1 && plan.loss == LossKind::Mse;
         eprintln!("executor: {reason}");
         // A stack of dense layers reads as its widths; any other network by its name and
         // size (a resnet's per-layer widths say little).
@@ -124,12 +141,12 @@ impl Observer for Console {
 
     fn evaluated(&mut self, log: &EvalLog) {
         self.println(&format!(
-            "epoch {:>3}  step {:>6}  {} loss {:.4}  accuracy {:.2}%",
+            "epoch {:>3}  step {:>6}  {} loss {:.4} {}",
             log.epoch,
             log.step,
             log.split,
             log.loss,
-            100.0 * log.accuracy
+            self.accuracy(log.accuracy)
         ));
     }
 
@@ -157,14 +174,15 @@ impl Observer for Console {
                 summary.skipped_steps
             );
         }
+        let loss = if self.regression { "MSE" } else { "loss" };
         println!(
-            "\ntrain loss {:.4} accuracy {:.2}% | validation loss {:.4} accuracy {:.2}%{}",
+            "\ntrain {loss} {:.4}{} | validation {loss} {:.4}{}{}",
             summary.final_train_loss,
-            100.0 * summary.final_train_accuracy,
+            self.accuracy(summary.final_train_accuracy),
             summary.final_val_loss,
-            100.0 * summary.final_val_accuracy,
+            self.accuracy(summary.final_val_accuracy),
             match (summary.test_loss, summary.test_accuracy) {
-                (Some(l), Some(a)) => format!(" | test loss {l:.4} accuracy {:.2}%", 100.0 * a),
+                (Some(l), Some(a)) => format!(" | test {loss} {l:.4}{}", self.accuracy(a)),
                 _ => String::new(),
             }
         );
