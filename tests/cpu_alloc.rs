@@ -185,7 +185,10 @@ fn gemm_allocs(plan: &Plan) -> (usize, usize) {
                     false,
                     0.0,
                 );
-                add((1..shape.steps).filter(|&t| shape.flows_back(t)).count(), per);
+                add(
+                    (1..shape.steps).filter(|&t| shape.flows_back(t)).count(),
+                    per,
+                );
             }
             _ => {}
         }
@@ -287,5 +290,8 @@ fn warm_steps_allocate_only_the_report_and_inside_gemm() {
     }
     .build()
     .unwrap();
-    check("lstm 2×16, length 6, batch 8", compile(&lstm, 8, sgd).unwrap());
+    check(
+        "lstm 2×16, length 6, batch 8",
+        compile(&lstm, 8, sgd).unwrap(),
+    );
 }

@@ -59,7 +59,14 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             // Scratch left over from a larger shape must not leak into this one.
             let mut scratch = vec![f32::NAN; 4 * rows * gh];
             cpu::recurrent::recurrent_forward(
-                &s, &w_hh, &b_hh, &mut gates, &mut h, &mut hprev, &mut aux, &mut scratch,
+                &s,
+                &w_hh,
+                &b_hh,
+                &mut gates,
+                &mut h,
+                &mut hprev,
+                &mut aux,
+                &mut scratch,
             );
             let mut dh = vec![0.0f32; rows * hidden];
             let mut dgi = vec![0.0f32; rows * gh];

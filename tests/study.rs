@@ -241,9 +241,22 @@ fn a_plain_rnn_gradient_vanishes_through_time_and_lstm_and_gru_carry_it() {
     let (runs, outcome) = run_builtin("recurrent", tmp.path());
     let length = study::builtin::recurrent::length(Size::Quick) as usize;
     for r in &runs {
-        assert_eq!(r.init_hidden_norms.len(), length, "{}: a norm per time step", r.label());
-        assert!(r.init_hidden_norms.iter().all(|v| v.is_finite() && *v > 0.0));
-        assert!(r.finite && r.regression && r.val_loss.is_some(), "{}", r.label());
+        assert_eq!(
+            r.init_hidden_norms.len(),
+            length,
+            "{}: a norm per time step",
+            r.label()
+        );
+        assert!(
+            r.init_hidden_norms
+                .iter()
+                .all(|v| v.is_finite() && *v > 0.0)
+        );
+        assert!(
+            r.finite && r.regression && r.val_loss.is_some(),
+            "{}",
+            r.label()
+        );
         assert!(r.val_accuracy.is_none(), "a regression reports no accuracy");
     }
     let rnn = find(&runs, &[("cell", "rnn (tanh)")]);
@@ -254,7 +267,11 @@ fn a_plain_rnn_gradient_vanishes_through_time_and_lstm_and_gru_carry_it() {
     // forget gate, σ(1) ≈ 0.73 at initialization (10^-3.2). The GRU's update gate starts
     // near 1/2, so at initialization it halves what it carries per step and stays far
     // closer to the plain RNN (10^-5.9); the assertions hold the measured order.
-    assert!(rnn.init_hidden_ratio < 1e-5, "rnn: {:e}", rnn.init_hidden_ratio);
+    assert!(
+        rnn.init_hidden_ratio < 1e-5,
+        "rnn: {:e}",
+        rnn.init_hidden_ratio
+    );
     for (gated, factor) in [(lstm, 1e3), (gru, 5.0)] {
         assert!(
             gated.init_hidden_ratio > factor * rnn.init_hidden_ratio,
@@ -274,8 +291,15 @@ fn a_plain_rnn_gradient_vanishes_through_time_and_lstm_and_gru_carry_it() {
         .map(|f| f.saved.stem.as_str())
         .collect();
     assert!(stems.contains(&"hidden_time_init") && stems.contains(&"hidden_time_end"));
-    assert!(!stems.contains(&"accuracy"), "no accuracy curve for a regression");
-    assert!(outcome.summary[0].contains("‖∂L/∂h_0‖"), "{:?}", outcome.summary);
+    assert!(
+        !stems.contains(&"accuracy"),
+        "no accuracy curve for a regression"
+    );
+    assert!(
+        outcome.summary[0].contains("‖∂L/∂h_0‖"),
+        "{:?}",
+        outcome.summary
+    );
 }
 
 #[test]

@@ -427,23 +427,21 @@ impl GpuExecutor {
                     dbeta,
                     acc_gamma,
                     ..
-                } => {
-                    batchnorm::batchnorm_backward(
-                        c,
-                        buf(x),
-                        buf(gamma),
-                        buf(dy),
-                        buf(mean),
-                        buf(inv_std),
-                        buf(dx),
-                        buf(dgamma),
-                        buf(dbeta),
-                        n,
-                        ch,
-                        sp,
-                        acc_gamma,
-                    )?
-                }
+                } => batchnorm::batchnorm_backward(
+                    c,
+                    buf(x),
+                    buf(gamma),
+                    buf(dy),
+                    buf(mean),
+                    buf(inv_std),
+                    buf(dx),
+                    buf(dgamma),
+                    buf(dbeta),
+                    n,
+                    ch,
+                    sp,
+                    acc_gamma,
+                )?,
                 Op::LayerNormForward {
                     rows,
                     d,

@@ -27,10 +27,24 @@ mod tests {
 
     #[test]
     fn runs_cover_the_channel_and_stay_within_a_workgroup() {
-        for count in [1, 2, 255, 4096, 4097, 8192, 131_072, 1 << 20, (1 << 20) + 1, 10_000_000] {
+        for count in [
+            1,
+            2,
+            255,
+            4096,
+            4097,
+            8192,
+            131_072,
+            1 << 20,
+            (1 << 20) + 1,
+            10_000_000,
+        ] {
             let (runs, chunk) = runs(count);
             assert!((1..=WG).contains(&runs), "{count}: {runs} runs");
-            assert!(runs * chunk >= count && (runs - 1) * chunk < count, "{count}");
+            assert!(
+                runs * chunk >= count && (runs - 1) * chunk < count,
+                "{count}"
+            );
         }
         assert_eq!(runs(131_072), (32, 4096));
         assert_eq!(runs(100), (1, 4096));

@@ -74,7 +74,14 @@ fn progress_of(dir: &Path, config: &TrainConfig) -> Progress {
 /// The settings that decide what `train::load_data` loads: the data directory, the
 /// validation split, the seed, and for a sequence task the task, its length and the
 /// number of synthetic sequences.
-type DataKey = (Option<PathBuf>, u64, u64, Option<String>, Option<usize>, usize);
+type DataKey = (
+    Option<PathBuf>,
+    u64,
+    u64,
+    Option<String>,
+    Option<usize>,
+    usize,
+);
 
 fn data_key(config: &TrainConfig) -> DataKey {
     (

@@ -45,7 +45,11 @@ fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
     }
     check_count(op, "n·c·s", n.saturating_mul(c).saturating_mul(s))?;
     let (chunks, chunk) = runs(n * s);
-    check_count(op, "workgroups of the partial pass (c·runs·WG)", c * chunks * WG as usize)?;
+    check_count(
+        op,
+        "workgroups of the partial pass (c·runs·WG)",
+        c * chunks * WG as usize,
+    )?;
     Ok(Shape {
         n: n as u32,
         c: c as u32,
@@ -136,7 +140,12 @@ pub fn batchnorm_forward_train(
         ],
     )?;
     let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
-    let partial = scratch(ctx, "batchnorm_forward_train.moments", c * sh.chunks as usize, 16)?;
+    let partial = scratch(
+        ctx,
+        "batchnorm_forward_train.moments",
+        c * sh.chunks as usize,
+        16,
+    )?;
     Ok(vec![
         ctx.dispatch(
             "batchnorm",

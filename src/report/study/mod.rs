@@ -189,8 +189,12 @@ pub fn generate(dir: &Path, page: &StudyPage) -> Result<StudyReport> {
     if page.runs.iter().any(|r| !r.init_hidden_norms.is_empty()) {
         type Pick = fn(&RunResult) -> &[f64];
         let over_time: [(&str, &str, Pick); 2] = [
-            ("hidden_time_init", "at initialization", |r| &r.init_hidden_norms),
-            ("hidden_time_end", "at the last logged step", |r| &r.end_hidden_norms),
+            ("hidden_time_init", "at initialization", |r| {
+                &r.init_hidden_norms
+            }),
+            ("hidden_time_end", "at the last logged step", |r| {
+                &r.end_hidden_norms
+            }),
         ];
         for (base, when, pick) in over_time {
             let chart = Chart {

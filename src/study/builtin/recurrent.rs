@@ -98,7 +98,11 @@ fn per_step(ratio: f64, length: usize) -> f64 {
 
 fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
     let mut out = Vec::new();
-    let length = runs.iter().map(|r| r.init_hidden_norms.len()).max().unwrap_or(0);
+    let length = runs
+        .iter()
+        .map(|r| r.init_hidden_norms.len())
+        .max()
+        .unwrap_or(0);
     let shares: Vec<String> = runs
         .iter()
         .filter(|r| r.init_hidden_ratio.is_finite() && r.init_hidden_ratio > 0.0)
@@ -135,7 +139,10 @@ fn summarize(_: &StudySpec, runs: &[RunResult]) -> Vec<String> {
             },
         );
         let end = if r.end_hidden_ratio.is_finite() && r.end_hidden_ratio > 0.0 {
-            format!(", {} at the last logged step", power_of_ten(r.end_hidden_ratio))
+            format!(
+                ", {} at the last logged step",
+                power_of_ten(r.end_hidden_ratio)
+            )
         } else {
             String::new()
         };
