@@ -137,7 +137,15 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
 
-// One workgroup: run k of channel ch, (ch, k) = divmod(flat index, chunks).
+// The run a workgroup of the partial and apply passes owns: (channel, first m, end m),
+// with (channel, run) = divmod(flat index, chunks). Call only with f < c·chunks.
+fn run_of(f: u32) -> vec3<u32> {
+    let ch = f / shape.chunks;
+    let lo = (f - ch * shape.chunks) * shape.chunk;
+    return vec3<u32>(ch, lo, min(lo + shape.chunk, shape.n * shape.s));
+}
+
+// One workgroup: one run of one channel (`run_of`).
 @compute @workgroup_size(WG)
 fn batchnorm_forward_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -148,12 +156,10 @@ fn batchnorm_forward_partial(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = f / shape.chunks;
-    let k = f - ch * shape.chunks;
-    let lo = k * shape.chunk;
-    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let run = run_of(f);
+    let ch = run.x;
     var acc = vec3<f32>(0.0, 0.0, 0.0);
-    for (var m = lo + lid; m < hi; m = m + WG) {
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
         let v = x[index(ch, m)];
         acc.x = acc.x + 1.0;
         let d = v - acc.y;
@@ -207,14 +213,13 @@ fn batchnorm_forward_apply(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = f / shape.chunks;
-    let lo = (f - ch * shape.chunks) * shape.chunk;
-    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let run = run_of(f);
+    let ch = run.x;
     let mean = mean_in[ch];
     let inv_std = invstd_in[ch];
     let g = gamma[ch];
     let b = beta[ch];
-    for (var m = lo + lid; m < hi; m = m + WG) {
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
         y[i] = g * ((x[i] - mean) * inv_std) + b;
     }
@@ -246,14 +251,12 @@ fn batchnorm_backward_partial(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = f / shape.chunks;
-    let k = f - ch * shape.chunks;
-    let lo = k * shape.chunk;
-    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let run = run_of(f);
+    let ch = run.x;
     let mean = mean_in[ch];
     let inv_std = invstd_in[ch];
     var acc = vec2<f32>(0.0, 0.0);
-    for (var m = lo + lid; m < hi; m = m + WG) {
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
         let g = dy[i];
         acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
@@ -303,15 +306,14 @@ fn batchnorm_backward_apply(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let ch = f / shape.chunks;
-    let lo = (f - ch * shape.chunks) * shape.chunk;
-    let hi = min(lo + shape.chunk, shape.n * shape.s);
+    let run = run_of(f);
+    let ch = run.x;
     let mean = mean_in[ch];
     let inv_std = invstd_in[ch];
     let mf = f32(shape.n * shape.s);
     let t = totals_in[ch];
     let k = bgamma[ch] * inv_std / mf;
-    for (var m = lo + lid; m < hi; m = m + WG) {
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
         let xhat = (x[i] - mean) * inv_std;
         dx[i] = k * (mf * dy[i] - t.x - xhat * t.y);

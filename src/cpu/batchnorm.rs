@@ -78,45 +78,50 @@ impl<T: Element> Moments<T> {
     }
 }
 
-/// The moments of value(m), m < count, in the order of batchnorm.wgsl's partial and
-/// finalize passes.
-fn channel_moments<T: Element>(count: usize, value: impl Fn(usize) -> T) -> Moments<T> {
+/// Reduces m < count in the order of batchnorm.wgsl's partial and finalize passes: lane t
+/// of run k folds m = k·chunk + t, + WG, … in order (`push`), the lanes of a run and then
+/// the runs are combined by the shaders' tree (`combine`, `zero` for missing ones).
+fn channel_reduce<V: Copy>(
+    count: usize,
+    zero: V,
+    push: impl Fn(V, usize) -> V,
+    combine: impl Fn(V, V) -> V,
+) -> V {
     let (chunks, chunk) = runs(count);
-    let mut parts = [Moments::zero(); WG];
+    let mut parts = [zero; WG];
     for (k, part) in parts.iter_mut().enumerate().take(chunks) {
         let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
-        let mut lanes = [Moments::zero(); WG];
+        let mut lanes = [zero; WG];
         for (t, lane) in lanes.iter_mut().enumerate() {
             let mut m = lo + t;
             while m < hi {
-                lane.push(value(m));
+                *lane = push(*lane, m);
                 m += WG;
             }
         }
-        *part = tree(&mut lanes, Moments::combine);
+        *part = tree(&mut lanes, &combine);
     }
-    tree(&mut parts, Moments::combine)
+    tree(&mut parts, &combine)
 }
 
-/// (Σ a(m), Σ b(m)) over m < count in the order of batchnorm.wgsl's backward partial and
-/// finalize passes.
+/// The moments of value(m), m < count, in the forward passes' order.
+fn channel_moments<T: Element>(count: usize, value: impl Fn(usize) -> T) -> Moments<T> {
+    let push = |mut acc: Moments<T>, m: usize| {
+        acc.push(value(m));
+        acc
+    };
+    channel_reduce(count, Moments::zero(), push, Moments::combine)
+}
+
+/// (Σ a(m), Σ b(m)) over m < count in the backward passes' order.
 fn channel_sums<T: Element>(count: usize, value: impl Fn(usize) -> (T, T)) -> (T, T) {
     let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
-    let (chunks, chunk) = runs(count);
-    let mut parts = [(T::zero(), T::zero()); WG];
-    for (k, part) in parts.iter_mut().enumerate().take(chunks) {
-        let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
-        let mut lanes = [(T::zero(), T::zero()); WG];
-        for (t, lane) in lanes.iter_mut().enumerate() {
-            let mut m = lo + t;
-            while m < hi {
-                *lane = add(*lane, value(m));
-                m += WG;
-            }
-        }
-        *part = tree(&mut lanes, add);
-    }
-    tree(&mut parts, add)
+    channel_reduce(
+        count,
+        (T::zero(), T::zero()),
+        |acc, m| add(acc, value(m)),
+        add,
+    )
 }
 
 /// Σ_{m < count} value(m) in the order of the shaders' workgroup reduction: lane t sums

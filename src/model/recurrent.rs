@@ -10,6 +10,12 @@ use crate::init::Init;
 use crate::model::LossKind;
 use crate::ops::CellKind;
 
+/// The statistics show a recurrent layer as two layers: its input side (W_ih, b_ih) and
+/// its recurrent side (W_hh, b_hh). Their names, `node.ih` and `node.hh`.
+pub fn side_layer_names(node: &str) -> [String; 2] {
+    [format!("{node}.ih"), format!("{node}.hh")]
+}
+
 /// What a sequence model reads at each step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SeqInput {

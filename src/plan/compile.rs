@@ -981,12 +981,11 @@ pub fn compile_with(
         if let NodeOp::Recurrent(r) = &node.op {
             let (_, sv) = seq[id]
                 .ok_or_else(|| Error::config(format!("node `{}` has no buffers", node.name)))?;
-            for (side, weight, bias) in [
-                ("ih", r.weight_ih, r.bias_ih),
-                ("hh", r.weight_hh, r.bias_hh),
-            ] {
+            let [ih, hh] = crate::model::recurrent::side_layer_names(&node.name);
+            for (name, weight, bias) in [(ih, r.weight_ih, r.bias_ih), (hh, r.weight_hh, r.bias_hh)]
+            {
                 layers.push(LayerInfo {
-                    name: format!("{}.{side}", node.name),
+                    name,
                     weight,
                     bias: Some(bias),
                     units: node.shape[1],

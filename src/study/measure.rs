@@ -114,10 +114,10 @@ pub fn weight_layers(model: &ModelSpec) -> Vec<(String, usize)> {
             NodeOp::Linear { weight, .. }
             | NodeOp::Conv2d { weight, .. }
             | NodeOp::StepLinear { weight, .. } => vec![(n.name.clone(), size(weight))],
-            NodeOp::Recurrent(r) => vec![
-                (format!("{}.ih", n.name), size(r.weight_ih)),
-                (format!("{}.hh", n.name), size(r.weight_hh)),
-            ],
+            NodeOp::Recurrent(r) => {
+                let [ih, hh] = crate::model::recurrent::side_layer_names(&n.name);
+                vec![(ih, size(r.weight_ih)), (hh, size(r.weight_hh))]
+            }
             _ => Vec::new(),
         })
         .collect()
@@ -243,6 +243,7 @@ pub fn measure(
     let summary = h.summary.as_ref();
     let num = |key: &str| summary.and_then(|s| s.get(key)).and_then(|v| v.as_f64());
     let (init_hidden_norms, end_hidden_norms) = hidden_norms(&h);
+    let regression = is_regression(plan);
     let ms_per_step = num("samples_per_second")
         .filter(|s| *s > 0.0)
         .map(|sps| 1000.0 * plan.config.batch_size as f64 / sps);
@@ -265,9 +266,9 @@ pub fn measure(
         accuracies,
         val_accuracy: num("final_val_accuracy")
             .filter(|a| a.is_finite())
-            .filter(|_| !is_regression(plan)),
+            .filter(|_| !regression),
         val_loss: num("final_val_loss").filter(|l| l.is_finite()),
-        regression: is_regression(plan),
+        regression,
         init_hidden_ratio: ratio(&init_hidden_norms),
         end_hidden_ratio: ratio(&end_hidden_norms),
         init_hidden_norms,
