@@ -92,6 +92,11 @@ fn run_both(act: Activation, loss: LossKind, kind: OptimizerKind) {
             3 => StatsLevel::None,
             _ => StatsLevel::Full,
         };
+        let before: Vec<Vec<f32>> = p
+            .params
+            .iter()
+            .map(|s| cpu.read(s.value).unwrap())
+            .collect();
         for exec in [&mut cpu as &mut dyn Executor, &mut gpu] {
             exec.load_batch(&inputs, &labels).unwrap();
             exec.train_step(step, scalars, full).unwrap();
@@ -99,6 +104,35 @@ fn run_both(act: Activation, loss: LossKind, kind: OptimizerKind) {
         let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
         assert_eq!((c.len(), g.len()), (1, 1));
         compare_reports(&format!("{what} step {step}"), &g[0], &c[0]);
+        for (slot, before) in p.params.iter().zip(&before) {
+            // Each parameter's update buffer holds what this step added to it, and its
+            // record (taken after every optimizer op has run) measures that update.
+            let w = format!("{what} step {step} {} update", slot.name);
+            let after = cpu.read(slot.value).unwrap();
+            let step_taken: Vec<f32> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+            let update = cpu.read(slot.update).unwrap();
+            common::assert_close(&w, &update, &step_taken, 1e-6, 1e-3);
+            common::assert_close(&w, &gpu.read(slot.update).unwrap(), &update, 1e-6, 1e-4);
+            if full == StatsLevel::Full {
+                let job = p
+                    .stats_jobs
+                    .iter()
+                    .position(|j| j.buffer == slot.update)
+                    .expect("every parameter's update has a statistics job");
+                let norm = update
+                    .iter()
+                    .map(|&u| (u as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                for (side, report) in [("cpu", &c[0]), ("gpu", &g[0])] {
+                    let got = report.records[job].summary().norm;
+                    assert!(
+                        (got - norm).abs() <= 1e-4 * norm + 1e-12,
+                        "{w}: {side} record norm {got} vs the update's {norm}"
+                    );
+                }
+            }
+        }
         for slot in &p.params {
             let w = format!("{what} step {step} {}", slot.name);
             common::assert_close(

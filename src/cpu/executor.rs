@@ -786,12 +786,12 @@ impl<T: Element> CpuExecutor<T> {
                     .ok_or_else(|| Error::config("optimizer op run without step scalars"))?;
                 // The buffer ids only: cloning the slot would allocate its name and shape.
                 let slot = &self.plan.params[param];
-                let (value_id, grad_id, numel) = (slot.value, slot.grad, slot.numel);
+                let (value_id, grad_id, update_id) = (slot.value, slot.grad, slot.update);
                 let (state0, state1) = (slot.state.first().copied(), slot.state.get(1).copied());
                 let mut value = self.take(value_id);
                 let mut s0 = state0.map(|b| self.take(b)).unwrap_or_default();
                 let mut s1 = state1.map(|b| self.take(b)).unwrap_or_default();
-                let mut update = self.take(self.plan.update_scratch);
+                let mut update = self.take(update_id);
                 optimizer::optimizer_update(
                     &self.plan.optimizer,
                     &s,
@@ -799,7 +799,7 @@ impl<T: Element> CpuExecutor<T> {
                     self.float(grad_id),
                     &mut s0,
                     &mut s1,
-                    &mut update[..numel],
+                    &mut update,
                 );
                 self.put(value_id, value);
                 if let Some(b) = state0 {
@@ -808,7 +808,7 @@ impl<T: Element> CpuExecutor<T> {
                 if let Some(b) = state1 {
                     self.put(b, s1);
                 }
-                self.put(self.plan.update_scratch, update);
+                self.put(update_id, update);
             }
         }
         Ok(())

@@ -123,7 +123,7 @@ fn writes(op: &Op, buf: BufId, plan: &Plan) -> bool {
         Op::Loss { dlogits, .. } => dlogits == buf,
         Op::Optimizer { param } => {
             let p = &plan.params[param];
-            p.value == buf || plan.update_scratch == buf || p.state.contains(&buf)
+            p.value == buf || p.update == buf || p.state.contains(&buf)
         }
         Op::Conv2dForward { y, .. }
         | Op::Conv2dBiasForward { y, .. }

@@ -299,7 +299,7 @@ impl GpuExecutor {
                         buf(p.grad),
                         p.state.first().map(|&s| buf(s)),
                         p.state.get(1).map(|&s| buf(s)),
-                        buf(plan.update_scratch),
+                        buf(p.update),
                         p.numel,
                     )?]
                 }

@@ -21,7 +21,9 @@ pub enum BufferRole {
     ActivationGrad,
     /// The batch: inputs, labels, targets.
     Batch,
-    /// Per-row loss terms, the reduced loss, the update scratch.
+    /// What each parameter's last optimizer step changed it by (for its statistics).
+    Update,
+    /// Per-row loss terms, the reduced loss, the recurrent cells' scratch.
     Scratch,
 }
 

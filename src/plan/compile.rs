@@ -107,6 +107,14 @@ pub fn compile_with(
                     )
                 })
                 .collect();
+            // Each parameter's update has its own buffer, so that the statistics of every
+            // update can run after the whole optimizer, grouped into few dispatches.
+            let update = b.add(
+                format!("{}.update", p.name),
+                f32t,
+                numel,
+                BufferRole::Update,
+            );
             ParamSlot {
                 name: p.name.clone(),
                 shape: p.shape.clone(),
@@ -114,6 +122,7 @@ pub fn compile_with(
                 value,
                 grad,
                 state,
+                update,
             }
         })
         .collect();
@@ -253,8 +262,6 @@ pub fn compile_with(
     let row_loss = b.add("loss.rows", f32t, loss_rows, BufferRole::Scratch);
     let row_correct = b.add("loss.correct", DType::U32, loss_rows, BufferRole::Scratch);
     let loss_out = b.add("loss", f32t, 2, BufferRole::Scratch);
-    let max_param = params.iter().map(|p| p.numel).max().unwrap_or(1);
-    let update_scratch = b.add("update.scratch", f32t, max_param, BufferRole::Scratch);
 
     let val = |id: usize| {
         value[id]
@@ -1027,8 +1034,8 @@ pub fn compile_with(
         });
     }
 
-    // Statistics of everything but the updates, then the optimizer with each update's
-    // statistics right after it (the updates share one scratch buffer).
+    // Statistics of everything but the updates, then the optimizer, then the statistics of
+    // every update (each parameter's update has its own buffer).
     let mut stats_jobs = Vec::new();
     let mut job = |layer: usize, kind: TensorKind, buffer: BufId, len: usize, saturation, class| {
         stats_jobs.push(StatsJobSpec {
@@ -1079,7 +1086,7 @@ pub fn compile_with(
         update_jobs[layer.weight] = Some(job(
             l,
             TensorKind::WeightUpdate,
-            update_scratch,
+            w.update,
             w.numel,
             None,
             some,
@@ -1088,7 +1095,7 @@ pub fn compile_with(
             update_jobs[bi] = Some(job(
                 l,
                 TensorKind::BiasUpdate,
-                update_scratch,
+                params[bi].update,
                 params[bi].numel,
                 None,
                 some,
@@ -1149,11 +1156,11 @@ pub fn compile_with(
             guard: options.guard,
         });
     }
-    for (p, update_job) in update_jobs.iter().enumerate() {
+    for p in 0..params.len() {
         ops.push(Op::Optimizer { param: p });
-        if let Some(j) = update_job {
-            ops.push(Op::Stats { job: *j });
-        }
+    }
+    for j in update_jobs.into_iter().flatten() {
+        ops.push(Op::Stats { job: j });
     }
 
     let mut plan = Plan {
@@ -1179,7 +1186,6 @@ pub fn compile_with(
         row_loss,
         row_correct,
         loss_out,
-        update_scratch,
         step_options: options,
         label_rows,
         recurrent_layers,

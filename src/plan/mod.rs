@@ -26,6 +26,8 @@ pub struct ParamSlot {
     pub grad: BufId,
     /// The optimizer's state tensors (none, one or two, by optimizer).
     pub state: Vec<BufId>,
+    /// What the last optimizer step added to the value (its statistics are the update's).
+    pub update: BufId,
 }
 
 /// A layer as a user sees it in the statistics: a Linear and the activation after it.
@@ -80,8 +82,6 @@ pub struct Plan {
     pub row_correct: BufId,
     /// Two f32: [mean loss of the batch, number correct].
     pub loss_out: BufId,
-    /// Shared scratch holding one parameter's update at a time (for its statistics).
-    pub update_scratch: BufId,
     /// Clipping and the non-finite guard this plan runs between statistics and optimizer.
     pub step_options: StepOptions,
     /// Labels (loss rows) per sample: 1, or T for a read-out at every step.

@@ -297,7 +297,7 @@ pub enum Op {
     /// Dead-unit count of layer `layer` into counter `counter`.
     DeadUnits { layer: usize, counter: usize },
     /// Optimizer step of parameter `param` (index into `Plan::params`); its update goes to
-    /// the plan's update scratch.
+    /// the parameter's update buffer.
     Optimizer { param: usize },
     /// The global L2 norm of every parameter gradient, from the gradient statistics records,
     /// and the scale min(1, max_norm / (norm + 1e-6)) applied to every gradient (PyTorch's
