@@ -16,10 +16,21 @@
 //   (16×256, 32×128, 64×64 with 4×4 per invocation; 32×256, 64×128 with 4×8.) The launcher
 //   picks per shape and pass (gpu::autotune, or a heuristic on the number of rows).
 //
+// - Stride phases for the input gradient. With stride s > 1, input row iy receives from
+//   kernel row ki only where iy + pad − ki·dil is a multiple of s: a 3×3 stride-2 kernel
+//   reaches each pixel through 2.25 of its 9 taps on average, and a GEMM over every tap
+//   multiplies by zero three times in four. `conv2d_backward_input_phased` splits the
+//   pixels by their phase ((iy + pad_h) mod s_h, (ix + pad_w) mod s_w): one GEMM per phase
+//   and group (grid z), over that phase's pixels only, with K = c_out/groups × the taps of
+//   that phase. A phase that no tap reaches (a 1×1 stride-2 kernel's odd pixels) has K = 0
+//   and writes zeros.
+//
 // Summation order: every element of C sums its k products in ascending k within its split,
 // with fma, whatever the tile; the split-K chunking of the weight gradient is a function of
 // the shape only (gpu::kernels::conv2d::backward_weight_splits). So every tile gives the
-// same bits as every other, and results repeat bit for bit.
+// same bits as every other, and results repeat bit for bit. The phased input gradient
+// leaves out only products with a zero (adding +0 leaves a sum's bits as they are) and
+// keeps the others in ascending (co, ki, kj): the same bits as the unphased GEMM.
 //
 // Gradient convention: dx is overwritten; dW accumulates when `accumulate` = 1.
 //
@@ -77,6 +88,24 @@ const THREADS: u32 = 256u;
 const FWD: u32 = 0u;
 const BWD_IN: u32 = 1u;
 const BWD_W: u32 = 2u;
+const BWD_IN_PHASED: u32 = 3u;
+
+// The stride phase one workgroup of conv2d_backward_input_phased computes (set first).
+struct Phase {
+    // (iy + pad_h) mod stride_h of its pixels' rows, likewise of their columns.
+    ry: u32,
+    rx: u32,
+    // Its first input row and column, and how many rows and columns it has.
+    iy0: u32,
+    ix0: u32,
+    rows: u32,
+    cols: u32,
+    // How many kernel rows and columns reach its pixels.
+    taps_y: u32,
+    taps_x: u32,
+}
+
+var<private> phase: Phase;
 
 // k-major staged slices, as in matmul_tiled.wgsl.
 var<workgroup> a_tile: array<vec4<f32>, A_TILE>;
@@ -94,7 +123,7 @@ var<workgroup> k_tab: array<vec4<i32>, 32>;
 
 // Sizes (M, N, K) of each GEMM, per group.
 fn gemm_m(which: u32) -> u32 {
-    if (which == BWD_IN) {
+    if (which == BWD_IN || which == BWD_IN_PHASED) {
         return p.cpg_in;
     }
     return p.cpg_out;
@@ -104,6 +133,7 @@ fn gemm_n(which: u32) -> u32 {
     switch which {
         case 0u: { return p.n * p.oh * p.ow; }
         case 1u: { return p.n * p.h * p.w; }
+        case 3u: { return p.n * phase.rows * phase.cols; }
         default: { return p.plen; }
     }
 }
@@ -112,6 +142,7 @@ fn gemm_k(which: u32) -> u32 {
     switch which {
         case 0u: { return p.plen; }
         case 1u: { return p.cpg_out * p.kh * p.kw; }
+        case 3u: { return p.cpg_out * phase.taps_y * phase.taps_x; }
         default: { return p.n * p.oh * p.ow; }
     }
 }
@@ -143,6 +174,19 @@ fn col_entry(which: u32, g: u32, col: u32) -> vec4<i32> {
                 i32(iy + p.pad_h),
                 i32(ix + p.pad_w),
                 i32(b * p.c_in * hw + r),
+            );
+        }
+        case 3u: {
+            let pix = phase.rows * phase.cols;
+            let b = col / pix;
+            let r = col % pix;
+            let iy = phase.iy0 + (r / phase.cols) * p.stride_h;
+            let ix = phase.ix0 + (r % phase.cols) * p.stride_w;
+            return vec4<i32>(
+                i32((b * p.c_out + g * p.cpg_out) * p.oh * p.ow),
+                i32(iy + p.pad_h),
+                i32(ix + p.pad_w),
+                i32(b * p.c_in * p.h * p.w + iy * p.w + ix),
             );
         }
         default: {
@@ -183,6 +227,22 @@ fn k_entry(which: u32, k: u32) -> vec4<i32> {
                 i32(co * p.cpg_in * khw + kr),
             );
         }
+        case 3u: {
+            let taps = phase.taps_y * phase.taps_x;
+            if (taps == 0u) {
+                return vec4<i32>(0);
+            }
+            let co = k / taps;
+            let kr = k % taps;
+            let ki = nth_tap(kr / phase.taps_x, phase.ry, p.kh, p.dil_h, p.stride_h);
+            let kj = nth_tap(kr % phase.taps_x, phase.rx, p.kw, p.dil_w, p.stride_w);
+            return vec4<i32>(
+                i32(co * p.oh * p.ow),
+                i32(ki * p.dil_h),
+                i32(kj * p.dil_w),
+                i32(co * p.cpg_in * p.kh * p.kw + ki * p.kw + kj),
+            );
+        }
         default: {
             let ohw = p.oh * p.ow;
             let b = k / ohw;
@@ -208,7 +268,7 @@ fn a_val(which: u32, g: u32, m: u32, k: u32, ke: vec4<i32>) -> f32 {
         case 0u: {
             return src_b[(g * p.cpg_out + m) * p.plen + k];
         }
-        case 1u: {
+        case 1u, 3u: {
             let khw = p.kh * p.kw;
             return src_b[g * p.cpg_out * p.cpg_in * khw + u32(ke.w) + m * khw];
         }
@@ -223,6 +283,21 @@ fn a_val(which: u32, g: u32, m: u32, k: u32, ke: vec4<i32>) -> f32 {
 fn b_val(which: u32, k: u32, col: u32, ke: vec4<i32>, ce: vec4<i32>) -> f32 {
     if (k >= gemm_k(which) || col >= gemm_n(which)) {
         return 0.0;
+    }
+    if (which == BWD_IN_PHASED) {
+        // The phase's taps make iy + ph − ki·dh a multiple of sh (likewise x): the
+        // division is exact; only the range is left to test.
+        let ty = ce.y - ke.y;
+        let tx = ce.z - ke.z;
+        if (ty < 0 || tx < 0) {
+            return 0.0;
+        }
+        let oy = u32(ty) / p.stride_h;
+        let ox = u32(tx) / p.stride_w;
+        if (oy >= p.oh || ox >= p.ow) {
+            return 0.0;
+        }
+        return src_a[u32(ce.x + ke.x) + oy * p.ow + ox];
     }
     if (which == BWD_IN) {
         // dy[b, co, oy, ox] where oy·sh = iy + ph − ki·dh exactly (likewise x), in range.
@@ -270,7 +345,7 @@ fn store(which: u32, g: u32, split: u32, m: u32, col: u32, ce: vec4<i32>, v: f32
         case 0u: {
             dst[u32(ce.w) + (g * p.cpg_out + m) * p.oh * p.ow] = v;
         }
-        case 1u: {
+        case 1u, 3u: {
             dst[u32(ce.w) + (g * p.cpg_in + m) * p.h * p.w] = v;
         }
         default: {
@@ -289,12 +364,57 @@ fn store(which: u32, g: u32, split: u32, m: u32, col: u32, ce: vec4<i32>, v: f32
 // (group, split, first k, end of k) of this workgroup, as in conv2d.wgsl: chunk is a
 // multiple of 16, so of BK, and no slice crosses a split.
 fn k_range(which: u32, z: u32) -> vec4<u32> {
+    if (which == BWD_IN_PHASED) {
+        return vec4<u32>(z / (p.stride_h * p.stride_w), 0u, 0u, gemm_k(which));
+    }
     if (which != BWD_W) {
         return vec4<u32>(z, 0u, 0u, gemm_k(which));
     }
     let split = z % p.splits;
     let k_begin = split * p.chunk;
     return vec4<u32>(z / p.splits, split, k_begin, min(gemm_k(which), k_begin + p.chunk));
+}
+
+// Kernel index of the t-th tap, ascending, of the phase whose residue is r: the t-th i in
+// 0..k with i·d ≡ r (mod s); k when there are fewer.
+fn nth_tap(t: u32, r: u32, k: u32, d: u32, s: u32) -> u32 {
+    var seen = 0u;
+    for (var i = 0u; i < k; i++) {
+        if ((i * d) % s == r) {
+            if (seen == t) {
+                return i;
+            }
+            seen += 1u;
+        }
+    }
+    return k;
+}
+
+// The phase of grid layer z (group-major: z = g·sh·sw + ry·sw + rx) along one axis:
+// (first index, count) of the `size` pixels i with (i + pad) mod s = r, and the taps
+// reaching them.
+fn phase_axis(r: u32, size: u32, pad: u32, s: u32, k: u32, d: u32) -> vec3<u32> {
+    let first = (r + s - pad % s) % s;
+    var count = 0u;
+    if (first < size) {
+        count = (size - first + s - 1u) / s;
+    }
+    var taps = 0u;
+    for (var i = 0u; i < k; i++) {
+        if ((i * d) % s == r) {
+            taps += 1u;
+        }
+    }
+    return vec3<u32>(first, count, taps);
+}
+
+fn set_phase(z: u32) {
+    let ph = z % (p.stride_h * p.stride_w);
+    let ry = ph / p.stride_w;
+    let rx = ph % p.stride_w;
+    let y = phase_axis(ry, p.h, p.pad_h, p.stride_h, p.kh, p.dil_h);
+    let x = phase_axis(rx, p.w, p.pad_w, p.stride_w, p.kw, p.dil_w);
+    phase = Phase(ry, rx, y.x, x.x, y.y, x.y, y.z, x.z);
 }
 
 fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
@@ -321,6 +441,14 @@ fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
 
 // One invocation: rows m0 + 4·ty .. +3 and the vec4 column groups tx, tx + WN of the tile.
 fn gemm(which: u32, wg: vec3<u32>, t: u32) {
+    if (which == BWD_IN_PHASED) {
+        set_phase(wg.z);
+        // The grid covers the largest phase; this one may have fewer pixels. (Uniform: it
+        // depends on the workgroup id and the parameters only.)
+        if (wg.x * BN >= gemm_n(which)) {
+            return;
+        }
+    }
     let r = k_range(which, wg.z);
     let g = r.x;
     let m0 = wg.y * BM;
@@ -380,6 +508,12 @@ fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
 @compute @workgroup_size(256)
 fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     gemm(BWD_IN, wg, t);
+}
+
+// dx of the pixels of one stride phase (grid z = group·sh·sw + phase; overwrites).
+@compute @workgroup_size(256)
+fn conv2d_backward_input_phased(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    gemm(BWD_IN_PHASED, wg, t);
 }
 
 // dW[g·cpg_out + co, (ci, ki, kj)] over split wg.z % splits: dW itself (adding when

@@ -193,3 +193,30 @@ fn heuristic_fits_the_tile_to_the_rows() {
         "c16x256k8"
     );
 }
+
+#[test]
+fn stride_phases_partition_the_pixels_and_the_taps() {
+    for s in shapes() {
+        let phases = gk::stride_phases(&s);
+        let d = describe(&s);
+        assert_eq!(phases.len(), s.stride[0] * s.stride[1], "{d}");
+        let pixels: usize = phases.iter().map(|p| p.pixels()).sum();
+        assert_eq!(
+            pixels,
+            s.h * s.w,
+            "{d}: every input pixel lies in one phase"
+        );
+        // A kernel row's residue (ki·dil mod stride) is one phase's, so the taps partition
+        // too, each phase's rows times columns.
+        let rows: usize = phases.iter().step_by(s.stride[1]).map(|p| p.taps_y).sum();
+        let cols: usize = phases.iter().take(s.stride[1]).map(|p| p.taps_x).sum();
+        assert_eq!((rows, cols), (s.kh, s.kw), "{d}");
+    }
+    // resnet's 3×3 stride-2 pad-1 on 9×9: rows 0, 2, 4, 6, 8 have residue 1 (one tap), rows
+    // 1, 3, 5, 7 residue 0 (taps 0 and 2).
+    let s = shapes()[8];
+    assert_eq!((s.kh, s.stride, s.h), (3, [2, 2], 9));
+    let p = gk::stride_phases(&s);
+    assert_eq!((p[0].rows, p[0].taps_y), (4, 2));
+    assert_eq!((p[3].rows, p[3].cols, p[3].taps()), (5, 5, 1));
+}

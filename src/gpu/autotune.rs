@@ -120,8 +120,8 @@ pub struct CacheFile {
 
 /// Bumped whenever the kernels or their compilation change, so that choices timed on older
 /// code are ignored (with a warning) and timed again. 2: shaders compiled without loop
-/// bounding.
-pub const CACHE_VERSION: u32 = 2;
+/// bounding. 3: strided input gradients split by stride phase.
+pub const CACHE_VERSION: u32 = 3;
 
 /// Reads a cache file; a missing file is empty, an unreadable or corrupt one is empty with
 /// a warning (returned, for the caller to log).

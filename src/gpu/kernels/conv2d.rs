@@ -338,6 +338,20 @@ fn gemm_dispatch(
     };
     let (bm, bnu) = variant.tile(rows);
     let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
+    // A strided input gradient runs one GEMM per stride phase (grid z: group-major), each
+    // over that phase's pixels: the grid's columns cover the largest phase.
+    let phases = s.stride[0] * s.stride[1];
+    let phased = pass == ConvPass::BackwardInput && phases > 1;
+    let (entry, cols, z) = if phased {
+        let largest = stride_phases(s)
+            .iter()
+            .map(|p| s.n * p.pixels())
+            .max()
+            .unwrap_or(0);
+        ("conv2d_backward_input_phased", largest, z * phases)
+    } else {
+        (pass.entry(), cols, z)
+    };
     let grid = [
         clamp(cols.div_ceil(bnu)),
         clamp(rows.div_ceil(bm)),
@@ -346,7 +360,7 @@ fn gemm_dispatch(
     let constants = [("BN", bn as f64), ("BK", bk as f64), ("TN4", tn4 as f64)];
     ctx.dispatch_with(
         "conv2d_tiled",
-        pass.entry(),
+        entry,
         Specialization {
             constants: &constants,
             // Every workgroup element (tiles and tables) is written before it is read.
@@ -355,6 +369,56 @@ fn gemm_dispatch(
         &[u, src, dst, src2],
         grid,
     )
+}
+
+/// One stride phase of a strided input gradient: the input pixels (iy, ix) with
+/// (iy + pad_h) mod stride_h = `ry` and (ix + pad_w) mod stride_w = `rx`, and how many
+/// kernel rows and columns reach them (shaders/conv2d_tiled.wgsl computes the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StridePhase {
+    pub rows: usize,
+    pub cols: usize,
+    pub taps_y: usize,
+    pub taps_x: usize,
+}
+
+impl StridePhase {
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    pub fn taps(&self) -> usize {
+        self.taps_y * self.taps_x
+    }
+}
+
+/// The stride phases of `s`'s input gradient, row-major over (ry, rx).
+pub fn stride_phases(s: &Conv2dShape) -> Vec<StridePhase> {
+    // (pixels, taps) of residue r along one axis.
+    let axis = |r: usize, size: usize, pad: usize, stride: usize, k: usize, dil: usize| {
+        let first = (r + stride - pad % stride) % stride;
+        let pixels = if first < size {
+            (size - first).div_ceil(stride)
+        } else {
+            0
+        };
+        let taps = (0..k).filter(|i| (i * dil) % stride == r).count();
+        (pixels, taps)
+    };
+    let mut out = Vec::with_capacity(s.stride[0] * s.stride[1]);
+    for ry in 0..s.stride[0] {
+        for rx in 0..s.stride[1] {
+            let (rows, taps_y) = axis(ry, s.h, s.pad[0], s.stride[0], s.kh, s.dilation[0]);
+            let (cols, taps_x) = axis(rx, s.w, s.pad[1], s.stride[1], s.kw, s.dilation[1]);
+            out.push(StridePhase {
+                rows,
+                cols,
+                taps_y,
+                taps_x,
+            });
+        }
+    }
+    out
 }
 
 /// The variant for `pass` of `s`: the autotune's (timing each candidate on scratch
