@@ -1,42 +1,5 @@
-// Optimizer update: one element-wise step of torch.optim's SGD (plain, heavy-ball momentum,
-// Nesterov), Adagrad, RMSprop, Adam and AdamW, one kernel for the whole family switching on
-// OptimizerKind::code(). The formulas follow PyTorch's own order of operations
-// (torch/optim/{sgd,adagrad,rmsprop,adam,adamw}.py, single-tensor path) so that a user's
-// settings behave as they do there; the CPU twin is src/cpu/optimizer.rs.
-//
-// Every optimizer is element-wise: element i of the parameter only ever reads element i of
-// its gradient and state, so one invocation owns one element and nothing is shared.
-
-// OptimizerKind::code() values (src/ops/optimizer.rs).
-const SGD: u32 = 0u;
-const MOMENTUM: u32 = 1u;
-const NESTEROV: u32 = 2u;
-const ADAGRAD: u32 = 3u;
-const RMSPROP: u32 = 4u;
-const ADAM: u32 = 5u;
-const ADAMW: u32 = 6u;
-
-const WG: u32 = 256u;
-
-// Rewritten by the executor every step (ops::StepUniform).
-struct Step {
-    lr: f32,
-    t: u32,
-    bias_correction1: f32, // 1 − β₁ᵗ, computed on the host in f64
-    bias_correction2: f32, // 1 − β₂ᵗ
-}
-
-// Fixed for the run (launcher's OptimizerHyper).
-struct Hyper {
-    kind: u32,
-    len: u32,
-    row: u32, // invocations per row of the 2-D grid (workgroups in x · WG)
-    momentum: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-}
+// Optimizer update of one parameter tensor per dispatch (the arithmetic is in
+// optimizer_math.wgsl, which precedes this file).
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> hp: Hyper;
@@ -57,60 +20,23 @@ fn optimizer_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= hp.len) {
         return;
     }
-    let lr = step.lr;
-    let wd = hp.weight_decay;
     let p_old = param[i];
-    var p = p_old;
-    // L2 penalty folded into the gradient (every kind but adamw, whose decay is decoupled).
-    var g = grad[i];
-    if (hp.kind != ADAMW) {
-        g = g + wd * p;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    if (keeps_state1(hp.kind)) {
+        s1 = state1[i];
     }
-
-    switch hp.kind {
-        case SGD: {
-            p = p - lr * g;
-        }
-        case MOMENTUM, NESTEROV: {
-            // Dampening 0: buf = μ·buf + g. PyTorch's first step sets buf = g, which is the
-            // same since buf starts at zero.
-            let buf = hp.momentum * state1[i] + g;
-            state1[i] = buf;
-            if (hp.kind == NESTEROV) {
-                p = p - lr * (g + hp.momentum * buf);
-            } else {
-                p = p - lr * buf;
-            }
-        }
-        case ADAGRAD: {
-            let sum = state1[i] + g * g;
-            state1[i] = sum;
-            p = p - lr * (g / (sqrt(sum) + hp.eps));
-        }
-        case RMSPROP: {
-            // α is carried in beta2.
-            let v = hp.beta2 * state1[i] + (1.0 - hp.beta2) * g * g;
-            state1[i] = v;
-            p = p - lr * (g / (sqrt(v) + hp.eps));
-        }
-        case ADAM, ADAMW: {
-            if (hp.kind == ADAMW) {
-                // Decoupled decay (Loshchilov & Hutter): shrink first, then plain Adam.
-                p = p * (1.0 - lr * wd);
-            }
-            let m = hp.beta1 * state1[i] + (1.0 - hp.beta1) * g;
-            let v = hp.beta2 * state2[i] + (1.0 - hp.beta2) * g * g;
-            state1[i] = m;
-            state2[i] = v;
-            // As PyTorch computes it: step_size = lr/bc1, denom = √v/√bc2 + eps.
-            let step_size = lr / step.bias_correction1;
-            let denom = sqrt(v) / sqrt(step.bias_correction2) + hp.eps;
-            p = p - step_size * (m / denom);
-        }
-        default: {
-            // Unknown kind: leave the parameter as it is (the launcher never sends one).
-        }
+    if (keeps_state2(hp.kind)) {
+        s2 = state2[i];
     }
-    param[i] = p;
-    update[i] = p - p_old;
+    let r = step_element(step, hp, p_old, grad[i], s1, s2);
+    if (keeps_state1(hp.kind)) {
+        state1[i] = r.s1;
+    }
+    if (keeps_state2(hp.kind)) {
+        state2[i] = r.s2;
+    }
+    param[i] = r.p;
+    update[i] = r.p - p_old;
 }
+

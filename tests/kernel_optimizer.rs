@@ -4,7 +4,10 @@
 mod common;
 
 use gradscope::cpu::optimizer::optimizer_update as cpu_update;
-use gradscope::gpu::kernels::optimizer::optimizer_update as gpu_update;
+use gradscope::gpu::kernels::optimizer::{
+    OptimizerTensor, multi_capacity, optimizer_update as gpu_update,
+    optimizer_update_multi as gpu_update_multi,
+};
 use gradscope::ops::{OptimizerKind, OptimizerParams, StepScalars, StepUniform};
 
 const KINDS: [OptimizerKind; 7] = [
@@ -494,4 +497,163 @@ fn cpu_parallel_update_matches_element_by_element() {
             }
         }
     }
+}
+
+/// One tensor's buffers for the multi test.
+struct TensorBufs {
+    param: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    s1: wgpu::Buffer,
+    s2: wgpu::Buffer,
+    update: wgpu::Buffer,
+    len: usize,
+}
+
+fn tensor_bufs(ctx: &gradscope::gpu::GpuContext, seed: u64, len: usize) -> TensorBufs {
+    let bytes = 4 * len as u64;
+    TensorBufs {
+        param: ctx
+            .upload("param", &common::random_vec(seed, len, -1.0, 1.0))
+            .unwrap(),
+        grad: ctx.storage_buffer("grad", bytes).unwrap(),
+        s1: ctx.storage_buffer("state1", bytes).unwrap(),
+        s2: ctx.storage_buffer("state2", bytes).unwrap(),
+        update: ctx.storage_buffer("update", bytes).unwrap(),
+        len,
+    }
+}
+
+fn as_tensor(t: &TensorBufs, slots: usize) -> OptimizerTensor<'_> {
+    OptimizerTensor {
+        param: &t.param,
+        grad: &t.grad,
+        state1: (slots >= 1).then_some(&t.s1),
+        state2: (slots >= 2).then_some(&t.s2),
+        update: &t.update,
+        len: t.len,
+    }
+}
+
+/// The grouped dispatch the executor uses for runs of optimizer ops gives, for every kind,
+/// the same bits as one dispatch per tensor: a full group of eight and a partial group,
+/// with lengths around the 256-wide workgroup, over three steps.
+#[test]
+fn multi_tensor_dispatch_matches_one_dispatch_per_tensor_bit_for_bit() {
+    let Some(ctx) = common::gpu() else { return };
+    if multi_capacity(ctx) == 0 {
+        assert!(
+            std::env::var("REQUIRE_GPU").is_err(),
+            "this adapter cannot bind the multi-tensor optimizer's 40 storage buffers"
+        );
+        return;
+    }
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for (ki, &kind) in KINDS.iter().enumerate() {
+        let p = OptimizerParams {
+            weight_decay: 0.01,
+            ..OptimizerParams::new(kind)
+        };
+        let slots = kind.state_slots();
+        for lens in [
+            vec![1usize, 255, 256, 257, 3000, 7, 512, 1],
+            vec![100, 1, 2049],
+        ] {
+            let what = format!("{} lens {lens:?}", kind.name());
+            let seed = |j: usize| 7000 * ki as u64 + 13 * j as u64 + lens.len() as u64;
+            let single: Vec<TensorBufs> = lens
+                .iter()
+                .enumerate()
+                .map(|(j, &l)| tensor_bufs(ctx, seed(j), l))
+                .collect();
+            let multi: Vec<TensorBufs> = lens
+                .iter()
+                .enumerate()
+                .map(|(j, &l)| tensor_bufs(ctx, seed(j), l))
+                .collect();
+            let first = StepScalars { lr: 0.05, t: 1 };
+            let step_b = ctx.uniform("step", &StepUniform::new(&first, &p)).unwrap();
+            let singles: Vec<_> = single
+                .iter()
+                .map(|t| {
+                    let t = as_tensor(t, slots);
+                    gpu_update(
+                        ctx, &p, &step_b, t.param, t.grad, t.state1, t.state2, t.update, t.len,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            let tensors: Vec<_> = multi.iter().map(|t| as_tensor(t, slots)).collect();
+            let grouped = gpu_update_multi(ctx, &p, &step_b, &tensors).unwrap();
+            for t in 1..=3u32 {
+                let s = StepScalars {
+                    lr: 0.05 / t as f32,
+                    t,
+                };
+                ctx.write(&step_b, bytemuck::bytes_of(&StepUniform::new(&s, &p)));
+                for (j, (a, b)) in single.iter().zip(&multi).enumerate() {
+                    let grad = common::random_vec(seed(j) * 31 + t as u64, a.len, -1.0, 1.0);
+                    ctx.write(&a.grad, bytemuck::cast_slice(&grad));
+                    ctx.write(&b.grad, bytemuck::cast_slice(&grad));
+                }
+                ctx.run(&singles.iter().collect::<Vec<_>>()).unwrap();
+                ctx.run(&[&grouped]).unwrap();
+                for (j, (a, b)) in single.iter().zip(&multi).enumerate() {
+                    let mut pairs = vec![
+                        ("param", &a.param, &b.param),
+                        ("update", &a.update, &b.update),
+                    ];
+                    if slots >= 1 {
+                        pairs.push(("state1", &a.s1, &b.s1));
+                    }
+                    if slots >= 2 {
+                        pairs.push(("state2", &a.s2, &b.s2));
+                    }
+                    for (name, x, y) in pairs {
+                        assert_eq!(
+                            bits(ctx.read(x, a.len).unwrap()),
+                            bits(ctx.read(y, a.len).unwrap()),
+                            "{what} step {t} tensor {j} {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_tensor_launcher_refuses_bad_groups() {
+    let Some(ctx) = common::gpu() else { return };
+    if multi_capacity(ctx) == 0 {
+        return;
+    }
+    let p = OptimizerParams::new(OptimizerKind::Momentum);
+    let step_b = ctx
+        .uniform(
+            "step",
+            &StepUniform::new(&StepScalars { lr: 0.1, t: 1 }, &p),
+        )
+        .unwrap();
+    let err = gpu_update_multi(ctx, &p, &step_b, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("takes 1 to 8 tensors"), "{err}");
+    let bufs: Vec<TensorBufs> = (0..9).map(|j| tensor_bufs(ctx, j, 16)).collect();
+    let nine: Vec<_> = bufs.iter().map(|t| as_tensor(t, 1)).collect();
+    let err = gpu_update_multi(ctx, &p, &step_b, &nine)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("got 9"), "{err}");
+    // Momentum keeps a state tensor: leaving it out is refused, naming it.
+    let missing = [as_tensor(&bufs[0], 0)];
+    let err = gpu_update_multi(ctx, &p, &step_b, &missing)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("state1 is missing"), "{err}");
+    // The same parameter twice would be updated twice in one dispatch.
+    let twice = [as_tensor(&bufs[0], 1), as_tensor(&bufs[0], 1)];
+    let err = gpu_update_multi(ctx, &p, &step_b, &twice)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same buffer"), "{err}");
 }

@@ -733,17 +733,65 @@ impl GpuExecutor {
         };
         for (op, f) in plan.ops.iter().zip(plan_fusions(c, &plan, &plan.ops)?) {
             op_class.push(op.stats_class(&plan.stats_jobs));
-            let d = build_fused(&f, op)?;
-            let indirect = match op {
-                Op::Optimizer { .. } if skip_guard => {
+            op_dispatches.push(build_fused(&f, op)?);
+        }
+        // Each run of consecutive optimizer ops (each touches only its own parameter's
+        // buffers) becomes one dispatch per up to optimizer::MULTI parameters, carried by
+        // the run's first op, for the same reason as the statistics below.
+        let multi_opt = optimizer::multi_capacity(c);
+        let mut start = 0;
+        while multi_opt >= 2 && start < plan.ops.len() {
+            if !matches!(plan.ops[start], Op::Optimizer { .. }) {
+                start += 1;
+                continue;
+            }
+            let end = (start..plan.ops.len())
+                .find(|&k| !matches!(plan.ops[k], Op::Optimizer { .. }))
+                .unwrap_or(plan.ops.len());
+            for batch in (start..end)
+                .collect::<Vec<_>>()
+                .chunks(multi_opt)
+                .filter(|b| b.len() >= 2)
+            {
+                let tensors: Vec<optimizer::OptimizerTensor<'_>> = batch
+                    .iter()
+                    .map(|&k| {
+                        let Op::Optimizer { param } = plan.ops[k] else {
+                            unreachable!("the run holds optimizer ops only")
+                        };
+                        let p = &plan.params[param];
+                        optimizer::OptimizerTensor {
+                            param: buf(p.value),
+                            grad: buf(p.grad),
+                            state1: p.state.first().map(|&s| buf(s)),
+                            state2: p.state.get(1).map(|&s| buf(s)),
+                            update: buf(p.update),
+                            len: p.numel,
+                        }
+                    })
+                    .collect();
+                op_dispatches[batch[0]] = vec![optimizer::optimizer_update_multi(
+                    c,
+                    &plan.optimizer,
+                    &step_uniform,
+                    &tensors,
+                )?];
+                for &k in &batch[1..] {
+                    op_dispatches[k].clear();
+                }
+            }
+            start = end;
+        }
+        // The skip guard's indirect arguments: one triple per optimizer dispatch left.
+        for (op, d) in plan.ops.iter().zip(&op_dispatches) {
+            op_indirect.push(match op {
+                Op::Optimizer { .. } if skip_guard && !d.is_empty() => {
                     let offset = base_args.len() as u64 * 4;
                     base_args.extend_from_slice(&d[0].workgroups);
                     Some(offset)
                 }
                 _ => None,
-            };
-            op_indirect.push(indirect);
-            op_dispatches.push(d);
+            });
         }
         // Each block of consecutive statistics ops (they only read tensors that nothing in
         // the block writes, so their order inside it is free) becomes one dispatch per up to

@@ -22,7 +22,20 @@ pub const ALL: &[(&str, &str)] = &[
         ),
     ),
     ("loss", include_str!("../../shaders/loss.wgsl")),
-    ("optimizer", include_str!("../../shaders/optimizer.wgsl")),
+    (
+        "optimizer",
+        concat!(
+            include_str!("../../shaders/optimizer_math.wgsl"),
+            include_str!("../../shaders/optimizer.wgsl")
+        ),
+    ),
+    (
+        "optimizer_multi",
+        concat!(
+            include_str!("../../shaders/optimizer_math.wgsl"),
+            include_str!("../../shaders/optimizer_multi.wgsl")
+        ),
+    ),
     ("stats", include_str!("../../shaders/stats.wgsl")),
     ("clip", include_str!("../../shaders/clip.wgsl")),
     ("pool2d", include_str!("../../shaders/pool2d.wgsl")),

@@ -1,5 +1,8 @@
 //! Launcher of shaders/optimizer.wgsl: one element-wise optimizer step on one parameter
-//! tensor, for every `OptimizerKind` (the shader switches on `OptimizerKind::code()`).
+//! tensor, for every `OptimizerKind` (the shader switches on `OptimizerKind::code()`);
+//! and of shaders/optimizer_multi.wgsl, the same step on up to `MULTI` tensors in one
+//! dispatch (the executor groups a plan's optimizer ops with it where the device allows
+//! its 40 storage buffers per stage).
 //!
 //! Two uniforms feed the kernel: `step` (an `ops::StepUniform`: lr, t and Adam's bias
 //! corrections), owned and rewritten by the executor each step, and the run's fixed
@@ -12,6 +15,7 @@ use super::launch::{check_buffer, check_distinct, grid_1d};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::ops::{OptimizerParams, StepUniform};
+use bytemuck::Zeroable;
 
 /// Invocations per workgroup (`WG` in optimizer.wgsl).
 const WG: u32 = 256;
@@ -31,6 +35,207 @@ pub struct OptimizerHyper {
     pub weight_decay: f32,
 }
 
+/// Parameter tensors one `optimizer_update_multi` dispatch steps at most (`MULTI` in
+/// shaders/optimizer_multi.wgsl).
+pub const MULTI: usize = 8;
+
+/// Storage buffers per tensor of a multi dispatch: param, grad, two state slots, update.
+const MULTI_BUFFERS_PER_TENSOR: usize = 5;
+
+/// One tensor of a multi dispatch: what `optimizer_update` takes for it.
+#[derive(Clone, Copy)]
+pub struct OptimizerTensor<'a> {
+    pub param: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub state1: Option<&'a wgpu::Buffer>,
+    pub state2: Option<&'a wgpu::Buffer>,
+    pub update: &'a wgpu::Buffer,
+    pub len: usize,
+}
+
+/// How many tensors one multi dispatch may take on this device (0: the device has too few
+/// storage buffers per stage, every tensor gets its own dispatch).
+pub fn multi_capacity(ctx: &GpuContext) -> usize {
+    if ctx.limits.max_storage_buffers_per_shader_stage as usize >= MULTI * MULTI_BUFFERS_PER_TENSOR
+    {
+        MULTI
+    } else {
+        0
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiJob {
+    len: u32,
+    first_group: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiParams {
+    n_jobs: u32,
+    total_groups: u32,
+    row: u32,
+    _pad: u32,
+    jobs: [MultiJob; MULTI],
+}
+
+/// The checks every launcher makes of one tensor: sizes, the kind's state slots, the step
+/// uniform. Returns the element count as u32.
+fn check_tensor(
+    op: &str,
+    ctx: &GpuContext,
+    p: &OptimizerParams,
+    step: &wgpu::Buffer,
+    t: &OptimizerTensor<'_>,
+) -> Result<u32> {
+    let len32 = u32::try_from(t.len)
+        .map_err(|_| Error::shape(op, format!("{} elements exceed the u32 index range", t.len)))?;
+    ctx.check_size(&format!("{op} param"), t.len as u64 * 4)?;
+    let step_bytes = std::mem::size_of::<StepUniform>() as u64;
+    if step.size() < step_bytes {
+        return Err(Error::shape(
+            op,
+            format!(
+                "step uniform holds {} bytes, needs {step_bytes}",
+                step.size()
+            ),
+        ));
+    }
+    let need = |name: &str, b: &wgpu::Buffer| check_buffer(op, name, b, t.len);
+    need("param", t.param)?;
+    need("grad", t.grad)?;
+    need("update", t.update)?;
+    // State slots: the kind's own must be present and full-sized; the rest become dummies
+    // (auto layout keeps every binding the shader declares, so each needs a buffer).
+    let slots = p.kind.state_slots();
+    for (slot, buf) in [t.state1, t.state2].into_iter().enumerate() {
+        let name = format!("state{}", slot + 1);
+        match buf {
+            Some(b) => need(&name, b)?,
+            None if slot < slots => {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "{} keeps {slots} state tensor(s) but {name} is missing",
+                        p.kind.name()
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(len32)
+}
+
+fn hyper(p: &OptimizerParams, len: u32, row: u32) -> OptimizerHyper {
+    OptimizerHyper {
+        kind: p.kind.code(),
+        len,
+        row,
+        momentum: p.momentum,
+        beta1: p.beta1,
+        beta2: p.beta2,
+        eps: p.eps,
+        weight_decay: p.weight_decay,
+    }
+}
+
+/// The step of up to `MULTI` tensors in one dispatch, element for element what
+/// `optimizer_update` computes for each. Slots without a tensor, and state slots the kind
+/// does not keep, are bound to small dummy buffers (no buffer may be bound twice).
+pub fn optimizer_update_multi(
+    ctx: &GpuContext,
+    p: &OptimizerParams,
+    step: &wgpu::Buffer,
+    tensors: &[OptimizerTensor<'_>],
+) -> Result<Dispatch> {
+    let op = format!("optimizer_update_multi ({})", p.kind.name());
+    if tensors.is_empty() || tensors.len() > MULTI {
+        return Err(Error::shape(
+            &op,
+            format!("takes 1 to {MULTI} tensors, got {}", tensors.len()),
+        ));
+    }
+    if multi_capacity(ctx) == 0 {
+        return Err(Error::config(format!(
+            "{op}: the device allows {} storage buffers per shader stage, {} needed",
+            ctx.limits.max_storage_buffers_per_shader_stage,
+            MULTI * MULTI_BUFFERS_PER_TENSOR
+        )));
+    }
+    let mut params = MultiParams {
+        n_jobs: tensors.len() as u32,
+        total_groups: 0,
+        row: 0,
+        _pad: 0,
+        jobs: [MultiJob::zeroed(); MULTI],
+    };
+    let mut groups = 0u64;
+    for (slot, t) in params.jobs.iter_mut().zip(tensors) {
+        let len = check_tensor(&op, ctx, p, step, t)?;
+        *slot = MultiJob {
+            len,
+            first_group: u32::try_from(groups)
+                .map_err(|_| Error::shape(&op, "workgroup count exceeds u32"))?,
+            _pad: [0; 2],
+        };
+        groups += len.div_ceil(WG).max(1) as u64;
+    }
+    let total =
+        u32::try_from(groups).map_err(|_| Error::shape(&op, "workgroup count exceeds u32"))?;
+    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1);
+    let gx = total.clamp(1, max);
+    params.total_groups = total;
+    params.row = gx;
+    let hyper_buf = ctx.uniform("optimizer.hyper", &hyper(p, 0, 0))?;
+    let params_buf = ctx.uniform("optimizer_update_multi.params", &params)?;
+    // Dummies for empty slots and unkept state: one 4-byte buffer each.
+    let dummies: Vec<wgpu::Buffer> = (0..MULTI * MULTI_BUFFERS_PER_TENSOR)
+        .map(|_| ctx.storage_buffer("optimizer_multi.unused", 4))
+        .collect::<Result<_>>()?;
+    let mut dummy = dummies.iter();
+    let mut next_dummy = || dummy.next().expect("one dummy per binding");
+    let mut bindings: Vec<&wgpu::Buffer> = vec![step, &hyper_buf, &params_buf];
+    let mut named: Vec<(String, &wgpu::Buffer)> = Vec::new();
+    let slot = |j: usize| tensors.get(j);
+    for (kind, pick) in [
+        ("param", 0usize),
+        ("grad", 1),
+        ("state1", 2),
+        ("state2", 3),
+        ("update", 4),
+    ] {
+        for j in 0..MULTI {
+            let b = slot(j).and_then(|t| match pick {
+                0 => Some(t.param),
+                1 => Some(t.grad),
+                2 => t.state1,
+                3 => t.state2,
+                _ => Some(t.update),
+            });
+            let b = match b {
+                Some(b) => {
+                    named.push((format!("tensor {j} {kind}"), b));
+                    b
+                }
+                None => next_dummy(),
+            };
+            bindings.push(b);
+        }
+    }
+    let named: Vec<(&str, &wgpu::Buffer)> = named.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    check_distinct(&op, &named)?;
+    ctx.dispatch(
+        "optimizer_multi",
+        "optimizer_update_multi",
+        &bindings,
+        [gx, total.div_ceil(gx), 1],
+    )
+}
+
 /// param, grad, update (and state1/state2 where the kind keeps them) are [len] f32 buffers;
 /// one invocation updates one element, on a 2-D grid of 256-wide workgroups so that tensors
 /// past 65535·256 elements still fit the per-dimension workgroup limit.
@@ -47,45 +252,15 @@ pub fn optimizer_update(
     len: usize,
 ) -> Result<Dispatch> {
     let op = format!("optimizer_update ({})", p.kind.name());
-    let len32 = u32::try_from(len)
-        .map_err(|_| Error::shape(&op, format!("{len} elements exceed the u32 index range")))?;
-    let bytes = len as u64 * 4;
-    ctx.check_size(&format!("{op} param"), bytes)?;
-
-    let step_bytes = std::mem::size_of::<StepUniform>() as u64;
-    if step.size() < step_bytes {
-        return Err(Error::shape(
-            &op,
-            format!(
-                "step uniform holds {} bytes, needs {step_bytes}",
-                step.size()
-            ),
-        ));
-    }
-    let need = |name: &str, b: &wgpu::Buffer| check_buffer(&op, name, b, len);
-    need("param", param)?;
-    need("grad", grad)?;
-    need("update", update)?;
-
-    // State slots: the kind's own must be present and full-sized; the rest become dummies
-    // (auto layout keeps every binding the shader declares, so each needs a buffer).
-    let slots = p.kind.state_slots();
-    for (slot, buf) in [state1, state2].into_iter().enumerate() {
-        let name = format!("state{}", slot + 1);
-        match buf {
-            Some(b) => need(&name, b)?,
-            None if slot < slots => {
-                return Err(Error::shape(
-                    &op,
-                    format!(
-                        "{} keeps {slots} state tensor(s) but {name} is missing",
-                        p.kind.name()
-                    ),
-                ));
-            }
-            None => {}
-        }
-    }
+    let tensor = OptimizerTensor {
+        param,
+        grad,
+        state1,
+        state2,
+        update,
+        len,
+    };
+    let len32 = check_tensor(&op, ctx, p, step, &tensor)?;
     let dummy1;
     let state1_buf = match state1 {
         Some(b) => b,
@@ -116,17 +291,7 @@ pub fn optimizer_update(
     )?;
 
     let [gx, gy, _] = grid_1d(ctx, len.max(1), WG);
-    let hyper = OptimizerHyper {
-        kind: p.kind.code(),
-        len: len32,
-        row: gx * WG,
-        momentum: p.momentum,
-        beta1: p.beta1,
-        beta2: p.beta2,
-        eps: p.eps,
-        weight_decay: p.weight_decay,
-    };
-    let hyper_buf = ctx.uniform("optimizer.hyper", &hyper)?;
+    let hyper_buf = ctx.uniform("optimizer.hyper", &hyper(p, len32, gx * WG))?;
     ctx.dispatch(
         "optimizer",
         "optimizer_update",
