@@ -87,7 +87,7 @@ fn gpu_passes(ctx: &GpuContext, s: &Conv2dShape, repeats: usize) -> gradscope::R
     let dx = ctx.storage_buffer("dx", (s.x_len() * 4) as u64)?;
     let dw = ctx.storage_buffer("dw", (s.w_len() * 4) as u64)?;
     let fwd = gpu::conv2d_forward(ctx, s, &x, &w, &y)?;
-    let bin = gpu::conv2d_backward_input(ctx, s, &dy, &w, &dx)?;
+    let bin = gpu::conv2d_backward_input(ctx, s, &dy, &w, &dx, false)?;
     let bw = gpu::conv2d_backward_weight(ctx, s, &x, &dy, &dw, false)?;
     let bw: Vec<&_> = bw.iter().collect();
     let mut err = Ok(());

@@ -275,7 +275,8 @@ fn conv_pass(
             gpu_conv::conv2d_forward_with(ctx, v, s, &b.x, &b.w, &b.y).map(|d| vec![d])
         }
         ConvPass::BackwardInput => {
-            gpu_conv::conv2d_backward_input_with(ctx, v, s, &b.dy, &b.w, &b.dx).map(|d| vec![d])
+            gpu_conv::conv2d_backward_input_with(ctx, v, s, &b.dy, &b.w, &b.dx, false)
+                .map(|d| vec![d])
         }
         ConvPass::BackwardWeight => {
             gpu_conv::conv2d_backward_weight_with(ctx, v, s, &b.x, &b.dy, &b.dw, false)

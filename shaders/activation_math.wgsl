@@ -1,7 +1,9 @@
 // Activation functions and their derivatives, shared by every shader that applies one:
-// shaders/activation.wgsl (element-wise kernels) and shaders/matmul_tiled.wgsl (the fused
-// matmul epilogue). This file has no bindings and no entry point; the shader table
-// (src/gpu/shaders.rs) prepends it to each of those sources, so the formulas exist once.
+// shaders/activation.wgsl (element-wise kernels), shaders/matmul_tiled.wgsl (the fused
+// matmul epilogue), shaders/batchnorm.wgsl and shaders/add.wgsl (their passes with the
+// following activation fused).
+// This file has no bindings and no entry point; the shader table (src/gpu/shaders.rs)
+// prepends it to each of those sources, so the formulas exist once.
 //
 // Every formula is written to stay finite and accurate for any finite input (±100 and
 // beyond), instead of trusting the driver's builtins where WGSL leaves their accuracy loose:

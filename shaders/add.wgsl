@@ -2,6 +2,8 @@
 //
 // add_forward:     y = a + b (the merge of a residual block: y = F(x) + shortcut(x)).
 //                  Its backward is a pass-through (∂y/∂a = ∂y/∂b = 1), so it has no kernel.
+// add_forward_act: the same, and z = f(y) of the activation after it (activation_math.wgsl,
+//                  which precedes this file), the bits of activation.wgsl's forward of y.
 // accumulate_grad: dst += src, for a tensor with several consumers: the plan writes the
 //                  first consumer's gradient and accumulates every later one, in a fixed
 //                  order, so the sum is deterministic.
@@ -13,9 +15,10 @@ const WG: u32 = 256u;
 
 struct Shape {
     len: u32,
+    // add_forward_act's activation (ACT_* code and parameter); ignored elsewhere.
+    act_code: u32,
+    act_param: f32,
     _p0: u32,
-    _p1: u32,
-    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -24,6 +27,7 @@ struct Shape {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> z: array<f32>;
 
 // accumulate_grad
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -45,6 +49,21 @@ fn add_forward(
         return;
     }
     y[i] = a[i] + b[i];
+}
+
+// One invocation: one element, y[i] = a[i] + b[i] and z[i] = f(y[i]).
+@compute @workgroup_size(WG)
+fn add_forward_act(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if i >= shape.len {
+        return;
+    }
+    let v = a[i] + b[i];
+    y[i] = v;
+    z[i] = act_forward(shape.act_code, shape.act_param, v);
 }
 
 // One invocation: one element, dst[i] += src[i].

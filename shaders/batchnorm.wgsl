@@ -43,6 +43,12 @@ struct Shape {
     // Runs per channel (≤ WG) and consecutive m per run.
     chunks: u32,
     chunk: u32,
+    // The activation the `_act` entries apply to y into z (activation_math.wgsl's ACT_*
+    // code and its parameter); the other entries ignore it.
+    act_code: u32,
+    act_param: f32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -67,6 +73,8 @@ struct Shape {
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+// z = f(y) of the fused `_act` entries (the BatchNorm's following activation).
+@group(0) @binding(7) var<storage, read_write> z: array<f32>;
 
 // batchnorm_backward_partial: x, the saved mean and inv_std, dy, then (Σ dy, Σ dy·x̂) of
 // each run [c, chunks].
@@ -225,6 +233,32 @@ fn batchnorm_forward_apply(
     }
 }
 
+// batchnorm_forward_apply and the activation after it in one pass: y as there, and
+// z = f(y), the same bits as activation.wgsl's forward of y (same function, same input).
+@compute @workgroup_size(WG)
+fn batchnorm_forward_apply_act(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
+        return;
+    }
+    let run = run_of(f);
+    let ch = run.x;
+    let mean = mean_in[ch];
+    let inv_std = invstd_in[ch];
+    let g = gamma[ch];
+    let b = beta[ch];
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
+        let i = index(ch, m);
+        let v = g * ((x[i] - mean) * inv_std) + b;
+        y[i] = v;
+        z[i] = act_forward(shape.act_code, shape.act_param, v);
+    }
+}
+
 // One invocation: y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β.
 @compute @workgroup_size(WG)
 fn batchnorm_forward_eval(
@@ -238,6 +272,23 @@ fn batchnorm_forward_eval(
     let ch = (i / shape.s) % shape.c;
     let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
     y[i] = gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
+}
+
+// batchnorm_forward_eval and the activation after it: y as there, z = f(y).
+@compute @workgroup_size(WG)
+fn batchnorm_forward_eval_act(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.y * (nwg.x * WG) + gid.x;
+    if i >= shape.n * shape.c * shape.s {
+        return;
+    }
+    let ch = (i / shape.s) % shape.c;
+    let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
+    let v = gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
+    y[i] = v;
+    z[i] = act_forward(shape.act_code, shape.act_param, v);
 }
 
 // One workgroup: run k of channel ch. (Σ dy, Σ dy·x̂) over the run.

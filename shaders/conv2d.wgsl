@@ -44,8 +44,8 @@
 // ascending k (within its split, for the weight gradient; splits are then added in order); the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
 // CPU twin reproduces both). No atomics anywhere, so results repeat bit for bit.
 //
-// Gradient convention: dx is overwritten; dW and db are parameter gradients and
-// `accumulate` = 1 adds to them.
+// Gradient convention: dx, dW and db are overwritten, or added to when `accumulate` = 1
+// (dW and db of a parameter used twice, dx of a tensor read by several nodes).
 //
 // Bindings (auto layout; each entry uses all of its own):
 //   entry                    1 (read)   2 (read_write)   3 (read)
@@ -237,7 +237,7 @@ fn b_val(which: u32, g: u32, k: u32, col: u32) -> f32 {
 }
 
 // Writes C[m, col] = v of group g (split `split` of the backward weight pass) to its place:
-// y, dx (overwritten), dW (overwritten or, with `accumulate`, added to), or the split's
+// y (overwritten), dx and dW (overwritten or, with `accumulate`, added to), or the split's
 // slice of the partial sums.
 fn store(which: u32, g: u32, split: u32, m: u32, col: u32, v: f32) {
     if (m >= gemm_m(which) || col >= gemm_n(which)) {
@@ -250,7 +250,12 @@ fn store(which: u32, g: u32, split: u32, m: u32, col: u32, v: f32) {
         }
         case 1u: {
             let hw = p.h * p.w;
-            dst[((col / hw) * p.c_in + g * p.cpg_in + m) * hw + col % hw] = v;
+            let idx = ((col / hw) * p.c_in + g * p.cpg_in + m) * hw + col % hw;
+            if (p.accumulate != 0u) {
+                dst[idx] = dst[idx] + v;
+            } else {
+                dst[idx] = v;
+            }
         }
         default: {
             let idx = (g * p.cpg_out + m) * p.plen + col;
@@ -518,7 +523,7 @@ fn conv2d_depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 
 // One invocation: dx[b, c, iy, ix] = Σ_{co of group c, ki, kj} dy[b, co, oy, ox]·w[co, 0, ki, kj]
 // over the taps whose forward read x[b, c, iy, ix]: oy = (iy + ph − ki·dh)/sh exact and in
-// range (likewise ox). Overwrites.
+// range (likewise ox). Overwrites, or adds with `accumulate`.
 @compute @workgroup_size(256)
 fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.y * (nwg.x * 256u) + gid.x;
@@ -551,7 +556,11 @@ fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>
             }
         }
     }
-    dst[i] = sum;
+    if (p.accumulate != 0u) {
+        dst[i] = dst[i] + sum;
+    } else {
+        dst[i] = sum;
+    }
 }
 
 // One workgroup: one weight element e = (co, ki, kj), flat over a 2-D grid of workgroups;

@@ -32,7 +32,8 @@
 // leaves out only products with a zero (adding +0 leaves a sum's bits as they are) and
 // keeps the others in ascending (co, ki, kj): the same bits as the unphased GEMM.
 //
-// Gradient convention: dx is overwritten; dW accumulates when `accumulate` = 1.
+// Gradient convention: dx and dW are overwritten, or added to when `accumulate` = 1 (a
+// parameter used twice, a tensor read by several nodes).
 //
 // Bindings (auto layout), as in conv2d.wgsl:
 //   entry                    1 (read)   2 (read_write)   3 (read)
@@ -346,7 +347,12 @@ fn store(which: u32, g: u32, split: u32, m: u32, col: u32, ce: vec4<i32>, v: f32
             dst[u32(ce.w) + (g * p.cpg_out + m) * p.oh * p.ow] = v;
         }
         case 1u, 3u: {
-            dst[u32(ce.w) + (g * p.cpg_in + m) * p.h * p.w] = v;
+            let idx = u32(ce.w) + (g * p.cpg_in + m) * p.h * p.w;
+            if (p.accumulate != 0u) {
+                dst[idx] = dst[idx] + v;
+            } else {
+                dst[idx] = v;
+            }
         }
         default: {
             let idx = (g * p.cpg_out + m) * p.plen + col;

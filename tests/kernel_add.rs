@@ -22,7 +22,7 @@ fn add_forward_gpu_matches_cpu() {
         let ab = ctx.upload("a", &a).unwrap();
         let bb = ctx.upload("b", &b).unwrap();
         let yb = ctx.upload("y", &vec![9.0f32; len]).unwrap();
-        ctx.run(&[&ga::add_forward(ctx, &ab, &bb, &yb, len).unwrap()])
+        ctx.run(&[&ga::add_forward(ctx, &ab, &bb, &yb, len, None).unwrap()])
             .unwrap();
         // One f32 addition on both sides: exact.
         assert_close(
@@ -73,11 +73,11 @@ fn hand_checked_and_refusals() {
     let a = ctx.upload("a", &[1.0f32; 4]).unwrap();
     let y = ctx.upload("y", &[0.0f32; 4]).unwrap();
     // y = a + a is allowed (both read-only); in place or short buffers are not.
-    ctx.run(&[&ga::add_forward(ctx, &a, &a, &y, 4).unwrap()])
+    ctx.run(&[&ga::add_forward(ctx, &a, &a, &y, 4, None).unwrap()])
         .unwrap();
     assert_eq!(ctx.read::<f32>(&y, 4).unwrap(), vec![2.0; 4]);
-    assert!(ga::add_forward(ctx, &a, &y, &y, 4).is_err());
-    assert!(ga::add_forward(ctx, &a, &a, &y, 5).is_err());
+    assert!(ga::add_forward(ctx, &a, &y, &y, 4, None).is_err());
+    assert!(ga::add_forward(ctx, &a, &a, &y, 5, None).is_err());
     assert!(ga::accumulate_grad(ctx, &a, &a, 4).is_err());
 }
 
@@ -106,4 +106,55 @@ fn copy_tensor_gpu_matches_cpu() {
     }
     let a = ctx.upload("a", &[1.0f32; 4]).unwrap();
     assert!(ga::copy_tensor(ctx, &a, &a, 4).is_err());
+}
+
+/// The Add with the following activation fused (a residual block's merge and its ReLU):
+/// the same y as the plain Add and the bits of the activation kernel applied to y.
+#[test]
+fn fused_activation_gives_the_bits_of_the_two_kernels() {
+    use gradscope::gpu::kernels::activation::activation_forward;
+    use gradscope::ops::Activation;
+    let Some(ctx) = common::gpu() else { return };
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for (k, act) in [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Elu { alpha: 0.5 },
+        Activation::Tanh,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for len in [1usize, 255, 257, 70_000] {
+            let seed = 40 + k as u64 * 100 + len as u64;
+            let a = ctx
+                .upload("a", &common::random_vec(seed, len, -2.0, 2.0))
+                .unwrap();
+            let b = ctx
+                .upload("b", &common::random_vec(seed + 1, len, -2.0, 2.0))
+                .unwrap();
+            let buf = |n: &str| ctx.storage_buffer(n, 4 * len as u64).unwrap();
+            let (y1, z1, y2, z2) = (buf("y1"), buf("z1"), buf("y2"), buf("z2"));
+            let plain = [
+                ga::add_forward(ctx, &a, &b, &y1, len, None).unwrap(),
+                activation_forward(ctx, act, &y1, &z1, len).unwrap(),
+            ];
+            let fused = ga::add_forward(ctx, &a, &b, &y2, len, Some((act, &z2))).unwrap();
+            ctx.run(&[&plain[0], &plain[1], &fused]).unwrap();
+            let what = format!("{} len {len}", act.name());
+            assert_eq!(
+                bits(ctx.read(&y1, len).unwrap()),
+                bits(ctx.read(&y2, len).unwrap()),
+                "{what}: y"
+            );
+            assert_eq!(
+                bits(ctx.read(&z1, len).unwrap()),
+                bits(ctx.read(&z2, len).unwrap()),
+                "{what}: z"
+            );
+            // z may not be an input or y.
+            assert!(ga::add_forward(ctx, &a, &b, &y2, len, Some((act, &a))).is_err());
+            assert!(ga::add_forward(ctx, &a, &b, &y2, len, Some((act, &y2))).is_err());
+        }
+    }
 }

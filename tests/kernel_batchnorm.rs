@@ -132,6 +132,7 @@ fn gpu_step(
         s,
         EPS as f32,
         MOMENTUM as f32,
+        None,
     )
     .unwrap();
     ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
@@ -220,9 +221,10 @@ fn batchnorm_forward_eval_gpu_matches_cpu() {
         let rmb = ctx.upload("rm", &rm).unwrap();
         let rvb = ctx.upload("rv", &rv).unwrap();
         let yb = ctx.storage_buffer("y", len as u64 * 4).unwrap();
-        let d =
-            bn::batchnorm_forward_eval(ctx, &xb, &gb, &bb, &rmb, &rvb, &yb, n, c, s, EPS as f32)
-                .unwrap();
+        let d = bn::batchnorm_forward_eval(
+            ctx, &xb, &gb, &bb, &rmb, &rvb, &yb, n, c, s, EPS as f32, None,
+        )
+        .unwrap();
         ctx.run(&[&d]).unwrap();
         let got: Vec<f32> = ctx.read(&yb, len).unwrap();
         assert_close(
@@ -406,23 +408,31 @@ fn batchnorm_launchers_refuse_bad_shapes() {
         buf("rv", 3),
     );
     // One value per channel: torch refuses training-mode batch norm.
-    let e = bn::batchnorm_forward_train(ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 1, 3, 1, 1e-5, 0.1)
-        .unwrap_err();
+    let e = bn::batchnorm_forward_train(
+        ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 1, 3, 1, 1e-5, 0.1, None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("more than one"), "{e}");
     // x holds 12 elements; 2 × 3 × 3 needs 18.
-    let e = bn::batchnorm_forward_train(ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 2, 3, 3, 1e-5, 0.1)
-        .unwrap_err();
+    let e = bn::batchnorm_forward_train(
+        ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 2, 3, 3, 1e-5, 0.1, None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("`x`"), "{e}");
     // gamma holds 3 channels, the shape asks for 4.
-    let e = bn::batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, 3, 4, 1, 1e-5).unwrap_err();
+    let e =
+        bn::batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, 3, 4, 1, 1e-5, None).unwrap_err();
     assert!(e.to_string().contains("`gamma`"), "{e}");
-    let e = bn::batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, 0, 3, 1, 1e-5).unwrap_err();
+    let e =
+        bn::batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, 0, 3, 1, 1e-5, None).unwrap_err();
     assert!(e.to_string().contains("at least 1"), "{e}");
     let e =
         bn::batchnorm_backward(ctx, &x, &g, &x, &m, &i, &y, &rm, &rv, 2, 3, 2, false).unwrap_err();
     assert!(e.to_string().contains("same buffer"), "{e}");
-    let e = bn::batchnorm_forward_train(ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 2, 3, 2, 1e-5, 1.5)
-        .unwrap_err();
+    let e = bn::batchnorm_forward_train(
+        ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 2, 3, 2, 1e-5, 1.5, None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("momentum"), "{e}");
 }
 
@@ -610,7 +620,7 @@ fn batchnorm_matches_golden_values() {
         if let (Some(ctx), Some(g)) = (ctx, &gpu) {
             let xb = ctx.upload("x_eval", &to_f32(&x_eval)).unwrap();
             let d = bn::batchnorm_forward_eval(
-                ctx, &xb, &g.gamma, &g.beta, &g.rm, &g.rv, &g.y, n, c, s, EPS as f32,
+                ctx, &xb, &g.gamma, &g.beta, &g.rm, &g.rv, &g.y, n, c, s, EPS as f32, None,
             )
             .unwrap();
             ctx.run(&[&d]).unwrap();
@@ -624,4 +634,133 @@ fn batchnorm_matches_golden_values() {
             );
         }
     }
+}
+
+/// The BatchNorm forward with the following activation fused into its last pass (what the
+/// GPU executor runs for conv → BN → activation) writes the same y, bit for bit, as the
+/// plain forward, and a z with the bits of the activation kernel applied to that y: in
+/// training and in evaluation, for every activation, on shapes with one and several runs.
+#[test]
+fn fused_activation_gives_the_bits_of_the_two_kernels() {
+    use gradscope::gpu::kernels::activation::activation_forward;
+    use gradscope::ops::Activation;
+    let Some(ctx) = common::gpu() else { return };
+    let acts = [
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::LeakyRelu { slope: 0.1 },
+        Activation::Elu { alpha: 1.0 },
+        Activation::Selu,
+        Activation::Gelu,
+        Activation::Softplus,
+        Activation::Identity,
+    ];
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for (k, &(n, c, s)) in [(13usize, 5usize, 31usize), (3, 2, 4097 * 3), (7, 13, 1)]
+        .iter()
+        .enumerate()
+    {
+        let len = n * c * s;
+        for (a, &act) in acts.iter().enumerate() {
+            let seed = 500 + 10 * k as u64 + a as u64 * 1000;
+            let what = format!("{} n {n} c {c} s {s}", act.name());
+            let x = ctx.upload("x", &random_vec(seed, len, -3.0, 3.0)).unwrap();
+            let gamma = ctx
+                .upload("gamma", &random_vec(seed + 1, c, 0.5, 1.5))
+                .unwrap();
+            let beta = ctx
+                .upload("beta", &random_vec(seed + 2, c, -0.5, 0.5))
+                .unwrap();
+            let buf = |name: &str, l: usize| ctx.storage_buffer(name, l as u64 * 4).unwrap();
+            let (y1, y2, z1, z2) = (
+                buf("y1", len),
+                buf("y2", len),
+                buf("z1", len),
+                buf("z2", len),
+            );
+            // Two sets of saved and running statistics, so the two forwards see the same.
+            let stats: Vec<[wgpu::Buffer; 4]> = (0..2)
+                .map(|_| {
+                    [
+                        buf("mean", c),
+                        buf("inv_std", c),
+                        ctx.upload("rm", &vec![0.0f32; c]).unwrap(),
+                        ctx.upload("rv", &vec![1.0f32; c]).unwrap(),
+                    ]
+                })
+                .collect();
+            let train = |y: &wgpu::Buffer, st: &[wgpu::Buffer; 4], fused| {
+                bn::batchnorm_forward_train(
+                    ctx, &x, &gamma, &beta, y, &st[0], &st[1], &st[2], &st[3], n, c, s, 1e-5, 0.1,
+                    fused,
+                )
+                .unwrap()
+            };
+            let mut plain = train(&y1, &stats[0], None);
+            plain.push(activation_forward(ctx, act, &y1, &z1, len).unwrap());
+            let fused = train(&y2, &stats[1], Some((act, &z2)));
+            assert_eq!(fused.len(), plain.len() - 1, "{what}: one dispatch fewer");
+            ctx.run(&plain.iter().chain(&fused).collect::<Vec<_>>())
+                .unwrap();
+            assert_eq!(
+                bits(ctx.read(&y1, len).unwrap()),
+                bits(ctx.read(&y2, len).unwrap()),
+                "{what}: train y"
+            );
+            assert_eq!(
+                bits(ctx.read(&z1, len).unwrap()),
+                bits(ctx.read(&z2, len).unwrap()),
+                "{what}: train z"
+            );
+            // Evaluation, from the running statistics the two forwards left (identical).
+            let eval = |y: &wgpu::Buffer, st: &[wgpu::Buffer; 4], fused| {
+                bn::batchnorm_forward_eval(
+                    ctx, &x, &gamma, &beta, &st[2], &st[3], y, n, c, s, 1e-5, fused,
+                )
+                .unwrap()
+            };
+            let plain = [
+                eval(&y1, &stats[0], None),
+                activation_forward(ctx, act, &y1, &z1, len).unwrap(),
+            ];
+            let fused = eval(&y2, &stats[1], Some((act, &z2)));
+            ctx.run(&[&plain[0], &plain[1], &fused]).unwrap();
+            assert_eq!(
+                bits(ctx.read(&y1, len).unwrap()),
+                bits(ctx.read(&y2, len).unwrap()),
+                "{what}: eval y"
+            );
+            assert_eq!(
+                bits(ctx.read(&z1, len).unwrap()),
+                bits(ctx.read(&z2, len).unwrap()),
+                "{what}: eval z"
+            );
+        }
+    }
+    // z must be its own buffer.
+    let x = ctx.upload("x", &[1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let one = |v: f32| ctx.upload("p", &[v]).unwrap();
+    let (g, b, m, i, rm, rv) = (one(1.0), one(0.0), one(0.0), one(1.0), one(0.0), one(1.0));
+    let y = ctx.storage_buffer("y", 16).unwrap();
+    let err = bn::batchnorm_forward_train(
+        ctx,
+        &x,
+        &g,
+        &b,
+        &y,
+        &m,
+        &i,
+        &rm,
+        &rv,
+        4,
+        1,
+        1,
+        1e-5,
+        0.1,
+        Some((Activation::Relu, &y)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("same buffer"), "{err}");
 }

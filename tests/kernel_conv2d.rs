@@ -359,7 +359,7 @@ fn gpu_matches_cpu() {
         let yg = ctx.upload("y", &vec![f32::NAN; s.y_len()]).unwrap();
         let dxg = ctx.upload("dx", &vec![f32::NAN; s.x_len()]).unwrap();
         let fwd = gk::conv2d_forward(ctx, s, &xg, &wg, &yg).unwrap();
-        let bin = gk::conv2d_backward_input(ctx, s, &dyg, &wg, &dxg).unwrap();
+        let bin = gk::conv2d_backward_input(ctx, s, &dyg, &wg, &dxg, false).unwrap();
         ctx.run(&[&fwd, &bin]).unwrap();
         // Sums of at most c_in/groups·kh·kw (or c_out/groups·kh·kw) products of values in
         // [−1, 1], in different orders: f32 rounding ~1e-7 per term, so 1e-5 is ample and
@@ -371,6 +371,31 @@ fn gpu_matches_cpu() {
             &format!("conv2d_backward_input {what}"),
             &got,
             &dx,
+            1e-5,
+            1e-5,
+        );
+
+        // Added to what dx held (a tensor read by several nodes sums their gradients):
+        // the depthwise and GEMM kernels, and the CPU's pointwise and col2im paths.
+        let dx0 = random_vec(seed + 6, s.x_len(), -1.0, 1.0);
+        let mut dx_acc = dx0.clone();
+        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx_acc, &mut Vec::new(), true);
+        let want: Vec<f32> = dx0.iter().zip(&dx).map(|(a, b)| a + b).collect();
+        assert_close(
+            &format!("cpu conv2d_backward_input accumulate {what}"),
+            &dx_acc,
+            &want,
+            1e-6,
+            1e-5,
+        );
+        let dxg_acc = ctx.upload("dx", &dx0).unwrap();
+        let bin_acc = gk::conv2d_backward_input(ctx, s, &dyg, &wg, &dxg_acc, true).unwrap();
+        ctx.run(&[&bin_acc]).unwrap();
+        let got: Vec<f32> = ctx.read(&dxg_acc, s.x_len()).unwrap();
+        assert_close(
+            &format!("conv2d_backward_input accumulate {what}"),
+            &got,
+            &dx_acc,
             1e-5,
             1e-5,
         );
@@ -634,7 +659,7 @@ fn matches_jax_golden_values() {
         let ds = [
             gk::conv2d_forward(ctx, &s, &xg, &wg, &yg).unwrap(),
             gk::conv2d_bias_forward(ctx, &s, &yg, &bg).unwrap(),
-            gk::conv2d_backward_input(ctx, &s, &dyg, &wg, &dxg).unwrap(),
+            gk::conv2d_backward_input(ctx, &s, &dyg, &wg, &dxg, false).unwrap(),
             gk::conv2d_backward_bias(ctx, &s, &dyg, &dbg, false).unwrap(),
         ];
         let bw = gk::conv2d_backward_weight(ctx, &s, &xg, &dyg, &dwg, false).unwrap();

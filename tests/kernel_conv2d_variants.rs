@@ -81,6 +81,7 @@ fn run_variant(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    dx0: &[f32],
     dw0: &[f32],
     accumulate: bool,
 ) -> [Vec<f32>; 3] {
@@ -89,11 +90,16 @@ fn run_variant(
     let dyg = ctx.upload("dy", dy).unwrap();
     // Outputs start as NaN: a missed element shows.
     let yg = ctx.upload("y", &vec![f32::NAN; s.y_len()]).unwrap();
-    let dxg = ctx.upload("dx", &vec![f32::NAN; s.x_len()]).unwrap();
+    // dx starts as NaN too when it is overwritten, as dx0 when the pass adds to it.
+    let dxg = if accumulate {
+        ctx.upload("dx", dx0).unwrap()
+    } else {
+        ctx.upload("dx", &vec![f32::NAN; s.x_len()]).unwrap()
+    };
     let dwg = ctx.upload("dw", dw0).unwrap();
     let mut ds = vec![
         gk::conv2d_forward_with(ctx, v, s, &xg, &wg, &yg).unwrap(),
-        gk::conv2d_backward_input_with(ctx, v, s, &dyg, &wg, &dxg).unwrap(),
+        gk::conv2d_backward_input_with(ctx, v, s, &dyg, &wg, &dxg, accumulate).unwrap(),
     ];
     ds.extend(gk::conv2d_backward_weight_with(ctx, v, s, &xg, &dyg, &dwg, accumulate).unwrap());
     ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
@@ -120,16 +126,17 @@ fn every_variant_matches_cpu_and_the_simple_kernel() {
         let w = random_vec(seed + 1, s.w_len(), -1.0, 1.0);
         let dy = random_vec(seed + 2, s.y_len(), -1.0, 1.0);
         let dw0 = random_vec(seed + 3, s.w_len(), -1.0, 1.0);
+        let dx0 = random_vec(seed + 4, s.x_len(), -1.0, 1.0);
         for accumulate in [false, true] {
             let mut y = vec![0.0f32; s.y_len()];
             cc::conv2d_forward(s, &x, &w, &mut y);
-            let mut dx = vec![0.0f32; s.x_len()];
-            cc::conv2d_backward_input(s, &dy, &w, &mut dx);
+            let mut dx = dx0.clone();
+            cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut Vec::new(), accumulate);
             let mut dw = dw0.clone();
             cc::conv2d_backward_weight(s, &x, &dy, &mut dw, accumulate);
             let mut simple: Option<[Vec<f32>; 3]> = None;
             for &v in &variants {
-                let got = run_variant(ctx, v, s, &x, &w, &dy, &dw0, accumulate);
+                let got = run_variant(ctx, v, s, &x, &w, &dy, &dx0, &dw0, accumulate);
                 let what = format!(
                     "{} accumulate={accumulate} seed={seed} {}",
                     v.name(),

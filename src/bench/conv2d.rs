@@ -111,7 +111,9 @@ fn case(name: &'static str, label: &str, s: Conv2dShape, pass: Pass) -> Case {
             Ok(match pass {
                 Pass::Forward => vec![gpu::conv2d_forward(ctx, &s, &b[0], &b[1], &b[2])?],
                 Pass::BackwardInput => {
-                    vec![gpu::conv2d_backward_input(ctx, &s, &b[0], &b[1], &b[2])?]
+                    vec![gpu::conv2d_backward_input(
+                        ctx, &s, &b[0], &b[1], &b[2], false,
+                    )?]
                 }
                 Pass::BackwardWeight => {
                     gpu::conv2d_backward_weight(ctx, &s, &b[0], &b[1], &b[2], false)?

@@ -241,16 +241,19 @@ pub fn conv2d_forward_with<T: Element>(
 /// dx[n, c_in, h, w] = ∂L/∂x given dy = ∂L/∂y (overwrite). Forward was y_g = W_g·col(x), so
 /// dcol = W_gᵀ·dy_g and dx = col2im(dcol).
 pub fn conv2d_backward_input<T: Element>(s: &Conv2dShape, dy: &[T], w: &[T], dx: &mut [T]) {
-    conv2d_backward_input_with(s, dy, w, dx, &mut Vec::new());
+    conv2d_backward_input_with(s, dy, w, dx, &mut Vec::new(), false);
 }
 
-/// `conv2d_backward_input` with its patch-gradient matrices in `scratch` (grown if too small).
+/// `conv2d_backward_input` with its patch-gradient matrices in `scratch` (grown if too
+/// small); with `accumulate`, dx += ∂L/∂x (a tensor read by several nodes sums their
+/// gradients).
 pub fn conv2d_backward_input_with<T: Element>(
     s: &Conv2dShape,
     dy: &[T],
     w: &[T],
     dx: &mut [T],
     scratch: &mut Vec<T>,
+    accumulate: bool,
 ) {
     check(
         "conv2d_backward_input",
@@ -279,7 +282,8 @@ pub fn conv2d_backward_input_with<T: Element>(
                 for g in 0..s.groups {
                     let wg = &w[g * cpg_out * k..][..cpg_out * k];
                     let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
-                    // The pointwise case writes dcol straight into dx: col2im is the identity.
+                    // The pointwise case writes dcol straight into dx (or adds it): col2im is
+                    // the identity.
                     let out: &mut [T] = if pointwise {
                         &mut dxb[g * k * ohw..][..k * ohw]
                     } else {
@@ -300,14 +304,18 @@ pub fn conv2d_backward_input_with<T: Element>(
                             dyg,
                             ohw as isize,
                             1,
-                            T::zero(),
+                            if pointwise && accumulate {
+                                T::one()
+                            } else {
+                                T::zero()
+                            },
                             out,
                             ohw as isize,
                             1,
                         );
                     }
                     if !pointwise {
-                        if g == 0 {
+                        if g == 0 && !accumulate {
                             dxb.fill(T::zero());
                         }
                         col2im_add(s, dcol, g, dxb);

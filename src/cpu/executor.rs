@@ -344,7 +344,13 @@ impl<T: Element> CpuExecutor<T> {
                 conv2d::conv2d_bias_forward(&shape, &mut out, self.float(bias));
                 self.put(y, out);
             }
-            Op::Conv2dBackwardInput { shape, dy, w, dx } => {
+            Op::Conv2dBackwardInput {
+                shape,
+                dy,
+                w,
+                dx,
+                accumulate,
+            } => {
                 let mut out = self.take(dx);
                 let mut scratch = std::mem::take(&mut self.scratch.conv);
                 conv2d::conv2d_backward_input_with(
@@ -353,6 +359,7 @@ impl<T: Element> CpuExecutor<T> {
                     self.float(w),
                     &mut out,
                     &mut scratch,
+                    accumulate,
                 );
                 self.scratch.conv = scratch;
                 self.put(dx, out);

@@ -16,7 +16,7 @@ use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch};
 use crate::model::LossKind;
-use crate::ops::{StepScalars, StepUniform};
+use crate::ops::{Activation, StepScalars, StepUniform};
 use crate::plan::{BufId, Guard, Op, Plan, StatsClass};
 use crate::stats::{RECORD_WORDS, RawStats};
 
@@ -166,6 +166,63 @@ impl GpuExecutor {
         let mut op_dispatches = Vec::with_capacity(plan.ops.len());
         let mut op_class = Vec::with_capacity(plan.ops.len());
         let dropout_step = c.uniform("dropout.step", &dropout::DropoutStep::new(0))?;
+        let batchnorm_forward =
+            |op: &Op, act: Option<(Activation, BufId)>| -> Result<Vec<Dispatch>> {
+                let Op::BatchNormForward {
+                    train,
+                    n,
+                    c: ch,
+                    s: sp,
+                    x,
+                    y,
+                    gamma,
+                    beta,
+                    mean,
+                    inv_std,
+                    running_mean,
+                    running_var,
+                    eps,
+                    momentum,
+                } = *op
+                else {
+                    unreachable!("called for BatchNorm forward ops only")
+                };
+                let act = act.map(|(f, z)| (f, buf(z)));
+                if train {
+                    batchnorm::batchnorm_forward_train(
+                        c,
+                        buf(x),
+                        buf(gamma),
+                        buf(beta),
+                        buf(y),
+                        buf(mean),
+                        buf(inv_std),
+                        buf(running_mean),
+                        buf(running_var),
+                        n,
+                        ch,
+                        sp,
+                        eps,
+                        momentum,
+                        act,
+                    )
+                } else {
+                    Ok(vec![batchnorm::batchnorm_forward_eval(
+                        c,
+                        buf(x),
+                        buf(gamma),
+                        buf(beta),
+                        buf(running_mean),
+                        buf(running_var),
+                        buf(y),
+                        n,
+                        ch,
+                        sp,
+                        eps,
+                        act,
+                    )?])
+                }
+            };
         let build = |op: &Op| -> Result<Vec<Dispatch>> {
             Ok(match *op {
                 Op::Matmul {
@@ -332,13 +389,20 @@ impl GpuExecutor {
                 Op::Conv2dBiasForward { shape, y, bias: bb } => {
                     vec![conv2d::conv2d_bias_forward(c, &shape, buf(y), buf(bb))?]
                 }
-                Op::Conv2dBackwardInput { shape, dy, w, dx } => {
+                Op::Conv2dBackwardInput {
+                    shape,
+                    dy,
+                    w,
+                    dx,
+                    accumulate,
+                } => {
                     vec![conv2d::conv2d_backward_input(
                         c,
                         &shape,
                         buf(dy),
                         buf(w),
                         buf(dx),
+                        accumulate,
                     )?]
                 }
                 Op::Conv2dBackwardWeight {
@@ -364,55 +428,7 @@ impl GpuExecutor {
                         accumulate,
                     )?]
                 }
-                Op::BatchNormForward {
-                    train,
-                    n,
-                    c: ch,
-                    s: sp,
-                    x,
-                    y,
-                    gamma,
-                    beta,
-                    mean,
-                    inv_std,
-                    running_mean,
-                    running_var,
-                    eps,
-                    momentum,
-                } => {
-                    if train {
-                        batchnorm::batchnorm_forward_train(
-                            c,
-                            buf(x),
-                            buf(gamma),
-                            buf(beta),
-                            buf(y),
-                            buf(mean),
-                            buf(inv_std),
-                            buf(running_mean),
-                            buf(running_var),
-                            n,
-                            ch,
-                            sp,
-                            eps,
-                            momentum,
-                        )?
-                    } else {
-                        vec![batchnorm::batchnorm_forward_eval(
-                            c,
-                            buf(x),
-                            buf(gamma),
-                            buf(beta),
-                            buf(running_mean),
-                            buf(running_var),
-                            buf(y),
-                            n,
-                            ch,
-                            sp,
-                            eps,
-                        )?]
-                    }
-                }
+                Op::BatchNormForward { .. } => batchnorm_forward(op, None)?,
                 Op::BatchNormBackward {
                     n,
                     c: ch,
@@ -580,7 +596,7 @@ impl GpuExecutor {
                     )?]
                 }
                 Op::AddForward { a, b, y, len } => {
-                    vec![add::add_forward(c, buf(a), buf(b), buf(y), len)?]
+                    vec![add::add_forward(c, buf(a), buf(b), buf(y), len, None)?]
                 }
                 Op::AccumulateGrad { dst, src, len } => {
                     vec![add::accumulate_grad(c, buf(src), buf(dst), len)?]
@@ -718,6 +734,17 @@ impl GpuExecutor {
             match *f {
                 Fused::Alone => build(op),
                 Fused::Absorbed => Ok(Vec::new()),
+                Fused::WithAct(f, z) => match *op {
+                    Op::AddForward { a, b, y, len } => Ok(vec![add::add_forward(
+                        c,
+                        buf(a),
+                        buf(b),
+                        buf(y),
+                        len,
+                        Some((f, buf(z))),
+                    )?]),
+                    _ => batchnorm_forward(op, Some((f, z))),
+                },
                 Fused::Head(d, _) => Ok(vec![matmul::matmul_forward_fused(
                     c,
                     d.shape,

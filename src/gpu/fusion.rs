@@ -1,8 +1,11 @@
-//! Which ops of a plan the GPU executor fuses into one dispatch: a dense layer's forward
-//! product `y = x·Wᵀ` (Op::Matmul NT, overwriting) followed by its bias (`y += b`,
-//! Op::BiasForward on the same y) and/or an activation reading y (`z = f(y)`,
-//! Op::ActivationForward) runs as one tiled matmul whose epilogue adds the bias and writes
-//! z (`kernels::matmul::matmul_forward_fused`).
+//! Which ops of a plan the GPU executor fuses into one dispatch:
+//! - a dense layer's forward product `y = x·Wᵀ` (Op::Matmul NT, overwriting) followed by its
+//!   bias (`y += b`, Op::BiasForward on the same y) and/or an activation reading y
+//!   (`z = f(y)`, Op::ActivationForward) runs as one tiled matmul whose epilogue adds the
+//!   bias and writes z (`kernels::matmul::matmul_forward_fused`);
+//! - a BatchNorm forward or an Add followed by an activation reading its y: the pass that
+//!   writes y writes z = f(y) too (the `_act` entries of `kernels::batchnorm` and
+//!   `kernels::add`), in training and in evaluation.
 //!
 //! Safe by construction: the fused dispatch writes the same two tensors the unfused ops
 //! write, with the same values bit for bit (same operations in the same order), so y keeps
@@ -12,8 +15,8 @@
 //! op list. The plan and the CPU executor are unchanged; fused ops keep their place in the
 //! op list with no dispatch of their own.
 //!
-//! A pattern is fused only where the autotune (or heuristic) runs the product on a tiled
-//! variant; where the simple kernel wins the product, the ops stay apart.
+//! A dense pattern is fused only where the autotune (or heuristic) runs the product on a
+//! tiled variant; where the simple kernel wins the product, the ops stay apart.
 //!
 //! `GRADSCOPE_FUSE=0` turns fusion off (for comparison and debugging).
 
@@ -45,6 +48,9 @@ pub enum Fused {
     Alone,
     /// The head of a fused dense forward: one dispatch for this op and the next `absorbs`.
     Head(DenseForward, usize),
+    /// A BatchNorm forward or an Add that also writes z = f(y) of the activation after it
+    /// (which is absorbed).
+    WithAct(Activation, BufId),
     /// Computed by an earlier head: no dispatch.
     Absorbed,
 }
@@ -87,6 +93,45 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
     let same = |a: BufId, b: BufId| plan.resolve(a) == plan.resolve(b);
     let mut i = 0;
     while i < ops.len() {
+        // (y, its length, every buffer the op touches) of an op that can write f(y) too.
+        let with_act = match ops[i] {
+            Op::BatchNormForward {
+                n,
+                c,
+                s,
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                ..
+            } => Some((
+                y,
+                n * c * s,
+                vec![x, y, gamma, beta, mean, inv_std, running_mean, running_var],
+            )),
+            Op::AddForward { a, b, y, len } => Some((y, len, vec![a, b, y])),
+            _ => None,
+        };
+        if let Some((y, y_len, touched)) = with_act
+            && let Some(&Op::ActivationForward {
+                act,
+                x: ax,
+                y: z,
+                len,
+            }) = ops.get(i + 1)
+            && same(ax, y)
+            && len == y_len
+            && touched.iter().all(|&b| !same(b, z))
+        {
+            out[i] = Fused::WithAct(act, z);
+            out[i + 1] = Fused::Absorbed;
+            i += 2;
+            continue;
+        }
         let Op::Matmul {
             layout: MatmulLayout::NT,
             shape,

@@ -40,8 +40,20 @@ pub const ALL: &[(&str, &str)] = &[
     ("clip", include_str!("../../shaders/clip.wgsl")),
     ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
     ("dropout", include_str!("../../shaders/dropout.wgsl")),
-    ("add", include_str!("../../shaders/add.wgsl")),
-    ("batchnorm", include_str!("../../shaders/batchnorm.wgsl")),
+    (
+        "add",
+        concat!(
+            include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/add.wgsl")
+        ),
+    ),
+    (
+        "batchnorm",
+        concat!(
+            include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/batchnorm.wgsl")
+        ),
+    ),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     (

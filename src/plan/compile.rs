@@ -146,6 +146,20 @@ pub fn compile_with(
         }
     }
 
+    // d(a + b)/da = 1: a tensor whose only reader is an Add has the Add's output gradient
+    // as its own, so it uses the Add's gradient buffer (no copy, no buffer of its own).
+    // `grad_owner[x]` is the node whose buffer holds x's gradient.
+    let mut grad_owner: Vec<usize> = (0..model.nodes.len()).collect();
+    for (id, node) in model.nodes.iter().enumerate().rev() {
+        let plain = !matches!(node.op, NodeOp::Input | NodeOp::Loss(_) | NodeOp::Flatten);
+        if let [c] = consumers[id][..]
+            && plain
+            && matches!(model.nodes[c].op, NodeOp::Add)
+        {
+            grad_owner[id] = grad_owner[c];
+        }
+    }
+
     // Values and gradients of every node's output.
     let mut value: Vec<Option<BufId>> = vec![None; model.nodes.len()];
     let mut grad: Vec<Option<BufId>> = vec![None; model.nodes.len()];
@@ -176,12 +190,14 @@ pub fn compile_with(
                     numel,
                     BufferRole::Activation,
                 ));
-                grad[id] = Some(b.add(
-                    format!("{}.out.grad", node.name),
-                    f32t,
-                    numel,
-                    BufferRole::ActivationGrad,
-                ));
+                if grad_owner[id] == id {
+                    grad[id] = Some(b.add(
+                        format!("{}.out.grad", node.name),
+                        f32t,
+                        numel,
+                        BufferRole::ActivationGrad,
+                    ));
+                }
             }
         }
         let name = &node.name;
@@ -236,6 +252,11 @@ pub fn compile_with(
                 )];
             }
             _ => {}
+        }
+    }
+    for id in (0..model.nodes.len()).rev() {
+        if grad_owner[id] != id {
+            grad[id] = grad[grad_owner[id]];
         }
     }
     let (input, (loss_id, loss_kind)) = match (input, loss_node) {
@@ -701,7 +722,8 @@ pub fn compile_with(
                     });
                 }
                 if needs_grad(source(x)) {
-                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
+                    // A later contribution adds itself in: no partial buffer, no extra op.
+                    let first = first_contribution(source(x));
                     ops.push(Op::Matmul {
                         layout: MatmulLayout::NN,
                         shape: MatmulShape {
@@ -711,10 +733,9 @@ pub fn compile_with(
                         },
                         a: dy,
                         b: params[*weight].value,
-                        c: dx,
-                        accumulate: false,
+                        c: grd(source(x))?,
+                        accumulate: !first,
                     });
-                    ops.extend(add);
                 }
             }
             NodeOp::Conv2d { weight, bias, .. } => {
@@ -738,14 +759,15 @@ pub fn compile_with(
                     });
                 }
                 if needs_grad(source(x)) {
-                    let (dx, add) = target(source(x), first_contribution(source(x)), &mut b)?;
+                    // A later contribution adds itself in: no partial buffer, no extra op.
+                    let first = first_contribution(source(x));
                     ops.push(Op::Conv2dBackwardInput {
                         shape,
                         dy,
                         w: params[*weight].value,
-                        dx,
+                        dx: grd(source(x))?,
+                        accumulate: !first,
                     });
-                    ops.extend(add);
                 }
             }
             NodeOp::BatchNorm { gamma, beta, .. } => {
@@ -950,9 +972,14 @@ pub fn compile_with(
                         continue;
                     }
                     let g = grd(source(x))?;
+                    let first = first_contribution(source(x));
+                    if g == dy {
+                        // x's only reader is this Add: its gradient buffer is dy's.
+                        continue;
+                    }
                     // The output gradient itself is the contribution: copied the first
                     // time, added after, with no partial buffer.
-                    ops.push(if first_contribution(source(x)) {
+                    ops.push(if first {
                         Op::CopyTensor {
                             src: dy,
                             dst: g,

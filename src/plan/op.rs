@@ -154,11 +154,14 @@ pub enum Op {
         bias: BufId,
     },
     /// dx = the transposed convolution of dy (overwrites dx).
+    /// dx = ∂L/∂x, or dx += ∂L/∂x when `accumulate` (x is read by several nodes and this
+    /// is not the first gradient it receives).
     Conv2dBackwardInput {
         shape: Conv2dShape,
         dy: BufId,
         w: BufId,
         dx: BufId,
+        accumulate: bool,
     },
     Conv2dBackwardWeight {
         shape: Conv2dShape,

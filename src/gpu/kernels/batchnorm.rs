@@ -13,6 +13,7 @@
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
+use crate::ops::Activation;
 use crate::ops::batchnorm::runs;
 
 /// Workgroup size of batchnorm.wgsl (its `WG` constant, and `ops::batchnorm::WG`).
@@ -34,7 +35,13 @@ struct Shape {
     momentum: f32,
     chunks: u32,
     chunk: u32,
+    act_code: u32,
+    act_param: f32,
+    _pad: [u32; 2],
 }
+
+/// An activation fused into the pass that writes y: z = f(y), written beside y.
+pub type FusedActivation<'a> = Option<(Activation, &'a wgpu::Buffer)>;
 
 fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
     if n == 0 || c == 0 || s == 0 {
@@ -59,7 +66,26 @@ fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
         momentum: DEFAULT_MOMENTUM,
         chunks: chunks as u32,
         chunk: chunk as u32,
+        act_code: 0,
+        act_param: 0.0,
+        _pad: [0; 2],
     })
+}
+
+/// Sets the fused activation's code into `sh` and checks z; returns the buffer to bind.
+fn fused_act<'a>(
+    op: &str,
+    sh: &mut Shape,
+    act: FusedActivation<'a>,
+    len: usize,
+) -> Result<Option<&'a wgpu::Buffer>> {
+    let Some((f, z)) = act else {
+        return Ok(None);
+    };
+    check_buffer(op, "z (the fused activation's output)", z, len)?;
+    sh.act_code = f.code();
+    sh.act_param = f.param();
+    Ok(Some(z))
 }
 
 fn check_eps(op: &str, eps: f32) -> Result<()> {
@@ -77,6 +103,8 @@ fn check_eps(op: &str, eps: f32) -> Result<()> {
 /// and running_var in place with `momentum` (unbiased variance). Three dispatches: the
 /// runs' moments, the channels' statistics, y.
 /// Refuses n·s = 1, as torch does ("Expected more than 1 value per channel when training").
+/// With `act`, the last pass also writes z = f(y) (the activation after the BatchNorm, one
+/// dispatch fewer).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_train(
     ctx: &GpuContext,
@@ -93,6 +121,7 @@ pub fn batchnorm_forward_train(
     s: usize,
     eps: f32,
     momentum: f32,
+    act: FusedActivation<'_>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_forward_train";
     let mut sh = shape(OP, n, c, s)?;
@@ -126,20 +155,26 @@ pub fn batchnorm_forward_train(
     ] {
         check_buffer(OP, name, b, c)?;
     }
-    check_distinct(
-        OP,
-        &[
-            ("x", x),
-            ("gamma", gamma),
-            ("beta", beta),
-            ("y", y),
-            ("save_mean", save_mean),
-            ("save_invstd", save_invstd),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
-    )?;
+    let z = fused_act(OP, &mut sh, act, len)?;
+    let mut named = vec![
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("y", y),
+        ("save_mean", save_mean),
+        ("save_invstd", save_invstd),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ];
+    named.extend(z.map(|z| ("z", z)));
+    check_distinct(OP, &named)?;
     let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
+    let mut apply: Vec<&wgpu::Buffer> = vec![&u, x, save_mean, save_invstd, gamma, beta, y];
+    apply.extend(z);
+    let apply_entry = match z {
+        Some(_) => "batchnorm_forward_apply_act",
+        None => "batchnorm_forward_apply",
+    };
     let partial = scratch(
         ctx,
         "batchnorm_forward_train.moments",
@@ -168,8 +203,8 @@ pub fn batchnorm_forward_train(
         )?,
         ctx.dispatch(
             "batchnorm",
-            "batchnorm_forward_apply",
-            &[&u, x, save_mean, save_invstd, gamma, beta, y],
+            apply_entry,
+            &apply,
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
     ])
@@ -184,6 +219,7 @@ fn scratch(ctx: &GpuContext, label: &str, items: usize, bytes: u64) -> Result<wg
 
 /// Evaluation-mode forward: y = γ·(x − running_mean)/sqrt(running_var + eps) + β.
 /// x, y: [n, c, s]; gamma, beta, running_mean, running_var: [c]. One invocation per element.
+/// With `act`, it also writes z = f(y).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_eval(
     ctx: &GpuContext,
@@ -197,6 +233,7 @@ pub fn batchnorm_forward_eval(
     c: usize,
     s: usize,
     eps: f32,
+    act: FusedActivation<'_>,
 ) -> Result<Dispatch> {
     const OP: &str = "batchnorm_forward_eval";
     let mut sh = shape(OP, n, c, s)?;
@@ -213,25 +250,26 @@ pub fn batchnorm_forward_eval(
     ] {
         check_buffer(OP, name, b, c)?;
     }
-    check_distinct(
-        OP,
-        &[
-            ("x", x),
-            ("gamma", gamma),
-            ("beta", beta),
-            ("y", y),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
-    )?;
+    let z = fused_act(OP, &mut sh, act, len)?;
+    let mut named = vec![
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("y", y),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ];
+    named.extend(z.map(|z| ("z", z)));
+    check_distinct(OP, &named)?;
     let u = ctx.uniform("batchnorm_forward_eval.shape", &sh)?;
-    // Binding order of the shader: x, running mean, running var, gamma, beta, y.
-    ctx.dispatch(
-        "batchnorm",
-        "batchnorm_forward_eval",
-        &[&u, x, running_mean, running_var, gamma, beta, y],
-        grid_1d(ctx, len, WG),
-    )
+    // Binding order of the shader: x, running mean, running var, gamma, beta, y (, z).
+    let mut bindings: Vec<&wgpu::Buffer> = vec![&u, x, running_mean, running_var, gamma, beta, y];
+    bindings.extend(z);
+    let entry = match z {
+        Some(_) => "batchnorm_forward_eval_act",
+        None => "batchnorm_forward_eval",
+    };
+    ctx.dispatch("batchnorm", entry, &bindings, grid_1d(ctx, len, WG))
 }
 
 /// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:

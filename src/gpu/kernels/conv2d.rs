@@ -430,7 +430,9 @@ fn choose(ctx: &GpuContext, pass: ConvPass, s: &Conv2dShape) -> Result<ConvVaria
         let y = ctx.storage_buffer("conv autotune y", s.y_len().max(4) as u64 * 4)?;
         let ds = match pass {
             ConvPass::Forward => vec![conv2d_forward_with(ctx, v, s, &x, &w, &y)?],
-            ConvPass::BackwardInput => vec![conv2d_backward_input_with(ctx, v, s, &y, &w, &x)?],
+            ConvPass::BackwardInput => {
+                vec![conv2d_backward_input_with(ctx, v, s, &y, &w, &x, false)?]
+            }
             ConvPass::BackwardWeight => conv2d_backward_weight_with(ctx, v, s, &x, &y, &w, false)?,
         };
         let ds: Vec<&Dispatch> = ds.iter().collect();
@@ -479,14 +481,15 @@ pub fn conv2d_forward_with(
     gemm_dispatch(ctx, ConvPass::Forward, variant, s, &u, [x, y, w], s.groups)
 }
 
-/// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite): the transposed
-/// convolution, with the variant chosen for this shape.
+/// dx[n, c_in, h, w] = ∂L/∂x from dy[n, c_out, oh, ow] and w (overwrite, or add with
+/// `accumulate`): the transposed convolution, with the variant chosen for this shape.
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
     s: &Conv2dShape,
     dy: &wgpu::Buffer,
     w: &wgpu::Buffer,
     dx: &wgpu::Buffer,
+    accumulate: bool,
 ) -> Result<Dispatch> {
     let v = if is_depthwise(s) {
         ConvVariant::Simple
@@ -494,7 +497,7 @@ pub fn conv2d_backward_input(
         params("conv2d_backward_input", s, false)?;
         choose(ctx, ConvPass::BackwardInput, s)?
     };
-    conv2d_backward_input_with(ctx, v, s, dy, w, dx)
+    conv2d_backward_input_with(ctx, v, s, dy, w, dx, accumulate)
 }
 
 /// `conv2d_backward_input` with a given variant (ignored for depthwise shapes).
@@ -505,9 +508,10 @@ pub fn conv2d_backward_input_with(
     dy: &wgpu::Buffer,
     w: &wgpu::Buffer,
     dx: &wgpu::Buffer,
+    accumulate: bool,
 ) -> Result<Dispatch> {
     const OP: &str = "conv2d_backward_input";
-    let p = params(OP, s, false)?;
+    let p = params(OP, s, accumulate)?;
     check_buffer(OP, "dy", dy, s.y_len())?;
     check_buffer(OP, "w", w, s.w_len())?;
     check_buffer(OP, "dx", dx, s.x_len())?;
