@@ -53,14 +53,5 @@ fn activation_backward(
     if i >= params.len {
         return;
     }
-    let x = bx[i];
-    let y = by[i];
-    let dy = bdy[i];
-    if params.code == ACT_RELU {
-        // A select, not dy·0, so that a non-finite dy behind a dead unit stays blocked, as
-        // PyTorch's threshold_backward does (x ≤ 0 ? 0 : dy).
-        bdx[i] = select(dy, 0.0, x <= 0.0);
-    } else {
-        bdx[i] = dy * act_derivative(params.code, params.param, x, y);
-    }
+    bdx[i] = act_backward(params.code, params.param, bx[i], by[i], bdy[i]);
 }

@@ -130,7 +130,18 @@ fn act_forward(code: u32, param: f32, x: f32) -> f32 {
     }
 }
 
-// f'(x), from x and/or y = f(x). ReLU is handled by the caller (see activation_backward).
+// dx = dy·f'(x) of one element, from x, y = f(x) and dy: what activation.wgsl's backward
+// writes, and what batchnorm.wgsl's fused backward forms in place of reading it.
+fn act_backward(code: u32, param: f32, x: f32, y: f32, dy: f32) -> f32 {
+    if code == ACT_RELU {
+        // A select, not dy·0, so that a non-finite dy behind a dead unit stays blocked, as
+        // PyTorch's threshold_backward does (x ≤ 0 ? 0 : dy).
+        return select(dy, 0.0, x <= 0.0);
+    }
+    return dy * act_derivative(code, param, x, y);
+}
+
+// f'(x), from x and/or y = f(x). ReLU's backward is a select (see act_backward).
 fn act_derivative(code: u32, param: f32, x: f32, y: f32) -> f32 {
     switch code {
         case ACT_SIGMOID: {

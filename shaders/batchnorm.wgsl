@@ -81,6 +81,14 @@ struct Shape {
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> sums_out: array<vec2<f32>>;
 
+// batchnorm_backward_partial_act: the same, with dy formed first from the activation after
+// the BatchNorm: dy = f'-backward of (its input, its output, its output's gradient), written
+// to dy_formed (the BatchNorm's output gradient, which the statistics and apply read).
+@group(0) @binding(4) var<storage, read_write> dy_formed: array<f32>;
+@group(0) @binding(6) var<storage, read> act_x: array<f32>;
+@group(0) @binding(7) var<storage, read> act_y: array<f32>;
+@group(0) @binding(8) var<storage, read> act_dy: array<f32>;
+
 // batchnorm_backward_finalize: the runs' sums, dγ, dβ, and the channel totals [c].
 @group(0) @binding(1) var<storage, read> sums_in: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
@@ -310,6 +318,35 @@ fn batchnorm_backward_partial(
     for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
         let g = dy[i];
+        acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
+    }
+    let total = workgroup_sum(lid, acc);
+    if lid == 0u {
+        sums_out[f] = total;
+    }
+}
+
+// batchnorm_backward_partial with the activation's backward in front: each element's dy is
+// act_backward(…) (the bits activation.wgsl's backward writes), stored, then summed alike.
+@compute @workgroup_size(WG)
+fn batchnorm_backward_partial_act(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let f = flat(wid, nwg);
+    if f >= shape.c * shape.chunks {
+        return;
+    }
+    let run = run_of(f);
+    let ch = run.x;
+    let mean = mean_in[ch];
+    let inv_std = invstd_in[ch];
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var m = run.y + lid; m < run.z; m = m + WG) {
+        let i = index(ch, m);
+        let g = act_backward(shape.act_code, shape.act_param, act_x[i], act_y[i], act_dy[i]);
+        dy_formed[i] = g;
         acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
     }
     let total = workgroup_sum(lid, acc);

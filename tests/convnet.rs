@@ -12,7 +12,7 @@ use gradscope::init::Init;
 use gradscope::model::builder::{Builder, gain};
 use gradscope::model::{LossKind, ModelSpec, zoo};
 use gradscope::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
-use gradscope::plan::compile;
+use gradscope::plan::{Op, compile};
 use gradscope::train::initialize;
 
 const RELU: Activation = Activation::Relu;
@@ -428,4 +428,59 @@ fn model_files_build_networks_and_name_their_mistakes() {
     assert!(e.contains("width") && e.contains("bad.toml"), "{e}");
     let e = err("[[layer]]\nname = \"a\"\nop = \"conv\"\nout = 4\nkernel = 9\n");
     assert!(e.contains("`a`"), "{e}");
+}
+
+/// The GPU executor's fusions in a resnet-20 step: every BatchNorm and Add forward writes
+/// the ReLU after it, and each ReLU backward whose output gradient is a BatchNorm's runs
+/// inside that BatchNorm's backward; evaluation fuses the forward alike. None of the
+/// absorbed ops is left with a dispatch, and a fused backward never reads a buffer it writes.
+#[test]
+fn resnet20_fuses_norm_and_add_with_their_activations() {
+    use gradscope::gpu::fusion::{Fused, find_fusions};
+    let model = zoo::cifar_resnet(
+        &[3, 32, 32],
+        10,
+        20,
+        true,
+        true,
+        Init::HeNormal,
+        LossKind::Xent,
+    )
+    .unwrap();
+    let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+    let count = |f: &[Fused], ops: &[Op], pick: &dyn Fn(&Fused, &Op) -> bool| {
+        f.iter().zip(ops).filter(|(x, o)| pick(x, o)).count()
+    };
+    let norm_act = |x: &Fused, o: &Op| {
+        matches!(x, Fused::WithAct(..)) && matches!(o, Op::BatchNormForward { .. })
+    };
+    let add_act =
+        |x: &Fused, o: &Op| matches!(x, Fused::WithAct(..)) && matches!(o, Op::AddForward { .. });
+    let f = find_fusions(&plan, &plan.ops);
+    // Of the 21 BatchNorms, the stem's and each block's first (10) feed a ReLU; the other
+    // 11 (each branch's last, the 2 projection shortcuts') feed an Add, and each of the 9
+    // merges feeds a ReLU.
+    assert_eq!(count(&f, &plan.ops, &norm_act), 10, "{f:?}");
+    assert_eq!(count(&f, &plan.ops, &add_act), 9);
+    // Backward: the stem's and each block's first ReLU feed a BatchNorm directly (10), and
+    // in the two projection blocks the merge's ReLU backward meets the shortcut's
+    // BatchNorm, whose gradient buffer is the Add's.
+    let fused_back: Vec<usize> = f
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| matches!(x, Fused::ActThenNormBackward { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(fused_back.len(), 12, "{f:?}");
+    for &i in &fused_back {
+        assert_eq!(f[i - 1], Fused::Absorbed);
+        assert!(matches!(plan.ops[i - 1], Op::ActivationBackward { .. }));
+    }
+    let absorbed = f.iter().filter(|x| **x == Fused::Absorbed).count();
+    // The 19 forward ReLUs, the 12 backward ones, and the classifier's bias (its product's
+    // epilogue adds it).
+    assert_eq!(absorbed, 19 + 12 + 1);
+    let e = find_fusions(&plan, &plan.eval);
+    assert_eq!(count(&e, &plan.eval, &norm_act), 10);
+    assert_eq!(count(&e, &plan.eval, &add_act), 9);
 }

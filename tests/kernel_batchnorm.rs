@@ -263,7 +263,7 @@ fn batchnorm_backward_gpu_matches_cpu() {
             let (dgb, dbb) = (b("dgamma", &dg0), b("dbeta", &db0));
             let dxb = ctx.storage_buffer("dx", len as u64 * 4).unwrap();
             let d = bn::batchnorm_backward(
-                ctx, &xb, &gb, &dyb, &mb, &ib, &dxb, &dgb, &dbb, n, c, s, accumulate,
+                ctx, &xb, &gb, &dyb, &mb, &ib, &dxb, &dgb, &dbb, n, c, s, accumulate, None,
             )
             .unwrap();
             ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
@@ -426,8 +426,8 @@ fn batchnorm_launchers_refuse_bad_shapes() {
     let e =
         bn::batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, 0, 3, 1, 1e-5, None).unwrap_err();
     assert!(e.to_string().contains("at least 1"), "{e}");
-    let e =
-        bn::batchnorm_backward(ctx, &x, &g, &x, &m, &i, &y, &rm, &rv, 2, 3, 2, false).unwrap_err();
+    let e = bn::batchnorm_backward(ctx, &x, &g, &x, &m, &i, &y, &rm, &rv, 2, 3, 2, false, None)
+        .unwrap_err();
     assert!(e.to_string().contains("same buffer"), "{e}");
     let e = bn::batchnorm_forward_train(
         ctx, &x, &g, &b, &y, &m, &i, &rm, &rv, 2, 3, 2, 1e-5, 1.5, None,
@@ -568,7 +568,8 @@ fn batchnorm_matches_golden_values() {
                 let dgb = ctx.storage_buffer("dgamma", c as u64 * 4).unwrap();
                 let dbb = ctx.storage_buffer("dbeta", c as u64 * 4).unwrap();
                 let d = bn::batchnorm_backward(
-                    ctx, &g.x, &g.gamma, &wb, &g.mean, &g.inv_std, &dxb, &dgb, &dbb, n, c, s, false,
+                    ctx, &g.x, &g.gamma, &wb, &g.mean, &g.inv_std, &dxb, &dgb, &dbb, n, c, s,
+                    false, None,
                 )
                 .unwrap();
                 ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
@@ -763,4 +764,109 @@ fn fused_activation_gives_the_bits_of_the_two_kernels() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("same buffer"), "{err}");
+}
+
+/// The backward of the activation after a BatchNorm fused into the BatchNorm's backward
+/// (what the GPU executor runs for conv → BN → activation) writes the BatchNorm's output
+/// gradient, dx, dγ and dβ with the bits of the two kernels run apart, for every
+/// activation, on shapes with one and several runs per channel.
+#[test]
+fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
+    use gradscope::gpu::kernels::activation::{activation_backward, activation_forward};
+    use gradscope::ops::Activation;
+    let Some(ctx) = common::gpu() else { return };
+    let acts = [
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::LeakyRelu { slope: 0.1 },
+        Activation::Elu { alpha: 1.0 },
+        Activation::Selu,
+        Activation::Gelu,
+        Activation::Softplus,
+    ];
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for (k, &(n, c, s)) in [(13usize, 5usize, 31usize), (3, 2, 4097 * 3), (7, 13, 1)]
+        .iter()
+        .enumerate()
+    {
+        let len = n * c * s;
+        for (a, &act) in acts.iter().enumerate() {
+            let seed = 900 + 10 * k as u64 + a as u64 * 1000;
+            let what = format!("{} n {n} c {c} s {s}", act.name());
+            let up = |name: &str, v: Vec<f32>| ctx.upload(name, &v).unwrap();
+            let buf = |name: &str, l: usize| ctx.storage_buffer(name, l as u64 * 4).unwrap();
+            let x = up("x", random_vec(seed, len, -3.0, 3.0));
+            let gamma = up("gamma", random_vec(seed + 1, c, 0.5, 1.5));
+            let beta = up("beta", random_vec(seed + 2, c, -0.5, 0.5));
+            let (y, z) = (buf("y", len), buf("z", len));
+            let (mean, inv_std) = (buf("mean", c), buf("inv_std", c));
+            let (rm, rv) = (up("rm", vec![0.0; c]), up("rv", vec![1.0; c]));
+            let mut fwd = bn::batchnorm_forward_train(
+                ctx, &x, &gamma, &beta, &y, &mean, &inv_std, &rm, &rv, n, c, s, 1e-5, 0.1, None,
+            )
+            .unwrap();
+            fwd.push(activation_forward(ctx, act, &y, &z, len).unwrap());
+            ctx.run(&fwd.iter().collect::<Vec<_>>()).unwrap();
+            let dz = up("dz", random_vec(seed + 3, len, -1.0, 1.0));
+            // Apart: dy = the activation's backward, then the BatchNorm's.
+            let (dy1, dx1, dg1, db1) = (
+                buf("dy1", len),
+                buf("dx1", len),
+                buf("dg1", c),
+                buf("db1", c),
+            );
+            let mut apart = vec![activation_backward(ctx, act, &y, &z, &dz, &dy1, len).unwrap()];
+            apart.extend(
+                bn::batchnorm_backward(
+                    ctx, &x, &gamma, &dy1, &mean, &inv_std, &dx1, &dg1, &db1, n, c, s, false, None,
+                )
+                .unwrap(),
+            );
+            // Fused: the BatchNorm's first pass forms dy (into dy2) itself.
+            let (dy2, dx2, dg2, db2) = (
+                buf("dy2", len),
+                buf("dx2", len),
+                buf("dg2", c),
+                buf("db2", c),
+            );
+            let fused = bn::batchnorm_backward(
+                ctx,
+                &x,
+                &gamma,
+                &dy2,
+                &mean,
+                &inv_std,
+                &dx2,
+                &dg2,
+                &db2,
+                n,
+                c,
+                s,
+                false,
+                Some(bn::ActivationBackward {
+                    act,
+                    x: &y,
+                    y: &z,
+                    dy: &dz,
+                }),
+            )
+            .unwrap();
+            assert_eq!(fused.len(), apart.len() - 1, "{what}: one dispatch fewer");
+            ctx.run(&apart.iter().chain(&fused).collect::<Vec<_>>())
+                .unwrap();
+            for (name, l, p, q) in [
+                ("BatchNorm output gradient", len, &dy1, &dy2),
+                ("dx", len, &dx1, &dx2),
+                ("dgamma", c, &dg1, &dg2),
+                ("dbeta", c, &db1, &db2),
+            ] {
+                assert_eq!(
+                    bits(ctx.read(p, l).unwrap()),
+                    bits(ctx.read(q, l).unwrap()),
+                    "{what}: {name}"
+                );
+            }
+        }
+    }
 }

@@ -155,6 +155,7 @@ pub fn batchnorm_cases(batch: usize) -> Vec<Pending> {
             gpu: Box::new(move |ctx, b| {
                 gbn::batchnorm_backward(
                     ctx, &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], n, c, s, false,
+                    None,
                 )
             }),
         }

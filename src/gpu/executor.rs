@@ -223,6 +223,49 @@ impl GpuExecutor {
                     )?])
                 }
             };
+        // `act`: the activation after the BatchNorm, whose backward (x, y, dy) is fused in.
+        let batchnorm_backward =
+            |op: &Op, act: Option<(Activation, BufId, BufId, BufId)>| -> Result<Vec<Dispatch>> {
+                let Op::BatchNormBackward {
+                    n,
+                    c: ch,
+                    s: sp,
+                    x,
+                    dy,
+                    gamma,
+                    mean,
+                    inv_std,
+                    dx,
+                    dgamma,
+                    dbeta,
+                    acc_gamma,
+                    ..
+                } = *op
+                else {
+                    unreachable!("called for BatchNorm backward ops only")
+                };
+                batchnorm::batchnorm_backward(
+                    c,
+                    buf(x),
+                    buf(gamma),
+                    buf(dy),
+                    buf(mean),
+                    buf(inv_std),
+                    buf(dx),
+                    buf(dgamma),
+                    buf(dbeta),
+                    n,
+                    ch,
+                    sp,
+                    acc_gamma,
+                    act.map(|(act, ax, ay, ady)| batchnorm::ActivationBackward {
+                        act,
+                        x: buf(ax),
+                        y: buf(ay),
+                        dy: buf(ady),
+                    }),
+                )
+            };
         let build = |op: &Op| -> Result<Vec<Dispatch>> {
             Ok(match *op {
                 Op::Matmul {
@@ -429,35 +472,7 @@ impl GpuExecutor {
                     )?]
                 }
                 Op::BatchNormForward { .. } => batchnorm_forward(op, None)?,
-                Op::BatchNormBackward {
-                    n,
-                    c: ch,
-                    s: sp,
-                    x,
-                    dy,
-                    gamma,
-                    mean,
-                    inv_std,
-                    dx,
-                    dgamma,
-                    dbeta,
-                    acc_gamma,
-                    ..
-                } => batchnorm::batchnorm_backward(
-                    c,
-                    buf(x),
-                    buf(gamma),
-                    buf(dy),
-                    buf(mean),
-                    buf(inv_std),
-                    buf(dx),
-                    buf(dgamma),
-                    buf(dbeta),
-                    n,
-                    ch,
-                    sp,
-                    acc_gamma,
-                )?,
+                Op::BatchNormBackward { .. } => batchnorm_backward(op, None)?,
                 Op::LayerNormForward {
                     rows,
                     d,
@@ -734,6 +749,9 @@ impl GpuExecutor {
             match *f {
                 Fused::Alone => build(op),
                 Fused::Absorbed => Ok(Vec::new()),
+                Fused::ActThenNormBackward { act, x, y, dy } => {
+                    batchnorm_backward(op, Some((act, x, y, dy)))
+                }
                 Fused::WithAct(f, z) => match *op {
                     Op::AddForward { a, b, y, len } => Ok(vec![add::add_forward(
                         c,

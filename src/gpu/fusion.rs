@@ -5,7 +5,10 @@
 //!   bias and writes z (`kernels::matmul::matmul_forward_fused`);
 //! - a BatchNorm forward or an Add followed by an activation reading its y: the pass that
 //!   writes y writes z = f(y) too (the `_act` entries of `kernels::batchnorm` and
-//!   `kernels::add`), in training and in evaluation.
+//!   `kernels::add`), in training and in evaluation;
+//! - an activation's backward followed by the backward of the BatchNorm whose output it
+//!   read: the BatchNorm's first pass forms each element's dy from the activation's
+//!   backward, writes it, and sums it (`batchnorm_backward_partial_act`).
 //!
 //! Safe by construction: the fused dispatch writes the same two tensors the unfused ops
 //! write, with the same values bit for bit (same operations in the same order), so y keeps
@@ -51,6 +54,14 @@ pub enum Fused {
     /// A BatchNorm forward or an Add that also writes z = f(y) of the activation after it
     /// (which is absorbed).
     WithAct(Activation, BufId),
+    /// A BatchNorm backward whose dy it forms from the backward of the activation just
+    /// before it in the list (which is absorbed): that activation's x, y and dy.
+    ActThenNormBackward {
+        act: Activation,
+        x: BufId,
+        y: BufId,
+        dy: BufId,
+    },
     /// Computed by an earlier head: no dispatch.
     Absorbed,
 }
@@ -131,6 +142,52 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
             out[i + 1] = Fused::Absorbed;
             i += 2;
             continue;
+        }
+        if let Op::ActivationBackward {
+            act,
+            x: ax,
+            y: ay,
+            dy: ady,
+            dx: adx,
+            len,
+        } = ops[i]
+            && let Some(&Op::BatchNormBackward {
+                n,
+                c,
+                s,
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                ..
+            }) = ops.get(i + 1)
+            && same(adx, dy)
+            && len == n * c * s
+        {
+            // The fused pass reads the activation's three tensors while it writes dy, dx,
+            // dγ and dβ: none may share storage (plan::share may give two gradients whose
+            // lifetimes did not overlap before the fusion one buffer).
+            let written = [dy, dx, dgamma, dbeta];
+            let read = [ax, ay, ady, x, gamma, mean, inv_std];
+            let clash = written
+                .iter()
+                .enumerate()
+                .any(|(k, &w)| written[k + 1..].iter().chain(&read).any(|&r| same(w, r)));
+            if !clash {
+                out[i] = Fused::Absorbed;
+                out[i + 1] = Fused::ActThenNormBackward {
+                    act,
+                    x: ax,
+                    y: ay,
+                    dy: ady,
+                };
+                i += 2;
+                continue;
+            }
         }
         let Op::Matmul {
             layout: MatmulLayout::NT,

@@ -43,6 +43,17 @@ struct Shape {
 /// An activation fused into the pass that writes y: z = f(y), written beside y.
 pub type FusedActivation<'a> = Option<(Activation, &'a wgpu::Buffer)>;
 
+/// The backward of the activation after a BatchNorm, fused into the BatchNorm's backward:
+/// its input x (the BatchNorm's output), its output y and the gradient dy of y. The
+/// BatchNorm's own dy is then formed from these (and written) instead of read.
+#[derive(Clone, Copy)]
+pub struct ActivationBackward<'a> {
+    pub act: Activation,
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+}
+
 fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
     if n == 0 || c == 0 || s == 0 {
         return Err(Error::shape(
@@ -275,7 +286,9 @@ pub fn batchnorm_forward_eval(
 /// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:
 /// [n, c, s]; gamma, save_mean, save_invstd, dgamma, dbeta: [c]. dx is overwritten; dγ and
 /// dβ are overwritten, or added to when `accumulate`. Three dispatches: the runs' sums,
-/// the channels' totals (and dγ, dβ), dx.
+/// the channels' totals (and dγ, dβ), dx. With `act`, the first pass forms dy from the
+/// following activation's backward and writes it (one dispatch fewer than running that
+/// backward apart).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     ctx: &GpuContext,
@@ -291,6 +304,7 @@ pub fn batchnorm_backward(
     c: usize,
     s: usize,
     accumulate: bool,
+    act: Option<ActivationBackward<'_>>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_backward";
     let mut sh = shape(OP, n, c, s)?;
@@ -299,6 +313,13 @@ pub fn batchnorm_backward(
     check_buffer(OP, "x", x, len)?;
     check_buffer(OP, "dy", dy, len)?;
     check_buffer(OP, "dx", dx, len)?;
+    if let Some(a) = &act {
+        check_buffer(OP, "the activation's x", a.x, len)?;
+        check_buffer(OP, "the activation's y", a.y, len)?;
+        check_buffer(OP, "the activation's dy", a.dy, len)?;
+        sh.act_code = a.act.code();
+        sh.act_param = a.act.param();
+    }
     for (name, b) in [
         ("gamma", gamma),
         ("save_mean", save_mean),
@@ -308,29 +329,44 @@ pub fn batchnorm_backward(
     ] {
         check_buffer(OP, name, b, c)?;
     }
-    check_distinct(
-        OP,
-        &[
-            ("x", x),
-            ("gamma", gamma),
-            ("dy", dy),
-            ("save_mean", save_mean),
-            ("save_invstd", save_invstd),
-            ("dx", dx),
-            ("dgamma", dgamma),
-            ("dbeta", dbeta),
-        ],
-    )?;
+    let mut named = vec![
+        ("x", x),
+        ("gamma", gamma),
+        ("dy", dy),
+        ("save_mean", save_mean),
+        ("save_invstd", save_invstd),
+        ("dx", dx),
+        ("dgamma", dgamma),
+        ("dbeta", dbeta),
+    ];
+    if let Some(a) = &act {
+        // dy is written here, so no other tensor may share its buffer.
+        named.extend([
+            ("the activation's x", a.x),
+            ("the activation's y", a.y),
+            ("the activation's dy", a.dy),
+        ]);
+    }
+    check_distinct(OP, &named)?;
     let u = ctx.uniform("batchnorm_backward.shape", &sh)?;
     let partial = scratch(ctx, "batchnorm_backward.sums", c * sh.chunks as usize, 8)?;
     let totals = scratch(ctx, "batchnorm_backward.totals", c, 8)?;
-    Ok(vec![
-        ctx.dispatch(
+    let partial_pass = match &act {
+        None => ctx.dispatch(
             "batchnorm",
             "batchnorm_backward_partial",
             &[&u, x, save_mean, save_invstd, dy, &partial],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
+        Some(a) => ctx.dispatch(
+            "batchnorm",
+            "batchnorm_backward_partial_act",
+            &[&u, x, save_mean, save_invstd, dy, &partial, a.x, a.y, a.dy],
+            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
+        )?,
+    };
+    Ok(vec![
+        partial_pass,
         ctx.dispatch(
             "batchnorm",
             "batchnorm_backward_finalize",
