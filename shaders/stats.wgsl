@@ -269,17 +269,10 @@ fn record_of(a: Acc) -> StatRecord {
     return s;
 }
 
-// The fixed tree: lane t absorbs lane t + s for s = WG/2, …, 1. Every invocation of the
-// workgroup must call it (it contains barriers).
-fn tree_merge(tid: u32) {
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        workgroupBarrier();
-        if (tid < s) {
-            lanes[tid] = acc_merge(lanes[tid], lanes[tid + s]);
-        }
-    }
-    workgroupBarrier();
-}
+// The fixed tree, `tree_merge(tid, a) -> Acc`, lives in stats_tree.wgsl (workgroup memory
+// only) or stats_tree_subgroup.wgsl (its last levels through subgroup shuffles), one of
+// which src/gpu/shaders.rs appends to this file: lane t absorbs lane t + s for
+// s = WG/2, …, 1, and invocation 0 gets the result, the same bits either way.
 
 // The histogram bin an invocation is counting in a partial pass. Counts are flushed to
 // workgroup memory only when the bin changes: values of one tensor cluster in a few bins,
@@ -349,10 +342,9 @@ fn stats_partial(
         }
     }
     hist_flush(h);
-    lanes[tid] = a;
-    tree_merge(tid);
+    let merged = tree_merge(tid, a);
     if (tid == 0u) {
-        partials_out[pp.partial_base + w] = record_of(lanes[0]);
+        partials_out[pp.partial_base + w] = record_of(merged);
     }
 }
 
@@ -446,10 +438,9 @@ fn stats_partial_multi(
         }
     }
     hist_flush(h);
-    lanes[tid] = a;
-    tree_merge(tid);
+    let merged = tree_merge(tid, a);
     if (tid == 0u) {
-        multi_partials_out[job.partial_base + c] = record_of(lanes[0]);
+        multi_partials_out[job.partial_base + c] = record_of(merged);
     }
 }
 
@@ -489,10 +480,9 @@ fn stats_finalize(
             }
         }
     }
-    lanes[tid] = a;
-    tree_merge(tid);
+    let merged = tree_merge(tid, a);
     if (tid == 0u) {
-        records[job.record] = record_of(lanes[0]);
+        records[job.record] = record_of(merged);
     }
 }
 

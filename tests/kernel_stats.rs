@@ -723,3 +723,55 @@ fn multi_dispatch_refuses_bad_job_lists() {
     let err = gpu::stats_partial_multi(ctx, &short, &partials).unwrap_err();
     assert!(err.to_string().contains("x buffer"), "{err}");
 }
+
+/// The subgroup build of the reduction tree (its last levels in shuffles) gives the bits of
+/// the workgroup-memory tree: partial and finalize records, one tensor and several in one
+/// dispatch, on sizes around the 2048-element chunk, special values and extreme scales.
+/// On an adapter with subgroups, the shared context must be using them.
+#[test]
+fn subgroup_tree_gives_the_bits_of_the_workgroup_tree() {
+    let Some(shared) = common::gpu() else { return };
+    if !shared.features.contains(wgpu::Features::SUBGROUP) {
+        assert!(shared.subgroup_size.is_none());
+        return;
+    }
+    if std::env::var("GRADSCOPE_SUBGROUPS").is_err() {
+        assert!(
+            shared.subgroup_size.is_some(),
+            "the adapter has subgroups but the reductions do not use them"
+        );
+    }
+    let request = gradscope::gpu::AdapterRequest::default();
+    let with = GpuContext::new(&request).unwrap();
+    let mut without = GpuContext::new(&request).unwrap();
+    without.subgroup_size = None;
+    let Some(sg) = with.subgroup_size else { return };
+    for (i, n) in [1usize, 2047, 2048, 2049, 3 * 2048 + 5, 100_003]
+        .into_iter()
+        .enumerate()
+    {
+        let data = salted(900 + i as u64, n);
+        for sat in [None, Some((-0.5, 0.5))] {
+            let a = gpu_stats(&with, &data, sat);
+            let b = gpu_stats(&without, &data, sat);
+            assert_eq!(
+                bytemuck::bytes_of(&a),
+                bytemuck::bytes_of(&b),
+                "n {n} saturation {sat:?}: subgroup width {sg} against workgroup memory"
+            );
+        }
+    }
+    // Values of every scale in one tensor: the merges rescale at every level.
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    let wide: Vec<f32> = (0..50_000)
+        .map(|_| {
+            let e: i32 = rng.random_range(-120..120);
+            rng.random_range(-1.0f32..1.0) * 2f32.powi(e)
+        })
+        .collect();
+    assert_eq!(
+        bytemuck::bytes_of(&gpu_stats(&with, &wide, None)),
+        bytemuck::bytes_of(&gpu_stats(&without, &wide, None)),
+        "wide scales"
+    );
+}

@@ -14,10 +14,14 @@ fn every_shader_parses_and_validates() {
                 e.emit_to_string(source)
             )
         });
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        // A subgroup stem is validated with that capability only, every other with none:
+        // what each needs is exactly what it is allowed.
+        let caps = if gradscope::gpu::shaders::needs_subgroups(name) {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
         validator.validate(&module).unwrap_or_else(|e| {
             panic!(
                 "shaders/{name}.wgsl does not validate:\n{}",

@@ -24,6 +24,21 @@ pub struct AdapterRequest {
     pub max_storage_binding: Option<u64>,
 }
 
+/// Set to `0` (or `off`) to keep the reduction kernels off subgroup operations, for
+/// comparison or on a driver whose subgroups misbehave.
+pub const SUBGROUPS_ENV: &str = "GRADSCOPE_SUBGROUPS";
+
+fn subgroups_allowed() -> bool {
+    !matches!(
+        std::env::var(SUBGROUPS_ENV)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str(),
+        "0" | "off" | "false" | "no"
+    )
+}
+
 /// The environment variable behind [`AdapterRequest::max_storage_binding`].
 pub const MAX_STORAGE_BINDING_ENV: &str = "GRADSCOPE_MAX_STORAGE_BINDING";
 
@@ -206,6 +221,11 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The subgroup width the reduction kernels shuffle over (the adapter's smallest
+    /// subgroup size), or `None` for their workgroup-memory trees: no `Features::SUBGROUP`,
+    /// an unusable size, or `GRADSCOPE_SUBGROUPS=0`. Both give the same bits; a test may
+    /// set it to `None` on its own context to run the portable kernels.
+    pub subgroup_size: Option<u32>,
     errors: Arc<Mutex<ErrorSink>>,
     pub(crate) pipelines: super::pipeline_cache::PipelineCache,
     // Kept alive for the device's lifetime.
@@ -278,6 +298,12 @@ impl GpuContext {
             }
         });
 
+        let min_size = adapter.get_info().subgroup_min_size;
+        let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
+            && min_size.is_power_of_two()
+            && (4..=128).contains(&min_size)
+            && subgroups_allowed())
+        .then_some(min_size);
         Ok(GpuContext {
             pipelines: super::pipeline_cache::PipelineCache::default(),
             device,
@@ -285,6 +311,7 @@ impl GpuContext {
             adapter: summary,
             limits,
             features,
+            subgroup_size,
             errors,
             _instance: instance,
         })

@@ -36,7 +36,20 @@ pub const ALL: &[(&str, &str)] = &[
             include_str!("../../shaders/optimizer_multi.wgsl")
         ),
     ),
-    ("stats", include_str!("../../shaders/stats.wgsl")),
+    (
+        "stats",
+        concat!(
+            include_str!("../../shaders/stats.wgsl"),
+            include_str!("../../shaders/stats_tree.wgsl")
+        ),
+    ),
+    (
+        "stats_subgroup",
+        concat!(
+            include_str!("../../shaders/stats.wgsl"),
+            include_str!("../../shaders/stats_tree_subgroup.wgsl")
+        ),
+    ),
     ("clip", include_str!("../../shaders/clip.wgsl")),
     ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
     ("dropout", include_str!("../../shaders/dropout.wgsl")),
@@ -81,6 +94,16 @@ pub fn source(stem: &str) -> Option<&'static str> {
 ///   Their divisors are constants or sizes the launchers have validated as ≥ 1
 ///   (`Conv2dShape::validate`, non-zero matmul sizes).
 pub const NO_LOOP_BOUNDING: &[&str] = &["matmul", "matmul_tiled", "conv2d", "conv2d_tiled"];
+
+/// The stems that use subgroup operations: compiled only on a device with
+/// `Features::SUBGROUP` (a module using them fails validation elsewhere), each the
+/// counterpart of a portable stem that gives the same bits.
+pub const NEEDS_SUBGROUPS: &[&str] = &["stats_subgroup"];
+
+/// Whether `stem` uses subgroup operations (see [`NEEDS_SUBGROUPS`]).
+pub fn needs_subgroups(stem: &str) -> bool {
+    NEEDS_SUBGROUPS.contains(&stem)
+}
 
 /// Whether `stem` is compiled as described at [`NO_LOOP_BOUNDING`].
 pub fn trusted(stem: &str) -> bool {

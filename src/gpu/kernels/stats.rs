@@ -10,6 +10,7 @@
 use bytemuck::Zeroable;
 
 use crate::error::{Error, Result};
+use crate::gpu::pipeline_cache::Specialization;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::stats::{RECORD_WORDS, RawStats};
 
@@ -84,6 +85,30 @@ fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} exceeds u32")))
 }
 
+/// A dispatch of a reduction entry of the statistics shader: the subgroup-tree build where
+/// the context has one (`GpuContext::subgroup_size`), else the workgroup-memory one. The
+/// two give the same bits.
+fn reduction(
+    ctx: &GpuContext,
+    entry: &'static str,
+    bindings: &[&wgpu::Buffer],
+    grid: [u32; 3],
+) -> Result<Dispatch> {
+    match ctx.subgroup_size {
+        Some(sg) => ctx.dispatch_with(
+            "stats_subgroup",
+            entry,
+            Specialization {
+                constants: &[("SG", sg as f64)],
+                ..Specialization::default()
+            },
+            bindings,
+            grid,
+        ),
+        None => ctx.dispatch("stats", entry, bindings, grid),
+    }
+}
+
 fn need_bytes(op: &str, what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {
     if buffer.size() < bytes {
         return Err(Error::shape(
@@ -132,8 +157,8 @@ pub fn stats_partial(
             _pad1: [0; 2],
         },
     )?;
-    ctx.dispatch(
-        "stats",
+    reduction(
+        ctx,
         "stats_partial",
         &[x, partials, &params],
         grid(ctx, count),
@@ -248,7 +273,7 @@ pub fn stats_partial_multi(
         .collect();
     bindings.push(partials);
     bindings.push(&params);
-    ctx.dispatch("stats", "stats_partial_multi", &bindings, grid(ctx, total))
+    reduction(ctx, "stats_partial_multi", &bindings, grid(ctx, total))
 }
 
 /// jobs is (n_jobs,) StatsJob → records[job.record] for each job: one workgroup per job
@@ -280,8 +305,8 @@ pub fn stats_finalize(
             _pad: [0; 3],
         },
     )?;
-    ctx.dispatch(
-        "stats",
+    reduction(
+        ctx,
         "stats_finalize",
         &[partials, jobs, records, &params],
         grid(ctx, n_jobs),
