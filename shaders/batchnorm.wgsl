@@ -100,52 +100,14 @@ struct Shape {
 @group(0) @binding(6) var<storage, read> bgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
 
-var<workgroup> moments: array<vec3<f32>, WG>;
-var<workgroup> pairs: array<vec2<f32>, WG>;
+// combine, workgroup_moments and workgroup_sum: shaders/workgroup_tree.wgsl (or its subgroup
+// build), which src/gpu/shaders.rs appends to this file.
 
 // The flat index in x of the m-th value (m = ni·s + si) of channel ch.
 fn index(ch: u32, m: u32) -> u32 {
     let ni = m / shape.s;
     let si = m - ni * shape.s;
     return (ni * shape.c + ch) * shape.s + si;
-}
-
-// Moments (count, mean, M2) of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
-fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    let n = a.x + b.x;
-    if n == 0.0 {
-        return vec3<f32>(0.0, 0.0, 0.0);
-    }
-    let d = b.y - a.y;
-    let wb = b.x / n;
-    return vec3<f32>(n, a.y + d * wb, a.z + b.z + d * d * a.x * wb);
-}
-
-// Combines v over the workgroup: moments[t] = combine(moments[t], moments[t + stride]) for
-// stride = WG/2, …, 1. Every invocation gets the result. Uniform control flow only.
-fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
-    moments[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            moments[lid] = combine(moments[lid], moments[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    return moments[0];
-}
-
-// Sums v over the workgroup in the same tree. Uniform control flow only.
-fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    pairs[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            pairs[lid] = pairs[lid] + pairs[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return pairs[0];
 }
 
 // The flat workgroup index of a grid that may be 2-D (more than 65 535 workgroups).

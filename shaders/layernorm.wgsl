@@ -53,24 +53,8 @@ struct Shape {
 @group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dbeta: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, WG>;
-
-// Sums v over the workgroup: partial[t] += partial[t + stride] for stride = WG/2, …, 1.
-// Every invocation gets the total. Call from uniform control flow only.
-fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    // Everyone has read the total before the next call overwrites partial.
-    workgroupBarrier();
-    return total;
-}
+// workgroup_sum: shaders/workgroup_tree.wgsl (or its subgroup build), which
+// src/gpu/shaders.rs appends to this file.
 
 // One workgroup: row r = its flat workgroup index. Reduces the row's mean and variance,
 // writes the row of y, and (invocation 0) saves mean and inv_std.

@@ -870,3 +870,98 @@ fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
         }
     }
 }
+
+/// BatchNorm and LayerNorm built with the subgroup trees (their last levels in shuffles)
+/// give the bits of the workgroup-memory trees: every output of the training forward and
+/// the backward, on shapes with one run, several runs and rows longer than a workgroup.
+#[test]
+fn subgroup_trees_give_the_bits_of_the_workgroup_trees() {
+    use gradscope::gpu::kernels::layernorm as ln;
+    let Some(shared) = common::gpu() else { return };
+    if shared.subgroup_size.is_none() {
+        return;
+    }
+    let request = gradscope::gpu::AdapterRequest::default();
+    let with = GpuContext::new(&request).unwrap();
+    let mut without = GpuContext::new(&request).unwrap();
+    without.subgroup_size = None;
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    // Every output of a BatchNorm forward and backward on one context.
+    let batchnorm = |ctx: &GpuContext, (n, c, s): (usize, usize, usize), seed: u64| {
+        let len = n * c * s;
+        let up = |v: Vec<f32>| ctx.upload("t", &v).unwrap();
+        let buf = |l: usize| ctx.storage_buffer("t", l as u64 * 4).unwrap();
+        let (x, gamma, beta) = (
+            up(random_vec(seed, len, -3.0, 3.0)),
+            up(random_vec(seed + 1, c, 0.5, 1.5)),
+            up(random_vec(seed + 2, c, -0.5, 0.5)),
+        );
+        let dy = up(random_vec(seed + 3, len, -1.0, 1.0));
+        let (y, mean, inv_std, dx, dg, db) = (buf(len), buf(c), buf(c), buf(len), buf(c), buf(c));
+        let (rm, rv) = (up(vec![0.0; c]), up(vec![1.0; c]));
+        let mut d = bn::batchnorm_forward_train(
+            ctx, &x, &gamma, &beta, &y, &mean, &inv_std, &rm, &rv, n, c, s, 1e-5, 0.1, None,
+        )
+        .unwrap();
+        d.extend(
+            bn::batchnorm_backward(
+                ctx, &x, &gamma, &dy, &mean, &inv_std, &dx, &dg, &db, n, c, s, false, None,
+            )
+            .unwrap(),
+        );
+        ctx.run(&d.iter().collect::<Vec<_>>()).unwrap();
+        [
+            (&y, len),
+            (&mean, c),
+            (&inv_std, c),
+            (&rm, c),
+            (&rv, c),
+            (&dx, len),
+            (&dg, c),
+            (&db, c),
+        ]
+        .map(|(b, l)| bits(ctx.read(b, l).unwrap()))
+    };
+    for (k, shape) in [(13usize, 5usize, 31usize), (3, 2, 4097 * 3), (300, 2, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 3000 + 10 * k as u64;
+        assert_eq!(
+            batchnorm(&with, shape, seed),
+            batchnorm(&without, shape, seed),
+            "batchnorm {shape:?}"
+        );
+    }
+    let layernorm = |ctx: &GpuContext, rows: usize, d: usize, seed: u64| {
+        let up = |v: Vec<f32>| ctx.upload("t", &v).unwrap();
+        let buf = |l: usize| ctx.storage_buffer("t", l as u64 * 4).unwrap();
+        let (x, gamma, beta) = (
+            up(random_vec(seed, rows * d, -3.0, 3.0)),
+            up(random_vec(seed + 1, d, 0.5, 1.5)),
+            up(random_vec(seed + 2, d, -0.5, 0.5)),
+        );
+        let dy = up(random_vec(seed + 3, rows * d, -1.0, 1.0));
+        let (y, mean, inv_std, dx) = (buf(rows * d), buf(rows), buf(rows), buf(rows * d));
+        let f = ln::layernorm_forward(ctx, &x, &gamma, &beta, &y, &mean, &inv_std, rows, d, 1e-5)
+            .unwrap();
+        let b = ln::layernorm_backward_input(ctx, &x, &gamma, &dy, &mean, &inv_std, &dx, rows, d)
+            .unwrap();
+        ctx.run(&[&f, &b]).unwrap();
+        [
+            (&y, rows * d),
+            (&mean, rows),
+            (&inv_std, rows),
+            (&dx, rows * d),
+        ]
+        .map(|(b, l)| bits(ctx.read(b, l).unwrap()))
+    };
+    for (rows, d) in [(7usize, 1000usize), (3, 5), (2, 4099)] {
+        let seed = 4000 + d as u64;
+        assert_eq!(
+            layernorm(&with, rows, d, seed),
+            layernorm(&without, rows, d, seed),
+            "layernorm {rows}×{d}"
+        );
+    }
+}

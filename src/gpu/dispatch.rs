@@ -41,6 +41,32 @@ impl GpuContext {
         )
     }
 
+    /// A dispatch of `entry` of a reduction shader: from `subgroup_stem`, the build whose
+    /// trees end in subgroup shuffles (the same bits), where this context reduces through
+    /// subgroups (`subgroup_size`, its width the `SG` constant), else from `stem`.
+    pub fn dispatch_reduction(
+        &self,
+        stem: &'static str,
+        subgroup_stem: &'static str,
+        entry: &'static str,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        match self.subgroup_size {
+            Some(sg) => self.dispatch_with(
+                subgroup_stem,
+                entry,
+                Specialization {
+                    constants: &[("SG", sg as f64)],
+                    ..Specialization::default()
+                },
+                buffers,
+                workgroups,
+            ),
+            None => self.dispatch(stem, entry, buffers, workgroups),
+        }
+    }
+
     /// As [`GpuContext::dispatch`], with the pipeline specialized by `spec`.
     pub fn dispatch_with(
         &self,

@@ -64,10 +64,32 @@ pub const ALL: &[(&str, &str)] = &[
         "batchnorm",
         concat!(
             include_str!("../../shaders/activation_math.wgsl"),
-            include_str!("../../shaders/batchnorm.wgsl")
+            include_str!("../../shaders/batchnorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree.wgsl")
         ),
     ),
-    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    (
+        "batchnorm_subgroup",
+        concat!(
+            include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/batchnorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_subgroup.wgsl")
+        ),
+    ),
+    (
+        "layernorm",
+        concat!(
+            include_str!("../../shaders/layernorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree.wgsl")
+        ),
+    ),
+    (
+        "layernorm_subgroup",
+        concat!(
+            include_str!("../../shaders/layernorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_subgroup.wgsl")
+        ),
+    ),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     (
         "conv2d_tiled",
@@ -98,7 +120,8 @@ pub const NO_LOOP_BOUNDING: &[&str] = &["matmul", "matmul_tiled", "conv2d", "con
 /// The stems that use subgroup operations: compiled only on a device with
 /// `Features::SUBGROUP` (a module using them fails validation elsewhere), each the
 /// counterpart of a portable stem that gives the same bits.
-pub const NEEDS_SUBGROUPS: &[&str] = &["stats_subgroup"];
+pub const NEEDS_SUBGROUPS: &[&str] =
+    &["stats_subgroup", "batchnorm_subgroup", "layernorm_subgroup"];
 
 /// Whether `stem` uses subgroup operations (see [`NEEDS_SUBGROUPS`]).
 pub fn needs_subgroups(stem: &str) -> bool {

@@ -193,14 +193,16 @@ pub fn batchnorm_forward_train(
         16,
     )?;
     Ok(vec![
-        ctx.dispatch(
+        ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_forward_partial",
             &[&u, x, &partial],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
-        ctx.dispatch(
+        ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_forward_finalize",
             &[
                 &u,
@@ -212,8 +214,9 @@ pub fn batchnorm_forward_train(
             ],
             grid_1d(ctx, c * WG as usize, WG),
         )?,
-        ctx.dispatch(
+        ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             apply_entry,
             &apply,
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
@@ -280,7 +283,13 @@ pub fn batchnorm_forward_eval(
         Some(_) => "batchnorm_forward_eval_act",
         None => "batchnorm_forward_eval",
     };
-    ctx.dispatch("batchnorm", entry, &bindings, grid_1d(ctx, len, WG))
+    ctx.dispatch_reduction(
+        "batchnorm",
+        "batchnorm_subgroup",
+        entry,
+        &bindings,
+        grid_1d(ctx, len, WG),
+    )
 }
 
 /// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:
@@ -352,14 +361,16 @@ pub fn batchnorm_backward(
     let partial = scratch(ctx, "batchnorm_backward.sums", c * sh.chunks as usize, 8)?;
     let totals = scratch(ctx, "batchnorm_backward.totals", c, 8)?;
     let partial_pass = match &act {
-        None => ctx.dispatch(
+        None => ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_backward_partial",
             &[&u, x, save_mean, save_invstd, dy, &partial],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
-        Some(a) => ctx.dispatch(
+        Some(a) => ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_backward_partial_act",
             &[&u, x, save_mean, save_invstd, dy, &partial, a.x, a.y, a.dy],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
@@ -367,14 +378,16 @@ pub fn batchnorm_backward(
     };
     Ok(vec![
         partial_pass,
-        ctx.dispatch(
+        ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_backward_finalize",
             &[&u, &partial, dgamma, dbeta, &totals],
             grid_1d(ctx, c * WG as usize, WG),
         )?,
-        ctx.dispatch(
+        ctx.dispatch_reduction(
             "batchnorm",
+            "batchnorm_subgroup",
             "batchnorm_backward_apply",
             &[&u, x, save_mean, save_invstd, dy, &totals, gamma, dx],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),

@@ -82,8 +82,9 @@ pub fn layernorm_forward(
         ],
     )?;
     let u = ctx.uniform("layernorm_forward.shape", &sh)?;
-    ctx.dispatch(
+    ctx.dispatch_reduction(
         "layernorm",
+        "layernorm_subgroup",
         "layernorm_forward",
         &[&u, x, gamma, beta, y, save_mean, save_invstd],
         grid_1d(ctx, rows * WG as usize, WG),
@@ -123,8 +124,9 @@ pub fn layernorm_backward_input(
         ],
     )?;
     let u = ctx.uniform("layernorm_backward_input.shape", &sh)?;
-    ctx.dispatch(
+    ctx.dispatch_reduction(
         "layernorm",
+        "layernorm_subgroup",
         "layernorm_backward_input",
         &[&u, x, gamma, dy, save_mean, save_invstd, dx],
         grid_1d(ctx, rows * WG as usize, WG),
@@ -166,8 +168,9 @@ pub fn layernorm_backward_params(
         ],
     )?;
     let u = ctx.uniform("layernorm_backward_params.shape", &sh)?;
-    ctx.dispatch(
+    ctx.dispatch_reduction(
         "layernorm",
+        "layernorm_subgroup",
         "layernorm_backward_params",
         &[&u, x, dy, save_mean, save_invstd, dgamma, dbeta],
         grid_1d(ctx, d, WG),

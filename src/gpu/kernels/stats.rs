@@ -10,7 +10,6 @@
 use bytemuck::Zeroable;
 
 use crate::error::{Error, Result};
-use crate::gpu::pipeline_cache::Specialization;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::stats::{RECORD_WORDS, RawStats};
 
@@ -94,19 +93,7 @@ fn reduction(
     bindings: &[&wgpu::Buffer],
     grid: [u32; 3],
 ) -> Result<Dispatch> {
-    match ctx.subgroup_size {
-        Some(sg) => ctx.dispatch_with(
-            "stats_subgroup",
-            entry,
-            Specialization {
-                constants: &[("SG", sg as f64)],
-                ..Specialization::default()
-            },
-            bindings,
-            grid,
-        ),
-        None => ctx.dispatch("stats", entry, bindings, grid),
-    }
+    ctx.dispatch_reduction("stats", "stats_subgroup", entry, bindings, grid)
 }
 
 fn need_bytes(op: &str, what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {

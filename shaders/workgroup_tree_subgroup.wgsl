@@ -1,0 +1,77 @@
+// workgroup_tree.wgsl's reductions with their last log2(SG) levels in subgroup registers,
+// for adapters with subgroup operations; the same tree and the same bits.
+//
+// The levels stride ≥ SG run in workgroup memory; after them slots 0 .. SG hold what the
+// last levels merge. Every subgroup reads those SG values by its own lane index
+// (subgroupExclusiveAdd(1) of a full subgroup, so nothing assumes how invocations map to
+// subgroups) and merges them with shuffles: at level stride, lane t < stride absorbs lane
+// t + stride, which that lane computed at level 2·stride, the workgroup tree's order. A
+// broadcast of lane 0 gives every invocation the result.
+//
+// SG: the adapter's minimum subgroup size (a power of two, 4 to 128), set by the launcher.
+
+override SG: u32 = 32u;
+
+var<workgroup> tree_moments: array<vec3<f32>, WG>;
+var<workgroup> tree_pairs: array<vec2<f32>, WG>;
+
+// Moments (count, mean, M2) of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
+fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    let n = a.x + b.x;
+    if n == 0.0 {
+        return vec3<f32>(0.0, 0.0, 0.0);
+    }
+    let d = b.y - a.y;
+    let wb = b.x / n;
+    return vec3<f32>(n, a.y + d * wb, a.z + b.z + d * d * a.x * wb);
+}
+
+fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
+    tree_moments[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride >= SG; stride = stride / 2u) {
+        if lid < stride {
+            tree_moments[lid] = combine(tree_moments[lid], tree_moments[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let lane = subgroupExclusiveAdd(1u);
+    var m = vec3<f32>(0.0, 0.0, 0.0);
+    if lane < SG {
+        m = tree_moments[lane];
+    }
+    for (var stride = SG / 2u; stride > 0u; stride = stride / 2u) {
+        let other = subgroupShuffleDown(m, stride);
+        if lane < stride {
+            m = combine(m, other);
+        }
+    }
+    let total = subgroupBroadcast(m, 0u);
+    workgroupBarrier();
+    return total;
+}
+
+fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    tree_pairs[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride >= SG; stride = stride / 2u) {
+        if lid < stride {
+            tree_pairs[lid] = tree_pairs[lid] + tree_pairs[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let lane = subgroupExclusiveAdd(1u);
+    var t = vec2<f32>(0.0, 0.0);
+    if lane < SG {
+        t = tree_pairs[lane];
+    }
+    for (var stride = SG / 2u; stride > 0u; stride = stride / 2u) {
+        let other = subgroupShuffleDown(t, stride);
+        if lane < stride {
+            t = t + other;
+        }
+    }
+    let total = subgroupBroadcast(t, 0u);
+    workgroupBarrier();
+    return total;
+}
