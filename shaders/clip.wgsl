@@ -164,3 +164,103 @@ fn clip_value(@builtin(global_invocation_id) gid: vec3<u32>) {
         vgrad[i] = -vp.value;
     }
 }
+
+// ---- clip_multi ---------------------------------------------------------------------------
+// clip_scale or clip_value (by `mode`) on up to MULTI gradients in one dispatch, element for
+// element the same arithmetic: a deep net has a gradient per parameter tensor, and each
+// dispatch costs a barrier and a launch whatever its size. Tensor j is bound at mgj; its
+// elements are those of workgroups mp.jobs[j].first_group .. + ⌈len/WG⌉ (flattened from a
+// 2-D grid). multi_state is the clip state in scale mode, a dummy in value mode.
+
+const MULTI: u32 = 8u;
+const MODE_SCALE: u32 = 0u;
+const MODE_VALUE: u32 = 1u;
+
+struct MultiJob {
+    len: u32,
+    first_group: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct MultiParams {
+    n_jobs: u32,
+    total_groups: u32,
+    // Workgroups per row of the 2-D grid.
+    row: u32,
+    mode: u32,
+    value: f32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+    jobs: array<MultiJob, MULTI>,
+}
+
+@group(0) @binding(0) var<uniform> mp: MultiParams;
+@group(0) @binding(1) var<storage, read> multi_state: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mg0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mg1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> mg2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mg3: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mg4: array<f32>;
+@group(0) @binding(7) var<storage, read_write> mg5: array<f32>;
+@group(0) @binding(8) var<storage, read_write> mg6: array<f32>;
+@group(0) @binding(9) var<storage, read_write> mg7: array<f32>;
+
+// Element i of gradient j (j is uniform across a workgroup, so the switch does not diverge).
+fn load_g(j: u32, i: u32) -> f32 {
+    switch j {
+        case 0u: { return mg0[i]; }
+        case 1u: { return mg1[i]; }
+        case 2u: { return mg2[i]; }
+        case 3u: { return mg3[i]; }
+        case 4u: { return mg4[i]; }
+        case 5u: { return mg5[i]; }
+        case 6u: { return mg6[i]; }
+        default: { return mg7[i]; }
+    }
+}
+
+fn store_g(j: u32, i: u32, v: f32) {
+    switch j {
+        case 0u: { mg0[i] = v; }
+        case 1u: { mg1[i] = v; }
+        case 2u: { mg2[i] = v; }
+        case 3u: { mg3[i] = v; }
+        case 4u: { mg4[i] = v; }
+        case 5u: { mg5[i] = v; }
+        case 6u: { mg6[i] = v; }
+        default: { mg7[i] = v; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn clip_multi(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let w = wid.y * mp.row + wid.x;
+    if (w >= mp.total_groups) {
+        return;
+    }
+    // The tensor whose workgroup range holds w: the last one starting at or before it.
+    var j = 0u;
+    for (var k = 1u; k < mp.n_jobs; k++) {
+        if (mp.jobs[k].first_group <= w) {
+            j = k;
+        }
+    }
+    let i = (w - mp.jobs[j].first_group) * WG + lid;
+    if (i >= mp.jobs[j].len) {
+        return;
+    }
+    let g = load_g(j, i);
+    if (mp.mode == MODE_SCALE) {
+        store_g(j, i, g * multi_state[S_SCALE]);
+    } else if (g > mp.value) {
+        // NaN compares false both ways and is kept, like torch.clamp.
+        store_g(j, i, mp.value);
+    } else if (g < -mp.value) {
+        store_g(j, i, -mp.value);
+    }
+}

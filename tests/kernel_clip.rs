@@ -294,3 +294,98 @@ fn halt_latches_skip_does_not() {
         assert_eq!(s[2], want, "{guard:?}: {s:?}");
     }
 }
+
+/// The grouped dispatch the executor uses for a step's many gradients scales and clamps
+/// each of them exactly as the CPU twin does: a full group of eight and a partial group,
+/// lengths around the 256-wide workgroup, a NaN that must survive both.
+#[test]
+fn grouped_scale_and_value_match_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    if gpu_clip::multi_capacity(ctx) == 0 {
+        return;
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for lens in [
+        vec![1usize, 255, 256, 257, 4099, 7, 512, 3],
+        vec![100, 1, 2049],
+    ] {
+        let data: Vec<Vec<f32>> = lens
+            .iter()
+            .enumerate()
+            .map(|(j, &l)| {
+                let mut x = common::random_vec(50 + j as u64, l, -3.0, 3.0);
+                if l > 3 {
+                    x[2] = f32::NAN;
+                }
+                x
+            })
+            .collect();
+        let scale = 0.37f32;
+        let state = ctx.upload("state", &[5.0f32, scale, 0.0, 0.0]).unwrap();
+        for mode in [
+            gpu_clip::ClipMode::Scale { state: &state },
+            gpu_clip::ClipMode::Value(1.25),
+        ] {
+            let bufs: Vec<wgpu::Buffer> =
+                data.iter().map(|x| ctx.upload("g", x).unwrap()).collect();
+            let grads: Vec<(&wgpu::Buffer, usize)> =
+                bufs.iter().zip(&lens).map(|(b, &l)| (b, l)).collect();
+            let d = gpu_clip::clip_multi(ctx, mode, &grads).unwrap();
+            ctx.run(&[&d]).unwrap();
+            for (j, (b, x)) in bufs.iter().zip(&data).enumerate() {
+                let mut want = x.clone();
+                match mode {
+                    gpu_clip::ClipMode::Scale { .. } => clip_scale(&mut want, scale),
+                    gpu_clip::ClipMode::Value(v) => clip_value(&mut want, v),
+                }
+                let got: Vec<f32> = ctx.read(b, x.len()).unwrap();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{mode:?} lens {lens:?} gradient {j}"
+                );
+            }
+        }
+    }
+    // Refusals: no gradients, nine, one bound twice, a bad value.
+    let g = ctx.upload("g", &[1.0f32; 4]).unwrap();
+    let h = ctx.upload("h", &[1.0f32; 4]).unwrap();
+    let e = |r: gradscope::error::Result<_>| {
+        r.map(|_: gradscope::gpu::Dispatch| ())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        e(gpu_clip::clip_multi(
+            ctx,
+            gpu_clip::ClipMode::Value(1.0),
+            &[]
+        ))
+        .contains("1 to 8")
+    );
+    let nine = vec![(&g, 4usize); 9];
+    assert!(
+        e(gpu_clip::clip_multi(
+            ctx,
+            gpu_clip::ClipMode::Value(1.0),
+            &nine
+        ))
+        .contains("got 9")
+    );
+    assert!(
+        e(gpu_clip::clip_multi(
+            ctx,
+            gpu_clip::ClipMode::Value(1.0),
+            &[(&g, 4), (&g, 4)]
+        ))
+        .contains("twice")
+    );
+    assert!(
+        e(gpu_clip::clip_multi(
+            ctx,
+            gpu_clip::ClipMode::Value(-1.0),
+            &[(&g, 4), (&h, 4)]
+        ))
+        .contains("positive")
+    );
+}

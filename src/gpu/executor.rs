@@ -266,6 +266,26 @@ impl GpuExecutor {
                     }),
                 )
             };
+        // Clipping touches every parameter gradient: grouped into clip_multi dispatches where
+        // the device allows, one dispatch per gradient otherwise.
+        let clip_every_grad = |mode: clip::ClipMode<'_>| -> Result<Vec<Dispatch>> {
+            let grads: Vec<(&wgpu::Buffer, usize)> =
+                plan.params.iter().map(|p| (buf(p.grad), p.numel)).collect();
+            let multi = clip::multi_capacity(c);
+            if multi >= 2 {
+                return grads
+                    .chunks(multi)
+                    .map(|group| clip::clip_multi(c, mode, group))
+                    .collect();
+            }
+            grads
+                .iter()
+                .map(|&(g, len)| match mode {
+                    clip::ClipMode::Scale { state } => clip::clip_scale(c, state, g, len),
+                    clip::ClipMode::Value(v) => clip::clip_value(c, g, len, v),
+                })
+                .collect()
+        };
         let build = |op: &Op| -> Result<Vec<Dispatch>> {
             Ok(match *op {
                 Op::Matmul {
@@ -403,11 +423,7 @@ impl GpuExecutor {
                         p.numel,
                     )?]
                 }
-                Op::ClipValue { value } => plan
-                    .params
-                    .iter()
-                    .map(|p| clip::clip_value(c, buf(p.grad), p.numel, value))
-                    .collect::<Result<Vec<_>>>()?,
+                Op::ClipValue { value } => clip_every_grad(clip::ClipMode::Value(value))?,
                 Op::ClipNorm { max_norm, guard } => {
                     let state = clip_state
                         .as_ref()
@@ -420,9 +436,7 @@ impl GpuExecutor {
                         c, &records, &jobs, state, max_norm, guard,
                     )?);
                     if max_norm.is_finite() {
-                        for p in &plan.params {
-                            d.push(clip::clip_scale(c, state, buf(p.grad), p.numel)?);
-                        }
+                        d.extend(clip_every_grad(clip::ClipMode::Scale { state })?);
                     }
                     d
                 }

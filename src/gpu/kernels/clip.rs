@@ -225,3 +225,135 @@ pub fn clip_value(
     )?;
     ctx.dispatch("clip", "clip_value", &[&params, grad], [gx, gy, 1])
 }
+
+/// Gradients one `clip_multi` dispatch takes at most (`MULTI` in clip.wgsl).
+pub const MULTI: usize = 8;
+
+/// How many gradients one multi dispatch may take on this device (0: too few storage
+/// buffers per stage; every gradient gets its own dispatch).
+pub fn multi_capacity(ctx: &GpuContext) -> usize {
+    if ctx.limits.max_storage_buffers_per_shader_stage as usize > MULTI {
+        MULTI
+    } else {
+        0
+    }
+}
+
+/// What `clip_multi` does to each gradient.
+#[derive(Clone, Copy, Debug)]
+pub enum ClipMode<'a> {
+    /// `clip_scale`: multiply by the clip state's scale.
+    Scale { state: &'a wgpu::Buffer },
+    /// `clip_value`: clamp to [−value, value].
+    Value(f32),
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiJob {
+    len: u32,
+    first_group: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MultiParams {
+    n_jobs: u32,
+    total_groups: u32,
+    row: u32,
+    mode: u32,
+    value: f32,
+    _pad: [u32; 3],
+    jobs: [MultiJob; MULTI],
+}
+
+/// `clip_scale` or `clip_value` on up to `MULTI` gradients (buffer, length) in one
+/// dispatch, element for element the same arithmetic.
+pub fn clip_multi(
+    ctx: &GpuContext,
+    mode: ClipMode<'_>,
+    grads: &[(&wgpu::Buffer, usize)],
+) -> Result<Dispatch> {
+    let op = "clip_multi";
+    if grads.is_empty() || grads.len() > MULTI {
+        return Err(Error::shape(
+            op,
+            format!("takes 1 to {MULTI} gradients, got {}", grads.len()),
+        ));
+    }
+    if multi_capacity(ctx) == 0 {
+        return Err(Error::config(format!(
+            "{op}: the device allows {} storage buffers per shader stage, {} needed",
+            ctx.limits.max_storage_buffers_per_shader_stage,
+            MULTI + 1
+        )));
+    }
+    let (mode_code, value) = match mode {
+        ClipMode::Scale { .. } => (0, 0.0),
+        ClipMode::Value(v) if v.is_nan() || v <= 0.0 => {
+            return Err(Error::config(format!(
+                "clip value must be a positive number, got {v}"
+            )));
+        }
+        ClipMode::Value(v) => (1, v),
+    };
+    let mut jobs = [bytemuck::Zeroable::zeroed(); MULTI];
+    let mut groups = 0u64;
+    for (slot, &(g, len)) in jobs.iter_mut().zip(grads) {
+        if g.size() < len as u64 * 4 {
+            return Err(Error::shape(
+                op,
+                format!("grad buffer holds {} bytes, needs {len} f32", g.size()),
+            ));
+        }
+        let len32 = u32::try_from(len)
+            .map_err(|_| Error::shape(op, format!("{len} elements exceed the u32 index range")))?;
+        *slot = MultiJob {
+            len: len32,
+            first_group: u32::try_from(groups)
+                .map_err(|_| Error::shape(op, "workgroup count exceeds u32"))?,
+            _pad: [0; 2],
+        };
+        groups += len32.div_ceil(WG).max(1) as u64;
+    }
+    let total =
+        u32::try_from(groups).map_err(|_| Error::shape(op, "workgroup count exceeds u32"))?;
+    let gx = total.clamp(1, ctx.limits.max_compute_workgroups_per_dimension.max(1));
+    let params = ctx.uniform(
+        "clip.multi.params",
+        &MultiParams {
+            n_jobs: grads.len() as u32,
+            total_groups: total,
+            row: gx,
+            mode: mode_code,
+            value,
+            _pad: [0; 3],
+            jobs,
+        },
+    )?;
+    let dummy_state;
+    let state = match mode {
+        ClipMode::Scale { state } => state,
+        ClipMode::Value(_) => {
+            dummy_state = ctx.storage_buffer("clip.multi.unused_state", 16)?;
+            &dummy_state
+        }
+    };
+    // Slots without a gradient: small dummies (no buffer may be bound twice as writable).
+    let dummies: Vec<wgpu::Buffer> = (grads.len()..MULTI)
+        .map(|_| ctx.storage_buffer("clip.multi.unused", 4))
+        .collect::<Result<_>>()?;
+    let mut bindings: Vec<&wgpu::Buffer> = vec![&params, state];
+    bindings.extend(grads.iter().map(|(g, _)| *g));
+    bindings.extend(dummies.iter());
+    for (i, a) in bindings[1..].iter().enumerate() {
+        if bindings[i + 2..].contains(a) {
+            return Err(Error::shape(
+                op,
+                "a gradient is bound twice (or is the clip state); this kernel does not alias",
+            ));
+        }
+    }
+    ctx.dispatch("clip", "clip_multi", &bindings, [gx, total.div_ceil(gx), 1])
+}
