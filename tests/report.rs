@@ -192,3 +192,24 @@ fn binary_reports_and_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("metrics.jsonl"), "{err}");
 }
+
+/// The log axes' ticks cover the whole range in whole decades, at most a dozen of them:
+/// a recurrent net's 25-decade gradient curve gets labels to both ends (plotters' own key
+/// points stopped at 1e-14 there).
+#[test]
+fn log_axis_ticks_reach_both_ends_of_wide_ranges() {
+    use gradscope::report::canvas::decade_ticks;
+    let t = decade_ticks(1e-25, 1.0);
+    assert_eq!(t.first(), Some(&1e-24));
+    assert_eq!(t.last(), Some(&1.0));
+    assert!(t.len() <= 12 && t.len() >= 8, "{t:?}");
+    assert_eq!(decade_ticks(1e-3, 1.0), vec![1e-3, 1e-2, 1e-1, 1.0]);
+    assert_eq!(decade_ticks(1.0, 1e2), vec![1.0, 10.0, 100.0]);
+    // Exact powers of ten, ascending, whatever the span.
+    for (lo, hi) in [(1e-40, 1e30), (1e-7, 1e-6), (1e5, 1e9)] {
+        let t = decade_ticks(lo, hi);
+        assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+        assert!(t.iter().all(|v| *v >= lo && *v <= hi), "{t:?}");
+        assert!(t.len() <= 12, "{t:?}");
+    }
+}

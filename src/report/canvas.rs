@@ -55,6 +55,25 @@ pub fn save(pic: &impl Picture, dir: &Path, stem: &str) -> Result<Saved> {
 }
 
 /// An axis number without needless decimals: 20 not 20.0, 0.25 not 0.250.
+/// Tick values for a log axis over [lo, hi] (both powers of ten): every k-th decade, k the
+/// smallest step that keeps at most `MAX_DECADE_TICKS` labels. plotters' own log key points
+/// thin out and stop short of the range's ends on axes spanning a few dozen decades (a
+/// recurrent net's gradient through 100 steps), so the charts pass these instead.
+pub fn decade_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    const MAX_DECADE_TICKS: i32 = 12;
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    if b <= a {
+        return vec![lo];
+    }
+    let step = ((b - a) + MAX_DECADE_TICKS - 1) / MAX_DECADE_TICKS;
+    // Ticks on multiples of the step, so that 1e0 is one whenever it is in range.
+    let first = a.div_euclid(step) * step + if a.rem_euclid(step) == 0 { 0 } else { step };
+    (first..=b)
+        .step_by(step as usize)
+        .map(|k| format!("1e{k}").parse::<f64>().unwrap_or(10f64.powi(k)))
+        .collect()
+}
+
 pub fn number(x: &f64) -> String {
     let s = format!("{x:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');

@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::canvas::{DrawResult, Picture, e, number};
+use super::canvas::{DrawResult, Picture, decade_ticks, e, number};
 use super::colour::layer as layer_colour;
 use super::font::FAMILY;
 use super::history::History;
@@ -79,7 +79,10 @@ impl Picture for LogLines {
             .margin(10)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+            .build_cartesian_2d(
+                x0..x1,
+                (y0..y1).log_scale().with_key_points(decade_ticks(y0, y1)),
+            )
             .map_err(e)?;
         chart
             .configure_mesh()

@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::canvas::{DrawResult, Picture, e, number};
+use crate::report::canvas::{DrawResult, Picture, decade_ticks, e, number};
 use crate::report::font::FAMILY;
 use crate::report::lines::Series;
 
@@ -153,7 +153,10 @@ impl Picture for Chart {
             .y_label_area_size(80);
         if self.log_y {
             let mut chart = builder
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .build_cartesian_2d(
+                    x0..x1,
+                    (y0..y1).log_scale().with_key_points(decade_ticks(y0, y1)),
+                )
                 .map_err(e)?;
             chart
                 .configure_mesh()
