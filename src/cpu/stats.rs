@@ -4,12 +4,14 @@
 //! is cut into chunks of `CHUNK` elements; each chunk gives one record, computed without a
 //! single division per element:
 //! - one branch-free pass over `LANES` interleaved accumulators (which the compiler turns
-//!   into SIMD code) gathers the counts (non-finite, zeros, saturated), min, max, max |x|
+//!   into SIMD code) gathers min, max, the saturated count (only where bounds are given)
 //!   and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64, where K is the chunk's
-//!   first finite element;
-//! - one pass counts the raw IEEE exponent fields (four interleaved tables, so consecutive
-//!   increments do not wait on each other), which gives the histogram, the subnormals and the
-//!   non-finite total.
+//!   first finite element; max |x| is max(|min|, |max|). Few accumulators, so they stay in
+//!   registers (with more, the baseline's sixteen SSE registers spilled to the stack every
+//!   element);
+//! - one pass counts the raw IEEE exponent fields, zeros apart (four interleaved tables, so
+//!   consecutive increments do not wait on each other), which gives the histogram, the
+//!   zeros, the subnormals and the non-finite total.
 //!
 //! Then mean = K + S1/n, M2 = S2 − S1²/n and Σx² = S2 + 2K·S1 + n·K², divided by max_abs² in
 //! f64. f64 holds every f32 squared (1e30² and 1e-30² alike), so no scaling is needed per
@@ -104,24 +106,40 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
         return r;
     };
     let kd = k as f64;
-    let p = pass1(x, k, lo, hi);
+    let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
+    let p = if saturating {
+        pass1::<true>(x, k, lo, hi)
+    } else {
+        pass1::<false>(x, k, lo, hi)
+    };
 
-    // Pass 2: counts of the exponent field, in four tables used in turn.
-    let mut ex = [[0u32; 256]; 4];
+    // Pass 2: counts of the exponent field, in four tables used in turn; ±0 goes to slot
+    // ZERO_SLOT instead of exponent 0, which then counts the subnormals alone.
+    const ZERO_SLOT: usize = 256;
+    let slot = |v: f32| {
+        let a = v.to_bits() & 0x7fff_ffff;
+        if a == 0 {
+            ZERO_SLOT
+        } else {
+            (a >> 23) as usize
+        }
+    };
+    let mut ex = [[0u32; 257]; 4];
     let quads = x.chunks_exact(4);
     let tail = quads.remainder();
     for q in quads {
         for (t, &v) in ex.iter_mut().zip(q) {
-            t[((v.to_bits() >> 23) & 0xff) as usize] += 1;
+            t[slot(v)] += 1;
         }
     }
     for (t, &v) in ex.iter_mut().zip(tail) {
-        t[((v.to_bits() >> 23) & 0xff) as usize] += 1;
+        t[slot(v)] += 1;
     }
+    let count = |e: usize| -> u32 { ex.iter().map(|t| t[e]).sum() };
 
     // Lanes in fixed order.
-    let nonfinite: u32 = p.nonfinite.iter().sum();
-    r.zeros = p.zeros.iter().sum();
+    let nonfinite = count(255);
+    r.zeros = count(ZERO_SLOT);
     r.saturated = p.sat.iter().sum();
     r.min =
         p.mn.iter()
@@ -129,16 +147,17 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     r.max =
         p.mx.iter()
             .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    r.max_abs = p.amax.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    // Over finite values, the largest |x| is at one end.
+    let abs = |v: f32| f32::from_bits(v.to_bits() & 0x7fff_ffff);
+    r.max_abs = if abs(r.min) > abs(r.max) {
+        abs(r.min)
+    } else {
+        abs(r.max)
+    };
     let s1: f64 = p.s1.iter().sum();
     let s2: f64 = p.s2.iter().sum();
     for e in 0..255u32 {
-        let mut c: u32 = ex.iter().map(|t| t[e as usize]).sum();
-        if e == 0 {
-            // Exponent field 0 holds the zeros (counted apart) and the subnormals (bin 0).
-            c -= r.zeros;
-        }
-        r.hist[RawStats::hist_bin(f32::from_bits(e << 23))] += c;
+        r.hist[RawStats::hist_bin(f32::from_bits(e << 23))] += count(e as usize);
     }
     if nonfinite > 0 {
         r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
@@ -165,12 +184,9 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
 
 /// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod LANES.
 struct Lanes {
-    nonfinite: [u32; LANES],
-    zeros: [u32; LANES],
     sat: [u32; LANES],
     mn: [f32; LANES],
     mx: [f32; LANES],
-    amax: [f32; LANES],
     /// Σd and Σd² of d = x − k, in f64.
     s1: [f64; LANES],
     s2: [f64; LANES],
@@ -179,26 +195,24 @@ struct Lanes {
 impl Lanes {
     fn new() -> Self {
         Lanes {
-            nonfinite: [0; LANES],
-            zeros: [0; LANES],
             sat: [0; LANES],
             mn: [f32::INFINITY; LANES],
             mx: [f32::NEG_INFINITY; LANES],
-            amax: [0.0; LANES],
             s1: [0.0; LANES],
             s2: [0.0; LANES],
         }
     }
 
     /// Folds one group of LANES elements without a branch: a non-finite element is
-    /// replaced by k, a finite element of the same chunk, which changes none of min, max,
-    /// max_abs, and adds d = 0 to the sums. Straight-line integer and float code over arrays,
-    /// so that the compiler keeps the accumulators in SIMD registers.
+    /// replaced by k, a finite element of the same chunk, which changes neither min nor
+    /// max, and adds d = 0 to the sums. Straight-line integer and float code over arrays,
+    /// so that the compiler keeps the accumulators in SIMD registers. SAT: whether
+    /// saturation bounds are given (without them nothing saturates).
     // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
     // seven zipped arrays would not read better.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn push(&mut self, g: &[f32; LANES], k: f32, lo: f32, hi: f32) {
+    fn push<const SAT: bool>(&mut self, g: &[f32; LANES], k: f32, lo: f32, hi: f32) {
         let kbits = k.to_bits();
         for j in 0..LANES {
             let bits = g[j].to_bits();
@@ -206,13 +220,11 @@ impl Lanes {
             let fin = (a < 0x7f80_0000) as u32;
             let m = fin.wrapping_neg();
             let v = f32::from_bits((bits & m) | (kbits & !m));
-            self.nonfinite[j] += fin ^ 1;
-            self.zeros[j] += (a == 0) as u32;
-            self.sat[j] += fin & ((v <= lo) | (v >= hi)) as u32;
+            if SAT {
+                self.sat[j] += fin & ((v <= lo) | (v >= hi)) as u32;
+            }
             self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
             self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
-            let av = f32::from_bits(v.to_bits() & 0x7fff_ffff);
-            self.amax[j] = if av > self.amax[j] { av } else { self.amax[j] };
             let d = v as f64 - k as f64;
             self.s1[j] += d;
             self.s2[j] += d * d;
@@ -220,23 +232,19 @@ impl Lanes {
     }
 }
 
-/// Pass 1 over a chunk, with the tail padded by NaN (which only `nonfinite` sees, and is
-/// corrected for).
+/// Pass 1 over a chunk, with the tail padded by NaN (which counts nowhere: it is replaced
+/// by k and saturates nothing).
 #[inline(never)]
-fn pass1(x: &[f32], k: f32, lo: f32, hi: f32) -> Lanes {
+fn pass1<const SAT: bool>(x: &[f32], k: f32, lo: f32, hi: f32) -> Lanes {
     let mut acc = Lanes::new();
     let groups = x.chunks_exact(LANES);
     let rest = groups.remainder().len();
     let mut tail = [f32::NAN; LANES];
     tail[..rest].copy_from_slice(groups.remainder());
     for g in groups {
-        acc.push(g.try_into().expect("groups of LANES elements"), k, lo, hi);
+        acc.push::<SAT>(g.try_into().expect("groups of LANES elements"), k, lo, hi);
     }
-    acc.push(&tail, k, lo, hi);
-    // The padding was counted as non-finite in lanes rest..LANES.
-    for n in &mut acc.nonfinite[rest..] {
-        *n -= 1;
-    }
+    acc.push::<SAT>(&tail, k, lo, hi);
     acc
 }
 
