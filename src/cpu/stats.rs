@@ -29,7 +29,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
-use crate::stats::RawStats;
+use crate::stats::{HIST_BINS, RawStats};
 
 /// Elements reduced into one chunk record on the CPU (16 KiB of f32: the passes over a chunk
 /// run from L1). Unrelated to the device's chunk size.
@@ -113,18 +113,19 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
         pass1::<false>(x, k, lo, hi)
     };
 
-    // Pass 2: counts of the exponent field, in four tables used in turn; ±0 goes to slot
-    // ZERO_SLOT instead of exponent 0, which then counts the subnormals alone.
-    const ZERO_SLOT: usize = 256;
+    // Pass 2: each element's histogram bin (from its exponent field, through a table),
+    // ±0 and the non-finite apart, counted in four tables used in turn. Small tables: a
+    // chunk of a bias vector should not pay for zeroing and summing 256 slots.
+    let bins = exponent_slots();
     let slot = |v: f32| {
         let a = v.to_bits() & 0x7fff_ffff;
         if a == 0 {
             ZERO_SLOT
         } else {
-            (a >> 23) as usize
+            bins[(a >> 23) as usize] as usize
         }
     };
-    let mut ex = [[0u32; 257]; 4];
+    let mut ex = [[0u32; SLOTS]; 4];
     let quads = x.chunks_exact(4);
     let tail = quads.remainder();
     for q in quads {
@@ -138,7 +139,7 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     let count = |e: usize| -> u32 { ex.iter().map(|t| t[e]).sum() };
 
     // Lanes in fixed order.
-    let nonfinite = count(255);
+    let nonfinite = count(NONFINITE_SLOT);
     r.zeros = count(ZERO_SLOT);
     r.saturated = p.sat.iter().sum();
     r.min =
@@ -156,8 +157,8 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     };
     let s1: f64 = p.s1.iter().sum();
     let s2: f64 = p.s2.iter().sum();
-    for e in 0..255u32 {
-        r.hist[RawStats::hist_bin(f32::from_bits(e << 23))] += count(e as usize);
+    for (b, h) in r.hist.iter_mut().enumerate() {
+        *h = count(b);
     }
     if nonfinite > 0 {
         r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
@@ -180,6 +181,28 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
         r.mean = 0.0;
     }
     r
+}
+
+/// Pass 2's slots: the histogram's bins, then ±0, then NaN and ±∞.
+const ZERO_SLOT: usize = HIST_BINS;
+const NONFINITE_SLOT: usize = HIST_BINS + 1;
+const SLOTS: usize = HIST_BINS + 2;
+
+/// The slot of each exponent field: `RawStats::hist_bin` of the finite ones (the
+/// subnormals' field 0 included), NONFINITE_SLOT for 255.
+fn exponent_slots() -> &'static [u8; 256] {
+    static TABLE: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0u8; 256];
+        for (e, slot) in t.iter_mut().enumerate() {
+            *slot = if e == 255 {
+                NONFINITE_SLOT as u8
+            } else {
+                RawStats::hist_bin(f32::from_bits((e as u32) << 23)) as u8
+            };
+        }
+        t
+    })
 }
 
 /// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod LANES.
