@@ -16,11 +16,15 @@
 //
 // Work split. A channel holds up to millions of values (resnet-20 at batch 128: 131 072 in
 // each of 16 channels), so one workgroup per channel would leave most of a GPU idle.
-// Each pass is three dispatches instead:
+// Each pass is two dispatches instead:
 //   partial   one workgroup per (channel, chunk): the channel's m = ni·s + si are cut into
 //             `chunks` runs of `chunk` consecutive m; each workgroup reduces its run;
-//   finalize  one workgroup per channel combines its chunks' partials (chunks ≤ WG);
-//   apply     one workgroup per (channel, run) again writes the run's y (or dx).
+//   apply     one workgroup per (channel, run) combines its channel's run partials
+//             (chunks ≤ WG) in a fixed tree, every workgroup of the channel the same way
+//             and so to the same bits, then writes the run's y (or dx); the channel's first
+//             run also writes the channel's results (saved mean and inv_std, running
+//             statistics; dγ, dβ). Combining ≤ 256 partials again per run costs less than
+//             the dispatch (and barrier) a separate per-channel pass would.
 // The forward reduces (count, mean, M2) moments: each invocation runs Welford's update over
 // m = lo + lid, lo + lid + WG, … in order, and the workgroup combines them in a tree with
 // Chan et al.'s pairwise formula, so no E[x²] − E[x]² cancellation happens anywhere. The
@@ -58,22 +62,27 @@ struct Shape {
 // [c, chunks].
 @group(0) @binding(2) var<storage, read_write> moments_out: array<vec4<f32>>;
 
-// batchnorm_forward_finalize:
-@group(0) @binding(1) var<storage, read> moments_in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> save_mean: array<f32>;
-@group(0) @binding(3) var<storage, read_write> save_invstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
+// batchnorm_forward_apply(_act): x, the runs' moments, the channel's saved mean and
+// inv_std and running statistics (written by its first run), γ, β, y (, z).
+@group(0) @binding(2) var<storage, read> runs_moments: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> save_invstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(7) var<storage, read> apply_gamma: array<f32>;
+@group(0) @binding(8) var<storage, read> apply_beta: array<f32>;
+@group(0) @binding(9) var<storage, read_write> apply_y: array<f32>;
+@group(0) @binding(10) var<storage, read_write> apply_z: array<f32>;
 
-// batchnorm_forward_apply: x, the saved mean and inv_std, γ, β, y.
-// batchnorm_forward_eval: x, the running mean and variance, γ, β, y.
+// batchnorm_forward_eval(_act): x, the running mean and variance, γ, β, y (, z).
+// batchnorm_backward_*: the saved mean and inv_std at 2 and 3.
 @group(0) @binding(2) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 @group(0) @binding(3) var<storage, read> eval_var: array<f32>;
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-// z = f(y) of the fused `_act` entries (the BatchNorm's following activation).
+// z = f(y) of batchnorm_forward_eval_act (the BatchNorm's following activation).
 @group(0) @binding(7) var<storage, read_write> z: array<f32>;
 
 // batchnorm_backward_partial: x, the saved mean and inv_std, dy, then (Σ dy, Σ dy·x̂) of
@@ -89,16 +98,13 @@ struct Shape {
 @group(0) @binding(7) var<storage, read> act_y: array<f32>;
 @group(0) @binding(8) var<storage, read> act_dy: array<f32>;
 
-// batchnorm_backward_finalize: the runs' sums, dγ, dβ, and the channel totals [c].
-@group(0) @binding(1) var<storage, read> sums_in: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> totals_out: array<vec2<f32>>;
-
-// batchnorm_backward_apply: x, the saved mean and inv_std, dy, the totals, γ, dx.
-@group(0) @binding(5) var<storage, read> totals_in: array<vec2<f32>>;
+// batchnorm_backward_apply: x, the saved mean and inv_std, dy, the runs' sums, γ, dx, then
+// dγ and dβ (written by each channel's first run).
+@group(0) @binding(5) var<storage, read> runs_sums: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read> bgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dbeta: array<f32>;
 
 // combine, workgroup_moments and workgroup_sum: shaders/workgroup_tree.wgsl (or its subgroup
 // build), which src/gpu/shaders.rs appends to this file.
@@ -150,34 +156,28 @@ fn batchnorm_forward_partial(
     }
 }
 
-// One workgroup: channel ch. Combines its runs, saves mean and inv_std, and moves the
-// running statistics.
-@compute @workgroup_size(WG)
-fn batchnorm_forward_finalize(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = flat(wid, nwg);
-    if ch >= shape.c {
-        return;
-    }
+// The normalization of run f (of channel ch, run k): combines the channel's run moments
+// in the fixed tree, and in the channel's first run (k = 0) saves mean and inv_std and
+// moves the running statistics. Returns (mean, inv_std). Every invocation must call it.
+fn normalize_run(f: u32, ch: u32, lid: u32) -> vec2<f32> {
     var v = vec3<f32>(0.0, 0.0, 0.0);
     if lid < shape.chunks {
-        v = moments_in[ch * shape.chunks + lid].xyz;
+        v = runs_moments[ch * shape.chunks + lid].xyz;
     }
-    let total = workgroup_moments(lid, v);
-    if lid == 0u {
-        let count = f32(shape.n * shape.s);
-        let var_b = total.z / count;
+    let total = workgroup_moments_n(lid, v, shape.chunks);
+    let count = f32(shape.n * shape.s);
+    let var_b = total.z / count;
+    let inv_std = 1.0 / sqrt(var_b + shape.eps);
+    if lid == 0u && f == ch * shape.chunks {
         save_mean[ch] = total.y;
-        save_invstd[ch] = 1.0 / sqrt(var_b + shape.eps);
+        save_invstd[ch] = inv_std;
         // The launcher refuses M = 1 (torch: "Expected more than 1 value per channel").
         let unbiased = total.z / (count - 1.0);
         let keep = 1.0 - shape.momentum;
         running_mean[ch] = keep * running_mean[ch] + shape.momentum * total.y;
         running_var[ch] = keep * running_var[ch] + shape.momentum * unbiased;
     }
+    return vec2<f32>(total.y, inv_std);
 }
 
 // One workgroup: run k of channel ch, as in the partial pass. y = γ·(x − mean)·inv_std + β.
@@ -193,13 +193,12 @@ fn batchnorm_forward_apply(
     }
     let run = run_of(f);
     let ch = run.x;
-    let mean = mean_in[ch];
-    let inv_std = invstd_in[ch];
-    let g = gamma[ch];
-    let b = beta[ch];
+    let stats = normalize_run(f, ch, lid);
+    let g = apply_gamma[ch];
+    let b = apply_beta[ch];
     for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
-        y[i] = g * ((x[i] - mean) * inv_std) + b;
+        apply_y[i] = g * ((x[i] - stats.x) * stats.y) + b;
     }
 }
 
@@ -217,15 +216,14 @@ fn batchnorm_forward_apply_act(
     }
     let run = run_of(f);
     let ch = run.x;
-    let mean = mean_in[ch];
-    let inv_std = invstd_in[ch];
-    let g = gamma[ch];
-    let b = beta[ch];
+    let stats = normalize_run(f, ch, lid);
+    let g = apply_gamma[ch];
+    let b = apply_beta[ch];
     for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);
-        let v = g * ((x[i] - mean) * inv_std) + b;
-        y[i] = v;
-        z[i] = act_forward(shape.act_code, shape.act_param, v);
+        let v = g * ((x[i] - stats.x) * stats.y) + b;
+        apply_y[i] = v;
+        apply_z[i] = act_forward(shape.act_code, shape.act_param, v);
     }
 }
 
@@ -317,35 +315,8 @@ fn batchnorm_backward_partial_act(
     }
 }
 
-// One workgroup: channel ch. Sums its runs into dβ, dγ and the totals apply reads.
-@compute @workgroup_size(WG)
-fn batchnorm_backward_finalize(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = flat(wid, nwg);
-    if ch >= shape.c {
-        return;
-    }
-    var v = vec2<f32>(0.0, 0.0);
-    if lid < shape.chunks {
-        v = sums_in[ch * shape.chunks + lid];
-    }
-    let total = workgroup_sum(lid, v);
-    if lid == 0u {
-        totals_out[ch] = total;
-        if shape.accumulate != 0u {
-            dgamma[ch] = dgamma[ch] + total.y;
-            dbeta[ch] = dbeta[ch] + total.x;
-        } else {
-            dgamma[ch] = total.y;
-            dbeta[ch] = total.x;
-        }
-    }
-}
-
-// One workgroup: run k of channel ch. dx = (γ·inv_std / M)·(M·dy − Σ dy − x̂·Σ dy·x̂).
+// One workgroup: run k of channel ch. Sums the channel's run sums in the fixed tree (the
+// channel's first run writes dβ, dγ), then dx = (γ·inv_std / M)·(M·dy − Σ dy − x̂·Σ dy·x̂).
 @compute @workgroup_size(WG)
 fn batchnorm_backward_apply(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -358,10 +329,23 @@ fn batchnorm_backward_apply(
     }
     let run = run_of(f);
     let ch = run.x;
+    var v = vec2<f32>(0.0, 0.0);
+    if lid < shape.chunks {
+        v = runs_sums[ch * shape.chunks + lid];
+    }
+    let t = workgroup_sum_n(lid, v, shape.chunks);
+    if lid == 0u && f == ch * shape.chunks {
+        if shape.accumulate != 0u {
+            dgamma[ch] = dgamma[ch] + t.y;
+            dbeta[ch] = dbeta[ch] + t.x;
+        } else {
+            dgamma[ch] = t.y;
+            dbeta[ch] = t.x;
+        }
+    }
     let mean = mean_in[ch];
     let inv_std = invstd_in[ch];
     let mf = f32(shape.n * shape.s);
-    let t = totals_in[ch];
     let k = bgamma[ch] * inv_std / mf;
     for (var m = run.y + lid; m < run.z; m = m + WG) {
         let i = index(ch, m);

@@ -27,7 +27,14 @@ pub const WG: usize = crate::ops::batchnorm::WG;
 
 /// lanes[t] = op(lanes[t], lanes[t + stride]) for stride = WG/2, …, 1: the shaders' tree.
 fn tree<V: Copy>(lanes: &mut [V; WG], op: impl Fn(V, V) -> V) -> V {
-    let mut stride = WG / 2;
+    tree_n(lanes, WG, op)
+}
+
+/// `tree` over lanes 0 .. n only (the others hold the empty value): the levels with stride
+/// ≥ n pair a lane with an empty one, so the tree starts at stride n.next_power_of_two()/2,
+/// as the shaders' `workgroup_*_n` do.
+fn tree_n<V: Copy>(lanes: &mut [V; WG], n: usize, op: impl Fn(V, V) -> V) -> V {
+    let mut stride = n.max(1).next_power_of_two() / 2;
     while stride > 0 {
         for t in 0..stride {
             lanes[t] = op(lanes[t], lanes[t + stride]);
@@ -101,7 +108,7 @@ fn channel_reduce<V: Copy>(
         }
         *part = tree(&mut lanes, &combine);
     }
-    tree(&mut parts, &combine)
+    tree_n(&mut parts, chunks, &combine)
 }
 
 /// The moments of value(m), m < count, in the forward passes' order.

@@ -2,12 +2,12 @@
 //! kernel set for nn.BatchNorm1d ([N, C], s = 1) and nn.BatchNorm2d (NCHW, s = H·W): x is
 //! [n, c, s] and each channel is normalized over its n·s values.
 //!
-//! The training forward and the backward are three dispatches each (partial, finalize,
-//! apply; see the shader): one workgroup per run of a channel reduces it in a fixed order
-//! (no float atomics), one workgroup per channel combines the runs, and one workgroup per
-//! run again writes the output, so a channel of a million values keeps the whole GPU busy.
-//! The runs' partials and the backward's channel totals live in small scratch buffers the
-//! launcher allocates at plan time (16·c·runs and 8·c bytes). The evaluation forward is
+//! The training forward and the backward are two dispatches each (partial, apply; see the
+//! shader): one workgroup per run of a channel reduces it in a fixed order (no float
+//! atomics), then one workgroup per run combines its channel's run partials (every run of
+//! the channel the same way, to the same bits) and writes the output, so a channel of a
+//! million values keeps the whole GPU busy. The runs' partials live in a small scratch
+//! buffer the launcher allocates at plan time (16·c·runs or 8·c·runs bytes). The evaluation forward is
 //! one elementwise dispatch.
 
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
@@ -111,8 +111,8 @@ fn check_eps(op: &str, eps: f32) -> Result<()> {
 
 /// Training-mode forward. x, y: [n, c, s]; gamma, beta, save_mean, save_invstd,
 /// running_mean, running_var: [c]. Writes y, save_mean, save_invstd; updates running_mean
-/// and running_var in place with `momentum` (unbiased variance). Three dispatches: the
-/// runs' moments, the channels' statistics, y.
+/// and running_var in place with `momentum` (unbiased variance). Two dispatches: the
+/// runs' moments, then the channels' statistics and y.
 /// Refuses n·s = 1, as torch does ("Expected more than 1 value per channel when training").
 /// With `act`, the last pass also writes z = f(y) (the activation after the BatchNorm, one
 /// dispatch fewer).
@@ -180,18 +180,29 @@ pub fn batchnorm_forward_train(
     named.extend(z.map(|z| ("z", z)));
     check_distinct(OP, &named)?;
     let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
-    let mut apply: Vec<&wgpu::Buffer> = vec![&u, x, save_mean, save_invstd, gamma, beta, y];
-    apply.extend(z);
-    let apply_entry = match z {
-        Some(_) => "batchnorm_forward_apply_act",
-        None => "batchnorm_forward_apply",
-    };
     let partial = scratch(
         ctx,
         "batchnorm_forward_train.moments",
         c * sh.chunks as usize,
         16,
     )?;
+    let mut apply: Vec<&wgpu::Buffer> = vec![
+        &u,
+        x,
+        &partial,
+        save_mean,
+        save_invstd,
+        running_mean,
+        running_var,
+        gamma,
+        beta,
+        y,
+    ];
+    apply.extend(z);
+    let apply_entry = match z {
+        Some(_) => "batchnorm_forward_apply_act",
+        None => "batchnorm_forward_apply",
+    };
     Ok(vec![
         ctx.dispatch_reduction(
             "batchnorm",
@@ -199,20 +210,6 @@ pub fn batchnorm_forward_train(
             "batchnorm_forward_partial",
             &[&u, x, &partial],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
-        )?,
-        ctx.dispatch_reduction(
-            "batchnorm",
-            "batchnorm_subgroup",
-            "batchnorm_forward_finalize",
-            &[
-                &u,
-                &partial,
-                save_mean,
-                save_invstd,
-                running_mean,
-                running_var,
-            ],
-            grid_1d(ctx, c * WG as usize, WG),
         )?,
         ctx.dispatch_reduction(
             "batchnorm",
@@ -294,8 +291,8 @@ pub fn batchnorm_forward_eval(
 
 /// Training-mode backward from the mean and inv_std saved by the forward. x, dy, dx:
 /// [n, c, s]; gamma, save_mean, save_invstd, dgamma, dbeta: [c]. dx is overwritten; dγ and
-/// dβ are overwritten, or added to when `accumulate`. Three dispatches: the runs' sums,
-/// the channels' totals (and dγ, dβ), dx. With `act`, the first pass forms dy from the
+/// dβ are overwritten, or added to when `accumulate`. Two dispatches: the runs' sums, then
+/// the channels' totals (and dγ, dβ) and dx. With `act`, the first pass forms dy from the
 /// following activation's backward and writes it (one dispatch fewer than running that
 /// backward apart).
 #[allow(clippy::too_many_arguments)]
@@ -359,7 +356,6 @@ pub fn batchnorm_backward(
     check_distinct(OP, &named)?;
     let u = ctx.uniform("batchnorm_backward.shape", &sh)?;
     let partial = scratch(ctx, "batchnorm_backward.sums", c * sh.chunks as usize, 8)?;
-    let totals = scratch(ctx, "batchnorm_backward.totals", c, 8)?;
     let partial_pass = match &act {
         None => ctx.dispatch_reduction(
             "batchnorm",
@@ -381,15 +377,19 @@ pub fn batchnorm_backward(
         ctx.dispatch_reduction(
             "batchnorm",
             "batchnorm_subgroup",
-            "batchnorm_backward_finalize",
-            &[&u, &partial, dgamma, dbeta, &totals],
-            grid_1d(ctx, c * WG as usize, WG),
-        )?,
-        ctx.dispatch_reduction(
-            "batchnorm",
-            "batchnorm_subgroup",
             "batchnorm_backward_apply",
-            &[&u, x, save_mean, save_invstd, dy, &totals, gamma, dx],
+            &[
+                &u,
+                x,
+                save_mean,
+                save_invstd,
+                dy,
+                &partial,
+                gamma,
+                dx,
+                dgamma,
+                dbeta,
+            ],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
     ])
