@@ -1065,6 +1065,15 @@ impl GpuExecutor {
         Ok((stats, slot))
     }
 
+    /// The dispatches each op records, then the gradient records' finalize and every
+    /// record's (the profile's slots).
+    pub(super) fn dispatch_counts(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self.op_dispatches.iter().map(|d| d.len()).collect();
+        out.push(self.finalize_every.is_some() as usize);
+        out.push(self.finalize_all.is_some() as usize);
+        out
+    }
+
     /// What a step at this statistics level records, in order: op indices into the plan,
     /// then the statistics finalize after the last op: `plan.ops.len()` for the gradient
     /// records' (`Gradients`), `plan.ops.len() + 1` for every record's (`Full`).

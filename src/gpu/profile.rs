@@ -64,6 +64,8 @@ impl GpuExecutor {
                 (OpKind::Statistics, "(all)", "stats finalize (all records)"),
             ],
         );
+        let mut builder = builder;
+        builder.set_dispatches(self.dispatch_counts());
         let timer = GpuTimer::new(self.context(), method, builder.slots())?;
         self.profiler = Some(GpuProfiler { timer, builder });
         Ok(())

@@ -30,6 +30,10 @@ pub struct OpProfile {
     pub seconds: f64,
     /// Counted steps in which the op ran.
     pub runs: u64,
+    /// GPU: the dispatches this op records (0 for an op another op's dispatch computes,
+    /// a fused or grouped one; 3 for a BatchNorm pass that takes three).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches: Option<usize>,
 }
 
 /// Seconds per step of one kind of op, or one layer.
@@ -60,6 +64,10 @@ pub struct Profile {
     /// GPU: mean host seconds to encode a step's command buffer, and to submit it.
     pub host_encode_seconds: Option<f64>,
     pub host_submit_seconds: Option<f64>,
+    /// GPU: dispatches a step with full statistics records (each one costs a barrier and
+    /// a launch, whatever its size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_step: Option<usize>,
     pub by_kind: Vec<Share>,
     pub by_layer: Vec<Share>,
     pub ops: Vec<OpProfile>,
@@ -72,6 +80,8 @@ pub struct ProfileBuilder {
     totals: Vec<f64>,
     runs: Vec<u64>,
     step_total: f64,
+    /// GPU: dispatches per slot (see `OpProfile::dispatches`).
+    dispatches: Option<Vec<usize>>,
     encode_total: f64,
     submit_total: f64,
     has_host: bool,
@@ -106,6 +116,7 @@ impl ProfileBuilder {
             totals: vec![0.0; n],
             runs: vec![0; n],
             step_total: 0.0,
+            dispatches: None,
             encode_total: 0.0,
             submit_total: 0.0,
             has_host: false,
@@ -116,6 +127,11 @@ impl ProfileBuilder {
 
     pub fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// GPU: the dispatches each slot records (one entry per slot).
+    pub fn set_dispatches(&mut self, per_slot: Vec<usize>) {
+        self.dispatches = Some(per_slot);
     }
 
     /// Adds one step's times.
@@ -171,6 +187,7 @@ impl ProfileBuilder {
                 label: label.clone(),
                 seconds: per(self.totals[i]),
                 runs: self.runs[i],
+                dispatches: self.dispatches.as_ref().and_then(|d| d.get(i).copied()),
             })
             .collect();
         let op_seconds: f64 = ops.iter().map(|o| o.seconds).sum();
@@ -216,6 +233,16 @@ impl ProfileBuilder {
             step_seconds: per(self.step_total),
             host_encode_seconds: self.has_host.then(|| per(self.encode_total)),
             host_submit_seconds: self.has_host.then(|| per(self.submit_total)),
+            // A full-statistics step runs every op and the finalize of every record, not the
+            // gradient-only finalize (the next-to-last extra slot).
+            dispatches_per_step: self.dispatches.as_ref().map(|d| {
+                let n = d.len();
+                d.iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i + 2 != n)
+                    .map(|(_, c)| c)
+                    .sum()
+            }),
             by_kind,
             by_layer,
             ops,

@@ -32,6 +32,9 @@ pub fn render(p: &Profile) -> String {
             ms(sub)
         );
     }
+    if let Some(d) = p.dispatches_per_step {
+        s += &format!("  {d} dispatches in a step with full statistics\n");
+    }
     s += &format!("\n{:<12} {:>10} {:>7}\n", "kind", "ms/step", "share");
     for k in &p.by_kind {
         s += &format!(
