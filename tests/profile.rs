@@ -131,6 +131,18 @@ fn gpu_profile_has_every_kind_and_layer_and_changes_nothing() {
             .any(|o| o["label"].as_str().unwrap().starts_with("stats finalize"))
     );
     assert_eq!(step_lines(a.path()), step_lines(b.path()));
+    // Dispatches: the step's total is the ops' sum plus the full-statistics finalize, and
+    // the ops a fused or grouped dispatch computes record none (the MLP's biases and
+    // activations go into the products' epilogues; its statistics are grouped).
+    let ops = p["ops"].as_array().unwrap();
+    let per_op: Vec<u64> = ops
+        .iter()
+        .filter(|o| !o["label"].as_str().unwrap().starts_with("stats finalize"))
+        .map(|o| o["dispatches"].as_u64().expect("a GPU profile counts dispatches"))
+        .collect();
+    let total = p["dispatches_per_step"].as_u64().unwrap();
+    assert_eq!(total, per_op.iter().sum::<u64>() + 1, "{total} vs {per_op:?}");
+    assert!(per_op.iter().filter(|&&d| d == 0).count() >= 4, "{per_op:?}");
 }
 
 #[test]
