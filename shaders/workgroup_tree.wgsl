@@ -23,32 +23,12 @@ fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
 
 // Combines the lanes' moments v over the workgroup.
 fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
-    tree_moments[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            tree_moments[lid] = combine(tree_moments[lid], tree_moments[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let total = tree_moments[0];
-    workgroupBarrier();
-    return total;
+    return workgroup_moments_n(lid, v, WG);
 }
 
 // Sums the lanes' v over the workgroup.
 fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    tree_pairs[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            tree_pairs[lid] = tree_pairs[lid] + tree_pairs[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = tree_pairs[0];
-    workgroupBarrier();
-    return total;
+    return workgroup_sum_n(lid, v, WG);
 }
 
 // The smallest power of two ≥ n (n ≥ 1).

@@ -27,53 +27,11 @@ fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
 }
 
 fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
-    tree_moments[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride >= SG; stride = stride / 2u) {
-        if lid < stride {
-            tree_moments[lid] = combine(tree_moments[lid], tree_moments[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let lane = subgroupExclusiveAdd(1u);
-    var m = vec3<f32>(0.0, 0.0, 0.0);
-    if lane < SG {
-        m = tree_moments[lane];
-    }
-    for (var stride = SG / 2u; stride > 0u; stride = stride / 2u) {
-        let other = subgroupShuffleDown(m, stride);
-        if lane < stride {
-            m = combine(m, other);
-        }
-    }
-    let total = subgroupBroadcast(m, 0u);
-    workgroupBarrier();
-    return total;
+    return workgroup_moments_n(lid, v, WG);
 }
 
 fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    tree_pairs[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride >= SG; stride = stride / 2u) {
-        if lid < stride {
-            tree_pairs[lid] = tree_pairs[lid] + tree_pairs[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let lane = subgroupExclusiveAdd(1u);
-    var t = vec2<f32>(0.0, 0.0);
-    if lane < SG {
-        t = tree_pairs[lane];
-    }
-    for (var stride = SG / 2u; stride > 0u; stride = stride / 2u) {
-        let other = subgroupShuffleDown(t, stride);
-        if lane < stride {
-            t = t + other;
-        }
-    }
-    let total = subgroupBroadcast(t, 0u);
-    workgroupBarrier();
-    return total;
+    return workgroup_sum_n(lid, v, WG);
 }
 
 // The smallest power of two ≥ n (n ≥ 1).

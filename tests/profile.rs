@@ -138,11 +138,22 @@ fn gpu_profile_has_every_kind_and_layer_and_changes_nothing() {
     let per_op: Vec<u64> = ops
         .iter()
         .filter(|o| !o["label"].as_str().unwrap().starts_with("stats finalize"))
-        .map(|o| o["dispatches"].as_u64().expect("a GPU profile counts dispatches"))
+        .map(|o| {
+            o["dispatches"]
+                .as_u64()
+                .expect("a GPU profile counts dispatches")
+        })
         .collect();
     let total = p["dispatches_per_step"].as_u64().unwrap();
-    assert_eq!(total, per_op.iter().sum::<u64>() + 1, "{total} vs {per_op:?}");
-    assert!(per_op.iter().filter(|&&d| d == 0).count() >= 4, "{per_op:?}");
+    assert_eq!(
+        total,
+        per_op.iter().sum::<u64>() + 1,
+        "{total} vs {per_op:?}"
+    );
+    assert!(
+        per_op.iter().filter(|&&d| d == 0).count() >= 4,
+        "{per_op:?}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! scale applied, 1.0 when the step was skipped, and the norm after clipping. The executor
 //! copies them into the step's readback slot.
 
+use super::launch::grouped_ranges;
 use crate::error::{Error, Result};
 use crate::gpu::buffer::STORAGE;
 use crate::gpu::{Dispatch, GpuContext};
@@ -299,33 +300,34 @@ pub fn clip_multi(
         ClipMode::Value(v) => (1, v),
     };
     let mut jobs = [bytemuck::Zeroable::zeroed(); MULTI];
-    let mut groups = 0u64;
-    for (slot, &(g, len)) in jobs.iter_mut().zip(grads) {
+    let mut lens = Vec::with_capacity(grads.len());
+    for &(g, len) in grads {
         if g.size() < len as u64 * 4 {
             return Err(Error::shape(
                 op,
                 format!("grad buffer holds {} bytes, needs {len} f32", g.size()),
             ));
         }
-        let len32 = u32::try_from(len)
-            .map_err(|_| Error::shape(op, format!("{len} elements exceed the u32 index range")))?;
+        lens.push(
+            u32::try_from(len).map_err(|_| {
+                Error::shape(op, format!("{len} elements exceed the u32 index range"))
+            })?,
+        );
+    }
+    let (firsts, total, grid) = grouped_ranges(ctx, op, &lens, WG)?;
+    for ((slot, &len), &first_group) in jobs.iter_mut().zip(&lens).zip(&firsts) {
         *slot = MultiJob {
-            len: len32,
-            first_group: u32::try_from(groups)
-                .map_err(|_| Error::shape(op, "workgroup count exceeds u32"))?,
+            len,
+            first_group,
             _pad: [0; 2],
         };
-        groups += len32.div_ceil(WG).max(1) as u64;
     }
-    let total =
-        u32::try_from(groups).map_err(|_| Error::shape(op, "workgroup count exceeds u32"))?;
-    let gx = total.clamp(1, ctx.limits.max_compute_workgroups_per_dimension.max(1));
     let params = ctx.uniform(
         "clip.multi.params",
         &MultiParams {
             n_jobs: grads.len() as u32,
             total_groups: total,
-            row: gx,
+            row: grid[0],
             mode: mode_code,
             value,
             _pad: [0; 3],
@@ -355,5 +357,5 @@ pub fn clip_multi(
             ));
         }
     }
-    ctx.dispatch("clip", "clip_multi", &bindings, [gx, total.div_ceil(gx), 1])
+    ctx.dispatch("clip", "clip_multi", &bindings, grid)
 }

@@ -65,3 +65,25 @@ pub fn check_distinct(op: &str, buffers: &[(&str, &wgpu::Buffer)]) -> Result<()>
     }
     Ok(())
 }
+
+/// The workgroup ranges of a grouped dispatch that runs an element-wise kernel over several
+/// tensors of `lens` elements on one grid, `wg` invocations a workgroup: each tensor's first
+/// workgroup (⌈len/wg⌉ workgroups each, at least one), the total, and the grid (2-D past the
+/// per-dimension limit, its x extent the row length in workgroups).
+pub fn grouped_ranges(
+    ctx: &GpuContext,
+    op: &str,
+    lens: &[u32],
+    wg: u32,
+) -> Result<(Vec<u32>, u32, [u32; 3])> {
+    let mut firsts = Vec::with_capacity(lens.len());
+    let mut groups = 0u64;
+    let too_many = || Error::shape(op, "workgroup count exceeds u32");
+    for &len in lens {
+        firsts.push(u32::try_from(groups).map_err(|_| too_many())?);
+        groups += len.div_ceil(wg).max(1) as u64;
+    }
+    let total = u32::try_from(groups).map_err(|_| too_many())?;
+    let gx = total.clamp(1, ctx.limits.max_compute_workgroups_per_dimension.max(1));
+    Ok((firsts, total, [gx, total.div_ceil(gx), 1]))
+}

@@ -11,7 +11,7 @@
 //! since every binding the shader declares must be bound, and one buffer may not be bound
 //! twice in a dispatch.
 
-use super::launch::{check_buffer, check_distinct, grid_1d};
+use super::launch::{check_buffer, check_distinct, grid_1d, grouped_ranges};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::ops::{OptimizerParams, StepUniform};
@@ -173,23 +173,20 @@ pub fn optimizer_update_multi(
         _pad: 0,
         jobs: [MultiJob::zeroed(); MULTI],
     };
-    let mut groups = 0u64;
-    for (slot, t) in params.jobs.iter_mut().zip(tensors) {
-        let len = check_tensor(&op, ctx, p, step, t)?;
+    let lens = tensors
+        .iter()
+        .map(|t| check_tensor(&op, ctx, p, step, t))
+        .collect::<Result<Vec<u32>>>()?;
+    let (firsts, total, grid) = grouped_ranges(ctx, &op, &lens, WG)?;
+    for ((slot, &len), &first_group) in params.jobs.iter_mut().zip(&lens).zip(&firsts) {
         *slot = MultiJob {
             len,
-            first_group: u32::try_from(groups)
-                .map_err(|_| Error::shape(&op, "workgroup count exceeds u32"))?,
+            first_group,
             _pad: [0; 2],
         };
-        groups += len.div_ceil(WG).max(1) as u64;
     }
-    let total =
-        u32::try_from(groups).map_err(|_| Error::shape(&op, "workgroup count exceeds u32"))?;
-    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1);
-    let gx = total.clamp(1, max);
     params.total_groups = total;
-    params.row = gx;
+    params.row = grid[0];
     let hyper_buf = ctx.uniform("optimizer.hyper", &hyper(p, 0, 0))?;
     let params_buf = ctx.uniform("optimizer_update_multi.params", &params)?;
     // Dummies for empty slots and unkept state: one 4-byte buffer each.
@@ -228,12 +225,7 @@ pub fn optimizer_update_multi(
     }
     let named: Vec<(&str, &wgpu::Buffer)> = named.iter().map(|(n, b)| (n.as_str(), *b)).collect();
     check_distinct(&op, &named)?;
-    ctx.dispatch(
-        "optimizer_multi",
-        "optimizer_update_multi",
-        &bindings,
-        [gx, total.div_ceil(gx), 1],
-    )
+    ctx.dispatch("optimizer_multi", "optimizer_update_multi", &bindings, grid)
 }
 
 /// param, grad, update (and state1/state2 where the kind keeps them) are [len] f32 buffers;
