@@ -354,7 +354,7 @@ fn stats_partial(
 // Tensor j is bound at xj; its chunks are workgroups mp.jobs[j].first_chunk .. + chunks(len).
 // Each chunk is reduced exactly as stats_partial reduces it (same order, same bits).
 
-const MULTI: u32 = 8u;
+const MULTI: u32 = 16u;
 
 struct MultiJob {
     len: u32,
@@ -383,8 +383,16 @@ struct MultiParams {
 @group(0) @binding(5) var<storage, read> x5: array<f32>;
 @group(0) @binding(6) var<storage, read> x6: array<f32>;
 @group(0) @binding(7) var<storage, read> x7: array<f32>;
-@group(0) @binding(8) var<storage, read_write> multi_partials_out: array<StatRecord>;
-@group(0) @binding(9) var<uniform> mp: MultiParams;
+@group(0) @binding(8) var<storage, read> x8: array<f32>;
+@group(0) @binding(9) var<storage, read> x9: array<f32>;
+@group(0) @binding(10) var<storage, read> x10: array<f32>;
+@group(0) @binding(11) var<storage, read> x11: array<f32>;
+@group(0) @binding(12) var<storage, read> x12: array<f32>;
+@group(0) @binding(13) var<storage, read> x13: array<f32>;
+@group(0) @binding(14) var<storage, read> x14: array<f32>;
+@group(0) @binding(15) var<storage, read> x15: array<f32>;
+@group(0) @binding(16) var<storage, read_write> multi_partials_out: array<StatRecord>;
+@group(0) @binding(17) var<uniform> mp: MultiParams;
 
 // Element i of tensor j (j is uniform across a workgroup, so the switch does not diverge).
 fn load_x(j: u32, i: u32) -> f32 {
@@ -396,7 +404,15 @@ fn load_x(j: u32, i: u32) -> f32 {
         case 4u: { return x4[i]; }
         case 5u: { return x5[i]; }
         case 6u: { return x6[i]; }
-        default: { return x7[i]; }
+        case 7u: { return x7[i]; }
+        case 8u: { return x8[i]; }
+        case 9u: { return x9[i]; }
+        case 10u: { return x10[i]; }
+        case 11u: { return x11[i]; }
+        case 12u: { return x12[i]; }
+        case 13u: { return x13[i]; }
+        case 14u: { return x14[i]; }
+        default: { return x15[i]; }
     }
 }
 

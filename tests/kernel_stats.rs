@@ -631,7 +631,7 @@ fn dead_units_hand_made_and_random() {
 }
 
 /// `stats_partial_multi` writes every tensor's partial records bit for bit as one
-/// `stats_partial` per tensor does: full (8 tensors, one empty) and partial (3 tensors) sets,
+/// `stats_partial` per tensor does: full (16 tensors, one empty) and partial (3 tensors) sets,
 /// partial ranges laid out in another order than the tensors, saturation on some.
 #[test]
 fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
@@ -641,7 +641,9 @@ fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
         return;
     }
     for lens in [
-        &[300usize, 0, 5000, 2049, 100_003, 1, 2047, 8][..],
+        &[
+            300usize, 0, 5000, 2049, 100_003, 1, 2047, 8, 4096, 4097, 13, 2048, 9000, 1, 700, 3,
+        ][..],
         &[7usize, 4096, 2][..],
     ] {
         let tensors: Vec<Vec<f32>> = lens
@@ -701,10 +703,10 @@ fn multi_dispatch_refuses_bad_job_lists() {
         return;
     }
     let x = ctx.upload("x", &[0f32; 100]).unwrap();
-    let partials = ctx.storage_buffer("partials", 16 * RECORD_BYTES).unwrap();
+    let partials = ctx.storage_buffer("partials", 32 * RECORD_BYTES).unwrap();
     let err = gpu::stats_partial_multi(ctx, &[], &partials).unwrap_err();
-    assert!(err.to_string().contains("1 to 8 tensors"), "{err}");
-    let nine: Vec<gpu::PartialJob<'_>> = (0..9)
+    assert!(err.to_string().contains("1 to 16 tensors"), "{err}");
+    let seventeen: Vec<gpu::PartialJob<'_>> = (0..17)
         .map(|i| gpu::PartialJob {
             x: &x,
             len: 100,
@@ -712,8 +714,8 @@ fn multi_dispatch_refuses_bad_job_lists() {
             partial_base: i,
         })
         .collect();
-    let err = gpu::stats_partial_multi(ctx, &nine, &partials).unwrap_err();
-    assert!(err.to_string().contains("got 9"), "{err}");
+    let err = gpu::stats_partial_multi(ctx, &seventeen, &partials).unwrap_err();
+    assert!(err.to_string().contains("got 17"), "{err}");
     let short = [gpu::PartialJob {
         x: &x,
         len: 101,

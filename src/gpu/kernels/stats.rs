@@ -153,7 +153,7 @@ pub fn stats_partial(
 }
 
 /// Tensors one `stats_partial_multi` dispatch reduces at most (`MULTI` in shaders/stats.wgsl).
-pub const MULTI: usize = 8;
+pub const MULTI: usize = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
