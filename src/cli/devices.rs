@@ -52,11 +52,22 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
             a.max_compute_workgroups_per_dimension
         );
         let yes = |b: bool| if b { "yes" } else { "no" };
+        let subgroups = if a.subgroups {
+            let (lo, hi) = a.subgroup_sizes;
+            if lo == hi {
+                format!("yes ({lo} wide)")
+            } else {
+                format!("yes ({lo}–{hi} wide)")
+            }
+        } else {
+            "no".to_string()
+        };
         println!(
-            "    shader-f16 {}, timestamp queries {}, subgroups {}{}",
+            "    {} storage buffers per stage, shader-f16 {}, timestamp queries {}, subgroups {}{}",
+            a.max_storage_buffers_per_stage,
             yes(a.shader_f16),
             yes(a.timestamp_query),
-            yes(a.subgroups),
+            subgroups,
             if a.is_software() {
                 "  (software renderer: slower than the CPU executor)"
             } else {

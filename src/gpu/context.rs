@@ -77,6 +77,11 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
     pub timestamp_query: bool,
     pub subgroups: bool,
+    /// The adapter's smallest and largest subgroup sizes (meaningful with `subgroups`).
+    pub subgroup_sizes: (u32, u32),
+    /// Storage buffers one shader stage may bind: the grouped dispatches need 17 (statistics)
+    /// and 40 (optimizer).
+    pub max_storage_buffers_per_stage: u32,
 }
 
 impl AdapterSummary {
@@ -100,6 +105,8 @@ impl AdapterSummary {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
         }
     }
 
