@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::fusion::{Fused, plan_fusions};
+use super::grouping;
 use super::kernels::{
     activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss, matmul,
     optimizer, pool2d, recurrent, stats,
@@ -794,53 +795,7 @@ impl GpuExecutor {
             op_class.push(op.stats_class(&plan.stats_jobs));
             op_dispatches.push(build_fused(&f, op)?);
         }
-        // Each run of consecutive optimizer ops (each touches only its own parameter's
-        // buffers) becomes one dispatch per up to optimizer::MULTI parameters, carried by
-        // the run's first op, for the same reason as the statistics below.
-        let multi_opt = optimizer::multi_capacity(c);
-        let mut start = 0;
-        while multi_opt >= 2 && start < plan.ops.len() {
-            if !matches!(plan.ops[start], Op::Optimizer { .. }) {
-                start += 1;
-                continue;
-            }
-            let end = (start..plan.ops.len())
-                .find(|&k| !matches!(plan.ops[k], Op::Optimizer { .. }))
-                .unwrap_or(plan.ops.len());
-            for batch in (start..end)
-                .collect::<Vec<_>>()
-                .chunks(multi_opt)
-                .filter(|b| b.len() >= 2)
-            {
-                let tensors: Vec<optimizer::OptimizerTensor<'_>> = batch
-                    .iter()
-                    .map(|&k| {
-                        let Op::Optimizer { param } = plan.ops[k] else {
-                            unreachable!("the run holds optimizer ops only")
-                        };
-                        let p = &plan.params[param];
-                        optimizer::OptimizerTensor {
-                            param: buf(p.value),
-                            grad: buf(p.grad),
-                            state1: p.state.first().map(|&s| buf(s)),
-                            state2: p.state.get(1).map(|&s| buf(s)),
-                            update: buf(p.update),
-                            len: p.numel,
-                        }
-                    })
-                    .collect();
-                op_dispatches[batch[0]] = vec![optimizer::optimizer_update_multi(
-                    c,
-                    &plan.optimizer,
-                    &step_uniform,
-                    &tensors,
-                )?];
-                for &k in &batch[1..] {
-                    op_dispatches[k].clear();
-                }
-            }
-            start = end;
-        }
+        grouping::group_optimizer(c, &plan, &buffers, &step_uniform, &mut op_dispatches)?;
         // The skip guard's indirect arguments: one triple per optimizer dispatch left.
         for (op, d) in plan.ops.iter().zip(&op_dispatches) {
             op_indirect.push(match op {
@@ -852,54 +807,15 @@ impl GpuExecutor {
                 _ => None,
             });
         }
-        // Each block of consecutive statistics ops (they only read tensors that nothing in
-        // the block writes, so their order inside it is free) becomes one dispatch per up to
-        // stats::MULTI tensors of one class (the class decides whether a step runs them),
-        // carried by the batch's first op: each dispatch in a pass costs a barrier and a
-        // launch, which dwarfs the work for the many small tensors of a deep net.
-        let multi = stats::multi_capacity(c);
-        let mut start = 0;
-        while multi >= 2 && start < plan.ops.len() {
-            if !matches!(plan.ops[start], Op::Stats { .. }) {
-                start += 1;
-                continue;
-            }
-            let end = (start..plan.ops.len())
-                .find(|&k| !matches!(plan.ops[k], Op::Stats { .. }))
-                .unwrap_or(plan.ops.len());
-            let mut classes: Vec<Option<StatsClass>> = Vec::new();
-            for class in &op_class[start..end] {
-                if !classes.contains(class) {
-                    classes.push(*class);
-                }
-            }
-            for class in classes {
-                let members: Vec<usize> = (start..end).filter(|&k| op_class[k] == class).collect();
-                for batch in members.chunks(multi).filter(|b| b.len() >= 2) {
-                    let jobs: Vec<stats::PartialJob<'_>> = batch
-                        .iter()
-                        .map(|&k| {
-                            let Op::Stats { job } = plan.ops[k] else {
-                                unreachable!("the block holds statistics ops only")
-                            };
-                            let j = &plan.stats_jobs[job];
-                            stats::PartialJob {
-                                x: buf(j.buffer),
-                                len: j.len,
-                                saturation: j.saturation,
-                                partial_base: partial_base[job],
-                            }
-                        })
-                        .collect();
-                    op_dispatches[batch[0]] =
-                        vec![stats::stats_partial_multi(c, &jobs, &partials)?];
-                    for &k in &batch[1..] {
-                        op_dispatches[k].clear();
-                    }
-                }
-            }
-            start = end;
-        }
+        grouping::group_statistics(
+            c,
+            &plan,
+            &buffers,
+            &op_class,
+            &partial_base,
+            &partials,
+            &mut op_dispatches,
+        )?;
         let eval_dispatches: Vec<Dispatch> = plan
             .eval
             .iter()

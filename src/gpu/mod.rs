@@ -6,6 +6,7 @@ pub mod context;
 pub mod dispatch;
 pub mod executor;
 pub mod fusion;
+mod grouping;
 pub mod kernels;
 pub mod pipeline_cache;
 pub mod profile;

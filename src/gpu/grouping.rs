@@ -1,0 +1,138 @@
+//! Grouping runs of independent ops of a step into few dispatches. Every dispatch in the
+//! step's pass costs a barrier and a launch (about 15 µs on an H200 however small its
+//! tensor), which dwarfs the work for the many small tensors of a deep net. A run of
+//! consecutive optimizer ops (each touches only its own parameter's buffers) and a block of
+//! consecutive statistics ops (they only read tensors that nothing in the block writes) may
+//! run in any order inside, so each becomes one dispatch per group of tensors, carried by
+//! the group's first op; the others keep their place in the op list with no dispatch. The
+//! grouped kernels give the bits of the one-tensor ones, so nothing can observe this.
+
+use std::ops::Range;
+
+use super::Dispatch;
+use super::context::GpuContext;
+use super::kernels::{optimizer, stats};
+use crate::error::Result;
+use crate::plan::{Op, Plan, StatsClass};
+
+/// The maximal runs of consecutive ops of `ops` that `member` accepts.
+fn runs(ops: &[Op], member: impl Fn(&Op) -> bool) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (k, op) in ops.iter().enumerate() {
+        match (member(op), start) {
+            (true, None) => start = Some(k),
+            (false, Some(s)) => {
+                out.push(s..k);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..ops.len());
+    }
+    out
+}
+
+/// Replaces the dispatches of each group (of at least two) by the group's dispatch on its
+/// first op, and clears the others.
+fn carry(op_dispatches: &mut [Vec<Dispatch>], group: &[usize], d: Dispatch) {
+    op_dispatches[group[0]] = vec![d];
+    for &k in &group[1..] {
+        op_dispatches[k].clear();
+    }
+}
+
+/// Each run of optimizer ops: `optimizer_update_multi` dispatches of up to
+/// `optimizer::MULTI` parameters (where the device binds enough storage buffers).
+pub(super) fn group_optimizer(
+    ctx: &GpuContext,
+    plan: &Plan,
+    buffers: &[wgpu::Buffer],
+    step_uniform: &wgpu::Buffer,
+    op_dispatches: &mut [Vec<Dispatch>],
+) -> Result<()> {
+    let multi = optimizer::multi_capacity(ctx);
+    if multi < 2 {
+        return Ok(());
+    }
+    let buf = |id: crate::plan::BufId| &buffers[id.0];
+    for run in runs(&plan.ops, |op| matches!(op, Op::Optimizer { .. })) {
+        let members: Vec<usize> = run.collect();
+        for group in members.chunks(multi).filter(|g| g.len() >= 2) {
+            let tensors: Vec<optimizer::OptimizerTensor<'_>> = group
+                .iter()
+                .map(|&k| {
+                    let Op::Optimizer { param } = plan.ops[k] else {
+                        unreachable!("the run holds optimizer ops only")
+                    };
+                    let p = &plan.params[param];
+                    optimizer::OptimizerTensor {
+                        param: buf(p.value),
+                        grad: buf(p.grad),
+                        state1: p.state.first().map(|&s| buf(s)),
+                        state2: p.state.get(1).map(|&s| buf(s)),
+                        update: buf(p.update),
+                        len: p.numel,
+                    }
+                })
+                .collect();
+            let d =
+                optimizer::optimizer_update_multi(ctx, &plan.optimizer, step_uniform, &tensors)?;
+            carry(op_dispatches, group, d);
+        }
+    }
+    Ok(())
+}
+
+/// Each block of statistics ops: `stats_partial_multi` dispatches of up to `stats::MULTI`
+/// tensors of one class (the class decides whether a step runs them).
+pub(super) fn group_statistics(
+    ctx: &GpuContext,
+    plan: &Plan,
+    buffers: &[wgpu::Buffer],
+    op_class: &[Option<StatsClass>],
+    partial_base: &[usize],
+    partials: &wgpu::Buffer,
+    op_dispatches: &mut [Vec<Dispatch>],
+) -> Result<()> {
+    let multi = stats::multi_capacity(ctx);
+    if multi < 2 {
+        return Ok(());
+    }
+    for block in runs(&plan.ops, |op| matches!(op, Op::Stats { .. })) {
+        let mut classes: Vec<Option<StatsClass>> = Vec::new();
+        for class in &op_class[block.clone()] {
+            if !classes.contains(class) {
+                classes.push(*class);
+            }
+        }
+        for class in classes {
+            let members: Vec<usize> = block.clone().filter(|&k| op_class[k] == class).collect();
+            for group in members.chunks(multi).filter(|g| g.len() >= 2) {
+                let jobs: Vec<stats::PartialJob<'_>> = group
+                    .iter()
+                    .map(|&k| {
+                        let Op::Stats { job } = plan.ops[k] else {
+                            unreachable!("the block holds statistics ops only")
+                        };
+                        let j = &plan.stats_jobs[job];
+                        stats::PartialJob {
+                            x: &buffers[j.buffer.0],
+                            len: j.len,
+                            saturation: j.saturation,
+                            partial_base: partial_base[job],
+                        }
+                    })
+                    .collect();
+                carry(
+                    op_dispatches,
+                    group,
+                    stats::stats_partial_multi(ctx, &jobs, partials)?,
+                );
+            }
+        }
+    }
+    Ok(())
+}
