@@ -50,6 +50,9 @@ struct Scratch<T> {
     /// A recurrent layer's per-step work vectors (forward or backward).
     recurrent: Vec<T>,
     stats: Vec<RawStats>,
+    /// Per statistics job: its chunk records, and whether it is in the block being reduced.
+    stats_jobs: Vec<Vec<RawStats>>,
+    in_block: Vec<bool>,
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -162,14 +165,27 @@ impl<T: Element> CpuExecutor<T> {
         let start = std::time::Instant::now();
         let mut times = Vec::new();
         let profiling = self.profile.is_some() && scalars.is_some();
-        for i in range {
+        let end = range.end;
+        let mut i = range.start;
+        while i < end {
             let op = self.plan.ops[i].clone();
+            i += 1;
             if op
                 .stats_class(&self.plan.stats_jobs)
                 .is_some_and(|c| !stats.runs(c))
             {
                 continue;
             }
+            if !profiling && matches!(op, Op::Stats { .. }) {
+                // The whole block of statistics ops that follows, in one parallel region.
+                let block_end = (i..end)
+                    .find(|&k| !matches!(self.plan.ops[k], Op::Stats { .. }))
+                    .unwrap_or(end);
+                self.stats_block(i - 1..block_end, stats);
+                i = block_end;
+                continue;
+            }
+            let i = i - 1;
             if profiling {
                 // A host clock around each op: the twins run synchronously, so this is
                 // the op's whole cost.
@@ -188,6 +204,40 @@ impl<T: Element> CpuExecutor<T> {
             });
         }
         Ok(())
+    }
+
+    /// The records of the statistics ops `ops` (a block of consecutive ones) that run at
+    /// this level, all in one rayon region: each job reduced exactly as its own op would
+    /// (so the same bits), but the pool's threads wake once for the block instead of once
+    /// per tensor, which at two threads cost more than the small tensors' work.
+    fn stats_block(&mut self, ops: std::ops::Range<usize>, level: StatsLevel) {
+        use rayon::prelude::*;
+        let jobs = self.plan.stats_jobs.len();
+        let scratch = &mut self.scratch;
+        scratch.stats_jobs.resize_with(jobs, Vec::new);
+        scratch.in_block.clear();
+        scratch.in_block.resize(jobs, false);
+        for op in &self.plan.ops[ops] {
+            if let Op::Stats { job } = *op
+                && level.runs(self.plan.stats_jobs[job].class)
+            {
+                scratch.in_block[job] = true;
+            }
+        }
+        let (plan, storage, in_block) = (&self.plan, &self.storage, &scratch.in_block);
+        self.records
+            .par_iter_mut()
+            .zip(scratch.stats_jobs.par_iter_mut())
+            .enumerate()
+            .filter(|(j, _)| in_block[*j])
+            .for_each(|(j, (record, partials))| {
+                let spec = &plan.stats_jobs[j];
+                let x: &[T] = match &storage[plan.resolve(spec.buffer).0] {
+                    Storage::Float(v) => v,
+                    Storage::Index(_) => &[],
+                };
+                *record = stats::stats_reduce_with(&x[..spec.len], spec.saturation, partials);
+            });
     }
 
     /// The evaluation op list (forward in evaluation mode, then the loss).
