@@ -180,6 +180,25 @@ fn normalize_run(f: u32, ch: u32, lid: u32) -> vec2<f32> {
     return vec2<f32>(total.y, inv_std);
 }
 
+// What the apply of run f needs: its channel and range of m, the channel's statistics
+// (normalize_run), γ and β. Every invocation must call it.
+struct ApplyRun {
+    ch: u32,
+    lo: u32,
+    hi: u32,
+    mean: f32,
+    inv_std: f32,
+    g: f32,
+    b: f32,
+}
+
+fn apply_run(f: u32, lid: u32) -> ApplyRun {
+    let run = run_of(f);
+    let ch = run.x;
+    let stats = normalize_run(f, ch, lid);
+    return ApplyRun(ch, run.y, run.z, stats.x, stats.y, apply_gamma[ch], apply_beta[ch]);
+}
+
 // One workgroup: run k of channel ch, as in the partial pass. y = γ·(x − mean)·inv_std + β.
 @compute @workgroup_size(WG)
 fn batchnorm_forward_apply(
@@ -191,14 +210,10 @@ fn batchnorm_forward_apply(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let run = run_of(f);
-    let ch = run.x;
-    let stats = normalize_run(f, ch, lid);
-    let g = apply_gamma[ch];
-    let b = apply_beta[ch];
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(ch, m);
-        apply_y[i] = g * ((x[i] - stats.x) * stats.y) + b;
+    let a = apply_run(f, lid);
+    for (var m = a.lo + lid; m < a.hi; m = m + WG) {
+        let i = index(a.ch, m);
+        apply_y[i] = a.g * ((x[i] - a.mean) * a.inv_std) + a.b;
     }
 }
 
@@ -214,14 +229,10 @@ fn batchnorm_forward_apply_act(
     if f >= shape.c * shape.chunks {
         return;
     }
-    let run = run_of(f);
-    let ch = run.x;
-    let stats = normalize_run(f, ch, lid);
-    let g = apply_gamma[ch];
-    let b = apply_beta[ch];
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(ch, m);
-        let v = g * ((x[i] - stats.x) * stats.y) + b;
+    let a = apply_run(f, lid);
+    for (var m = a.lo + lid; m < a.hi; m = m + WG) {
+        let i = index(a.ch, m);
+        let v = a.g * ((x[i] - a.mean) * a.inv_std) + a.b;
         apply_y[i] = v;
         apply_z[i] = act_forward(shape.act_code, shape.act_param, v);
     }

@@ -12,20 +12,6 @@
 
 override SG: u32 = 32u;
 
-var<workgroup> tree_moments: array<vec3<f32>, WG>;
-var<workgroup> tree_pairs: array<vec2<f32>, WG>;
-
-// Moments (count, mean, M2) of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
-fn combine(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    let n = a.x + b.x;
-    if n == 0.0 {
-        return vec3<f32>(0.0, 0.0, 0.0);
-    }
-    let d = b.y - a.y;
-    let wb = b.x / n;
-    return vec3<f32>(n, a.y + d * wb, a.z + b.z + d * d * a.x * wb);
-}
-
 fn workgroup_moments(lid: u32, v: vec3<f32>) -> vec3<f32> {
     return workgroup_moments_n(lid, v, WG);
 }

@@ -65,6 +65,7 @@ pub const ALL: &[(&str, &str)] = &[
         concat!(
             include_str!("../../shaders/activation_math.wgsl"),
             include_str!("../../shaders/batchnorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_common.wgsl"),
             include_str!("../../shaders/workgroup_tree.wgsl")
         ),
     ),
@@ -73,6 +74,7 @@ pub const ALL: &[(&str, &str)] = &[
         concat!(
             include_str!("../../shaders/activation_math.wgsl"),
             include_str!("../../shaders/batchnorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_common.wgsl"),
             include_str!("../../shaders/workgroup_tree_subgroup.wgsl")
         ),
     ),
@@ -80,6 +82,7 @@ pub const ALL: &[(&str, &str)] = &[
         "layernorm",
         concat!(
             include_str!("../../shaders/layernorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_common.wgsl"),
             include_str!("../../shaders/workgroup_tree.wgsl")
         ),
     ),
@@ -87,6 +90,7 @@ pub const ALL: &[(&str, &str)] = &[
         "layernorm_subgroup",
         concat!(
             include_str!("../../shaders/layernorm.wgsl"),
+            include_str!("../../shaders/workgroup_tree_common.wgsl"),
             include_str!("../../shaders/workgroup_tree_subgroup.wgsl")
         ),
     ),
