@@ -919,7 +919,13 @@ impl<T: Element> Executor for CpuExecutor<T> {
             stats
         };
         self.clip = None;
-        self.run_ops(0..n, Some(scalars), stats)?;
+        // The whole step on one of rayon's workers: every parallel kernel inside then
+        // starts from a worker (the others join in, or none when the pool has one thread)
+        // instead of handing its work from this thread to the pool and sleeping until it
+        // is done, once per op.
+        let mut result = Ok(());
+        rayon::scope(|_| result = self.run_ops(0..n, Some(scalars), stats));
+        result?;
         let out = self.float(self.plan.loss_out);
         self.reports.push(StepReport {
             step,
@@ -944,7 +950,10 @@ impl<T: Element> Executor for CpuExecutor<T> {
     }
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
-        self.run_eval()?;
+        // On one of rayon's workers, as train_step.
+        let mut result = Ok(());
+        rayon::scope(|_| result = self.run_eval());
+        result?;
         // A read-out at every step has `label_rows` loss rows per sample.
         let valid = valid.min(self.plan.batch) * self.plan.label_rows;
         let batch = self.plan.batch as f64;
