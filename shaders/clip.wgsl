@@ -166,34 +166,21 @@ fn clip_value(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ---- clip_multi ---------------------------------------------------------------------------
-// clip_scale or clip_value (by `mode`) on up to MULTI gradients in one dispatch, element for
-// element the same arithmetic: a deep net has a gradient per parameter tensor, and each
-// dispatch costs a barrier and a launch whatever its size. Tensor j is bound at mgj; its
-// elements are those of workgroups mp.jobs[j].first_group .. + ⌈len/WG⌉ (flattened from a
-// 2-D grid). multi_state is the clip state in scale mode, a dummy in value mode.
+// clip_scale or clip_value (by `mode`) on up to GROUPED gradients in one dispatch, element
+// for element the same arithmetic: a deep net has a gradient per parameter tensor, and each
+// dispatch costs a barrier and a launch whatever its size. Tensor j is bound at mgj; the job
+// table is grouped_jobs.wgsl's (which precedes this file). multi_state is the clip state in
+// scale mode, a dummy in value mode.
 
-const MULTI: u32 = 8u;
 const MODE_SCALE: u32 = 0u;
 const MODE_VALUE: u32 = 1u;
 
-struct MultiJob {
-    len: u32,
-    first_group: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
 struct MultiParams {
-    n_jobs: u32,
-    total_groups: u32,
-    // Workgroups per row of the 2-D grid.
-    row: u32,
+    table: GroupedTable,
     mode: u32,
     value: f32,
     pad0: u32,
     pad1: u32,
-    pad2: u32,
-    jobs: array<MultiJob, MULTI>,
 }
 
 @group(0) @binding(0) var<uniform> mp: MultiParams;
@@ -239,21 +226,12 @@ fn clip_multi(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    let w = wid.y * mp.row + wid.x;
-    if (w >= mp.total_groups) {
+    let e = grouped_element(mp.table, wid, lid);
+    if (e.z == 0u) {
         return;
     }
-    // The tensor whose workgroup range holds w: the last one starting at or before it.
-    var j = 0u;
-    for (var k = 1u; k < mp.n_jobs; k++) {
-        if (mp.jobs[k].first_group <= w) {
-            j = k;
-        }
-    }
-    let i = (w - mp.jobs[j].first_group) * WG + lid;
-    if (i >= mp.jobs[j].len) {
-        return;
-    }
+    let j = e.x;
+    let i = e.y;
     let g = load_g(j, i);
     if (mp.mode == MODE_SCALE) {
         store_g(j, i, g * multi_state[S_SCALE]);

@@ -1,33 +1,14 @@
-// optimizer_update_multi: the step of up to MULTI parameter tensors in one dispatch, the
+// optimizer_update_multi: the step of up to GROUPED parameter tensors in one dispatch, the
 // same arithmetic element for element as optimizer.wgsl's optimizer_update (both call
-// optimizer_math.wgsl's step_element, which precedes this file). Tensor j is bound at pj, gj,
-// aj (state1), bj (state2), uj (update); its elements are those of workgroups
-// mh.jobs[j].first_group .. + ⌈len/WG⌉ (flattened from a 2-D grid). A dispatch costs a
+// optimizer_math.wgsl's step_element, which precedes this file, as grouped_jobs.wgsl's job
+// table does). Tensor j is bound at pj, gj, aj (state1), bj (state2), uj (update). A dispatch costs a
 // barrier and a launch whatever its size, which dwarfs the work for the many small
 // parameters of a deep net (a BatchNorm's scale is one value per channel).
-
-const MULTI: u32 = 8u;
-
-struct MultiJob {
-    len: u32,
-    first_group: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
-struct MultiParams {
-    n_jobs: u32,
-    total_groups: u32,
-    // Workgroups per row of the 2-D grid.
-    row: u32,
-    pad0: u32,
-    jobs: array<MultiJob, MULTI>,
-}
 
 @group(0) @binding(0) var<uniform> step: Step;
 // The run's settings; its len and row are unused here.
 @group(0) @binding(1) var<uniform> hp: Hyper;
-@group(0) @binding(2) var<uniform> mh: MultiParams;
+@group(0) @binding(2) var<uniform> mh: GroupedTable;
 @group(0) @binding(3) var<storage, read_write> p0: array<f32>;
 @group(0) @binding(4) var<storage, read_write> p1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> p2: array<f32>;
@@ -144,21 +125,12 @@ fn optimizer_update_multi(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    let w = wid.y * mh.row + wid.x;
-    if (w >= mh.total_groups) {
+    let e = grouped_element(mh, wid, lid);
+    if (e.z == 0u) {
         return;
     }
-    // The tensor whose workgroup range holds w: the last one starting at or before it.
-    var j = 0u;
-    for (var k = 1u; k < mh.n_jobs; k++) {
-        if (mh.jobs[k].first_group <= w) {
-            j = k;
-        }
-    }
-    let i = (w - mh.jobs[j].first_group) * WG + lid;
-    if (i >= mh.jobs[j].len) {
-        return;
-    }
+    let j = e.x;
+    let i = e.y;
     let p_old = load_p(j, i);
     var s1 = 0.0;
     var s2 = 0.0;

@@ -33,6 +33,7 @@ pub const ALL: &[(&str, &str)] = &[
         "optimizer_multi",
         concat!(
             include_str!("../../shaders/optimizer_math.wgsl"),
+            include_str!("../../shaders/grouped_jobs.wgsl"),
             include_str!("../../shaders/optimizer_multi.wgsl")
         ),
     ),
@@ -50,7 +51,13 @@ pub const ALL: &[(&str, &str)] = &[
             include_str!("../../shaders/stats_tree_subgroup.wgsl")
         ),
     ),
-    ("clip", include_str!("../../shaders/clip.wgsl")),
+    (
+        "clip",
+        concat!(
+            include_str!("../../shaders/grouped_jobs.wgsl"),
+            include_str!("../../shaders/clip.wgsl")
+        ),
+    ),
     ("pool2d", include_str!("../../shaders/pool2d.wgsl")),
     ("dropout", include_str!("../../shaders/dropout.wgsl")),
     (

@@ -6,7 +6,7 @@
 //! scale applied, 1.0 when the step was skipped, and the norm after clipping. The executor
 //! copies them into the step's readback slot.
 
-use super::launch::grouped_ranges;
+use super::launch::{GROUPED, GroupedTable, grouped_table};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::STORAGE;
 use crate::gpu::{Dispatch, GpuContext};
@@ -227,8 +227,8 @@ pub fn clip_value(
     ctx.dispatch("clip", "clip_value", &[&params, grad], [gx, gy, 1])
 }
 
-/// Gradients one `clip_multi` dispatch takes at most (`MULTI` in clip.wgsl).
-pub const MULTI: usize = 8;
+/// Gradients one `clip_multi` dispatch takes at most.
+pub const MULTI: usize = GROUPED;
 
 /// How many gradients one multi dispatch may take on this device (0: too few storage
 /// buffers per stage; every gradient gets its own dispatch).
@@ -249,24 +249,14 @@ pub enum ClipMode<'a> {
     Value(f32),
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MultiJob {
-    len: u32,
-    first_group: u32,
-    _pad: [u32; 2],
-}
-
+/// The WGSL `MultiParams` of clip_multi: the job table, then the mode.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct MultiParams {
-    n_jobs: u32,
-    total_groups: u32,
-    row: u32,
+    table: GroupedTable,
     mode: u32,
     value: f32,
-    _pad: [u32; 3],
-    jobs: [MultiJob; MULTI],
+    _pad: [u32; 2],
 }
 
 /// `clip_scale` or `clip_value` on up to `MULTI` gradients (buffer, length) in one
@@ -277,12 +267,6 @@ pub fn clip_multi(
     grads: &[(&wgpu::Buffer, usize)],
 ) -> Result<Dispatch> {
     let op = "clip_multi";
-    if grads.is_empty() || grads.len() > MULTI {
-        return Err(Error::shape(
-            op,
-            format!("takes 1 to {MULTI} gradients, got {}", grads.len()),
-        ));
-    }
     if multi_capacity(ctx) == 0 {
         return Err(Error::config(format!(
             "{op}: the device allows {} storage buffers per shader stage, {} needed",
@@ -299,7 +283,6 @@ pub fn clip_multi(
         }
         ClipMode::Value(v) => (1, v),
     };
-    let mut jobs = [bytemuck::Zeroable::zeroed(); MULTI];
     let mut lens = Vec::with_capacity(grads.len());
     for &(g, len) in grads {
         if g.size() < len as u64 * 4 {
@@ -314,24 +297,14 @@ pub fn clip_multi(
             })?,
         );
     }
-    let (firsts, total, grid) = grouped_ranges(ctx, op, &lens, WG)?;
-    for ((slot, &len), &first_group) in jobs.iter_mut().zip(&lens).zip(&firsts) {
-        *slot = MultiJob {
-            len,
-            first_group,
-            _pad: [0; 2],
-        };
-    }
+    let (table, grid) = grouped_table(ctx, op, &lens, WG)?;
     let params = ctx.uniform(
         "clip.multi.params",
         &MultiParams {
-            n_jobs: grads.len() as u32,
-            total_groups: total,
-            row: grid[0],
+            table,
             mode: mode_code,
             value,
-            _pad: [0; 3],
-            jobs,
+            _pad: [0; 2],
         },
     )?;
     let dummy_state;

@@ -66,24 +66,67 @@ pub fn check_distinct(op: &str, buffers: &[(&str, &wgpu::Buffer)]) -> Result<()>
     Ok(())
 }
 
-/// The workgroup ranges of a grouped dispatch that runs an element-wise kernel over several
-/// tensors of `lens` elements on one grid, `wg` invocations a workgroup: each tensor's first
-/// workgroup (⌈len/wg⌉ workgroups each, at least one), the total, and the grid (2-D past the
-/// per-dimension limit, its x extent the row length in workgroups).
-pub fn grouped_ranges(
+/// Tensors one grouped element-wise dispatch takes at most (`GROUPED` in
+/// shaders/grouped_jobs.wgsl): the optimizer's and clipping's multi-tensor kernels.
+pub const GROUPED: usize = 8;
+
+/// One tensor of a grouped dispatch (WGSL `GroupedJob`): its length and first workgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GroupedJob {
+    pub len: u32,
+    pub first_group: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The job table of a grouped dispatch (WGSL `GroupedTable`), 144 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GroupedTable {
+    pub n_jobs: u32,
+    pub total_groups: u32,
+    /// Workgroups per row of the 2-D grid.
+    pub row: u32,
+    pub _pad: u32,
+    pub jobs: [GroupedJob; GROUPED],
+}
+
+/// The job table and grid of a grouped dispatch that runs an element-wise kernel over the
+/// tensors of `lens` elements (at most GROUPED), `wg` invocations a workgroup: ⌈len/wg⌉
+/// workgroups each (at least one), laid end to end, on a grid that turns 2-D past the
+/// per-dimension limit.
+pub fn grouped_table(
     ctx: &GpuContext,
     op: &str,
     lens: &[u32],
     wg: u32,
-) -> Result<(Vec<u32>, u32, [u32; 3])> {
-    let mut firsts = Vec::with_capacity(lens.len());
+) -> Result<(GroupedTable, [u32; 3])> {
+    if lens.is_empty() || lens.len() > GROUPED {
+        return Err(Error::shape(
+            op,
+            format!("takes 1 to {GROUPED} tensors, got {}", lens.len()),
+        ));
+    }
+    let mut table = GroupedTable {
+        n_jobs: lens.len() as u32,
+        total_groups: 0,
+        row: 0,
+        _pad: 0,
+        jobs: [bytemuck::Zeroable::zeroed(); GROUPED],
+    };
     let mut groups = 0u64;
     let too_many = || Error::shape(op, "workgroup count exceeds u32");
-    for &len in lens {
-        firsts.push(u32::try_from(groups).map_err(|_| too_many())?);
+    for (job, &len) in table.jobs.iter_mut().zip(lens) {
+        *job = GroupedJob {
+            len,
+            first_group: u32::try_from(groups).map_err(|_| too_many())?,
+            _pad: [0; 2],
+        };
         groups += len.div_ceil(wg).max(1) as u64;
     }
     let total = u32::try_from(groups).map_err(|_| too_many())?;
     let gx = total.clamp(1, ctx.limits.max_compute_workgroups_per_dimension.max(1));
-    Ok((firsts, total, [gx, total.div_ceil(gx), 1]))
+    table.total_groups = total;
+    table.row = gx;
+    Ok((table, [gx, total.div_ceil(gx), 1]))
 }

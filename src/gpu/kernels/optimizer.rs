@@ -11,11 +11,10 @@
 //! since every binding the shader declares must be bound, and one buffer may not be bound
 //! twice in a dispatch.
 
-use super::launch::{check_buffer, check_distinct, grid_1d, grouped_ranges};
+use super::launch::{GROUPED, check_buffer, check_distinct, grid_1d, grouped_table};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::ops::{OptimizerParams, StepUniform};
-use bytemuck::Zeroable;
 
 /// Invocations per workgroup (`WG` in optimizer.wgsl).
 const WG: u32 = 256;
@@ -35,9 +34,8 @@ pub struct OptimizerHyper {
     pub weight_decay: f32,
 }
 
-/// Parameter tensors one `optimizer_update_multi` dispatch steps at most (`MULTI` in
-/// shaders/optimizer_multi.wgsl).
-pub const MULTI: usize = 8;
+/// Parameter tensors one `optimizer_update_multi` dispatch steps at most.
+pub const MULTI: usize = GROUPED;
 
 /// Storage buffers per tensor of a multi dispatch: param, grad, two state slots, update.
 const MULTI_BUFFERS_PER_TENSOR: usize = 5;
@@ -62,24 +60,6 @@ pub fn multi_capacity(ctx: &GpuContext) -> usize {
     } else {
         0
     }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MultiJob {
-    len: u32,
-    first_group: u32,
-    _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MultiParams {
-    n_jobs: u32,
-    total_groups: u32,
-    row: u32,
-    _pad: u32,
-    jobs: [MultiJob; MULTI],
 }
 
 /// The checks every launcher makes of one tensor: sizes, the kind's state slots, the step
@@ -153,12 +133,6 @@ pub fn optimizer_update_multi(
     tensors: &[OptimizerTensor<'_>],
 ) -> Result<Dispatch> {
     let op = format!("optimizer_update_multi ({})", p.kind.name());
-    if tensors.is_empty() || tensors.len() > MULTI {
-        return Err(Error::shape(
-            &op,
-            format!("takes 1 to {MULTI} tensors, got {}", tensors.len()),
-        ));
-    }
     if multi_capacity(ctx) == 0 {
         return Err(Error::config(format!(
             "{op}: the device allows {} storage buffers per shader stage, {} needed",
@@ -166,61 +140,42 @@ pub fn optimizer_update_multi(
             MULTI * MULTI_BUFFERS_PER_TENSOR
         )));
     }
-    let mut params = MultiParams {
-        n_jobs: tensors.len() as u32,
-        total_groups: 0,
-        row: 0,
-        _pad: 0,
-        jobs: [MultiJob::zeroed(); MULTI],
-    };
     let lens = tensors
         .iter()
         .map(|t| check_tensor(&op, ctx, p, step, t))
         .collect::<Result<Vec<u32>>>()?;
-    let (firsts, total, grid) = grouped_ranges(ctx, &op, &lens, WG)?;
-    for ((slot, &len), &first_group) in params.jobs.iter_mut().zip(&lens).zip(&firsts) {
-        *slot = MultiJob {
-            len,
-            first_group,
-            _pad: [0; 2],
-        };
-    }
-    params.total_groups = total;
-    params.row = grid[0];
+    let (table, grid) = grouped_table(ctx, &op, &lens, WG)?;
     let hyper_buf = ctx.uniform("optimizer.hyper", &hyper(p, 0, 0))?;
-    let params_buf = ctx.uniform("optimizer_update_multi.params", &params)?;
-    // Dummies for empty slots and unkept state: one 4-byte buffer each.
-    let dummies: Vec<wgpu::Buffer> = (0..MULTI * MULTI_BUFFERS_PER_TENSOR)
+    let params_buf = ctx.uniform("optimizer_update_multi.table", &table)?;
+    // Every binding after the uniforms, in the shader's order: the tensor's buffer, or
+    // None for an empty slot or a state slot the kind does not keep.
+    let mut slots: Vec<Option<(String, &wgpu::Buffer)>> = Vec::new();
+    for kind in ["param", "grad", "state1", "state2", "update"] {
+        for j in 0..MULTI {
+            let b = tensors.get(j).and_then(|t| match kind {
+                "param" => Some(t.param),
+                "grad" => Some(t.grad),
+                "state1" => t.state1,
+                "state2" => t.state2,
+                _ => Some(t.update),
+            });
+            slots.push(b.map(|b| (format!("tensor {j} {kind}"), b)));
+        }
+    }
+    // A 4-byte dummy for each None (no buffer may be bound twice as writable).
+    let dummies: Vec<wgpu::Buffer> = (0..slots.iter().filter(|s| s.is_none()).count())
         .map(|_| ctx.storage_buffer("optimizer_multi.unused", 4))
         .collect::<Result<_>>()?;
     let mut dummy = dummies.iter();
-    let mut next_dummy = || dummy.next().expect("one dummy per binding");
     let mut bindings: Vec<&wgpu::Buffer> = vec![step, &hyper_buf, &params_buf];
     let mut named: Vec<(String, &wgpu::Buffer)> = Vec::new();
-    let slot = |j: usize| tensors.get(j);
-    for (kind, pick) in [
-        ("param", 0usize),
-        ("grad", 1),
-        ("state1", 2),
-        ("state2", 3),
-        ("update", 4),
-    ] {
-        for j in 0..MULTI {
-            let b = slot(j).and_then(|t| match pick {
-                0 => Some(t.param),
-                1 => Some(t.grad),
-                2 => t.state1,
-                3 => t.state2,
-                _ => Some(t.update),
-            });
-            let b = match b {
-                Some(b) => {
-                    named.push((format!("tensor {j} {kind}"), b));
-                    b
-                }
-                None => next_dummy(),
-            };
-            bindings.push(b);
+    for slot in slots {
+        match slot {
+            Some((name, b)) => {
+                bindings.push(b);
+                named.push((name, b));
+            }
+            None => bindings.push(dummy.next().expect("one dummy per empty slot")),
         }
     }
     let named: Vec<(&str, &wgpu::Buffer)> = named.iter().map(|(n, b)| (n.as_str(), *b)).collect();
