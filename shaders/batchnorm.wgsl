@@ -238,7 +238,14 @@ fn batchnorm_forward_apply_act(
     }
 }
 
-// One invocation: y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β.
+// y[i] = γ·(x[i] − running_mean)/sqrt(running_var + eps) + β, for the eval entries.
+fn eval_value(i: u32) -> f32 {
+    let ch = (i / shape.s) % shape.c;
+    let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
+    return gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
+}
+
+// One invocation: y[i] = eval_value(i).
 @compute @workgroup_size(WG)
 fn batchnorm_forward_eval(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -248,9 +255,7 @@ fn batchnorm_forward_eval(
     if i >= shape.n * shape.c * shape.s {
         return;
     }
-    let ch = (i / shape.s) % shape.c;
-    let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
-    y[i] = gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
+    y[i] = eval_value(i);
 }
 
 // batchnorm_forward_eval and the activation after it: y as there, z = f(y).
@@ -263,11 +268,23 @@ fn batchnorm_forward_eval_act(
     if i >= shape.n * shape.c * shape.s {
         return;
     }
-    let ch = (i / shape.s) % shape.c;
-    let inv_std = 1.0 / sqrt(eval_var[ch] + shape.eps);
-    let v = gamma[ch] * ((x[i] - mean_in[ch]) * inv_std) + beta[ch];
+    let v = eval_value(i);
     y[i] = v;
     z[i] = act_forward(shape.act_code, shape.act_param, v);
+}
+
+// Run f's saved statistics: (mean, inv_std) of its channel.
+fn saved_stats(f: u32) -> vec2<f32> {
+    let ch = run_of(f).x;
+    return vec2<f32>(mean_in[ch], invstd_in[ch]);
+}
+
+// Combines the lanes' (Σ dy, Σ dy·x̂) of run f and stores them. Every invocation calls it.
+fn store_run_sums(f: u32, lid: u32, acc: vec2<f32>) {
+    let total = workgroup_sum(lid, acc);
+    if lid == 0u {
+        sums_out[f] = total;
+    }
 }
 
 // One workgroup: run k of channel ch. (Σ dy, Σ dy·x̂) over the run.
@@ -282,19 +299,14 @@ fn batchnorm_backward_partial(
         return;
     }
     let run = run_of(f);
-    let ch = run.x;
-    let mean = mean_in[ch];
-    let inv_std = invstd_in[ch];
+    let st = saved_stats(f);
     var acc = vec2<f32>(0.0, 0.0);
     for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(ch, m);
+        let i = index(run.x, m);
         let g = dy[i];
-        acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
+        acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
     }
-    let total = workgroup_sum(lid, acc);
-    if lid == 0u {
-        sums_out[f] = total;
-    }
+    store_run_sums(f, lid, acc);
 }
 
 // batchnorm_backward_partial with the activation's backward in front: each element's dy is
@@ -310,20 +322,15 @@ fn batchnorm_backward_partial_act(
         return;
     }
     let run = run_of(f);
-    let ch = run.x;
-    let mean = mean_in[ch];
-    let inv_std = invstd_in[ch];
+    let st = saved_stats(f);
     var acc = vec2<f32>(0.0, 0.0);
     for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(ch, m);
+        let i = index(run.x, m);
         let g = act_backward(shape.act_code, shape.act_param, act_x[i], act_y[i], act_dy[i]);
         dy_formed[i] = g;
-        acc = acc + vec2<f32>(g, g * ((x[i] - mean) * inv_std));
+        acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
     }
-    let total = workgroup_sum(lid, acc);
-    if lid == 0u {
-        sums_out[f] = total;
-    }
+    store_run_sums(f, lid, acc);
 }
 
 // One workgroup: run k of channel ch. Sums the channel's run sums in the fixed tree (the
