@@ -292,10 +292,9 @@ fn batchnorm_running_statistics_are_checkpointed() {
 
 /// The issue's own case: a full training step of resnet-20 on 3×32×32 images (batch 2, to
 /// keep the software adapter's time small), GPU against CPU: the loss and every gradient.
-#[test]
-fn resnet20_step_on_gpu_matches_cpu() {
-    let Some(ctx) = common::gpu_arc() else { return };
-    let model = zoo::cifar_resnet(
+/// resnet-20 for CIFAR-sized input with BatchNorm, as `gradscope train --model resnet20`.
+fn resnet20() -> ModelSpec {
+    zoo::cifar_resnet(
         &[3, 32, 32],
         10,
         20,
@@ -304,7 +303,13 @@ fn resnet20_step_on_gpu_matches_cpu() {
         Init::HeNormal,
         LossKind::Xent,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn resnet20_step_on_gpu_matches_cpu() {
+    let Some(ctx) = common::gpu_arc() else { return };
+    let model = resnet20();
     let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
     let mut gpu = GpuExecutor::new(ctx, plan.clone()).unwrap();
@@ -351,16 +356,7 @@ fn resnet20_step_on_gpu_matches_cpu() {
 #[test]
 fn activation_gradients_share_buffers_without_overlap() {
     use gradscope::plan::BufferRole;
-    let model = zoo::cifar_resnet(
-        &[3, 32, 32],
-        10,
-        20,
-        true,
-        true,
-        Init::HeNormal,
-        LossKind::Xent,
-    )
-    .unwrap();
+    let model = resnet20();
     let plan = compile(&model, 8, OptimizerParams::new(OptimizerKind::Sgd)).unwrap();
     let unshared: u64 = plan
         .buffers
@@ -432,21 +428,12 @@ fn model_files_build_networks_and_name_their_mistakes() {
 
 /// The GPU executor's fusions in a resnet-20 step: every BatchNorm and Add forward writes
 /// the ReLU after it, and each ReLU backward whose output gradient is a BatchNorm's runs
-/// inside that BatchNorm's backward; evaluation fuses the forward alike. None of the
-/// absorbed ops is left with a dispatch, and a fused backward never reads a buffer it writes.
+/// inside that BatchNorm's backward; evaluation fuses the forward alike. A fused backward
+/// never reads storage it writes.
 #[test]
 fn resnet20_fuses_norm_and_add_with_their_activations() {
     use gradscope::gpu::fusion::{Fused, find_fusions};
-    let model = zoo::cifar_resnet(
-        &[3, 32, 32],
-        10,
-        20,
-        true,
-        true,
-        Init::HeNormal,
-        LossKind::Xent,
-    )
-    .unwrap();
+    let model = resnet20();
     let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
     let count = |f: &[Fused], ops: &[Op], pick: &dyn Fn(&Fused, &Op) -> bool| {
         f.iter().zip(ops).filter(|(x, o)| pick(x, o)).count()
@@ -475,6 +462,26 @@ fn resnet20_fuses_norm_and_add_with_their_activations() {
     for &i in &fused_back {
         assert_eq!(f[i - 1], Fused::Absorbed);
         assert!(matches!(plan.ops[i - 1], Op::ActivationBackward { .. }));
+        // The fused pass reads the activation's tensors while it writes the BatchNorm's
+        // gradients: no storage in common.
+        let (
+            Fused::ActThenNormBackward { x, y, dy, .. },
+            Op::BatchNormBackward {
+                dy: bdy,
+                dx,
+                dgamma,
+                dbeta,
+                ..
+            },
+        ) = (f[i], &plan.ops[i])
+        else {
+            unreachable!()
+        };
+        for r in [x, y, dy] {
+            for w in [*bdy, *dx, *dgamma, *dbeta] {
+                assert_ne!(plan.resolve(r), plan.resolve(w), "op {i}");
+            }
+        }
     }
     let absorbed = f.iter().filter(|x| **x == Fused::Absorbed).count();
     // The 19 forward ReLUs, the 12 backward ones, and the classifier's bias (its product's
