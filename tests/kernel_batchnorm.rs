@@ -637,16 +637,10 @@ fn batchnorm_matches_golden_values() {
     }
 }
 
-/// The BatchNorm forward with the following activation fused into its last pass (what the
-/// GPU executor runs for conv → BN → activation) writes the same y, bit for bit, as the
-/// plain forward, and a z with the bits of the activation kernel applied to that y: in
-/// training and in evaluation, for every activation, on shapes with one and several runs.
-#[test]
-fn fused_activation_gives_the_bits_of_the_two_kernels() {
-    use gradscope::gpu::kernels::activation::activation_forward;
+/// Every activation the fusions may take.
+fn fused_activations() -> [gradscope::ops::Activation; 9] {
     use gradscope::ops::Activation;
-    let Some(ctx) = common::gpu() else { return };
-    let acts = [
+    [
         Activation::Relu,
         Activation::Sigmoid,
         Activation::Tanh,
@@ -656,12 +650,28 @@ fn fused_activation_gives_the_bits_of_the_two_kernels() {
         Activation::Gelu,
         Activation::Softplus,
         Activation::Identity,
-    ];
-    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-    for (k, &(n, c, s)) in [(13usize, 5usize, 31usize), (3, 2, 4097 * 3), (7, 13, 1)]
-        .iter()
-        .enumerate()
-    {
+    ]
+}
+
+/// (n, c, s) for the fusion tests: one run per channel, several (3 of 4 097 and more), s = 1.
+const FUSED_SHAPES: [(usize, usize, usize); 3] = [(13, 5, 31), (3, 2, 4097 * 3), (7, 13, 1)];
+
+/// The values' bits, for exact comparisons.
+fn bits(v: Vec<f32>) -> Vec<u32> {
+    v.into_iter().map(f32::to_bits).collect()
+}
+
+/// The BatchNorm forward with the following activation fused into its last pass (what the
+/// GPU executor runs for conv → BN → activation) writes the same y, bit for bit, as the
+/// plain forward, and a z with the bits of the activation kernel applied to that y: in
+/// training and in evaluation, for every activation, on shapes with one and several runs.
+#[test]
+fn fused_activation_gives_the_bits_of_the_two_kernels() {
+    use gradscope::gpu::kernels::activation::activation_forward;
+    use gradscope::ops::Activation;
+    let Some(ctx) = common::gpu() else { return };
+    let acts = fused_activations();
+    for (k, &(n, c, s)) in FUSED_SHAPES.iter().enumerate() {
         let len = n * c * s;
         for (a, &act) in acts.iter().enumerate() {
             let seed = 500 + 10 * k as u64 + a as u64 * 1000;
@@ -773,23 +783,9 @@ fn fused_activation_gives_the_bits_of_the_two_kernels() {
 #[test]
 fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
     use gradscope::gpu::kernels::activation::{activation_backward, activation_forward};
-    use gradscope::ops::Activation;
     let Some(ctx) = common::gpu() else { return };
-    let acts = [
-        Activation::Relu,
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::LeakyRelu { slope: 0.1 },
-        Activation::Elu { alpha: 1.0 },
-        Activation::Selu,
-        Activation::Gelu,
-        Activation::Softplus,
-    ];
-    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-    for (k, &(n, c, s)) in [(13usize, 5usize, 31usize), (3, 2, 4097 * 3), (7, 13, 1)]
-        .iter()
-        .enumerate()
-    {
+    let acts = fused_activations();
+    for (k, &(n, c, s)) in FUSED_SHAPES.iter().enumerate() {
         let len = n * c * s;
         for (a, &act) in acts.iter().enumerate() {
             let seed = 900 + 10 * k as u64 + a as u64 * 1000;
@@ -885,7 +881,6 @@ fn subgroup_trees_give_the_bits_of_the_workgroup_trees() {
     let with = GpuContext::new(&request).unwrap();
     let mut without = GpuContext::new(&request).unwrap();
     without.subgroup_size = None;
-    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
     // Every output of a BatchNorm forward and backward on one context.
     let batchnorm = |ctx: &GpuContext, (n, c, s): (usize, usize, usize), seed: u64| {
         let len = n * c * s;
