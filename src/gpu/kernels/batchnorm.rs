@@ -99,6 +99,25 @@ fn fused_act<'a>(
     Ok(Some(z))
 }
 
+/// Checks a pass's buffers: `full` hold len = n·c·s values, `per_channel` c, and no two of
+/// them all are one buffer.
+fn check_pass(
+    op: &str,
+    len: usize,
+    c: usize,
+    full: &[(&str, &wgpu::Buffer)],
+    per_channel: &[(&str, &wgpu::Buffer)],
+) -> Result<()> {
+    for &(name, b) in full {
+        check_buffer(op, name, b, len)?;
+    }
+    for &(name, b) in per_channel {
+        check_buffer(op, name, b, c)?;
+    }
+    let all: Vec<(&str, &wgpu::Buffer)> = full.iter().chain(per_channel).copied().collect();
+    check_distinct(op, &all)
+}
+
 fn check_eps(op: &str, eps: f32) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::shape(
@@ -154,31 +173,23 @@ pub fn batchnorm_forward_train(
     sh.eps = eps;
     sh.momentum = momentum;
     let len = n * c * s;
-    check_buffer(OP, "x", x, len)?;
-    check_buffer(OP, "y", y, len)?;
-    for (name, b) in [
-        ("gamma", gamma),
-        ("beta", beta),
-        ("save_mean", save_mean),
-        ("save_invstd", save_invstd),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ] {
-        check_buffer(OP, name, b, c)?;
-    }
     let z = fused_act(OP, &mut sh, act, len)?;
-    let mut named = vec![
-        ("x", x),
-        ("gamma", gamma),
-        ("beta", beta),
-        ("y", y),
-        ("save_mean", save_mean),
-        ("save_invstd", save_invstd),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ];
-    named.extend(z.map(|z| ("z", z)));
-    check_distinct(OP, &named)?;
+    let mut full = vec![("x", x), ("y", y)];
+    full.extend(z.map(|z| ("z", z)));
+    check_pass(
+        OP,
+        len,
+        c,
+        &full,
+        &[
+            ("gamma", gamma),
+            ("beta", beta),
+            ("save_mean", save_mean),
+            ("save_invstd", save_invstd),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+    )?;
     let u = ctx.uniform("batchnorm_forward_train.shape", &sh)?;
     let partial = scratch(
         ctx,
@@ -251,27 +262,21 @@ pub fn batchnorm_forward_eval(
     check_eps(OP, eps)?;
     sh.eps = eps;
     let len = n * c * s;
-    check_buffer(OP, "x", x, len)?;
-    check_buffer(OP, "y", y, len)?;
-    for (name, b) in [
-        ("gamma", gamma),
-        ("beta", beta),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ] {
-        check_buffer(OP, name, b, c)?;
-    }
     let z = fused_act(OP, &mut sh, act, len)?;
-    let mut named = vec![
-        ("x", x),
-        ("gamma", gamma),
-        ("beta", beta),
-        ("y", y),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ];
-    named.extend(z.map(|z| ("z", z)));
-    check_distinct(OP, &named)?;
+    let mut full = vec![("x", x), ("y", y)];
+    full.extend(z.map(|z| ("z", z)));
+    check_pass(
+        OP,
+        len,
+        c,
+        &full,
+        &[
+            ("gamma", gamma),
+            ("beta", beta),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+    )?;
     let u = ctx.uniform("batchnorm_forward_eval.shape", &sh)?;
     // Binding order of the shader: x, running mean, running var, gamma, beta, y (, z).
     let mut bindings: Vec<&wgpu::Buffer> = vec![&u, x, running_mean, running_var, gamma, beta, y];
@@ -316,44 +321,30 @@ pub fn batchnorm_backward(
     let mut sh = shape(OP, n, c, s)?;
     sh.accumulate = accumulate as u32;
     let len = n * c * s;
-    check_buffer(OP, "x", x, len)?;
-    check_buffer(OP, "dy", dy, len)?;
-    check_buffer(OP, "dx", dx, len)?;
+    let mut full = vec![("x", x), ("dy", dy), ("dx", dx)];
     if let Some(a) = &act {
-        check_buffer(OP, "the activation's x", a.x, len)?;
-        check_buffer(OP, "the activation's y", a.y, len)?;
-        check_buffer(OP, "the activation's dy", a.dy, len)?;
-        sh.act_code = a.act.code();
-        sh.act_param = a.act.param();
-    }
-    for (name, b) in [
-        ("gamma", gamma),
-        ("save_mean", save_mean),
-        ("save_invstd", save_invstd),
-        ("dgamma", dgamma),
-        ("dbeta", dbeta),
-    ] {
-        check_buffer(OP, name, b, c)?;
-    }
-    let mut named = vec![
-        ("x", x),
-        ("gamma", gamma),
-        ("dy", dy),
-        ("save_mean", save_mean),
-        ("save_invstd", save_invstd),
-        ("dx", dx),
-        ("dgamma", dgamma),
-        ("dbeta", dbeta),
-    ];
-    if let Some(a) = &act {
-        // dy is written here, so no other tensor may share its buffer.
-        named.extend([
+        // dy is then written here, so no other tensor may share its buffer.
+        full.extend([
             ("the activation's x", a.x),
             ("the activation's y", a.y),
             ("the activation's dy", a.dy),
         ]);
+        sh.act_code = a.act.code();
+        sh.act_param = a.act.param();
     }
-    check_distinct(OP, &named)?;
+    check_pass(
+        OP,
+        len,
+        c,
+        &full,
+        &[
+            ("gamma", gamma),
+            ("save_mean", save_mean),
+            ("save_invstd", save_invstd),
+            ("dgamma", dgamma),
+            ("dbeta", dbeta),
+        ],
+    )?;
     let u = ctx.uniform("batchnorm_backward.shape", &sh)?;
     let partial = scratch(ctx, "batchnorm_backward.sums", c * sh.chunks as usize, 8)?;
     let partial_pass = match &act {
