@@ -557,6 +557,8 @@ fn multi_tensor_dispatch_matches_one_dispatch_per_tensor_bit_for_bit() {
         for lens in [
             vec![1usize, 255, 256, 257, 3000, 7, 512, 1],
             vec![100, 1, 2049],
+            // A group of one: the executor groups every optimizer op where it can.
+            vec![257],
         ] {
             let what = format!("{} lens {lens:?}", kind.name());
             let seed = |j: usize| 7000 * ki as u64 + 13 * j as u64 + lens.len() as u64;

@@ -645,6 +645,8 @@ fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
             300usize, 0, 5000, 2049, 100_003, 1, 2047, 8, 4096, 4097, 13, 2048, 9000, 1, 700, 3,
         ][..],
         &[7usize, 4096, 2][..],
+        // A group of one: the executor groups every statistics op where it can.
+        &[2049usize][..],
     ] {
         let tensors: Vec<Vec<f32>> = lens
             .iter()

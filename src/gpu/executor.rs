@@ -793,7 +793,12 @@ impl GpuExecutor {
         };
         for (op, f) in plan.ops.iter().zip(plan_fusions(c, &plan, &plan.ops)?) {
             op_class.push(op.stats_class(&plan.stats_jobs));
-            op_dispatches.push(build_fused(&f, op)?);
+            // The grouping below builds what it groups (groups of one included).
+            op_dispatches.push(if grouping::groups(c, op) {
+                Vec::new()
+            } else {
+                build_fused(&f, op)?
+            });
         }
         grouping::group_optimizer(c, &plan, &buffers, &step_uniform, &mut op_dispatches)?;
         // The skip guard's indirect arguments: one triple per optimizer dispatch left.

@@ -5,7 +5,9 @@
 //! consecutive statistics ops (they only read tensors that nothing in the block writes) may
 //! run in any order inside, so each becomes one dispatch per group of tensors, carried by
 //! the group's first op; the others keep their place in the op list with no dispatch. The
-//! grouped kernels give the bits of the one-tensor ones, so nothing can observe this.
+//! grouped kernels give the bits of the one-tensor ones, so nothing can observe this. Where
+//! the device can run them, they take every such op (a group of one too), and the
+//! executor builds no one-tensor dispatch for it.
 
 use std::ops::Range;
 
@@ -35,8 +37,16 @@ fn runs(ops: &[Op], member: impl Fn(&Op) -> bool) -> Vec<Range<usize>> {
     out
 }
 
-/// Replaces the dispatches of each group (of at least two) by the group's dispatch on its
-/// first op, and clears the others.
+/// Whether the grouping takes `op` on this device (the executor then builds nothing for it).
+pub(super) fn groups(ctx: &GpuContext, op: &Op) -> bool {
+    match op {
+        Op::Optimizer { .. } => optimizer::multi_capacity(ctx) >= 2,
+        Op::Stats { .. } => stats::multi_capacity(ctx) >= 2,
+        _ => false,
+    }
+}
+
+/// Puts a group's dispatch on its first op and clears the others.
 fn carry(op_dispatches: &mut [Vec<Dispatch>], group: &[usize], d: Dispatch) {
     op_dispatches[group[0]] = vec![d];
     for &k in &group[1..] {
@@ -60,7 +70,7 @@ pub(super) fn group_optimizer(
     let buf = |id: crate::plan::BufId| &buffers[id.0];
     for run in runs(&plan.ops, |op| matches!(op, Op::Optimizer { .. })) {
         let members: Vec<usize> = run.collect();
-        for group in members.chunks(multi).filter(|g| g.len() >= 2) {
+        for group in members.chunks(multi) {
             let tensors: Vec<optimizer::OptimizerTensor<'_>> = group
                 .iter()
                 .map(|&k| {
@@ -110,7 +120,7 @@ pub(super) fn group_statistics(
         }
         for class in classes {
             let members: Vec<usize> = block.clone().filter(|&k| op_class[k] == class).collect();
-            for group in members.chunks(multi).filter(|g| g.len() >= 2) {
+            for group in members.chunks(multi) {
                 let jobs: Vec<stats::PartialJob<'_>> = group
                     .iter()
                     .map(|&k| {
