@@ -779,3 +779,47 @@ fn subgroup_tree_gives_the_bits_of_the_workgroup_tree() {
         "wide scales"
     );
 }
+
+/// Every count of the CPU twin against a direct per-element count, on random bit patterns
+/// (every exponent, so every histogram bin, NaN, ±∞ and subnormals) mixed with zeros, at
+/// lengths around the twin's vector and chunk sizes.
+#[test]
+fn cpu_counts_match_a_direct_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(900);
+    for n in [1usize, 15, 16, 17, 63, 64, 65, 4095, 4096, 4097, 12_289] {
+        let data: Vec<f32> = (0..n)
+            .map(|_| match rng.random_range(0..6u32) {
+                0 => 0.0,
+                1 => -0.0,
+                _ => f32::from_bits(rng.random()),
+            })
+            .collect();
+        for sat in [None, Some((-1e-3f32, 1e6f32))] {
+            let r = cpu::stats_reduce(&data, sat);
+            let finite: Vec<f32> = data.iter().copied().filter(|v| v.is_finite()).collect();
+            let mut hist = [0u32; HIST_BINS];
+            for &v in finite.iter().filter(|v| **v != 0.0) {
+                hist[RawStats::hist_bin(v)] += 1;
+            }
+            let saturated = sat.map_or(0, |(lo, hi)| {
+                finite.iter().filter(|&&v| v <= lo || v >= hi).count()
+            });
+            let what = format!("len {n}, saturation {sat:?}");
+            assert_eq!(r.hist, hist, "{what}: histogram");
+            assert_eq!(
+                (r.finite, r.nan, r.inf, r.zeros, r.saturated),
+                (
+                    finite.len() as u32,
+                    data.iter().filter(|v| v.is_nan()).count() as u32,
+                    data.iter().filter(|v| v.is_infinite()).count() as u32,
+                    finite.iter().filter(|&&v| v == 0.0).count() as u32,
+                    saturated as u32,
+                ),
+                "{what}: counts"
+            );
+            let min = finite.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = finite.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!((r.min, r.max), (min, max), "{what}: min and max");
+        }
+    }
+}

@@ -3,15 +3,17 @@
 //! Each element is converted to f32 first (the record is f32, as on the device). The tensor
 //! is cut into chunks of `CHUNK` elements; each chunk gives one record, computed without a
 //! single division per element:
-//! - one branch-free pass over `LANES` interleaved accumulators (which the compiler turns
-//!   into SIMD code) gathers min, max, the saturated count (only where bounds are given)
-//!   and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64, where K is the chunk's
-//!   first finite element; max |x| is max(|min|, |max|). Few accumulators, so they stay in
-//!   registers (with more, the baseline's sixteen SSE registers spilled to the stack every
-//!   element);
-//! - one pass counts the raw IEEE exponent fields, zeros apart (four interleaved tables, so
-//!   consecutive increments do not wait on each other), which gives the histogram, the
-//!   zeros, the subnormals and the non-finite total.
+//! - one branch-free pass over interleaved accumulators (which the compiler turns
+//!   into SIMD code) gathers min, max, the zeros, the saturated count (only where bounds
+//!   are given) and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64, where K is
+//!   the chunk's first finite element; max |x| is max(|min|, |max|). It also keeps each
+//!   element's exponent field, one byte;
+//! - one pass over those bytes counts the non-finite (field 255), turns each field into
+//!   its histogram bin and counts the bins between the chunk's lowest and highest, by byte
+//!   compares in whole SIMD registers (a table of counters, incremented per element, was
+//!   twice as slow: each increment waits on the one before to the same slot).
+//!
+//! Both passes are compiled for AVX-512 and AVX2 too, chosen at run time.
 //!
 //! Then mean = K + S1/n, M2 = S2 − S1²/n and Σx² = S2 + 2K·S1 + n·K², divided by max_abs² in
 //! f64. f64 holds every f32 squared (1e30² and 1e-30² alike), so no scaling is needed per
@@ -29,13 +31,11 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
-use crate::stats::{HIST_BINS, RawStats};
+use crate::stats::{HIST_BIN_WIDTH, HIST_BINS, HIST_LOG2_LO, RawStats};
 
 /// Elements reduced into one chunk record on the CPU (16 KiB of f32: the passes over a chunk
 /// run from L1). Unrelated to the device's chunk size.
 pub const CHUNK: usize = 4096;
-/// Interleaved accumulators of the vectorizable pass.
-const LANES: usize = 4;
 /// Tensors of up to this many chunks are reduced on the calling thread: for them, rayon's
 /// hand-off costs more than it saves.
 const SERIAL_CHUNKS: usize = 2;
@@ -96,8 +96,39 @@ pub fn finalize(partials: &[RawStats]) -> RawStats {
     r
 }
 
-/// The record of one chunk of at most CHUNK elements.
+/// The record of one chunk of at most CHUNK elements, through the widest SIMD the CPU has:
+/// as many interleaved lanes as its registers hold without spilling (16 for AVX-512, 8 for
+/// AVX2, 4 for the baseline). The lanes change the order of the f64 sums, so the moments'
+/// last bits depend on the build (as the GEMM's do); counts, min and max do not.
 fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F and BW, checked just above.
+            return unsafe { chunk_record_avx512(x, lo, hi) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { chunk_record_avx2(x, lo, hi) };
+        }
+    }
+    chunk_record_kernel::<4>(x, lo, hi)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn chunk_record_avx512(x: &[f32], lo: f32, hi: f32) -> RawStats {
+    chunk_record_kernel::<16>(x, lo, hi)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32) -> RawStats {
+    chunk_record_kernel::<8>(x, lo, hi)
+}
+
+#[inline(always)]
+fn chunk_record_kernel<const L: usize>(x: &[f32], lo: f32, hi: f32) -> RawStats {
     let mut r = RawStats::empty();
     let Some(&k) = x.iter().find(|v| v.is_finite()) else {
         // Nothing finite: only the NaN and ±Inf counts.
@@ -107,40 +138,32 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     };
     let kd = k as f64;
     let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
+    // The exponent bytes, rounded up to whole counting vectors by zeros.
+    let mut bytes = [0u8; CHUNK];
     let p = if saturating {
-        pass1::<true>(x, k, lo, hi)
+        pass1::<true, L>(x, k, lo, hi, &mut bytes)
     } else {
-        pass1::<false>(x, k, lo, hi)
+        pass1::<false, L>(x, k, lo, hi, &mut bytes)
     };
 
-    // Pass 2: each element's histogram bin (from its exponent field, through a table),
-    // ±0 and the non-finite apart, counted in four tables used in turn. Small tables: a
-    // chunk of a bias vector should not pay for zeroing and summing 256 slots.
-    let bins = exponent_slots();
-    let slot = |v: f32| {
-        let a = v.to_bits() & 0x7fff_ffff;
-        if a == 0 {
-            ZERO_SLOT
-        } else {
-            bins[(a >> 23) as usize] as usize
-        }
-    };
-    let mut ex = [[0u32; SLOTS]; 4];
-    let quads = x.chunks_exact(4);
-    let tail = quads.remainder();
-    for q in quads {
-        for (t, &v) in ex.iter_mut().zip(q) {
-            t[slot(v)] += 1;
-        }
+    // Pass 2, over the bytes: the non-finite (exponent field 255), then every byte turned
+    // into its bin and the bins counted, the padding set apart first.
+    let bytes = &mut bytes[..x.len().next_multiple_of(COUNT_LANES)];
+    let nonfinite = count_equal(bytes, NONFINITE_EXPONENT);
+    to_bins(bytes);
+    bytes[x.len()..].fill(PAD);
+    // Only the bins between the chunk's lowest and highest are counted: a chunk's values
+    // usually span a few of the 40.
+    let (lowest, highest) = bin_range(bytes);
+    for b in lowest..=highest {
+        r.hist[b as usize] = count_equal(bytes, b);
     }
-    for (t, &v) in ex.iter_mut().zip(tail) {
-        t[slot(v)] += 1;
-    }
-    let count = |e: usize| -> u32 { ex.iter().map(|t| t[e]).sum() };
+    // ±0 (exponent field 0) fell into the first bin and the non-finite into the last.
+    r.zeros = p.zeros.iter().sum();
+    r.hist[0] -= r.zeros;
+    r.hist[HIST_BINS - 1] -= nonfinite;
 
     // Lanes in fixed order.
-    let nonfinite = count(NONFINITE_SLOT);
-    r.zeros = count(ZERO_SLOT);
     r.saturated = p.sat.iter().sum();
     r.min =
         p.mn.iter()
@@ -157,9 +180,6 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     };
     let s1: f64 = p.s1.iter().sum();
     let s2: f64 = p.s2.iter().sum();
-    for (b, h) in r.hist.iter_mut().enumerate() {
-        *h = count(b);
-    }
     if nonfinite > 0 {
         r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
         r.inf = nonfinite - r.nan;
@@ -183,61 +203,101 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     r
 }
 
-/// Pass 2's slots: the histogram's bins, then ±0, then NaN and ±∞.
-const ZERO_SLOT: usize = HIST_BINS;
-const NONFINITE_SLOT: usize = HIST_BINS + 1;
-const SLOTS: usize = HIST_BINS + 2;
+/// The exponent field of NaN and ±∞.
+const NONFINITE_EXPONENT: u8 = 255;
+/// What the padding after a chunk's last bin becomes: above every bin, so counted nowhere.
+const PAD: u8 = u8::MAX;
+/// Byte counters per counting vector: 64 bytes, one AVX-512 register (four SSE ones).
+const COUNT_LANES: usize = 64;
+// A counter counts at most one byte in COUNT_LANES of a chunk, and must not wrap.
+const _: () = assert!(CHUNK / COUNT_LANES <= u8::MAX as usize);
 
-/// The slot of each exponent field: `RawStats::hist_bin` of the finite ones (the
-/// subnormals' field 0 included), NONFINITE_SLOT for 255.
-fn exponent_slots() -> &'static [u8; 256] {
-    static TABLE: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut t = [0u8; 256];
-        for (e, slot) in t.iter_mut().enumerate() {
-            *slot = if e == 255 {
-                NONFINITE_SLOT as u8
-            } else {
-                RawStats::hist_bin(f32::from_bits((e as u32) << 23)) as u8
-            };
+/// How many of `bytes` (a multiple of COUNT_LANES long, at most CHUNK) equal `b`: a byte
+/// compare and subtract per byte, which compiles to whole-register SIMD.
+#[inline(always)]
+fn count_equal(bytes: &[u8], b: u8) -> u32 {
+    let mut acc = [0u8; COUNT_LANES];
+    for g in bytes.chunks_exact(COUNT_LANES) {
+        for (a, &v) in acc.iter_mut().zip(g) {
+            *a = a.wrapping_add((v == b) as u8);
         }
-        t
-    })
+    }
+    acc.iter().map(|&c| c as u32).sum()
 }
 
-/// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod LANES.
-struct Lanes {
-    sat: [u32; LANES],
-    mn: [f32; LANES],
-    mx: [f32; LANES],
+/// Each exponent field turned into its histogram bin, `RawStats::hist_bin` in byte
+/// arithmetic (so it vectorizes): the field less that of 2^HIST_LOG2_LO, clamped at 0,
+/// over the bin width, clamped at the last bin. ±0 (field 0) lands in the first bin and
+/// NaN and ±∞ (field 255) in the last; the caller takes them out.
+#[inline(always)]
+fn to_bins(bytes: &mut [u8]) {
+    const LOWEST: u8 = (127 + HIST_LOG2_LO) as u8;
+    for e in bytes {
+        *e = (e.saturating_sub(LOWEST) / HIST_BIN_WIDTH as u8).min(HIST_BINS as u8 - 1);
+    }
+}
+
+/// The lowest and the highest bin among `bytes` (bins and PAD, a multiple of COUNT_LANES
+/// long), in lanes so that it compiles to SIMD. Without any bin, lowest > highest.
+#[inline(always)]
+fn bin_range(bytes: &[u8]) -> (u8, u8) {
+    let mut lowest = [u8::MAX; COUNT_LANES];
+    let mut highest = [0u8; COUNT_LANES];
+    for g in bytes.chunks_exact(COUNT_LANES) {
+        for ((l, h), &b) in lowest.iter_mut().zip(&mut highest).zip(g) {
+            *l = (*l).min(b);
+            *h = (*h).max(if b == PAD { 0 } else { b });
+        }
+    }
+    (
+        lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
+        highest.iter().fold(0, |m, &b| m.max(b)),
+    )
+}
+
+/// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod L.
+struct Lanes<const L: usize> {
+    sat: [u32; L],
+    zeros: [u32; L],
+    mn: [f32; L],
+    mx: [f32; L],
     /// Σd and Σd² of d = x − k, in f64.
-    s1: [f64; LANES],
-    s2: [f64; LANES],
+    s1: [f64; L],
+    s2: [f64; L],
 }
 
-impl Lanes {
+impl<const L: usize> Lanes<L> {
     fn new() -> Self {
         Lanes {
-            sat: [0; LANES],
-            mn: [f32::INFINITY; LANES],
-            mx: [f32::NEG_INFINITY; LANES],
-            s1: [0.0; LANES],
-            s2: [0.0; LANES],
+            sat: [0; L],
+            zeros: [0; L],
+            mn: [f32::INFINITY; L],
+            mx: [f32::NEG_INFINITY; L],
+            s1: [0.0; L],
+            s2: [0.0; L],
         }
     }
 
-    /// Folds one group of LANES elements without a branch: a non-finite element is
-    /// replaced by k, a finite element of the same chunk, which changes neither min nor
-    /// max, and adds d = 0 to the sums. Straight-line integer and float code over arrays,
-    /// so that the compiler keeps the accumulators in SIMD registers. SAT: whether
-    /// saturation bounds are given (without them nothing saturates).
+    /// Folds one group of L elements without a branch and writes their exponent
+    /// fields: a non-finite element is replaced by k, a finite element of the same chunk,
+    /// which changes neither min nor max, and adds d = 0 to the sums. Straight-line integer
+    /// and float code over arrays, so that the compiler keeps the accumulators in SIMD
+    /// registers. SAT: whether saturation bounds are given (without them nothing
+    /// saturates).
     // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
     // seven zipped arrays would not read better.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn push<const SAT: bool>(&mut self, g: &[f32; LANES], k: f32, lo: f32, hi: f32) {
+    fn push<const SAT: bool>(
+        &mut self,
+        g: &[f32; L],
+        k: f32,
+        lo: f32,
+        hi: f32,
+        exponents: &mut [u8; L],
+    ) {
         let kbits = k.to_bits();
-        for j in 0..LANES {
+        for j in 0..L {
             let bits = g[j].to_bits();
             let a = bits & 0x7fff_ffff;
             let fin = (a < 0x7f80_0000) as u32;
@@ -246,28 +306,41 @@ impl Lanes {
             if SAT {
                 self.sat[j] += fin & ((v <= lo) | (v >= hi)) as u32;
             }
+            self.zeros[j] += (a == 0) as u32;
             self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
             self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
             let d = v as f64 - k as f64;
             self.s1[j] += d;
             self.s2[j] += d * d;
+            exponents[j] = (a >> 23) as u8;
         }
     }
 }
 
-/// Pass 1 over a chunk, with the tail padded by NaN (which counts nowhere: it is replaced
-/// by k and saturates nothing).
-#[inline(never)]
-fn pass1<const SAT: bool>(x: &[f32], k: f32, lo: f32, hi: f32) -> Lanes {
+/// Pass 1 over a chunk: the accumulators, and each element's exponent field in
+/// `exponents`. The tail is padded by NaN (replaced by k, it counts nowhere in the sums
+/// and saturates nothing), whose exponents are not kept.
+#[inline(always)]
+fn pass1<const SAT: bool, const L: usize>(
+    x: &[f32],
+    k: f32,
+    lo: f32,
+    hi: f32,
+    exponents: &mut [u8; CHUNK],
+) -> Lanes<L> {
     let mut acc = Lanes::new();
-    let groups = x.chunks_exact(LANES);
+    let groups = x.chunks_exact(L);
     let rest = groups.remainder().len();
-    let mut tail = [f32::NAN; LANES];
+    let mut tail = [f32::NAN; L];
     tail[..rest].copy_from_slice(groups.remainder());
-    for g in groups {
-        acc.push::<SAT>(g.try_into().expect("groups of LANES elements"), k, lo, hi);
+    let whole = x.len() - rest;
+    for (g, e) in groups.zip(exponents.chunks_exact_mut(L)) {
+        let g = g.try_into().expect("groups of L elements");
+        acc.push::<SAT>(g, k, lo, hi, e.try_into().expect("L exponents"));
     }
-    acc.push::<SAT>(&tail, k, lo, hi);
+    let mut tail_exponents = [0u8; L];
+    acc.push::<SAT>(&tail, k, lo, hi, &mut tail_exponents);
+    exponents[whole..whole + rest].copy_from_slice(&tail_exponents[..rest]);
     acc
 }
 
@@ -278,4 +351,77 @@ pub fn dead_units<T: Element>(y: &[T], rows: usize, cols: usize) -> u32 {
     (0..cols)
         .filter(|&c| (0..rows).all(|r| y[r * cols + c] == T::zero()))
         .count() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random bit patterns (every exponent, NaN, ±∞, subnormals), zeros and ordinary values.
+    fn awkward(seed: u64, n: usize) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        (0..n)
+            .map(|_| {
+                let r = rng.next_u64();
+                match r % 8 {
+                    0 => f32::from_bits((r >> 32) as u32),
+                    1 => 0.0,
+                    2 => -0.0,
+                    _ => (rng.uniform() as f32 - 0.5) * 1e-3,
+                }
+            })
+            .collect()
+    }
+
+    /// Every SIMD build this CPU runs agrees with the baseline build on every tail length
+    /// of a chunk: the counts, histogram and extremes exactly, the moments (summed in
+    /// another order) to a few f32 ulps.
+    #[test]
+    fn every_simd_build_agrees_with_the_baseline() {
+        let builds: Vec<(&str, fn(&[f32], f32, f32) -> RawStats)> = vec![
+            ("dispatched", chunk_record),
+            ("4 lanes", chunk_record_kernel::<4>),
+            ("8 lanes", chunk_record_kernel::<8>),
+            ("16 lanes", chunk_record_kernel::<16>),
+        ];
+        for (seed, n) in (0u64..).zip([1, 15, 16, 17, 63, 64, 65, 1000, 4095, 4096]) {
+            let x = awkward(seed, n);
+            for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (-1e-4, 1e-4)] {
+                let want = chunk_record_kernel::<4>(&x, lo, hi);
+                let mut got: Vec<(&str, RawStats)> =
+                    builds.iter().map(|(name, f)| (*name, f(&x, lo, hi))).collect();
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    got.push(("avx2", unsafe { chunk_record_avx2(&x, lo, hi) }));
+                }
+                for (name, r) in got {
+                    let what = format!("{name}, len {n}");
+                    let counts = |r: &RawStats| (r.finite, r.nan, r.inf, r.zeros, r.saturated);
+                    assert_eq!(counts(&r), counts(&want), "{what}");
+                    assert_eq!(r.hist, want.hist, "{what}");
+                    assert_eq!((r.min, r.max, r.max_abs), (want.min, want.max, want.max_abs));
+                    for (field, a, b) in [
+                        ("mean", r.mean, want.mean),
+                        ("m2", r.m2_scaled, want.m2_scaled),
+                        ("ssq", r.norm_ssq, want.norm_ssq),
+                    ] {
+                        let scale = b.abs().max(r.max_abs * 1e-3);
+                        assert!((a - b).abs() <= 4.0 * f32::EPSILON * scale, "{what}: {field}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The byte arithmetic of `to_bins` is `RawStats::hist_bin` for every exponent field.
+    #[test]
+    fn byte_bins_are_the_record_bins() {
+        let mut bytes: Vec<u8> = (0..=255).collect();
+        to_bins(&mut bytes);
+        for (e, &b) in bytes.iter().enumerate() {
+            let x = f32::from_bits((e as u32) << 23);
+            assert_eq!(b as usize, RawStats::hist_bin(x), "exponent field {e}");
+        }
+    }
 }

@@ -6,4 +6,4 @@ pub mod record;
 pub mod table;
 
 pub use layer::{LayerStats, layer_stats, total_grad_norm};
-pub use record::{HIST_BINS, RECORD_WORDS, RawStats, TensorStats};
+pub use record::{HIST_BIN_WIDTH, HIST_BINS, HIST_LOG2_LO, RECORD_WORDS, RawStats, TensorStats};
