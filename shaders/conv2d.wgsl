@@ -304,6 +304,23 @@ fn stage_square(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
     }
 }
 
+// Stores one row of an invocation's 4×4 block (row: a value, indexed freely).
+fn store_row(which: u32, g: u32, split: u32, m: u32, n: u32, row: vec4<f32>) {
+    for (var j = 0u; j < BLOCK; j++) {
+        store(which, g, split, m, n + j, row[j]);
+    }
+}
+
+// Stores an invocation's 4×4 block, rows m .. m + 3 and columns n .. n + 3. The rows are
+// written out, not looped over, so the block is indexed by constants only and stays in
+// registers whether or not the driver unrolls a loop (see tests/shaders.rs).
+fn store_block(which: u32, g: u32, split: u32, m: u32, n: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
+    store_row(which, g, split, m, n, (*acc)[0]);
+    store_row(which, g, split, m + 1u, n, (*acc)[1]);
+    store_row(which, g, split, m + 2u, n, (*acc)[2]);
+    store_row(which, g, split, m + 3u, n, (*acc)[3]);
+}
+
 // One invocation: C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] of group g (m0 = 64·wg.y,
 // n0 = 64·wg.x), its k products summed in ascending order (matmul.wgsl's inner loop).
 fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
@@ -325,11 +342,7 @@ fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < BLOCK; i++) {
-        for (var j = 0u; j < BLOCK; j++) {
-            store(which, r.x, r.y, m0 + lid.y * BLOCK + i, n0 + lid.x * BLOCK + j, acc[i][j]);
-        }
-    }
+    store_block(which, r.x, r.y, m0 + lid.y * BLOCK, n0 + lid.x * BLOCK, &acc);
 }
 
 // ---- wide tiles: 16×256 of C, 64×4 invocations ---------------------------------------------
@@ -374,11 +387,7 @@ fn gemm_wide(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < BLOCK; i++) {
-        for (var j = 0u; j < BLOCK; j++) {
-            store(which, r.x, r.y, m0 + lid.y * BLOCK + i, n0 + lid.x * BLOCK + j, acc[i][j]);
-        }
-    }
+    store_block(which, r.x, r.y, m0 + lid.y * BLOCK, n0 + lid.x * BLOCK, &acc);
 }
 
 // ---- entry points ---------------------------------------------------------------------------

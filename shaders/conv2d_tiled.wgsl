@@ -445,6 +445,32 @@ fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
     }
 }
 
+// Four rows of one column group of an invocation's part of C.
+alias Block = array<vec4<f32>, 4>;
+
+// blk[i] += av[i] · bv: one k of a 4×4 block.
+fn rank1(av: vec4<f32>, bv: vec4<f32>, blk: ptr<function, Block>) {
+    (*blk)[0] = fma(vec4<f32>(av.x), bv, (*blk)[0]);
+    (*blk)[1] = fma(vec4<f32>(av.y), bv, (*blk)[1]);
+    (*blk)[2] = fma(vec4<f32>(av.z), bv, (*blk)[2]);
+    (*blk)[3] = fma(vec4<f32>(av.w), bv, (*blk)[3]);
+}
+
+// Stores row m of columns n0 + nn .. +3 (row: a value, indexed freely).
+fn store_row(which: u32, g: u32, split: u32, m: u32, n0: u32, nn: u32, row: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        store(which, g, split, m, n0 + nn + j, col_tab[nn + j], row[j]);
+    }
+}
+
+// Stores a block: rows m .. m + 3, tile columns nn .. nn + 3, written out by row.
+fn store_block(which: u32, g: u32, split: u32, m: u32, n0: u32, nn: u32, blk: ptr<function, Block>) {
+    store_row(which, g, split, m, n0, nn, (*blk)[0]);
+    store_row(which, g, split, m + 1u, n0, nn, (*blk)[1]);
+    store_row(which, g, split, m + 2u, n0, nn, (*blk)[2]);
+    store_row(which, g, split, m + 3u, n0, nn, (*blk)[3]);
+}
+
 // One invocation: rows m0 + 4·ty .. +3 and the vec4 column groups tx, tx + WN of the tile.
 fn gemm(which: u32, wg: vec3<u32>, t: u32) {
     if (which == BWD_IN_PHASED) {
@@ -468,7 +494,11 @@ fn gemm(which: u32, wg: vec3<u32>, t: u32) {
         k_tab[t] = k_entry(which, r.z + t);
     }
     workgroupBarrier();
-    var acc: array<vec4<f32>, 8>;
+    // Column groups 0 and 1 (the second only with TN4 = 2): acc{s}[i] holds row 4·ty + i
+    // and columns 4(tx + WN·s) ..+3. Two whole variables, indexed by constants only (see
+    // shaders/matmul_tiled.wgsl on registers and tests/shaders.rs).
+    var acc0: Block;
+    var acc1: Block;
     var half = 0u;
     for (var k0 = r.z; k0 < r.w; k0 += BK) {
         stage(which, g, m0, n0, k0, half, t);
@@ -479,26 +509,17 @@ fn gemm(which: u32, wg: vec3<u32>, t: u32) {
         }
         for (var kk = 0u; kk < BK; kk++) {
             let av = a_tile[kk * (BM / 4u) + ty];
-            for (var s = 0u; s < TN4; s++) {
-                let bv = b_tile[kk * (BN / 4u) + tx + WN * s];
-                acc[0u * 2u + s] = fma(vec4<f32>(av.x), bv, acc[0u * 2u + s]);
-                acc[1u * 2u + s] = fma(vec4<f32>(av.y), bv, acc[1u * 2u + s]);
-                acc[2u * 2u + s] = fma(vec4<f32>(av.z), bv, acc[2u * 2u + s]);
-                acc[3u * 2u + s] = fma(vec4<f32>(av.w), bv, acc[3u * 2u + s]);
+            rank1(av, b_tile[kk * (BN / 4u) + tx], &acc0);
+            if (TN4 > 1u) {
+                rank1(av, b_tile[kk * (BN / 4u) + tx + WN], &acc1);
             }
         }
         half = 16u - half;
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * ty + i;
-        for (var s = 0u; s < TN4; s++) {
-            let row = acc[i * 2u + s];
-            for (var j = 0u; j < 4u; j++) {
-                let nn = 4u * (tx + WN * s) + j;
-                store(which, g, r.y, m, n0 + nn, col_tab[nn], row[j]);
-            }
-        }
+    store_block(which, g, r.y, m0 + 4u * ty, n0, 4u * tx, &acc0);
+    if (TN4 > 1u) {
+        store_block(which, g, r.y, m0 + 4u * ty, n0, 4u * (tx + WN), &acc1);
     }
 }
 

@@ -130,27 +130,35 @@ fn multiply_slice(ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
     }
 }
 
-// Writes (or adds) the in-range part of an invocation's 4×4 block to C(M,N).
-fn store_block(m0: u32, n0: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
-    for (var i = 0u; i < BLOCK; i++) {
-        let m = m0 + ty * BLOCK + i;
-        if (m >= p.m) {
+// Writes (or adds) the in-range part of one row of an invocation's block to C(M,N).
+fn store_row(m: u32, n0: u32, row: vec4<f32>) {
+    if (m >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < BLOCK; j++) {
+        let n = n0 + j;
+        if (n >= p.n) {
             break;
         }
-        let row = (*acc)[i];
-        for (var j = 0u; j < BLOCK; j++) {
-            let n = n0 + tx * BLOCK + j;
-            if (n >= p.n) {
-                break;
-            }
-            let idx = m * p.n + n;
-            if (p.accumulate != 0u) {
-                c[idx] = c[idx] + row[j];
-            } else {
-                c[idx] = row[j];
-            }
+        let idx = m * p.n + n;
+        if (p.accumulate != 0u) {
+            c[idx] = c[idx] + row[j];
+        } else {
+            c[idx] = row[j];
         }
     }
+}
+
+// Writes (or adds) the in-range part of an invocation's 4×4 block to C(M,N). The rows are
+// written out, not looped over: the block is indexed by constants only, so it stays in
+// registers whether or not the driver unrolls a loop (see tests/shaders.rs).
+fn store_block(m0: u32, n0: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
+    let m = m0 + ty * BLOCK;
+    let n = n0 + tx * BLOCK;
+    store_row(m, n, (*acc)[0]);
+    store_row(m + 1u, n, (*acc)[1]);
+    store_row(m + 2u, n, (*acc)[2]);
+    store_row(m + 3u, n, (*acc)[3]);
 }
 
 // NN: C(M,N) = A(M,K)·B(K,N). Grid (⌈N/64⌉, ⌈M/64⌉); one invocation computes

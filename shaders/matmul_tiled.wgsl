@@ -85,279 +85,309 @@ var<workgroup> b_tile: array<vec4<f32>, B_TILE>;
 // ---- staging: fetch (global → registers), then put (registers → workgroup memory) ------
 //
 // An invocation holds at most 8 elements of each staged slice (128·16/256), packed in two
-// vec4 registers: scalar element l at r[l / 4][l % 4], or vec4 l at r[l]. Splitting the
-// staging in two lets the PREFETCH variants fetch slice k0 + BK while slice k0 is
-// multiplied, hiding the global-memory latency behind the FMAs.
+// vec4 registers: scalar element l at r[l / 4][l % 4], or vec4 l at r[l].
+// Splitting the staging in two lets the PREFETCH variants fetch slice k0 + BK while slice
+// k0 is multiplied, hiding the global-memory latency behind the FMAs.
+//
+// Registers, not memory: every index into a function-local array (r, the accumulator
+// blocks) is a constant, written out by hand below instead of a loop over l, r or s. With a
+// loop variable as index the array is only promoted to registers if the driver unrolls the
+// loop first; NVIDIA's Vulkan compiler did not, and the variants ran from local memory at a
+// tenth of the simple kernel's speed.
+//
+// Operands: 0 = A stored (M,K) (NN, NT), 1 = A stored (K,M) (TN), 2 = B stored (K,N) (NN,
+// TN), 3 = B stored (N,K) (NT); a constant at every call site.
+const A_MK: u32 = 0u;
+const A_KM: u32 = 1u;
+const B_KN: u32 = 2u;
+const B_NK: u32 = 3u;
 
-// op(A) slice when A is stored (M,K) (NN, NT): consecutive invocations read along k.
-fn fetch_a_mk(m0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
+// Rows (columns) of the operand's slice, and its staged vec4s.
+fn slice_rows(operand: u32) -> u32 {
+    if (operand <= A_KM) {
+        return BM;
+    }
+    return BN;
+}
+
+fn slice_vec4s(operand: u32) -> u32 {
+    return BK * slice_rows(operand) / 4u;
+}
+
+// Element e of the slice at k0 (e < rows·BK), in the order consecutive invocations read it:
+// along k where k is contiguous in memory (A (M,K), B (N,K)), else along m or n. Returns
+// (row or column within the slice, kk).
+fn scalar_place(operand: u32, e: u32) -> vec2<u32> {
+    if (operand == A_MK || operand == B_NK) {
+        return vec2<u32>(e / BK, e % BK);
+    }
+    let rows = slice_rows(operand);
+    return vec2<u32>(e % rows, e / rows);
+}
+
+// The value of element e of the slice (zero out of range).
+fn fetch_scalar(operand: u32, base: u32, k0: u32, e: u32) -> f32 {
+    let at = scalar_place(operand, e);
+    let i = base + at.x;
+    let k = k0 + at.y;
+    if (k >= p.k) {
+        return 0.0;
+    }
+    switch operand {
+        case A_MK: {
+            if (i < p.m) {
+                return a[i * p.k + k];
+            }
+        }
+        case A_KM: {
+            if (i < p.m) {
+                return a[k * p.m + i];
+            }
+        }
+        case B_KN: {
+            if (i < p.n) {
+                return b[k * p.n + i];
+            }
+        }
+        default: {
+            if (i < p.n) {
+                return b[i * p.k + k];
+            }
+        }
+    }
+    return 0.0;
+}
+
+fn put_scalar(operand: u32, e: u32, v: f32) {
+    let at = scalar_place(operand, e);
+    let rows = slice_rows(operand);
+    let q = at.y * (rows / 4u) + at.x / 4u;
+    if (operand <= A_KM) {
+        a_tile[q][at.x % 4u] = v;
+    } else {
+        b_tile[q][at.x % 4u] = v;
+    }
+}
+
+// vec4 e of the slice (e < rows·BK/4): four consecutive k of one row where k is contiguous
+// (K % 4 == 0 and k0 % 4 == 0, so all in range or all out), else four consecutive rows at
+// one k (the row length a multiple of 4: the same). Returns (first row, kk).
+fn vec4_place(operand: u32, e: u32) -> vec2<u32> {
+    if (operand == A_MK || operand == B_NK) {
+        return vec2<u32>(e / (BK / 4u), 4u * (e % (BK / 4u)));
+    }
+    let quads = slice_rows(operand) / 4u;
+    return vec2<u32>(4u * (e % quads), e / quads);
+}
+
+fn fetch_vec4(operand: u32, base: u32, k0: u32, e: u32) -> vec4<f32> {
+    let at = vec4_place(operand, e);
+    let i = base + at.x;
+    let k = k0 + at.y;
+    if (e >= slice_vec4s(operand) || k >= p.k) {
+        return vec4<f32>(0.0);
+    }
+    switch operand {
+        case A_MK: {
+            if (i < p.m) {
+                return a4[(i * p.k + k) / 4u];
+            }
+        }
+        case A_KM: {
+            if (i < p.m) {
+                return a4[(k * p.m + i) / 4u];
+            }
+        }
+        case B_KN: {
+            if (i < p.n) {
+                return b4[(k * p.n + i) / 4u];
+            }
+        }
+        default: {
+            if (i < p.n) {
+                return b4[(i * p.k + k) / 4u];
+            }
+        }
+    }
+    return vec4<f32>(0.0);
+}
+
+fn put_vec4(operand: u32, e: u32, v: vec4<f32>) {
+    if (e >= slice_vec4s(operand)) {
+        return;
+    }
+    let at = vec4_place(operand, e);
+    let rows = slice_rows(operand);
+    if (operand == A_MK || operand == B_NK) {
+        // Four k of one row: transposed into four k-major entries.
+        let q = at.y * (rows / 4u) + at.x / 4u;
+        let c = at.x % 4u;
+        let step = rows / 4u;
+        if (operand == A_MK) {
+            a_tile[q][c] = v.x;
+            a_tile[q + step][c] = v.y;
+            a_tile[q + 2u * step][c] = v.z;
+            a_tile[q + 3u * step][c] = v.w;
+        } else {
+            b_tile[q][c] = v.x;
+            b_tile[q + step][c] = v.y;
+            b_tile[q + 2u * step][c] = v.z;
+            b_tile[q + 3u * step][c] = v.w;
+        }
+    } else if (operand == A_KM) {
+        // Four rows at one k: the tile's own layout.
+        a_tile[e] = v;
+    } else {
+        b_tile[e] = v;
+    }
+}
+
+// This invocation's elements of the slice at k0: l·256 + t for l below rows·BK/256 (2, 4
+// or 8) scalars, or below 2 vec4s (those past the slice are skipped).
+fn fetch(operand: u32, base: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
     var r: array<vec4<f32>, 2>;
     if (VEC4) {
-        // K % 4 == 0 and k0 % 4 == 0: a vec4 of k is all in range or all out.
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            let m = m0 + e / (BK / 4u);
-            let k = k0 + 4u * (e % (BK / 4u));
-            if (e < A_TILE && m < p.m && k < p.k) {
-                r[l] = a4[(m * p.k + k) / 4u];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BM * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let m = m0 + e / BK;
-            let k = k0 + e % BK;
-            if (m < p.m && k < p.k) {
-                r[l / 4u][l % 4u] = a[m * p.k + k];
-            }
-        }
+        r[0] = fetch_vec4(operand, base, k0, t);
+        r[1] = fetch_vec4(operand, base, k0, THREADS + t);
+        return r;
+    }
+    let count = slice_rows(operand) * BK / THREADS;
+    r[0].x = fetch_scalar(operand, base, k0, t);
+    r[0].y = fetch_scalar(operand, base, k0, THREADS + t);
+    if (count > 2u) {
+        r[0].z = fetch_scalar(operand, base, k0, 2u * THREADS + t);
+        r[0].w = fetch_scalar(operand, base, k0, 3u * THREADS + t);
+    }
+    if (count > 4u) {
+        r[1].x = fetch_scalar(operand, base, k0, 4u * THREADS + t);
+        r[1].y = fetch_scalar(operand, base, k0, 5u * THREADS + t);
+        r[1].z = fetch_scalar(operand, base, k0, 6u * THREADS + t);
+        r[1].w = fetch_scalar(operand, base, k0, 7u * THREADS + t);
     }
     return r;
 }
 
-fn put_a_mk(r: array<vec4<f32>, 2>, t: u32) {
+fn put(operand: u32, r: array<vec4<f32>, 2>, t: u32) {
     if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            if (e < A_TILE) {
-                let kq = e % (BK / 4u);
-                let mm = e / (BK / 4u);
-                for (var j = 0u; j < 4u; j++) {
-                    a_tile[(4u * kq + j) * (BM / 4u) + mm / 4u][mm % 4u] = r[l][j];
-                }
-            }
-        }
-    } else {
-        for (var l = 0u; l < BM * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let mm = e / BK;
-            a_tile[(e % BK) * (BM / 4u) + mm / 4u][mm % 4u] = r[l / 4u][l % 4u];
-        }
+        put_vec4(operand, t, r[0]);
+        put_vec4(operand, THREADS + t, r[1]);
+        return;
     }
-}
-
-// op(A) slice when A is stored (K,M) (TN): consecutive invocations read along m.
-fn fetch_a_km(m0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
-    var r: array<vec4<f32>, 2>;
-    if (VEC4) {
-        // M % 4 == 0: a vec4 of m is all in range or all out.
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            let m = m0 + 4u * (e % (BM / 4u));
-            let k = k0 + e / (BM / 4u);
-            if (e < A_TILE && m < p.m && k < p.k) {
-                r[l] = a4[(k * p.m + m) / 4u];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BM * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let m = m0 + e % BM;
-            let k = k0 + e / BM;
-            if (m < p.m && k < p.k) {
-                r[l / 4u][l % 4u] = a[k * p.m + m];
-            }
-        }
+    let count = slice_rows(operand) * BK / THREADS;
+    put_scalar(operand, t, r[0].x);
+    put_scalar(operand, THREADS + t, r[0].y);
+    if (count > 2u) {
+        put_scalar(operand, 2u * THREADS + t, r[0].z);
+        put_scalar(operand, 3u * THREADS + t, r[0].w);
     }
-    return r;
-}
-
-fn put_a_km(r: array<vec4<f32>, 2>, t: u32) {
-    if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            if (e < A_TILE) {
-                // e = kk·BM/4 + mq: the tile's own index.
-                a_tile[e] = r[l];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BM * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let mm = e % BM;
-            a_tile[(e / BM) * (BM / 4u) + mm / 4u][mm % 4u] = r[l / 4u][l % 4u];
-        }
-    }
-}
-
-// op(B) slice when B is stored (K,N) (NN, TN): consecutive invocations read along n.
-fn fetch_b_kn(n0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
-    var r: array<vec4<f32>, 2>;
-    if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            let n = n0 + 4u * (e % (BN / 4u));
-            let k = k0 + e / (BN / 4u);
-            if (e < B_TILE && n < p.n && k < p.k) {
-                r[l] = b4[(k * p.n + n) / 4u];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BN * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let n = n0 + e % BN;
-            let k = k0 + e / BN;
-            if (n < p.n && k < p.k) {
-                r[l / 4u][l % 4u] = b[k * p.n + n];
-            }
-        }
-    }
-    return r;
-}
-
-fn put_b_kn(r: array<vec4<f32>, 2>, t: u32) {
-    if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            if (e < B_TILE) {
-                b_tile[e] = r[l];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BN * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let nn = e % BN;
-            b_tile[(e / BN) * (BN / 4u) + nn / 4u][nn % 4u] = r[l / 4u][l % 4u];
-        }
-    }
-}
-
-// op(B) slice when B is stored (N,K) (NT): consecutive invocations read along k.
-fn fetch_b_nk(n0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
-    var r: array<vec4<f32>, 2>;
-    if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            let n = n0 + e / (BK / 4u);
-            let k = k0 + 4u * (e % (BK / 4u));
-            if (e < B_TILE && n < p.n && k < p.k) {
-                r[l] = b4[(n * p.k + k) / 4u];
-            }
-        }
-    } else {
-        for (var l = 0u; l < BN * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let n = n0 + e / BK;
-            let k = k0 + e % BK;
-            if (n < p.n && k < p.k) {
-                r[l / 4u][l % 4u] = b[n * p.k + k];
-            }
-        }
-    }
-    return r;
-}
-
-fn put_b_nk(r: array<vec4<f32>, 2>, t: u32) {
-    if (VEC4) {
-        for (var l = 0u; l < 2u; l++) {
-            let e = l * THREADS + t;
-            if (e < B_TILE) {
-                let kq = e % (BK / 4u);
-                let nn = e / (BK / 4u);
-                for (var j = 0u; j < 4u; j++) {
-                    b_tile[(4u * kq + j) * (BN / 4u) + nn / 4u][nn % 4u] = r[l][j];
-                }
-            }
-        }
-    } else {
-        for (var l = 0u; l < BN * BK / THREADS; l++) {
-            let e = l * THREADS + t;
-            let nn = e / BK;
-            b_tile[(e % BK) * (BN / 4u) + nn / 4u][nn % 4u] = r[l / 4u][l % 4u];
-        }
-    }
-}
-
-// The A and B slices at k0 of one layout, fetched (a_kind: 0 = (M,K), 1 = (K,M); b_kind:
-// 0 = (K,N), 1 = (N,K); constants at every call site).
-fn fetch_a(a_kind: u32, m0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
-    if (a_kind == 0u) {
-        return fetch_a_mk(m0, k0, t);
-    }
-    return fetch_a_km(m0, k0, t);
-}
-
-fn put_a(a_kind: u32, r: array<vec4<f32>, 2>, t: u32) {
-    if (a_kind == 0u) {
-        put_a_mk(r, t);
-    } else {
-        put_a_km(r, t);
-    }
-}
-
-fn fetch_b(b_kind: u32, n0: u32, k0: u32, t: u32) -> array<vec4<f32>, 2> {
-    if (b_kind == 0u) {
-        return fetch_b_kn(n0, k0, t);
-    }
-    return fetch_b_nk(n0, k0, t);
-}
-
-fn put_b(b_kind: u32, r: array<vec4<f32>, 2>, t: u32) {
-    if (b_kind == 0u) {
-        put_b_kn(r, t);
-    } else {
-        put_b_nk(r, t);
+    if (count > 4u) {
+        put_scalar(operand, 4u * THREADS + t, r[1].x);
+        put_scalar(operand, 5u * THREADS + t, r[1].y);
+        put_scalar(operand, 6u * THREADS + t, r[1].z);
+        put_scalar(operand, 7u * THREADS + t, r[1].w);
     }
 }
 
 // ---- product and epilogue -------------------------------------------------------------------
 
-// acc[(4r + i)·2 + s][j] += Σ_kk op(A)[row(r, i), kk] · op(B)[kk, col(s, j)] over the staged
-// slice, kk ascending, with row(r, i) = 4(ty + 16r) + i and col(s, j) = 4(tx + 16s) + j.
-// Zero-padded k adds 0·0, which changes no sum.
-fn multiply_slice(ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
+// An invocation's part of C: up to 2×2 blocks of 4×4 (function variables acc00, acc01,
+// acc10, acc11 of `gemm`, passed whole, as WGSL wants a pointer argument to be), block rs
+// holding rows 4(ty + 16r) + i and columns 4(tx + 16s) + j as acc{r}{s}[i][j]. Blocks
+// past RM or RN stay unused.
+alias Block = array<vec4<f32>, 4>;
+
+// blk[i] += av[i] · bv: one k of a 4×4 block.
+fn rank1(av: vec4<f32>, bv: vec4<f32>, blk: ptr<function, Block>) {
+    (*blk)[0] = fma(vec4<f32>(av.x), bv, (*blk)[0]);
+    (*blk)[1] = fma(vec4<f32>(av.y), bv, (*blk)[1]);
+    (*blk)[2] = fma(vec4<f32>(av.z), bv, (*blk)[2]);
+    (*blk)[3] = fma(vec4<f32>(av.w), bv, (*blk)[3]);
+}
+
+// Adds the staged slice's products into the blocks, kk ascending. Zero-padded k adds 0·0,
+// which changes no sum.
+fn multiply_slice(
+    ty: u32,
+    tx: u32,
+    acc00: ptr<function, Block>,
+    acc01: ptr<function, Block>,
+    acc10: ptr<function, Block>,
+    acc11: ptr<function, Block>,
+) {
     for (var kk = 0u; kk < BK; kk++) {
-        var av: array<vec4<f32>, 2>;
-        var bv: array<vec4<f32>, 2>;
-        for (var r = 0u; r < RM; r++) {
-            av[r] = a_tile[kk * (BM / 4u) + ty + 16u * r];
-        }
-        for (var s = 0u; s < RN; s++) {
-            bv[s] = b_tile[kk * (BN / 4u) + tx + 16u * s];
-        }
-        for (var r = 0u; r < RM; r++) {
-            for (var i = 0u; i < 4u; i++) {
-                let ai = vec4<f32>(av[r][i]);
-                for (var s = 0u; s < RN; s++) {
-                    let q = (4u * r + i) * 2u + s;
-                    (*acc)[q] = fma(ai, bv[s], (*acc)[q]);
-                }
+        let a0 = a_tile[kk * (BM / 4u) + ty];
+        let b0 = b_tile[kk * (BN / 4u) + tx];
+        rank1(a0, b0, acc00);
+        if (RN > 1u) {
+            let b1 = b_tile[kk * (BN / 4u) + tx + 16u];
+            rank1(a0, b1, acc01);
+            if (RM > 1u) {
+                let a1 = a_tile[kk * (BM / 4u) + ty + 16u];
+                rank1(a1, b0, acc10);
+                rank1(a1, b1, acc11);
             }
+        } else if (RM > 1u) {
+            let a1 = a_tile[kk * (BM / 4u) + ty + 16u];
+            rank1(a1, b0, acc10);
         }
     }
 }
 
-// Writes (adds, with the bias, and the activation into z) the in-range part of an
-// invocation's block: the same order of operations as matmul, then bias_forward, then
-// activation_forward.
-fn store_block(m0: u32, n0: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
-    for (var r = 0u; r < RM; r++) {
-        for (var i = 0u; i < 4u; i++) {
-            let m = m0 + 4u * (ty + 16u * r) + i;
-            if (m >= p.m) {
-                continue;
-            }
-            for (var s = 0u; s < RN; s++) {
-                let row = (*acc)[(4u * r + i) * 2u + s];
-                for (var j = 0u; j < 4u; j++) {
-                    let n = n0 + 4u * (tx + 16u * s) + j;
-                    if (n >= p.n) {
-                        continue;
-                    }
-                    let idx = m * p.n + n;
-                    var v = row[j];
-                    if (p.accumulate != 0u) {
-                        v = c[idx] + v;
-                    }
-                    if (p.has_bias != 0u) {
-                        v = v + bias[n];
-                    }
-                    c[idx] = v;
-                    if (p.has_act != 0u) {
-                        z[idx] = act_forward(p.act_code, p.act_param, v);
-                    }
-                }
-            }
+// Writes (adds, with the bias, and the activation into z) C[m, n] = v when in range: the
+// same order of operations as matmul, then bias_forward, then activation_forward.
+fn store_one(m: u32, n: u32, value: f32) {
+    if (m >= p.m || n >= p.n) {
+        return;
+    }
+    let idx = m * p.n + n;
+    var v = value;
+    if (p.accumulate != 0u) {
+        v = c[idx] + v;
+    }
+    if (p.has_bias != 0u) {
+        v = v + bias[n];
+    }
+    c[idx] = v;
+    if (p.has_act != 0u) {
+        z[idx] = act_forward(p.act_code, p.act_param, v);
+    }
+}
+
+fn store_row(m: u32, n: u32, v: vec4<f32>) {
+    store_one(m, n, v.x);
+    store_one(m, n + 1u, v.y);
+    store_one(m, n + 2u, v.z);
+    store_one(m, n + 3u, v.w);
+}
+
+// Rows m .. m + 3 and columns n .. n + 3 from a block.
+fn store_4x4(m: u32, n: u32, blk: ptr<function, Block>) {
+    store_row(m, n, (*blk)[0]);
+    store_row(m + 1u, n, (*blk)[1]);
+    store_row(m + 2u, n, (*blk)[2]);
+    store_row(m + 3u, n, (*blk)[3]);
+}
+
+fn store_block(
+    m0: u32,
+    n0: u32,
+    ty: u32,
+    tx: u32,
+    acc00: ptr<function, Block>,
+    acc01: ptr<function, Block>,
+    acc10: ptr<function, Block>,
+    acc11: ptr<function, Block>,
+) {
+    let m = m0 + 4u * ty;
+    let n = n0 + 4u * tx;
+    store_4x4(m, n, acc00);
+    if (RN > 1u) {
+        store_4x4(m, n + 64u, acc01);
+    }
+    if (RM > 1u) {
+        store_4x4(m + 64u, n, acc10);
+        if (RN > 1u) {
+            store_4x4(m + 64u, n + 64u, acc11);
         }
     }
 }
@@ -366,41 +396,44 @@ fn store_block(m0: u32, n0: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4
 // barrier, multiply, barrier. With PREFETCH: slice k0 + BK is fetched into registers before
 // slice k0 is multiplied and put after it, so its global loads are in flight during the
 // FMAs (one more barrier-free pair of vec4 registers per operand).
-fn gemm(a_kind: u32, b_kind: u32, wg: vec3<u32>, lid: vec3<u32>) {
+fn gemm(a_op: u32, b_op: u32, wg: vec3<u32>, lid: vec3<u32>) {
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
     let t = lid.y * 16u + lid.x;
-    var acc: array<vec4<f32>, 16>;
+    var acc00: Block;
+    var acc01: Block;
+    var acc10: Block;
+    var acc11: Block;
     if (PREFETCH) {
-        var ra = fetch_a(a_kind, m0, 0u, t);
-        var rb = fetch_b(b_kind, n0, 0u, t);
-        put_a(a_kind, ra, t);
-        put_b(b_kind, rb, t);
+        var ra = fetch(a_op, m0, 0u, t);
+        var rb = fetch(b_op, n0, 0u, t);
+        put(a_op, ra, t);
+        put(b_op, rb, t);
         workgroupBarrier();
         for (var k0 = 0u; k0 < p.k; k0 += BK) {
             let more = k0 + BK < p.k;
             if (more) {
-                ra = fetch_a(a_kind, m0, k0 + BK, t);
-                rb = fetch_b(b_kind, n0, k0 + BK, t);
+                ra = fetch(a_op, m0, k0 + BK, t);
+                rb = fetch(b_op, n0, k0 + BK, t);
             }
-            multiply_slice(lid.y, lid.x, &acc);
+            multiply_slice(lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
             workgroupBarrier();
             if (more) {
-                put_a(a_kind, ra, t);
-                put_b(b_kind, rb, t);
+                put(a_op, ra, t);
+                put(b_op, rb, t);
             }
             workgroupBarrier();
         }
     } else {
         for (var k0 = 0u; k0 < p.k; k0 += BK) {
-            put_a(a_kind, fetch_a(a_kind, m0, k0, t), t);
-            put_b(b_kind, fetch_b(b_kind, n0, k0, t), t);
+            put(a_op, fetch(a_op, m0, k0, t), t);
+            put(b_op, fetch(b_op, n0, k0, t), t);
             workgroupBarrier();
-            multiply_slice(lid.y, lid.x, &acc);
+            multiply_slice(lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
             workgroupBarrier();
         }
     }
-    store_block(m0, n0, lid.y, lid.x, &acc);
+    store_block(m0, n0, lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
 }
 
 // ---- entry points: grid (⌈N/BN⌉, ⌈M/BM⌉), workgroup 16×16 -----------------------------------
@@ -408,17 +441,17 @@ fn gemm(a_kind: u32, b_kind: u32, wg: vec3<u32>, lid: vec3<u32>) {
 // NN: C(M,N) = A(M,K)·B(K,N). Dense layers: the input gradient dx = dy·W.
 @compute @workgroup_size(16, 16)
 fn matmul_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    gemm(0u, 0u, wg, lid);
+    gemm(A_MK, B_KN, wg, lid);
 }
 
 // NT: C(M,N) = A(M,K)·B(N,K)ᵀ. Dense layers: the forward y = x·Wᵀ (+ bias, activation).
 @compute @workgroup_size(16, 16)
 fn matmul_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    gemm(0u, 1u, wg, lid);
+    gemm(A_MK, B_NK, wg, lid);
 }
 
 // TN: C(M,N) = A(K,M)ᵀ·B(K,N). Dense layers: the weight gradient dW = dyᵀ·x (accumulated).
 @compute @workgroup_size(16, 16)
 fn matmul_tn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    gemm(1u, 0u, wg, lid);
+    gemm(A_KM, B_KN, wg, lid);
 }

@@ -54,3 +54,56 @@ fn a_broken_shader_is_caught() {
     };
     assert!(invalid);
 }
+
+/// The register-blocked kernels (those compiled without loop bounding) index their
+/// function-local arrays, the accumulators and staged registers, by constants only. A
+/// local array indexed by a runtime value stays in registers only if the driver unrolls
+/// the loop first; NVIDIA's Vulkan compiler did not, and such kernels ran from local
+/// memory at a tenth of the speed.
+#[test]
+fn register_blocked_kernels_index_registers_by_constants() {
+    for &stem in gradscope::gpu::shaders::NO_LOOP_BOUNDING {
+        let source = gradscope::gpu::shaders::source(stem).expect("a listed stem exists");
+        let module = naga::front::wgsl::parse_str(source).expect("parses (checked above)");
+        let functions = module
+            .functions
+            .iter()
+            .map(|(_, f)| f)
+            .chain(module.entry_points.iter().map(|e| &e.function));
+        for f in functions {
+            for (_, expr) in f.expressions.iter() {
+                if let naga::Expression::Access { base, .. } = *expr {
+                    assert!(
+                        !in_function_memory(&module, f, base),
+                        "shaders/{stem}.wgsl: function {:?} indexes a local array by a \
+                         runtime value",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether `e` points into a function's own variables (a local, or a pointer argument in
+/// the function address space), through any chain of accesses.
+fn in_function_memory(
+    module: &naga::Module,
+    f: &naga::Function,
+    e: naga::Handle<naga::Expression>,
+) -> bool {
+    match f.expressions[e] {
+        naga::Expression::Access { base, .. } | naga::Expression::AccessIndex { base, .. } => {
+            in_function_memory(module, f, base)
+        }
+        naga::Expression::LocalVariable(_) => true,
+        naga::Expression::FunctionArgument(i) => matches!(
+            module.types[f.arguments[i as usize].ty].inner,
+            naga::TypeInner::Pointer {
+                space: naga::AddressSpace::Function,
+                ..
+            }
+        ),
+        _ => false,
+    }
+}

@@ -388,8 +388,10 @@ mod tests {
             let x = awkward(seed, n);
             for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (-1e-4, 1e-4)] {
                 let want = chunk_record_kernel::<4>(&x, lo, hi);
-                let mut got: Vec<(&str, RawStats)> =
-                    builds.iter().map(|(name, f)| (*name, f(&x, lo, hi))).collect();
+                let mut got: Vec<(&str, RawStats)> = builds
+                    .iter()
+                    .map(|(name, f)| (*name, f(&x, lo, hi)))
+                    .collect();
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2, checked just above.
@@ -400,14 +402,20 @@ mod tests {
                     let counts = |r: &RawStats| (r.finite, r.nan, r.inf, r.zeros, r.saturated);
                     assert_eq!(counts(&r), counts(&want), "{what}");
                     assert_eq!(r.hist, want.hist, "{what}");
-                    assert_eq!((r.min, r.max, r.max_abs), (want.min, want.max, want.max_abs));
+                    assert_eq!(
+                        (r.min, r.max, r.max_abs),
+                        (want.min, want.max, want.max_abs)
+                    );
                     for (field, a, b) in [
                         ("mean", r.mean, want.mean),
                         ("m2", r.m2_scaled, want.m2_scaled),
                         ("ssq", r.norm_ssq, want.norm_ssq),
                     ] {
                         let scale = b.abs().max(r.max_abs * 1e-3);
-                        assert!((a - b).abs() <= 4.0 * f32::EPSILON * scale, "{what}: {field}");
+                        assert!(
+                            (a - b).abs() <= 4.0 * f32::EPSILON * scale,
+                            "{what}: {field}"
+                        );
                     }
                 }
             }
