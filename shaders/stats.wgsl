@@ -1,32 +1,47 @@
 // Per-tensor statistics, reduced in a fixed order so that every run gives the same bits.
 //
 // Algorithm: a two-pass tree reduction of "statistics records" (src/stats/record.rs).
-// - Moments: Welford's online update per element, Chan et al.'s pairwise formula to merge
-//   two partial (count, mean, M2) triples ("Updating formulae and a pairwise algorithm for
-//   computing sample variances", 1979). M2 is kept divided by scale² (scale = max|x|, the
-//   norm's scale below), rescaled with the norm's ssq, for the same reason: raw M2 of
+// - Moments: within an invocation, shifted sums Σd and Σd² of d = x − K (K the
+//   invocation's first element) turned into a (count, mean, M2) triple once; records are
+//   merged by Chan et al.'s pairwise formula ("Updating formulae and a pairwise algorithm
+//   for computing sample variances", 1979). M2 is kept divided by scale² (scale = max|x|,
+//   the norm's scale below), rescaled with the norm's ssq, for the same reason: raw M2 of
 //   1e30-sized values overflows f32 and of 1e-30-sized values underflows. The mean is not
 //   scaled (|mean| ≤ scale cannot overflow).
 // - L2 norm: LAPACK's scaled sum of squares (dnrm2 before 3.10): keep (scale, ssq) with
-//   norm = scale·sqrt(ssq) and scale = max|x|, rescaling ssq when a larger |x| arrives, so
-//   that neither 1e30-sized values overflow nor 1e-30-sized values underflow.
+//   norm = scale·sqrt(ssq) and scale = max|x|, rescaling ssq when records of different
+//   scales merge, so that neither 1e30-sized values overflow nor 1e-30-sized values
+//   underflow. Within an invocation the scale is a power of two (see `Lane`).
 // - Histogram of log2|x|: read from the IEEE exponent field with bitcast (exact everywhere,
-//   unlike `log2`), counted with integer atomics on workgroup memory (integer sums do not
-//   depend on order, so the atomics keep the result deterministic).
+//   unlike `log2`), counted in each invocation's registers, then added with integer atomics
+//   on workgroup memory (integer sums do not depend on order, so the atomics keep the
+//   result deterministic).
 // Classification (NaN, ±Inf, zero, absolute value) is done on the bits too: WGSL lets an
 // implementation assume that floats are finite, and some devices flush subnormals to zero,
 // so `x != x` or `x == 0.0` would not be reliable.
 //
 // Fixed order: in `stats_partial`, invocation t of workgroup w walks elements
-// w·CHUNK + t + k·WG for k = 0..PER sequentially, then the workgroup merges its WG lanes in
-// a fixed binary tree (lane t absorbs lane t + s for s = WG/2, …, 1). `stats_finalize`
-// does the same over a job's partial records (lane t absorbs partials t, t + WG, … in
-// turn, then the tree). The CPU twin (src/cpu/stats.rs) follows exactly this order.
+// w·CHUNK + t + k·WG for k = 0..PER (four loads at a time) into its running state, a
+// `Lane`; the workgroup then merges its WG lanes in a fixed binary tree (lane t absorbs
+// lane t + s for s = WG/2, …, 1). `stats_finalize` does the same over a job's partial
+// records (lane t absorbs partials t, t + WG, … in turn, then the tree). The CPU twin
+// (src/cpu/stats.rs) chunks and sums in its own order: counts, histogram and extremes
+// agree exactly, the moments to f32 rounding.
+//
+// Why a Lane and not a record per element: the pass must move each byte once at the
+// memory's speed. An element costs no division (Welford's mean update and nrm2's rescaling
+// took three or four) and no workgroup atomic (the histogram counts in the lane's
+// registers): the lane's sums are taken relative to a power of two 2^e ≥ max|x| / 2, which
+// changes only when a larger exponent arrives (an exact rescaling by ldexp), and the moments
+// are shifted sums Σd, Σd² of d = x − K, K the lane's first element, turned into Chan's
+// (mean, M2) once per lane. PER is large so that the tree and the record write, a fixed
+// cost per workgroup, are shared by many elements.
 
 const WG: u32 = 256u;
-// Elements per invocation in stats_partial; CHUNK = WG·PER elements per partial record.
-const PER: u32 = 8u;
-const CHUNK: u32 = 2048u;
+// Elements per invocation in stats_partial (a multiple of 4, at most 255: a lane counts its
+// histogram in bytes); CHUNK = WG·PER elements per partial record.
+const PER: u32 = 32u;
+const CHUNK: u32 = 8192u;
 const HIST_BINS: u32 = 40u;
 // log2|x| at the lower edge of bin 0 and bin width (record.rs: HIST_LOG2_LO, HIST_BIN_WIDTH).
 const HIST_LOG2_LO: i32 = -64;
@@ -121,61 +136,177 @@ fn hist_bin(bits: u32) -> u32 {
     return u32(clamp(b, 0, i32(HIST_BINS) - 1));
 }
 
-// Folds one element into a lane. Mirrors `push` in src/cpu/stats.rs operation by operation.
-fn acc_push(a: ptr<function, Acc>, x: f32, saturate: bool, lo: f32, hi: f32) {
+// One invocation's running state in a partial pass. The sums are relative to 2^e, e the
+// exponent of the largest |x| seen (clamped to the normal range so that 2^−e is a normal
+// f32 too): ssq = Σ(x·2^−e)², s1 = Σd, s2 = Σd² with d = (x − K)·2^−e. Every value scaled
+// by 2^−e is below 4 in magnitude, so neither 1e30-sized values overflow nor
+// 1e-30-sized ones underflow. Shifting by K, an element of the lane, bounds the
+// cancellation in M2 = s2 − s1²/n by the lane's length. The histogram is counted in
+// bytes, bins 4i .. 4i + 3 in word hi, each lane folding at most PER < 256 elements.
+struct Lane {
+    finite: u32,
+    nan: u32,
+    inf: u32,
+    zeros: u32,
+    saturated: u32,
+    mn: f32,
+    mx: f32,
+    e: i32,
+    // 2^−e, and the shift K and K·2^−e.
+    inv: f32,
+    k: f32,
+    ks: f32,
+    s1: f32,
+    s2: f32,
+    ssq: f32,
+    h0: u32,
+    h1: u32,
+    h2: u32,
+    h3: u32,
+    h4: u32,
+    h5: u32,
+    h6: u32,
+    h7: u32,
+    h8: u32,
+    h9: u32,
+}
+
+// The scale exponent of a finite x: its unbiased exponent, clamped to [−126, 126] (a
+// subnormal counts as −126; 2^−127 would not be a normal f32).
+fn scale_exponent(bits: u32) -> i32 {
+    return clamp(i32((bits >> 23u) & 0xffu) - 127, -126, 126);
+}
+
+// An empty lane shifting by k0 (0 when k0 is not finite).
+fn lane_new(k0: f32) -> Lane {
+    let bits = bitcast<u32>(k0);
+    let finite = (bits & 0x7f800000u) != 0x7f800000u;
+    let k = select(0.0, k0, finite);
+    let e = select(-126, scale_exponent(bits), finite);
+    let inv = ldexp(1.0, -e);
+    return Lane(0u, 0u, 0u, 0u, 0u, bitcast<f32>(F32_INF_BITS), bitcast<f32>(F32_NEG_INF_BITS),
+        e, inv, k, k * inv, 0.0, 0.0, 0.0, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+}
+
+// A larger exponent arrived: the sums so far, relative to 2^e, become relative to 2^e_new
+// (exact multiplications by powers of two; what underflows is below 2^−126 of the new
+// scale's squares and cannot matter).
+fn lane_rescale(l: ptr<function, Lane>, e_new: i32) {
+    let d = (*l).e - e_new;
+    (*l).s1 = ldexp((*l).s1, d);
+    (*l).s2 = ldexp((*l).s2, 2 * d);
+    (*l).ssq = ldexp((*l).ssq, 2 * d);
+    (*l).e = e_new;
+    (*l).inv = ldexp(1.0, -e_new);
+    (*l).ks = (*l).k * (*l).inv;
+}
+
+// Adds inc to histogram word w (a chain of selects: indexing an array by w would put it in
+// memory on some drivers).
+fn lane_count(l: ptr<function, Lane>, w: u32, inc: u32) {
+    (*l).h0 += select(0u, inc, w == 0u);
+    (*l).h1 += select(0u, inc, w == 1u);
+    (*l).h2 += select(0u, inc, w == 2u);
+    (*l).h3 += select(0u, inc, w == 3u);
+    (*l).h4 += select(0u, inc, w == 4u);
+    (*l).h5 += select(0u, inc, w == 5u);
+    (*l).h6 += select(0u, inc, w == 6u);
+    (*l).h7 += select(0u, inc, w == 7u);
+    (*l).h8 += select(0u, inc, w == 8u);
+    (*l).h9 += select(0u, inc, w == 9u);
+}
+
+// Folds one element into a lane. NaN and ±Inf are counted and take no part in anything
+// else; min and max keep the first of equal values, as the CPU twin does.
+fn lane_push(l: ptr<function, Lane>, x: f32, saturate: bool, lo: f32, hi: f32) {
     let bits = bitcast<u32>(x);
     if ((bits & 0x7f800000u) == 0x7f800000u) {
         if ((bits & 0x007fffffu) != 0u) {
-            (*a).nan += 1u;
+            (*l).nan += 1u;
         } else {
-            (*a).inf += 1u;
+            (*l).inf += 1u;
         }
         return;
     }
-    let abs_bits = bits & 0x7fffffffu;
-    if (abs_bits == 0u) {
-        (*a).zeros += 1u;
+    let nonzero = (bits & 0x7fffffffu) != 0u;
+    (*l).finite += 1u;
+    (*l).zeros += select(1u, 0u, nonzero);
+    (*l).saturated += select(0u, 1u, saturate && (x <= lo || x >= hi));
+    (*l).mn = select((*l).mn, x, x < (*l).mn);
+    (*l).mx = select((*l).mx, x, x > (*l).mx);
+    let e = scale_exponent(bits);
+    if (e > (*l).e) {
+        lane_rescale(l, e);
     }
-    if (saturate && (x <= lo || x >= hi)) {
-        (*a).saturated += 1u;
+    let xs = x * (*l).inv;
+    let d = xs - (*l).ks;
+    (*l).s1 += d;
+    (*l).s2 = fma(d, d, (*l).s2);
+    (*l).ssq = fma(xs, xs, (*l).ssq);
+    let bin = hist_bin(bits);
+    lane_count(l, bin >> 2u, select(0u, 1u << ((bin & 3u) * 8u), nonzero));
+}
+
+fn lane_push4(l: ptr<function, Lane>, v: vec4<f32>, saturate: bool, lo: f32, hi: f32) {
+    lane_push(l, v.x, saturate, lo, hi);
+    lane_push(l, v.y, saturate, lo, hi);
+    lane_push(l, v.z, saturate, lo, hi);
+    lane_push(l, v.w, saturate, lo, hi);
+}
+
+// The lane as a tree record: mean = K + S1/n and M2 = S2 − S1²/n (Chan's pair), and the
+// sums brought from 2^e to the record's scale max|x| (multiplied by (2^e / max|x|)²).
+fn lane_acc(l: Lane) -> Acc {
+    var a = acc_empty();
+    a.nan = l.nan;
+    a.inf = l.inf;
+    a.zeros = l.zeros;
+    a.saturated = l.saturated;
+    if (l.finite == 0u) {
+        return a;
     }
-    // nrm2: ssq holds Σ(x/scale)²; a larger |x| becomes the scale and rescales the sum.
-    // m2s is relative to the same scale, so it is rescaled by the same r² (before the
-    // Welford step, which then divides by the new scale).
-    let ax = bitcast<f32>(abs_bits);
-    if (ax > (*a).scale) {
-        let r = (*a).scale / ax;
-        let rr = r * r;
-        (*a).ssq = 1.0 + (*a).ssq * rr;
-        (*a).m2s = (*a).m2s * rr;
-        (*a).scale = ax;
-    } else if (ax > 0.0) {
-        let r = ax / (*a).scale;
-        (*a).ssq = (*a).ssq + r * r;
+    let n = f32(l.finite);
+    a.finite = l.finite;
+    a.mn = l.mn;
+    a.mx = l.mx;
+    a.mean = ldexp(l.ks + l.s1 / n, l.e);
+    let max_abs = max(abs(l.mn), abs(l.mx));
+    a.scale = max_abs;
+    if (max_abs > 0.0) {
+        let q = ldexp(1.0, l.e) / max_abs;
+        let qq = q * q;
+        a.ssq = l.ssq * qq;
+        a.m2s = max(l.s2 - l.s1 * (l.s1 / n), 0.0) * qq;
     }
-    (*a).finite += 1u;
-    if ((*a).finite == 1u) {
-        (*a).mean = x;
-        (*a).m2s = 0.0;
-        (*a).mn = x;
-        (*a).mx = x;
-    } else {
-        // Welford: mean_n = mean_{n-1} + (x − mean_{n-1})/n, M2 += (x − mean_{n-1})(x − mean_n),
-        // here divided by s² = scale² factor by factor. s = 0 means every value so far,
-        // x included, is zero: M2 stays 0 (and 0/0 must not be formed).
-        let delta = x - (*a).mean;
-        (*a).mean = (*a).mean + delta / f32((*a).finite);
-        let s = (*a).scale;
-        if (s > 0.0) {
-            (*a).m2s = (*a).m2s + (delta / s) * ((x - (*a).mean) / s);
+    return a;
+}
+
+// Adds the four byte counts of histogram word w (bins base .. base + 3) to the
+// workgroup's histogram. Integer sums do not depend on order: the atomics keep the result
+// deterministic.
+fn hist_flush_word(base: u32, w: u32) {
+    if (w == 0u) {
+        return;
+    }
+    for (var q = 0u; q < 4u; q++) {
+        let c = (w >> (8u * q)) & 0xffu;
+        if (c != 0u) {
+            atomicAdd(&hist_acc[base + q], c);
         }
-        if (x < (*a).mn) {
-            (*a).mn = x;
-        }
-        if (x > (*a).mx) {
-            (*a).mx = x;
-        }
     }
+}
+
+fn lane_flush_hist(l: Lane) {
+    hist_flush_word(0u, l.h0);
+    hist_flush_word(4u, l.h1);
+    hist_flush_word(8u, l.h2);
+    hist_flush_word(12u, l.h3);
+    hist_flush_word(16u, l.h4);
+    hist_flush_word(20u, l.h5);
+    hist_flush_word(24u, l.h6);
+    hist_flush_word(28u, l.h7);
+    hist_flush_word(32u, l.h8);
+    hist_flush_word(36u, l.h9);
 }
 
 // a ← a ⊕ b (Chan for the moments, nrm2 rescaling for the norm). Mirrors
@@ -274,34 +405,6 @@ fn record_of(a: Acc) -> StatRecord {
 // which src/gpu/shaders.rs appends to this file: lane t absorbs lane t + s for
 // s = WG/2, …, 1, and invocation 0 gets the result, the same bits either way.
 
-// The histogram bin an invocation is counting in a partial pass. Counts are flushed to
-// workgroup memory only when the bin changes: values of one tensor cluster in a few bins,
-// so this saves most of the atomic traffic.
-struct HistRun {
-    bin: u32,
-    count: u32,
-}
-
-fn hist_push(h: ptr<function, HistRun>, v: f32) {
-    let bits = bitcast<u32>(v);
-    let abs_bits = bits & 0x7fffffffu;
-    if (abs_bits != 0u && abs_bits < 0x7f800000u) {
-        let b = hist_bin(bits);
-        if ((*h).count != 0u && b != (*h).bin) {
-            atomicAdd(&hist_acc[(*h).bin], (*h).count);
-            (*h).count = 0u;
-        }
-        (*h).bin = b;
-        (*h).count += 1u;
-    }
-}
-
-fn hist_flush(h: HistRun) {
-    if (h.count != 0u) {
-        atomicAdd(&hist_acc[h.bin], h.count);
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // stats_partial: x is (len,) f32. Workgroup w (flattened from a 2-D grid when there are
 // more than 65535 chunks) reduces x[w·CHUNK .. min((w+1)·CHUNK, len)] into
@@ -330,19 +433,32 @@ fn stats_partial(
     workgroupBarrier();
 
     let saturate = pp.saturate != 0u;
-    var a = acc_empty();
-    var h = HistRun(0u, 0u);
     let start = w * CHUNK;
-    for (var k = 0u; k < PER; k++) {
-        let i = start + tid + k * WG;
-        if (i < pp.len) {
-            let v = x[i];
-            acc_push(&a, v, saturate, pp.lo, pp.hi);
-            hist_push(&h, v);
+    let first = start + tid;
+    var k0 = 0.0;
+    if (first < pp.len) {
+        k0 = x[first];
+    }
+    var l = lane_new(k0);
+    // A whole chunk (uniform across the workgroup) loads four elements at a time, so that
+    // each invocation keeps several loads in flight; the last chunk checks each index.
+    // Both fold the elements in the same order.
+    if (start + CHUNK <= pp.len) {
+        for (var k = 0u; k < PER; k += 4u) {
+            let i = first + k * WG;
+            let v = vec4<f32>(x[i], x[i + WG], x[i + 2u * WG], x[i + 3u * WG]);
+            lane_push4(&l, v, saturate, pp.lo, pp.hi);
+        }
+    } else {
+        for (var k = 0u; k < PER; k++) {
+            let i = first + k * WG;
+            if (i < pp.len) {
+                lane_push(&l, x[i], saturate, pp.lo, pp.hi);
+            }
         }
     }
-    hist_flush(h);
-    let merged = tree_merge(tid, a);
+    lane_flush_hist(l);
+    let merged = tree_merge(tid, lane_acc(l));
     if (tid == 0u) {
         partials_out[pp.partial_base + w] = record_of(merged);
     }
@@ -416,6 +532,28 @@ fn load_x(j: u32, i: u32) -> f32 {
     }
 }
 
+// Elements i, i + WG, i + 2·WG and i + 3·WG of tensor j, in one branch of the switch.
+fn load4(j: u32, i: u32) -> vec4<f32> {
+    switch j {
+        case 0u: { return vec4<f32>(x0[i], x0[i + WG], x0[i + 2u * WG], x0[i + 3u * WG]); }
+        case 1u: { return vec4<f32>(x1[i], x1[i + WG], x1[i + 2u * WG], x1[i + 3u * WG]); }
+        case 2u: { return vec4<f32>(x2[i], x2[i + WG], x2[i + 2u * WG], x2[i + 3u * WG]); }
+        case 3u: { return vec4<f32>(x3[i], x3[i + WG], x3[i + 2u * WG], x3[i + 3u * WG]); }
+        case 4u: { return vec4<f32>(x4[i], x4[i + WG], x4[i + 2u * WG], x4[i + 3u * WG]); }
+        case 5u: { return vec4<f32>(x5[i], x5[i + WG], x5[i + 2u * WG], x5[i + 3u * WG]); }
+        case 6u: { return vec4<f32>(x6[i], x6[i + WG], x6[i + 2u * WG], x6[i + 3u * WG]); }
+        case 7u: { return vec4<f32>(x7[i], x7[i + WG], x7[i + 2u * WG], x7[i + 3u * WG]); }
+        case 8u: { return vec4<f32>(x8[i], x8[i + WG], x8[i + 2u * WG], x8[i + 3u * WG]); }
+        case 9u: { return vec4<f32>(x9[i], x9[i + WG], x9[i + 2u * WG], x9[i + 3u * WG]); }
+        case 10u: { return vec4<f32>(x10[i], x10[i + WG], x10[i + 2u * WG], x10[i + 3u * WG]); }
+        case 11u: { return vec4<f32>(x11[i], x11[i + WG], x11[i + 2u * WG], x11[i + 3u * WG]); }
+        case 12u: { return vec4<f32>(x12[i], x12[i + WG], x12[i + 2u * WG], x12[i + 3u * WG]); }
+        case 13u: { return vec4<f32>(x13[i], x13[i + WG], x13[i + 2u * WG], x13[i + 3u * WG]); }
+        case 14u: { return vec4<f32>(x14[i], x14[i + WG], x14[i + 2u * WG], x14[i + 3u * WG]); }
+        default: { return vec4<f32>(x15[i], x15[i + WG], x15[i + 2u * WG], x15[i + 3u * WG]); }
+    }
+}
+
 @compute @workgroup_size(256)
 fn stats_partial_multi(
     @builtin(local_invocation_index) tid: u32,
@@ -442,19 +580,27 @@ fn stats_partial_multi(
 
     let saturate = job.saturate != 0u;
     let c = w - job.first_chunk;
-    var a = acc_empty();
-    var h = HistRun(0u, 0u);
     let start = c * CHUNK;
-    for (var k = 0u; k < PER; k++) {
-        let i = start + tid + k * WG;
-        if (i < job.len) {
-            let v = load_x(j, i);
-            acc_push(&a, v, saturate, job.lo, job.hi);
-            hist_push(&h, v);
+    let first = start + tid;
+    var k0 = 0.0;
+    if (first < job.len) {
+        k0 = load_x(j, first);
+    }
+    var l = lane_new(k0);
+    if (start + CHUNK <= job.len) {
+        for (var k = 0u; k < PER; k += 4u) {
+            lane_push4(&l, load4(j, first + k * WG), saturate, job.lo, job.hi);
+        }
+    } else {
+        for (var k = 0u; k < PER; k++) {
+            let i = first + k * WG;
+            if (i < job.len) {
+                lane_push(&l, load_x(j, i), saturate, job.lo, job.hi);
+            }
         }
     }
-    hist_flush(h);
-    let merged = tree_merge(tid, a);
+    lane_flush_hist(l);
+    let merged = tree_merge(tid, lane_acc(l));
     if (tid == 0u) {
         multi_partials_out[job.partial_base + c] = record_of(merged);
     }

@@ -3,11 +3,11 @@
 //!
 //! Tolerances. Counts, histograms, min, max and max_abs select or count elements, so they
 //! must agree exactly. mean, m2_scaled and norm_ssq are sums taken in different orders: the
-//! device folds elements by Welford/nrm2 updates in f32 and merges records in a fixed tree
-//! (Chan's formula); the CPU twin sums shifted values in f64 per 4096-element chunk. The CPU
-//! side is thus accurate to f32 rounding, and the device's f32 updates (8 sequential per
-//! invocation, ~2·8 tree levels) err by a few ULP each, relative ~1e-6 typically: 1e-5
-//! relative is a safe bound that still fails on any real error (a wrong scale, a lost
+//! device sums shifted values scaled by a power of two in f32 (32 per invocation) and merges
+//! records in a fixed tree (Chan's formula); the CPU twin sums shifted values in f64 per
+//! 4096-element chunk. The CPU side is thus accurate to f32 rounding, and the device's f32
+//! sums (32 terms, then ~2·8 tree levels) err by a few ULP each, relative ~1e-6 typically:
+//! 1e-5 relative is a safe bound that still fails on any real error (a wrong scale, a lost
 //! element). The mean can cancel to near zero, so its error is measured against max|x|, the
 //! scale of the values that were summed. Both sides are also checked against direct f64
 //! computations below.
@@ -21,7 +21,7 @@ use gradscope::stats::{HIST_BINS, RawStats};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const LENGTHS: &[usize] = &[1, 2, 7, 255, 256, 257, 2047, 2048, 2049, 100_003];
+const LENGTHS: &[usize] = &[1, 2, 7, 255, 256, 257, 1021, 8191, 8192, 8193, 100_003];
 
 /// One tensor through stats_partial + stats_finalize (one job), read back.
 fn gpu_stats(ctx: &GpuContext, data: &[f32], saturation: Option<(f32, f32)>) -> RawStats {
@@ -124,12 +124,12 @@ fn naga_validates_stats_shader() {
 }
 
 #[test]
-fn partial_count_is_chunks_of_2048() {
+fn partial_count_is_chunks_of_8192() {
     assert_eq!(partial_count(0), 0);
     assert_eq!(partial_count(1), 1);
-    assert_eq!(partial_count(2048), 1);
-    assert_eq!(partial_count(2049), 2);
-    assert_eq!(partial_count(100_003), 49);
+    assert_eq!(partial_count(8192), 1);
+    assert_eq!(partial_count(8193), 2);
+    assert_eq!(partial_count(100_003), 13);
 }
 
 #[test]
@@ -556,8 +556,9 @@ fn launchers_refuse_short_buffers() {
     let small = ctx.storage_buffer("partials", RECORD_BYTES).unwrap();
     let err = gpu::stats_partial(ctx, &x, 101, None, &small, 0).unwrap_err();
     assert!(err.to_string().contains("x buffer"), "{err}");
-    let big = ctx.upload("x", &[0f32; 5000]).unwrap();
-    let err = gpu::stats_partial(ctx, &big, 5000, None, &small, 0).unwrap_err();
+    // Two chunks need two partial records.
+    let big = ctx.upload("x", &vec![0f32; 9000]).unwrap();
+    let err = gpu::stats_partial(ctx, &big, 9000, None, &small, 0).unwrap_err();
     assert!(err.to_string().contains("partials"), "{err}");
     let tiny = ctx.storage_buffer("partials", 4).unwrap();
     let err = gpu::stats_partial(ctx, &x, 0, None, &tiny, 0).unwrap_err();
@@ -642,7 +643,7 @@ fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
     }
     for lens in [
         &[
-            300usize, 0, 5000, 2049, 100_003, 1, 2047, 8, 4096, 4097, 13, 2048, 9000, 1, 700, 3,
+            300usize, 0, 5000, 8193, 100_003, 1, 8191, 8, 4096, 16_385, 13, 8192, 9000, 1, 700, 3,
         ][..],
         &[7usize, 4096, 2][..],
         // A group of one: the executor groups every statistics op where it can.
@@ -730,7 +731,7 @@ fn multi_dispatch_refuses_bad_job_lists() {
 
 /// The subgroup build of the reduction tree (its last levels in shuffles) gives the bits of
 /// the workgroup-memory tree: partial and finalize records, one tensor and several in one
-/// dispatch, on sizes around the 2048-element chunk, special values and extreme scales.
+/// dispatch, on sizes around the 8192-element chunk, special values and extreme scales.
 /// On an adapter with subgroups, the shared context must be using them.
 #[test]
 fn subgroup_tree_gives_the_bits_of_the_workgroup_tree() {
@@ -750,7 +751,7 @@ fn subgroup_tree_gives_the_bits_of_the_workgroup_tree() {
     let mut without = GpuContext::new(&request).unwrap();
     without.subgroup_size = None;
     let Some(sg) = with.subgroup_size else { return };
-    for (i, n) in [1usize, 2047, 2048, 2049, 3 * 2048 + 5, 100_003]
+    for (i, n) in [1usize, 8191, 8192, 8193, 3 * 8192 + 5, 100_003]
         .into_iter()
         .enumerate()
     {

@@ -1,6 +1,6 @@
 //! The statistics kernel: one tensor's record (counts, moments, extrema, norm, log2|x|
 //! histogram, saturation), as every step takes it for every layer: `stats_partial` over
-//! 2048-element chunks then `stats_finalize` on the device, `cpu::stats::stats_reduce` on
+//! 8192-element chunks then `stats_finalize` on the device, `cpu::stats::stats_reduce` on
 //! the host. Memory-bound: GB/s over the tensor read once.
 
 use super::case::{Case, Check, Data, Pending, Tensor, Work};

@@ -16,7 +16,7 @@ use crate::stats::{RECORD_WORDS, RawStats};
 /// Invocations per workgroup (`WG` in shaders/stats.wgsl).
 pub const WG: usize = 256;
 /// Elements per partial record (`CHUNK` = WG · PER in shaders/stats.wgsl).
-pub const CHUNK: usize = 2048;
+pub const CHUNK: usize = 8192;
 /// Bytes of one record in a partials or records buffer.
 pub const RECORD_BYTES: u64 = (RECORD_WORDS * 4) as u64;
 
@@ -107,7 +107,7 @@ fn need_bytes(op: &str, what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result
 }
 
 /// x is (len,) f32 → partials[partial_base .. partial_base + partial_count(len)]. One
-/// workgroup of 256 reduces one CHUNK of 2048 elements. `saturation` (lo, hi) counts finite
+/// workgroup of 256 reduces one CHUNK of 8192 elements. `saturation` (lo, hi) counts finite
 /// x ≤ lo or x ≥ hi. An empty tensor gives an empty (no-op) dispatch.
 pub fn stats_partial(
     ctx: &GpuContext,
