@@ -109,11 +109,57 @@ struct Shape {
 // combine, workgroup_moments and workgroup_sum: shaders/workgroup_tree.wgsl (or its subgroup
 // build), which src/gpu/shaders.rs appends to this file.
 
-// The flat index in x of the m-th value (m = ni·s + si) of channel ch.
-fn index(ch: u32, m: u32) -> u32 {
+// An invocation's walk over its values of one run of channel ch: m = lo + lid,
+// lo + lid + WG, … below hi, where the m-th value (m = ni·s + si) sits at flat index
+// (ni·c + ch)·s + si. The walk keeps (ni, si) and steps it by WG = q·s + r, so a value costs
+// two adds and a compare where dividing m by s would cost a long sequence on most GPUs.
+// Loops take four values at a time while four are left (their loads in flight together),
+// then one at a time; either way the values are visited in the order of m.
+struct Walk {
+    ch: u32,
+    ni: u32,
+    si: u32,
+    q: u32,
+    r: u32,
+    left: u32,
+}
+
+fn walk_start(ch: u32, lo: u32, hi: u32, lid: u32) -> Walk {
+    let m = lo + lid;
     let ni = m / shape.s;
-    let si = m - ni * shape.s;
-    return (ni * shape.c + ch) * shape.s + si;
+    let q = WG / shape.s;
+    var left = 0u;
+    if m < hi {
+        left = (hi - 1u - m) / WG + 1u;
+    }
+    return Walk(ch, ni, m - ni * shape.s, q, WG - q * shape.s, left);
+}
+
+// The flat index of the walk's next value; advances the walk.
+fn walk_next(w: ptr<function, Walk>) -> u32 {
+    let i = ((*w).ni * shape.c + (*w).ch) * shape.s + (*w).si;
+    var si = (*w).si + (*w).r;
+    var ni = (*w).ni + (*w).q;
+    if si >= shape.s {
+        si -= shape.s;
+        ni += 1u;
+    }
+    (*w).si = si;
+    (*w).ni = ni;
+    (*w).left -= 1u;
+    return i;
+}
+
+// The flat indices of the walk's next four values (call only while left ≥ 4).
+fn walk_next4(w: ptr<function, Walk>) -> vec4<u32> {
+    let a = walk_next(w);
+    let b = walk_next(w);
+    let c = walk_next(w);
+    return vec4<u32>(a, b, c, walk_next(w));
+}
+
+fn load4(i: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(x[i.x], x[i.y], x[i.z], x[i.w]);
 }
 
 // The flat workgroup index of a grid that may be 2-D (more than 65 535 workgroups).
@@ -127,6 +173,14 @@ fn run_of(f: u32) -> vec3<u32> {
     let ch = f / shape.chunks;
     let lo = (f - ch * shape.chunks) * shape.chunk;
     return vec3<u32>(ch, lo, min(lo + shape.chunk, shape.n * shape.s));
+}
+
+// Welford's update of (count, mean, M2) by one value.
+fn welford(acc: vec3<f32>, v: f32) -> vec3<f32> {
+    let n = acc.x + 1.0;
+    let d = v - acc.y;
+    let mean = acc.y + d / n;
+    return vec3<f32>(n, mean, acc.z + d * (v - mean));
 }
 
 // One workgroup: one run of one channel (`run_of`).
@@ -143,12 +197,13 @@ fn batchnorm_forward_partial(
     let run = run_of(f);
     let ch = run.x;
     var acc = vec3<f32>(0.0, 0.0, 0.0);
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let v = x[index(ch, m)];
-        acc.x = acc.x + 1.0;
-        let d = v - acc.y;
-        acc.y = acc.y + d / acc.x;
-        acc.z = acc.z + d * (v - acc.y);
+    var w = walk_start(ch, run.y, run.z, lid);
+    while w.left >= 4u {
+        let v = load4(walk_next4(&w));
+        acc = welford(welford(welford(welford(acc, v.x), v.y), v.z), v.w);
+    }
+    while w.left > 0u {
+        acc = welford(acc, x[walk_next(&w)]);
     }
     let total = workgroup_moments(lid, acc);
     if lid == 0u {
@@ -211,10 +266,25 @@ fn batchnorm_forward_apply(
         return;
     }
     let a = apply_run(f, lid);
-    for (var m = a.lo + lid; m < a.hi; m = m + WG) {
-        let i = index(a.ch, m);
+    var w = walk_start(a.ch, a.lo, a.hi, lid);
+    while w.left >= 4u {
+        let i = walk_next4(&w);
+        let y4 = a.g * ((load4(i) - a.mean) * a.inv_std) + a.b;
+        apply_y[i.x] = y4.x;
+        apply_y[i.y] = y4.y;
+        apply_y[i.z] = y4.z;
+        apply_y[i.w] = y4.w;
+    }
+    while w.left > 0u {
+        let i = walk_next(&w);
         apply_y[i] = a.g * ((x[i] - a.mean) * a.inv_std) + a.b;
     }
+}
+
+// y[i] = v and z[i] = f(v), the activation after the BatchNorm.
+fn store_y_z(i: u32, v: f32) {
+    apply_y[i] = v;
+    apply_z[i] = act_forward(shape.act_code, shape.act_param, v);
 }
 
 // batchnorm_forward_apply and the activation after it in one pass: y as there, and
@@ -230,11 +300,18 @@ fn batchnorm_forward_apply_act(
         return;
     }
     let a = apply_run(f, lid);
-    for (var m = a.lo + lid; m < a.hi; m = m + WG) {
-        let i = index(a.ch, m);
-        let v = a.g * ((x[i] - a.mean) * a.inv_std) + a.b;
-        apply_y[i] = v;
-        apply_z[i] = act_forward(shape.act_code, shape.act_param, v);
+    var w = walk_start(a.ch, a.lo, a.hi, lid);
+    while w.left >= 4u {
+        let i = walk_next4(&w);
+        let y4 = a.g * ((load4(i) - a.mean) * a.inv_std) + a.b;
+        store_y_z(i.x, y4.x);
+        store_y_z(i.y, y4.y);
+        store_y_z(i.z, y4.z);
+        store_y_z(i.w, y4.w);
+    }
+    while w.left > 0u {
+        let i = walk_next(&w);
+        store_y_z(i, a.g * ((x[i] - a.mean) * a.inv_std) + a.b);
     }
 }
 
@@ -301,12 +378,30 @@ fn batchnorm_backward_partial(
     let run = run_of(f);
     let st = saved_stats(f);
     var acc = vec2<f32>(0.0, 0.0);
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(run.x, m);
+    var w = walk_start(run.x, run.y, run.z, lid);
+    while w.left >= 4u {
+        let i = walk_next4(&w);
+        let g = vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
+        let gx = g * ((load4(i) - st.x) * st.y);
+        acc = acc + vec2<f32>(g.x, gx.x);
+        acc = acc + vec2<f32>(g.y, gx.y);
+        acc = acc + vec2<f32>(g.z, gx.z);
+        acc = acc + vec2<f32>(g.w, gx.w);
+    }
+    while w.left > 0u {
+        let i = walk_next(&w);
         let g = dy[i];
         acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
     }
     store_run_sums(f, lid, acc);
+}
+
+// Element i's dy formed by the activation's backward (the bits activation.wgsl's backward
+// writes), stored to dy_formed.
+fn form_dy(i: u32) -> f32 {
+    let g = act_backward(shape.act_code, shape.act_param, act_x[i], act_y[i], act_dy[i]);
+    dy_formed[i] = g;
+    return g;
 }
 
 // batchnorm_backward_partial with the activation's backward in front: each element's dy is
@@ -324,10 +419,19 @@ fn batchnorm_backward_partial_act(
     let run = run_of(f);
     let st = saved_stats(f);
     var acc = vec2<f32>(0.0, 0.0);
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(run.x, m);
-        let g = act_backward(shape.act_code, shape.act_param, act_x[i], act_y[i], act_dy[i]);
-        dy_formed[i] = g;
+    var w = walk_start(run.x, run.y, run.z, lid);
+    while w.left >= 4u {
+        let i = walk_next4(&w);
+        let g = vec4<f32>(form_dy(i.x), form_dy(i.y), form_dy(i.z), form_dy(i.w));
+        let gx = g * ((load4(i) - st.x) * st.y);
+        acc = acc + vec2<f32>(g.x, gx.x);
+        acc = acc + vec2<f32>(g.y, gx.y);
+        acc = acc + vec2<f32>(g.z, gx.z);
+        acc = acc + vec2<f32>(g.w, gx.w);
+    }
+    while w.left > 0u {
+        let i = walk_next(&w);
+        let g = form_dy(i);
         acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
     }
     store_run_sums(f, lid, acc);
@@ -365,8 +469,18 @@ fn batchnorm_backward_apply(
     let inv_std = invstd_in[ch];
     let mf = f32(shape.n * shape.s);
     let k = bgamma[ch] * inv_std / mf;
-    for (var m = run.y + lid; m < run.z; m = m + WG) {
-        let i = index(ch, m);
+    var w = walk_start(ch, run.y, run.z, lid);
+    while w.left >= 4u {
+        let i = walk_next4(&w);
+        let g = vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
+        let dx4 = k * (mf * g - t.x - ((load4(i) - mean) * inv_std) * t.y);
+        dx[i.x] = dx4.x;
+        dx[i.y] = dx4.y;
+        dx[i.z] = dx4.z;
+        dx[i.w] = dx4.w;
+    }
+    while w.left > 0u {
+        let i = walk_next(&w);
         let xhat = (x[i] - mean) * inv_std;
         dx[i] = k * (mf * dy[i] - t.x - xhat * t.y);
     }
