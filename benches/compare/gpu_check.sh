@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The GPU figures that BENCHMARKS.md tracks, taken in one run on a machine with a real GPU:
+# every kernel family and training step against the CPU twin (`gradscope bench`), every
+# matmul and convolution tile variant, where a resnet-20 step's time goes (`--profile`, full
+# statistics and gradient records only), and PyTorch on the same card (torch_gpu.py). On an
+# H200 it is meant to end within eight minutes; every stage has its own time limit, so a
+# stage that hangs costs only its own figures.
+#
+# Prepare on the build machine (release binaries, stripped to fit a small upload):
+#
+#   cargo build --release --example matmul_variants
+#   mkdir -p .bin && strip -o .bin/gradscope target/release/gradscope &&
+#     strip -o .bin/matmul_variants target/release/examples/matmul_variants
+#
+# then run from the repository root on the GPU machine:
+#
+#   OUT=/some/dir bash benches/compare/gpu_check.sh
+#
+# Results go to $OUT (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
+# and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
+# grad_records.txt (statistics every 10^6 steps: gradient records only), torch.json and
+# torch.txt, autotune.json (the variants the autotune chose). QUICK=1 runs every stage at
+# toy sizes, to check the script itself on a software adapter.
+#
+# Vulkan loader: a machine without one gets it from Debian packages unpacked from .gl/ (see
+# the device tool's notes); the NVIDIA ICD is used where the image keeps it apart.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+OUT=${OUT:-gpu_check}
+mkdir -p "$OUT"
+BIN=${GRADSCOPE_BIN_DIR:-.bin}
+
+if ! ldconfig -p | grep -q libvulkan && ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+# The autotune times its candidates on hardware adapters; keep what it chose with the results.
+export GRADSCOPE_AUTOTUNE_CACHE="$PWD/$OUT/autotune.json"
+
+if [ "${QUICK:-0}" = 1 ]; then
+  BENCH_SIZES=(--op matmul,stats,step --sizes 8)
+  VARIANT_ARGS=(--sizes 64 --no-conv --runs 1)
+  STEPS=3
+  BATCH=8
+  TORCH_ARGS=(--sizes 256 --repeats 2 --warmup 1)
+else
+  BENCH_SIZES=()
+  VARIANT_ARGS=(--sizes 1024,4096)
+  STEPS=40
+  BATCH=128
+  TORCH_ARGS=()
+fi
+
+stage() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@"
+  local rc=$?
+  echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/stages.txt"
+}
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  "$BIN/gradscope" devices 2>&1
+} >"$OUT/machine.txt"
+
+stage bench 200 "$BIN/gradscope" bench --gpu-only "${BENCH_SIZES[@]}" --json "$OUT/bench.json" \
+  >"$OUT/bench.txt" 2>&1
+stage variants 70 "$BIN/matmul_variants" "${VARIANT_ARGS[@]}" >"$OUT/variants.txt" 2>&1
+
+TRAIN=("$BIN/gradscope" train --model resnet20 --batch-size "$BATCH" --max-steps "$STEPS"
+  --device gpu --tensorboard false)
+rm -rf /tmp/gpu_check_profile /tmp/gpu_check_grad
+stage profile 70 "${TRAIN[@]}" --profile --run-dir /tmp/gpu_check_profile >"$OUT/profile.txt" 2>&1
+cp /tmp/gpu_check_profile/profile.json "$OUT/" 2>/dev/null
+stage grad_records 40 "${TRAIN[@]}" --stats-every 1000000 --run-dir /tmp/gpu_check_grad \
+  >"$OUT/grad_records.txt" 2>&1
+
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  stage torch 120 python3 benches/compare/torch_gpu.py "${TORCH_ARGS[@]}" --json "$OUT/torch.json" \
+    >"$OUT/torch.txt" 2>&1
+else
+  echo "torch: skipped (no PyTorch with CUDA here)" | tee -a "$OUT/stages.txt"
+fi
