@@ -59,9 +59,26 @@ fn bias_backward(
     if c >= shape.cols {
         return;
     }
+    // Eight rows are loaded before they are added (in order), so eight loads are in flight
+    // where a row at a time would wait for each: the same sum, bit for bit.
+    let n = shape.cols;
     var sum = 0.0;
-    for (var r = 0u; r < shape.rows; r = r + 1u) {
-        sum = sum + dy[r * shape.cols + c];
+    var r = 0u;
+    for (; r + 8u <= shape.rows; r = r + 8u) {
+        let i = r * n + c;
+        let a = vec4<f32>(dy[i], dy[i + n], dy[i + 2u * n], dy[i + 3u * n]);
+        let b = vec4<f32>(dy[i + 4u * n], dy[i + 5u * n], dy[i + 6u * n], dy[i + 7u * n]);
+        sum = sum + a.x;
+        sum = sum + a.y;
+        sum = sum + a.z;
+        sum = sum + a.w;
+        sum = sum + b.x;
+        sum = sum + b.y;
+        sum = sum + b.z;
+        sum = sum + b.w;
+    }
+    for (; r < shape.rows; r = r + 1u) {
+        sum = sum + dy[r * n + c];
     }
     if shape.accumulate != 0u {
         db[c] = db[c] + sum;
