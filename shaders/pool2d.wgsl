@@ -221,9 +221,20 @@ fn global_avg_pool_forward(
         return;
     }
     let hw = shape.h * shape.w;
+    let base = b * hw;
+    // Four values are loaded before they are added (in order): four loads in flight where
+    // one at a time would wait for each, the same sum bit for bit.
     var sum = 0.0;
-    for (var i = 0u; i < hw; i = i + 1u) {
-        sum = sum + x[b * hw + i];
+    var i = 0u;
+    for (; i + 4u <= hw; i = i + 4u) {
+        let v = vec4<f32>(x[base + i], x[base + i + 1u], x[base + i + 2u], x[base + i + 3u]);
+        sum = sum + v.x;
+        sum = sum + v.y;
+        sum = sum + v.z;
+        sum = sum + v.w;
+    }
+    for (; i < hw; i = i + 1u) {
+        sum = sum + x[base + i];
     }
     y[b] = sum / f32(hw);
 }
