@@ -121,6 +121,13 @@ fn layernorm_backward_input(
     }
 }
 
+// (dy, dy·x̂) of row r, column j.
+fn param_terms(r: u32, j: u32) -> vec2<f32> {
+    let i = r * shape.d + j;
+    let xhat = (x[i] - p_mean[r]) * p_invstd[r];
+    return vec2<f32>(p_dy[i], p_dy[i] * xhat);
+}
+
 // One invocation: column j, dγ[j] (+)= Σ_r dy·x̂ and dβ[j] (+)= Σ_r dy, rows in order.
 @compute @workgroup_size(WG)
 fn layernorm_backward_params(
@@ -131,13 +138,29 @@ fn layernorm_backward_params(
     if j >= shape.d {
         return;
     }
+    // Four rows' terms are formed (their loads in flight together) before they are added
+    // in row order: the same sums, bit for bit, as one row at a time.
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var r = 0u; r < shape.rows; r = r + 1u) {
-        let i = r * shape.d + j;
-        let xhat = (x[i] - p_mean[r]) * p_invstd[r];
-        sum_dy = sum_dy + p_dy[i];
-        sum_dy_xhat = sum_dy_xhat + p_dy[i] * xhat;
+    var r = 0u;
+    for (; r + 4u <= shape.rows; r = r + 4u) {
+        let t0 = param_terms(r, j);
+        let t1 = param_terms(r + 1u, j);
+        let t2 = param_terms(r + 2u, j);
+        let t3 = param_terms(r + 3u, j);
+        sum_dy = sum_dy + t0.x;
+        sum_dy_xhat = sum_dy_xhat + t0.y;
+        sum_dy = sum_dy + t1.x;
+        sum_dy_xhat = sum_dy_xhat + t1.y;
+        sum_dy = sum_dy + t2.x;
+        sum_dy_xhat = sum_dy_xhat + t2.y;
+        sum_dy = sum_dy + t3.x;
+        sum_dy_xhat = sum_dy_xhat + t3.y;
+    }
+    for (; r < shape.rows; r = r + 1u) {
+        let t = param_terms(r, j);
+        sum_dy = sum_dy + t.x;
+        sum_dy_xhat = sum_dy_xhat + t.y;
     }
     if shape.accumulate != 0u {
         dgamma[j] = dgamma[j] + sum_dy_xhat;
