@@ -49,19 +49,14 @@ const HIST_BIN_WIDTH: i32 = 2;
 const F32_INF_BITS: u32 = 0x7f800000u;
 const F32_NEG_INF_BITS: u32 = 0xff800000u;
 
-// Must match `RawStats` in src/stats/record.rs word for word (56 words).
+// Must match `RawStats` in src/stats/record.rs word for word (56 words): its first eleven
+// words are an `Acc` (below), field for field, then the histogram and padding. Kept as one
+// struct member so that a record is written as that head by one invocation and its 45
+// other words by 45 invocations at once, straight into storage: building the whole record
+// in a function variable and indexing its histogram by a loop variable would put it in
+// memory on some drivers.
 struct StatRecord {
-    finite: u32,
-    nan: u32,
-    inf: u32,
-    zeros: u32,
-    saturated: u32,
-    mean: f32,
-    m2_scaled: f32,
-    min: f32,
-    max: f32,
-    max_abs: f32,
-    norm_ssq: f32,
+    head: Acc,
     hist: array<u32, 40>,
     pad: array<u32, 5>,
 }
@@ -74,8 +69,8 @@ struct Job {
     pad: u32,
 }
 
-// A record without its histogram: the state of one lane, kept in workgroup memory for the
-// tree merge. The histogram lives in `hist_acc` (atomics) instead.
+// A record without its histogram (a record's first eleven words): a lane's state in the
+// tree merge, kept in workgroup memory. The histogram lives in `hist_acc` (atomics).
 struct Acc {
     finite: u32,
     nan: u32,
@@ -371,39 +366,12 @@ fn acc_merge(a: Acc, b: Acc) -> Acc {
     return r;
 }
 
-fn acc_of_record(s: StatRecord) -> Acc {
-    return Acc(s.finite, s.nan, s.inf, s.zeros, s.saturated, s.mean, s.m2_scaled, s.min, s.max,
-        s.max_abs, s.norm_ssq);
-}
-
-// Lane 0 after the tree plus the histogram, as a record. The caller has passed a barrier
-// after the last atomic add.
-fn record_of(a: Acc) -> StatRecord {
-    var s: StatRecord;
-    s.finite = a.finite;
-    s.nan = a.nan;
-    s.inf = a.inf;
-    s.zeros = a.zeros;
-    s.saturated = a.saturated;
-    s.mean = a.mean;
-    s.m2_scaled = a.m2s;
-    s.min = a.mn;
-    s.max = a.mx;
-    s.max_abs = a.scale;
-    s.norm_ssq = a.ssq;
-    for (var b = 0u; b < HIST_BINS; b++) {
-        s.hist[b] = atomicLoad(&hist_acc[b]);
-    }
-    for (var p = 0u; p < 5u; p++) {
-        s.pad[p] = 0u;
-    }
-    return s;
-}
-
 // The fixed tree, `tree_merge(tid, a) -> Acc`, lives in stats_tree.wgsl (workgroup memory
 // only) or stats_tree_subgroup.wgsl (its last levels through subgroup shuffles), one of
 // which src/gpu/shaders.rs appends to this file: lane t absorbs lane t + s for
-// s = WG/2, …, 1, and invocation 0 gets the result, the same bits either way.
+// s = WG/2, …, 1, and every invocation gets the result, the same bits either way; the
+// histogram atomics are final when it returns, so the 40 invocations that write a
+// record's histogram read them after it.
 
 // ---------------------------------------------------------------------------------------
 // stats_partial: x is (len,) f32. Workgroup w (flattened from a 2-D grid when there are
@@ -459,8 +427,14 @@ fn stats_partial(
     }
     lane_flush_hist(l);
     let merged = tree_merge(tid, lane_acc(l));
+    let r = pp.partial_base + w;
     if (tid == 0u) {
-        partials_out[pp.partial_base + w] = record_of(merged);
+        partials_out[r].head = merged;
+    }
+    if (tid < HIST_BINS) {
+        partials_out[r].hist[tid] = atomicLoad(&hist_acc[tid]);
+    } else if (tid < HIST_BINS + 5u) {
+        partials_out[r].pad[tid - HIST_BINS] = 0u;
     }
 }
 
@@ -601,8 +575,14 @@ fn stats_partial_multi(
     }
     lane_flush_hist(l);
     let merged = tree_merge(tid, lane_acc(l));
+    let r = job.partial_base + c;
     if (tid == 0u) {
-        multi_partials_out[job.partial_base + c] = record_of(merged);
+        multi_partials_out[r].head = merged;
+    }
+    if (tid < HIST_BINS) {
+        multi_partials_out[r].hist[tid] = atomicLoad(&hist_acc[tid]);
+    } else if (tid < HIST_BINS + 5u) {
+        multi_partials_out[r].pad[tid - HIST_BINS] = 0u;
     }
 }
 
@@ -634,17 +614,24 @@ fn stats_finalize(
     let job = jobs[j];
     var a = acc_empty();
     for (var p = tid; p < job.partial_count; p += WG) {
-        let s = partials_in[job.partial_base + p];
-        a = acc_merge(a, acc_of_record(s));
+        let i = job.partial_base + p;
+        a = acc_merge(a, partials_in[i].head);
         for (var b = 0u; b < HIST_BINS; b++) {
-            if (s.hist[b] != 0u) {
-                atomicAdd(&hist_acc[b], s.hist[b]);
+            let h = partials_in[i].hist[b];
+            if (h != 0u) {
+                atomicAdd(&hist_acc[b], h);
             }
         }
     }
     let merged = tree_merge(tid, a);
+    let r = job.record;
     if (tid == 0u) {
-        records[job.record] = record_of(merged);
+        records[r].head = merged;
+    }
+    if (tid < HIST_BINS) {
+        records[r].hist[tid] = atomicLoad(&hist_acc[tid]);
+    } else if (tid < HIST_BINS + 5u) {
+        records[r].pad[tid - HIST_BINS] = 0u;
     }
 }
 
