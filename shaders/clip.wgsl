@@ -221,12 +221,21 @@ fn store_g(j: u32, i: u32, v: f32) {
     }
 }
 
+// The job table's accessors that grouped_jobs.wgsl reads it through.
+fn grouped_head() -> vec3<u32> {
+    return vec3<u32>(mp.table.n_jobs, mp.table.total_groups, mp.table.row);
+}
+
+fn grouped_job(k: u32) -> GroupedJob {
+    return mp.table.jobs[k];
+}
+
 @compute @workgroup_size(WG)
 fn clip_multi(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    let e = grouped_element(mp.table, wid, lid);
+    let e = grouped_element(wid, lid);
     if (e.z == 0u) {
         return;
     }

@@ -22,19 +22,24 @@ struct GroupedTable {
 }
 
 // (tensor j, element i, 1 when that element exists, else 0) of invocation lid of workgroup
-// wid. j is uniform across a workgroup, so switching on it does not diverge.
-fn grouped_element(t: GroupedTable, wid: vec3<u32>, lid: u32) -> vec3<u32> {
-    let w = wid.y * t.row + wid.x;
-    if (w >= t.total_groups) {
+// wid. j is uniform across a workgroup, so switching on it does not diverge. The table is
+// read through `grouped_head()` (n_jobs, total_groups, row) and `grouped_job(k)`, which the
+// file that includes this one defines over its own uniform: a table passed by value and
+// indexed by k would be copied into every invocation's local memory on some drivers.
+fn grouped_element(wid: vec3<u32>, lid: u32) -> vec3<u32> {
+    let head = grouped_head();
+    let w = wid.y * head.z + wid.x;
+    if (w >= head.y) {
         return vec3<u32>(0u, 0u, 0u);
     }
     // The tensor whose workgroup range holds w: the last one starting at or before it.
     var j = 0u;
-    for (var k = 1u; k < t.n_jobs; k++) {
-        if (t.jobs[k].first_group <= w) {
+    for (var k = 1u; k < head.x; k++) {
+        if (grouped_job(k).first_group <= w) {
             j = k;
         }
     }
-    let i = (w - t.jobs[j].first_group) * WG + lid;
-    return vec3<u32>(j, i, select(0u, 1u, i < t.jobs[j].len));
+    let job = grouped_job(j);
+    let i = (w - job.first_group) * WG + lid;
+    return vec3<u32>(j, i, select(0u, 1u, i < job.len));
 }

@@ -120,12 +120,21 @@ fn store_all(j: u32, i: u32, r: Stepped, update_value: f32) {
     }
 }
 
+// The job table's accessors that grouped_jobs.wgsl reads it through.
+fn grouped_head() -> vec3<u32> {
+    return vec3<u32>(mh.n_jobs, mh.total_groups, mh.row);
+}
+
+fn grouped_job(k: u32) -> GroupedJob {
+    return mh.jobs[k];
+}
+
 @compute @workgroup_size(WG)
 fn optimizer_update_multi(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    let e = grouped_element(mh, wid, lid);
+    let e = grouped_element(wid, lid);
     if (e.z == 0u) {
         return;
     }

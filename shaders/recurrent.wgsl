@@ -84,36 +84,57 @@ fn sigmoid(x: f32) -> f32 {
 // samples from b0, h_{t−1} staged in tiles (zero for samples past the batch). Every
 // invocation of the workgroup calls it (barriers), live or not.
 fn recurrent_product(b0: u32, j: u32, live: bool, lid: u32) -> array<vec4<f32>, 4> {
-    var acc = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
+    // One accumulator variable per gate (not an array indexed by the gate: that would live
+    // in memory on some drivers).
+    var acc0 = vec4(0.0);
+    var acc1 = vec4(0.0);
+    var acc2 = vec4(0.0);
+    var acc3 = vec4(0.0);
     let H = shape.hidden;
-    let T = shape.steps;
     if shape.t == 0u {
-        return acc;
+        return array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     }
-    let GH = shape.gates * H;
+    let G = shape.gates;
     for (var k0 = 0u; k0 < H; k0 = k0 + WG) {
-        var v = vec4(0.0);
-        for (var s = 0u; s < BB; s = s + 1u) {
-            let b = b0 + s;
-            if k0 + lid < H && b < shape.batch {
-                v[s] = h[(b * T + shape.t - 1u) * H + k0 + lid];
-            }
-        }
-        tile[lid] = v;
+        let k = k0 + lid;
+        tile[lid] = vec4(h_prev_at(b0, k), h_prev_at(b0 + 1u, k), h_prev_at(b0 + 2u, k),
+            h_prev_at(b0 + 3u, k));
         workgroupBarrier();
         if live {
             let kn = min(WG, H - k0);
-            for (var g = 0u; g < shape.gates; g = g + 1u) {
-                var a = acc[g];
-                for (var k = 0u; k < kn; k = k + 1u) {
-                    a = a + tile[k] * w_hh_t[(k0 + k) * GH + g * H + j];
-                }
-                acc[g] = a;
+            acc0 = gate_product(acc0, 0u, k0, kn, j);
+            if G > 1u {
+                acc1 = gate_product(acc1, 1u, k0, kn, j);
+            }
+            if G > 2u {
+                acc2 = gate_product(acc2, 2u, k0, kn, j);
+            }
+            if G > 3u {
+                acc3 = gate_product(acc3, 3u, k0, kn, j);
             }
         }
         workgroupBarrier();
     }
-    return acc;
+    return array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+}
+
+// h_{t−1}[b, k], zero past the batch or the hidden size.
+fn h_prev_at(b: u32, k: u32) -> f32 {
+    if k < shape.hidden && b < shape.batch {
+        return h[(b * shape.steps + shape.t - 1u) * shape.hidden + k];
+    }
+    return 0.0;
+}
+
+// a + Σ_{k < kn} tile[k]·W_hh[g·H + j, k0 + k] (W_hh read transposed), k ascending.
+fn gate_product(a: vec4<f32>, g: u32, k0: u32, kn: u32, j: u32) -> vec4<f32> {
+    let H = shape.hidden;
+    let GH = shape.gates * H;
+    var r = a;
+    for (var k = 0u; k < kn; k = k + 1u) {
+        r = r + tile[k] * w_hh_t[(k0 + k) * GH + g * H + j];
+    }
+    return r;
 }
 
 // W_hhᵀ: one invocation per element, w_hh_t_out[k, m] = w_hh[m, k] (m < G·H, k < H).
@@ -206,6 +227,23 @@ fn recurrent_forward_step(
 // step's hidden-side pre-activations, for BB samples, staged in tiles. Two copies, one per
 // source buffer (dgi for the Elman cell and the LSTM, dgh for the GRU), so that each entry
 // point binds only its own.
+// dgi[b, t + 1, m] and dgh[b, t + 1, m] (m < G·H), zero past the batch or G·H.
+fn dgi_next_at(b: u32, m: u32) -> f32 {
+    let GH = shape.gates * shape.hidden;
+    if m < GH && b < shape.batch {
+        return dgi[(b * shape.steps + shape.t + 1u) * GH + m];
+    }
+    return 0.0;
+}
+
+fn dgh_next_at(b: u32, m: u32) -> f32 {
+    let GH = shape.gates * shape.hidden;
+    if m < GH && b < shape.batch {
+        return dgh[(b * shape.steps + shape.t + 1u) * GH + m];
+    }
+    return 0.0;
+}
+
 fn recurrent_grad_dgi(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
     let H = shape.hidden;
     let GH = shape.gates * H;
@@ -214,14 +252,9 @@ fn recurrent_grad_dgi(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
         return r;
     }
     for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
-        var v = vec4(0.0);
-        for (var s = 0u; s < BB; s = s + 1u) {
-            let b = b0 + s;
-            if m0 + lid < GH && b < shape.batch {
-                v[s] = dgi[(b * shape.steps + shape.t + 1u) * GH + m0 + lid];
-            }
-        }
-        tile[lid] = v;
+        let m = m0 + lid;
+        tile[lid] = vec4(dgi_next_at(b0, m), dgi_next_at(b0 + 1u, m), dgi_next_at(b0 + 2u, m),
+            dgi_next_at(b0 + 3u, m));
         workgroupBarrier();
         if live {
             let mn = min(WG, GH - m0);
@@ -242,14 +275,9 @@ fn recurrent_grad_dgh(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
         return r;
     }
     for (var m0 = 0u; m0 < GH; m0 = m0 + WG) {
-        var v = vec4(0.0);
-        for (var s = 0u; s < BB; s = s + 1u) {
-            let b = b0 + s;
-            if m0 + lid < GH && b < shape.batch {
-                v[s] = dgh[(b * shape.steps + shape.t + 1u) * GH + m0 + lid];
-            }
-        }
-        tile[lid] = v;
+        let m = m0 + lid;
+        tile[lid] = vec4(dgh_next_at(b0, m), dgh_next_at(b0 + 1u, m), dgh_next_at(b0 + 2u, m),
+            dgh_next_at(b0 + 3u, m));
         workgroupBarrier();
         if live {
             let mn = min(WG, GH - m0);
