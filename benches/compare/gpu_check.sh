@@ -19,7 +19,8 @@
 # Results go to $OUT (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
 # and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
 # grad_records.txt (statistics every 10^6 steps: gradient records only), torch.json and
-# torch.txt, autotune.json (the variants the autotune chose). QUICK=1 runs every stage at
+# torch.txt, autotune.json (the variants the autotune chose), side_by_side.md (the tables of
+# BENCHMARKS.md's GPU section, by side_by_side.py). QUICK=1 runs every stage at
 # toy sizes, to check the script itself on a software adapter.
 #
 # Vulkan loader: a machine without one gets it from Debian packages unpacked from .gl/ (see
@@ -87,4 +88,10 @@ if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
     >"$OUT/torch.txt" 2>&1
 else
   echo "torch: skipped (no PyTorch with CUDA here)" | tee -a "$OUT/stages.txt"
+fi
+
+# The side-by-side tables for BENCHMARKS.md.
+if [ -f "$OUT/bench.json" ] && [ -f "$OUT/torch.json" ]; then
+  python3 benches/compare/side_by_side.py "$OUT/bench.json" "$OUT/torch.json" "$OUT/profile.json" \
+    >"$OUT/side_by_side.md" 2>&1
 fi
