@@ -14,22 +14,24 @@
 #
 # then run from the repository root on the GPU machine:
 #
-#   OUT=/some/dir bash benches/compare/gpu_check.sh
+#   bash benches/compare/gpu_check.sh
 #
-# Results go to $OUT (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
+# Results go to $RESULTS (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
 # and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
 # grad_records.txt (statistics every 10^6 steps: gradient records only), torch.json and
 # torch.txt, autotune.json (the variants the autotune chose), side_by_side.md (the tables of
 # BENCHMARKS.md's GPU section, by side_by_side.py). QUICK=1 runs every stage at
-# toy sizes, to check the script itself on a software adapter.
+# toy sizes, to check the script itself on a software adapter. Where $OUT is set (the device
+# tool's folder, which brings back at most eight files), the whole of $RESULTS goes there as
+# gpu_check.tar.gz, with side_by_side.md, stages.txt and profile.txt beside it to read first.
 #
 # Vulkan loader: a machine without one gets it from Debian packages unpacked from .gl/ (see
 # the device tool's notes); the NVIDIA ICD is used where the image keeps it apart.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-OUT=${OUT:-gpu_check}
-mkdir -p "$OUT"
+RESULTS=${RESULTS:-gpu_check}
+mkdir -p "$RESULTS"
 BIN=${GRADSCOPE_BIN_DIR:-.bin}
 
 if ! ldconfig -p | grep -q libvulkan && ls .gl/*.deb >/dev/null 2>&1; then
@@ -40,7 +42,7 @@ if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 # The autotune times its candidates on hardware adapters; keep what it chose with the results.
-export GRADSCOPE_AUTOTUNE_CACHE="$PWD/$OUT/autotune.json"
+export GRADSCOPE_AUTOTUNE_CACHE="$PWD/$RESULTS/autotune.json"
 
 if [ "${QUICK:-0}" = 1 ]; then
   BENCH_SIZES=(--op matmul,stats,step --sizes 8)
@@ -62,36 +64,41 @@ stage() {
   local t0=$SECONDS
   timeout "$limit" "$@"
   local rc=$?
-  echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/stages.txt"
+  echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$RESULTS/stages.txt"
 }
 
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   "$BIN/gradscope" devices 2>&1
-} >"$OUT/machine.txt"
+} >"$RESULTS/machine.txt"
 
-stage bench 200 "$BIN/gradscope" bench --gpu-only "${BENCH_SIZES[@]}" --json "$OUT/bench.json" \
-  >"$OUT/bench.txt" 2>&1
-stage variants 70 "$BIN/matmul_variants" "${VARIANT_ARGS[@]}" >"$OUT/variants.txt" 2>&1
+stage bench 200 "$BIN/gradscope" bench --gpu-only "${BENCH_SIZES[@]}" --json "$RESULTS/bench.json" \
+  >"$RESULTS/bench.txt" 2>&1
+stage variants 70 "$BIN/matmul_variants" "${VARIANT_ARGS[@]}" >"$RESULTS/variants.txt" 2>&1
 
 TRAIN=("$BIN/gradscope" train --model resnet20 --batch-size "$BATCH" --max-steps "$STEPS"
   --device gpu --tensorboard false)
 rm -rf /tmp/gpu_check_profile /tmp/gpu_check_grad
-stage profile 70 "${TRAIN[@]}" --profile --run-dir /tmp/gpu_check_profile >"$OUT/profile.txt" 2>&1
-cp /tmp/gpu_check_profile/profile.json "$OUT/" 2>/dev/null
+stage profile 70 "${TRAIN[@]}" --profile --run-dir /tmp/gpu_check_profile >"$RESULTS/profile.txt" 2>&1
+cp /tmp/gpu_check_profile/profile.json "$RESULTS/" 2>/dev/null
 stage grad_records 40 "${TRAIN[@]}" --stats-every 1000000 --run-dir /tmp/gpu_check_grad \
-  >"$OUT/grad_records.txt" 2>&1
+  >"$RESULTS/grad_records.txt" 2>&1
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  stage torch 120 python3 benches/compare/torch_gpu.py "${TORCH_ARGS[@]}" --json "$OUT/torch.json" \
-    >"$OUT/torch.txt" 2>&1
+  stage torch 120 python3 benches/compare/torch_gpu.py "${TORCH_ARGS[@]}" --json "$RESULTS/torch.json" \
+    >"$RESULTS/torch.txt" 2>&1
 else
-  echo "torch: skipped (no PyTorch with CUDA here)" | tee -a "$OUT/stages.txt"
+  echo "torch: skipped (no PyTorch with CUDA here)" | tee -a "$RESULTS/stages.txt"
 fi
 
 # The side-by-side tables for BENCHMARKS.md.
-if [ -f "$OUT/bench.json" ] && [ -f "$OUT/torch.json" ]; then
-  python3 benches/compare/side_by_side.py "$OUT/bench.json" "$OUT/torch.json" "$OUT/profile.json" \
-    >"$OUT/side_by_side.md" 2>&1
+if [ -f "$RESULTS/bench.json" ] && [ -f "$RESULTS/torch.json" ]; then
+  python3 benches/compare/side_by_side.py "$RESULTS/bench.json" "$RESULTS/torch.json" "$RESULTS/profile.json" \
+    >"$RESULTS/side_by_side.md" 2>&1
+fi
+
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/gpu_check.tar.gz" -C "$RESULTS" .
+  cp "$RESULTS/side_by_side.md" "$RESULTS/stages.txt" "$RESULTS/profile.txt" "$OUT/" 2>/dev/null
 fi
