@@ -97,17 +97,13 @@ fn no_shader_indexes_local_arrays_at_runtime() {
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .validate(&module)
             .expect("validates (checked above)");
-        let functions = module
-            .functions
-            .iter()
-            .map(|(h, f)| (f, &info[h]))
-            .chain(
-                module
-                    .entry_points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (&e.function, info.get_entry_point(i))),
-            );
+        let functions = module.functions.iter().map(|(h, f)| (f, &info[h])).chain(
+            module
+                .entry_points
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (&e.function, info.get_entry_point(i))),
+        );
         for (f, fi) in functions {
             for (h, expr) in f.expressions.iter() {
                 let naga::Expression::Access { base, .. } = *expr else {
@@ -123,5 +119,9 @@ fn no_shader_indexes_local_arrays_at_runtime() {
             }
         }
     }
-    assert!(found.is_empty(), "runtime index into a local array:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "runtime index into a local array:\n{}",
+        found.join("\n")
+    );
 }

@@ -376,9 +376,12 @@ mod tests {
     /// Every SIMD build this CPU runs agrees with the baseline build on every tail length
     /// of a chunk: the counts, histogram and extremes exactly, the moments (summed in
     /// another order) to a few f32 ulps.
+    /// A chunk-record build: (chunk, lo, hi) -> record.
+    type ChunkRecord = fn(&[f32], f32, f32) -> RawStats;
+
     #[test]
     fn every_simd_build_agrees_with_the_baseline() {
-        let builds: Vec<(&str, fn(&[f32], f32, f32) -> RawStats)> = vec![
+        let builds: Vec<(&str, ChunkRecord)> = vec![
             ("dispatched", chunk_record),
             ("4 lanes", chunk_record_kernel::<4>),
             ("8 lanes", chunk_record_kernel::<8>),
