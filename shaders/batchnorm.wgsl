@@ -383,10 +383,9 @@ fn batchnorm_backward_partial(
         let i = walk_next4(&w);
         let g = vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
         let gx = g * ((load4(i) - st.x) * st.y);
-        acc = acc + vec2<f32>(g.x, gx.x);
-        acc = acc + vec2<f32>(g.y, gx.y);
-        acc = acc + vec2<f32>(g.z, gx.z);
-        acc = acc + vec2<f32>(g.w, gx.w);
+        // Added in order, as one value at a time would be.
+        acc = acc + vec2<f32>(g.x, gx.x) + vec2<f32>(g.y, gx.y) + vec2<f32>(g.z, gx.z) +
+            vec2<f32>(g.w, gx.w);
     }
     while w.left > 0u {
         let i = walk_next(&w);
@@ -424,10 +423,9 @@ fn batchnorm_backward_partial_act(
         let i = walk_next4(&w);
         let g = vec4<f32>(form_dy(i.x), form_dy(i.y), form_dy(i.z), form_dy(i.w));
         let gx = g * ((load4(i) - st.x) * st.y);
-        acc = acc + vec2<f32>(g.x, gx.x);
-        acc = acc + vec2<f32>(g.y, gx.y);
-        acc = acc + vec2<f32>(g.z, gx.z);
-        acc = acc + vec2<f32>(g.w, gx.w);
+        // Added in order, as one value at a time would be.
+        acc = acc + vec2<f32>(g.x, gx.x) + vec2<f32>(g.y, gx.y) + vec2<f32>(g.z, gx.z) +
+            vec2<f32>(g.w, gx.w);
     }
     while w.left > 0u {
         let i = walk_next(&w);

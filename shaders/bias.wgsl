@@ -68,14 +68,7 @@ fn bias_backward(
         let i = r * n + c;
         let a = vec4<f32>(dy[i], dy[i + n], dy[i + 2u * n], dy[i + 3u * n]);
         let b = vec4<f32>(dy[i + 4u * n], dy[i + 5u * n], dy[i + 6u * n], dy[i + 7u * n]);
-        sum = sum + a.x;
-        sum = sum + a.y;
-        sum = sum + a.z;
-        sum = sum + a.w;
-        sum = sum + b.x;
-        sum = sum + b.y;
-        sum = sum + b.z;
-        sum = sum + b.w;
+        sum = sum + a.x + a.y + a.z + a.w + b.x + b.y + b.z + b.w;
     }
     for (; r < shape.rows; r = r + 1u) {
         sum = sum + dy[r * n + c];

@@ -138,30 +138,22 @@ fn layernorm_backward_params(
     if j >= shape.d {
         return;
     }
-    // Four rows' terms are formed (their loads in flight together) before they are added
-    // in row order: the same sums, bit for bit, as one row at a time.
-    var sum_dy = 0.0;
-    var sum_dy_xhat = 0.0;
+    // (Σ dy, Σ dy·x̂). Four rows' terms are formed (their loads in flight together) before
+    // they are added in row order: the same sums, bit for bit, as one row at a time.
+    var sums = vec2<f32>(0.0, 0.0);
     var r = 0u;
     for (; r + 4u <= shape.rows; r = r + 4u) {
         let t0 = param_terms(r, j);
         let t1 = param_terms(r + 1u, j);
         let t2 = param_terms(r + 2u, j);
         let t3 = param_terms(r + 3u, j);
-        sum_dy = sum_dy + t0.x;
-        sum_dy_xhat = sum_dy_xhat + t0.y;
-        sum_dy = sum_dy + t1.x;
-        sum_dy_xhat = sum_dy_xhat + t1.y;
-        sum_dy = sum_dy + t2.x;
-        sum_dy_xhat = sum_dy_xhat + t2.y;
-        sum_dy = sum_dy + t3.x;
-        sum_dy_xhat = sum_dy_xhat + t3.y;
+        sums = sums + t0 + t1 + t2 + t3;
     }
     for (; r < shape.rows; r = r + 1u) {
-        let t = param_terms(r, j);
-        sum_dy = sum_dy + t.x;
-        sum_dy_xhat = sum_dy_xhat + t.y;
+        sums = sums + param_terms(r, j);
     }
+    let sum_dy = sums.x;
+    let sum_dy_xhat = sums.y;
     if shape.accumulate != 0u {
         dgamma[j] = dgamma[j] + sum_dy_xhat;
         dbeta[j] = dbeta[j] + sum_dy;

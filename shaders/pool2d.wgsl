@@ -228,10 +228,7 @@ fn global_avg_pool_forward(
     var i = 0u;
     for (; i + 4u <= hw; i = i + 4u) {
         let v = vec4<f32>(x[base + i], x[base + i + 1u], x[base + i + 2u], x[base + i + 3u]);
-        sum = sum + v.x;
-        sum = sum + v.y;
-        sum = sum + v.z;
-        sum = sum + v.w;
+        sum = sum + v.x + v.y + v.z + v.w;
     }
     for (; i < hw; i = i + 1u) {
         sum = sum + x[base + i];
