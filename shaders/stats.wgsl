@@ -644,18 +644,31 @@ fn stats_finalize(
 @group(0) @binding(1) var<storage, read_write> dead_out: array<u32>;
 @group(0) @binding(2) var<uniform> dp: DeadParams;
 
+// |v|'s bits: non-zero unless v is +0 or −0.
+fn nonzero_bits(v: f32) -> u32 {
+    return bitcast<u32>(v) & 0x7fffffffu;
+}
+
 @compute @workgroup_size(256)
 fn dead_units(@builtin(local_invocation_index) tid: u32) {
+    // Eight rows are tested at a time (their loads in flight together): a dead unit reads
+    // every row, and one load at a time made its invocation wait rows times.
     var count = 0u;
-    for (var c = tid; c < dp.cols; c += WG) {
-        var dead = true;
-        for (var r = 0u; r < dp.rows; r++) {
-            if ((bitcast<u32>(y[r * dp.cols + c]) & 0x7fffffffu) != 0u) {
-                dead = false;
-                break;
-            }
+    let n = dp.cols;
+    for (var c = tid; c < n; c += WG) {
+        var live = 0u;
+        var r = 0u;
+        for (; r + 8u <= dp.rows && live == 0u; r += 8u) {
+            let i = r * n + c;
+            live = nonzero_bits(y[i]) | nonzero_bits(y[i + n]) | nonzero_bits(y[i + 2u * n]) |
+                nonzero_bits(y[i + 3u * n]) | nonzero_bits(y[i + 4u * n]) |
+                nonzero_bits(y[i + 5u * n]) | nonzero_bits(y[i + 6u * n]) |
+                nonzero_bits(y[i + 7u * n]);
         }
-        if (dead) {
+        for (; r < dp.rows && live == 0u; r++) {
+            live = nonzero_bits(y[r * n + c]);
+        }
+        if (live == 0u) {
             count += 1u;
         }
     }

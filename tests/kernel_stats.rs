@@ -585,19 +585,22 @@ fn gpu_dead_units(ctx: &GpuContext, y: &[f32], rows: usize, cols: usize) -> u32 
 
 #[test]
 fn dead_units_hand_made_and_random() {
-    // 5 × 300: columns 3, 17, 256 and 299 are dead (one holds −0.0); column 40 is zero but
-    // for one NaN, column 41 but for one subnormal, column 42 but for the last row: alive.
-    let (rows, cols) = (5usize, 300usize);
+    // 13 × 300 (the device tests eight rows at a time, then the last five one by one):
+    // columns 3, 17, 256 and 299 are dead (one holds −0.0); alive are column 40, zero but
+    // for one NaN, 41 but for one subnormal (in the last five rows), 42 but for the last
+    // row, and 43 but for the eighth row.
+    let (rows, cols) = (13usize, 300usize);
     let mut y = common::random_vec(900, rows * cols, 0.1, 1.0);
-    for &c in &[3usize, 17, 256, 299, 40, 41, 42] {
+    for &c in &[3usize, 17, 256, 299, 40, 41, 42, 43] {
         for r in 0..rows {
             y[r * cols + c] = 0.0;
         }
     }
-    y[2 * cols + 17] = -0.0;
+    y[9 * cols + 17] = -0.0;
     y[cols + 40] = f32::NAN;
-    y[3 * cols + 41] = 1e-42;
-    y[4 * cols + 42] = 0.5;
+    y[10 * cols + 41] = 1e-42;
+    y[12 * cols + 42] = 0.5;
+    y[7 * cols + 43] = 0.25;
     assert_eq!(cpu::dead_units(&y, rows, cols), 4);
     let y64: Vec<f64> = y.iter().map(|&v| v as f64).collect();
     assert_eq!(cpu::dead_units(&y64, rows, cols), 4);
@@ -620,7 +623,7 @@ fn dead_units_hand_made_and_random() {
         .collect();
 
     let Some(ctx) = common::gpu() else { return };
-    assert_eq!(gpu_dead_units(ctx, &y, rows, cols), 4, "hand-made 5×300");
+    assert_eq!(gpu_dead_units(ctx, &y, rows, cols), 4, "hand-made 13×300");
     for (r, c, v) in &relu {
         let want = cpu::dead_units(v, *r, *c);
         assert_eq!(
