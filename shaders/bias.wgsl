@@ -2,11 +2,13 @@
 //
 // Forward: y(rows, cols) += bias(cols), one invocation per element of y, on a 2-D grid of
 // workgroups so that tensors past 65535·WG elements still fit the dispatch limits.
-// Backward: db(cols) = Σ_rows dy(rows, cols), one invocation per column summing its rows
-// in order 0, 1, …, rows−1. That fixed order (no atomics, no split of the rows between
-// invocations) makes the result bit-for-bit reproducible and lets the CPU twin sum in the
-// same order. Neighbouring invocations read neighbouring columns, so every row step is one
-// coalesced read of the workgroup's WG columns.
+// Backward: db(cols) = Σ_rows dy(rows, cols). A workgroup owns COLS neighbouring columns
+// and splits their rows between LANES row lanes: lane l sums the rows r ≡ l (mod LANES) in
+// increasing order, then the lanes are merged in a fixed tree (l absorbs l + 4, then l + 2,
+// then l + 1). That fixed order (no atomics) makes the result bit-for-bit reproducible, and
+// the CPU twin sums in the same order. A row step of a lane is one coalesced read of the
+// workgroup's COLS columns; each lane loads four of its rows before adding them, so a
+// column of R rows costs about R / 32 waits for memory instead of R.
 //
 // Gradient convention: db is a parameter gradient, so `accumulate` = 1 adds the sum to it
 // (db += Σ dy) instead of overwriting it.
@@ -49,33 +51,48 @@ fn bias_forward(
     y[i] = y[i] + bias[i % shape.cols];
 }
 
-// One invocation: one column c, db[c] (+)= Σ_r dy[r, c], rows summed in increasing order.
-@compute @workgroup_size(WG)
+// Columns per workgroup and row lanes per column (the CPU twin's BIAS_LANES).
+const COLS: u32 = 32u;
+const LANES: u32 = 8u;
+
+var<workgroup> lane_sums: array<f32, 256>;
+
+// Invocation (x, l): column c = block·COLS + x, row lane l; db[c] (+)= Σ_r dy[r, c].
+@compute @workgroup_size(32, 8)
 fn bias_backward(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let c = flat_index(gid, nwg);
-    if c >= shape.cols {
-        return;
-    }
-    // Eight rows are loaded before they are added (in order), so eight loads are in flight
-    // where a row at a time would wait for each: the same sum, bit for bit.
+    let c = (wid.y * nwg.x + wid.x) * COLS + lid.x;
+    let l = lid.y;
     let n = shape.cols;
     var sum = 0.0;
-    var r = 0u;
-    for (; r + 8u <= shape.rows; r = r + 8u) {
-        let i = r * n + c;
-        let a = vec4<f32>(dy[i], dy[i + n], dy[i + 2u * n], dy[i + 3u * n]);
-        let b = vec4<f32>(dy[i + 4u * n], dy[i + 5u * n], dy[i + 6u * n], dy[i + 7u * n]);
-        sum = sum + a.x + a.y + a.z + a.w + b.x + b.y + b.z + b.w;
+    if c < n {
+        var r = l;
+        for (; r + 3u * LANES < shape.rows; r = r + 4u * LANES) {
+            let i = r * n + c;
+            let v = vec4<f32>(dy[i], dy[i + LANES * n], dy[i + 2u * LANES * n],
+                dy[i + 3u * LANES * n]);
+            sum = sum + v.x + v.y + v.z + v.w;
+        }
+        for (; r < shape.rows; r = r + LANES) {
+            sum = sum + dy[r * n + c];
+        }
     }
-    for (; r < shape.rows; r = r + 1u) {
-        sum = sum + dy[r * n + c];
+    let slot = l * COLS + lid.x;
+    lane_sums[slot] = sum;
+    for (var half = LANES / 2u; half > 0u; half = half / 2u) {
+        workgroupBarrier();
+        if l < half {
+            lane_sums[slot] = lane_sums[slot] + lane_sums[slot + half * COLS];
+        }
     }
-    if shape.accumulate != 0u {
-        db[c] = db[c] + sum;
-    } else {
-        db[c] = sum;
+    if l == 0u && c < n {
+        if shape.accumulate != 0u {
+            db[c] = db[c] + lane_sums[slot];
+        } else {
+            db[c] = lane_sums[slot];
+        }
     }
 }

@@ -9,8 +9,9 @@
 //   dx_j = (inv_std / d)·(d·g_j − Σ_k g_k − x̂_j·Σ_k g_k·x̂_k),
 //   dγ_j = Σ_rows dy_j·x̂_j, dβ_j = Σ_rows dy_j.
 // dx reduces along a row and dγ, dβ down the columns, so the backward is two entry points:
-// layernorm_backward_input (one workgroup per row) and layernorm_backward_params (one
-// invocation per column, rows summed in order 0, 1, …, as in bias.wgsl).
+// layernorm_backward_input (one workgroup per row) and layernorm_backward_params (32
+// columns per workgroup, each column's rows split between 8 row lanes, lane l summing the
+// rows r ≡ l (mod 8) in order, the lanes merged in a fixed tree, as bias.wgsl does).
 //
 // Row reductions: the WG invocations of a row's workgroup take j = lid, lid + WG, … in
 // order, then a tree combines the lane sums; the CPU twin reproduces that order
@@ -128,37 +129,54 @@ fn param_terms(r: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(p_dy[i], p_dy[i] * xhat);
 }
 
-// One invocation: column j, dγ[j] (+)= Σ_r dy·x̂ and dβ[j] (+)= Σ_r dy, rows in order.
-@compute @workgroup_size(WG)
+// Columns per workgroup and row lanes per column of layernorm_backward_params (the CPU
+// twin's PARAM_LANES).
+const P_COLS: u32 = 32u;
+const P_LANES: u32 = 8u;
+
+// Invocation (x, l): column j = block·P_COLS + x, row lane l. dγ[j] (+)= Σ_r dy·x̂ and
+// dβ[j] (+)= Σ_r dy. The lanes' sums meet in tree_pairs (workgroup_tree_common.wgsl,
+// otherwise unused by this entry).
+@compute @workgroup_size(32, 8)
 fn layernorm_backward_params(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let j = gid.y * (nwg.x * WG) + gid.x;
-    if j >= shape.d {
-        return;
-    }
-    // (Σ dy, Σ dy·x̂). Four rows' terms are formed (their loads in flight together) before
-    // they are added in row order: the same sums, bit for bit, as one row at a time.
+    let j = (wid.y * nwg.x + wid.x) * P_COLS + lid.x;
+    let l = lid.y;
+    // (Σ dy, Σ dy·x̂) over the lane's rows. Four rows' terms are formed (their loads in
+    // flight together) before they are added in row order.
     var sums = vec2<f32>(0.0, 0.0);
-    var r = 0u;
-    for (; r + 4u <= shape.rows; r = r + 4u) {
-        let t0 = param_terms(r, j);
-        let t1 = param_terms(r + 1u, j);
-        let t2 = param_terms(r + 2u, j);
-        let t3 = param_terms(r + 3u, j);
-        sums = sums + t0 + t1 + t2 + t3;
+    if j < shape.d {
+        var r = l;
+        for (; r + 3u * P_LANES < shape.rows; r = r + 4u * P_LANES) {
+            let t0 = param_terms(r, j);
+            let t1 = param_terms(r + P_LANES, j);
+            let t2 = param_terms(r + 2u * P_LANES, j);
+            let t3 = param_terms(r + 3u * P_LANES, j);
+            sums = sums + t0 + t1 + t2 + t3;
+        }
+        for (; r < shape.rows; r = r + P_LANES) {
+            sums = sums + param_terms(r, j);
+        }
     }
-    for (; r < shape.rows; r = r + 1u) {
-        sums = sums + param_terms(r, j);
+    let slot = l * P_COLS + lid.x;
+    tree_pairs[slot] = sums;
+    for (var half = P_LANES / 2u; half > 0u; half = half / 2u) {
+        workgroupBarrier();
+        if l < half {
+            tree_pairs[slot] = tree_pairs[slot] + tree_pairs[slot + half * P_COLS];
+        }
     }
-    let sum_dy = sums.x;
-    let sum_dy_xhat = sums.y;
-    if shape.accumulate != 0u {
-        dgamma[j] = dgamma[j] + sum_dy_xhat;
-        dbeta[j] = dbeta[j] + sum_dy;
-    } else {
-        dgamma[j] = sum_dy_xhat;
-        dbeta[j] = sum_dy;
+    if l == 0u && j < shape.d {
+        let t = tree_pairs[slot];
+        if shape.accumulate != 0u {
+            dgamma[j] = dgamma[j] + t.y;
+            dbeta[j] = dbeta[j] + t.x;
+        } else {
+            dgamma[j] = t.y;
+            dbeta[j] = t.x;
+        }
     }
 }

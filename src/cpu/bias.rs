@@ -1,7 +1,8 @@
 //! CPU twin of shaders/bias.wgsl: the bias add of a dense layer and its gradient.
 //!
-//! The gradient sums every column over the rows in increasing row order, the order the
-//! GPU kernel uses, so both executors round the same way. db is a parameter gradient:
+//! The gradient sums every column in the GPU kernel's order, so both executors round the
+//! same way: row lane l (of BIAS_LANES) sums the rows r ≡ l (mod BIAS_LANES) in increasing
+//! order, then lane l absorbs lane l + 4, then l + 2, then l + 1. db is a parameter gradient:
 //! `accumulate` adds the column sum to it instead of overwriting it.
 
 use crate::cpu::Element;
@@ -41,22 +42,36 @@ pub fn bias_backward<T: Element>(
     if cols == 0 {
         return;
     }
-    // Rows outer for contiguous reads, a block of columns at a time in a stack array (no
-    // allocation); each column's sum still runs over rows 0, 1, … in order, then is added
-    // to db once, exactly as the shader does.
+    // Rows outer for contiguous reads, a block of columns at a time in stack arrays (no
+    // allocation), one per row lane.
     const BLOCK: usize = 64;
-    let mut sum = [T::zero(); BLOCK];
+    let mut lanes = [[T::zero(); BLOCK]; BIAS_LANES];
     for c0 in (0..cols).step_by(BLOCK) {
         let width = BLOCK.min(cols - c0);
-        let sum = &mut sum[..width];
-        sum.fill(T::zero());
-        for row in dy[..rows * cols].chunks_exact(cols) {
+        for lane in lanes.iter_mut() {
+            lane[..width].fill(T::zero());
+        }
+        for (r, row) in dy[..rows * cols].chunks_exact(cols).enumerate() {
+            let sum = &mut lanes[r % BIAS_LANES][..width];
             for (s, &g) in sum.iter_mut().zip(&row[c0..c0 + width]) {
                 *s = *s + g;
             }
         }
-        for (d, &s) in db[c0..c0 + width].iter_mut().zip(sum.iter()) {
+        // The fixed tree: lane l absorbs lane l + half for half = 4, 2, 1.
+        let mut half = BIAS_LANES / 2;
+        while half > 0 {
+            for l in 0..half {
+                for c in 0..width {
+                    lanes[l][c] = lanes[l][c] + lanes[l + half][c];
+                }
+            }
+            half /= 2;
+        }
+        for (d, &s) in db[c0..c0 + width].iter_mut().zip(lanes[0].iter()) {
             *d = if accumulate { *d + s } else { s };
         }
     }
 }
+
+/// Row lanes of the bias gradient's column sums (`LANES` in shaders/bias.wgsl).
+pub const BIAS_LANES: usize = 8;

@@ -66,6 +66,9 @@ pub fn layernorm_forward<T: Element>(
     }
 }
 
+/// Row lanes of the dγ, dβ column sums (`P_LANES` in shaders/layernorm.wgsl).
+pub const PARAM_LANES: usize = 8;
+
 /// x, dy, dx: [rows, d]; gamma, dgamma, dbeta: [d]; save_mean, save_invstd: [rows]. dx is
 /// overwritten; dγ and dβ are overwritten, or added to when `accumulate`.
 #[allow(clippy::too_many_arguments)]
@@ -110,15 +113,25 @@ pub fn layernorm_backward<T: Element>(
             dx[base + j] = k * (df * g(j) - sum_g - xhat(j) * sum_g_xhat);
         }
     }
+    // dγ, dβ: the device's order. Row lane l sums rows r ≡ l (mod PARAM_LANES) in order,
+    // then lane l absorbs lane l + half for half = 4, 2, 1.
     for j in 0..d {
-        let mut sum_dy = T::zero();
-        let mut sum_dy_xhat = T::zero();
+        let mut lanes = [(T::zero(), T::zero()); PARAM_LANES];
         for r in 0..rows {
             let i = r * d + j;
             let xhat = (x[i] - save_mean[r]) * save_invstd[r];
-            sum_dy = sum_dy + dy[i];
-            sum_dy_xhat = sum_dy_xhat + dy[i] * xhat;
+            let lane = &mut lanes[r % PARAM_LANES];
+            lane.0 = lane.0 + dy[i];
+            lane.1 = lane.1 + dy[i] * xhat;
         }
+        let mut half = PARAM_LANES / 2;
+        while half > 0 {
+            for l in 0..half {
+                lanes[l] = (lanes[l].0 + lanes[l + half].0, lanes[l].1 + lanes[l + half].1);
+            }
+            half /= 2;
+        }
+        let (sum_dy, sum_dy_xhat) = lanes[0];
         if accumulate {
             dgamma[j] = dgamma[j] + sum_dy_xhat;
             dbeta[j] = dbeta[j] + sum_dy;

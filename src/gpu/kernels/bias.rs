@@ -1,13 +1,16 @@
 //! Launcher of shaders/bias.wgsl: the bias add of a dense layer (y += bias, broadcast over
-//! rows) and its gradient, a column sum in a fixed order (one invocation per column,
-//! rows summed sequentially), so results are reproducible and match the CPU twin's order.
+//! rows) and its gradient, a column sum in a fixed order (each column's rows split between
+//! eight row lanes, merged in a fixed tree), so results are reproducible and match the CPU
+//! twin's order.
 
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 
-/// Workgroup size of bias.wgsl (its `WG` constant).
+/// Workgroup size of bias.wgsl's forward (its `WG` constant).
 pub const WG: u32 = 256;
+/// Columns per workgroup of bias.wgsl's backward (its `COLS` constant).
+const BACKWARD_COLS: u32 = 32;
 
 /// The WGSL struct `Shape` of bias.wgsl.
 #[repr(C)]
@@ -71,6 +74,6 @@ pub fn bias_backward(
         "bias",
         "bias_backward",
         &[&u, dy, db],
-        grid_1d(ctx, cols, WG),
+        grid_1d(ctx, cols, BACKWARD_COLS),
     )
 }

@@ -12,6 +12,8 @@ use crate::gpu::{Dispatch, GpuContext};
 
 /// Workgroup size of layernorm.wgsl (its `WG` constant, and `cpu::batchnorm::WG`).
 pub const WG: u32 = 256;
+/// Columns per workgroup of layernorm_backward_params (`P_COLS` in layernorm.wgsl).
+const PARAM_COLS: u32 = 32;
 /// torch.nn.LayerNorm's default eps.
 pub const DEFAULT_EPS: f32 = 1e-5;
 
@@ -173,7 +175,7 @@ pub fn layernorm_backward_params(
         "layernorm_subgroup",
         "layernorm_backward_params",
         &[&u, x, dy, save_mean, save_invstd, dgamma, dbeta],
-        grid_1d(ctx, d, WG),
+        grid_1d(ctx, d, PARAM_COLS),
     )
 }
 
