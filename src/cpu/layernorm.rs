@@ -127,7 +127,10 @@ pub fn layernorm_backward<T: Element>(
         let mut half = PARAM_LANES / 2;
         while half > 0 {
             for l in 0..half {
-                lanes[l] = (lanes[l].0 + lanes[l + half].0, lanes[l].1 + lanes[l + half].1);
+                lanes[l] = (
+                    lanes[l].0 + lanes[l + half].0,
+                    lanes[l].1 + lanes[l + half].1,
+                );
             }
             half /= 2;
         }
