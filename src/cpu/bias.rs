@@ -60,9 +60,10 @@ pub fn bias_backward<T: Element>(
         // The fixed tree: lane l absorbs lane l + half for half = 4, 2, 1.
         let mut half = BIAS_LANES / 2;
         while half > 0 {
-            for l in 0..half {
-                for c in 0..width {
-                    lanes[l][c] = lanes[l][c] + lanes[l + half][c];
+            let (low, high) = lanes.split_at_mut(half);
+            for (a, b) in low.iter_mut().zip(high.iter()) {
+                for (x, &y) in a[..width].iter_mut().zip(&b[..width]) {
+                    *x = *x + y;
                 }
             }
             half /= 2;
