@@ -78,10 +78,22 @@ fn softmax_xent_forward_backward(
     let label = x_labels[r];
     let valid = label < classes;
 
-    // Row max and arg-max; strict > keeps the first maximum.
+    // Row max and arg-max; strict > keeps the first maximum. Each loop loads four classes
+    // (in flight together) before it uses them in class order, so the results are those of
+    // one class at a time.
     var m = x_logits[base];
     var arg = 0u;
-    for (var c = 1u; c < classes; c = c + 1u) {
+    var c = 1u;
+    for (; c + 4u <= classes; c = c + 4u) {
+        let v = logits4(base + c);
+        for (var q = 0u; q < 4u; q = q + 1u) {
+            if v[q] > m {
+                m = v[q];
+                arg = c + q;
+            }
+        }
+    }
+    for (; c < classes; c = c + 1u) {
         let v = x_logits[base + c];
         if v > m {
             m = v;
@@ -89,7 +101,12 @@ fn softmax_xent_forward_backward(
         }
     }
     var s = 0.0;
-    for (var c = 0u; c < classes; c = c + 1u) {
+    c = 0u;
+    for (; c + 4u <= classes; c = c + 4u) {
+        let e = exp(logits4(base + c) - m);
+        s = s + e.x + e.y + e.z + e.w;
+    }
+    for (; c < classes; c = c + 1u) {
         s = s + exp(x_logits[base + c] - m);
     }
     let n = f32(shape.rows);
@@ -98,12 +115,17 @@ fn softmax_xent_forward_backward(
     // A runtime NaN (a constant one would be rejected at shader creation).
     let nan = bitcast<f32>(0x7fc00000u | (label & 0u));
     x_row_loss[r] = select(nan, (log(s) - (target_logit - m)) / n, valid);
-    for (var c = 0u; c < classes; c = c + 1u) {
+    for (c = 0u; c < classes; c = c + 1u) {
         let p = exp(x_logits[base + c] - m) / s;
         let g = (p - select(0.0, 1.0, c == label)) / n;
         x_dlogits[base + c] = select(0.0, g, valid);
     }
     x_row_correct[r] = select(0u, 1u, valid && arg == label);
+}
+
+// Logits i .. i + 3.
+fn logits4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x_logits[i], x_logits[i + 1u], x_logits[i + 2u], x_logits[i + 3u]);
 }
 
 // One invocation: one row r, writing row_loss[r], row_correct[r] and dpred[r, :].

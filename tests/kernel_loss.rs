@@ -351,3 +351,26 @@ fn mse_dpred_matches_central_differences() {
         );
     }
 }
+
+/// Ties at the row maximum within one group of four classes and across groups (the device
+/// reads the classes four at a time): the first maximum wins the arg-max on both sides.
+#[test]
+fn softmax_xent_ties_keep_the_first_maximum() {
+    let (rows, classes) = (2, 9);
+    let mut logits = vec![0.5f32; rows * classes];
+    // Row 0: classes 2 and 3 tie (one group of four); label 3 is not the arg-max.
+    logits[2] = 3.0;
+    logits[3] = 3.0;
+    // Row 1: classes 4 and 7 tie (two groups); label 4 is the arg-max.
+    logits[classes + 4] = 3.0;
+    logits[classes + 7] = 3.0;
+    let labels = vec![3u32, 4];
+    let want = xent_cpu(&logits, &labels, rows, classes);
+    assert_eq!(want.row_correct, vec![0, 1]);
+    let Some(got) = xent_gpu(&logits, &labels, rows, classes) else {
+        return;
+    };
+    assert_eq!(got.row_correct, want.row_correct, "arg-max with ties");
+    assert_close("ties row_loss", &got.row_loss, &want.row_loss, 1e-6, 1e-6);
+    assert_close("ties dlogits", &got.dlogits, &want.dlogits, 1e-6, 1e-6);
+}
