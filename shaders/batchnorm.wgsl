@@ -254,6 +254,11 @@ fn apply_run(f: u32, lid: u32) -> ApplyRun {
     return ApplyRun(ch, run.y, run.z, stats.x, stats.y, apply_gamma[ch], apply_beta[ch]);
 }
 
+// y = γ·(x − mean)·inv_std + β for the run's channel.
+fn normalized(a: ApplyRun, v: f32) -> f32 {
+    return a.g * ((v - a.mean) * a.inv_std) + a.b;
+}
+
 // One workgroup: run k of channel ch, as in the partial pass. y = γ·(x − mean)·inv_std + β.
 @compute @workgroup_size(WG)
 fn batchnorm_forward_apply(
@@ -269,15 +274,15 @@ fn batchnorm_forward_apply(
     var w = walk_start(a.ch, a.lo, a.hi, lid);
     while w.left >= 4u {
         let i = walk_next4(&w);
-        let y4 = a.g * ((load4(i) - a.mean) * a.inv_std) + a.b;
-        apply_y[i.x] = y4.x;
-        apply_y[i.y] = y4.y;
-        apply_y[i.z] = y4.z;
-        apply_y[i.w] = y4.w;
+        let v = load4(i);
+        apply_y[i.x] = normalized(a, v.x);
+        apply_y[i.y] = normalized(a, v.y);
+        apply_y[i.z] = normalized(a, v.z);
+        apply_y[i.w] = normalized(a, v.w);
     }
     while w.left > 0u {
         let i = walk_next(&w);
-        apply_y[i] = a.g * ((x[i] - a.mean) * a.inv_std) + a.b;
+        apply_y[i] = normalized(a, x[i]);
     }
 }
 
@@ -303,15 +308,15 @@ fn batchnorm_forward_apply_act(
     var w = walk_start(a.ch, a.lo, a.hi, lid);
     while w.left >= 4u {
         let i = walk_next4(&w);
-        let y4 = a.g * ((load4(i) - a.mean) * a.inv_std) + a.b;
-        store_y_z(i.x, y4.x);
-        store_y_z(i.y, y4.y);
-        store_y_z(i.z, y4.z);
-        store_y_z(i.w, y4.w);
+        let v = load4(i);
+        store_y_z(i.x, normalized(a, v.x));
+        store_y_z(i.y, normalized(a, v.y));
+        store_y_z(i.z, normalized(a, v.z));
+        store_y_z(i.w, normalized(a, v.w));
     }
     while w.left > 0u {
         let i = walk_next(&w);
-        store_y_z(i, a.g * ((x[i] - a.mean) * a.inv_std) + a.b);
+        store_y_z(i, normalized(a, x[i]));
     }
 }
 
@@ -356,6 +361,11 @@ fn saved_stats(f: u32) -> vec2<f32> {
     return vec2<f32>(mean_in[ch], invstd_in[ch]);
 }
 
+// (dy, dy·x̂) of one value v with gradient g, x̂ from the saved statistics st.
+fn dy_terms(g: f32, v: f32, st: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(g, g * ((v - st.x) * st.y));
+}
+
 // Combines the lanes' (Σ dy, Σ dy·x̂) of run f and stores them. Every invocation calls it.
 fn store_run_sums(f: u32, lid: u32, acc: vec2<f32>) {
     let total = workgroup_sum(lid, acc);
@@ -382,15 +392,14 @@ fn batchnorm_backward_partial(
     while w.left >= 4u {
         let i = walk_next4(&w);
         let g = vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
-        let gx = g * ((load4(i) - st.x) * st.y);
+        let v = load4(i);
         // Added in order, as one value at a time would be.
-        acc = acc + vec2<f32>(g.x, gx.x) + vec2<f32>(g.y, gx.y) + vec2<f32>(g.z, gx.z) +
-            vec2<f32>(g.w, gx.w);
+        acc = acc + dy_terms(g.x, v.x, st) + dy_terms(g.y, v.y, st) + dy_terms(g.z, v.z, st) +
+            dy_terms(g.w, v.w, st);
     }
     while w.left > 0u {
         let i = walk_next(&w);
-        let g = dy[i];
-        acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
+        acc = acc + dy_terms(dy[i], x[i], st);
     }
     store_run_sums(f, lid, acc);
 }
@@ -422,15 +431,14 @@ fn batchnorm_backward_partial_act(
     while w.left >= 4u {
         let i = walk_next4(&w);
         let g = vec4<f32>(form_dy(i.x), form_dy(i.y), form_dy(i.z), form_dy(i.w));
-        let gx = g * ((load4(i) - st.x) * st.y);
+        let v = load4(i);
         // Added in order, as one value at a time would be.
-        acc = acc + vec2<f32>(g.x, gx.x) + vec2<f32>(g.y, gx.y) + vec2<f32>(g.z, gx.z) +
-            vec2<f32>(g.w, gx.w);
+        acc = acc + dy_terms(g.x, v.x, st) + dy_terms(g.y, v.y, st) + dy_terms(g.z, v.z, st) +
+            dy_terms(g.w, v.w, st);
     }
     while w.left > 0u {
         let i = walk_next(&w);
-        let g = form_dy(i);
-        acc = acc + vec2<f32>(g, g * ((x[i] - st.x) * st.y));
+        acc = acc + dy_terms(form_dy(i), x[i], st);
     }
     store_run_sums(f, lid, acc);
 }

@@ -223,10 +223,6 @@ fn recurrent_forward_step(
     }
 }
 
-// rec[s] = Σ_m src[b0 + s, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next
-// step's hidden-side pre-activations, for BB samples, staged in tiles. Two copies, one per
-// source buffer (dgi for the Elman cell and the LSTM, dgh for the GRU), so that each entry
-// point binds only its own.
 // dgi[b, t + 1, m] and dgh[b, t + 1, m] (m < G·H), zero past the batch or G·H.
 fn dgi_next_at(b: u32, m: u32) -> f32 {
     let GH = shape.gates * shape.hidden;
@@ -244,6 +240,10 @@ fn dgh_next_at(b: u32, m: u32) -> f32 {
     return 0.0;
 }
 
+// rec[s] = Σ_m src[b0 + s, t + 1, m]·W_hh[m, j]: the gradient reaching h_t through the next
+// step's hidden-side pre-activations, for BB samples, staged in tiles. Two copies, one per
+// source buffer (dgi for the Elman cell and the LSTM, dgh for the GRU), so that each entry
+// point binds only its own.
 fn recurrent_grad_dgi(b0: u32, j: u32, live: bool, lid: u32) -> vec4<f32> {
     let H = shape.hidden;
     let GH = shape.gates * H;
