@@ -51,7 +51,10 @@ struct Shape {
     // code and its parameter); the other entries ignore it.
     act_code: u32,
     act_param: f32,
-    pad0: u32,
+    // 1: batchnorm_backward_partial_act also writes each formed dy to dy_copy (the gradient
+    // of a tensor whose readers are this BatchNorm's output's reader and an identity
+    // shortcut, which receives the same values); 0: dy_copy is a placeholder, untouched.
+    copy_dy: u32,
     pad1: u32,
 }
 
@@ -97,6 +100,7 @@ struct Shape {
 @group(0) @binding(6) var<storage, read> act_x: array<f32>;
 @group(0) @binding(7) var<storage, read> act_y: array<f32>;
 @group(0) @binding(8) var<storage, read> act_dy: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dy_copy: array<f32>;
 
 // batchnorm_backward_apply: x, the saved mean and inv_std, dy, the runs' sums, γ, dx, then
 // dγ and dβ (written by each channel's first run).
@@ -405,10 +409,13 @@ fn batchnorm_backward_partial(
 }
 
 // Element i's dy formed by the activation's backward (the bits activation.wgsl's backward
-// writes), stored to dy_formed.
+// writes), stored to dy_formed and, where asked, to dy_copy.
 fn form_dy(i: u32) -> f32 {
     let g = act_backward(shape.act_code, shape.act_param, act_x[i], act_y[i], act_dy[i]);
     dy_formed[i] = g;
+    if shape.copy_dy != 0u {
+        dy_copy[i] = g;
+    }
     return g;
 }
 

@@ -277,3 +277,52 @@ fn bad_data_files_are_named() {
         &["/no/such/dir"],
     );
 }
+
+/// Without `--run-dir`, a run's directory is runs/<time>-<name>: the preset's name when one
+/// is given, else the network's (`--model`, or the stem of `--model-file`).
+#[test]
+fn run_directories_are_named_after_the_preset_or_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+            .current_dir(tmp.path())
+            .args([
+                "train",
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+            ])
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_in(&["--model", "lenet5"]);
+    run_in(&["--depth", "2", "--width", "8"]);
+    // A run started under a name already taken this second gets a directory of its own.
+    std::fs::create_dir_all(tmp.path().join("runs")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for t in now..now + 30 {
+        std::fs::create_dir_all(tmp.path().join(format!("runs/{t}-plain20"))).unwrap();
+    }
+    run_in(&["--model", "plain20"]);
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let ends = |s: &str| names.iter().filter(|n| n.ends_with(s)).count();
+    assert_eq!(names.len(), 2 + 30 + 1, "{names:?}");
+    assert_eq!(ends("-lenet5"), 1, "{names:?}");
+    assert_eq!(ends("-mlp"), 1, "{names:?}");
+    assert_eq!(ends("-plain20-2"), 1, "{names:?}");
+}

@@ -427,12 +427,12 @@ fn model_files_build_networks_and_name_their_mistakes() {
 }
 
 /// The GPU executor's fusions in a resnet-20 step: every BatchNorm and Add forward writes
-/// the ReLU after it, and each ReLU backward whose output gradient is a BatchNorm's runs
-/// inside that BatchNorm's backward; evaluation fuses the forward alike. A fused backward
-/// never reads storage it writes.
+/// the ReLU after it, and every ReLU backward runs inside the backward of the BatchNorm
+/// that receives its result (writing the identity shortcuts' copies of it too); evaluation
+/// fuses the forward alike. A fused backward never reads storage it writes.
 #[test]
 fn resnet20_fuses_norm_and_add_with_their_activations() {
-    use gradscope::gpu::fusion::{Fused, find_fusions};
+    use gradscope::gpu::fusion::{ActBackward, Fused, find_fusions};
     let model = resnet20();
     let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
     let count = |f: &[Fused], ops: &[Op], pick: &dyn Fn(&Fused, &Op) -> bool| {
@@ -449,44 +449,53 @@ fn resnet20_fuses_norm_and_add_with_their_activations() {
     // merges feeds a ReLU.
     assert_eq!(count(&f, &plan.ops, &norm_act), 10, "{f:?}");
     assert_eq!(count(&f, &plan.ops, &add_act), 9);
-    // Backward: the stem's and each block's first ReLU feed a BatchNorm directly (10), and
-    // in the two projection blocks the merge's ReLU backward meets the shortcut's
-    // BatchNorm, whose gradient buffer is the Add's.
-    let fused_back: Vec<usize> = f
+    // Backward: every ReLU's backward runs inside the backward of the BatchNorm that
+    // receives its result. The stem's and each block's first ReLU feed a BatchNorm directly
+    // (10); in the two projection blocks the merge's ReLU backward meets the shortcut's
+    // BatchNorm, whose gradient buffer is the Add's (2); in the 7 identity blocks the
+    // merge's gradient is copied to the shortcut's input between the two, and the fused
+    // pass writes the copy.
+    let fused_back: Vec<(usize, ActBackward)> = f
         .iter()
         .enumerate()
-        .filter(|(_, x)| matches!(x, Fused::ActThenNormBackward { .. }))
-        .map(|(i, _)| i)
+        .filter_map(|(i, x)| match x {
+            Fused::ActThenNormBackward(a) => Some((i, *a)),
+            _ => None,
+        })
         .collect();
-    assert_eq!(fused_back.len(), 12, "{f:?}");
-    for &i in &fused_back {
-        assert_eq!(f[i - 1], Fused::Absorbed);
-        assert!(matches!(plan.ops[i - 1], Op::ActivationBackward { .. }));
-        // The fused pass reads the activation's tensors while it writes the BatchNorm's
-        // gradients: no storage in common.
-        let (
-            Fused::ActThenNormBackward { x, y, dy, .. },
-            Op::BatchNormBackward {
-                dy: bdy,
-                dx,
-                dgamma,
-                dbeta,
-                ..
-            },
-        ) = (f[i], &plan.ops[i])
+    assert_eq!(fused_back.len(), 19, "{f:?}");
+    let with_copy = fused_back.iter().filter(|(_, a)| a.copy.is_some()).count();
+    assert_eq!(with_copy, 7);
+    for &(i, a) in &fused_back {
+        let act_at = i - 1 - a.copy.is_some() as usize;
+        assert!(f[act_at..i].iter().all(|x| *x == Fused::Absorbed));
+        assert!(matches!(plan.ops[act_at], Op::ActivationBackward { .. }));
+        if let Some(dst) = a.copy {
+            assert!(matches!(plan.ops[i - 1], Op::CopyTensor { dst: d, .. } if d == dst));
+        }
+        // The fused pass reads the activation's three tensors while it writes the
+        // BatchNorm's gradients and the copy: no storage in common.
+        let Op::BatchNormBackward {
+            dy: bdy,
+            dx,
+            dgamma,
+            dbeta,
+            ..
+        } = plan.ops[i]
         else {
             unreachable!()
         };
-        for r in [x, y, dy] {
-            for w in [*bdy, *dx, *dgamma, *dbeta] {
+        let written: Vec<_> = [bdy, dx, dgamma, dbeta].into_iter().chain(a.copy).collect();
+        for (k, &w) in written.iter().enumerate() {
+            for &r in [a.x, a.y, a.dy].iter().chain(&written[k + 1..]) {
                 assert_ne!(plan.resolve(r), plan.resolve(w), "op {i}");
             }
         }
     }
     let absorbed = f.iter().filter(|x| **x == Fused::Absorbed).count();
-    // The 19 forward ReLUs, the 12 backward ones, and the classifier's bias (its product's
-    // epilogue adds it).
-    assert_eq!(absorbed, 19 + 12 + 1);
+    // The 19 forward ReLUs, the 19 backward ones with the 7 copies, and the classifier's
+    // bias (its product's epilogue adds it).
+    assert_eq!(absorbed, 19 + 19 + 7 + 1);
     let e = find_fusions(&plan, &plan.eval);
     assert_eq!(count(&e, &plan.eval, &norm_act), 10);
     assert_eq!(count(&e, &plan.eval, &add_act), 9);

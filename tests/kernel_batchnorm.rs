@@ -779,7 +779,8 @@ fn fused_activation_gives_the_bits_of_the_two_kernels() {
 /// The backward of the activation after a BatchNorm fused into the BatchNorm's backward
 /// (what the GPU executor runs for conv → BN → activation) writes the BatchNorm's output
 /// gradient, dx, dγ and dβ with the bits of the two kernels run apart, for every
-/// activation, on shapes with one and several runs per channel.
+/// activation, on shapes with one and several runs per channel; asked for a copy of the
+/// output gradient, it writes the same bits there too.
 #[test]
 fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
     use gradscope::gpu::kernels::activation::{activation_backward, activation_forward};
@@ -819,23 +820,71 @@ fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
                 )
                 .unwrap(),
             );
-            // Fused: the BatchNorm's first pass forms dy (into dy2) itself.
-            let (dy2, dx2, dg2, db2) = (
-                buf("dy2", len),
-                buf("dx2", len),
-                buf("dg2", c),
-                buf("db2", c),
-            );
-            let fused = bn::batchnorm_backward(
+            // Fused: the BatchNorm's first pass forms dy (into dy2) itself; once alone,
+            // once also writing it to `copy` (what an identity shortcut's input receives).
+            let copy = buf("copy", len);
+            for with_copy in [false, true] {
+                let what = format!("{what}, copy {with_copy}");
+                let (dy2, dx2, dg2, db2) = (
+                    buf("dy2", len),
+                    buf("dx2", len),
+                    buf("dg2", c),
+                    buf("db2", c),
+                );
+                let fused = bn::batchnorm_backward(
+                    ctx,
+                    &x,
+                    &gamma,
+                    &dy2,
+                    &mean,
+                    &inv_std,
+                    &dx2,
+                    &dg2,
+                    &db2,
+                    n,
+                    c,
+                    s,
+                    false,
+                    Some(bn::ActivationBackward {
+                        act,
+                        x: &y,
+                        y: &z,
+                        dy: &dz,
+                        copy: with_copy.then_some(&copy),
+                    }),
+                )
+                .unwrap();
+                assert_eq!(fused.len(), apart.len() - 1, "{what}: one dispatch fewer");
+                ctx.run(&apart.iter().chain(&fused).collect::<Vec<_>>())
+                    .unwrap();
+                let mut outputs = vec![
+                    ("BatchNorm output gradient", len, &dy1, &dy2),
+                    ("dx", len, &dx1, &dx2),
+                    ("dgamma", c, &dg1, &dg2),
+                    ("dbeta", c, &db1, &db2),
+                ];
+                if with_copy {
+                    outputs.push(("the copy of the output gradient", len, &dy1, &copy));
+                }
+                for (name, l, p, q) in outputs {
+                    assert_eq!(
+                        bits(ctx.read(p, l).unwrap()),
+                        bits(ctx.read(q, l).unwrap()),
+                        "{what}: {name}"
+                    );
+                }
+            }
+            // A copy into storage the pass also writes is refused.
+            let Err(err) = bn::batchnorm_backward(
                 ctx,
                 &x,
                 &gamma,
-                &dy2,
+                &dy1,
                 &mean,
                 &inv_std,
-                &dx2,
-                &dg2,
-                &db2,
+                &dx1,
+                &dg1,
+                &db1,
                 n,
                 c,
                 s,
@@ -845,24 +894,13 @@ fn fused_activation_backward_gives_the_bits_of_the_two_kernels() {
                     x: &y,
                     y: &z,
                     dy: &dz,
+                    copy: Some(&dx1),
                 }),
-            )
-            .unwrap();
-            assert_eq!(fused.len(), apart.len() - 1, "{what}: one dispatch fewer");
-            ctx.run(&apart.iter().chain(&fused).collect::<Vec<_>>())
-                .unwrap();
-            for (name, l, p, q) in [
-                ("BatchNorm output gradient", len, &dy1, &dy2),
-                ("dx", len, &dx1, &dx2),
-                ("dgamma", c, &dg1, &dg2),
-                ("dbeta", c, &db1, &db2),
-            ] {
-                assert_eq!(
-                    bits(ctx.read(p, l).unwrap()),
-                    bits(ctx.read(q, l).unwrap()),
-                    "{what}: {name}"
-                );
-            }
+            ) else {
+                panic!("{what}: a copy into dx must be refused")
+            };
+            let err = err.to_string();
+            assert!(err.contains("same buffer"), "{what}: {err}");
         }
     }
 }

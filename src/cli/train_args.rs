@@ -215,7 +215,18 @@ impl TrainArgs {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             c = c.overlay_toml(&text, path)?;
         }
-        Ok((self.overlay(c)?, name))
+        let c = self.overlay(c)?;
+        // Without a preset, the run is named after its network (`--model resnet20` is not
+        // an "mlp" run although it starts from that preset's settings).
+        let name = match (&self.preset, &c.model_file) {
+            (Some(_), _) => name,
+            (None, Some(file)) => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| c.model.clone()),
+            (None, None) => c.model.clone(),
+        };
+        Ok((c, name))
     }
 
     /// The flags given, laid over `c`.

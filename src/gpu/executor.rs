@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::fusion::{Fused, plan_fusions};
+use super::fusion::{ActBackward, Fused, plan_fusions};
 use super::grouping;
 use super::kernels::{
     activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss, matmul,
@@ -224,49 +224,49 @@ impl GpuExecutor {
                     )?])
                 }
             };
-        // `act`: the activation after the BatchNorm, whose backward (x, y, dy) is fused in.
-        let batchnorm_backward =
-            |op: &Op, act: Option<(Activation, BufId, BufId, BufId)>| -> Result<Vec<Dispatch>> {
-                let Op::BatchNormBackward {
-                    n,
-                    c: ch,
-                    s: sp,
-                    x,
-                    dy,
-                    gamma,
-                    mean,
-                    inv_std,
-                    dx,
-                    dgamma,
-                    dbeta,
-                    acc_gamma,
-                    ..
-                } = *op
-                else {
-                    unreachable!("called for BatchNorm backward ops only")
-                };
-                batchnorm::batchnorm_backward(
-                    c,
-                    buf(x),
-                    buf(gamma),
-                    buf(dy),
-                    buf(mean),
-                    buf(inv_std),
-                    buf(dx),
-                    buf(dgamma),
-                    buf(dbeta),
-                    n,
-                    ch,
-                    sp,
-                    acc_gamma,
-                    act.map(|(act, ax, ay, ady)| batchnorm::ActivationBackward {
-                        act,
-                        x: buf(ax),
-                        y: buf(ay),
-                        dy: buf(ady),
-                    }),
-                )
+        // `act`: the activation after the BatchNorm, whose backward is fused in.
+        let batchnorm_backward = |op: &Op, act: Option<ActBackward>| -> Result<Vec<Dispatch>> {
+            let Op::BatchNormBackward {
+                n,
+                c: ch,
+                s: sp,
+                x,
+                dy,
+                gamma,
+                mean,
+                inv_std,
+                dx,
+                dgamma,
+                dbeta,
+                acc_gamma,
+                ..
+            } = *op
+            else {
+                unreachable!("called for BatchNorm backward ops only")
             };
+            batchnorm::batchnorm_backward(
+                c,
+                buf(x),
+                buf(gamma),
+                buf(dy),
+                buf(mean),
+                buf(inv_std),
+                buf(dx),
+                buf(dgamma),
+                buf(dbeta),
+                n,
+                ch,
+                sp,
+                acc_gamma,
+                act.map(|a| batchnorm::ActivationBackward {
+                    act: a.act,
+                    x: buf(a.x),
+                    y: buf(a.y),
+                    dy: buf(a.dy),
+                    copy: a.copy.map(buf),
+                }),
+            )
+        };
         // Clipping touches every parameter gradient: grouped into clip_multi dispatches where
         // the device allows, one dispatch per gradient otherwise.
         let clip_every_grad = |mode: clip::ClipMode<'_>| -> Result<Vec<Dispatch>> {
@@ -764,9 +764,7 @@ impl GpuExecutor {
             match *f {
                 Fused::Alone => build(op),
                 Fused::Absorbed => Ok(Vec::new()),
-                Fused::ActThenNormBackward { act, x, y, dy } => {
-                    batchnorm_backward(op, Some((act, x, y, dy)))
-                }
+                Fused::ActThenNormBackward(a) => batchnorm_backward(op, Some(a)),
                 Fused::WithAct(f, z) => match *op {
                     Op::AddForward { a, b, y, len } => Ok(vec![add::add_forward(
                         c,

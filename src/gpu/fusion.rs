@@ -8,7 +8,10 @@
 //!   `kernels::add`), in training and in evaluation;
 //! - an activation's backward followed by the backward of the BatchNorm whose output it
 //!   read: the BatchNorm's first pass forms each element's dy from the activation's
-//!   backward, writes it, and sums it (`batchnorm_backward_partial_act`).
+//!   backward, writes it, and sums it (`batchnorm_backward_partial_act`). Where a copy of
+//!   that gradient sits between the two (a residual merge passing its gradient to an
+//!   identity shortcut's input: activation backward, `CopyTensor`, BatchNorm backward), the
+//!   same pass writes the copy too.
 //!
 //! Safe by construction: the fused dispatch writes the same two tensors the unfused ops
 //! write, with the same values bit for bit (same operations in the same order), so y keeps
@@ -44,6 +47,18 @@ pub struct DenseForward {
     pub act: Option<(Activation, BufId)>,
 }
 
+/// The backward of the activation after a BatchNorm, run inside the BatchNorm's backward:
+/// that activation's x, y and dy, and where the gradient it forms is copied to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActBackward {
+    pub act: Activation,
+    pub x: BufId,
+    pub y: BufId,
+    pub dy: BufId,
+    /// The `CopyTensor` destination between the two ops, absorbed too.
+    pub copy: Option<BufId>,
+}
+
 /// What the executor does with one op of a list.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fused {
@@ -54,14 +69,9 @@ pub enum Fused {
     /// A BatchNorm forward or an Add that also writes z = f(y) of the activation after it
     /// (which is absorbed).
     WithAct(Activation, BufId),
-    /// A BatchNorm backward whose dy it forms from the backward of the activation just
-    /// before it in the list (which is absorbed): that activation's x, y and dy.
-    ActThenNormBackward {
-        act: Activation,
-        x: BufId,
-        y: BufId,
-        dy: BufId,
-    },
+    /// A BatchNorm backward whose dy it forms from the backward of the activation before
+    /// it in the list (which is absorbed, with the copy of its result, if any).
+    ActThenNormBackward(ActBackward),
     /// Computed by an earlier head: no dispatch.
     Absorbed,
 }
@@ -143,6 +153,13 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
             i += 2;
             continue;
         }
+        // An identity shortcut's input receives the merge's gradient as a copy, which
+        // stands between the merge's activation backward and the BatchNorm backward.
+        let copy = match ops.get(i + 1) {
+            Some(&Op::CopyTensor { src, dst, len }) => Some((src, dst, len)),
+            _ => None,
+        };
+        let norm_at = i + 1 + copy.is_some() as usize;
         if let Op::ActivationBackward {
             act,
             x: ax,
@@ -151,6 +168,7 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
             dx: adx,
             len,
         } = ops[i]
+            && copy.is_none_or(|(src, _, l)| same(src, adx) && l == len)
             && let Some(&Op::BatchNormBackward {
                 n,
                 c,
@@ -164,28 +182,33 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
                 dgamma,
                 dbeta,
                 ..
-            }) = ops.get(i + 1)
+            }) = ops.get(norm_at)
             && same(adx, dy)
             && len == n * c * s
         {
-            // The fused pass reads the activation's three tensors while it writes dy, dx,
-            // dγ and dβ: none may share storage (plan::share may give two gradients whose
-            // lifetimes did not overlap before the fusion one buffer).
-            let written = [dy, dx, dgamma, dbeta];
+            // The fused pass reads the activation's three tensors while it writes dy, the
+            // copy, dx, dγ and dβ: none may share storage (plan::share may give two
+            // gradients whose lifetimes did not overlap before the fusion one buffer).
+            let copy_dst = copy.map(|(_, dst, _)| dst);
+            let written: Vec<BufId> = [dy, dx, dgamma, dbeta]
+                .into_iter()
+                .chain(copy_dst)
+                .collect();
             let read = [ax, ay, ady, x, gamma, mean, inv_std];
             let clash = written
                 .iter()
                 .enumerate()
                 .any(|(k, &w)| written[k + 1..].iter().chain(&read).any(|&r| same(w, r)));
             if !clash {
-                out[i] = Fused::Absorbed;
-                out[i + 1] = Fused::ActThenNormBackward {
+                out[i..norm_at].fill(Fused::Absorbed);
+                out[norm_at] = Fused::ActThenNormBackward(ActBackward {
                     act,
                     x: ax,
                     y: ay,
                     dy: ady,
-                };
-                i += 2;
+                    copy: copy_dst,
+                });
+                i = norm_at + 1;
                 continue;
             }
         }

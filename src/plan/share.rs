@@ -1,13 +1,13 @@
 //! Sharing storage between activation gradients whose lifetimes do not overlap.
 //!
 //! Each activation gradient lives from the first op of the step that names it to the last
-//! one. Two of the same size whose lifetimes are disjoint, endpoints included (so no op ever
+//! one (a copy's destination from the op before the copy, see below). Two of the same size whose lifetimes are disjoint, endpoints included (so no op ever
 //! reads one and writes the other in the same dispatch), can use one buffer. Gradients that
 //! the statistics measure at the end of the step, or that evaluation touches, keep their
 //! own buffers: the statistics (and the non-finite tracing that reads them) name a tensor by
 //! its buffer. Buffers are assigned greedily in order of first use (interval colouring).
 
-use super::{BufId, BufferRole, Plan};
+use super::{BufId, BufferRole, Op, Plan};
 
 /// Marks shareable activation-gradient buffers of `plan` as aliases of one another.
 pub fn share_activation_grads(plan: &mut Plan) {
@@ -27,8 +27,20 @@ pub fn share_activation_grads(plan: &mut Plan) {
     // [first, last] op index of every buffer the training ops name.
     let mut span: Vec<Option<(usize, usize)>> = vec![None; n];
     for (i, op) in plan.ops.iter().enumerate() {
+        // A copy's destination counts as live from the op before the copy: the GPU
+        // executor writes it in the pass that forms the copy's source (gpu::fusion), which
+        // reads that op's inputs.
+        let copy_dst = match op {
+            Op::CopyTensor { dst, .. } => Some(*dst),
+            _ => None,
+        };
         for b in op.buffers() {
-            let s = span[b.0].get_or_insert((i, i));
+            let first = if Some(b) == copy_dst {
+                i.saturating_sub(1)
+            } else {
+                i
+            };
+            let s = span[b.0].get_or_insert((first, i));
             s.1 = i;
         }
     }

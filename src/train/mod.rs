@@ -205,20 +205,33 @@ pub fn evaluate(
     Ok((loss / n, correct as f64 / n))
 }
 
-/// A fresh run directory: the given one, or runs/<unix time>-<name>.
+/// A fresh run directory: the given one, or runs/<unix time>-<name>, with -2, -3, … added
+/// where a run started in the same second under the same name already took it (two runs
+/// must never write one directory's logs and checkpoints).
 fn run_dir(config: &TrainConfig, name: &str) -> Result<PathBuf> {
-    let dir = match &config.run_dir {
-        Some(d) => d.clone(),
-        None => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            PathBuf::from("runs").join(format!("{t}-{name}"))
+    if let Some(d) = &config.run_dir {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        return Ok(d.clone());
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let runs = PathBuf::from("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
+    for k in 1.. {
+        let leaf = match k {
+            1 => format!("{t}-{name}"),
+            _ => format!("{t}-{name}-{k}"),
+        };
+        let dir = runs.join(leaf);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
         }
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    Ok(dir)
+    }
+    unreachable!("some suffix is free")
 }
 
 /// Trains the network `config` describes; `name` labels the run (the preset's name).

@@ -37,7 +37,8 @@ struct Shape {
     chunk: u32,
     act_code: u32,
     act_param: f32,
-    _pad: [u32; 2],
+    copy_dy: u32,
+    _pad: u32,
 }
 
 /// An activation fused into the pass that writes y: z = f(y), written beside y.
@@ -45,13 +46,16 @@ pub type FusedActivation<'a> = Option<(Activation, &'a wgpu::Buffer)>;
 
 /// The backward of the activation after a BatchNorm, fused into the BatchNorm's backward:
 /// its input x (the BatchNorm's output), its output y and the gradient dy of y. The
-/// BatchNorm's own dy is then formed from these (and written) instead of read.
+/// BatchNorm's own dy is then formed from these (and written) instead of read; with
+/// `copy`, written there a second time (the same values: the gradient an identity
+/// shortcut's input receives from the merge, which would otherwise be copied apart).
 #[derive(Clone, Copy)]
 pub struct ActivationBackward<'a> {
     pub act: Activation,
     pub x: &'a wgpu::Buffer,
     pub y: &'a wgpu::Buffer,
     pub dy: &'a wgpu::Buffer,
+    pub copy: Option<&'a wgpu::Buffer>,
 }
 
 fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
@@ -79,7 +83,8 @@ fn shape(op: &str, n: usize, c: usize, s: usize) -> Result<Shape> {
         chunk: chunk as u32,
         act_code: 0,
         act_param: 0.0,
-        _pad: [0; 2],
+        copy_dy: 0,
+        _pad: 0,
     })
 }
 
@@ -329,6 +334,10 @@ pub fn batchnorm_backward(
             ("the activation's y", a.y),
             ("the activation's dy", a.dy),
         ]);
+        if let Some(copy) = a.copy {
+            full.push(("the copy of dy", copy));
+            sh.copy_dy = 1;
+        }
         sh.act_code = a.act.code();
         sh.act_param = a.act.param();
     }
@@ -355,13 +364,36 @@ pub fn batchnorm_backward(
             &[&u, x, save_mean, save_invstd, dy, &partial],
             grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
         )?,
-        Some(a) => ctx.dispatch_reduction(
-            "batchnorm",
-            "batchnorm_subgroup",
-            "batchnorm_backward_partial_act",
-            &[&u, x, save_mean, save_invstd, dy, &partial, a.x, a.y, a.dy],
-            grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
-        )?,
+        Some(a) => {
+            // Without a copy, its binding gets a placeholder the pass never writes (the
+            // layout, derived from the shader, has it).
+            let placeholder;
+            let copy = match a.copy {
+                Some(b) => b,
+                None => {
+                    placeholder = ctx.storage_buffer("batchnorm_backward.no_copy", 16)?;
+                    &placeholder
+                }
+            };
+            ctx.dispatch_reduction(
+                "batchnorm",
+                "batchnorm_subgroup",
+                "batchnorm_backward_partial_act",
+                &[
+                    &u,
+                    x,
+                    save_mean,
+                    save_invstd,
+                    dy,
+                    &partial,
+                    a.x,
+                    a.y,
+                    a.dy,
+                    copy,
+                ],
+                grid_1d(ctx, c * sh.chunks as usize * WG as usize, WG),
+            )?
+        }
     };
     Ok(vec![
         partial_pass,
