@@ -5,15 +5,19 @@
 //! single division per element:
 //! - one branch-free pass over interleaved accumulators (which the compiler turns
 //!   into SIMD code) gathers min, max, the zeros, the saturated count (only where bounds
-//!   are given) and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64, where K is
-//!   the chunk's first finite element; max |x| is max(|min|, |max|). It also keeps each
-//!   element's exponent field, one byte;
-//! - one pass over those bytes counts the non-finite (field 255), turns each field into
-//!   its histogram bin and counts the bins between the chunk's lowest and highest, by byte
-//!   compares in whole SIMD registers (a table of counters, incremented per element, was
-//!   twice as slow: each increment waits on the one before to the same slot).
+//!   are given) and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64 (d² added
+//!   by a fused multiply-add where the CPU has one), where K is the chunk's first finite
+//!   element; max |x| is max(|min|, |max|). It also keeps each element's exponent field,
+//!   one byte. It takes every element as finite; a chunk whose exponent bytes show NaN
+//!   or ±∞ is taken again with each of them replaced by K (which moves neither min nor
+//!   max and adds d = 0), so finite chunks, nearly all of them, pay nothing for the check;
+//! - one pass over those bytes, after counting the non-finite (field 255), turns each
+//!   field into its histogram bin and counts the bins between the chunk's lowest and
+//!   highest, by byte compares in whole SIMD registers (a table of counters, incremented
+//!   per element, was twice as slow: each increment waits on the one before to the same
+//!   slot).
 //!
-//! Both passes are compiled for AVX-512 and AVX2 too, chosen at run time.
+//! Both passes are compiled for AVX-512 + FMA and AVX2 + FMA too, chosen at run time.
 //!
 //! Then mean = K + S1/n, M2 = S2 − S1²/n and Σx² = S2 + 2K·S1 + n·K², divided by max_abs² in
 //! f64. f64 holds every f32 squared (1e30² and 1e-30² alike), so no scaling is needed per
@@ -103,32 +107,35 @@ pub fn finalize(partials: &[RawStats]) -> RawStats {
 fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512F and BW, checked just above.
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F and BW and FMA, checked just above.
             return unsafe { chunk_record_avx512(x, lo, hi) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { chunk_record_avx2(x, lo, hi) };
         }
     }
-    chunk_record_kernel::<4>(x, lo, hi)
+    chunk_record_kernel::<4, false>(x, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,fma")]
 fn chunk_record_avx512(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<16>(x, lo, hi)
+    chunk_record_kernel::<16, true>(x, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<8>(x, lo, hi)
+    chunk_record_kernel::<8, true>(x, lo, hi)
 }
 
+/// FMA: whether Σd² takes each d·d in one fused multiply-add (builds for CPUs that have
+/// it; elsewhere `mul_add` would be a slow library call).
 #[inline(always)]
-fn chunk_record_kernel<const L: usize>(x: &[f32], lo: f32, hi: f32) -> RawStats {
+fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: f32) -> RawStats {
     let mut r = RawStats::empty();
     let Some(&k) = x.iter().find(|v| v.is_finite()) else {
         // Nothing finite: only the NaN and ±Inf counts.
@@ -140,16 +147,28 @@ fn chunk_record_kernel<const L: usize>(x: &[f32], lo: f32, hi: f32) -> RawStats 
     let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
     // The exponent bytes, rounded up to whole counting vectors by zeros.
     let mut bytes = [0u8; CHUNK];
-    let p = if saturating {
-        pass1::<true, L>(x, k, lo, hi, &mut bytes)
+    // Pass 1 takes every element as finite; a chunk that holds NaN or ±∞ (seen in its
+    // exponent bytes) is taken again with each non-finite element replaced by k. (A
+    // closure here would be compiled without the caller's target features.)
+    let mut p = if saturating {
+        pass1::<true, false, L, FMA>(x, k, lo, hi, &mut bytes)
     } else {
-        pass1::<false, L>(x, k, lo, hi, &mut bytes)
+        pass1::<false, false, L, FMA>(x, k, lo, hi, &mut bytes)
     };
+    let counted = x.len().next_multiple_of(COUNT_LANES);
+    let nonfinite = count_equal(&bytes[..counted], NONFINITE_EXPONENT);
+    if nonfinite > 0 {
+        // The same bytes again, and the accumulators without the non-finite.
+        p = if saturating {
+            pass1::<true, true, L, FMA>(x, k, lo, hi, &mut bytes)
+        } else {
+            pass1::<false, true, L, FMA>(x, k, lo, hi, &mut bytes)
+        };
+    }
 
-    // Pass 2, over the bytes: the non-finite (exponent field 255), then every byte turned
-    // into its bin and the bins counted, the padding set apart first.
-    let bytes = &mut bytes[..x.len().next_multiple_of(COUNT_LANES)];
-    let nonfinite = count_equal(bytes, NONFINITE_EXPONENT);
+    // Pass 2, over the bytes: every byte turned into its bin and the bins counted, the
+    // padding set apart first.
+    let bytes = &mut bytes[..counted];
     to_bins(bytes);
     bytes[x.len()..].fill(PAD);
     // Only the bins between the chunk's lowest and highest are counted: a chunk's values
@@ -279,16 +298,17 @@ impl<const L: usize> Lanes<L> {
     }
 
     /// Folds one group of L elements without a branch and writes their exponent
-    /// fields: a non-finite element is replaced by k, a finite element of the same chunk,
-    /// which changes neither min nor max, and adds d = 0 to the sums. Straight-line integer
-    /// and float code over arrays, so that the compiler keeps the accumulators in SIMD
-    /// registers. SAT: whether saturation bounds are given (without them nothing
-    /// saturates).
+    /// fields. CHECKED: a non-finite element is replaced by k, a finite element of the same
+    /// chunk, which changes neither min nor max, and adds d = 0 to the sums; unchecked,
+    /// every element is taken as finite (the caller takes the chunk again, checked, if
+    /// one was not). Straight-line integer and float code over arrays, so that the compiler
+    /// keeps the accumulators in SIMD registers. SAT: whether saturation bounds are given
+    /// (without them nothing saturates). FMA: d² is added by a fused multiply-add.
     // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
     // seven zipped arrays would not read better.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn push<const SAT: bool>(
+    fn push<const SAT: bool, const CHECKED: bool, const FMA: bool>(
         &mut self,
         g: &[f32; L],
         k: f32,
@@ -301,27 +321,37 @@ impl<const L: usize> Lanes<L> {
             let bits = g[j].to_bits();
             let a = bits & 0x7fff_ffff;
             let fin = (a < 0x7f80_0000) as u32;
-            let m = fin.wrapping_neg();
-            let v = f32::from_bits((bits & m) | (kbits & !m));
+            let v = if CHECKED {
+                let m = fin.wrapping_neg();
+                f32::from_bits((bits & m) | (kbits & !m))
+            } else {
+                g[j]
+            };
             if SAT {
-                self.sat[j] += fin & ((v <= lo) | (v >= hi)) as u32;
+                let out = ((v <= lo) | (v >= hi)) as u32;
+                // Checked, a non-finite element became k, which must not count.
+                self.sat[j] += if CHECKED { fin & out } else { out };
             }
             self.zeros[j] += (a == 0) as u32;
             self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
             self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
             let d = v as f64 - k as f64;
             self.s1[j] += d;
-            self.s2[j] += d * d;
+            self.s2[j] = if FMA {
+                d.mul_add(d, self.s2[j])
+            } else {
+                self.s2[j] + d * d
+            };
             exponents[j] = (a >> 23) as u8;
         }
     }
 }
 
 /// Pass 1 over a chunk: the accumulators, and each element's exponent field in
-/// `exponents`. The tail is padded by NaN (replaced by k, it counts nowhere in the sums
-/// and saturates nothing), whose exponents are not kept.
+/// `exponents`. The tail is padded by NaN and always checked (replaced by k, the padding
+/// counts nowhere in the sums and saturates nothing); its exponents are not kept.
 #[inline(always)]
-fn pass1<const SAT: bool, const L: usize>(
+fn pass1<const SAT: bool, const CHECKED: bool, const L: usize, const FMA: bool>(
     x: &[f32],
     k: f32,
     lo: f32,
@@ -336,10 +366,10 @@ fn pass1<const SAT: bool, const L: usize>(
     let whole = x.len() - rest;
     for (g, e) in groups.zip(exponents.chunks_exact_mut(L)) {
         let g = g.try_into().expect("groups of L elements");
-        acc.push::<SAT>(g, k, lo, hi, e.try_into().expect("L exponents"));
+        acc.push::<SAT, CHECKED, FMA>(g, k, lo, hi, e.try_into().expect("L exponents"));
     }
     let mut tail_exponents = [0u8; L];
-    acc.push::<SAT>(&tail, k, lo, hi, &mut tail_exponents);
+    acc.push::<SAT, true, FMA>(&tail, k, lo, hi, &mut tail_exponents);
     exponents[whole..whole + rest].copy_from_slice(&tail_exponents[..rest]);
     acc
 }
@@ -383,21 +413,32 @@ mod tests {
     fn every_simd_build_agrees_with_the_baseline() {
         let builds: Vec<(&str, ChunkRecord)> = vec![
             ("dispatched", chunk_record),
-            ("4 lanes", chunk_record_kernel::<4>),
-            ("8 lanes", chunk_record_kernel::<8>),
-            ("16 lanes", chunk_record_kernel::<16>),
+            ("4 lanes", chunk_record_kernel::<4, false>),
+            ("8 lanes", chunk_record_kernel::<8, false>),
+            ("16 lanes", chunk_record_kernel::<16, false>),
         ];
-        for (seed, n) in (0u64..).zip([1, 15, 16, 17, 63, 64, 65, 1000, 4095, 4096]) {
-            let x = awkward(seed, n);
+        let lengths = [1, 15, 16, 17, 63, 64, 65, 1000, 4095, 4096];
+        // Awkward chunks (most hold NaN or ±∞, taken twice), and finite ones (taken once).
+        let chunks = lengths.iter().enumerate().flat_map(|(seed, &n)| {
+            let finite: Vec<f32> = awkward(seed as u64 + 100, n)
+                .into_iter()
+                .map(|v| if v.is_finite() { v } else { 1.5 })
+                .collect();
+            [awkward(seed as u64, n), finite]
+        });
+        for x in chunks {
+            let n = x.len();
             for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (-1e-4, 1e-4)] {
-                let want = chunk_record_kernel::<4>(&x, lo, hi);
+                let want = chunk_record_kernel::<4, false>(&x, lo, hi);
                 let mut got: Vec<(&str, RawStats)> = builds
                     .iter()
                     .map(|(name, f)| (*name, f(&x, lo, hi)))
                     .collect();
                 #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2, checked just above.
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
                     got.push(("avx2", unsafe { chunk_record_avx2(&x, lo, hi) }));
                 }
                 for (name, r) in got {
