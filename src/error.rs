@@ -40,6 +40,19 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// More host memory than the machine has available.
+    #[error(
+        "{what} needs {} of memory but this machine has {} available; {fix}",
+        crate::host_memory::readable(*needs),
+        crate::host_memory::readable(*available)
+    )]
+    HostMemory {
+        what: String,
+        needs: u64,
+        available: u64,
+        fix: String,
+    },
+
     /// Two shapes that must agree do not.
     #[error("shape mismatch in {op}: {detail}")]
     Shape { op: String, detail: String },

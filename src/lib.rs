@@ -11,6 +11,7 @@ pub mod diagnosis;
 pub mod error;
 pub mod executor;
 pub mod gpu;
+pub mod host_memory;
 pub mod init;
 pub mod model;
 pub mod ops;

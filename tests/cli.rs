@@ -326,3 +326,31 @@ fn run_directories_are_named_after_the_preset_or_the_network() {
     assert_eq!(ends("-mlp"), 1, "{names:?}");
     assert_eq!(ends("-plain20-2"), 1, "{names:?}");
 }
+
+/// A network too large for the machine's memory is refused with its size and the fix
+/// before the CPU executor allocates it (it used to be killed while allocating).
+#[test]
+fn a_plan_larger_than_memory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = gradscope(&[
+        "train",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8000",
+        "--width",
+        "65536",
+        "--max-steps",
+        "1",
+        "--run-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("GiB") && err.contains("available") && err.contains("batch size"),
+        "{err}"
+    );
+}

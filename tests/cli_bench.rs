@@ -211,3 +211,36 @@ fn json_to_a_file_keeps_the_table_on_stdout() {
     assert_eq!(report["results"][0]["name"], "stats_record");
     assert_eq!(report["results"][0]["shape"], "5000 elements");
 }
+
+/// Sizes too large for the machine are refused with what they need before anything is
+/// allocated (an allocation that large aborts the process), and an adapter asked for by
+/// name or index that does not exist is an error, not a silent CPU-only run.
+#[test]
+fn impossible_sizes_and_missing_adapters_are_refused() {
+    let out = gradscope(&[
+        "bench",
+        "--op",
+        "matmul_nn",
+        "--sizes",
+        "10000000",
+        "--cpu-only",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("memory allocation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--op matmul") && err.contains("GiB") && err.contains("--sizes"),
+        "{err}"
+    );
+
+    let out = gradscope(&["bench", "--op", "stats", "--sizes", "16", "--adapter", "97"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("97") && err.contains("gradscope devices"),
+        "{err}"
+    );
+}

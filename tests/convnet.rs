@@ -500,3 +500,43 @@ fn resnet20_fuses_norm_and_add_with_their_activations() {
     assert_eq!(count(&e, &plan.eval, &norm_act), 10);
     assert_eq!(count(&e, &plan.eval, &add_act), 9);
 }
+
+/// The GPU executor runs resnet-20's split-K weight-gradient sums grouped: each backward-
+/// weight pass records its own dispatch, and the sums of the passes that split take one
+/// dispatch per eight, carried by the last pass of each eight.
+#[test]
+fn resnet20_groups_its_split_k_sums() {
+    use gradscope::gpu::kernels::conv2d::{backward_weight_splits, sum_multi_capacity};
+    let Some(ctx) = common::gpu_arc() else { return };
+    if sum_multi_capacity(&ctx) < 2 {
+        return;
+    }
+    let plan = compile(
+        &resnet20(),
+        4,
+        OptimizerParams::new(OptimizerKind::Momentum),
+    )
+    .unwrap();
+    let gpu = GpuExecutor::new(ctx.clone(), plan.clone()).unwrap();
+    let counts = gpu.dispatch_counts();
+    let passes: Vec<(usize, usize)> = plan
+        .ops
+        .iter()
+        .enumerate()
+        .filter_map(|(k, op)| match op {
+            Op::Conv2dBackwardWeight { shape, .. } => {
+                Some((counts[k], backward_weight_splits(shape).0))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(passes.len(), 21);
+    let split = passes.iter().filter(|(_, s)| *s > 1).count();
+    assert!(split >= 16, "{passes:?}");
+    let dispatches: usize = passes.iter().map(|(d, _)| d).sum();
+    assert_eq!(
+        dispatches,
+        passes.len() + split.div_ceil(sum_multi_capacity(&ctx)),
+        "{passes:?}"
+    );
+}

@@ -681,3 +681,85 @@ fn matches_jax_golden_values() {
         }
     }
 }
+
+/// The split-K sums of several backward-weight passes run as one grouped dispatch give the
+/// bits each pass's own sum gives, overwriting and accumulating, for groups of one to
+/// eight passes of different shapes and split counts (8 or more splits and fewer, so both
+/// of the sum's loops run).
+#[test]
+fn grouped_split_k_sums_give_the_bits_of_each_sum_alone() {
+    let Some(ctx) = common::gpu() else { return };
+    if gk::sum_multi_capacity(ctx) < 2 {
+        return;
+    }
+    let shapes = [
+        shape(2, 6, 29, 31, 8, [3, 3], [1, 2], [1, 1], [2, 1], 2),
+        shape(4, 3, 16, 16, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(1, 5, 37, 9, 7, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+        shape(3, 4, 24, 24, 4, [5, 5], [2, 2], [2, 2], [1, 1], 1),
+        shape(8, 2, 16, 16, 3, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    ];
+    let splits: Vec<usize> = shapes
+        .iter()
+        .map(|s| gk::backward_weight_splits(s).0)
+        .collect();
+    assert!(splits.iter().all(|&k| k > 1), "{splits:?}");
+    assert!(
+        splits.iter().any(|&k| k < 9) && splits.iter().any(|&k| k >= 9),
+        "{splits:?}"
+    );
+    for members in 1..=gk::sum_multi_capacity(ctx) {
+        for accumulate in [false, true] {
+            let mut alone = Vec::new();
+            let mut grouped = Vec::new();
+            let mut sums = Vec::new();
+            let mut passes = Vec::new();
+            for m in 0..members {
+                let s = shapes[m % shapes.len()];
+                let seed = 10 * m as u64;
+                let x = ctx
+                    .upload("x", &random_vec(seed, s.x_len(), -1.0, 1.0))
+                    .unwrap();
+                let dy = ctx
+                    .upload("dy", &random_vec(seed + 1, s.y_len(), -1.0, 1.0))
+                    .unwrap();
+                let start = random_vec(seed + 2, s.w_len(), -1.0, 1.0);
+                let (dw1, dw2) = (
+                    ctx.upload("dw1", &start).unwrap(),
+                    ctx.upload("dw2", &start).unwrap(),
+                );
+                let (pass1, sum1) =
+                    gk::conv2d_backward_weight_split(ctx, &s, &x, &dy, &dw1, accumulate).unwrap();
+                let (pass2, sum2) =
+                    gk::conv2d_backward_weight_split(ctx, &s, &x, &dy, &dw2, accumulate).unwrap();
+                passes.extend(pass1);
+                passes.extend(pass2);
+                let (sum1, sum2) = (sum1.unwrap(), sum2.unwrap());
+                assert!(sum1.splits > 1);
+                alone.push((dw1, s.w_len(), sum1));
+                grouped.push(dw2);
+                sums.push(sum2);
+            }
+            let refs: Vec<&gk::SplitKSum> = sums.iter().collect();
+            let multi = gk::conv2d_backward_weight_sum_multi(ctx, &refs).unwrap();
+            let mut run: Vec<&gradscope::gpu::Dispatch> = passes.iter().collect();
+            run.extend(alone.iter().map(|(_, _, m)| &m.alone));
+            run.push(&multi);
+            ctx.run(&run).unwrap();
+            for ((dw1, len, _), dw2) in alone.iter().zip(&grouped) {
+                let bits = |b: &wgpu::Buffer| -> Vec<u32> {
+                    ctx.read(b, *len)
+                        .unwrap()
+                        .iter()
+                        .map(|v: &f32| v.to_bits())
+                        .collect()
+                };
+                assert_eq!(
+                    bits(dw1),
+                    bits(dw2),
+                    "{members} members, accumulate {accumulate}"
+                );
+            }
+        }
+    }
+}

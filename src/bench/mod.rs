@@ -38,6 +38,10 @@ use crate::gpu::GpuContext;
 use crate::gpu::timer::{GpuTimer, GpuTiming};
 use case::Pending;
 
+/// Copies of a case's tensors on the host: the case's own, the initial values kept for
+/// the GPU side, the CPU side's working copy and the reference it leaves.
+const HOST_COPIES: u64 = 4;
+
 /// The cases of one family at one size (every family but `step`).
 fn family_cases(family: Family, size: usize) -> Vec<Pending> {
     match family {
@@ -87,11 +91,22 @@ pub fn run(
                 }
                 continue;
             }
+            let mut memory_checked = false;
             for p in family_cases(family, size) {
                 if !opts.selected(p.family, &p.name) {
                     continue;
                 }
                 matched_any = true;
+                if !memory_checked {
+                    // Refused with its size before anything is allocated, where the
+                    // allocation itself would abort the process.
+                    crate::host_memory::check(
+                        &format!("`--op {}` at size {size}", family.name()),
+                        family.tensor_elements(size) * 4 * HOST_COPIES,
+                        "choose smaller --sizes",
+                    )?;
+                    memory_checked = true;
+                }
                 let r = runner::run_case((p.build)(), opts, gpu)?;
                 progress(&r);
                 results.push(r);
@@ -135,4 +150,44 @@ pub fn run(
         results,
         failures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Family::tensor_elements` bounds the tensors of every case of its family (and is
+    /// not loose by more than a factor 2 for the largest), at a few sizes.
+    #[test]
+    fn tensor_elements_bound_every_case() {
+        for family in Family::ALL {
+            if family == Family::Step {
+                continue;
+            }
+            for size in [1, 8, 64] {
+                let size = if family == Family::Reduce {
+                    size * 4096
+                } else {
+                    size
+                };
+                let held: Vec<u64> = family_cases(family, size)
+                    .into_iter()
+                    .map(|p| {
+                        (p.build)()
+                            .tensors
+                            .iter()
+                            .map(|t| t.data.len() as u64)
+                            .sum()
+                    })
+                    .collect();
+                let largest = *held.iter().max().unwrap();
+                let bound = family.tensor_elements(size);
+                assert!(
+                    largest <= bound && bound <= 2 * largest,
+                    "{}: size {size}: cases hold {held:?}, bound {bound}",
+                    family.name()
+                );
+            }
+        }
+    }
 }

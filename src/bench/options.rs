@@ -75,6 +75,36 @@ impl Family {
         }
     }
 
+    /// Elements (4 bytes each) of the tensors of this family's largest case at `size`, an
+    /// upper bound checked by a test against the cases themselves (0 for `step`, whose
+    /// executors check their plan). With the copies the runner keeps (initial values, the
+    /// CPU side's, the reference) that is what a case holds on the host.
+    pub fn tensor_elements(self, size: usize) -> u64 {
+        let s = size as u64;
+        // One sample of the largest resnet-20 feature map the families use (16×32×32).
+        const MAP: u64 = 16 * 32 * 32;
+        match self {
+            Family::Matmul => 3 * s * s,
+            // x and y (or dy and dx) of the 16→16 convolution, and the 64→64 weights.
+            Family::Conv2d => 2 * MAP * s + 64 * 64 * 9,
+            // Max pooling's backward: x, dy, the arg-max and dx.
+            Family::Pool => (2 * MAP + 2 * MAP / 4) * s,
+            // The backward: x, dy, dx, and per channel γ and the saved statistics.
+            Family::Batchnorm => 4 * MAP * s + 16 * 8,
+            Family::Layernorm => 4 * 1024 * s + 4 * 1024 + 2 * s,
+            // x, y, dy and dx.
+            Family::Activation => 4 * s,
+            // Logits and their gradient, per-row loss, label and correct flag.
+            Family::Loss => 2 * 1000 * s + 3 * s,
+            Family::Stats => s + 64,
+            // The bias gradient's dy and its 256 sums.
+            Family::Reduce => s + 256,
+            // Parameter, gradient, two state tensors and the update.
+            Family::Optimizer => 5 * s,
+            Family::Step => 0,
+        }
+    }
+
     /// Sizes measured when `--sizes` is not given: large enough to occupy a real GPU.
     pub fn default_sizes(self) -> Vec<usize> {
         match self {

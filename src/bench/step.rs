@@ -145,7 +145,7 @@ pub fn run(
     let mut gpu_side = None;
     let mut cpu_ref = None;
     if opts.cpu || ctx.is_some() {
-        let mut exec = ready(Box::new(CpuExecutor::<f32>::new(plan.clone())))?;
+        let mut exec = ready(Box::new(CpuExecutor::<f32>::try_new(plan.clone())?))?;
         cpu_ref = Some(after_first_step(exec.as_mut())?);
         if opts.cpu {
             let times = time_steps(exec.as_mut(), opts, 1)?;

@@ -92,8 +92,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         };
         match GpuContext::new(&request) {
             Ok(c) => Some(Arc::new(c)),
-            // Without an adapter the CPU side still runs, unless only the GPU was asked for.
-            Err(e @ Error::NoAdapter { .. }) if opts.cpu => {
+            // Without an adapter the CPU side still runs, unless only the GPU was asked for
+            // or a particular adapter or backend was named.
+            Err(e @ Error::NoAdapter { .. })
+                if opts.cpu && args.adapter.is_none() && args.backend.is_none() =>
+            {
                 writeln!(out, "no GPU adapter ({e}); measuring the CPU executor only")
                     .map_err(io)?;
                 None

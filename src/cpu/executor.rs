@@ -56,6 +56,19 @@ struct Scratch<T> {
 }
 
 impl<T: Element> CpuExecutor<T> {
+    /// `new`, after checking that the plan's buffers fit the machine's free memory: a plan
+    /// too large is refused with its size instead of being killed while allocating.
+    pub fn try_new(plan: Plan) -> Result<Self> {
+        // The plan counts 4-byte elements; this executor stores T.
+        let bytes = plan.total_bytes() / 4 * std::mem::size_of::<T>() as u64;
+        crate::host_memory::check(
+            "the plan (parameters, gradients, optimizer state, activations)",
+            bytes,
+            "reduce the batch size or the layer widths (`--dry-run` prints the plan's memory)",
+        )?;
+        Ok(Self::new(plan))
+    }
+
     /// Allocates every buffer of the plan, zeroed.
     pub fn new(plan: Plan) -> Self {
         let storage = plan

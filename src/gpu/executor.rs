@@ -789,15 +789,46 @@ impl GpuExecutor {
                 )?]),
             }
         };
-        for (op, f) in plan.ops.iter().zip(plan_fusions(c, &plan, &plan.ops)?) {
+        // Backward-weight passes whose split-K sums wait to run grouped (see
+        // grouping::group_split_k_sums): the op's index and its sum.
+        let deferrable = grouping::deferrable_split_k_sums(c, &plan);
+        let mut split_sums = Vec::new();
+        for (k, (op, f)) in plan
+            .ops
+            .iter()
+            .zip(plan_fusions(c, &plan, &plan.ops)?)
+            .enumerate()
+        {
             op_class.push(op.stats_class(&plan.stats_jobs));
             // The grouping below builds what it groups (groups of one included).
             op_dispatches.push(if grouping::groups(c, op) {
                 Vec::new()
+            } else if let (
+                true,
+                Op::Conv2dBackwardWeight {
+                    shape,
+                    x,
+                    dy,
+                    dw,
+                    accumulate,
+                },
+            ) = (deferrable[k], op)
+            {
+                let (pass, sum) = conv2d::conv2d_backward_weight_split(
+                    c,
+                    shape,
+                    buf(*x),
+                    buf(*dy),
+                    buf(*dw),
+                    *accumulate,
+                )?;
+                split_sums.extend(sum.map(|m| (k, m)));
+                pass
             } else {
                 build_fused(&f, op)?
             });
         }
+        grouping::group_split_k_sums(c, split_sums, &mut op_dispatches)?;
         grouping::group_optimizer(c, &plan, &buffers, &step_uniform, &mut op_dispatches)?;
         // The skip guard's indirect arguments: one triple per optimizer dispatch left.
         for (op, d) in plan.ops.iter().zip(&op_dispatches) {
@@ -986,7 +1017,7 @@ impl GpuExecutor {
 
     /// The dispatches each op records, then the gradient records' finalize and every
     /// record's (the profile's slots).
-    pub(super) fn dispatch_counts(&self) -> Vec<usize> {
+    pub fn dispatch_counts(&self) -> Vec<usize> {
         let mut out: Vec<usize> = self.op_dispatches.iter().map(|d| d.len()).collect();
         out.push(self.finalize_every.is_some() as usize);
         out.push(self.finalize_all.is_some() as usize);

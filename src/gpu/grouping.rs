@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use super::Dispatch;
 use super::context::GpuContext;
-use super::kernels::{optimizer, stats};
+use super::kernels::{conv2d, optimizer, stats};
 use crate::error::Result;
 use crate::plan::{Op, Plan, StatsClass};
 
@@ -44,6 +44,57 @@ pub(super) fn groups(ctx: &GpuContext, op: &Op) -> bool {
         Op::Stats { .. } => stats::multi_capacity(ctx) >= 2,
         _ => false,
     }
+}
+
+/// Per op of the step: whether it is a convolution's backward-weight pass whose split-K
+/// sum may wait to run grouped with others, which holds where the device can group them
+/// and nothing else in the forward and backward touches its dW (a weight used once: a
+/// shared weight's gradient is accumulated by several ops, in order).
+pub(super) fn deferrable_split_k_sums(ctx: &GpuContext, plan: &Plan) -> Vec<bool> {
+    let mut out = vec![false; plan.ops.len()];
+    if conv2d::sum_multi_capacity(ctx) < 2 {
+        return out;
+    }
+    let touches = |op: &Op, b: crate::plan::BufId| {
+        op.buffers()
+            .iter()
+            .any(|&o| plan.resolve(o) == plan.resolve(b))
+    };
+    for (k, op) in plan.ops.iter().enumerate().take(plan.backward_end) {
+        if let Op::Conv2dBackwardWeight { dw, .. } = *op {
+            out[k] = plan.ops[..plan.backward_end]
+                .iter()
+                .enumerate()
+                .all(|(i, o)| i == k || !touches(o, dw));
+        }
+    }
+    out
+}
+
+/// The deferred split-K sums (op index, sum, in op order): runs of up to
+/// `conv2d::sum_multi_capacity` consecutive ones become one
+/// `conv2d_backward_weight_sum_multi` dispatch, recorded after the pass of the run's last
+/// op. Each sum then runs later than its pass alone would have, but before the end of the
+/// backward, and nothing touches its dW in between (`deferrable_split_k_sums`); the
+/// grouped kernel gives the bits of the one-pass sum.
+pub(super) fn group_split_k_sums(
+    ctx: &GpuContext,
+    sums: Vec<(usize, conv2d::SplitKSum)>,
+    op_dispatches: &mut [Vec<Dispatch>],
+) -> Result<()> {
+    let multi = conv2d::sum_multi_capacity(ctx).max(1);
+    for group in sums.chunks(multi) {
+        let last = group[group.len() - 1].0;
+        let d = match group {
+            [(_, alone)] => alone.alone.clone(),
+            _ => {
+                let members: Vec<&conv2d::SplitKSum> = group.iter().map(|(_, m)| m).collect();
+                conv2d::conv2d_backward_weight_sum_multi(ctx, &members)?
+            }
+        };
+        op_dispatches[last].push(d);
+    }
+    Ok(())
 }
 
 /// Puts a group's dispatch on its first op and clears the others.

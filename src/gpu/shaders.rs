@@ -52,6 +52,13 @@ pub const ALL: &[(&str, &str)] = &[
         ),
     ),
     (
+        "conv2d_sum_multi",
+        concat!(
+            include_str!("../../shaders/grouped_jobs.wgsl"),
+            include_str!("../../shaders/conv2d_sum_multi.wgsl")
+        ),
+    ),
+    (
         "clip",
         concat!(
             include_str!("../../shaders/grouped_jobs.wgsl"),

@@ -64,6 +64,6 @@ pub fn choose_device(config: &TrainConfig) -> Result<(Option<Arc<GpuContext>>, S
 pub fn open_on(ctx: Option<&Arc<GpuContext>>, plan: Plan) -> Result<Box<dyn Executor>> {
     Ok(match ctx {
         Some(ctx) => Box::new(GpuExecutor::new(ctx.clone(), plan)?),
-        None => Box::new(CpuExecutor::<f32>::new(plan)),
+        None => Box::new(CpuExecutor::<f32>::try_new(plan)?),
     })
 }

@@ -22,8 +22,8 @@
 //! the shader's u32 arithmetic, that each buffer holds the elements the shape reaches, and
 //! that no buffer is bound twice.
 
-use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
-use crate::error::Result;
+use super::launch::{GROUPED, check_buffer, check_count, check_distinct, grid_1d, grouped_table};
+use crate::error::{Error, Result};
 use crate::gpu::pipeline_cache::Specialization;
 use crate::gpu::{Dispatch, GpuContext, autotune, timing};
 use crate::ops::Conv2dShape;
@@ -588,13 +588,9 @@ pub fn conv2d_backward_weight(
     dw: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    let v = if is_depthwise(s) {
-        ConvVariant::Simple
-    } else {
-        params("conv2d_backward_weight", s, accumulate)?;
-        choose(ctx, ConvPass::BackwardWeight, s)?
-    };
-    conv2d_backward_weight_with(ctx, v, s, x, dy, dw, accumulate)
+    let (mut d, sum) = conv2d_backward_weight_split(ctx, s, x, dy, dw, accumulate)?;
+    d.extend(sum.map(|m| m.alone));
+    Ok(d)
 }
 
 /// `conv2d_backward_weight` with a given variant (ignored for depthwise shapes). The
@@ -608,6 +604,53 @@ pub fn conv2d_backward_weight_with(
     dw: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
+    let (mut d, sum) = conv2d_backward_weight_parts(ctx, variant, s, x, dy, dw, accumulate)?;
+    d.extend(sum.map(|m| m.alone));
+    Ok(d)
+}
+
+/// The split-K sum of a backward-weight pass, left for the caller to run: alone (`alone`,
+/// after the pass) or with others in one `conv2d_backward_weight_sum_multi` dispatch.
+#[derive(Clone)]
+pub struct SplitKSum {
+    pub partial: wgpu::Buffer,
+    pub dw: wgpu::Buffer,
+    pub w_len: usize,
+    pub splits: usize,
+    pub accumulate: bool,
+    /// `conv2d_backward_weight_reduce` of this pass alone.
+    pub alone: Dispatch,
+}
+
+/// `conv2d_backward_weight` with the variant chosen for this shape, its split-K sum (if
+/// the pass splits) returned apart.
+pub fn conv2d_backward_weight_split(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<(Vec<Dispatch>, Option<SplitKSum>)> {
+    let v = if is_depthwise(s) {
+        ConvVariant::Simple
+    } else {
+        params("conv2d_backward_weight", s, accumulate)?;
+        choose(ctx, ConvPass::BackwardWeight, s)?
+    };
+    conv2d_backward_weight_parts(ctx, v, s, x, dy, dw, accumulate)
+}
+
+/// The pass's dispatches, and its split-K sum apart where K is split.
+fn conv2d_backward_weight_parts(
+    ctx: &GpuContext,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<(Vec<Dispatch>, Option<SplitKSum>)> {
     const OP: &str = "conv2d_backward_weight";
     let mut p = params(OP, s, accumulate)?;
     check_buffer(OP, "x", x, s.x_len())?;
@@ -617,12 +660,15 @@ pub fn conv2d_backward_weight_with(
     if is_depthwise(s) {
         let u = ctx.uniform("conv2d_depthwise_backward_weight.params", &p)?;
         let grid = grid_per_item(ctx, s.w_len());
-        return Ok(vec![ctx.dispatch(
-            "conv2d",
-            "conv2d_depthwise_backward_weight",
-            &[&u, x, dw, dy],
-            grid,
-        )?]);
+        return Ok((
+            vec![ctx.dispatch(
+                "conv2d",
+                "conv2d_depthwise_backward_weight",
+                &[&u, x, dw, dy],
+                grid,
+            )?],
+            None,
+        ));
     }
     let (splits, chunk) = backward_weight_splits(s);
     check_count(OP, "split-K partial sums", splits * s.w_len() + TILE)?;
@@ -631,37 +677,112 @@ pub fn conv2d_backward_weight_with(
     let z = s.groups * splits;
     if splits == 1 {
         let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-        return Ok(vec![gemm_dispatch(
-            ctx,
-            ConvPass::BackwardWeight,
-            variant,
-            s,
-            &u,
-            [x, dw, dy],
-            z,
-        )?]);
+        return Ok((
+            vec![gemm_dispatch(
+                ctx,
+                ConvPass::BackwardWeight,
+                variant,
+                s,
+                &u,
+                [x, dw, dy],
+                z,
+            )?],
+            None,
+        ));
     }
     let bytes = (splits * s.w_len()) as u64 * 4;
     ctx.check_size("conv2d_backward_weight split-K partial sums", bytes)?;
     let partial = ctx.storage_buffer("conv2d_backward_weight.partial", bytes)?;
     let u = ctx.uniform("conv2d_backward_weight.params", &p)?;
-    Ok(vec![
-        gemm_dispatch(
-            ctx,
-            ConvPass::BackwardWeight,
-            variant,
-            s,
-            &u,
-            [x, &partial, dy],
-            z,
-        )?,
-        ctx.dispatch(
-            "conv2d",
-            "conv2d_backward_weight_reduce",
-            &[&u, &partial, dw],
-            grid_1d(ctx, s.w_len(), BIAS_WG),
-        )?,
-    ])
+    let pass = gemm_dispatch(
+        ctx,
+        ConvPass::BackwardWeight,
+        variant,
+        s,
+        &u,
+        [x, &partial, dy],
+        z,
+    )?;
+    let alone = ctx.dispatch(
+        "conv2d",
+        "conv2d_backward_weight_reduce",
+        &[&u, &partial, dw],
+        grid_1d(ctx, s.w_len(), BIAS_WG),
+    )?;
+    Ok((
+        vec![pass],
+        Some(SplitKSum {
+            partial,
+            dw: dw.clone(),
+            w_len: s.w_len(),
+            splits,
+            accumulate,
+            alone,
+        }),
+    ))
+}
+
+/// Split-K sums per `conv2d_backward_weight_sum_multi` dispatch: GROUPED where the device
+/// binds two storage buffers per sum (partial and dW) for all of them, else 0 (each sum
+/// runs alone).
+pub fn sum_multi_capacity(ctx: &GpuContext) -> usize {
+    if ctx.limits.max_storage_buffers_per_shader_stage as usize >= 2 * GROUPED {
+        GROUPED
+    } else {
+        0
+    }
+}
+
+/// The split-K sums of up to GROUPED backward-weight passes in one dispatch, each the bits
+/// of its `alone` dispatch. Their passes must have run before, and nothing may touch their
+/// dW in between.
+pub fn conv2d_backward_weight_sum_multi(ctx: &GpuContext, sums: &[&SplitKSum]) -> Result<Dispatch> {
+    const OP: &str = "conv2d_backward_weight_sum_multi";
+    if sum_multi_capacity(ctx) == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the device binds {} storage buffers per stage, {} are needed",
+                ctx.limits.max_storage_buffers_per_shader_stage,
+                2 * GROUPED
+            ),
+        ));
+    }
+    let lens = sums
+        .iter()
+        .map(|m| u32::try_from(m.w_len).map_err(|_| Error::shape(OP, "dW longer than u32")))
+        .collect::<Result<Vec<u32>>>()?;
+    let (table, grid) = grouped_table(ctx, OP, &lens, BIAS_WG)?;
+    let mut jobs = [[0u32; 4]; GROUPED];
+    for (job, m) in jobs.iter_mut().zip(sums) {
+        *job = [m.splits as u32, m.accumulate as u32, 0, 0];
+    }
+    let mut named: Vec<(&str, &wgpu::Buffer)> = sums.iter().map(|m| ("dW", &m.dw)).collect();
+    named.extend(sums.iter().map(|m| ("split-K partial sums", &m.partial)));
+    check_distinct(OP, &named)?;
+    let t = ctx.uniform("conv2d_backward_weight_sum_multi.table", &table)?;
+    let j = ctx.uniform("conv2d_backward_weight_sum_multi.jobs", &jobs)?;
+    // A 4-byte dummy for each empty slot, never read or written (no buffer may be bound
+    // twice as writable).
+    let dummies = (0..2 * (GROUPED - sums.len()))
+        .map(|_| ctx.storage_buffer("conv2d_backward_weight_sum_multi.unused", 4))
+        .collect::<Result<Vec<_>>>()?;
+    let mut dummy = dummies.iter();
+    let mut bound: Vec<&wgpu::Buffer> = vec![&t, &j];
+    for k in 0..2 * GROUPED {
+        let (job, partial) = (k % GROUPED, k < GROUPED);
+        bound.push(match sums.get(job) {
+            Some(m) if partial => &m.partial,
+            Some(m) => &m.dw,
+            None => dummy.next().expect("one dummy per empty slot"),
+        });
+    }
+    ctx.dispatch(
+        "conv2d_sum_multi",
+        "conv2d_backward_weight_sum_multi",
+        &bound,
+        grid,
+    )
 }
 
 /// y[b, c, :, :] += bias[c].
