@@ -13,12 +13,12 @@
 //!   identity shortcut's input: activation backward, `CopyTensor`, BatchNorm backward), the
 //!   same pass writes the copy too.
 //!
-//! Safe by construction: the fused dispatch writes the same two tensors the unfused ops
-//! write, with the same values bit for bit (same operations in the same order), so y keeps
-//! the pre-activation that the activation's backward and the statistics read, and nothing
-//! in the plan can observe the difference. Only the intermediate state between the three
-//! ops (y without its bias) disappears, and no op reads it: they are consecutive in the
-//! op list. The plan and the CPU executor are unchanged; fused ops keep their place in the
+//! Safe by construction: the fused dispatch writes the same tensors the unfused ops write,
+//! with the same values bit for bit (same operations in the same order), so y keeps the
+//! pre-activation that the activation's backward and the statistics read, and nothing in
+//! the plan can observe the difference. Only the intermediate state between the fused ops
+//! (y without its bias; a copy's destination before the BatchNorm's backward runs)
+//! disappears, and no op reads it: they are consecutive in the op list. The plan and the CPU executor are unchanged; fused ops keep their place in the
 //! op list with no dispatch of their own.
 //!
 //! A dense pattern is fused only where the autotune (or heuristic) runs the product on a
