@@ -148,22 +148,13 @@ fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: 
     // The exponent bytes, rounded up to whole counting vectors by zeros.
     let mut bytes = [0u8; CHUNK];
     // Pass 1 takes every element as finite; a chunk that holds NaN or ±∞ (seen in its
-    // exponent bytes) is taken again with each non-finite element replaced by k. (A
-    // closure here would be compiled without the caller's target features.)
-    let mut p = if saturating {
-        pass1::<true, false, L, FMA>(x, k, lo, hi, &mut bytes)
-    } else {
-        pass1::<false, false, L, FMA>(x, k, lo, hi, &mut bytes)
-    };
+    // exponent bytes) is taken again with each non-finite element replaced by k.
+    let mut p = pass1_bounded::<false, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
     let counted = x.len().next_multiple_of(COUNT_LANES);
     let nonfinite = count_equal(&bytes[..counted], NONFINITE_EXPONENT);
     if nonfinite > 0 {
         // The same bytes again, and the accumulators without the non-finite.
-        p = if saturating {
-            pass1::<true, true, L, FMA>(x, k, lo, hi, &mut bytes)
-        } else {
-            pass1::<false, true, L, FMA>(x, k, lo, hi, &mut bytes)
-        };
+        p = pass1_bounded::<true, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
     }
 
     // Pass 2, over the bytes: every byte turned into its bin and the bins counted, the
@@ -344,6 +335,24 @@ impl<const L: usize> Lanes<L> {
             };
             exponents[j] = (a >> 23) as u8;
         }
+    }
+}
+
+/// `pass1` with saturation counted only where bounds are given. (A function, not a
+/// closure: a closure would be compiled without its caller's target features.)
+#[inline(always)]
+fn pass1_bounded<const CHECKED: bool, const L: usize, const FMA: bool>(
+    saturating: bool,
+    x: &[f32],
+    k: f32,
+    lo: f32,
+    hi: f32,
+    exponents: &mut [u8; CHUNK],
+) -> Lanes<L> {
+    if saturating {
+        pass1::<true, CHECKED, L, FMA>(x, k, lo, hi, exponents)
+    } else {
+        pass1::<false, CHECKED, L, FMA>(x, k, lo, hi, exponents)
     }
 }
 
