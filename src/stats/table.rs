@@ -6,6 +6,8 @@ use super::LayerStats;
 use crate::diagnosis::Finding;
 
 const BAR: usize = 20;
+/// The narrowest the layer-name column gets.
+const NAME_WIDTH: usize = 10;
 
 fn bar(norm: f64, max: f64) -> String {
     if norm.is_nan() || max.is_nan() || norm <= 0.0 || max <= 0.0 || !norm.is_finite() {
@@ -62,9 +64,15 @@ pub fn render_with_findings(layers: &[LayerStats], findings: &[Finding]) -> Stri
         .map(|l| l.grad_norm)
         .filter(|n| n.is_finite())
         .fold(0.0, f64::max);
+    // The name column fits the longest name (resnet-20's "stage2.block1.shortcut_bn" is
+    // 25 characters), so every row's columns stay under their headers.
+    let name_width = layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .fold(NAME_WIDTH, usize::max);
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
+        "{:<name_width$} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
         "layer",
         "units",
         "act",
@@ -86,7 +94,7 @@ pub fn render_with_findings(layers: &[LayerStats], findings: &[Finding]) -> Stri
     for l in layers {
         let wnorm = l.get(K::Weight).map(|s| s.norm);
         out.push_str(&format!(
-            "{:<10} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
+            "{:<name_width$} {:>5} {:<10} {:>9} {:>9}  {:<width$} {:>9} {:>9} {:>7} {:>6} {:>5}{}\n",
             l.name,
             l.units,
             l.activation.unwrap_or("-"),
@@ -110,4 +118,40 @@ pub fn render_with_findings(layers: &[LayerStats], findings: &[Finding]) -> Stri
         out.push_str("findings: V vanishing, E exploding, D dead units, S saturation, H/L learning rate too high/low, N non-finite\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, grad_norm: f64) -> LayerStats {
+        LayerStats {
+            name: name.into(),
+            units: 16,
+            activation: Some("relu"),
+            tensors: Vec::new(),
+            grad_norm,
+            grad_ratio_to_last: 1.0,
+            update_ratio: None,
+            saturated_fraction: None,
+            dead_fraction: None,
+            nonfinite: 0,
+        }
+    }
+
+    /// Short and long names alike, every row's units column ends where its header's does.
+    #[test]
+    fn long_layer_names_keep_the_columns_aligned() {
+        let layers = [layer("fc1", 1.0), layer("stage2.block1.shortcut_bn", 0.1)];
+        let table = render(&layers);
+        let units_end = |line: &str| {
+            let chars: Vec<char> = line.chars().collect();
+            let name_end = chars.iter().position(|c| *c == ' ').unwrap();
+            let units_start = name_end + chars[name_end..].iter().position(|c| *c != ' ').unwrap();
+            units_start + chars[units_start..].iter().position(|c| *c == ' ').unwrap()
+        };
+        let ends: Vec<usize> = table.lines().map(units_end).collect();
+        assert_eq!(ends.len(), 3, "{table}");
+        assert!(ends.iter().all(|&e| e == ends[0]), "{ends:?}\n{table}");
+    }
 }
