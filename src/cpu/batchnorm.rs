@@ -17,6 +17,15 @@
 //! mean, M2) by Welford's update and Chan's pairwise formula in the forward, plain sums in
 //! the backward. Both executors thus round the same way up to the driver's contraction of
 //! a·b + c into fused multiply-adds.
+//!
+//! Lane t of a run folds m = lo + t, lo + t + WG, … in order. The twin takes a run in rounds
+//! of WG consecutive values, copied from their rows into a block (no division per value),
+//! every lane folding its value of the round: each lane sees the same values in the same
+//! order as alone, but the lanes' independent chains (a Welford update waits on its
+//! division) overlap and compile to SIMD. Channels reduce in parallel (rayon), then the
+//! element-wise passes run in parallel over samples; neither changes a result.
+
+use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::ops::batchnorm::runs;
@@ -61,7 +70,8 @@ impl<T: Element> Moments<T> {
         }
     }
 
-    /// Welford's update with one more value.
+    /// Welford's update with one more value (`MomentLanes::push` per lane).
+    #[cfg(test)]
     fn push(&mut self, v: T) {
         self.n = self.n + T::one();
         let d = v - self.mean;
@@ -85,50 +95,130 @@ impl<T: Element> Moments<T> {
     }
 }
 
-/// Reduces m < count in the order of batchnorm.wgsl's partial and finalize passes: lane t
-/// of run k folds m = k·chunk + t, + WG, … in order (`push`), the lanes of a run and then
-/// the runs are combined by the shaders' tree (`combine`, `zero` for missing ones).
-fn channel_reduce<V: Copy>(
-    count: usize,
-    zero: V,
-    push: impl Fn(V, usize) -> V,
-    combine: impl Fn(V, V) -> V,
-) -> V {
-    let (chunks, chunk) = runs(count);
-    let mut parts = [zero; WG];
-    for (k, part) in parts.iter_mut().enumerate().take(chunks) {
-        let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
-        let mut lanes = [zero; WG];
+/// WG lanes of Welford moments, one array per field so that a round vectorizes.
+struct MomentLanes<T> {
+    n: [T; WG],
+    mean: [T; WG],
+    m2: [T; WG],
+}
+
+impl<T: Element> MomentLanes<T> {
+    fn new() -> Self {
+        MomentLanes {
+            n: [T::zero(); WG],
+            mean: [T::zero(); WG],
+            m2: [T::zero(); WG],
+        }
+    }
+
+    /// Lane t folds values[t] (`Moments::push`, the same operations).
+    #[inline(always)]
+    fn push(&mut self, values: &[T]) {
+        let lanes = self.n.iter_mut().zip(&mut self.mean).zip(&mut self.m2);
+        for (((n, mean), m2), &v) in lanes.zip(values) {
+            *n = *n + T::one();
+            let d = v - *mean;
+            *mean = *mean + d / *n;
+            *m2 = *m2 + d * (v - *mean);
+        }
+    }
+
+    /// The run's moments: the lanes combined by the shaders' tree.
+    fn combine(&self) -> Moments<T> {
+        let mut lanes = [Moments::zero(); WG];
         for (t, lane) in lanes.iter_mut().enumerate() {
-            let mut m = lo + t;
-            while m < hi {
-                *lane = push(*lane, m);
-                m += WG;
+            *lane = Moments {
+                n: self.n[t],
+                mean: self.mean[t],
+                m2: self.m2[t],
+            };
+        }
+        tree(&mut lanes, Moments::combine)
+    }
+}
+
+/// Values m0 .. m0 + out.len() of channel ch of x[n, c, s] (m = ni·s + si), copied in
+/// order from their rows.
+#[inline(always)]
+fn gather<T: Copy>(x: &[T], c: usize, s: usize, ch: usize, m0: usize, out: &mut [T]) {
+    let (mut ni, mut si) = (m0 / s, m0 % s);
+    let mut filled = 0;
+    while filled < out.len() {
+        let take = (s - si).min(out.len() - filled);
+        let at = (ni * c + ch) * s + si;
+        out[filled..filled + take].copy_from_slice(&x[at..at + take]);
+        filled += take;
+        ni += 1;
+        si = 0;
+    }
+}
+
+/// The runs of a channel of `count` values, as ranges of m, in order.
+fn run_ranges(count: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (chunks, chunk) = runs(count);
+    (0..chunks).map(move |k| k * chunk..((k + 1) * chunk).min(count))
+}
+
+/// The rounds of a run: (first m, values), WG values each but the last.
+fn rounds(run: std::ops::Range<usize>) -> impl Iterator<Item = (usize, usize)> {
+    run.clone()
+        .step_by(WG)
+        .map(move |m0| (m0, (run.end - m0).min(WG)))
+}
+
+/// The moments of channel ch of x[n, c, s] in the forward passes' order.
+fn channel_moments<T: Element>(x: &[T], c: usize, s: usize, ch: usize) -> Moments<T> {
+    let count = x.len() / c;
+    let mut parts = [Moments::zero(); WG];
+    let mut block = [T::zero(); WG];
+    let mut chunks = 0;
+    for (part, run) in parts.iter_mut().zip(run_ranges(count)) {
+        let mut lanes = MomentLanes::new();
+        for (m0, len) in rounds(run) {
+            gather(x, c, s, ch, m0, &mut block[..len]);
+            lanes.push(&block[..len]);
+        }
+        *part = lanes.combine();
+        chunks += 1;
+    }
+    tree_n(&mut parts, chunks, Moments::combine)
+}
+
+/// (Σ dy, Σ dy·x̂) of channel ch, x̂ = (x − mean)·inv_std, in the backward passes' order.
+fn channel_sums<T: Element>(
+    x: &[T],
+    dy: &[T],
+    c: usize,
+    s: usize,
+    ch: usize,
+    mean: T,
+    inv_std: T,
+) -> (T, T) {
+    let count = x.len() / c;
+    let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
+    let mut parts = [(T::zero(), T::zero()); WG];
+    let (mut xb, mut dyb) = ([T::zero(); WG], [T::zero(); WG]);
+    let mut chunks = 0;
+    for (part, run) in parts.iter_mut().zip(run_ranges(count)) {
+        // Lane t's two sums, one array each (so that a round vectorizes).
+        let (mut sum_dy, mut sum_dy_xhat) = ([T::zero(); WG], [T::zero(); WG]);
+        for (m0, len) in rounds(run) {
+            gather(x, c, s, ch, m0, &mut xb[..len]);
+            gather(dy, c, s, ch, m0, &mut dyb[..len]);
+            let lanes = sum_dy.iter_mut().zip(&mut sum_dy_xhat);
+            for ((a, b), (&xv, &g)) in lanes.zip(xb[..len].iter().zip(&dyb[..len])) {
+                *a = *a + g;
+                *b = *b + g * ((xv - mean) * inv_std);
             }
         }
-        *part = tree(&mut lanes, &combine);
+        let mut lanes = [(T::zero(), T::zero()); WG];
+        for (t, lane) in lanes.iter_mut().enumerate() {
+            *lane = (sum_dy[t], sum_dy_xhat[t]);
+        }
+        *part = tree(&mut lanes, add);
+        chunks += 1;
     }
-    tree_n(&mut parts, chunks, &combine)
-}
-
-/// The moments of value(m), m < count, in the forward passes' order.
-fn channel_moments<T: Element>(count: usize, value: impl Fn(usize) -> T) -> Moments<T> {
-    let push = |mut acc: Moments<T>, m: usize| {
-        acc.push(value(m));
-        acc
-    };
-    channel_reduce(count, Moments::zero(), push, Moments::combine)
-}
-
-/// (Σ a(m), Σ b(m)) over m < count in the backward passes' order.
-fn channel_sums<T: Element>(count: usize, value: impl Fn(usize) -> (T, T)) -> (T, T) {
-    let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
-    channel_reduce(
-        count,
-        (T::zero(), T::zero()),
-        |acc, m| add(acc, value(m)),
-        add,
-    )
+    tree_n(&mut parts, chunks, add)
 }
 
 /// Σ_{m < count} value(m) in the order of the shaders' workgroup reduction: lane t sums
@@ -146,10 +236,32 @@ pub fn workgroup_sum<T: Element>(count: usize, mut value: impl FnMut(usize) -> T
     tree(&mut lanes, |a, b| a + b)
 }
 
-/// The flat index in x[n, c, s] of the m-th value (m = ni·s + si) of channel ch.
-fn index(c: usize, s: usize, ch: usize, m: usize) -> usize {
-    let (ni, si) = (m / s, m % s);
-    (ni * c + ch) * s + si
+/// Elements below which an element-wise pass stays on one thread.
+const PAR_ELEMENTS: usize = 1 << 15;
+
+/// `f(ni, ch, row)` for every row of s values (sample ni, channel ch) of t[n, c, s], samples
+/// split across rayon's threads in tasks of at least PAR_ELEMENTS values.
+fn for_each_row<T: Element>(
+    t: &mut [T],
+    c: usize,
+    s: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    let sample = c * s;
+    if sample == 0 {
+        return;
+    }
+    let per_task = PAR_ELEMENTS.div_ceil(sample) * sample;
+    t.par_chunks_mut(per_task)
+        .enumerate()
+        .for_each(|(task, samples)| {
+            let first = task * (per_task / sample);
+            for (i, values) in samples.chunks_mut(sample).enumerate() {
+                for (ch, row) in values.chunks_mut(s).enumerate() {
+                    f(first + i, ch, row);
+                }
+            }
+        });
 }
 
 fn check(op: &str, n: usize, c: usize, s: usize, tensors: &[(&str, usize, usize)]) {
@@ -201,24 +313,34 @@ pub fn batchnorm_forward_train<T: Element>(
         count >= 2,
         "batchnorm_forward_train: n·s = {count}, but training needs more than one value per channel"
     );
+    let x = &x[..len];
     let mf = T::from_f64(count as f64);
     let eps = T::from_f64(eps);
     let momentum = T::from_f64(momentum);
     let keep = T::one() - momentum;
-    for ch in 0..c {
-        let moments = channel_moments(count, |m| x[index(c, s, ch, m)]);
-        let mean = moments.mean;
-        let inv_std = T::one() / (moments.m2 / mf + eps).sqrt();
-        for m in 0..count {
-            let i = index(c, s, ch, m);
-            y[i] = gamma[ch] * ((x[i] - mean) * inv_std) + beta[ch];
+    save_mean[..c]
+        .par_iter_mut()
+        .zip(&mut save_invstd[..c])
+        .zip(&mut running_mean[..c])
+        .zip(&mut running_var[..c])
+        .enumerate()
+        .for_each(|(ch, (((mean_out, inv_std_out), rm), rv))| {
+            let moments = channel_moments(x, c, s, ch);
+            let mean = moments.mean;
+            *mean_out = mean;
+            *inv_std_out = T::one() / (moments.m2 / mf + eps).sqrt();
+            let unbiased = moments.m2 / (mf - T::one());
+            *rm = keep * *rm + momentum * mean;
+            *rv = keep * *rv + momentum * unbiased;
+        });
+    let (save_mean, save_invstd) = (&*save_mean, &*save_invstd);
+    for_each_row(&mut y[..len], c, s, |ni, ch, row| {
+        let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
+        let at = (ni * c + ch) * s;
+        for (yi, &xi) in row.iter_mut().zip(&x[at..at + s]) {
+            *yi = gamma[ch] * ((xi - mean) * inv_std) + beta[ch];
         }
-        save_mean[ch] = mean;
-        save_invstd[ch] = inv_std;
-        let unbiased = moments.m2 / (mf - T::one());
-        running_mean[ch] = keep * running_mean[ch] + momentum * mean;
-        running_var[ch] = keep * running_var[ch] + momentum * unbiased;
-    }
+    });
 }
 
 /// Evaluation-mode forward: y = γ·(x − running_mean)/sqrt(running_var + eps) + β.
@@ -251,16 +373,18 @@ pub fn batchnorm_forward_eval<T: Element>(
             ("running_var", running_var.len(), c),
         ],
     );
-    if s == 0 {
-        return;
-    }
     let eps = T::from_f64(eps);
-    for (i, (yi, &xi)) in y[..len].iter_mut().zip(&x[..len]).enumerate() {
-        let ch = (i / s) % c;
+    for_each_row(&mut y[..len], c, s, |ni, ch, row| {
         let inv_std = T::one() / (running_var[ch] + eps).sqrt();
-        *yi = gamma[ch] * ((xi - running_mean[ch]) * inv_std) + beta[ch];
-    }
+        let at = (ni * c + ch) * s;
+        for (yi, &xi) in row.iter_mut().zip(&x[at..at + s]) {
+            *yi = gamma[ch] * ((xi - running_mean[ch]) * inv_std) + beta[ch];
+        }
+    });
 }
+
+/// Channels whose sums the backward holds at a time (on the stack: no allocation).
+const SUM_GROUP: usize = 64;
 
 /// Training-mode backward from the saved mean and inv_std. x, dy, dx: [n, c, s]; gamma,
 /// save_mean, save_invstd, dgamma, dbeta: [c]. dx is overwritten; dγ and dβ are
@@ -297,26 +421,265 @@ pub fn batchnorm_backward<T: Element>(
             ("dbeta", dbeta.len(), c),
         ],
     );
-    let count = n * s;
-    let mf = T::from_f64(count as f64);
-    for ch in 0..c {
-        let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
-        let xhat = |i: usize| (x[i] - mean) * inv_std;
-        let (sum_dy, sum_dy_xhat) = channel_sums(count, |m| {
-            let i = index(c, s, ch, m);
-            (dy[i], dy[i] * xhat(i))
-        });
-        let k = gamma[ch] * inv_std / mf;
-        for m in 0..count {
-            let i = index(c, s, ch, m);
-            dx[i] = k * (mf * dy[i] - sum_dy - xhat(i) * sum_dy_xhat);
+    if len == 0 {
+        return;
+    }
+    let (x, dy) = (&x[..len], &dy[..len]);
+    let mf = T::from_f64((n * s) as f64);
+    // Channels in groups whose sums fit on the stack: the group's sums in parallel over its
+    // channels, then its part of every sample's dx in parallel over samples.
+    for g0 in (0..c).step_by(SUM_GROUP) {
+        let g1 = (g0 + SUM_GROUP).min(c);
+        let mut sums = [(T::zero(), T::zero()); SUM_GROUP];
+        sums[..g1 - g0]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, sum)| {
+                let ch = g0 + i;
+                *sum = channel_sums(x, dy, c, s, ch, save_mean[ch], save_invstd[ch]);
+            });
+        let sums = &sums;
+        let sample = c * s;
+        let per_task = PAR_ELEMENTS.div_ceil(sample) * sample;
+        dx[..len]
+            .par_chunks_mut(per_task)
+            .enumerate()
+            .for_each(|(task, samples)| {
+                let first = task * (per_task / sample);
+                for (i, values) in samples.chunks_mut(sample).enumerate() {
+                    let rows = values[g0 * s..g1 * s].chunks_mut(s).enumerate();
+                    for (j, row) in rows {
+                        let ch = g0 + j;
+                        let (sum_dy, sum_dy_xhat) = sums[j];
+                        let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
+                        let k = gamma[ch] * inv_std / mf;
+                        let at = ((first + i) * c + ch) * s;
+                        let inputs = x[at..at + s].iter().zip(&dy[at..at + s]);
+                        for (d, (&xv, &g)) in row.iter_mut().zip(inputs) {
+                            let xhat = (xv - mean) * inv_std;
+                            *d = k * (mf * g - sum_dy - xhat * sum_dy_xhat);
+                        }
+                    }
+                }
+            });
+        for (j, &(sum_dy, sum_dy_xhat)) in sums[..g1 - g0].iter().enumerate() {
+            let ch = g0 + j;
+            if accumulate {
+                dgamma[ch] = dgamma[ch] + sum_dy_xhat;
+                dbeta[ch] = dbeta[ch] + sum_dy;
+            } else {
+                dgamma[ch] = sum_dy_xhat;
+                dbeta[ch] = sum_dy;
+            }
         }
-        if accumulate {
-            dgamma[ch] = dgamma[ch] + sum_dy_xhat;
-            dbeta[ch] = dbeta[ch] + sum_dy;
-        } else {
-            dgamma[ch] = sum_dy_xhat;
-            dbeta[ch] = sum_dy;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The twin as it was written first (each lane of a run folded alone, every value's
+    //! index divided out of m, one channel at a time), kept as the reference that the
+    //! blocked, parallel twin must reproduce bit for bit.
+    use super::*;
+
+    fn reference_index(c: usize, s: usize, ch: usize, m: usize) -> usize {
+        let (ni, si) = (m / s, m % s);
+        (ni * c + ch) * s + si
+    }
+
+    fn reference_reduce<V: Copy>(
+        count: usize,
+        zero: V,
+        push: impl Fn(V, usize) -> V,
+        combine: impl Fn(V, V) -> V,
+    ) -> V {
+        let (chunks, chunk) = runs(count);
+        let mut parts = [zero; WG];
+        for (k, part) in parts.iter_mut().enumerate().take(chunks) {
+            let (lo, hi) = (k * chunk, ((k + 1) * chunk).min(count));
+            let mut lanes = [zero; WG];
+            for (t, lane) in lanes.iter_mut().enumerate() {
+                let mut m = lo + t;
+                while m < hi {
+                    *lane = push(*lane, m);
+                    m += WG;
+                }
+            }
+            *part = tree(&mut lanes, &combine);
+        }
+        tree_n(&mut parts, chunks, &combine)
+    }
+
+    /// (y, mean, inv_std, running mean, running var) of the first twin's training forward.
+    #[allow(clippy::type_complexity)]
+    fn reference_forward<T: Element>(
+        x: &[T],
+        gamma: &[T],
+        beta: &[T],
+        (n, c, s): (usize, usize, usize),
+        (eps, momentum): (f64, f64),
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let count = n * s;
+        let mf = T::from_f64(count as f64);
+        let (eps, momentum) = (T::from_f64(eps), T::from_f64(momentum));
+        let keep = T::one() - momentum;
+        let mut y = vec![T::zero(); n * c * s];
+        let (mut sm, mut si) = (vec![T::zero(); c], vec![T::zero(); c]);
+        let (mut rm, mut rv) = (vec![T::zero(); c], vec![T::one(); c]);
+        for ch in 0..c {
+            let push = |mut acc: Moments<T>, m: usize| {
+                acc.push(x[reference_index(c, s, ch, m)]);
+                acc
+            };
+            let moments = reference_reduce(count, Moments::zero(), push, Moments::combine);
+            let mean = moments.mean;
+            let inv_std = T::one() / (moments.m2 / mf + eps).sqrt();
+            for m in 0..count {
+                let i = reference_index(c, s, ch, m);
+                y[i] = gamma[ch] * ((x[i] - mean) * inv_std) + beta[ch];
+            }
+            sm[ch] = mean;
+            si[ch] = inv_std;
+            rm[ch] = keep * rm[ch] + momentum * mean;
+            rv[ch] = keep * rv[ch] + momentum * (moments.m2 / (mf - T::one()));
+        }
+        (y, sm, si, rm, rv)
+    }
+
+    /// (dx, dγ, dβ) of the first twin's backward, dγ and dβ added to `prior`.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_backward<T: Element>(
+        x: &[T],
+        gamma: &[T],
+        dy: &[T],
+        mean: &[T],
+        inv_std: &[T],
+        (n, c, s): (usize, usize, usize),
+        prior: T,
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let count = n * s;
+        let mf = T::from_f64(count as f64);
+        let mut dx = vec![T::zero(); n * c * s];
+        let (mut dg, mut db) = (vec![prior; c], vec![prior; c]);
+        for ch in 0..c {
+            let xhat = |i: usize| (x[i] - mean[ch]) * inv_std[ch];
+            let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
+            let push = |acc: (T, T), m: usize| {
+                let i = reference_index(c, s, ch, m);
+                add(acc, (dy[i], dy[i] * xhat(i)))
+            };
+            let (sum_dy, sum_dy_xhat) = reference_reduce(count, (T::zero(), T::zero()), push, add);
+            let k = gamma[ch] * inv_std[ch] / mf;
+            for m in 0..count {
+                let i = reference_index(c, s, ch, m);
+                dx[i] = k * (mf * dy[i] - sum_dy - xhat(i) * sum_dy_xhat);
+            }
+            dg[ch] = dg[ch] + sum_dy_xhat;
+            db[ch] = db[ch] + sum_dy;
+        }
+        (dx, dg, db)
+    }
+
+    fn values<T: Element>(rng: &mut crate::rng::Rng, len: usize, offset: f64) -> Vec<T> {
+        (0..len)
+            .map(|_| T::from_f64(offset + 3.0 * (rng.uniform() - 0.5)))
+            .collect()
+    }
+
+    fn same_bits<T: Element>(what: &str, got: &[T], want: &[T]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            // Bits through f64: both f32 and f64 convert exactly.
+            assert!(
+                Element::to_f64(*g).to_bits() == Element::to_f64(*w).to_bits(),
+                "{what}[{i}]: {g:?}, want {w:?}"
+            );
+        }
+    }
+
+    fn check_shape<T: Element>(n: usize, c: usize, s: usize, seed: u64) {
+        let mut rng = crate::rng::Rng::new(seed);
+        let len = n * c * s;
+        let x = values::<T>(&mut rng, len, 40.0);
+        let dy = values::<T>(&mut rng, len, 0.0);
+        let gamma = values::<T>(&mut rng, c, 1.0);
+        let beta = values::<T>(&mut rng, c, 0.0);
+        let shape = (n, c, s);
+        let what = |t: &str| format!("{} {t}, n {n} c {c} s {s}", T::NAME);
+
+        let (y, sm, si, rm, rv) = reference_forward(&x, &gamma, &beta, shape, (1e-5, 0.1));
+        let mut got_y = vec![T::zero(); len];
+        let (mut got_sm, mut got_si) = (vec![T::zero(); c], vec![T::zero(); c]);
+        let (mut got_rm, mut got_rv) = (vec![T::zero(); c], vec![T::one(); c]);
+        batchnorm_forward_train(
+            &x,
+            &gamma,
+            &beta,
+            &mut got_y,
+            &mut got_sm,
+            &mut got_si,
+            &mut got_rm,
+            &mut got_rv,
+            n,
+            c,
+            s,
+            1e-5,
+            0.1,
+        );
+        same_bits(&what("y"), &got_y, &y);
+        same_bits(&what("mean"), &got_sm, &sm);
+        same_bits(&what("inv_std"), &got_si, &si);
+        same_bits(&what("running mean"), &got_rm, &rm);
+        same_bits(&what("running var"), &got_rv, &rv);
+
+        for accumulate in [false, true] {
+            let prior = if accumulate {
+                T::from_f64(0.25)
+            } else {
+                T::zero()
+            };
+            let (dx, dg, db) = reference_backward(&x, &gamma, &dy, &sm, &si, shape, prior);
+            let mut got_dx = vec![T::zero(); len];
+            let (mut got_dg, mut got_db) = (vec![prior; c], vec![prior; c]);
+            batchnorm_backward(
+                &x,
+                &gamma,
+                &dy,
+                &sm,
+                &si,
+                &mut got_dx,
+                &mut got_dg,
+                &mut got_db,
+                n,
+                c,
+                s,
+                accumulate,
+            );
+            same_bits(&what("dx"), &got_dx, &dx);
+            same_bits(&what("dgamma"), &got_dg, &dg);
+            same_bits(&what("dbeta"), &got_db, &db);
+        }
+    }
+
+    /// The blocked, parallel twin gives the first twin's bits: BatchNorm1d and 2d shapes,
+    /// channels of fewer values than a round, rows shorter and longer than a round and not
+    /// dividing it, one run and many (a partial last run), more channels than a sum group.
+    #[test]
+    fn blocked_twin_gives_the_bits_of_the_lane_by_lane_twin() {
+        let shapes = [
+            (2, 1, 1),
+            (3, 5, 1),
+            (128, 70, 1),
+            (4, 3, 7),
+            (5, 3, 333),
+            (2, 2, 4100),
+            (16, 2, 1024),
+            (1, 2, 70_000),
+            (3, 130, 9),
+        ];
+        for (seed, &(n, c, s)) in shapes.iter().enumerate() {
+            check_shape::<f32>(n, c, s, seed as u64);
+            check_shape::<f64>(n, c, s, 100 + seed as u64);
         }
     }
 }
