@@ -151,13 +151,13 @@ fn gemm_allocs(plan: &Plan) -> (usize, usize) {
             }
             Op::Conv2dBackwardWeight { shape: s, .. } => {
                 // The first image of each chunk of 4 writes its partial (beta 0), the
-                // others add to it (beta 1).
+                // others add to it (beta 1); each product is col · dy_gᵀ into dW_gᵀ.
                 let [oh, ow] = s.out_hw();
                 let (cpg, k) = (s.cout_per_group(), s.patch_len());
                 let chunks = s.n.div_ceil(4);
                 for (count, beta) in [(chunks, 0.0), (s.n - chunks, 1.0)] {
                     let per =
-                        one_gemm_allocs(GemmThreads::Serial, cpg, oh * ow, k, false, true, beta);
+                        one_gemm_allocs(GemmThreads::Serial, k, oh * ow, cpg, false, false, beta);
                     add(count * s.groups, per);
                 }
             }

@@ -8,9 +8,10 @@
 //! - backward input  dcol (K × ohw)       = W_gᵀ · dy_g, then col2im adds dcol back into
 //!   dx (the transpose of the gather: every input pixel receives the gradient of every
 //!   output it fed);
-//! - backward weight dW_g (cpg_out × K)  += dy_g · colᵀ, summed over the batch in fixed
-//!   chunks of images (in parallel, each in order) whose partials are added in order, so
-//!   the result is reproducible whatever the thread count.
+//! - backward weight dW_gᵀ (K × cpg_out) += col · dy_gᵀ (dy_g transposed into scratch, the
+//!   sum transposed back once), summed over the batch in fixed chunks of images (in
+//!   parallel, each in order) whose partials are added in order, so the result is
+//!   reproducible whatever the thread count.
 //!
 //! Images of the batch run in parallel with rayon for the forward and input gradient; each
 //! writes its own slice of the output, so the result does not depend on scheduling.
@@ -369,18 +370,27 @@ pub fn conv2d_backward_weight_with<T: Element>(
     let y_img = s.c_out * ohw;
     let w_len = s.w_len();
     let chunks = s.n.div_ceil(WEIGHT_GRAD_CHUNK);
-    // Chunks per thread's range (contiguous), each range with one patch matrix.
+    // Chunks per thread's range (contiguous), each range with one patch matrix and one
+    // transposed output gradient.
     let per = chunks.div_ceil(rayon::current_num_threads().clamp(1, chunks.max(1)));
     let parts = chunks.div_ceil(per);
     let pointwise = is_pointwise(s);
     let col_len = if pointwise { 1 } else { k * ohw };
-    ensure(scratch, chunks * w_len + parts * col_len);
-    let (partials, cols) = scratch.split_at_mut(chunks * w_len);
+    let dyt_len = cpg_out * ohw;
+    ensure(scratch, chunks * w_len + parts * (col_len + dyt_len));
+    let (partials, rest) = scratch.split_at_mut(chunks * w_len);
+    let (cols, dyts) = rest.split_at_mut(parts * col_len);
+    // Each partial holds every group's gradient transposed, dW_gᵀ (K × cpg_out), so that the
+    // product is col (K × ohw) · dy_gᵀ (ohw × cpg_out) with every operand's rows
+    // contiguous. The direct form dy_g · colᵀ reads both operands along the contracted
+    // dimension, which the GEMM packs about ten times slower (BENCHMARKS.md, CPU
+    // convolution); transposing dy_g (cpg_out·ohw values) and, once, the sum costs little.
     partials
         .par_chunks_mut(per * w_len)
         .zip(cols.par_chunks_mut(col_len))
+        .zip(dyts.par_chunks_mut(dyt_len))
         .enumerate()
-        .for_each(|(part, (sums, col))| {
+        .for_each(|(part, ((sums, col), dyt))| {
             for (j, sum) in sums.chunks_mut(w_len).enumerate() {
                 let chunk = part * per + j;
                 let images = chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(s.n);
@@ -395,27 +405,32 @@ pub fn conv2d_backward_weight_with<T: Element>(
                             im2col(s, xb, g, col);
                             col
                         };
-                        let dyg = &dyb[g * cpg_out * ohw..][..cpg_out * ohw];
+                        transpose(
+                            &dyb[g * cpg_out * ohw..][..cpg_out * ohw],
+                            cpg_out,
+                            ohw,
+                            dyt,
+                        );
                         // The chunk's first image writes its partial, the others add to it.
                         let beta = if b == first { T::zero() } else { T::one() };
-                        // (cpg_out × ohw) · (ohw × K): col read transposed through its strides.
-                        // SAFETY: dyg, cols and the partial's group slice are those sizes.
+                        // (K × ohw) · (ohw × cpg_out), all row-major and contiguous.
+                        // SAFETY: cols, dyt and the partial's group slice are those sizes.
                         unsafe {
                             T::gemm(
                                 GemmThreads::Serial,
-                                cpg_out,
-                                ohw,
                                 k,
+                                ohw,
+                                cpg_out,
                                 T::one(),
-                                dyg,
-                                ohw as isize,
-                                1,
                                 cols,
-                                1,
                                 ohw as isize,
+                                1,
+                                dyt,
+                                cpg_out as isize,
+                                1,
                                 beta,
                                 &mut sum[g * cpg_out * k..][..cpg_out * k],
-                                k as isize,
+                                cpg_out as isize,
                                 1,
                             );
                         }
@@ -423,7 +438,8 @@ pub fn conv2d_backward_weight_with<T: Element>(
                 }
             }
         });
-    // Partials added in chunk order, then written over or added to dw once.
+    // Partials added in chunk order, then transposed back and written over or added to dw
+    // once.
     let dw = &mut dw[..w_len];
     let (first, rest) = partials.split_at_mut(w_len);
     for partial in rest.chunks(w_len) {
@@ -431,8 +447,31 @@ pub fn conv2d_backward_weight_with<T: Element>(
             *t = *t + v;
         }
     }
-    for (d, &v) in dw.iter_mut().zip(first.iter()) {
-        *d = if accumulate { *d + v } else { v };
+    let group = cpg_out * k;
+    for (dwg, sum) in dw.chunks_mut(group).zip(first.chunks(group)) {
+        for (co, row) in dwg.chunks_mut(k).enumerate() {
+            for (kk, d) in row.iter_mut().enumerate() {
+                let v = sum[kk * cpg_out + co];
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+    }
+}
+
+/// dst (cols × rows, row-major) = srcᵀ for src (rows × cols, row-major), in square tiles so
+/// that both sides are read and written a cache line at a time.
+fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for r in r0..r1 {
+                for c in c0..c1 {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
     }
 }
 
