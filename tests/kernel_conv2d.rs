@@ -65,6 +65,13 @@ fn shapes(random: usize) -> Vec<Conv2dShape> {
         // Long K = n·oh·ow for the backward weight pass: split-K with a ragged last chunk.
         shape(3, 3, 31, 29, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
         shape(2, 4, 23, 17, 4, [3, 3], [2, 1], [1, 1], [1, 2], 4),
+        // Stride 1 with outputs as wide as the input ("same"): the CPU twin copies and adds
+        // each tap as one shifted run of the plane. Dilated, non-square, 5×5 on a plane
+        // shorter than the kernel (taps with no valid row), and a single row.
+        shape(2, 3, 7, 6, 4, [3, 3], [1, 1], [2, 2], [2, 2], 1),
+        shape(2, 2, 5, 8, 4, [3, 5], [1, 1], [1, 2], [1, 1], 2),
+        shape(1, 2, 2, 9, 3, [5, 5], [1, 1], [2, 2], [1, 1], 1),
+        shape(2, 3, 1, 7, 2, [3, 3], [1, 1], [1, 1], [1, 1], 1),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let pick = |rng: &mut ChaCha8Rng, xs: &[usize]| xs[rng.random_range(0..xs.len())];

@@ -89,6 +89,10 @@ fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
                 let row = &mut col[k * ohw..][..ohw];
                 let off = kj * s.dilation[1];
                 let (lo, hi) = valid_range(ow, s.stride[1], off, s.pad[1], s.w);
+                if let Some(span) = PlaneShift::new(s, ki, kj, lo, hi) {
+                    span.copy(plane, row);
+                    continue;
+                }
                 for oy in 0..oh {
                     let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize - s.pad[0] as isize;
                     let out = &mut row[oy * ow..][..ow];
@@ -119,6 +123,85 @@ fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
     }
 }
 
+/// One kernel tap (ki, kj) of a stride-1 convolution whose output rows are as wide as its
+/// input rows: output position i = oy·ow + ox reads input position i + shift of the plane,
+/// so the tap's patch row is the plane shifted by a constant, one contiguous run from the
+/// first valid output to the last. Inside the run, the positions of an invalid column
+/// (ox < lo or ox ≥ hi, whose shifted index wraps into the neighbouring row) are zero in
+/// the patch row and take no part in the gradient.
+struct PlaneShift {
+    /// Input index minus output index.
+    shift: isize,
+    /// Output rows whose input row is inside the image: [oy_lo, oy_hi).
+    oy_lo: usize,
+    oy_hi: usize,
+    /// Valid output columns [lo, hi) (every valid row has the same).
+    lo: usize,
+    hi: usize,
+    ow: usize,
+}
+
+impl PlaneShift {
+    /// The shift of tap (ki, kj), or None where the shape is not a stride-1 convolution
+    /// with ow = w, or no output of the tap is valid.
+    fn new(s: &Conv2dShape, ki: usize, kj: usize, lo: usize, hi: usize) -> Option<Self> {
+        let [oh, ow] = s.out_hw();
+        if s.stride != [1, 1] || ow != s.w || hi <= lo {
+            return None;
+        }
+        let dy = (ki * s.dilation[0]) as isize - s.pad[0] as isize;
+        let dx = (kj * s.dilation[1]) as isize - s.pad[1] as isize;
+        // Valid output rows: 0 ≤ oy + dy < h.
+        let oy_lo = (-dy).clamp(0, oh as isize) as usize;
+        let oy_hi = (s.h as isize - dy).clamp(0, oh as isize) as usize;
+        (oy_lo < oy_hi).then_some(PlaneShift {
+            shift: dy * s.w as isize + dx,
+            oy_lo,
+            oy_hi,
+            lo,
+            hi,
+            ow,
+        })
+    }
+
+    /// The run of output positions from the first valid one to the last.
+    fn run(&self) -> std::ops::Range<usize> {
+        self.oy_lo * self.ow + self.lo..(self.oy_hi - 1) * self.ow + self.hi
+    }
+
+    /// The input positions of `run`, which lie inside the plane (its ends are valid).
+    fn source(&self) -> std::ops::Range<usize> {
+        let run = self.run();
+        (run.start as isize + self.shift) as usize..(run.end as isize + self.shift) as usize
+    }
+
+    /// row[i] = plane[i + shift] at valid positions, 0 elsewhere: one copy of the run, then
+    /// zeros outside it and over the wrapped columns inside it.
+    fn copy<T: Element>(&self, plane: &[T], row: &mut [T]) {
+        let run = self.run();
+        row[..run.start].fill(T::zero());
+        row[run.clone()].copy_from_slice(&plane[self.source()]);
+        row[run.end..].fill(T::zero());
+        for oy in self.oy_lo..self.oy_hi - 1 {
+            // Between row oy's last valid column and row oy + 1's first.
+            row[oy * self.ow + self.hi..(oy + 1) * self.ow + self.lo].fill(T::zero());
+        }
+    }
+
+    /// plane[i + shift] += row[i] at valid positions, row by row of valid columns (each
+    /// plane element receives at most one value of the tap, so the order of the sums over
+    /// taps is kept).
+    fn add<T: Element>(&self, row: &[T], plane: &mut [T]) {
+        for oy in self.oy_lo..self.oy_hi {
+            let out = oy * self.ow + self.lo..oy * self.ow + self.hi;
+            let at = (out.start as isize + self.shift) as usize;
+            for (d, &v) in plane[at..at + out.len()].iter_mut().zip(&row[out]) {
+                *d = *d + v;
+            }
+        }
+    }
+}
+
 /// Adds `col` (K × ohw) back into image gradient `dxb` ([c_in, h, w]) for group `g`: the
 /// transpose of `im2col`. Sums run in ascending (ci, ki, kj, oh, ow) order.
 fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
@@ -136,6 +219,10 @@ fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
                 if hi <= lo {
                     continue;
                 }
+                if let Some(span) = PlaneShift::new(s, ki, kj, lo, hi) {
+                    span.add(row, plane);
+                    continue;
+                }
                 let ix0 = lo * s.stride[1] + off - s.pad[1];
                 for oy in 0..oh {
                     let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize - s.pad[0] as isize;
@@ -144,8 +231,15 @@ fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
                     }
                     let dst = &mut plane[iy as usize * s.w..][..s.w];
                     let src = &row[oy * ow + lo..oy * ow + hi];
-                    for (d, &v) in dst[ix0..].iter_mut().step_by(s.stride[1]).zip(src) {
-                        *d = *d + v;
+                    if s.stride[1] == 1 {
+                        // Contiguous: a loop the compiler vectorizes (`step_by` is not).
+                        for (d, &v) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                            *d = *d + v;
+                        }
+                    } else {
+                        for (d, &v) in dst[ix0..].iter_mut().step_by(s.stride[1]).zip(src) {
+                            *d = *d + v;
+                        }
                     }
                 }
             }
