@@ -19,6 +19,7 @@ use crate::ops::Pool2dShape;
 
 /// The real input indices (along one axis) of output `o`'s window: the padded positions
 /// o·s .. o·s + k shifted by −p, clipped to [0, size) (the padding left out).
+#[inline(always)]
 fn window(o: usize, k: usize, s: usize, p: usize, size: usize) -> Range<usize> {
     let hi = (o * s + k).saturating_sub(p).min(size);
     let lo = (o * s).saturating_sub(p).min(hi);
@@ -61,9 +62,8 @@ pub fn max_pool2d_forward<T: Element>(s: &Pool2dShape, x: &[T], y: &mut [T], arg
                     let mut best = T::neg_infinity();
                     let mut best_i = rows.start * s.w + cols.start;
                     for iy in rows.clone() {
-                        for ix in cols.clone() {
-                            let i = iy * s.w + ix;
-                            let v = xp[i];
+                        let first = iy * s.w + cols.start;
+                        for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
                             // Selects, not a branch: which element wins is data, and a
                             // branch on it mispredicts about every other window.
                             let take = v > best || v.is_nan();
