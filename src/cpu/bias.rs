@@ -5,6 +5,8 @@
 //! order, then lane l absorbs lane l + 4, then l + 2, then l + 1. db is a parameter gradient:
 //! `accumulate` adds the column sum to it instead of overwriting it.
 
+use rayon::prelude::*;
+
 use crate::cpu::Element;
 
 /// y(rows, cols) += bias(cols), broadcast over rows.
@@ -43,14 +45,11 @@ pub fn bias_backward<T: Element>(
         return;
     }
     // Rows outer for contiguous reads, a block of columns at a time in stack arrays (no
-    // allocation), one per row lane.
+    // allocation), one per row lane; blocks in parallel when the matrix is large enough.
     const BLOCK: usize = 64;
-    let mut lanes = [[T::zero(); BLOCK]; BIAS_LANES];
-    for c0 in (0..cols).step_by(BLOCK) {
-        let width = BLOCK.min(cols - c0);
-        for lane in lanes.iter_mut() {
-            lane[..width].fill(T::zero());
-        }
+    let block_sum = |c0: usize, out: &mut [T]| {
+        let width = out.len();
+        let mut lanes = [[T::zero(); BLOCK]; BIAS_LANES];
         for (r, row) in dy[..rows * cols].chunks_exact(cols).enumerate() {
             let sum = &mut lanes[r % BIAS_LANES][..width];
             for (s, &g) in sum.iter_mut().zip(&row[c0..c0 + width]) {
@@ -68,11 +67,24 @@ pub fn bias_backward<T: Element>(
             }
             half /= 2;
         }
-        for (d, &s) in db[c0..c0 + width].iter_mut().zip(lanes[0].iter()) {
+        for (d, &s) in out.iter_mut().zip(lanes[0].iter()) {
             *d = if accumulate { *d + s } else { s };
+        }
+    };
+    let db = &mut db[..cols];
+    if rows * cols >= PAR_ELEMENTS && cols > BLOCK {
+        db.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(block, out)| block_sum(block * BLOCK, out));
+    } else {
+        for (block, out) in db.chunks_mut(BLOCK).enumerate() {
+            block_sum(block * BLOCK, out);
         }
     }
 }
+
+/// Elements of dy below which the column sums stay on one thread.
+const PAR_ELEMENTS: usize = 1 << 16;
 
 /// Row lanes of the bias gradient's column sums (`LANES` in shaders/bias.wgsl).
 pub const BIAS_LANES: usize = 8;

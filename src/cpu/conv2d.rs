@@ -605,14 +605,30 @@ pub fn conv2d_backward_bias<T: Element>(s: &Conv2dShape, dy: &[T], db: &mut [T],
     );
     let [oh, ow] = s.out_hw();
     let ohw = oh * ow;
-    for (c, d) in db[..s.c_out].iter_mut().enumerate() {
+    // Channels in parallel, each summed alone.
+    db[..s.c_out].par_iter_mut().enumerate().for_each(|(c, d)| {
         let mut lanes = [T::zero(); BIAS_REDUCE_THREADS];
-        // Value i = b·ohw + r goes to lane i mod 256: the lane index runs on with i.
+        // Value i = b·ohw + r goes to lane i mod 256: the lane index runs on with i. Whole
+        // rounds of 256 values starting at lane 0 are added lane by lane in one loop (which
+        // vectorizes); the values before and after them one at a time.
         let mut lane = 0;
         for b in 0..s.n {
-            for &v in &dy[(b * s.c_out + c) * ohw..][..ohw] {
-                lanes[lane] = lanes[lane] + v;
+            let mut plane = &dy[(b * s.c_out + c) * ohw..][..ohw];
+            while lane != 0 && !plane.is_empty() {
+                lanes[lane] = lanes[lane] + plane[0];
                 lane = (lane + 1) % BIAS_REDUCE_THREADS;
+                plane = &plane[1..];
+            }
+            let rounds = plane.chunks_exact(BIAS_REDUCE_THREADS);
+            let rest = rounds.remainder();
+            for round in rounds {
+                for (l, &v) in lanes.iter_mut().zip(round) {
+                    *l = *l + v;
+                }
+            }
+            for &v in rest {
+                lanes[lane] = lanes[lane] + v;
+                lane += 1;
             }
         }
         let mut half = BIAS_REDUCE_THREADS / 2;
@@ -623,5 +639,56 @@ pub fn conv2d_backward_bias<T: Element>(s: &Conv2dShape, dy: &[T], db: &mut [T],
             half /= 2;
         }
         *d = if accumulate { *d + lanes[0] } else { lanes[0] };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bias gradient's whole rounds give the bits of the value-by-value loop, for planes
+    /// shorter and longer than a round and not dividing it.
+    #[test]
+    fn bias_gradient_rounds_give_the_bits_of_the_value_by_value_sum() {
+        let mut rng = crate::rng::Rng::new(3);
+        for (n, c_out, hw) in [(1, 1, 1), (3, 2, 7), (5, 3, 100), (2, 4, 256), (7, 2, 300)] {
+            let s = Conv2dShape {
+                n,
+                c_in: 1,
+                h: hw,
+                w: 1,
+                c_out,
+                kh: 1,
+                kw: 1,
+                stride: [1, 1],
+                pad: [0, 0],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let dy: Vec<f32> = (0..s.y_len()).map(|_| rng.uniform() as f32 - 0.5).collect();
+            let mut want = vec![0.5f32; c_out];
+            for (c, d) in want.iter_mut().enumerate() {
+                let mut lanes = [0f32; BIAS_REDUCE_THREADS];
+                let mut lane = 0;
+                for b in 0..n {
+                    for &v in &dy[(b * c_out + c) * hw..][..hw] {
+                        lanes[lane] += v;
+                        lane = (lane + 1) % BIAS_REDUCE_THREADS;
+                    }
+                }
+                let mut half = BIAS_REDUCE_THREADS / 2;
+                while half > 0 {
+                    for t in 0..half {
+                        lanes[t] += lanes[t + half];
+                    }
+                    half /= 2;
+                }
+                *d += lanes[0];
+            }
+            let mut got = vec![0.5f32; c_out];
+            conv2d_backward_bias(&s, &dy, &mut got, true);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "n {n} c_out {c_out} plane {hw}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! Row sums run in the GPU's workgroup order (`cpu::batchnorm::workgroup_sum`), column sums
 //! in row order, as the shader does.
 
+use rayon::prelude::*;
+
 use crate::cpu::Element;
 use crate::cpu::batchnorm::workgroup_sum;
 
@@ -48,26 +50,38 @@ pub fn layernorm_forward<T: Element>(
             ("save_invstd", save_invstd.len(), rows),
         ],
     );
+    if d == 0 {
+        return;
+    }
     let df = T::from_f64(d as f64);
     let eps = T::from_f64(eps);
-    for r in 0..rows {
-        let xr = &x[r * d..(r + 1) * d];
-        let mean = workgroup_sum(d, |j| xr[j]) / df;
-        let var = workgroup_sum(d, |j| {
-            let dev = xr[j] - mean;
-            dev * dev
-        }) / df;
-        let inv_std = T::one() / (var + eps).sqrt();
-        for j in 0..d {
-            y[r * d + j] = gamma[j] * ((xr[j] - mean) * inv_std) + beta[j];
-        }
-        save_mean[r] = mean;
-        save_invstd[r] = inv_std;
-    }
+    // Rows in parallel: each row's result is its own.
+    y[..rows * d]
+        .par_chunks_mut(d)
+        .zip(save_mean[..rows].par_iter_mut())
+        .zip(save_invstd[..rows].par_iter_mut())
+        .enumerate()
+        .for_each(|(r, ((yr, mean_out), inv_std_out))| {
+            let xr = &x[r * d..(r + 1) * d];
+            let mean = workgroup_sum(d, |j| xr[j]) / df;
+            let var = workgroup_sum(d, |j| {
+                let dev = xr[j] - mean;
+                dev * dev
+            }) / df;
+            let inv_std = T::one() / (var + eps).sqrt();
+            for ((o, &xv), (&g, &b)) in yr.iter_mut().zip(xr).zip(gamma.iter().zip(beta)) {
+                *o = g * ((xv - mean) * inv_std) + b;
+            }
+            *mean_out = mean;
+            *inv_std_out = inv_std;
+        });
 }
 
 /// Row lanes of the dγ, dβ column sums (`P_LANES` in shaders/layernorm.wgsl).
 pub const PARAM_LANES: usize = 8;
+
+/// Columns of dγ, dβ summed together (one task's stack arrays).
+const PARAM_BLOCK: usize = 64;
 
 /// x, dy, dx: [rows, d]; gamma, dgamma, dbeta: [d]; save_mean, save_invstd: [rows]. dx is
 /// overwritten; dγ and dβ are overwritten, or added to when `accumulate`.
@@ -100,47 +114,208 @@ pub fn layernorm_backward<T: Element>(
             ("save_invstd", save_invstd.len(), rows),
         ],
     );
+    if d == 0 {
+        return;
+    }
     let df = T::from_f64(d as f64);
-    for r in 0..rows {
-        let (mean, inv_std) = (save_mean[r], save_invstd[r]);
-        let base = r * d;
-        let g = |j: usize| gamma[j] * dy[base + j];
-        let xhat = |j: usize| (x[base + j] - mean) * inv_std;
-        let sum_g = workgroup_sum(d, g);
-        let sum_g_xhat = workgroup_sum(d, |j| g(j) * xhat(j));
-        let k = inv_std / df;
-        for j in 0..d {
-            dx[base + j] = k * (df * g(j) - sum_g - xhat(j) * sum_g_xhat);
+    // Rows in parallel: each row's dx is its own.
+    dx[..rows * d]
+        .par_chunks_mut(d)
+        .enumerate()
+        .for_each(|(r, dxr)| {
+            let (mean, inv_std) = (save_mean[r], save_invstd[r]);
+            let base = r * d;
+            let g = |j: usize| gamma[j] * dy[base + j];
+            let xhat = |j: usize| (x[base + j] - mean) * inv_std;
+            let sum_g = workgroup_sum(d, g);
+            let sum_g_xhat = workgroup_sum(d, |j| g(j) * xhat(j));
+            let k = inv_std / df;
+            for (j, o) in dxr.iter_mut().enumerate() {
+                *o = k * (df * g(j) - sum_g - xhat(j) * sum_g_xhat);
+            }
+        });
+    // dγ, dβ: the device's order. Row lane l sums rows r ≡ l (mod PARAM_LANES) in order,
+    // then lane l absorbs lane l + half for half = 4, 2, 1. Rows outer, so every row is
+    // read along its length, a block of columns at a time in stack arrays (no allocation),
+    // blocks in parallel (the column walk read a value per cache line).
+    dgamma[..d]
+        .par_chunks_mut(PARAM_BLOCK)
+        .zip(dbeta[..d].par_chunks_mut(PARAM_BLOCK))
+        .enumerate()
+        .for_each(|(block, (dg, db))| {
+            let c0 = block * PARAM_BLOCK;
+            let width = dg.len();
+            let mut lanes = [[(T::zero(), T::zero()); PARAM_BLOCK]; PARAM_LANES];
+            for r in 0..rows {
+                let (mean, inv_std) = (save_mean[r], save_invstd[r]);
+                let at = r * d + c0;
+                let values = x[at..at + width].iter().zip(&dy[at..at + width]);
+                for (lane, (&xv, &g)) in lanes[r % PARAM_LANES].iter_mut().zip(values) {
+                    let xhat = (xv - mean) * inv_std;
+                    *lane = (lane.0 + g, lane.1 + g * xhat);
+                }
+            }
+            let mut half = PARAM_LANES / 2;
+            while half > 0 {
+                let (low, high) = lanes.split_at_mut(half);
+                for (a, b) in low.iter_mut().zip(high.iter()) {
+                    for (u, &v) in a[..width].iter_mut().zip(&b[..width]) {
+                        *u = (u.0 + v.0, u.1 + v.1);
+                    }
+                }
+                half /= 2;
+            }
+            for ((g, b), &(sum_dy, sum_dy_xhat)) in dg.iter_mut().zip(db.iter_mut()).zip(&lanes[0])
+            {
+                if accumulate {
+                    *g = *g + sum_dy_xhat;
+                    *b = *b + sum_dy;
+                } else {
+                    *g = sum_dy_xhat;
+                    *b = sum_dy;
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    //! The twin as first written (one row after another, the parameter sums walking each
+    //! column down the rows), kept as the reference the parallel twin must reproduce bit
+    //! for bit.
+    use super::*;
+
+    /// x, y: [rows, d]; gamma, beta: [d]; save_mean, save_invstd: [rows].
+    #[allow(clippy::too_many_arguments)]
+    fn reference_forward<T: Element>(
+        x: &[T],
+        gamma: &[T],
+        beta: &[T],
+        y: &mut [T],
+        save_mean: &mut [T],
+        save_invstd: &mut [T],
+        rows: usize,
+        d: usize,
+        eps: f64,
+    ) {
+        let df = T::from_f64(d as f64);
+        let eps = T::from_f64(eps);
+        for r in 0..rows {
+            let xr = &x[r * d..(r + 1) * d];
+            let mean = workgroup_sum(d, |j| xr[j]) / df;
+            let var = workgroup_sum(d, |j| {
+                let dev = xr[j] - mean;
+                dev * dev
+            }) / df;
+            let inv_std = T::one() / (var + eps).sqrt();
+            for j in 0..d {
+                y[r * d + j] = gamma[j] * ((xr[j] - mean) * inv_std) + beta[j];
+            }
+            save_mean[r] = mean;
+            save_invstd[r] = inv_std;
         }
     }
-    // dγ, dβ: the device's order. Row lane l sums rows r ≡ l (mod PARAM_LANES) in order,
-    // then lane l absorbs lane l + half for half = 4, 2, 1.
-    for j in 0..d {
-        let mut lanes = [(T::zero(), T::zero()); PARAM_LANES];
+
+    /// x, dy, dx: [rows, d]; gamma, dgamma, dbeta: [d]; save_mean, save_invstd: [rows]. dx is
+    /// overwritten; dγ and dβ are overwritten, or added to when `accumulate`.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_backward<T: Element>(
+        x: &[T],
+        gamma: &[T],
+        dy: &[T],
+        save_mean: &[T],
+        save_invstd: &[T],
+        dx: &mut [T],
+        dgamma: &mut [T],
+        dbeta: &mut [T],
+        rows: usize,
+        d: usize,
+        accumulate: bool,
+    ) {
+        let df = T::from_f64(d as f64);
         for r in 0..rows {
-            let i = r * d + j;
-            let xhat = (x[i] - save_mean[r]) * save_invstd[r];
-            let lane = &mut lanes[r % PARAM_LANES];
-            lane.0 = lane.0 + dy[i];
-            lane.1 = lane.1 + dy[i] * xhat;
-        }
-        let mut half = PARAM_LANES / 2;
-        while half > 0 {
-            for l in 0..half {
-                lanes[l] = (
-                    lanes[l].0 + lanes[l + half].0,
-                    lanes[l].1 + lanes[l + half].1,
-                );
+            let (mean, inv_std) = (save_mean[r], save_invstd[r]);
+            let base = r * d;
+            let g = |j: usize| gamma[j] * dy[base + j];
+            let xhat = |j: usize| (x[base + j] - mean) * inv_std;
+            let sum_g = workgroup_sum(d, g);
+            let sum_g_xhat = workgroup_sum(d, |j| g(j) * xhat(j));
+            let k = inv_std / df;
+            for j in 0..d {
+                dx[base + j] = k * (df * g(j) - sum_g - xhat(j) * sum_g_xhat);
             }
-            half /= 2;
         }
-        let (sum_dy, sum_dy_xhat) = lanes[0];
-        if accumulate {
-            dgamma[j] = dgamma[j] + sum_dy_xhat;
-            dbeta[j] = dbeta[j] + sum_dy;
-        } else {
-            dgamma[j] = sum_dy_xhat;
-            dbeta[j] = sum_dy;
+        // dγ, dβ: the device's order. Row lane l sums rows r ≡ l (mod PARAM_LANES) in order,
+        // then lane l absorbs lane l + half for half = 4, 2, 1.
+        for j in 0..d {
+            let mut lanes = [(T::zero(), T::zero()); PARAM_LANES];
+            for r in 0..rows {
+                let i = r * d + j;
+                let xhat = (x[i] - save_mean[r]) * save_invstd[r];
+                let lane = &mut lanes[r % PARAM_LANES];
+                lane.0 = lane.0 + dy[i];
+                lane.1 = lane.1 + dy[i] * xhat;
+            }
+            let mut half = PARAM_LANES / 2;
+            while half > 0 {
+                for l in 0..half {
+                    lanes[l] = (
+                        lanes[l].0 + lanes[l + half].0,
+                        lanes[l].1 + lanes[l + half].1,
+                    );
+                }
+                half /= 2;
+            }
+            let (sum_dy, sum_dy_xhat) = lanes[0];
+            if accumulate {
+                dgamma[j] = dgamma[j] + sum_dy_xhat;
+                dbeta[j] = dbeta[j] + sum_dy;
+            } else {
+                dgamma[j] = sum_dy_xhat;
+                dbeta[j] = sum_dy;
+            }
+        }
+    }
+
+    fn same_bits(what: &str, got: &[f32], want: &[f32]) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{what}[{i}]: {g}, want {w}");
+        }
+    }
+
+    /// Rows and widths around the column block and the row lanes, accumulating or not.
+    #[test]
+    fn parallel_twin_gives_the_bits_of_the_row_by_row_twin() {
+        let mut rng = crate::rng::Rng::new(9);
+        for (rows, d) in [(1, 1), (3, 5), (9, 64), (17, 65), (40, 300), (130, 7)] {
+            let mut v = |n: usize, offset: f64| -> Vec<f32> {
+                (0..n)
+                    .map(|_| (offset + 2.0 * (rng.uniform() - 0.5)) as f32)
+                    .collect()
+            };
+            let (x, dy, gamma, beta) = (v(rows * d, 3.0), v(rows * d, 0.0), v(d, 1.0), v(d, 0.0));
+            let what = format!("rows {rows} d {d}");
+            let (mut y, mut m, mut s) = (vec![0f32; rows * d], vec![0f32; rows], vec![0f32; rows]);
+            let (mut ry, mut rm, mut rs) = (y.clone(), m.clone(), s.clone());
+            layernorm_forward(&x, &gamma, &beta, &mut y, &mut m, &mut s, rows, d, 1e-5);
+            reference_forward(&x, &gamma, &beta, &mut ry, &mut rm, &mut rs, rows, d, 1e-5);
+            same_bits(&format!("y {what}"), &y, &ry);
+            same_bits(&format!("mean {what}"), &m, &rm);
+            same_bits(&format!("inv_std {what}"), &s, &rs);
+            for accumulate in [false, true] {
+                let mut dx = vec![0f32; rows * d];
+                let (mut dg, mut db) = (vec![0.5f32; d], vec![0.25f32; d]);
+                let (mut rdx, mut rdg, mut rdb) = (dx.clone(), dg.clone(), db.clone());
+                layernorm_backward(
+                    &x, &gamma, &dy, &m, &s, &mut dx, &mut dg, &mut db, rows, d, accumulate,
+                );
+                reference_backward(
+                    &x, &gamma, &dy, &m, &s, &mut rdx, &mut rdg, &mut rdb, rows, d, accumulate,
+                );
+                same_bits(&format!("dx {what}"), &dx, &rdx);
+                same_bits(&format!("dgamma {what}"), &dg, &rdg);
+                same_bits(&format!("dbeta {what}"), &db, &rdb);
+            }
         }
     }
 }
