@@ -10,6 +10,8 @@
 //! A label ≥ classes (which the data loader rejects) is never used as an index: its row
 //! gets a NaN loss, zero dlogits and counts as wrong, exactly as on the GPU.
 
+use rayon::prelude::*;
+
 use crate::cpu::Element;
 
 /// The number of partial sums of `loss_reduce` (loss.wgsl's `RWG`, its workgroup size).
@@ -38,40 +40,50 @@ pub fn softmax_xent_forward_backward<T: Element>(
         labels.len() >= rows && row_loss.len() >= rows && row_correct.len() >= rows,
         "softmax_xent_forward_backward: per-row buffers shorter than rows {rows}"
     );
-    let n = T::from_f64(rows as f64);
-    for r in 0..rows {
-        let l = &logits[r * classes..(r + 1) * classes];
-        let d = &mut dlogits[r * classes..(r + 1) * classes];
-        let label = labels[r] as usize;
-        let valid = label < classes;
-        // Row max and arg-max; strict > keeps the first maximum.
-        let (mut m, mut arg) = (l[0], 0usize);
-        for (c, &v) in l.iter().enumerate().skip(1) {
-            if v > m {
-                m = v;
-                arg = c;
-            }
-        }
-        let mut s = T::zero();
-        for &v in l {
-            s = s + (v - m).exp();
-        }
-        if !valid {
-            row_loss[r] = T::nan();
-            d.fill(T::zero());
-            row_correct[r] = 0;
-            continue;
-        }
-        // −log softmax_label = log Σ e^(l_c − m) − (l_label − m).
-        row_loss[r] = (s.ln() - (l[label] - m)) / n;
-        // d(loss)/d(l_c) = softmax_c − [c = label], divided by rows for the mean.
-        for (c, (g, &v)) in d.iter_mut().zip(l).enumerate() {
-            let p = (v - m).exp() / s;
-            let onehot = if c == label { T::one() } else { T::zero() };
-            *g = (p - onehot) / n;
-        }
-        row_correct[r] = (arg == label) as u32;
+    if classes == 0 {
+        return;
     }
+    let n = T::from_f64(rows as f64);
+    // Rows in parallel: each row's loss and gradient are its own.
+    dlogits[..rows * classes]
+        .par_chunks_mut(classes)
+        .zip(row_loss[..rows].par_iter_mut())
+        .zip(row_correct[..rows].par_iter_mut())
+        .enumerate()
+        .for_each(|(r, ((d, loss), correct))| {
+            let l = &logits[r * classes..(r + 1) * classes];
+            let label = labels[r] as usize;
+            let valid = label < classes;
+            // Row max and arg-max; strict > keeps the first maximum.
+            let (mut m, mut arg) = (l[0], 0usize);
+            for (c, &v) in l.iter().enumerate().skip(1) {
+                if v > m {
+                    m = v;
+                    arg = c;
+                }
+            }
+            // e^(l_c − m) kept in d (each exponential taken once), summed in class order.
+            let mut s = T::zero();
+            for (e, &v) in d.iter_mut().zip(l) {
+                *e = (v - m).exp();
+                s = s + *e;
+            }
+            if !valid {
+                *loss = T::nan();
+                d.fill(T::zero());
+                *correct = 0;
+                return;
+            }
+            // −log softmax_label = log Σ e^(l_c − m) − (l_label − m).
+            *loss = (s.ln() - (l[label] - m)) / n;
+            // d(loss)/d(l_c) = softmax_c − [c = label], divided by rows for the mean.
+            for (c, g) in d.iter_mut().enumerate() {
+                let p = *g / s;
+                let onehot = if c == label { T::one() } else { T::zero() };
+                *g = (p - onehot) / n;
+            }
+            *correct = (arg == label) as u32;
+        });
 }
 
 /// Mean squared error over pred (rows, cols) against targets (rows, cols), as PyTorch's
