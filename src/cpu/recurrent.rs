@@ -23,6 +23,9 @@
 //! - GRU: n = tanh(a_n + r·hn), h = (1 − z)·n + z·h'; dn = dh·(1 − z), dz = dh·(h' − n),
 //!   da_n = dn·(1 − n²), d(hn) = da_n·r, dr = da_n·hn; h' also receives dh·z directly.
 
+use rayon::iter::Either;
+use rayon::prelude::*;
+
 use crate::cpu::Element;
 use crate::cpu::element::GemmThreads;
 use crate::ops::{CellKind, RecurrentShape};
@@ -106,51 +109,74 @@ pub fn recurrent_forward<T: Element>(
                 );
             }
         }
-        for b in 0..bn {
-            let row = (b * tn + t) * hn;
-            let grow = (b * tn + t) * gh;
-            for j in 0..hn {
-                let hp = if t > 0 { h[row - hn + j] } else { T::zero() };
-                hprev[row + j] = hp;
-                let pre = |g: usize| gates[grow + g * hn + j] + hh[b * gh + g * hn + j];
-                match s.cell {
-                    CellKind::RnnTanh | CellKind::RnnRelu => {
-                        let a = pre(0);
-                        let v = if s.cell == CellKind::RnnTanh {
-                            a.tanh()
-                        } else {
-                            a.max(T::zero())
-                        };
-                        gates[grow + j] = v;
-                        h[row + j] = v;
-                    }
-                    CellKind::Lstm => {
-                        let i = sigmoid(pre(0));
-                        let f = sigmoid(pre(1));
-                        let g = pre(2).tanh();
-                        let o = sigmoid(pre(3));
-                        let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
-                        let c = f * cp + i * g;
-                        aux[row + j] = c;
-                        h[row + j] = o * c.tanh();
-                        for (k, v) in [i, f, g, o].into_iter().enumerate() {
-                            gates[grow + k * hn + j] = v;
+        // The batch's rows in parallel: each reads and writes only its own sequence.
+        let hh = &*hh;
+        let aw = tn * s.cell.aux_width(hn);
+        h[..bn * tn * hn]
+            .par_chunks_mut(tn * hn)
+            .zip(gates[..bn * tn * gh].par_chunks_mut(tn * gh))
+            .zip(hprev[..bn * tn * hn].par_chunks_mut(tn * hn))
+            .zip(chunks_or_empty(&mut aux[..bn * aw], aw, bn))
+            .enumerate()
+            .for_each(|(b, (((h, gates), hprev), aux))| {
+                let (row, grow) = (t * hn, t * gh);
+                let hh = &hh[b * gh..(b + 1) * gh];
+                for j in 0..hn {
+                    let hp = if t > 0 { h[row - hn + j] } else { T::zero() };
+                    hprev[row + j] = hp;
+                    let pre = |g: usize| gates[grow + g * hn + j] + hh[g * hn + j];
+                    match s.cell {
+                        CellKind::RnnTanh | CellKind::RnnRelu => {
+                            let a = pre(0);
+                            let v = if s.cell == CellKind::RnnTanh {
+                                a.tanh()
+                            } else {
+                                a.max(T::zero())
+                            };
+                            gates[grow + j] = v;
+                            h[row + j] = v;
+                        }
+                        CellKind::Lstm => {
+                            let i = sigmoid(pre(0));
+                            let f = sigmoid(pre(1));
+                            let g = pre(2).tanh();
+                            let o = sigmoid(pre(3));
+                            let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
+                            let c = f * cp + i * g;
+                            aux[row + j] = c;
+                            h[row + j] = o * c.tanh();
+                            for (k, v) in [i, f, g, o].into_iter().enumerate() {
+                                gates[grow + k * hn + j] = v;
+                            }
+                        }
+                        CellKind::Gru => {
+                            let r = sigmoid(pre(0));
+                            let z = sigmoid(pre(1));
+                            let hhn = hh[2 * hn + j];
+                            let n = (gates[grow + 2 * hn + j] + r * hhn).tanh();
+                            aux[row + j] = hhn;
+                            h[row + j] = (T::one() - z) * n + z * hp;
+                            gates[grow + j] = r;
+                            gates[grow + hn + j] = z;
+                            gates[grow + 2 * hn + j] = n;
                         }
                     }
-                    CellKind::Gru => {
-                        let r = sigmoid(pre(0));
-                        let z = sigmoid(pre(1));
-                        let hhn = hh[b * gh + 2 * hn + j];
-                        let n = (gates[grow + 2 * hn + j] + r * hhn).tanh();
-                        aux[row + j] = hhn;
-                        h[row + j] = (T::one() - z) * n + z * hp;
-                        gates[grow + j] = r;
-                        gates[grow + hn + j] = z;
-                        gates[grow + 2 * hn + j] = n;
-                    }
                 }
-            }
-        }
+            });
+    }
+}
+
+/// `count` chunks of `len` elements of `v`, or `count` empty slices where `len` is 0 (the
+/// Elman cells keep no auxiliary state).
+fn chunks_or_empty<T: Element>(
+    v: &mut [T],
+    len: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = &mut [T]> {
+    if len == 0 {
+        Either::Left((0..count).into_par_iter().map(|_| <&mut [T]>::default()))
+    } else {
+        Either::Right(v.par_chunks_mut(len))
     }
 }
 
@@ -236,66 +262,81 @@ pub fn recurrent_backward<T: Element>(
                 }
             }
         }
-        for b in 0..bn {
-            let row = (b * tn + t) * hn;
-            let grow = (b * tn + t) * gh;
-            for j in 0..hn {
-                let d = dy[row + j] + rec[b * hn + j];
-                dh[row + j] = d;
-                match s.cell {
-                    CellKind::RnnTanh => {
-                        let v = h[row + j];
-                        dgi[grow + j] = d * (T::one() - v * v);
-                    }
-                    CellKind::RnnRelu => {
-                        dgi[grow + j] = if h[row + j] > T::zero() { d } else { T::zero() };
-                    }
-                    CellKind::Lstm => {
-                        let (i, f, g, o) = (
-                            gates[grow + j],
-                            gates[grow + hn + j],
-                            gates[grow + 2 * hn + j],
-                            gates[grow + 3 * hn + j],
-                        );
-                        let c = aux[row + j];
-                        let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
-                        let tc = c.tanh();
-                        let next = if from_next {
-                            carry[b * hn + j]
-                        } else {
-                            T::zero()
-                        };
-                        let dc = d * o * (T::one() - tc * tc) + next;
-                        carry[b * hn + j] = dc * f;
-                        let one = T::one();
-                        dgi[grow + j] = dc * g * i * (one - i);
-                        dgi[grow + hn + j] = dc * cp * f * (one - f);
-                        dgi[grow + 2 * hn + j] = dc * i * (one - g * g);
-                        dgi[grow + 3 * hn + j] = d * tc * o * (one - o);
-                    }
-                    CellKind::Gru => {
-                        let (r, z, n) = (
-                            gates[grow + j],
-                            gates[grow + hn + j],
-                            gates[grow + 2 * hn + j],
-                        );
-                        let hp = hprev[row + j];
-                        let one = T::one();
-                        let dan = d * (one - z) * (one - n * n);
-                        let drp = dan * aux[row + j] * r * (one - r);
-                        let dzp = d * (hp - n) * z * (one - z);
-                        dgi[grow + j] = drp;
-                        dgi[grow + hn + j] = dzp;
-                        dgi[grow + 2 * hn + j] = dan;
-                        if let Some(dgh) = dgh.as_deref_mut() {
-                            dgh[grow + j] = drp;
-                            dgh[grow + hn + j] = dzp;
-                            dgh[grow + 2 * hn + j] = dan * r;
+        // The batch's rows in parallel: each reads and writes only its own sequence and
+        // its own rows of rec and carry.
+        let dgh_rows: &mut [T] = match dgh.as_deref_mut() {
+            Some(d) => &mut d[..bn * tn * gh],
+            None => &mut [],
+        };
+        let dgh_len = if gru { tn * gh } else { 0 };
+        let rec = &*rec;
+        dh[..bn * tn * hn]
+            .par_chunks_mut(tn * hn)
+            .zip(dgi[..bn * tn * gh].par_chunks_mut(tn * gh))
+            .zip(chunks_or_empty(dgh_rows, dgh_len, bn))
+            .zip(carry.par_chunks_mut(hn))
+            .enumerate()
+            .for_each(|(b, (((dh, dgi), dgh), carry))| {
+                let (row, grow) = (t * hn, t * gh);
+                let (brow, bgrow) = ((b * tn + t) * hn, (b * tn + t) * gh);
+                let rec = &rec[b * hn..(b + 1) * hn];
+                for j in 0..hn {
+                    let d = dy[brow + j] + rec[j];
+                    dh[row + j] = d;
+                    match s.cell {
+                        CellKind::RnnTanh => {
+                            let v = h[brow + j];
+                            dgi[grow + j] = d * (T::one() - v * v);
+                        }
+                        CellKind::RnnRelu => {
+                            dgi[grow + j] = if h[brow + j] > T::zero() {
+                                d
+                            } else {
+                                T::zero()
+                            };
+                        }
+                        CellKind::Lstm => {
+                            let (i, f, g, o) = (
+                                gates[bgrow + j],
+                                gates[bgrow + hn + j],
+                                gates[bgrow + 2 * hn + j],
+                                gates[bgrow + 3 * hn + j],
+                            );
+                            let c = aux[brow + j];
+                            let cp = if t > 0 { aux[brow - hn + j] } else { T::zero() };
+                            let tc = c.tanh();
+                            let next = if from_next { carry[j] } else { T::zero() };
+                            let dc = d * o * (T::one() - tc * tc) + next;
+                            carry[j] = dc * f;
+                            let one = T::one();
+                            dgi[grow + j] = dc * g * i * (one - i);
+                            dgi[grow + hn + j] = dc * cp * f * (one - f);
+                            dgi[grow + 2 * hn + j] = dc * i * (one - g * g);
+                            dgi[grow + 3 * hn + j] = d * tc * o * (one - o);
+                        }
+                        CellKind::Gru => {
+                            let (r, z, n) = (
+                                gates[bgrow + j],
+                                gates[bgrow + hn + j],
+                                gates[bgrow + 2 * hn + j],
+                            );
+                            let hp = hprev[brow + j];
+                            let one = T::one();
+                            let dan = d * (one - z) * (one - n * n);
+                            let drp = dan * aux[brow + j] * r * (one - r);
+                            let dzp = d * (hp - n) * z * (one - z);
+                            dgi[grow + j] = drp;
+                            dgi[grow + hn + j] = dzp;
+                            dgi[grow + 2 * hn + j] = dan;
+                            if !dgh.is_empty() {
+                                dgh[grow + j] = drp;
+                                dgh[grow + hn + j] = dzp;
+                                dgh[grow + 2 * hn + j] = dan * r;
+                            }
                         }
                     }
                 }
-            }
-        }
+            });
     }
 }
 
