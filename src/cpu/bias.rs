@@ -56,17 +56,7 @@ pub fn bias_backward<T: Element>(
                 *s = *s + g;
             }
         }
-        // The fixed tree: lane l absorbs lane l + half for half = 4, 2, 1.
-        let mut half = BIAS_LANES / 2;
-        while half > 0 {
-            let (low, high) = lanes.split_at_mut(half);
-            for (a, b) in low.iter_mut().zip(high.iter()) {
-                for (x, &y) in a[..width].iter_mut().zip(&b[..width]) {
-                    *x = *x + y;
-                }
-            }
-            half /= 2;
-        }
+        merge_row_lanes(&mut lanes, width, |a, b| a + b);
         for (d, &s) in out.iter_mut().zip(lanes[0].iter()) {
             *d = if accumulate { *d + s } else { s };
         }
@@ -88,3 +78,23 @@ const PAR_ELEMENTS: usize = 1 << 16;
 
 /// Row lanes of the bias gradient's column sums (`LANES` in shaders/bias.wgsl).
 pub const BIAS_LANES: usize = 8;
+
+/// The fixed tree of the column sums' row lanes (the bias gradient's and LayerNorm's dγ, dβ):
+/// lane l absorbs lane l + half for half = lanes/2, …, 1, over the first `width` columns,
+/// leaving the sums in lane 0. The lane count is a power of two.
+pub(crate) fn merge_row_lanes<V: Copy, const W: usize>(
+    lanes: &mut [[V; W]],
+    width: usize,
+    add: impl Fn(V, V) -> V,
+) {
+    let mut half = lanes.len() / 2;
+    while half > 0 {
+        let (low, high) = lanes.split_at_mut(half);
+        for (a, b) in low.iter_mut().zip(high.iter()) {
+            for (x, &y) in a[..width].iter_mut().zip(&b[..width]) {
+                *x = add(*x, y);
+            }
+        }
+        half /= 2;
+    }
+}

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::batchnorm::workgroup_sum;
+use crate::cpu::bias::merge_row_lanes;
 
 fn check(op: &str, rows: usize, d: usize, tensors: &[(&str, usize, usize)]) {
     for &(name, len, need) in tensors {
@@ -155,16 +156,7 @@ pub fn layernorm_backward<T: Element>(
                     *lane = (lane.0 + g, lane.1 + g * xhat);
                 }
             }
-            let mut half = PARAM_LANES / 2;
-            while half > 0 {
-                let (low, high) = lanes.split_at_mut(half);
-                for (a, b) in low.iter_mut().zip(high.iter()) {
-                    for (u, &v) in a[..width].iter_mut().zip(&b[..width]) {
-                        *u = (u.0 + v.0, u.1 + v.1);
-                    }
-                }
-                half /= 2;
-            }
+            merge_row_lanes(&mut lanes, width, |a, b| (a.0 + b.0, a.1 + b.1));
             for ((g, b), &(sum_dy, sum_dy_xhat)) in dg.iter_mut().zip(db.iter_mut()).zip(&lanes[0])
             {
                 if accumulate {

@@ -26,6 +26,19 @@ fn window(o: usize, k: usize, s: usize, p: usize, size: usize) -> Range<usize> {
     lo..hi
 }
 
+/// Every output (oy, ox) of a plane in order (rows, then columns), with its in-plane index
+/// oy·ow + ox and its window's real input rows and columns.
+fn windows(s: &Pool2dShape) -> impl Iterator<Item = (usize, Range<usize>, Range<usize>)> + '_ {
+    let (oh, ow) = s.out_hw();
+    (0..oh).flat_map(move |oy| {
+        let rows = window(oy, s.kh, s.stride[0], s.pad[0], s.h);
+        (0..ow).map(move |ox| {
+            let cols = window(ox, s.kw, s.stride[1], s.pad[1], s.w);
+            (oy * ow + ox, rows.clone(), cols)
+        })
+    })
+}
+
 fn check(op: &str, s: &Pool2dShape, input: usize, output: usize) {
     assert!(
         s.validate(op).is_ok(),
@@ -55,25 +68,21 @@ pub fn max_pool2d_forward<T: Element>(s: &Pool2dShape, x: &[T], y: &mut [T], arg
         .enumerate()
         .for_each(|(b, (yp, ap))| {
             let xp = &x[b * plane..(b + 1) * plane];
-            for oy in 0..oh {
-                let rows = window(oy, s.kh, s.stride[0], s.pad[0], s.h);
-                for ox in 0..ow {
-                    let cols = window(ox, s.kw, s.stride[1], s.pad[1], s.w);
-                    let mut best = T::neg_infinity();
-                    let mut best_i = rows.start * s.w + cols.start;
-                    for iy in rows.clone() {
-                        let first = iy * s.w + cols.start;
-                        for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
-                            // Selects, not a branch: which element wins is data, and a
-                            // branch on it mispredicts about every other window.
-                            let take = v > best || v.is_nan();
-                            best = if take { v } else { best };
-                            best_i = if take { i } else { best_i };
-                        }
+            for (o, rows, cols) in windows(s) {
+                let mut best = T::neg_infinity();
+                let mut best_i = rows.start * s.w + cols.start;
+                for iy in rows {
+                    let first = iy * s.w + cols.start;
+                    for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
+                        // Selects, not a branch: which element wins is data, and a branch
+                        // on it mispredicts about every other window.
+                        let take = v > best || v.is_nan();
+                        best = if take { v } else { best };
+                        best_i = if take { i } else { best_i };
                     }
-                    yp[oy * ow + ox] = best;
-                    ap[oy * ow + ox] = best_i as u32;
                 }
+                yp[o] = best;
+                ap[o] = best_i as u32;
             }
         });
 }
@@ -115,18 +124,14 @@ pub fn avg_pool2d_forward<T: Element>(s: &Pool2dShape, x: &[T], y: &mut [T]) {
         .enumerate()
         .for_each(|(b, yp)| {
             let xp = &x[b * plane..(b + 1) * plane];
-            for oy in 0..oh {
-                let rows = window(oy, s.kh, s.stride[0], s.pad[0], s.h);
-                for ox in 0..ow {
-                    let cols = window(ox, s.kw, s.stride[1], s.pad[1], s.w);
-                    let mut sum = T::zero();
-                    for iy in rows.clone() {
-                        for &v in &xp[iy * s.w + cols.start..iy * s.w + cols.end] {
-                            sum = sum + v;
-                        }
+            for (o, rows, cols) in windows(s) {
+                let mut sum = T::zero();
+                for iy in rows {
+                    for &v in &xp[iy * s.w + cols.start..iy * s.w + cols.end] {
+                        sum = sum + v;
                     }
-                    yp[oy * ow + ox] = sum / count;
                 }
+                yp[o] = sum / count;
             }
         });
 }
@@ -146,15 +151,11 @@ pub fn avg_pool2d_backward<T: Element>(s: &Pool2dShape, dy: &[T], dx: &mut [T]) 
         .for_each(|(b, dxp)| {
             dxp.fill(T::zero());
             let dyp = &dy[b * out..(b + 1) * out];
-            for oy in 0..oh {
-                let rows = window(oy, s.kh, s.stride[0], s.pad[0], s.h);
-                for ox in 0..ow {
-                    let cols = window(ox, s.kw, s.stride[1], s.pad[1], s.w);
-                    let g = dyp[oy * ow + ox];
-                    for iy in rows.clone() {
-                        for d in &mut dxp[iy * s.w + cols.start..iy * s.w + cols.end] {
-                            *d = *d + g;
-                        }
+            for (o, rows, cols) in windows(s) {
+                let g = dyp[o];
+                for iy in rows {
+                    for d in &mut dxp[iy * s.w + cols.start..iy * s.w + cols.end] {
+                        *d = *d + g;
                     }
                 }
             }
