@@ -18,6 +18,8 @@ import os
 import statistics
 import time
 
+from xla_cpu import use_threads
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--batch", type=int, default=32)
@@ -25,12 +27,7 @@ parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--repeats", type=int, default=5)
 args = parser.parse_args()
 # XLA reads its thread counts at start-up: set them before importing jax.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + f" --xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'}"
-    + f" intra_op_parallelism_threads={args.threads}"
-)
-os.environ["JAX_PLATFORMS"] = "cpu"
+use_threads(args.threads)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
