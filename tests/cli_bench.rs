@@ -93,6 +93,15 @@ fn bench_json_has_every_family_with_sane_numbers() {
             "family {f} missing from the results"
         );
     }
+    // Each training step is timed alone (waited for) and in runs submitted back to back.
+    for step in ["step mlp 784-256-256-10", "step lenet5"] {
+        for name in [step.to_string(), format!("{step} pipelined")] {
+            assert!(
+                results.iter().any(|r| r["name"] == name.as_str()),
+                "{name} missing from the results"
+            );
+        }
+    }
     for r in results {
         let what = format!("{} [{}]", r["name"], r["shape"]);
         let unit = r["unit"].as_str().unwrap();

@@ -5,8 +5,8 @@ section, from `gradscope bench --json` and `torch_gpu.py --json` outputs of one 
 
 Kernels are matched by operation and shape: matmuls by layout and size, convolutions by
 pass, channels, kernel size and stride (unique among resnet-20's convolutions), training
-steps by model (the bench's resnet-20 step is 3x32x32 with momentum SGD, its MLP step Adam,
-as torch_gpu.py's). A kernel that only one side measured is listed with a dash. With a
+steps by model and timing (the bench's resnet-20 step is 3x32x32 with momentum SGD, its MLP
+step Adam, as torch_gpu.py's; each step waited for, or runs of steps back to back). A kernel that only one side measured is listed with a dash. With a
 `gradscope train --profile` JSON, the share of each kind of op in a step follows.
 Standard library only, so it runs wherever the two JSON files are.
 """
@@ -29,10 +29,13 @@ def gradscope_key(r):
         return (name, int(shape.split("×")[0]))
     if name.startswith("conv2d_") and "→" in shape:
         return conv_key(name, shape, "→", "×")
-    if name == "step resnet20":
-        return ("step", "resnet20 3x32x32 sgd-momentum")
+    # "step NAME" waits for every step, "step NAME pipelined" times runs of steps back to
+    # back; torch_gpu.py's train_step and train_step_pipelined rows are their counterparts.
+    kind = "step pipelined" if name.endswith(" pipelined") else "step"
+    if name.startswith("step resnet20"):
+        return (kind, "resnet20 3x32x32 sgd-momentum")
     if name.startswith("step mlp"):
-        return ("step", "mlp 784-256-256-10 adam")
+        return (kind, "mlp 784-256-256-10 adam")
     return None
 
 
@@ -44,6 +47,8 @@ def torch_key(r):
         return conv_key(op, size, "->", "x")
     if op == "train_step":
         return ("step", size.rsplit(" b", 1)[0])
+    if op == "train_step_pipelined":
+        return ("step pipelined", size.rsplit(" b", 1)[0])
     return None
 
 
@@ -78,7 +83,7 @@ def main(argv):
             continue
         t = theirs.get(k)
         ours_ms = r["gpu"]["median_s"] * 1e3
-        if k[0] == "step":
+        if k[0].startswith("step"):
             steps.append((r, t))
             continue
         ratio = t["ms"] / ours_ms if t else None

@@ -81,13 +81,18 @@ pub fn run(
         for size in opts.sizes_for(family) {
             if family == Family::Step {
                 for name in step::MODELS {
-                    if !opts.selected(family, name) {
+                    let rows = (
+                        opts.selected(family, name),
+                        opts.selected(family, &step::pipelined_name(name)),
+                    );
+                    if rows == (false, false) {
                         continue;
                     }
                     matched_any = true;
-                    let r = step::run(name, size, opts, ctx.as_ref())?;
-                    progress(&r);
-                    results.push(r);
+                    for r in step::run(name, size, rows, opts, ctx.as_ref())? {
+                        progress(&r);
+                        results.push(r);
+                    }
                 }
                 continue;
             }

@@ -1,8 +1,14 @@
 //! Whole training steps: an MLP 784-256-256-10 (Adam), LeNet-5 on 1×28×28 (momentum SGD)
 //! and a CIFAR resnet-20 with batch norm on 3×32×32 (momentum SGD), each with full
-//! statistics (the default: `--stats-every 1`). A step is timed by a host clock from the
-//! call that runs it (the GPU executor encodes and submits) to the arrival of its report
-//! (the GPU's read back): what a training loop that waits for every step sees. Samples/s.
+//! statistics (the default: `--stats-every 1`), timed twice by a host clock, in samples/s:
+//! - "step NAME": each step alone, from the call that runs it (the GPU executor encodes and
+//!   submits) to the arrival of its report (the GPU's read back): what a loop that waits
+//!   for every step sees, the encoding and the read-back included;
+//! - "step NAME pipelined": runs of PIPELINED_STEPS steps back to back, each submitted while
+//!   the ones before it are still in flight (as `gradscope train` runs), waited for at the
+//!   end of the run: the steady rate of training, where the host's work overlaps the
+//!   GPU's. (The CPU executor finishes each step before returning: its two rows measure
+//!   the same work.)
 //!
 //! Correctness: both executors start from the same seeded parameters and batch; after one
 //! step the loss and every parameter must agree (see the tolerances).
@@ -92,6 +98,14 @@ fn scalars(t: u64) -> StepScalars {
     }
 }
 
+/// Steps per timed run of the pipelined measurement.
+pub const PIPELINED_STEPS: usize = 8;
+
+/// The name of a model's pipelined row.
+pub fn pipelined_name(name: &str) -> String {
+    format!("{name} pipelined")
+}
+
 /// One step, waited for: its seconds and its loss.
 fn step(exec: &mut dyn Executor, t: u64) -> Result<(f64, f32)> {
     let start = Instant::now();
@@ -116,6 +130,26 @@ fn time_steps(exec: &mut dyn Executor, opts: &BenchOptions, done: u64) -> Result
     Ok(times)
 }
 
+/// Warm-up then timed runs of PIPELINED_STEPS steps submitted back to back (reports taken
+/// as they arrive, without waiting), each run waited for at its end: seconds a step.
+fn time_pipelined(exec: &mut dyn Executor, opts: &BenchOptions, done: u64) -> Result<Vec<f64>> {
+    let mut t = done;
+    let mut run = |exec: &mut dyn Executor| -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..PIPELINED_STEPS {
+            t += 1;
+            exec.train_step(t, scalars(t), StatsLevel::Full)?;
+            exec.finished(false)?;
+        }
+        exec.finished(true)?;
+        Ok(start.elapsed().as_secs_f64() / PIPELINED_STEPS as f64)
+    };
+    for _ in 0..opts.warmup {
+        run(exec)?;
+    }
+    (0..opts.repeats).map(|_| run(exec)).collect()
+}
+
 /// An executor ready to step: seeded parameters, the bench batch loaded.
 fn ready(mut exec: Box<dyn Executor>) -> Result<Box<dyn Executor>> {
     initialize(exec.as_mut(), SEED)?;
@@ -134,22 +168,42 @@ fn after_first_step(exec: &mut dyn Executor) -> Result<Vec<(String, Vec<f32>)>> 
     Ok(out)
 }
 
+/// The selected rows of model `name` (`waited`: "step NAME", `pipelined`: "step NAME
+/// pipelined"), from one pair of executors checked against each other after a first step.
 pub fn run(
     name: &str,
     batch: usize,
+    (waited, pipelined): (bool, bool),
     opts: &BenchOptions,
     ctx: Option<&Arc<GpuContext>>,
-) -> Result<KernelResult> {
+) -> Result<Vec<KernelResult>> {
     let plan = plan(name, batch)?;
-    let mut cpu_side = None;
-    let mut gpu_side = None;
+    // (waited, pipelined) sides of each executor.
+    let measure = |exec: &mut dyn Executor, timing| -> Result<[Option<SideResult>; 2]> {
+        let side = |times: &[f64]| SideResult::from_runs(times, batch as f64, 1.0, timing);
+        let mut done = 1;
+        let w = if waited {
+            let times = time_steps(exec, opts, done)?;
+            done += (opts.warmup + opts.repeats) as u64;
+            Some(side(&times))
+        } else {
+            None
+        };
+        let p = if pipelined {
+            Some(side(&time_pipelined(exec, opts, done)?))
+        } else {
+            None
+        };
+        Ok([w, p])
+    };
+    let mut cpu_sides = [None, None];
+    let mut gpu_sides = [None, None];
     let mut cpu_ref = None;
     if opts.cpu || ctx.is_some() {
         let mut exec = ready(Box::new(CpuExecutor::<f32>::try_new(plan.clone())?))?;
         cpu_ref = Some(after_first_step(exec.as_mut())?);
         if opts.cpu {
-            let times = time_steps(exec.as_mut(), opts, 1)?;
-            cpu_side = Some(SideResult::from_runs(&times, batch as f64, 1.0, None));
+            cpu_sides = measure(exec.as_mut(), None)?;
         }
     }
     let mut error = None;
@@ -179,30 +233,45 @@ pub fn run(
             }
             error = worst.map(|(_, e, tol)| (e, tol));
         }
-        let times = time_steps(exec.as_mut(), opts, 1)?;
-        gpu_side = Some(SideResult::from_runs(
-            &times,
-            batch as f64,
-            1.0,
-            Some(GpuTiming::HostClock),
-        ));
+        gpu_sides = measure(exec.as_mut(), Some(GpuTiming::HostClock))?;
     }
-    Ok(KernelResult {
-        family: "step".into(),
-        name: name.to_string(),
-        shape: format!("batch {batch}, full statistics"),
-        unit: "samples/s".into(),
-        flops: None,
-        bytes: None,
-        samples: Some(batch),
-        gpu_over_cpu: match (&cpu_side, &gpu_side) {
-            (Some(c), Some(g)) => Some(c.median_s / g.median_s),
-            _ => None,
-        },
-        cpu: cpu_side,
-        gpu: gpu_side,
-        max_rel_error: error.map(|(e, _)| e),
-        tolerance: error.map(|(_, t)| t),
-        error_at,
-    })
+    let rows = [
+        (
+            waited,
+            name.to_string(),
+            format!("batch {batch}, full statistics"),
+        ),
+        (
+            pipelined,
+            pipelined_name(name),
+            format!("batch {batch}, full statistics, runs of {PIPELINED_STEPS}"),
+        ),
+    ];
+    let mut out = Vec::new();
+    for ((selected, row, shape), (cpu, gpu)) in
+        rows.into_iter().zip(cpu_sides.into_iter().zip(gpu_sides))
+    {
+        if !selected {
+            continue;
+        }
+        out.push(KernelResult {
+            family: "step".into(),
+            name: row,
+            shape,
+            unit: "samples/s".into(),
+            flops: None,
+            bytes: None,
+            samples: Some(batch),
+            gpu_over_cpu: match (&cpu, &gpu) {
+                (Some(c), Some(g)) => Some(c.median_s / g.median_s),
+                _ => None,
+            },
+            cpu,
+            gpu,
+            max_rel_error: error.map(|(e, _)| e),
+            tolerance: error.map(|(_, t)| t),
+            error_at: error_at.clone(),
+        });
+    }
+    Ok(out)
 }
