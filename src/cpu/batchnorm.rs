@@ -439,29 +439,20 @@ pub fn batchnorm_backward<T: Element>(
                 *sum = channel_sums(x, dy, c, s, ch, save_mean[ch], save_invstd[ch]);
             });
         let sums = &sums;
-        let sample = c * s;
-        let per_task = PAR_ELEMENTS.div_ceil(sample) * sample;
-        dx[..len]
-            .par_chunks_mut(per_task)
-            .enumerate()
-            .for_each(|(task, samples)| {
-                let first = task * (per_task / sample);
-                for (i, values) in samples.chunks_mut(sample).enumerate() {
-                    let rows = values[g0 * s..g1 * s].chunks_mut(s).enumerate();
-                    for (j, row) in rows {
-                        let ch = g0 + j;
-                        let (sum_dy, sum_dy_xhat) = sums[j];
-                        let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
-                        let k = gamma[ch] * inv_std / mf;
-                        let at = ((first + i) * c + ch) * s;
-                        let inputs = x[at..at + s].iter().zip(&dy[at..at + s]);
-                        for (d, (&xv, &g)) in row.iter_mut().zip(inputs) {
-                            let xhat = (xv - mean) * inv_std;
-                            *d = k * (mf * g - sum_dy - xhat * sum_dy_xhat);
-                        }
-                    }
-                }
-            });
+        for_each_row(&mut dx[..len], c, s, |ni, ch, row| {
+            if !(g0..g1).contains(&ch) {
+                return;
+            }
+            let (sum_dy, sum_dy_xhat) = sums[ch - g0];
+            let (mean, inv_std) = (save_mean[ch], save_invstd[ch]);
+            let k = gamma[ch] * inv_std / mf;
+            let at = (ni * c + ch) * s;
+            let inputs = x[at..at + s].iter().zip(&dy[at..at + s]);
+            for (d, (&xv, &g)) in row.iter_mut().zip(inputs) {
+                let xhat = (xv - mean) * inv_std;
+                *d = k * (mf * g - sum_dy - xhat * sum_dy_xhat);
+            }
+        });
         for (j, &(sum_dy, sum_dy_xhat)) in sums[..g1 - g0].iter().enumerate() {
             let ch = g0 + j;
             if accumulate {
