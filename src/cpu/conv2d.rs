@@ -101,19 +101,25 @@ fn im2col<T: Element>(s: &Conv2dShape, xb: &[T], g: usize, col: &mut [T]) {
                         continue;
                     }
                     let src = &plane[iy as usize * s.w..][..s.w];
-                    out[..lo].fill(T::zero());
-                    out[hi..].fill(T::zero());
+                    // Rows are short (8 to 32 values in a ResNet): skip the calls that fill
+                    // nothing, which are most of them.
+                    if lo > 0 {
+                        out[..lo].fill(T::zero());
+                    }
+                    if hi < ow {
+                        out[hi..].fill(T::zero());
+                    }
                     if hi > lo {
                         // First input column read: lo·stride + off − pad ≥ 0 by `valid_range`.
                         let ix0 = lo * s.stride[1] + off - s.pad[1];
                         if s.stride[1] == 1 {
                             out[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
                         } else {
-                            for (o, &v) in out[lo..hi]
-                                .iter_mut()
-                                .zip(src[ix0..].iter().step_by(s.stride[1]))
-                            {
-                                *o = v;
+                            // Every stride-th value, by index (`step_by` and `chunks` each
+                            // cost a division or more per row or value).
+                            let st = s.stride[1];
+                            for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                                *o = src[ix0 + j * st];
                             }
                         }
                     }
@@ -237,8 +243,9 @@ fn col2im_add<T: Element>(s: &Conv2dShape, col: &[T], g: usize, dxb: &mut [T]) {
                             *d = *d + v;
                         }
                     } else {
-                        for (d, &v) in dst[ix0..].iter_mut().step_by(s.stride[1]).zip(src) {
-                            *d = *d + v;
+                        let st = s.stride[1];
+                        for (j, &v) in src.iter().enumerate() {
+                            dst[ix0 + j * st] = dst[ix0 + j * st] + v;
                         }
                     }
                 }
