@@ -163,9 +163,21 @@ fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: 
     to_bins(bytes);
     bytes[x.len()..].fill(PAD);
     // Only the bins between the chunk's lowest and highest are counted: a chunk's values
-    // usually span a few of the 40.
+    // usually span a few of the 40. Where the first bin (which holds the zeros) is among
+    // them, it is counted alone and the range starts again at the lowest bin above it:
+    // ReLU outputs and sparse inputs would otherwise have every bin between their zeros
+    // and their values counted.
     let (lowest, highest) = bin_range(bytes);
-    for b in lowest..=highest {
+    let mut from = lowest;
+    if lowest == 0 {
+        r.hist[0] = count_equal(bytes, 0);
+        from = if highest > 0 {
+            lowest_above_first(bytes)
+        } else {
+            1
+        };
+    }
+    for b in from..=highest {
         r.hist[b as usize] = count_equal(bytes, b);
     }
     // ±0 (exponent field 0) fell into the first bin and the non-finite into the last.
@@ -263,6 +275,20 @@ fn bin_range(bytes: &[u8]) -> (u8, u8) {
         lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
         highest.iter().fold(0, |m, &b| m.max(b)),
     )
+}
+
+/// The lowest bin above the first among `bytes` (bins and PAD, a multiple of COUNT_LANES
+/// long, with at least one such bin): the lowest b − 1, wrapping, so that the first bin
+/// becomes 255 and PAD 254, above every other bin.
+#[inline(always)]
+fn lowest_above_first(bytes: &[u8]) -> u8 {
+    let mut below = [u8::MAX; COUNT_LANES];
+    for g in bytes.chunks_exact(COUNT_LANES) {
+        for (l, &b) in below.iter_mut().zip(g) {
+            *l = (*l).min(b.wrapping_sub(1));
+        }
+    }
+    below.iter().fold(u8::MAX, |m, &b| m.min(b)) + 1
 }
 
 /// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod L.
@@ -483,6 +509,63 @@ mod tests {
         for (e, &b) in bytes.iter().enumerate() {
             let x = f32::from_bits((e as u32) << 23);
             assert_eq!(b as usize, RawStats::hist_bin(x), "exponent field {e}");
+        }
+    }
+
+    /// The histogram of a chunk is the element-by-element one, whatever bins its values
+    /// leave empty: zeros beside large values (the gap the counting skips), only zeros,
+    /// only tiny values, values in the first and last bins, NaN and ±∞, on lengths that
+    /// end inside and at the edge of a counting vector.
+    #[test]
+    fn histogram_counts_every_bin_however_sparse() {
+        let mut rng = crate::rng::Rng::new(7);
+        let patterns: Vec<(&str, fn(&mut crate::rng::Rng, usize) -> f32)> = vec![
+            ("zeros and ReLU outputs", |r, _| {
+                let v = r.normal() as f32;
+                if v < 0.0 { 0.0 } else { v }
+            }),
+            ("only zeros", |_, i| if i % 2 == 0 { 0.0 } else { -0.0 }),
+            ("tiny and zeros", |r, i| {
+                if i % 3 == 0 {
+                    0.0
+                } else {
+                    1e-30 * r.uniform() as f32
+                }
+            }),
+            ("first and last bins", |r, i| match i % 4 {
+                0 => 1e-25,
+                1 => 1e9,
+                2 => 0.0,
+                _ => r.normal() as f32,
+            }),
+            ("non-finite and zeros", |r, i| match i % 5 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => 0.0,
+                _ => r.normal() as f32 * 1e-3,
+            }),
+            ("random bits", |r, _| f32::from_bits(r.next_u64() as u32)),
+        ];
+        for (name, make) in &patterns {
+            for n in [1, 2, 63, 64, 65, 127, 1000, 4095, 4096] {
+                let x: Vec<f32> = (0..n).map(|i| make(&mut rng, i)).collect();
+                let mut want = [0u32; HIST_BINS];
+                for v in x.iter().filter(|v| v.is_finite() && **v != 0.0) {
+                    want[RawStats::hist_bin(*v)] += 1;
+                }
+                for (build, r) in [
+                    (
+                        "dispatched",
+                        chunk_record(&x, f32::NEG_INFINITY, f32::INFINITY),
+                    ),
+                    (
+                        "baseline",
+                        chunk_record_kernel::<4, false>(&x, f32::NEG_INFINITY, f32::INFINITY),
+                    ),
+                ] {
+                    assert_eq!(r.hist, want, "{name}, len {n}, {build}");
+                }
+            }
         }
     }
 }
