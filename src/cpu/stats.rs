@@ -519,7 +519,9 @@ mod tests {
     #[test]
     fn histogram_counts_every_bin_however_sparse() {
         let mut rng = crate::rng::Rng::new(7);
-        let patterns: Vec<(&str, fn(&mut crate::rng::Rng, usize) -> f32)> = vec![
+        // (name, element i of a chunk)
+        type Pattern = (&'static str, fn(&mut crate::rng::Rng, usize) -> f32);
+        let patterns: Vec<Pattern> = vec![
             ("zeros and ReLU outputs", |r, _| {
                 let v = r.normal() as f32;
                 if v < 0.0 { 0.0 } else { v }
