@@ -38,6 +38,12 @@ pub trait Element:
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
 
+    /// `if take { a } else { b }` by masks on the bits, for loops where which value wins
+    /// is data: a `select` there is turned back into a branch by the compiler, which then
+    /// mispredicts about every other time (`std::hint::select_unpredictable` would say so,
+    /// but needs a newer Rust than the crate's minimum).
+    fn select_bits(take: bool, a: Self, b: Self) -> Self;
+
     /// C(m,n) = alpha·A·B + beta·C through the optimized GEMM, with arbitrary row and
     /// column strides (in elements), so transposed operands cost nothing. C is not read
     /// when beta = 0 (NaN or garbage in C does not leak through 0·C).
@@ -102,6 +108,11 @@ impl Element for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn select_bits(take: bool, a: Self, b: Self) -> Self {
+        let m = (take as u32).wrapping_neg();
+        f32::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
+    }
 }
 
 impl Element for f64 {
@@ -111,5 +122,10 @@ impl Element for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn select_bits(take: bool, a: Self, b: Self) -> Self {
+        let m = (take as u64).wrapping_neg();
+        f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
     }
 }

@@ -62,29 +62,130 @@ pub fn max_pool2d_forward<T: Element>(s: &Pool2dShape, x: &[T], y: &mut [T], arg
     let (oh, ow) = s.out_hw();
     let (plane, out) = (s.h * s.w, oh * ow);
     let len = s.output_len();
+    let inner = inner_columns(s);
     y[..len]
         .par_chunks_mut(out)
         .zip(argmax[..len].par_chunks_mut(out))
         .enumerate()
         .for_each(|(b, (yp, ap))| {
             let xp = &x[b * plane..(b + 1) * plane];
-            for (o, rows, cols) in windows(s) {
-                let mut best = T::neg_infinity();
-                let mut best_i = rows.start * s.w + cols.start;
-                for iy in rows {
-                    let first = iy * s.w + cols.start;
-                    for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
-                        // Selects, not a branch: which element wins is data, and a branch
-                        // on it mispredicts about every other window.
-                        let take = v > best || v.is_nan();
-                        best = if take { v } else { best };
-                        best_i = if take { i } else { best_i };
-                    }
+            for oy in 0..oh {
+                let rows = window(oy, s.kh, s.stride[0], s.pad[0], s.h);
+                let (yr, ar) = (&mut yp[oy * ow..], &mut ap[oy * ow..]);
+                for ox in (0..inner.start).chain(inner.end..ow) {
+                    let cols = window(ox, s.kw, s.stride[1], s.pad[1], s.w);
+                    (yr[ox], ar[ox]) = window_max(s, xp, rows.clone(), cols);
                 }
-                yp[o] = best;
-                ap[o] = best_i as u32;
+                inner_row_max(s, xp, rows, inner.clone(), yr, ar);
             }
         });
+}
+
+/// The maximum of one window and the in-plane index of its first maximum in scan order.
+#[inline(always)]
+fn window_max<T: Element>(
+    s: &Pool2dShape,
+    xp: &[T],
+    rows: Range<usize>,
+    cols: Range<usize>,
+) -> (T, u32) {
+    let mut best = T::neg_infinity();
+    let mut best_i = rows.start * s.w + cols.start;
+    for iy in rows {
+        let first = iy * s.w + cols.start;
+        for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
+            // Selects, not a branch: which element wins is data.
+            let take = v > best || v.is_nan();
+            best = if take { v } else { best };
+            best_i = if take { i } else { best_i };
+        }
+    }
+    (best, best_i as u32)
+}
+
+/// The output columns whose windows hold no padding column: ox·stride ≥ pad and
+/// ox·stride − pad + kw ≤ w. Empty where every window reaches into the padding.
+fn inner_columns(s: &Pool2dShape) -> Range<usize> {
+    let (_, ow) = s.out_hw();
+    let (stride, pad) = (s.stride[1], s.pad[1]);
+    let first = pad.div_ceil(stride).min(ow);
+    let end = match (s.w + pad).checked_sub(s.kw) {
+        Some(last_start) => (last_start / stride + 1).min(ow),
+        None => 0,
+    };
+    first..end.max(first)
+}
+
+/// Outputs taken together by `inner_row_max`: their running maxima stay on the stack.
+const ROW_BLOCK: usize = 64;
+
+/// The maxima of one output row's inner columns (`inner_columns`), each window's real rows
+/// `rows`. Window by window, each comparison waited for the one before and picked its
+/// winner by a branch the data decides (about one mispredict per window); here each tap
+/// (window row, then column: scan order) is compared across a block of outputs at once,
+/// which compiles to vector selects. Every output sees its values in the same order, so
+/// the maxima and arg-maxes are those of `window_max`. y and argmax start at the row.
+/// Strides 1 and 2 (nearly every pooling layer) are compiled for their stride, which is
+/// what lets the compiler turn the strided loads and the selects into vector code.
+fn inner_row_max<T: Element>(
+    s: &Pool2dShape,
+    xp: &[T],
+    rows: Range<usize>,
+    inner: Range<usize>,
+    y: &mut [T],
+    argmax: &mut [u32],
+) {
+    match s.stride[1] {
+        1 => inner_row_max_strided::<T, 1>(s, s.stride[1], xp, rows, inner, y, argmax),
+        2 => inner_row_max_strided::<T, 2>(s, s.stride[1], xp, rows, inner, y, argmax),
+        _ => inner_row_max_strided::<T, 0>(s, s.stride[1], xp, rows, inner, y, argmax),
+    }
+}
+
+/// `inner_row_max` for column stride STRIDE, or `stride` where STRIDE is 0.
+#[inline(always)]
+fn inner_row_max_strided<T: Element, const STRIDE: usize>(
+    s: &Pool2dShape,
+    stride: usize,
+    xp: &[T],
+    rows: Range<usize>,
+    inner: Range<usize>,
+    y: &mut [T],
+    argmax: &mut [u32],
+) {
+    let stride = if STRIDE == 0 { stride } else { STRIDE };
+    let pad = s.pad[1];
+    let mut start = inner.start;
+    while start < inner.end {
+        let count = (inner.end - start).min(ROW_BLOCK);
+        let mut best = [T::neg_infinity(); ROW_BLOCK];
+        let mut best_i = [0u32; ROW_BLOCK];
+        // The first real element of each window, as `window_max` starts.
+        for (j, i) in best_i[..count].iter_mut().enumerate() {
+            *i = (rows.start * s.w + (start + j) * stride - pad) as u32;
+        }
+        for iy in rows.clone() {
+            for kx in 0..s.kw {
+                // Output start + j reads column (start + j)·stride − pad + kx of row iy.
+                let first = iy * s.w + start * stride - pad + kx;
+                let taps = xp[first..first + (count - 1) * stride + 1]
+                    .iter()
+                    .step_by(stride);
+                let mut i = first as u32;
+                for ((&v, b), bi) in taps.zip(&mut best[..count]).zip(&mut best_i[..count]) {
+                    // `|`, not `||`: both sides are cheap, and no branch is wanted.
+                    let take = (v > *b) | v.is_nan();
+                    let m = (take as u32).wrapping_neg();
+                    *b = T::select_bits(take, v, *b);
+                    *bi = (i & m) | (*bi & !m);
+                    i += stride as u32;
+                }
+            }
+        }
+        y[start..start + count].copy_from_slice(&best[..count]);
+        argmax[start..start + count].copy_from_slice(&best_i[..count]);
+        start += count;
+    }
 }
 
 /// dx [n,c,h,w] = Σ dy over the outputs whose window covers the element and whose arg-max
@@ -395,6 +496,10 @@ mod tests {
             shape(2, 1, 5, 6, [3, 2], [1, 1], [1, 0]),
             shape(1, 2, 9, 7, [2, 3], [3, 2], [1, 1]),
             shape(3, 2, 4, 4, [4, 4], [1, 1], [2, 2]),
+            // Rows of more than one block of inner outputs (`ROW_BLOCK`).
+            shape(1, 2, 3, 150, [2, 2], [2, 2], [0, 0]),
+            shape(1, 1, 5, 141, [3, 3], [2, 2], [1, 1]),
+            shape(1, 1, 4, 70, [1, 3], [1, 1], [0, 1]),
         ];
         let mut rng = crate::rng::Rng::new(5);
         for s in shapes {
