@@ -209,6 +209,75 @@ fn naive_backward_weight(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> Vec<f64> {
     dw
 }
 
+/// dx[b, g·cpg_in + ci, iy, ix] = Σ over the outputs that read that pixel of dy · w,
+/// directly: the forward's gather, scattered back.
+fn naive_backward_input(s: &Conv2dShape, dy: &[f64], w: &[f64]) -> Vec<f64> {
+    let [oh, ow] = s.out_hw();
+    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
+    let mut dx = vec![0.0; s.x_len()];
+    for b in 0..s.n {
+        for co in 0..s.c_out {
+            let g = co / cpg_out;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let d = dy[((b * s.c_out + co) * oh + oy) * ow + ox];
+                    for ci in 0..cpg_in {
+                        for ki in 0..s.kh {
+                            for kj in 0..s.kw {
+                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
+                                    - s.pad[0] as isize;
+                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
+                                    - s.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                dx[((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
+                                    + ix as usize] +=
+                                    d * w[((co * cpg_in + ci) * s.kh + ki) * s.kw + kj];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// The input gradient against the direct scatter, on every shape of the suite and on
+/// stride-1 shapes with 16 or more input channels per group, which the twin computes as a
+/// forward convolution of dy with the turned kernel: "same", "valid" (the transposed
+/// padding then reaches k − 1), dilated, grouped, non-square, asymmetric padding, and a
+/// padding beyond dilation·(k − 1), which keeps the direct form.
+#[test]
+fn cpu_backward_input_matches_direct_scatter() {
+    let mut all = shapes(30);
+    all.extend([
+        shape(2, 16, 6, 5, 8, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(1, 16, 6, 7, 4, [3, 3], [1, 1], [0, 0], [1, 1], 1),
+        shape(2, 32, 7, 6, 6, [3, 5], [1, 1], [2, 1], [2, 1], 2),
+        shape(1, 17, 5, 8, 3, [2, 4], [1, 1], [0, 3], [1, 1], 1),
+        shape(1, 16, 4, 4, 5, [3, 3], [1, 1], [3, 2], [1, 1], 1),
+    ]);
+    for (i, s) in all.iter().enumerate() {
+        let seed = 5000 + i as u64;
+        let dy = random_vec_f64(seed, s.y_len(), -1.0, 1.0);
+        let w = random_vec_f64(seed + 1, s.w_len(), -1.0, 1.0);
+        let mut dx = vec![f64::NAN; s.x_len()];
+        cc::conv2d_backward_input(s, &dy, &w, &mut dx);
+        assert_close_f64(
+            &format!(
+                "conv2d_backward_input vs direct scatter, seed {seed}, {}",
+                describe(s)
+            ),
+            &dx,
+            &naive_backward_input(s, &dy, &w),
+            1e-12,
+            1e-12,
+        );
+    }
+}
+
 /// The weight gradient sums the batch in parallel chunks of 4 images: batches of 9 and 4
 /// (several chunks, a ragged last one, exactly one) against the direct sum.
 #[test]
@@ -314,6 +383,10 @@ fn backward_passes_match_central_differences() {
         assert_close_f64(&format!("db {what}"), &db, &num, 1e-7, 1e-7);
 
         // accumulate adds the same gradient onto what was there.
+        let mut dx2 = dx.clone();
+        cc::conv2d_backward_input_with(s, &r, &w, &mut dx2, &mut Vec::new(), true);
+        let twice: Vec<f64> = dx.iter().map(|v| 2.0 * v).collect();
+        assert_close_f64(&format!("dx accumulate {what}"), &dx2, &twice, 1e-12, 1e-12);
         let mut dw2 = dw.clone();
         cc::conv2d_backward_weight(s, &x, &r, &mut dw2, true);
         let twice: Vec<f64> = dw.iter().map(|v| 2.0 * v).collect();
