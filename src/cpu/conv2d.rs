@@ -7,7 +7,8 @@
 //! - forward         y_g (cpg_out × ohw)  = W_g (cpg_out × K) · col (K × ohw)
 //! - backward input  dcol (K × ohw)       = W_gᵀ · dy_g, then col2im adds dcol back into
 //!   dx (the transpose of the gather: every input pixel receives the gradient of every
-//!   output it fed);
+//!   output it fed); at stride 1 with enough input channels, instead the forward
+//!   convolution of dy with the turned kernel (`transposed`), whose GEMM sums over more;
 //! - backward weight dW_gᵀ (K × cpg_out) += col · dy_gᵀ (dy_g transposed into scratch, the
 //!   sum transposed back once), summed over the batch in fixed chunks of images (in
 //!   parallel, each in order) whose partials are added in order, so the result is
