@@ -189,9 +189,18 @@ impl PlaneShift {
         row[..run.start].fill(T::zero());
         row[run.clone()].copy_from_slice(&plane[self.source()]);
         row[run.end..].fill(T::zero());
+        // Between each row's last valid column and the next row's first: as many values as
+        // the padding is wide, one or two, each row. Stored one by one; `fill` would call
+        // `memset` for every row, which cost more than the copy of the run.
+        let gap = self.ow - self.hi + self.lo;
+        if gap == 0 {
+            return;
+        }
         for oy in self.oy_lo..self.oy_hi - 1 {
-            // Between row oy's last valid column and row oy + 1's first.
-            row[oy * self.ow + self.hi..(oy + 1) * self.ow + self.lo].fill(T::zero());
+            let start = oy * self.ow + self.hi;
+            for v in &mut row[start..start + gap] {
+                *v = T::zero();
+            }
         }
     }
 
