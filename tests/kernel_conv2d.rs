@@ -117,18 +117,20 @@ fn describe(s: &Conv2dShape) -> String {
     )
 }
 
-/// The definition, seven loops deep: y[b, co, oy, ox] = Σ_{ci, ki, kj} x[b, g·cpg + ci,
-/// oy·s − p + ki·d, ox·s − p + kj·d] · w[co, ci, ki, kj], with g = co / (c_out/groups).
-fn naive_forward(s: &Conv2dShape, x: &[f64], w: &[f64]) -> Vec<f64> {
+/// The definition, seven loops deep: output y[b, co, oy, ox] reads x[b, g·cpg_in + ci,
+/// oy·s − p + ki·d, ox·s − p + kj·d] through w[co, ci, ki, kj], with g = co / (c_out/groups).
+/// Calls `tap(xi, wi, yi)` with the flat indices of every such (input, weight, output)
+/// triple whose input is not padding, outputs in order, each output's taps in (ci, ki, kj)
+/// order. The three passes below are this map read three ways.
+fn for_each_tap(s: &Conv2dShape, mut tap: impl FnMut(usize, usize, usize)) {
     let [oh, ow] = s.out_hw();
     let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
-    let mut y = vec![0.0; s.y_len()];
     for b in 0..s.n {
         for co in 0..s.c_out {
             let g = co / cpg_out;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = 0.0;
+                    let yi = ((b * s.c_out + co) * oh + oy) * ow + ox;
                     for ci in 0..cpg_in {
                         for ki in 0..s.kh {
                             for kj in 0..s.kw {
@@ -142,15 +144,20 @@ fn naive_forward(s: &Conv2dShape, x: &[f64], w: &[f64]) -> Vec<f64> {
                                 let xi = ((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
                                     + ix as usize;
                                 let wi = ((co * cpg_in + ci) * s.kh + ki) * s.kw + kj;
-                                acc += x[xi] * w[wi];
+                                tap(xi, wi, yi);
                             }
                         }
                     }
-                    y[((b * s.c_out + co) * oh + oy) * ow + ox] = acc;
                 }
             }
         }
     }
+}
+
+/// y = Σ over each output's taps of x · w.
+fn naive_forward(s: &Conv2dShape, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut y = vec![0.0; s.y_len()];
+    for_each_tap(s, |xi, wi, yi| y[yi] += x[xi] * w[wi]);
     y
 }
 
@@ -174,73 +181,18 @@ fn cpu_forward_matches_naive_direct_convolution() {
     }
 }
 
-/// dW[co, ci, ki, kj] = Σ_{b, oy, ox} dy[b, co, oy, ox] · x[b, g·cpg + ci, iy, ix], directly.
+/// dW = Σ over every tap that uses a weight of dy · x, directly.
 fn naive_backward_weight(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> Vec<f64> {
-    let [oh, ow] = s.out_hw();
-    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
     let mut dw = vec![0.0; s.w_len()];
-    for co in 0..s.c_out {
-        let g = co / cpg_out;
-        for ci in 0..cpg_in {
-            for ki in 0..s.kh {
-                for kj in 0..s.kw {
-                    let mut acc = 0.0;
-                    for b in 0..s.n {
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
-                                    - s.pad[0] as isize;
-                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
-                                    - s.pad[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
-                                    continue;
-                                }
-                                acc += dy[((b * s.c_out + co) * oh + oy) * ow + ox]
-                                    * x[((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
-                                        + ix as usize];
-                            }
-                        }
-                    }
-                    dw[((co * cpg_in + ci) * s.kh + ki) * s.kw + kj] = acc;
-                }
-            }
-        }
-    }
+    for_each_tap(s, |xi, wi, yi| dw[wi] += dy[yi] * x[xi]);
     dw
 }
 
-/// dx[b, g·cpg_in + ci, iy, ix] = Σ over the outputs that read that pixel of dy · w,
-/// directly: the forward's gather, scattered back.
+/// dx = Σ over the outputs that read a pixel of dy · w, directly: the forward's gather,
+/// scattered back.
 fn naive_backward_input(s: &Conv2dShape, dy: &[f64], w: &[f64]) -> Vec<f64> {
-    let [oh, ow] = s.out_hw();
-    let (cpg_in, cpg_out) = (s.c_in / s.groups, s.c_out / s.groups);
     let mut dx = vec![0.0; s.x_len()];
-    for b in 0..s.n {
-        for co in 0..s.c_out {
-            let g = co / cpg_out;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = dy[((b * s.c_out + co) * oh + oy) * ow + ox];
-                    for ci in 0..cpg_in {
-                        for ki in 0..s.kh {
-                            for kj in 0..s.kw {
-                                let iy = (oy * s.stride[0] + ki * s.dilation[0]) as isize
-                                    - s.pad[0] as isize;
-                                let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize
-                                    - s.pad[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
-                                    continue;
-                                }
-                                dx[((b * s.c_in + g * cpg_in + ci) * s.h + iy as usize) * s.w
-                                    + ix as usize] +=
-                                    d * w[((co * cpg_in + ci) * s.kh + ki) * s.kw + kj];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_tap(s, |xi, wi, yi| dx[xi] += dy[yi] * w[wi]);
     dx
 }
 
