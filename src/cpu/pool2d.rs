@@ -81,7 +81,8 @@ pub fn max_pool2d_forward<T: Element>(s: &Pool2dShape, x: &[T], y: &mut [T], arg
         });
 }
 
-/// The maximum of one window and the in-plane index of its first maximum in scan order.
+/// The maximum of one window and the in-plane index of its first maximum in scan order,
+/// window by window: for the windows that reach into the padding, a few per row.
 #[inline(always)]
 fn window_max<T: Element>(
     s: &Pool2dShape,
@@ -94,7 +95,6 @@ fn window_max<T: Element>(
     for iy in rows {
         let first = iy * s.w + cols.start;
         for (i, &v) in (first..).zip(&xp[first..iy * s.w + cols.end]) {
-            // Selects, not a branch: which element wins is data.
             let take = v > best || v.is_nan();
             best = if take { v } else { best };
             best_i = if take { i } else { best_i };
@@ -136,24 +136,23 @@ fn inner_row_max<T: Element>(
     argmax: &mut [u32],
 ) {
     match s.stride[1] {
-        1 => inner_row_max_strided::<T, 1>(s, s.stride[1], xp, rows, inner, y, argmax),
-        2 => inner_row_max_strided::<T, 2>(s, s.stride[1], xp, rows, inner, y, argmax),
-        _ => inner_row_max_strided::<T, 0>(s, s.stride[1], xp, rows, inner, y, argmax),
+        1 => inner_row_max_strided::<T, 1>(s, xp, rows, inner, y, argmax),
+        2 => inner_row_max_strided::<T, 2>(s, xp, rows, inner, y, argmax),
+        _ => inner_row_max_strided::<T, 0>(s, xp, rows, inner, y, argmax),
     }
 }
 
-/// `inner_row_max` for column stride STRIDE, or `stride` where STRIDE is 0.
+/// `inner_row_max` for column stride STRIDE, or the shape's where STRIDE is 0.
 #[inline(always)]
 fn inner_row_max_strided<T: Element, const STRIDE: usize>(
     s: &Pool2dShape,
-    stride: usize,
     xp: &[T],
     rows: Range<usize>,
     inner: Range<usize>,
     y: &mut [T],
     argmax: &mut [u32],
 ) {
-    let stride = if STRIDE == 0 { stride } else { STRIDE };
+    let stride = if STRIDE == 0 { s.stride[1] } else { STRIDE };
     let pad = s.pad[1];
     let mut start = inner.start;
     while start < inner.end {
