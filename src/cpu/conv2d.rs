@@ -482,8 +482,8 @@ const TRANSPOSED_MIN_ROWS: usize = 16;
 /// with W' the kernel turned by 180° and its two channel axes swapped (within each group),
 /// padded by dilation·(k − 1) − pad. Its patch matrix has K = c_out/groups·kh·kw rows, so
 /// its GEMM is the forward's shape, where W_gᵀ·dy_g had only c_out/groups to sum over and
-/// its col2im scattered every patch row back (one core, 16→16 3×3 at batch 128: 38 GFLOP/s
-/// that way, the forward 68). None where the form does not apply: strides above 1 (their
+/// its col2im scattered every patch row back (one core, 16→16 3×3 at batch 128: 52 GFLOP/s
+/// that way, 64–70 this way). None where the form does not apply: strides above 1 (their
 /// transposed convolution is a fractionally strided one), a 1×1 kernel with stride 1 and no
 /// padding (already one GEMM), padding beyond dilation·(k − 1), and fewer than
 /// `TRANSPOSED_MIN_ROWS` input channels per group, where the transposed GEMM would have that
