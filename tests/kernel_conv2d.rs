@@ -211,6 +211,29 @@ fn cpu_backward_input_matches_direct_scatter() {
         shape(1, 17, 5, 8, 3, [2, 4], [1, 1], [0, 3], [1, 1], 1),
         shape(1, 16, 4, 4, 5, [3, 3], [1, 1], [3, 2], [1, 1], 1),
     ]);
+    // And random stride-1 geometry at 16 and 32 input channels per group.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let pick = |rng: &mut ChaCha8Rng, xs: &[usize]| xs[rng.random_range(0..xs.len())];
+    let fixed = all.len();
+    while all.len() < fixed + 8 {
+        let groups = pick(&mut rng, &[1, 2]);
+        let (kh, kw) = (pick(&mut rng, &[1, 2, 3, 5]), pick(&mut rng, &[1, 3, 4]));
+        let s = shape(
+            rng.random_range(1..3),
+            groups * pick(&mut rng, &[16, 32]),
+            pick(&mut rng, &[3, 5, 8]),
+            pick(&mut rng, &[4, 6, 9]),
+            groups * pick(&mut rng, &[1, 3, 4]),
+            [kh, kw],
+            [1, 1],
+            [pick(&mut rng, &[0, 1, 2]), pick(&mut rng, &[0, 1, 2])],
+            [pick(&mut rng, &[1, 2]), pick(&mut rng, &[1, 2])],
+            groups,
+        );
+        if s.validate("random").is_ok() {
+            all.push(s);
+        }
+    }
     for (i, s) in all.iter().enumerate() {
         let seed = 5000 + i as u64;
         let dy = random_vec_f64(seed, s.y_len(), -1.0, 1.0);
