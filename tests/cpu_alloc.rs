@@ -19,9 +19,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gradscope::cpu::Element;
 use gradscope::cpu::element::GemmThreads;
 use gradscope::cpu::executor::CpuExecutor;
+use gradscope::cpu::{Element, conv2d};
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::init::Init;
 use gradscope::model::recurrent::{Readout, SeqInput, SequenceModel};
@@ -137,11 +137,30 @@ fn gemm_allocs(plan: &Plan) -> (usize, usize) {
                     one_gemm_allocs(GemmThreads::Parallel, m, k, n, ta, tb, beta),
                 );
             }
+            // The direct kernels (conv2d_direct.rs) issue no GEMM.
+            Op::Conv2dForward { shape: s, .. } if conv2d::runs_direct::<f32>(&s)[0] => {}
+            Op::Conv2dBackwardWeight { shape: s, .. } if conv2d::runs_direct::<f32>(&s)[1] => {}
             Op::Conv2dForward { shape: s, .. } => {
                 let [oh, ow] = s.out_hw();
                 let (cpg, k) = (s.cout_per_group(), s.patch_len());
                 let per = one_gemm_allocs(GemmThreads::Serial, cpg, k, oh * ow, false, false, 0.0);
                 add(s.n * s.groups, per);
+            }
+            // The forward of the transposed convolution, adding onto dx with `accumulate`.
+            Op::Conv2dBackwardInput {
+                shape: s,
+                accumulate,
+                ..
+            } if conv2d::transposed(&s).is_some() => {
+                let t = conv2d::transposed(&s).unwrap();
+                if !conv2d::runs_direct::<f32>(&t)[0] {
+                    let [oh, ow] = t.out_hw();
+                    let (cpg, k) = (t.cout_per_group(), t.patch_len());
+                    let beta = if accumulate { 1.0 } else { 0.0 };
+                    let per =
+                        one_gemm_allocs(GemmThreads::Serial, cpg, k, oh * ow, false, false, beta);
+                    add(t.n * t.groups, per);
+                }
             }
             Op::Conv2dBackwardInput { shape: s, .. } => {
                 let [oh, ow] = s.out_hw();

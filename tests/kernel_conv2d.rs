@@ -283,6 +283,105 @@ fn cpu_backward_weight_matches_direct_sum_over_large_batches() {
     }
 }
 
+/// The f32 passes against the f64 definition: the awkward set (im2col + GEMM) and
+/// stride-1 shapes wide enough for the direct kernels (conv2d_direct.rs): channel counts
+/// off the register blocks, odd output channels per group, dilation, non-square and 5×5
+/// kernels (taps past one block), no padding, padding past the kernel, a padded 1×1, a
+/// ragged batch of weight-gradient chunks, resnet-20's stride-1 shapes. Every output of
+/// the direct kernels sums in another order than the f64 reference, so the tolerance is
+/// f32 rounding over the patch length.
+#[test]
+fn cpu_f32_passes_match_the_f64_definition() {
+    let wide = [
+        shape(2, 16, 12, 30, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(3, 5, 10, 40, 7, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(1, 16, 9, 29, 16, [3, 5], [1, 1], [1, 2], [1, 1], 1),
+        shape(2, 16, 11, 33, 12, [3, 3], [1, 1], [2, 2], [2, 2], 1),
+        shape(2, 32, 8, 30, 18, [3, 3], [1, 1], [1, 1], [1, 1], 2),
+        shape(1, 4, 12, 28, 6, [5, 5], [1, 1], [2, 2], [1, 1], 1),
+        shape(2, 6, 10, 34, 8, [3, 3], [1, 1], [0, 0], [1, 1], 1),
+        shape(1, 3, 6, 40, 4, [3, 3], [1, 1], [2, 2], [1, 1], 1),
+        shape(2, 8, 6, 30, 8, [1, 1], [1, 1], [1, 1], [1, 1], 1),
+        shape(9, 3, 8, 30, 5, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 16, 10, 30, 8, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(1, 2, 2, 40, 3, [5, 5], [1, 1], [2, 2], [1, 1], 1),
+        shape(2, 16, 32, 32, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 32, 16, 16, 32, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 64, 8, 8, 64, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+    ];
+    let forward = wide.iter().filter(|s| cc::runs_direct::<f32>(s)[0]).count();
+    let weight = wide.iter().filter(|s| cc::runs_direct::<f32>(s)[1]).count();
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_eq!(
+            forward,
+            wide.len(),
+            "every wide shape's forward runs directly on AVX-512"
+        );
+        // All but the two-row 5×5 (88 wide positions per image) and the 8×8 planes (80),
+        // below the weight kernel's 256.
+        assert_eq!(
+            weight,
+            wide.len() - 2,
+            "weight gradients run directly on AVX-512"
+        );
+    }
+    eprintln!(
+        "of {} wide shapes, {forward} forwards and {weight} weight gradients ran directly",
+        wide.len()
+    );
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let mut all = shapes(20);
+    all.extend(wide);
+    for (i, s) in all.iter().enumerate() {
+        let seed = 7000 + 3 * i as u64;
+        let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
+        let w = random_vec_f64(seed + 1, s.w_len(), -1.0, 1.0);
+        let dy = random_vec_f64(seed + 2, s.y_len(), -1.0, 1.0);
+        // f32 inputs, f64 arithmetic: the reference sees the values the f32 pass sees.
+        let (x, w, dy) = (f32s(&x), f32s(&w), f32s(&dy));
+        let up = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let (x64, w64, dy64) = (up(&x), up(&w), up(&dy));
+        let what = |pass: &str| format!("{pass} in f32 vs f64, seed {seed}, {}", describe(s));
+        let tol = |terms: usize| 4e-7 * terms as f32;
+
+        let mut y = vec![f32::NAN; s.y_len()];
+        cc::conv2d_forward(s, &x, &w, &mut y);
+        let want = f32s(&naive_forward(s, &x64, &w64));
+        assert_close(&what("forward"), &y, &want, tol(s.patch_len()), 1e-5);
+
+        // With accumulate: dx0 + ∂L/∂x.
+        let dx0 = random_vec(seed + 3, s.x_len(), -1.0, 1.0);
+        let mut dx = dx0.clone();
+        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut Vec::new(), true);
+        let grad = naive_backward_input(s, &dy64, &w64);
+        let want: Vec<f32> = dx0
+            .iter()
+            .zip(&grad)
+            .map(|(&a, &g)| (a as f64 + g) as f32)
+            .collect();
+        let terms = s.cout_per_group() * s.kh * s.kw;
+        assert_close(&what("backward input"), &dx, &want, tol(terms), 1e-5);
+
+        let dw0 = random_vec(seed + 4, s.w_len(), -1.0, 1.0);
+        let mut dw = dw0.clone();
+        cc::conv2d_backward_weight(s, &x, &dy, &mut dw, true);
+        let grad = naive_backward_weight(s, &x64, &dy64);
+        let want: Vec<f32> = dw0
+            .iter()
+            .zip(&grad)
+            .map(|(&a, &g)| (a as f64 + g) as f32)
+            .collect();
+        let [oh, ow] = s.out_hw();
+        assert_close(
+            &what("backward weight"),
+            &dw,
+            &want,
+            tol(s.n * oh * ow),
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn cpu_bias_forward_and_backward_match_definition() {
     let s = shape(2, 3, 5, 4, 3, [3, 1], [2, 1], [1, 0], [1, 1], 1);

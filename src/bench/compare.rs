@@ -79,7 +79,7 @@ fn exact(g: &[u32], c: &[u32]) -> (f64, String) {
 /// twins promise it (they are counted, not summed), the summed moments relative to the
 /// record's own scale (max |x| for the mean, the sums of squares against themselves).
 fn stats(g: &[u32], c: &[u32]) -> (f64, String) {
-    if g.len() != c.len() || g.len() % RECORD_WORDS != 0 {
+    if g.len() != c.len() || !g.len().is_multiple_of(RECORD_WORDS) {
         return (1.0, "records of different sizes".into());
     }
     let g: &[RawStats] = bytemuck::cast_slice(g);

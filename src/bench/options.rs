@@ -156,12 +156,12 @@ impl BenchOptions {
                 "--cpu-only and --gpu-only together leave nothing to measure",
             ));
         }
-        if let Some(s) = &self.sizes {
-            if s.is_empty() || s.contains(&0) {
-                return Err(Error::config(format!(
-                    "--sizes must list positive numbers, got {s:?}"
-                )));
-            }
+        if let Some(s) = &self.sizes
+            && (s.is_empty() || s.contains(&0))
+        {
+            return Err(Error::config(format!(
+                "--sizes must list positive numbers, got {s:?}"
+            )));
         }
         for op in &self.ops {
             if op.trim().is_empty() {

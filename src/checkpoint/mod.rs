@@ -61,7 +61,7 @@ impl Checkpointer {
 
     /// Whether the state after `step` (of `total`) is checkpointed.
     pub fn due(&self, step: u64, total: u64) -> bool {
-        step >= total || (self.every > 0 && step % self.every == 0)
+        step >= total || (self.every > 0 && step.is_multiple_of(self.every))
     }
 
     /// Writes the checkpoint of `progress.step` atomically, then prunes old ones.

@@ -14,6 +14,10 @@
 //!   parallel, each in order) whose partials are added in order, so the result is
 //!   reproducible whatever the thread count.
 //!
+//! In f32 on AVX-512, stride-1 shapes skip the patch matrix: conv2d_direct.rs convolves
+//! zero-padded planes directly (the forward, and so the transposed input gradient, and the
+//! weight gradient); `runs_direct` says which passes of a shape take that path.
+//!
 //! Images of the batch run in parallel with rayon for the forward and input gradient; each
 //! writes its own slice of the output, so the result does not depend on scheduling.
 //!
@@ -33,6 +37,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::conv2d_direct;
 use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
 
@@ -276,6 +281,17 @@ fn ensure<T: Element>(scratch: &mut Vec<T>, len: usize) {
     }
 }
 
+/// Which passes of shape `s` in `T` this CPU runs through the direct kernels of
+/// conv2d_direct.rs (f32 on AVX-512, stride 1, a wide grid that wastes little) rather than
+/// im2col + GEMM: `[forward, weight gradient]`. The input gradient at stride 1 takes the
+/// forward kernel where its transposed convolution does.
+pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
+    [
+        conv2d_direct::applies::<T>(s),
+        conv2d_direct::applies_to_weight_gradient::<T>(s),
+    ]
+}
+
 /// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite;
 /// the bias is a separate pass, `conv2d_bias_forward`).
 pub fn conv2d_forward<T: Element>(s: &Conv2dShape, x: &[T], w: &[T], y: &mut [T]) {
@@ -299,7 +315,7 @@ pub fn conv2d_forward_with<T: Element>(
             ("y", y.len(), s.y_len()),
         ],
     );
-    ensure(scratch, forward_scratch_len(s));
+    ensure(scratch, forward_scratch_len::<T>(s));
     forward_into(s, x, w, y, scratch, false);
 }
 
@@ -315,8 +331,13 @@ fn forward_col_len(s: &Conv2dShape) -> usize {
 }
 
 /// The scratch elements `forward_into` needs.
-fn forward_scratch_len(s: &Conv2dShape) -> usize {
-    s.n.div_ceil(images_per_part(s.n)) * forward_col_len(s)
+fn forward_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
+    let parts = s.n.div_ceil(images_per_part(s.n));
+    if conv2d_direct::applies::<T>(s) {
+        conv2d_direct::scratch_len(s, parts)
+    } else {
+        parts * forward_col_len(s)
+    }
 }
 
 /// The forward's im2col + GEMM for a checked shape: y = conv(x, w), or y += conv(x, w)
@@ -329,11 +350,15 @@ fn forward_into<T: Element>(
     scratch: &mut [T],
     accumulate: bool,
 ) {
+    let per = images_per_part(s.n);
+    if conv2d_direct::applies::<T>(s) {
+        conv2d_direct::forward(s, x, w, y, scratch, per, accumulate);
+        return;
+    }
     let [oh, ow] = s.out_hw();
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * ohw;
-    let per = images_per_part(s.n);
     let pointwise = is_pointwise(s);
     let col_len = forward_col_len(s);
     y[..s.y_len()]
@@ -407,7 +432,7 @@ pub fn conv2d_backward_input_with<T: Element>(
     if let Some(t) = transposed(s) {
         // W's rearranged copy at the front of the scratch, the patch matrices after it.
         let w_len = s.w_len();
-        ensure(scratch, w_len + forward_scratch_len(&t));
+        ensure(scratch, w_len + forward_scratch_len::<T>(&t));
         let (wt, cols) = scratch.split_at_mut(w_len);
         transposed_weights(s, w, wt);
         forward_into(&t, dy, wt, dx, cols, accumulate);
@@ -488,7 +513,7 @@ const TRANSPOSED_MIN_ROWS: usize = 16;
 /// padding (already one GEMM), padding beyond dilation·(k − 1), and fewer than
 /// `TRANSPOSED_MIN_ROWS` input channels per group, where the transposed GEMM would have that
 /// few rows (the 3→16 stem: 50 GFLOP/s the direct way, 30 transposed).
-fn transposed(s: &Conv2dShape) -> Option<Conv2dShape> {
+pub fn transposed(s: &Conv2dShape) -> Option<Conv2dShape> {
     if s.stride != [1, 1] || is_pointwise(s) || s.cin_per_group() < TRANSPOSED_MIN_ROWS {
         return None;
     }
@@ -568,6 +593,11 @@ pub fn conv2d_backward_weight_with<T: Element>(
             ("dw", dw.len(), s.w_len()),
         ],
     );
+    if conv2d_direct::applies_to_weight_gradient::<T>(s) {
+        ensure(scratch, conv2d_direct::weight_scratch_len(s));
+        conv2d_direct::backward_weight(s, x, dy, dw, accumulate, scratch);
+        return;
+    }
     let [oh, ow] = s.out_hw();
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;

@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod conv2d;
+mod conv2d_direct;
 pub mod dropout;
 pub mod element;
 pub mod embedding;

@@ -174,7 +174,7 @@ fn check_records(bytes: &[u8], path: &Path) -> Result<usize> {
              (tar xzf) and give the cifar-10-batches-bin directory",
         ));
     }
-    if len % RECORD_BYTES != 0 {
+    if !len.is_multiple_of(RECORD_BYTES) {
         let whole = len / RECORD_BYTES;
         let over = len % RECORD_BYTES;
         let mut reason = format!(
@@ -185,7 +185,7 @@ fn check_records(bytes: &[u8], path: &Path) -> Result<usize> {
             whole + 1
         );
         // CIFAR-100 records carry a coarse and a fine label: 3074 bytes.
-        if len % (RECORD_BYTES + 1) == 0 {
+        if len.is_multiple_of(RECORD_BYTES + 1) {
             reason.push_str(
                 "; its size is a multiple of 3074, the record of CIFAR-100, which is not supported",
             );

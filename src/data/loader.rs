@@ -106,7 +106,7 @@ impl<D: Borrow<Dataset>> BatchLoader<D> {
     /// was saved (same data set, batch size and seed assumed).
     pub fn set_cursor(&mut self, cursor: Cursor) -> Result<()> {
         let end = self.batches_per_epoch() * self.batch_size;
-        if cursor.position % self.batch_size != 0 || cursor.position > end {
+        if !cursor.position.is_multiple_of(self.batch_size) || cursor.position > end {
             return Err(Error::config(format!(
                 "cannot resume data set `{}` at record {} of epoch {}: with batch size {} a \
                  position must be a multiple of it and at most {end}; was the checkpoint \

@@ -104,7 +104,7 @@ impl SeqTask {
                 "the {} task needs a sequence length of at least 2, got {steps}",
                 self.name()
             ))),
-            SeqTask::Rows if IMAGE_PIXELS % steps != 0 => Err(Error::config(format!(
+            SeqTask::Rows if !IMAGE_PIXELS.is_multiple_of(steps) => Err(Error::config(format!(
                 "row-by-row Fashion-MNIST reads a 28×28 image in T steps of 784/T pixels, so T \
                  must divide 784 (28 for rows, 784 for pixels, or 1, 2, 4, 7, 14, 16, 49, 56, \
                  98, 112, 196, 392); got {steps}"

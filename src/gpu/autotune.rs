@@ -224,10 +224,10 @@ fn cached_or_tuned(
                 }
             }
         }
-        if let Some(name) = mem.choices.get(&key) {
-            if valid(name) {
-                return Ok(name.clone());
-            }
+        if let Some(name) = mem.choices.get(&key)
+            && valid(name)
+        {
+            return Ok(name.clone());
         }
     }
     let best = tune()?;

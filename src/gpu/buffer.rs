@@ -54,7 +54,7 @@ impl GpuContext {
 
     /// Queues a write of `bytes` at the start of `buffer` (lengths padded to 4 bytes).
     pub fn write(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buffer, 0, bytes);
         } else {
             let mut v = bytes.to_vec();

@@ -94,11 +94,11 @@ pub fn enabled() -> bool {
 pub fn plan_fusions(ctx: &GpuContext, plan: &Plan, ops: &[Op]) -> Result<Vec<Fused>> {
     let mut out = find_fusions(plan, ops);
     for i in 0..out.len() {
-        if let Fused::Head(d, absorbs) = out[i] {
-            if fused_forward_variant(ctx, d.shape)?.is_none() {
-                for o in &mut out[i..=i + absorbs] {
-                    *o = Fused::Alone;
-                }
+        if let Fused::Head(d, absorbs) = out[i]
+            && fused_forward_variant(ctx, d.shape)?.is_none()
+        {
+            for o in &mut out[i..=i + absorbs] {
+                *o = Fused::Alone;
             }
         }
     }
@@ -239,11 +239,13 @@ pub fn find_fusions(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
             rows,
             cols,
         }) = ops.get(next)
+            && same(by, y)
+            && rows == shape.m
+            && cols == shape.n
+            && !same(bias, y)
         {
-            if same(by, y) && rows == shape.m && cols == shape.n && !same(bias, y) {
-                f.bias = Some(bias);
-                next += 1;
-            }
+            f.bias = Some(bias);
+            next += 1;
         }
         if let Some(&Op::ActivationForward {
             act,

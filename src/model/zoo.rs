@@ -61,7 +61,7 @@ pub fn cifar_resnet(
     init: Init,
     loss: LossKind,
 ) -> Result<ModelSpec> {
-    if depth < 8 || (depth - 2) % 6 != 0 {
+    if depth < 8 || !(depth - 2).is_multiple_of(6) {
         return Err(Error::config(format!(
             "a CIFAR ResNet has 6n + 2 layers (20, 32, 44, 56, …), not {depth}"
         )));

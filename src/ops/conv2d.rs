@@ -130,7 +130,7 @@ impl Conv2dShape {
         if self.groups == 0 {
             return fail("groups is 0; groups must be ≥ 1 (1 is an ordinary convolution)".into());
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return fail(format!(
                 "channels not divisible by groups: c_in {} and c_out {} must both be multiples of groups {}",
                 self.c_in, self.c_out, self.groups

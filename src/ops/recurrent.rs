@@ -99,7 +99,7 @@ impl RecurrentShape {
 
     /// Whether the gradient flows from step `s` back into step `s − 1`.
     pub fn flows_back(&self, s: usize) -> bool {
-        s > 0 && (self.truncate == 0 || s % self.truncate != 0)
+        s > 0 && (self.truncate == 0 || !s.is_multiple_of(self.truncate))
     }
 
     /// Refuses empty sizes and element counts past u32 indexing, naming the layer.

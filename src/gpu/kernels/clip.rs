@@ -130,7 +130,7 @@ pub fn clip_gate(
 ) -> Result<Dispatch> {
     let op = "clip_gate";
     let words = base_args.len();
-    if words == 0 || words % 3 != 0 || args.size() < (words * 4) as u64 {
+    if words == 0 || !words.is_multiple_of(3) || args.size() < (words * 4) as u64 {
         return Err(Error::shape(
             op,
             format!(

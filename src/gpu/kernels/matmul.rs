@@ -141,9 +141,9 @@ impl MatmulVariant {
 /// N for B (K,N). Then no vec4 straddles a row or the end of a buffer.
 pub fn vec4_allowed(layout: MatmulLayout, s: MatmulShape) -> bool {
     match layout {
-        MatmulLayout::NN => s.k % 4 == 0 && s.n % 4 == 0,
-        MatmulLayout::NT => s.k % 4 == 0,
-        MatmulLayout::TN => s.m % 4 == 0 && s.n % 4 == 0,
+        MatmulLayout::NN => s.k.is_multiple_of(4) && s.n.is_multiple_of(4),
+        MatmulLayout::NT => s.k.is_multiple_of(4),
+        MatmulLayout::TN => s.m.is_multiple_of(4) && s.n.is_multiple_of(4),
     }
 }
 
