@@ -309,25 +309,36 @@ fn cpu_f32_passes_match_the_f64_definition() {
         shape(2, 32, 16, 16, 32, [3, 3], [1, 1], [1, 1], [1, 1], 1),
         shape(2, 64, 8, 8, 64, [3, 3], [1, 1], [1, 1], [1, 1], 1),
     ];
+    // The child processes of `cpu_f32_passes_match_with_every_instruction_set` choose the
+    // instruction set; the kernels must run on the one chosen.
+    match std::env::var("GRADSCOPE_CONV_DIRECT").as_deref() {
+        Ok("off") => assert_eq!(cc::direct_isa(), None),
+        Ok("avx2") if std::arch::is_x86_feature_detected!("avx2") => {
+            assert_eq!(cc::direct_isa(), Some("avx2"))
+        }
+        _ => {}
+    }
     let forward = wide.iter().filter(|s| cc::runs_direct::<f32>(s)[0]).count();
     let weight = wide.iter().filter(|s| cc::runs_direct::<f32>(s)[1]).count();
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if cc::direct_isa().is_some() {
         assert_eq!(
             forward,
             wide.len(),
-            "every wide shape's forward runs directly on AVX-512"
-        );
-        // All but the two-row 5×5 (88 wide positions per image) and the 8×8 planes (80),
-        // below the weight kernel's 256.
-        assert_eq!(
-            weight,
-            wide.len() - 2,
-            "weight gradients run directly on AVX-512"
+            "every wide shape's forward runs directly"
         );
     }
+    // The weight gradient has an AVX-512 kernel only: all but the two-row 5×5 (88 wide
+    // positions per image) and the 8×8 planes (80), below that kernel's 256.
+    let weight_direct = if cc::direct_isa() == Some("avx512") {
+        wide.len() - 2
+    } else {
+        0
+    };
+    assert_eq!(weight, weight_direct, "weight gradients run directly");
     eprintln!(
-        "of {} wide shapes, {forward} forwards and {weight} weight gradients ran directly",
-        wide.len()
+        "of {} wide shapes, {forward} forwards and {weight} weight gradients ran directly ({:?})",
+        wide.len(),
+        cc::direct_isa()
     );
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let mut all = shapes(20);
@@ -379,6 +390,33 @@ fn cpu_f32_passes_match_the_f64_definition() {
             tol(s.n * oh * ow),
             1e-5,
         );
+    }
+}
+
+/// `cpu_f32_passes_match_the_f64_definition` again with the AVX2 kernels and with none
+/// (im2col + GEMM everywhere), each in a child process of this test binary, since the
+/// instruction set is chosen once per process (`GRADSCOPE_CONV_DIRECT`).
+#[test]
+fn cpu_f32_passes_match_with_every_instruction_set() {
+    for isa in ["avx2", "off"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "cpu_f32_passes_match_the_f64_definition",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("GRADSCOPE_CONV_DIRECT", isa)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "GRADSCOPE_CONV_DIRECT={isa}:\n{stdout}\n{stderr}"
+        );
+        eprintln!("GRADSCOPE_CONV_DIRECT={isa}: {}", stderr.trim());
     }
 }
 

@@ -27,6 +27,7 @@ pub fn describe(ctx: Option<&GpuContext>, timing: Option<GpuTiming>) -> Machine 
     Machine {
         cpu: cpu_model(),
         cpu_threads: rayon::current_num_threads(),
+        cpu_conv_direct: crate::cpu::conv2d::direct_isa(),
         adapter: ctx.map(|c| c.adapter.clone()),
         gpu_timing: timing,
         gpu_timing_note: timing.map(|t| t.describe().to_string()),

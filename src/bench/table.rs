@@ -4,7 +4,11 @@ use super::result::{KernelResult, Machine, SideResult};
 
 /// Lines naming the CPU, the adapter and driver, and how GPU times were taken.
 pub fn header(m: &Machine, warmup: usize, repeats: usize) -> String {
-    let mut s = format!("CPU: {} ({} threads)\n", m.cpu, m.cpu_threads);
+    let convs = match m.cpu_conv_direct {
+        Some(isa) => format!("direct {isa} stride-1 convolutions"),
+        None => "convolutions by im2col + GEMM".to_string(),
+    };
+    let mut s = format!("CPU: {} ({} threads, {convs})\n", m.cpu, m.cpu_threads);
     match &m.adapter {
         Some(a) => {
             s += &format!(

@@ -8,6 +8,7 @@ pub mod bias;
 pub mod clip;
 pub mod conv2d;
 mod conv2d_direct;
+mod conv2d_direct_kernels;
 pub mod dropout;
 pub mod element;
 pub mod embedding;

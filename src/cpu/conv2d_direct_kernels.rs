@@ -1,0 +1,439 @@
+//! The register blocks of the direct stride-1 convolutions (conv2d_direct.rs), written once
+//! over a vector type and compiled for each instruction set they run on: AVX-512F (16 f32
+//! lanes, 32 registers; the forward and the weight gradient) and AVX2 + FMA (8 lanes, 16
+//! registers; the forward only).
+//!
+//! Each body is `#[inline(always)]` and generic over `Vector`; the entry points are
+//! `#[target_feature]` functions that instantiate it, so the intrinsics inline into code
+//! compiled for the instruction set and the accumulators, indexed by constants only once
+//! the loops over them unroll, stay in registers. The block sizes fill the register file:
+//! - forward: CB output channels × PV vectors of positions, CB·PV accumulators plus PV
+//!   loaded vectors and one broadcast weight (AVX-512: 8 × up to 3 → 28 registers; AVX2:
+//!   6 × up to 2 → 15). On the development machine's core, timed on cache-resident data,
+//!   AVX2 ran 4 × 3 at 69–70 GFLOP/s (16 registers: the compiler spilled), 4 × 2 at
+//!   101–109, 6 × 2 at 116, the AVX-512 block's rate;
+//! - weight gradient (AVX-512 only): 2 output channels × up to 9 taps of lane
+//!   accumulators, plus 2 loaded rows of dy and one shifted plane (21 registers). With
+//!   AVX2's 16 registers one channel × 9 taps fits, and measured slower than im2col + GEMM
+//!   (32→32 3×3 on 16×16 planes: 49–53 GFLOP/s against 75–79), so AVX2 CPUs keep the GEMM
+//!   for it.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Output channels per forward register block, for each instruction set: the weights are
+/// packed for it (conv2d_direct.rs) and the block computes that many.
+const AVX512_CHANNELS: usize = 8;
+const AVX2_CHANNELS: usize = 6;
+
+/// Taps per weight-gradient register block: a 3×3 kernel in one block.
+pub(super) const WEIGHT_TAPS: usize = 9;
+/// Output channels per weight-gradient register block.
+pub(super) const WEIGHT_CHANNELS: usize = 2;
+/// Lanes of the weight gradient's accumulators (AVX-512's).
+pub(super) const WEIGHT_LANES: usize = 16;
+
+/// The instruction sets the direct kernels are compiled for, fastest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// f32 lanes per vector.
+    pub(super) fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    /// Output channels per forward register block.
+    pub(super) fn forward_channels(self) -> usize {
+        match self {
+            Isa::Avx512 => AVX512_CHANNELS,
+            Isa::Avx2 => AVX2_CHANNELS,
+        }
+    }
+
+    /// Vectors of positions per forward register block, at most.
+    pub(super) fn max_vectors(self) -> usize {
+        match self {
+            Isa::Avx512 => 3,
+            Isa::Avx2 => 2,
+        }
+    }
+
+    /// Whether the weight gradient has a kernel for it.
+    pub(super) fn has_weight_gradient(self) -> bool {
+        self == Isa::Avx512
+    }
+
+    /// Whether this CPU has it.
+    pub(super) fn present(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+}
+
+/// One forward register block's operands: `cin` planes `plane` apart from `x`, taps
+/// `taps[0]`×`taps[1]` whose shifts are `steps` (rows, columns) apart, CB weights per step
+/// from `w` (CB = `Isa::forward_channels`), CB output rows `out_stride` apart from `out`.
+pub(super) struct Block {
+    pub x: *const f32,
+    pub plane: usize,
+    pub cin: usize,
+    pub taps: [usize; 2],
+    pub steps: [usize; 2],
+    pub w: *const f32,
+    pub out: *mut f32,
+    pub out_stride: usize,
+}
+
+/// One weight-gradient register block's operands: `cin` planes `plane` apart from `x`, for
+/// `images` images `x_image` apart, and as many output gradients `dy_image` apart from
+/// `dy`, its `WEIGHT_CHANNELS` rows `dy_stride` apart, each summed over `len` wide positions
+/// (a multiple of `WEIGHT_LANES`) into the lane accumulators at `acc`
+/// ([WEIGHT_CHANNELS][WEIGHT_TAPS][WEIGHT_LANES] per input channel, `acc_stride` apart).
+pub(super) struct Correlation {
+    pub x: *const f32,
+    pub x_image: usize,
+    pub plane: usize,
+    pub cin: usize,
+    pub dy: *const f32,
+    pub dy_image: usize,
+    pub dy_stride: usize,
+    pub images: usize,
+    pub len: usize,
+    pub acc: *mut f32,
+    pub acc_stride: usize,
+}
+
+/// The forward block with `pv` vectors of positions (1 to `isa.max_vectors()`).
+///
+/// # Safety
+/// `isa` must be present, and every access the block makes in bounds
+/// (conv2d_direct.rs `wide_block` asserts them).
+pub(super) unsafe fn forward(isa: Isa, pv: usize, b: &Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, pv) {
+            (Isa::Avx512, 1) => forward_avx512::<1>(b),
+            (Isa::Avx512, 2) => forward_avx512::<2>(b),
+            (Isa::Avx512, _) => forward_avx512::<3>(b),
+            (Isa::Avx2, 1) => forward_avx2::<1>(b),
+            (Isa::Avx2, _) => forward_avx2::<2>(b),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct kernels for {isa:?}, {pv}, {:p}", b.x);
+}
+
+/// The weight-gradient block over `shifts` (1 to WEIGHT_TAPS taps, in any layout).
+///
+/// # Safety
+/// AVX-512F must be present, and every access the block makes in bounds
+/// (conv2d_direct.rs `weight_block` asserts them).
+pub(super) unsafe fn weight(b: &Correlation, shifts: &[usize]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        macro_rules! taps {
+            ($($n:literal)*) => {
+                match shifts.len() {
+                    $($n => weight_avx512::<$n>(b, shifts),)*
+                    _ => unreachable!("at most {WEIGHT_TAPS} taps per block"),
+                }
+            };
+        }
+        taps!(1 2 3 4 5 6 7 8 9);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no weight-gradient kernel: {}, {:p}", shifts.len(), b.x);
+}
+
+/// The weight-gradient block of a 3×3 kernel whose columns are adjacent (dilation 1 along
+/// the width) and whose rows are `row_step` apart: three row pointers and constant column
+/// offsets, where the general block's nine tap pointers do not fit the registers and are
+/// reloaded per image.
+///
+/// # Safety
+/// As `weight`.
+pub(super) unsafe fn weight_3x3(b: &Correlation, row_step: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        weight_3x3_avx512(b, row_step)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no weight-gradient kernel: {row_step}, {:p}", b.x);
+}
+
+/// Replaces the first len/WEIGHT_LANES values of `acc` by the sums of its accumulators'
+/// lanes, in order (sum a lands at index a ≤ WEIGHT_LANES·a, after its own lanes were
+/// read), each in `_mm512_reduce_add_ps`'s fixed order.
+///
+/// # Safety
+/// AVX-512F must be present.
+pub(super) unsafe fn reduce_lanes(acc: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        reduce_avx512(acc)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no weight-gradient kernel: {}", acc.len());
+}
+
+// ---- entry points: the bodies compiled for each instruction set -------------------------
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_avx512<const PV: usize>(b: &Block) {
+    // SAFETY: the caller's guarantees.
+    unsafe { forward_body::<__m512, AVX512_CHANNELS, PV>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2<const PV: usize>(b: &Block) {
+    // SAFETY: the caller's guarantees.
+    unsafe { forward_body::<__m256, AVX2_CHANNELS, PV>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_avx512<const TAPS: usize>(b: &Correlation, shifts: &[usize]) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_body::<__m512, WEIGHT_CHANNELS, TAPS>(b, shifts) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_3x3_avx512(b: &Correlation, row_step: usize) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_3x3_body::<__m512, WEIGHT_CHANNELS>(b, row_step) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn reduce_avx512(acc: &mut [f32]) {
+    for a in 0..acc.len() / WEIGHT_LANES {
+        // SAFETY: the lanes of accumulator a lie inside `acc`; AVX-512F is present.
+        let v = unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(acc[a * WEIGHT_LANES..].as_ptr())) };
+        acc[a] = v;
+    }
+}
+
+// ---- the vector type ---------------------------------------------------------------------
+
+/// The vector operations the bodies use. Every method is `#[inline(always)]`, so it inlines
+/// into the `#[target_feature]` entry point and its intrinsic with it.
+trait Vector: Copy {
+    const LANES: usize;
+    /// # Safety
+    /// The instruction set of `Self` must be present (so for all methods).
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As `zero`; `p` readable for LANES values.
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    /// a·b + c, fused.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// # Safety
+    /// As `zero`; `p` writable for LANES values.
+    unsafe fn store(self, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for __m512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm512_storeu_ps(p, self) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for __m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm256_storeu_ps(p, self) }
+    }
+}
+
+// ---- the bodies --------------------------------------------------------------------------
+
+/// CB×PV accumulators; per (ci, ki, kj): PV loads of the shifted plane, CB broadcast
+/// weights, CB·PV FMAs.
+#[inline(always)]
+unsafe fn forward_body<V: Vector, const CB: usize, const PV: usize>(b: &Block) {
+    let mut acc = [[unsafe { V::zero() }; PV]; CB];
+    let mut wt = b.w;
+    for ci in 0..b.cin {
+        // SAFETY (this block): within the bounds the caller guarantees.
+        unsafe {
+            let xc = b.x.add(ci * b.plane);
+            for ki in 0..b.taps[0] {
+                let xr = xc.add(ki * b.steps[0]);
+                for kj in 0..b.taps[1] {
+                    let xt = xr.add(kj * b.steps[1]);
+                    let mut xs = [V::zero(); PV];
+                    for (v, xv) in xs.iter_mut().enumerate() {
+                        *xv = V::load(xt.add(v * V::LANES));
+                    }
+                    for (c, row) in acc.iter_mut().enumerate() {
+                        let wv = V::splat(*wt.add(c));
+                        for (a, &xv) in row.iter_mut().zip(&xs) {
+                            *a = V::fma(wv, xv, *a);
+                        }
+                    }
+                    wt = wt.add(CB);
+                }
+            }
+        }
+    }
+    for (c, row) in acc.iter().enumerate() {
+        for (v, &a) in row.iter().enumerate() {
+            // SAFETY: within the bounds the caller guarantees.
+            unsafe { a.store(b.out.add(c * b.out_stride + v * V::LANES)) };
+        }
+    }
+}
+
+/// Per input channel: CO·TAPS accumulators loaded from `acc`, then per vector of positions
+/// CO loads of dy and, per tap, one load of the shifted plane and CO FMAs; stored back.
+#[inline(always)]
+unsafe fn weight_body<V: Vector, const CO: usize, const TAPS: usize>(
+    b: &Correlation,
+    shifts: &[usize],
+) {
+    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * V::LANES;
+    for ci in 0..b.cin {
+        // SAFETY (this block): within the bounds the caller guarantees.
+        unsafe {
+            let accp = b.acc.add(ci * b.acc_stride);
+            let mut acc = [[V::zero(); TAPS]; CO];
+            for (c, row) in acc.iter_mut().enumerate() {
+                for (t, a) in row.iter_mut().enumerate() {
+                    *a = V::load(accp.add(at(c, t)));
+                }
+            }
+            for i in 0..b.images {
+                let x = b.x.add(i * b.x_image + ci * b.plane);
+                let dy = b.dy.add(i * b.dy_image);
+                let mut xt = [x; TAPS];
+                for (p, &sh) in xt.iter_mut().zip(shifts) {
+                    *p = x.add(sh);
+                }
+                for q in (0..b.len).step_by(V::LANES) {
+                    let mut d = [V::zero(); CO];
+                    for (c, dv) in d.iter_mut().enumerate() {
+                        *dv = V::load(dy.add(c * b.dy_stride + q));
+                    }
+                    for (t, &p) in xt.iter().enumerate() {
+                        let xv = V::load(p.add(q));
+                        for (row, &dv) in acc.iter_mut().zip(&d) {
+                            row[t] = V::fma(dv, xv, row[t]);
+                        }
+                    }
+                }
+            }
+            for (c, row) in acc.iter().enumerate() {
+                for (t, &a) in row.iter().enumerate() {
+                    a.store(accp.add(at(c, t)));
+                }
+            }
+        }
+    }
+}
+
+/// `weight_body::<V, CO, 9>` for the taps of a 3×3 kernel with adjacent columns.
+#[inline(always)]
+unsafe fn weight_3x3_body<V: Vector, const CO: usize>(b: &Correlation, row_step: usize) {
+    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * V::LANES;
+    for ci in 0..b.cin {
+        // SAFETY (this block): within the bounds the caller guarantees.
+        unsafe {
+            let accp = b.acc.add(ci * b.acc_stride);
+            let mut acc = [[V::zero(); 9]; CO];
+            for (c, row) in acc.iter_mut().enumerate() {
+                for (t, a) in row.iter_mut().enumerate() {
+                    *a = V::load(accp.add(at(c, t)));
+                }
+            }
+            for i in 0..b.images {
+                let x = b.x.add(i * b.x_image + ci * b.plane);
+                let rows = [x, x.add(row_step), x.add(2 * row_step)];
+                let dy = b.dy.add(i * b.dy_image);
+                for q in (0..b.len).step_by(V::LANES) {
+                    let mut d = [V::zero(); CO];
+                    for (c, dv) in d.iter_mut().enumerate() {
+                        *dv = V::load(dy.add(c * b.dy_stride + q));
+                    }
+                    for (ki, r) in rows.iter().enumerate() {
+                        for kj in 0..3 {
+                            let xv = V::load(r.add(q + kj));
+                            for (row, &dv) in acc.iter_mut().zip(&d) {
+                                row[ki * 3 + kj] = V::fma(dv, xv, row[ki * 3 + kj]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (c, row) in acc.iter().enumerate() {
+                for (t, &a) in row.iter().enumerate() {
+                    a.store(accp.add(at(c, t)));
+                }
+            }
+        }
+    }
+}
