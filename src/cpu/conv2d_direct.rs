@@ -102,6 +102,17 @@ impl Grid {
         s.groups * self.co_blocks * self.cb * s.patch_len()
     }
 
+    /// Copies image `xb` ([c_in, h, w]) into the interior of its padded planes `xp`, whose
+    /// padding is zero already and stays so.
+    fn pad_image(&self, s: &Conv2dShape, xb: &[f32], xp: &mut [f32]) {
+        for (c, src) in xb.chunks(s.h * s.w).enumerate() {
+            for (r, row) in src.chunks(s.w).enumerate() {
+                let at = c * self.plane + (r + s.pad[0]) * self.wp + s.pad[1];
+                xp[at..at + s.w].copy_from_slice(row);
+            }
+        }
+    }
+
     /// Per part of the batch: the padded image, then the wide output of one group.
     fn part_len(&self) -> usize {
         self.xp_len + self.co_blocks * self.cb * self.wide
@@ -167,6 +178,20 @@ pub(super) fn scratch_len(s: &Conv2dShape, parts: usize) -> usize {
     grid.packed_weights_len(s) + parts * grid.part_len()
 }
 
+/// `v` as the f32 slice it is (`applies` holds only for f32).
+fn as_f32<T: Element>(v: &[T]) -> &[f32] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: T is f32, checked just above.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
+}
+
+/// `as_f32` for a mutable slice.
+fn as_f32_mut<T: Element>(v: &mut [T]) -> &mut [f32] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: T is f32, checked just above.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) }
+}
+
 /// y = conv(x, w), or y += conv(x, w) with `accumulate`, for a checked shape where
 /// `applies::<T>` holds; the batch in ranges of `per` images, in parallel.
 pub(super) fn forward<T: Element>(
@@ -179,17 +204,12 @@ pub(super) fn forward<T: Element>(
     accumulate: bool,
 ) {
     debug_assert!(applies::<T>(s));
-    // SAFETY: `applies` checked that T is f32.
-    let cast = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) };
-    let cast_mut = |v: &mut [T]| unsafe {
-        std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len())
-    };
     forward_f32(
         s,
-        cast(x),
-        cast(w),
-        cast_mut(y),
-        cast_mut(scratch),
+        as_f32(x),
+        as_f32(w),
+        as_f32_mut(y),
+        as_f32_mut(scratch),
         per,
         accumulate,
     );
@@ -223,13 +243,7 @@ fn forward_f32(
             // The padding and the slack stay zero; each image overwrites the interior only.
             xp.fill(0.0);
             for (i, yb) in yp.chunks_mut(y_img).enumerate() {
-                let xb = &x[(part * per + i) * x_img..][..x_img];
-                for (c, src) in xb.chunks(s.h * s.w).enumerate() {
-                    for (r, row) in src.chunks(s.w).enumerate() {
-                        let at = c * grid.plane + (r + s.pad[0]) * grid.wp + s.pad[1];
-                        xp[at..at + s.w].copy_from_slice(row);
-                    }
-                }
+                grid.pad_image(s, &x[(part * per + i) * x_img..][..x_img], xp);
                 for g in 0..s.groups {
                     let xg = &xp[g * cpg_in * grid.plane..];
                     for cb in 0..grid.co_blocks {
@@ -324,18 +338,13 @@ pub(super) fn backward_weight<T: Element>(
     scratch: &mut [T],
 ) {
     debug_assert!(applies_to_weight_gradient::<T>(s));
-    // SAFETY: `applies` checked that T is f32.
-    let cast = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) };
-    let cast_mut = |v: &mut [T]| unsafe {
-        std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len())
-    };
     backward_weight_f32(
         s,
-        cast(x),
-        cast(dy),
-        cast_mut(dw),
+        as_f32(x),
+        as_f32(dy),
+        as_f32_mut(dw),
         accumulate,
-        cast_mut(scratch),
+        as_f32_mut(scratch),
     );
 }
 
@@ -363,12 +372,7 @@ fn backward_weight_f32(
         .enumerate()
         .for_each(|(b, (xp, dyw))| {
             xp.fill(0.0);
-            for (c, src) in x[b * x_img..][..x_img].chunks(s.h * s.w).enumerate() {
-                for (r, row) in src.chunks(s.w).enumerate() {
-                    let at = c * grid.plane + (r + s.pad[0]) * grid.wp + s.pad[1];
-                    xp[at..at + s.w].copy_from_slice(row);
-                }
-            }
+            grid.pad_image(s, &x[b * x_img..][..x_img], xp);
             dyw.fill(0.0);
             for (c, src) in dy[b * y_img..][..y_img].chunks(oh * ow).enumerate() {
                 for (r, row) in src.chunks(ow).enumerate() {
