@@ -60,8 +60,8 @@ struct Grid {
     cb: usize,
     wp: usize,
     plane: usize,
-    /// Vectors per register block: of 1, 2 or 3, the one that rounds the wide grid up the
-    /// least (ties to the longer block, which loads fewer weights per FMA).
+    /// Vectors per register block: of 1 to `Isa::max_vectors`, the count that rounds the
+    /// wide grid up the least (ties to the longer block, which loads fewer weights per FMA).
     pv: usize,
     /// Wide positions, rounded up to whole blocks.
     wide: usize,
