@@ -89,24 +89,51 @@ fn case(name: &'static str, label: &str, s: Conv2dShape, pass: Pass) -> Case {
             Tensor::output("dw", w, GEMM_TOL),
         ],
     };
+    // Which CPU path the pass takes (conv2d_direct.rs or im2col + GEMM), so that a row's
+    // CPU figure says what it measured.
+    let direct = match pass {
+        Pass::Forward => cpu::runs_direct::<f32>(&s)[0],
+        Pass::BackwardInput => cpu::transposed(&s).is_some_and(|t| cpu::runs_direct::<f32>(&t)[0]),
+        Pass::BackwardWeight => cpu::runs_direct::<f32>(&s)[1],
+    };
+    let path = if direct { ", cpu direct" } else { "" };
     Case {
         family: Family::Conv2d,
         name: name.into(),
-        shape: describe(label, &s),
+        shape: format!("{}{path}", describe(label, &s)),
         work: Work::Flops(s.flops()),
         tensors,
-        cpu: Box::new(move |t| {
-            let mut out = t.take_f(2);
-            match pass {
-                Pass::Forward => cpu::conv2d_forward(&s, t.f(0), t.f(1), &mut out),
-                Pass::BackwardInput => cpu::conv2d_backward_input(&s, t.f(0), t.f(1), &mut out),
-                Pass::BackwardWeight => {
-                    cpu::conv2d_backward_weight(&s, t.f(0), t.f(1), &mut out, false)
+        // The scratch lives as long as the case, as the executor's lives as long as the
+        // run: a timed pass does not allocate (or fault in) its patch matrices or planes.
+        cpu: {
+            let mut scratch = Vec::new();
+            Box::new(move |t| {
+                let mut out = t.take_f(2);
+                match pass {
+                    Pass::Forward => {
+                        cpu::conv2d_forward_with(&s, t.f(0), t.f(1), &mut out, &mut scratch)
+                    }
+                    Pass::BackwardInput => cpu::conv2d_backward_input_with(
+                        &s,
+                        t.f(0),
+                        t.f(1),
+                        &mut out,
+                        &mut scratch,
+                        false,
+                    ),
+                    Pass::BackwardWeight => cpu::conv2d_backward_weight_with(
+                        &s,
+                        t.f(0),
+                        t.f(1),
+                        &mut out,
+                        false,
+                        &mut scratch,
+                    ),
                 }
-            }
-            t.put_f(2, out);
-            Ok(())
-        }),
+                t.put_f(2, out);
+                Ok(())
+            })
+        },
         gpu: Box::new(move |ctx, b| {
             Ok(match pass {
                 Pass::Forward => vec![gpu::conv2d_forward(ctx, &s, &b[0], &b[1], &b[2])?],

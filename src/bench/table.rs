@@ -41,7 +41,7 @@ pub fn header(m: &Machine, warmup: usize, repeats: usize) -> String {
          err = max |gpu − cpu| / max |cpu| of the outputs\n\n"
     );
     s += &format!(
-        "{:<34} {:<36} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}  {}\n",
+        "{:<34} {:<48} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}  {}\n",
         "kernel", "shape", "cpu ms", "cpu", "gpu ms", "gpu", "gpu/cpu", "err", "unit"
     );
     s
@@ -76,7 +76,7 @@ pub fn row(r: &KernelResult) -> String {
     );
     let mark = if r.failed() { "  FAILED" } else { "" };
     format!(
-        "{:<34} {:<36} {cm:>9} {ct:>9} {gm:>9} {gt:>9} {ratio:>8} {err:>9}  {}{mark}\n",
+        "{:<34} {:<48} {cm:>9} {ct:>9} {gm:>9} {gt:>9} {ratio:>8} {err:>9}  {}{mark}\n",
         r.name, r.shape, r.unit
     )
 }
