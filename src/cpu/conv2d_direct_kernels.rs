@@ -15,8 +15,9 @@
 //! - weight gradient (AVX-512 only): 2 output channels × up to 9 taps of lane
 //!   accumulators, plus 2 loaded rows of dy and one shifted plane (21 registers). With
 //!   AVX2's 16 registers one channel × 9 taps fits, and measured slower than im2col + GEMM
-//!   (32→32 3×3 on 16×16 planes: 49–53 GFLOP/s against 75–79), so AVX2 CPUs keep the GEMM
-//!   for it.
+//!   (32→32 3×3 on 16×16 planes: 49–53 GFLOP/s against 75–79, in a bench that still
+//!   allocated per run, which cost the AVX-512 weight kernel up to a quarter of its rate),
+//!   so AVX2 CPUs keep the GEMM for it.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
