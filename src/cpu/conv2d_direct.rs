@@ -283,14 +283,21 @@ const WEIGHT_POSITIONS: usize = 1024;
 /// that made the direct pass slower (64→64 3×3 at batch 32, one core: 66 GFLOP/s against
 /// the GEMM's 77).
 const MIN_WEIGHT_POSITIONS: usize = 256;
+/// Bytes of padded images and output gradients the weight gradient holds at once: resnet-20's
+/// batch of 128 on 32×32 planes (19 MB) in one slab, an ImageNet-sized batch (224×224 planes,
+/// 64 channels: 13 MB an image) an image or two at a time instead of the whole batch.
+const WEIGHT_SLAB_BYTES: usize = 32 << 20;
 /// Blocks of WEIGHT_TAPS taps, at most: kernels up to 81 taps (9×9) run directly.
 const MAX_TAP_BLOCKS: usize = 9;
 
 /// The weight gradient's scratch: the lane accumulators (one vector per weight, grouped by
-/// register block), the padded images, and the output gradients on the wide grid (one spare
-/// zero row, read by the last channel pair of an odd count and dropped).
+/// register block), then for a slab of images their padded planes and their output
+/// gradients on the wide grid (one spare zero row, read by the last channel pair of an odd
+/// count and dropped).
 struct WeightScratch {
     grid: Grid,
+    /// Images padded at a time: as many as fit `WEIGHT_SLAB_BYTES`, at least one.
+    slab: usize,
     tap_blocks: usize,
     /// Lane accumulators of one (group, channel block): cpg_in·tap_blocks register blocks.
     unit_len: usize,
@@ -302,33 +309,39 @@ struct WeightScratch {
 const WEIGHT_BLOCK: usize = WEIGHT_CHANNELS * WEIGHT_TAPS * WEIGHT_LANES;
 
 impl WeightScratch {
-    fn new(s: &Conv2dShape, isa: Isa) -> Self {
+    /// The scratch of shape `s` with at most `slab_bytes` of padded images at once.
+    fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Self {
         let grid = Grid::new(s, isa);
         let tap_blocks = (s.kh * s.kw).div_ceil(WEIGHT_TAPS);
+        let dyw_len = (s.c_out + 1) * grid.wide;
+        let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
         WeightScratch {
+            slab: (slab_bytes / image_bytes).clamp(1, s.n),
             tap_blocks,
             unit_len: s.cin_per_group() * tap_blocks * WEIGHT_BLOCK,
             units: s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS),
-            dyw_len: (s.c_out + 1) * grid.wide,
+            dyw_len,
             grid,
         }
     }
 
-    fn len(&self, s: &Conv2dShape) -> usize {
-        self.units * self.unit_len + s.n * (self.grid.xp_len + self.dyw_len)
+    fn len(&self) -> usize {
+        self.units * self.unit_len + self.slab * (self.grid.xp_len + self.dyw_len)
     }
 }
 
 /// Scratch elements `backward_weight` needs.
 pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
-    WeightScratch::new(s, isa().expect("direct kernels apply")).len(s)
+    WeightScratch::new(s, isa().expect("direct kernels apply"), WEIGHT_SLAB_BYTES).len()
 }
 
 /// dw = Σ_b dy[b] ⋆ x[b] (or dw += that with `accumulate`) for a checked shape where
-/// `applies::<T>` holds. The images are padded in parallel, then the (group, output-channel
-/// pair) units run in parallel, each summing the whole batch in its own lane accumulators
-/// (images in order, positions in order within each lane), whose 16 lanes are added at the
-/// end in a fixed tree: the result does not depend on the thread count.
+/// `applies_to_weight_gradient::<T>` holds. The batch goes in slabs of images (at most
+/// `WEIGHT_SLAB_BYTES` of padded planes and output gradients): each slab is padded in
+/// parallel, then the (group, output-channel pair) units run in parallel, each adding the
+/// slab to its own lane accumulators (images in order, positions in order within each
+/// lane). The lanes are added in a fixed order at the end: the result does not depend on
+/// the thread count, nor on the slab size.
 pub(super) fn backward_weight<T: Element>(
     s: &Conv2dShape,
     x: &[T],
@@ -345,6 +358,7 @@ pub(super) fn backward_weight<T: Element>(
         as_f32_mut(dw),
         accumulate,
         as_f32_mut(scratch),
+        WEIGHT_SLAB_BYTES,
     );
 }
 
@@ -355,8 +369,9 @@ fn backward_weight_f32(
     dw: &mut [f32],
     accumulate: bool,
     scratch: &mut [f32],
+    slab_bytes: usize,
 ) {
-    let ws = WeightScratch::new(s, isa().expect("direct kernels apply"));
+    let ws = WeightScratch::new(s, isa().expect("direct kernels apply"), slab_bytes);
     let grid = &ws.grid;
     let [oh, ow] = s.out_hw();
     let (cpg_in, cpg_out) = (s.cin_per_group(), s.cout_per_group());
@@ -364,23 +379,8 @@ fn backward_weight_f32(
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
     let (lanes, images) = scratch.split_at_mut(ws.units * ws.unit_len);
-    let (xps, dyws) = images.split_at_mut(s.n * grid.xp_len);
-    let dyws = &mut dyws[..s.n * ws.dyw_len];
-    // Padding, wrap columns, the rows past the grid and the spare row are zero.
-    xps.par_chunks_mut(grid.xp_len)
-        .zip(dyws.par_chunks_mut(ws.dyw_len))
-        .enumerate()
-        .for_each(|(b, (xp, dyw))| {
-            xp.fill(0.0);
-            grid.pad_image(s, &x[b * x_img..][..x_img], xp);
-            dyw.fill(0.0);
-            for (c, src) in dy[b * y_img..][..y_img].chunks(oh * ow).enumerate() {
-                for (r, row) in src.chunks(ow).enumerate() {
-                    dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
-                }
-            }
-        });
-    let (xps, dyws) = (&*xps, &*dyws);
+    let (xps, dyws) = images.split_at_mut(ws.slab * grid.xp_len);
+    let dyws = &mut dyws[..ws.slab * ws.dyw_len];
     // Shifts of each block's taps on the wide grid, in (ki, kj) order.
     let mut shifts = [[0usize; WEIGHT_TAPS]; MAX_TAP_BLOCKS];
     for t in 0..taps {
@@ -390,34 +390,60 @@ fn backward_weight_f32(
     let pairs = cpg_out.div_ceil(WEIGHT_CHANNELS);
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
-    lanes
-        .par_chunks_mut(ws.unit_len)
-        .enumerate()
-        .for_each(|(unit, acc)| {
-            let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
-            acc.fill(0.0);
-            let chunk = WEIGHT_POSITIONS.div_ceil(grid.wide);
-            for b0 in (0..s.n).step_by(chunk) {
-                for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
-                    let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
-                    weight_block(
-                        s,
-                        &ws,
-                        WeightBlock {
-                            x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
-                            dy: &dyws[b0 * ws.dyw_len + (g * cpg_out + co) * grid.wide..],
-                            dy_image: ws.dyw_len,
-                            images: (s.n - b0).min(chunk),
-                            shifts: &block_shifts[..n_taps],
-                            acc: &mut acc[tb * block_len..],
-                            acc_stride: ci_len,
-                        },
-                    );
+    let chunk = WEIGHT_POSITIONS.div_ceil(grid.wide);
+    // The batch in slabs of `ws.slab` images: each slab padded in parallel, then every unit
+    // adds the slab to its lanes, so the lanes still see the images in order.
+    for s0 in (0..s.n).step_by(ws.slab) {
+        let count = (s.n - s0).min(ws.slab);
+        // Padding, wrap columns, the rows past the grid and the spare row are zero.
+        xps.par_chunks_mut(grid.xp_len)
+            .zip(dyws.par_chunks_mut(ws.dyw_len))
+            .take(count)
+            .enumerate()
+            .for_each(|(i, (xp, dyw))| {
+                let b = s0 + i;
+                xp.fill(0.0);
+                grid.pad_image(s, &x[b * x_img..][..x_img], xp);
+                dyw.fill(0.0);
+                for (c, src) in dy[b * y_img..][..y_img].chunks(oh * ow).enumerate() {
+                    for (r, row) in src.chunks(ow).enumerate() {
+                        dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
+                    }
                 }
-            }
-            // SAFETY: `applies_to_weight_gradient` found AVX-512F present.
-            unsafe { kernels::reduce_lanes(acc) };
-        });
+            });
+        let (xps, dyws) = (&*xps, &*dyws);
+        lanes
+            .par_chunks_mut(ws.unit_len)
+            .enumerate()
+            .for_each(|(unit, acc)| {
+                let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
+                if s0 == 0 {
+                    acc.fill(0.0);
+                }
+                for b0 in (0..count).step_by(chunk) {
+                    for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
+                        let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
+                        weight_block(
+                            s,
+                            &ws,
+                            WeightBlock {
+                                x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
+                                dy: &dyws[b0 * ws.dyw_len + (g * cpg_out + co) * grid.wide..],
+                                dy_image: ws.dyw_len,
+                                images: (count - b0).min(chunk),
+                                shifts: &block_shifts[..n_taps],
+                                acc: &mut acc[tb * block_len..],
+                                acc_stride: ci_len,
+                            },
+                        );
+                    }
+                }
+                if s0 + count == s.n {
+                    // SAFETY: `applies_to_weight_gradient` found AVX-512F present.
+                    unsafe { kernels::reduce_lanes(acc) };
+                }
+            });
+    }
     // Written over or added to dw; lane sums at the front of each unit (`reduce_lanes`).
     for (unit, acc) in lanes.chunks(ws.unit_len).enumerate() {
         let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
@@ -536,4 +562,58 @@ fn wide_block(s: &Conv2dShape, grid: &Grid, xg: &[f32], wb: &[f32], out: &mut [f
     };
     // SAFETY: `isa` found the instruction set present; the asserts above bound every access.
     unsafe { kernels::forward(grid.isa, grid.pv, &args) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weight gradient gives the same bits whatever the slab: one image at a time, a
+    /// ragged last slab, or the whole batch at once.
+    #[test]
+    fn weight_gradient_does_not_depend_on_the_slab() {
+        let s = Conv2dShape {
+            n: 5,
+            c_in: 3,
+            h: 12,
+            w: 30,
+            c_out: 5,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        if !applies_to_weight_gradient::<f32>(&s) {
+            eprintln!(
+                "no direct weight-gradient kernel on this CPU ({:?}); nothing to compare",
+                isa()
+            );
+            return;
+        }
+        let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
+        let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
+        let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
+        let grid = Grid::new(&s, isa().unwrap());
+        let image_bytes = (grid.xp_len + (s.c_out + 1) * grid.wide) * 4;
+        let run = |slab_bytes: usize| {
+            let ws = WeightScratch::new(&s, grid.isa, slab_bytes);
+            let mut scratch = vec![f32::NAN; ws.len()];
+            let mut dw = vec![f32::NAN; s.w_len()];
+            backward_weight_f32(&s, &x, &dy, &mut dw, false, &mut scratch, slab_bytes);
+            (ws.slab, dw)
+        };
+        let (whole, want) = run(usize::MAX);
+        assert_eq!(whole, s.n);
+        for images in [1, 2, 3] {
+            let (slab, got) = run(images * image_bytes);
+            assert_eq!(slab, images);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "slab of {images}: {got:?} against {want:?}");
+        }
+    }
 }
