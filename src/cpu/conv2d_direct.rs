@@ -119,15 +119,21 @@ impl Grid {
     }
 }
 
+/// The environment variable that picks the direct kernels' instruction set.
+const CONV_DIRECT_ENV: &str = "GRADSCOPE_CONV_DIRECT";
+
 /// The instruction set the direct kernels run on in this process, if any: the best this CPU
-/// has, or the one `GRADSCOPE_CONV_DIRECT` names (`off`: none).
+/// has, or the one `GRADSCOPE_CONV_DIRECT` names (`avx2`, `avx512`; `0`/`off`/`false`/`no`:
+/// none; any case, like the other `GRADSCOPE_` switches). A set the CPU lacks, or any other
+/// value, leaves the best.
 fn isa() -> Option<Isa> {
     static ISA: OnceLock<Option<Isa>> = OnceLock::new();
     *ISA.get_or_init(|| {
         let best = [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.present());
-        match std::env::var("GRADSCOPE_CONV_DIRECT").as_deref() {
-            Ok("off") => None,
-            Ok("avx2") if Isa::Avx2.present() => Some(Isa::Avx2),
+        let asked = std::env::var(CONV_DIRECT_ENV).unwrap_or_default();
+        match asked.trim().to_ascii_lowercase().as_str() {
+            "0" | "off" | "false" | "no" => None,
+            "avx2" if Isa::Avx2.present() => Some(Isa::Avx2),
             _ => best,
         }
     })
