@@ -1,8 +1,12 @@
-//! Training-step throughput of an MLP 784-256-256-10 at batch 128 on each executor, with
-//! full statistics every step, gradient norms only, and no statistics, side by side in
-//! one run. GPU times wait for the queue (the step's report) before reading the clock.
+//! Training-step throughput on each executor, with full statistics every step, gradient
+//! norms only, and no statistics, side by side in one run: an MLP 784-256-256-10 with Adam
+//! at batch 128 (the default), or the CIFAR resnet-20 on 3×32×32 with momentum SGD
+//! (`--model resnet20`, batch 32 unless `--batch` says). The batches are the ones the
+//! comparison scripts of benches/compare build (JAX, PyTorch, Burn, Candle), value for
+//! value. GPU times wait for the queue (the step's report) before reading the clock.
 //!
-//! `cargo bench --bench train_step [-- --steps N --device cpu|gpu|both --json]`
+//! `cargo bench --bench train_step [-- --model mlp|resnet20 --batch B --steps N
+//!     --device cpu|gpu|both --json]`
 
 use std::time::Instant;
 
@@ -11,34 +15,77 @@ use gradscope::executor::{Executor, StatsLevel};
 use gradscope::gpu::executor::GpuExecutor;
 use gradscope::gpu::{AdapterRequest, GpuContext};
 use gradscope::init::Init;
-use gradscope::model::{LossKind, ModelSpec};
+use gradscope::model::{LossKind, ModelSpec, zoo};
 use gradscope::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
 use gradscope::plan::{Plan, compile};
 use gradscope::train::initialize;
 
-const BATCH: usize = 128;
 const REPEATS: usize = 5;
 
-fn plan() -> Plan {
-    let model = ModelSpec::mlp(
-        784,
-        &[256, 256],
-        10,
-        Activation::Relu,
-        Init::HeNormal,
-        LossKind::Xent,
-    )
-    .unwrap();
-    compile(&model, BATCH, OptimizerParams::new(OptimizerKind::Adam)).unwrap()
+#[derive(Clone, Copy, PartialEq)]
+enum Model {
+    Mlp,
+    Resnet20,
+}
+
+impl Model {
+    fn describe(self) -> &'static str {
+        match self {
+            Model::Mlp => "MLP 784-256-256-10, Adam",
+            Model::Resnet20 => "resnet-20 on 3x32x32, momentum SGD",
+        }
+    }
+
+    /// The learning rate of the comparison scripts: optax.adam(1e-4), optax.sgd(0.1, 0.9).
+    fn lr(self) -> f32 {
+        match self {
+            Model::Mlp => 1e-4,
+            Model::Resnet20 => 0.1,
+        }
+    }
+}
+
+fn plan(model: Model, batch: usize) -> Plan {
+    let (spec, optimizer) = match model {
+        Model::Mlp => (
+            ModelSpec::mlp(
+                784,
+                &[256, 256],
+                10,
+                Activation::Relu,
+                Init::HeNormal,
+                LossKind::Xent,
+            )
+            .unwrap(),
+            OptimizerKind::Adam,
+        ),
+        Model::Resnet20 => (
+            zoo::cifar_resnet(
+                &[3, 32, 32],
+                10,
+                20,
+                true,
+                true,
+                Init::HeNormal,
+                LossKind::Xent,
+            )
+            .unwrap(),
+            OptimizerKind::Momentum,
+        ),
+    };
+    compile(&spec, batch, OptimizerParams::new(optimizer)).unwrap()
 }
 
 /// Median samples/s over REPEATS runs of `steps` steps, after a warm-up.
-fn measure(exec: &mut dyn Executor, steps: usize, level: StatsLevel) -> f64 {
+fn measure(exec: &mut dyn Executor, model: Model, steps: usize, level: StatsLevel) -> f64 {
     let p = exec.plan().clone();
-    let inputs: Vec<f32> = (0..BATCH * p.input_features)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+    let batch = p.batch;
+    // The comparison scripts' batches: MLP inputs centred on 0, images in [0, 1).
+    let shift = if model == Model::Mlp { 0.5 } else { 0.0 };
+    let inputs: Vec<f32> = (0..batch * p.input_features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - shift)
         .collect();
-    let labels: Vec<u32> = (0..BATCH).map(|i| (i % 10) as u32).collect();
+    let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
     exec.load_batch(&inputs, &labels).unwrap();
     let mut t = 0u64;
     let mut run = |exec: &mut dyn Executor, n: usize| {
@@ -47,7 +94,7 @@ fn measure(exec: &mut dyn Executor, steps: usize, level: StatsLevel) -> f64 {
             exec.train_step(
                 t,
                 StepScalars {
-                    lr: 1e-4,
+                    lr: model.lr(),
                     t: t as u32,
                 },
                 level,
@@ -62,7 +109,7 @@ fn measure(exec: &mut dyn Executor, steps: usize, level: StatsLevel) -> f64 {
         .map(|_| {
             let start = Instant::now();
             run(exec, steps);
-            (steps * BATCH) as f64 / start.elapsed().as_secs_f64()
+            (steps * batch) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
     rates.sort_by(|a, b| a.total_cmp(b));
@@ -88,17 +135,32 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let steps: usize = flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(20);
+    let model = match flag("--model").as_deref() {
+        None | Some("mlp") => Model::Mlp,
+        Some("resnet20") => Model::Resnet20,
+        Some(other) => {
+            eprintln!("error: --model {other}: the models are mlp and resnet20");
+            std::process::exit(2);
+        }
+    };
+    let default_batch = if model == Model::Mlp { 128 } else { 32 };
+    let batch: usize = flag("--batch")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_batch);
+    let default_steps = if model == Model::Mlp { 20 } else { 5 };
+    let steps: usize = flag("--steps")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_steps);
     let device = flag("--device").unwrap_or_else(|| "both".into());
     let json = args.iter().any(|a| a == "--json");
 
     let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
     if device == "cpu" || device == "both" {
-        let mut exec = CpuExecutor::<f32>::new(plan());
+        let mut exec = CpuExecutor::<f32>::new(plan(model, batch));
         initialize(&mut exec, 0).unwrap();
-        let full = measure(&mut exec, steps, StatsLevel::Full);
-        let grads = measure(&mut exec, steps, StatsLevel::Gradients);
-        let none = measure(&mut exec, steps, StatsLevel::None);
+        let full = measure(&mut exec, model, steps, StatsLevel::Full);
+        let grads = measure(&mut exec, model, steps, StatsLevel::Gradients);
+        let none = measure(&mut exec, model, steps, StatsLevel::None);
         rows.push((
             "cpu".into(),
             format!("{} ({} threads)", cpu_name(), rayon::current_num_threads()),
@@ -111,11 +173,12 @@ fn main() {
         match GpuContext::new(&AdapterRequest::default()) {
             Ok(ctx) => {
                 let name = ctx.adapter.describe();
-                let mut exec = GpuExecutor::new(std::sync::Arc::new(ctx), plan()).unwrap();
+                let mut exec =
+                    GpuExecutor::new(std::sync::Arc::new(ctx), plan(model, batch)).unwrap();
                 initialize(&mut exec, 0).unwrap();
-                let full = measure(&mut exec, steps, StatsLevel::Full);
-                let grads = measure(&mut exec, steps, StatsLevel::Gradients);
-                let none = measure(&mut exec, steps, StatsLevel::None);
+                let full = measure(&mut exec, model, steps, StatsLevel::Full);
+                let grads = measure(&mut exec, model, steps, StatsLevel::Gradients);
+                let none = measure(&mut exec, model, steps, StatsLevel::None);
                 rows.push(("gpu".into(), name, full, grads, none));
             }
             Err(e) => eprintln!("no GPU executor: {e}"),
@@ -125,7 +188,7 @@ fn main() {
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|(e, d, f, g, n)| {
-                serde_json::json!({"executor": e, "device": d, "model": "mlp 784-256-256-10", "batch": BATCH,
+                serde_json::json!({"executor": e, "device": d, "model": model.describe(), "batch": batch,
                     "samples_per_s_full_stats": f, "samples_per_s_grad_norms": g, "samples_per_s_no_stats": n,
                     "full_stats_overhead": n / f - 1.0})
             })
@@ -134,7 +197,8 @@ fn main() {
         return;
     }
     println!(
-        "MLP 784-256-256-10, batch {BATCH}, Adam; median of {REPEATS} runs of {steps} steps (samples/s)"
+        "{}, batch {batch}; median of {REPEATS} runs of {steps} steps (samples/s)",
+        model.describe()
     );
     println!(
         "{:<4} {:>12} {:>12} {:>12} {:>10}  device",
