@@ -1,6 +1,6 @@
-//! Direct stride-1 convolution in f32 on AVX-512 or AVX2, without a patch matrix: the forward
-//! (and through it the stride-1 input gradient, conv2d.rs `transposed`) and the weight
-//! gradient. The register blocks are in conv2d_direct_kernels.rs.
+//! Direct stride-1 convolution in f32 on AVX-512, AVX2 or NEON, without a patch matrix: the
+//! forward (and through it the stride-1 input gradient, conv2d.rs `transposed`) and the
+//! weight gradient. The register blocks are in conv2d_direct_kernels.rs.
 //!
 //! Why: im2col + GEMM writes the patch matrix (kh·kw times the input) and the GEMM packs it
 //! again, and with resnet-20's 16 to 64 channels the products are too thin for the GEMM's
@@ -27,11 +27,11 @@
 //! depends on the thread count (both differ from the GEMM path's order in the last bits,
 //! and AVX-512's from AVX2's).
 //!
-//! Used where it applies (f32, AVX-512F or AVX2 + FMA present, stride 1, not a plain 1×1)
-//! and where the wide grid wastes little (`applies`, `applies_to_weight_gradient`). The
+//! Used where it applies (f32, AVX-512F, AVX2 + FMA or NEON present, stride 1, not a plain
+//! 1×1) and where the wide grid wastes little (`applies`, `applies_to_weight_gradient`). The
 //! environment variable `GRADSCOPE_CONV_DIRECT` chooses the instruction set for the process
-//! (`avx512`, `avx2`, or `off` for im2col + GEMM everywhere), to compare the paths on one
-//! machine; unset, or a set the CPU lacks, takes the best the CPU has.
+//! (`avx512`, `avx2`, `neon`, or `off` for im2col + GEMM everywhere), to compare the paths on
+//! one machine; unset, or a set the CPU lacks, takes the best the CPU has.
 //!
 //! Non-finite inputs: a zero of dy in a wrap column multiplies a real pixel, so an infinite
 //! pixel can turn a weight-gradient tap that never reads it into NaN (0·∞); the forward
@@ -123,18 +123,22 @@ impl Grid {
 const CONV_DIRECT_ENV: &str = "GRADSCOPE_CONV_DIRECT";
 
 /// The instruction set the direct kernels run on in this process, if any: the best this CPU
-/// has, or the one `GRADSCOPE_CONV_DIRECT` names (`avx2`, `avx512`; `0`/`off`/`false`/`no`:
-/// none; any case, like the other `GRADSCOPE_` switches). A set the CPU lacks, or any other
-/// value, leaves the best.
+/// has, or the one `GRADSCOPE_CONV_DIRECT` names (`avx512`, `avx2`, `neon`;
+/// `0`/`off`/`false`/`no`: none; any case, like the other `GRADSCOPE_` switches). A set the
+/// CPU lacks, or any other value, leaves the best.
 fn isa() -> Option<Isa> {
     static ISA: OnceLock<Option<Isa>> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let best = [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.present());
+        let all = [Isa::Avx512, Isa::Avx2, Isa::Neon];
+        let best = all.into_iter().find(|i| i.present());
         let asked = std::env::var(CONV_DIRECT_ENV).unwrap_or_default();
-        match asked.trim().to_ascii_lowercase().as_str() {
+        let asked = asked.trim().to_ascii_lowercase();
+        match asked.as_str() {
             "0" | "off" | "false" | "no" => None,
-            "avx2" if Isa::Avx2.present() => Some(Isa::Avx2),
-            _ => best,
+            _ => all
+                .into_iter()
+                .find(|i| i.name() == asked && i.present())
+                .or(best),
         }
     })
 }
@@ -161,18 +165,15 @@ pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
     grid::<T>(s).is_some()
 }
 
-/// The instruction set the direct kernels run on in this process (`avx512`, `avx2`), or
-/// None where they do not run.
+/// The instruction set the direct kernels run on in this process (`avx512`, `avx2`,
+/// `neon`), or None where they do not run.
 pub(super) fn isa_name() -> Option<&'static str> {
-    isa().map(|i| match i {
-        Isa::Avx512 => "avx512",
-        Isa::Avx2 => "avx2",
-    })
+    isa().map(Isa::name)
 }
 
 /// Whether `backward_weight` runs shape `s` in `T` on this CPU: where `forward` does, on
-/// AVX-512 (conv2d_direct_kernels.rs says why not AVX2), and where the wide grid holds at
-/// least `MIN_WEIGHT_POSITIONS` positions per image.
+/// AVX-512 or NEON (conv2d_direct_kernels.rs says why not AVX2), and where the wide grid
+/// holds at least `MIN_WEIGHT_POSITIONS` positions per image.
 pub(super) fn applies_to_weight_gradient<T: Element>(s: &Conv2dShape) -> bool {
     grid::<T>(s).is_some_and(|g| g.isa.has_weight_gradient() && g.wide >= MIN_WEIGHT_POSITIONS)
 }
@@ -445,8 +446,9 @@ fn backward_weight_f32(
                     }
                 }
                 if s0 + count == s.n {
-                    // SAFETY: `applies_to_weight_gradient` found AVX-512F present.
-                    unsafe { kernels::reduce_lanes(acc) };
+                    // SAFETY: `applies_to_weight_gradient` found the instruction set present,
+                    // with a weight-gradient kernel.
+                    unsafe { kernels::reduce_lanes(grid.isa, acc) };
                 }
             });
     }
@@ -513,13 +515,13 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
         acc: b.acc.as_mut_ptr(),
         acc_stride: b.acc_stride,
     };
-    // SAFETY: `applies_to_weight_gradient` found AVX-512F present; the asserts above bound
-    // every access.
+    // SAFETY: `applies_to_weight_gradient` found the instruction set present, with a
+    // weight-gradient kernel; the asserts above bound every access.
     unsafe {
         if s.kh == 3 && s.kw == 3 && s.dilation[1] == 1 {
-            kernels::weight_3x3(&args, s.dilation[0] * grid.wp);
+            kernels::weight_3x3(grid.isa, &args, s.dilation[0] * grid.wp);
         } else {
-            kernels::weight(&args, b.shifts);
+            kernels::weight(grid.isa, &args, b.shifts);
         }
     }
 }

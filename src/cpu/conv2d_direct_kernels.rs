@@ -1,7 +1,8 @@
 //! The register blocks of the direct stride-1 convolutions (conv2d_direct.rs), written once
 //! over a vector type and compiled for each instruction set they run on: AVX-512F (16 f32
-//! lanes, 32 registers; the forward and the weight gradient) and AVX2 + FMA (8 lanes, 16
-//! registers; the forward only).
+//! lanes, 32 registers; the forward and the weight gradient), AVX2 + FMA (8 lanes, 16
+//! registers; the forward only) and, on aarch64, NEON (4 lanes, 32 registers; the forward
+//! and the weight gradient, with AVX-512's register blocks).
 //!
 //! Each body is `#[inline(always)]` and generic over `Vector`; the entry points are
 //! `#[target_feature]` functions that instantiate it, so the intrinsics inline into code
@@ -18,7 +19,19 @@
 //!   (32→32 3×3 on 16×16 planes: 49–53 GFLOP/s against 75–79, in a bench that still
 //!   allocated per run, which cost the AVX-512 weight kernel up to a quarter of its rate),
 //!   so AVX2 CPUs keep the GEMM for it.
+//!
+//! NEON has AVX-512's 32 registers, so it takes the same blocks (8 × up to 3 vectors; 2 × 9
+//! taps) over vectors a quarter as wide. Its kernels are checked against the f64 definition
+//! under emulation (qemu-aarch64); their speed on real aarch64 cores is not measured yet.
 
+// Targets with none of these instruction sets compile the bodies without an entry point.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -26,12 +39,14 @@ use std::arch::x86_64::*;
 /// packed for it (conv2d_direct.rs) and the block computes that many.
 const AVX512_CHANNELS: usize = 8;
 const AVX2_CHANNELS: usize = 6;
+const NEON_CHANNELS: usize = 8;
 
 /// Taps per weight-gradient register block: a 3×3 kernel in one block.
 pub(super) const WEIGHT_TAPS: usize = 9;
 /// Output channels per weight-gradient register block.
 pub(super) const WEIGHT_CHANNELS: usize = 2;
-/// Lanes of the weight gradient's accumulators (AVX-512's).
+/// Slots of each weight-gradient accumulator: AVX-512's lanes. A narrower vector uses the
+/// first of them (the rest stay zero) and `reduce_lanes` adds those.
 pub(super) const WEIGHT_LANES: usize = 16;
 
 /// The instruction sets the direct kernels are compiled for, fastest first.
@@ -39,6 +54,7 @@ pub(super) const WEIGHT_LANES: usize = 16;
 pub(super) enum Isa {
     Avx512,
     Avx2,
+    Neon,
 }
 
 impl Isa {
@@ -47,6 +63,7 @@ impl Isa {
         match self {
             Isa::Avx512 => 16,
             Isa::Avx2 => 8,
+            Isa::Neon => 4,
         }
     }
 
@@ -55,38 +72,46 @@ impl Isa {
         match self {
             Isa::Avx512 => AVX512_CHANNELS,
             Isa::Avx2 => AVX2_CHANNELS,
+            Isa::Neon => NEON_CHANNELS,
         }
     }
 
     /// Vectors of positions per forward register block, at most.
     pub(super) fn max_vectors(self) -> usize {
         match self {
-            Isa::Avx512 => 3,
+            Isa::Avx512 | Isa::Neon => 3,
             Isa::Avx2 => 2,
         }
     }
 
     /// Whether the weight gradient has a kernel for it.
     pub(super) fn has_weight_gradient(self) -> bool {
-        self == Isa::Avx512
+        matches!(self, Isa::Avx512 | Isa::Neon)
     }
 
     /// Whether this CPU has it.
     pub(super) fn present(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match self {
-                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-                Isa::Avx2 => {
-                    std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
             }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            // Another architecture's.
+            _ => false,
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = self;
-            false
+    }
+
+    /// Its name, as `GRADSCOPE_CONV_DIRECT` takes it and `gradscope bench` prints it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
         }
     }
 }
@@ -108,7 +133,7 @@ pub(super) struct Block {
 /// One weight-gradient register block's operands: `cin` planes `plane` apart from `x`, for
 /// `images` images `x_image` apart, and as many output gradients `dy_image` apart from
 /// `dy`, its `WEIGHT_CHANNELS` rows `dy_stride` apart, each summed over `len` wide positions
-/// (a multiple of `WEIGHT_LANES`) into the lane accumulators at `acc`
+/// (a multiple of the vector's lanes) into the lane accumulators at `acc`
 /// ([WEIGHT_CHANNELS][WEIGHT_TAPS][WEIGHT_LANES] per input channel, `acc_stride` apart).
 pub(super) struct Correlation {
     pub x: *const f32,
@@ -130,42 +155,58 @@ pub(super) struct Correlation {
 /// `isa` must be present, and every access the block makes in bounds
 /// (conv2d_direct.rs `wide_block` asserts them).
 pub(super) unsafe fn forward(isa: Isa, pv: usize, b: &Block) {
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's guarantees.
     unsafe {
         match (isa, pv) {
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 1) => forward_avx512::<1>(b),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 2) => forward_avx512::<2>(b),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, _) => forward_avx512::<3>(b),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, 1) => forward_avx2::<1>(b),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, _) => forward_avx2::<2>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 1) => forward_neon::<1>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2) => forward_neon::<2>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _) => forward_neon::<3>(b),
+            _ => unreachable!("no direct kernels for {isa:?}, {pv}, {:p}", b.x),
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no direct kernels for {isa:?}, {pv}, {:p}", b.x);
 }
 
 /// The weight-gradient block over `shifts` (1 to WEIGHT_TAPS taps, in any layout).
 ///
 /// # Safety
-/// AVX-512F must be present, and every access the block makes in bounds
-/// (conv2d_direct.rs `weight_block` asserts them).
-pub(super) unsafe fn weight(b: &Correlation, shifts: &[usize]) {
-    #[cfg(target_arch = "x86_64")]
+/// `isa` must be present and have a weight-gradient kernel, and every access the block
+/// makes in bounds (conv2d_direct.rs `weight_block` asserts them).
+pub(super) unsafe fn weight(isa: Isa, b: &Correlation, shifts: &[usize]) {
+    macro_rules! taps {
+        ($kernel:ident: $($n:literal)*) => {
+            match shifts.len() {
+                $($n => $kernel::<$n>(b, shifts),)*
+                _ => unreachable!("at most {WEIGHT_TAPS} taps per block"),
+            }
+        };
+    }
     // SAFETY: the caller's guarantees.
     unsafe {
-        macro_rules! taps {
-            ($($n:literal)*) => {
-                match shifts.len() {
-                    $($n => weight_avx512::<$n>(b, shifts),)*
-                    _ => unreachable!("at most {WEIGHT_TAPS} taps per block"),
-                }
-            };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => taps!(weight_avx512: 1 2 3 4 5 6 7 8 9),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => taps!(weight_neon: 1 2 3 4 5 6 7 8 9),
+            _ => unreachable!(
+                "no weight-gradient kernel for {isa:?}: {}, {:p}",
+                shifts.len(),
+                b.x
+            ),
         }
-        taps!(1 2 3 4 5 6 7 8 9);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no weight-gradient kernel: {}, {:p}", shifts.len(), b.x);
 }
 
 /// The weight-gradient block of a 3×3 kernel whose columns are adjacent (dilation 1 along
@@ -175,30 +216,40 @@ pub(super) unsafe fn weight(b: &Correlation, shifts: &[usize]) {
 ///
 /// # Safety
 /// As `weight`.
-pub(super) unsafe fn weight_3x3(b: &Correlation, row_step: usize) {
-    #[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn weight_3x3(isa: Isa, b: &Correlation, row_step: usize) {
     // SAFETY: the caller's guarantees.
     unsafe {
-        weight_3x3_avx512(b, row_step)
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => weight_3x3_avx512(b, row_step),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => weight_3x3_neon(b, row_step),
+            _ => unreachable!(
+                "no weight-gradient kernel for {isa:?}: {row_step}, {:p}",
+                b.x
+            ),
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no weight-gradient kernel: {row_step}, {:p}", b.x);
 }
 
 /// Replaces the first len/WEIGHT_LANES values of `acc` by the sums of its accumulators'
 /// lanes, in order (sum a lands at index a ≤ WEIGHT_LANES·a, after its own lanes were
-/// read), each in `_mm512_reduce_add_ps`'s fixed order.
+/// read), each in the fixed order of the instruction set's horizontal add
+/// (`_mm512_reduce_add_ps`, NEON's `vaddvq_f32` over the 4 lanes it uses).
 ///
 /// # Safety
-/// AVX-512F must be present.
-pub(super) unsafe fn reduce_lanes(acc: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
+/// As `weight`.
+pub(super) unsafe fn reduce_lanes(isa: Isa, acc: &mut [f32]) {
     // SAFETY: the caller's guarantee.
     unsafe {
-        reduce_avx512(acc)
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => reduce_avx512(acc),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => reduce_neon(acc),
+            _ => unreachable!("no weight-gradient kernel for {isa:?}: {}", acc.len()),
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no weight-gradient kernel: {}", acc.len());
 }
 
 // ---- entry points: the bodies compiled for each instruction set -------------------------
@@ -237,6 +288,37 @@ unsafe fn reduce_avx512(acc: &mut [f32]) {
     for a in 0..acc.len() / WEIGHT_LANES {
         // SAFETY: the lanes of accumulator a lie inside `acc`; AVX-512F is present.
         let v = unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(acc[a * WEIGHT_LANES..].as_ptr())) };
+        acc[a] = v;
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn forward_neon<const PV: usize>(b: &Block) {
+    // SAFETY: the caller's guarantees.
+    unsafe { forward_body::<float32x4_t, NEON_CHANNELS, PV>(b) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn weight_neon<const TAPS: usize>(b: &Correlation, shifts: &[usize]) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_body::<float32x4_t, WEIGHT_CHANNELS, TAPS>(b, shifts) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn weight_3x3_neon(b: &Correlation, row_step: usize) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_3x3_body::<float32x4_t, WEIGHT_CHANNELS>(b, row_step) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn reduce_neon(acc: &mut [f32]) {
+    for a in 0..acc.len() / WEIGHT_LANES {
+        // SAFETY: the 4 lanes NEON used of accumulator a lie inside `acc`; NEON is present.
+        let v = unsafe { vaddvq_f32(vld1q_f32(acc[a * WEIGHT_LANES..].as_ptr())) };
         acc[a] = v;
     }
 }
@@ -311,6 +393,32 @@ impl Vector for __m256 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+impl Vector for float32x4_t {
+    const LANES: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { vld1q_f32(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { vdupq_n_f32(v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // vfmaq_f32(c, a, b) = c + a·b, fused.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { vst1q_f32(p, self) }
+    }
+}
+
 // ---- the bodies --------------------------------------------------------------------------
 
 /// CB×PV accumulators; per (ci, ki, kj): PV loads of the shifted plane, CB broadcast
@@ -350,14 +458,15 @@ unsafe fn forward_body<V: Vector, const CB: usize, const PV: usize>(b: &Block) {
     }
 }
 
-/// Per input channel: CO·TAPS accumulators loaded from `acc`, then per vector of positions
-/// CO loads of dy and, per tap, one load of the shifted plane and CO FMAs; stored back.
+/// Per input channel: CO·TAPS accumulators loaded from `acc` (the first V::LANES of each
+/// accumulator's WEIGHT_LANES slots), then per vector of positions CO loads of dy and, per
+/// tap, one load of the shifted plane and CO FMAs; stored back.
 #[inline(always)]
 unsafe fn weight_body<V: Vector, const CO: usize, const TAPS: usize>(
     b: &Correlation,
     shifts: &[usize],
 ) {
-    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * V::LANES;
+    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * WEIGHT_LANES;
     for ci in 0..b.cin {
         // SAFETY (this block): within the bounds the caller guarantees.
         unsafe {
@@ -400,7 +509,7 @@ unsafe fn weight_body<V: Vector, const CO: usize, const TAPS: usize>(
 /// `weight_body::<V, CO, 9>` for the taps of a 3×3 kernel with adjacent columns.
 #[inline(always)]
 unsafe fn weight_3x3_body<V: Vector, const CO: usize>(b: &Correlation, row_step: usize) {
-    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * V::LANES;
+    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * WEIGHT_LANES;
     for ci in 0..b.cin {
         // SAFETY (this block): within the bounds the caller guarantees.
         unsafe {
