@@ -101,7 +101,7 @@ pub struct Machine {
     /// Threads the CPU executor runs on (rayon's pool).
     pub cpu_threads: usize,
     /// The instruction set of the CPU executor's direct stride-1 convolutions (`avx512`,
-    /// `avx2`), absent where every convolution goes through im2col + GEMM.
+    /// `avx2`, `neon`), absent where every convolution goes through im2col + GEMM.
     pub cpu_conv_direct: Option<&'static str>,
     /// The GPU adapter (name, backend, driver, driver_info, …); absent with `--cpu-only`
     /// or when no adapter exists.
