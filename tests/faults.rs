@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use gradscope::checkpoint::{self, Checkpointer, Progress, store};
 use gradscope::config::{DeviceChoice, TrainConfig};
+#[cfg(unix)]
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::gpu::executor::GpuExecutor;
@@ -307,7 +308,9 @@ fn temporaries(dir: &Path) -> Vec<String> {
 /// A checkpoint write that runs out of space midway: the temporary file the atomic writer
 /// opens is planted as a link to /dev/full, so its write fails with ENOSPC exactly as a
 /// full disk does. The error names the file and says so, the previous checkpoint still
-/// loads unchanged, and nothing temporary is left behind.
+/// loads unchanged, and nothing temporary is left behind. (Unix only: /dev/full and
+/// symbolic links as a plain user.)
+#[cfg(unix)]
 #[test]
 fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
     if !Path::new("/dev/full").exists() {
