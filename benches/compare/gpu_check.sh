@@ -2,15 +2,18 @@
 # The GPU figures that BENCHMARKS.md tracks, taken in one run on a machine with a real GPU:
 # every kernel family and training step against the CPU twin (`gradscope bench`), every
 # matmul and convolution tile variant, where a resnet-20 step's time goes (`--profile`, full
-# statistics and gradient records only), and PyTorch on the same card (torch_gpu.py). On an
+# statistics and gradient records only), the resnet-20 step with full statistics, gradient
+# norms and none (the `train_step` bench: what statistics cost), and PyTorch on the same
+# card (torch_gpu.py). On an
 # H200 it is meant to end within eight minutes; every stage has its own time limit, so a
 # stage that hangs costs only its own figures.
 #
 # Prepare on the build machine (release binaries, stripped to fit a small upload):
 #
-#   cargo build --release --example matmul_variants
+#   cargo build --release --example matmul_variants --bench train_step
 #   mkdir -p .bin && strip -o .bin/gradscope target/release/gradscope &&
-#     strip -o .bin/matmul_variants target/release/examples/matmul_variants
+#     strip -o .bin/matmul_variants target/release/examples/matmul_variants &&
+#     strip -o .bin/train_step $(ls -t target/release/deps/train_step-* | grep -v '\.d$' | head -1)
 #
 # then run from the repository root on the GPU machine:
 #
@@ -18,7 +21,8 @@
 #
 # Results go to $RESULTS (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
 # and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
-# grad_records.txt (statistics every 10^6 steps: gradient records only), torch.json and
+# grad_records.txt (statistics every 10^6 steps: gradient records only), stats_cost.json
+# (resnet-20 steps with full statistics, gradient norms, none), torch.json and
 # torch.txt, autotune.json (the variants the autotune chose), side_by_side.md (the tables of
 # BENCHMARKS.md's GPU section, by side_by_side.py). QUICK=1 runs every stage at
 # toy sizes, to check the script itself on a software adapter. Where $OUT is set (the device
@@ -84,6 +88,12 @@ stage profile 70 "${TRAIN[@]}" --profile --run-dir /tmp/gpu_check_profile >"$RES
 cp /tmp/gpu_check_profile/profile.json "$RESULTS/" 2>/dev/null
 stage grad_records 40 "${TRAIN[@]}" --stats-every 1000000 --run-dir /tmp/gpu_check_grad \
   >"$RESULTS/grad_records.txt" 2>&1
+if [ -x "$BIN/train_step" ]; then
+  stage stats_cost 60 "$BIN/train_step" --model resnet20 --batch "$BATCH" --steps "$((STEPS / 2))" \
+    --device gpu --json >"$RESULTS/stats_cost.json" 2>"$RESULTS/stats_cost.err"
+else
+  echo "stats_cost: skipped (no $BIN/train_step)" | tee -a "$RESULTS/stages.txt"
+fi
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   stage torch 120 python3 benches/compare/torch_gpu.py "${TORCH_ARGS[@]}" --json "$RESULTS/torch.json" \

@@ -244,10 +244,14 @@ impl GpuContext {
     pub fn new(request: &AdapterRequest) -> Result<Self> {
         let (instance, adapters) = ranked_adapters(request)?;
         if adapters.is_empty() {
-            let detail = match &request.backend {
-                Some(b) => format!(" on backend `{b}`"),
-                None => String::new(),
-            };
+            // Name what was asked for, so the error answers the user's own request.
+            let mut detail = request
+                .adapter
+                .as_deref()
+                .map_or_else(String::new, |sel| selector_detail(sel, 0));
+            if let Some(b) = &request.backend {
+                detail += &format!(" on backend `{b}`");
+            }
             return Err(Error::NoAdapter { detail });
         }
         let index = match &request.adapter {
@@ -398,20 +402,61 @@ impl GpuContext {
 }
 
 fn select_adapter(adapters: &[wgpu::Adapter], sel: &str) -> Result<usize> {
+    let missing = || Error::NoAdapter {
+        detail: selector_detail(sel, adapters.len()),
+    };
     if let Ok(i) = sel.parse::<usize>() {
         return if i < adapters.len() {
             Ok(i)
         } else {
-            Err(Error::NoAdapter {
-                detail: format!(" with index {i} (there are {})", adapters.len()),
-            })
+            Err(missing())
         };
     }
     let needle = sel.to_ascii_lowercase();
     adapters
         .iter()
         .position(|a| a.get_info().name.to_ascii_lowercase().contains(&needle))
-        .ok_or_else(|| Error::NoAdapter {
-            detail: format!(" whose name contains `{sel}`"),
-        })
+        .ok_or_else(missing)
+}
+
+/// What `--adapter SEL` asked for, for `Error::NoAdapter` ("no GPU adapter found …"), on a
+/// machine with `count` adapters.
+fn selector_detail(sel: &str, count: usize) -> String {
+    let asked = match sel.parse::<usize>() {
+        Ok(i) => format!(" with index {i}"),
+        Err(_) => format!(" whose name contains `{sel}`"),
+    };
+    match count {
+        0 => format!("{asked} (this machine has none)"),
+        1 => format!("{asked} (there is 1)"),
+        n => format!("{asked} (there are {n})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--adapter` is named in the error whatever the machine has, none included (the
+    /// message then must not send the user looking for an adapter list that is empty
+    /// without saying so).
+    #[test]
+    fn a_missing_adapter_is_named_with_the_count() {
+        assert_eq!(
+            selector_detail("rtx", 0),
+            " whose name contains `rtx` (this machine has none)"
+        );
+        assert_eq!(selector_detail("3", 1), " with index 3 (there is 1)");
+        assert_eq!(
+            selector_detail("h100", 2),
+            " whose name contains `h100` (there are 2)"
+        );
+        let e = Error::NoAdapter {
+            detail: selector_detail("rtx", 0),
+        };
+        assert!(
+            e.to_string().contains("`rtx` (this machine has none)"),
+            "{e}"
+        );
+    }
 }
