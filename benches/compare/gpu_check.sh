@@ -3,7 +3,8 @@
 # every kernel family and training step against the CPU twin (`gradscope bench`), every
 # matmul and convolution tile variant, where a resnet-20 step's time goes (`--profile`, full
 # statistics and gradient records only), the resnet-20 step with full statistics, gradient
-# norms and none (the `train_step` bench: what statistics cost), and PyTorch on the same
+# norms and none (the `train_step` bench: what statistics cost), Burn's Vulkan backend on the
+# same steps (the closest peer, where .bin/rust_peers was carried), and PyTorch on the same
 # card (torch_gpu.py). On an
 # H200 it is meant to end within eight minutes; every stage has its own time limit, so a
 # stage that hangs costs only its own figures.
@@ -15,6 +16,12 @@
 #     strip -o .bin/matmul_variants target/release/examples/matmul_variants &&
 #     strip -o .bin/train_step $(ls -t target/release/deps/train_step-* | grep -v '\.d$' | head -1)
 #
+# and, for Burn's figures (optional; the binary is large, so it travels compressed):
+#
+#   (cd benches/compare/rust_peers && cargo build --release --features gpu) &&
+#     strip -o .bin/rust_peers benches/compare/rust_peers/target/release/rust_peers &&
+#     xz -9 -f .bin/rust_peers
+#
 # then run from the repository root on the GPU machine:
 #
 #   bash benches/compare/gpu_check.sh
@@ -22,7 +29,7 @@
 # Results go to $RESULTS (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
 # and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
 # grad_records.txt (statistics every 10^6 steps: gradient records only), stats_cost.json
-# (resnet-20 steps with full statistics, gradient norms, none), torch.json and
+# (resnet-20 steps with full statistics, gradient norms, none), burn_gpu_*.json, torch.json and
 # torch.txt, autotune.json (the variants the autotune chose), side_by_side.md (the tables of
 # BENCHMARKS.md's GPU section, by side_by_side.py). QUICK=1 runs every stage at
 # toy sizes, to check the script itself on a software adapter. Where $OUT is set (the device
@@ -93,6 +100,20 @@ if [ -x "$BIN/train_step" ]; then
     --device gpu --json >"$RESULTS/stats_cost.json" 2>"$RESULTS/stats_cost.err"
 else
   echo "stats_cost: skipped (no $BIN/train_step)" | tee -a "$RESULTS/stages.txt"
+fi
+
+if [ -f "$BIN/rust_peers.xz" ] && [ ! -x "$BIN/rust_peers" ]; then
+  xz -dkc "$BIN/rust_peers.xz" >/tmp/rust_peers && chmod +x /tmp/rust_peers
+fi
+PEERS=$BIN/rust_peers
+[ -x "$PEERS" ] || PEERS=/tmp/rust_peers
+if [ -x "$PEERS" ]; then
+  stage burn_gpu_resnet20 90 "$PEERS" --framework burn --model resnet20 --device gpu --batch "$BATCH" \
+    --json "$RESULTS/burn_gpu_resnet20.json" >"$RESULTS/burn_gpu.txt" 2>&1
+  stage burn_gpu_mlp 60 "$PEERS" --framework burn --model mlp --device gpu \
+    --json "$RESULTS/burn_gpu_mlp.json" >>"$RESULTS/burn_gpu.txt" 2>&1
+else
+  echo "burn_gpu: skipped (no $BIN/rust_peers.xz)" | tee -a "$RESULTS/stages.txt"
 fi
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then

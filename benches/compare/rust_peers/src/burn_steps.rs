@@ -1,5 +1,7 @@
 //! The training steps in Burn 0.22 on its Flex CPU backend (pure Rust, SIMD kernels, `gemm`
-//! for matrix products, rayon), with autodiff, Burn's own layers and optimizers.
+//! for matrix products, rayon) or, in a build with the `gpu` feature, on its Vulkan backend
+//! (CubeCL kernels through wgpu, with fusion and autotune), with autodiff, Burn's own layers
+//! and optimizers.
 
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -10,10 +12,17 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::TrainStep;
 use crate::batch;
+use crate::{Target, TrainStep};
 
-const DESCRIPTION: &str = "burn 0.22.1 (Flex backend, autodiff)";
+fn describe(target: Target) -> String {
+    match target {
+        Target::Cpu => "burn 0.22.1 (Flex backend, autodiff)".into(),
+        Target::Gpu => {
+            "burn 0.22.1 (Vulkan backend: CubeCL on wgpu, fusion, autotune, autodiff)".into()
+        }
+    }
+}
 
 fn he_normal() -> Initializer {
     Initializer::KaimingNormal {
@@ -22,8 +31,14 @@ fn he_normal() -> Initializer {
     }
 }
 
-fn device() -> Device {
-    Device::flex().autodiff()
+fn device(target: Target) -> Device {
+    match target {
+        Target::Cpu => Device::flex().autodiff(),
+        #[cfg(feature = "gpu")]
+        Target::Gpu => Device::vulkan(burn::tensor::DeviceKind::default()).autodiff(),
+        #[cfg(not(feature = "gpu"))]
+        Target::Gpu => unreachable!("main refuses --device gpu without the gpu feature"),
+    }
 }
 
 fn labels(batch: usize, device: &Device) -> Tensor<1, Int> {
@@ -50,6 +65,7 @@ impl MlpModel {
 }
 
 pub struct Mlp {
+    target: Target,
     model: Option<MlpModel>,
     optimizer: ModuleOptimizer,
     loss: CrossEntropyLoss,
@@ -59,8 +75,8 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(batch: usize) -> Self {
-        let device = device();
+    pub fn new(batch: usize, target: Target) -> Self {
+        let device = device(target);
         let sizes = [784, 256, 256, 10];
         let layers = sizes
             .windows(2)
@@ -71,6 +87,7 @@ impl Mlp {
             })
             .collect();
         Self {
+            target,
             model: Some(MlpModel { layers }),
             // optax's and PyTorch's epsilon (Burn's default is 1e-5).
             optimizer: AdamConfig::new().with_epsilon(1e-8).init(),
@@ -106,7 +123,7 @@ impl TrainStep for Mlp {
     }
 
     fn describe(&self) -> String {
-        DESCRIPTION.into()
+        describe(self.target)
     }
 }
 
@@ -179,6 +196,7 @@ impl ResnetModel {
 }
 
 pub struct Resnet20 {
+    target: Target,
     model: Option<ResnetModel>,
     optimizer: ModuleOptimizer,
     loss: CrossEntropyLoss,
@@ -188,8 +206,8 @@ pub struct Resnet20 {
 }
 
 impl Resnet20 {
-    pub fn new(batch: usize) -> Self {
-        let device = device();
+    pub fn new(batch: usize, target: Target) -> Self {
+        let device = device(target);
         let blocks = batch::resnet20_blocks()
             .into_iter()
             .map(|(c_in, c_out, stride)| Block::new(c_in, c_out, stride, &device))
@@ -205,6 +223,7 @@ impl Resnet20 {
         // optax.sgd(0.1, momentum=0.9): no dampening.
         let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
         Self {
+            target,
             model: Some(model),
             optimizer: SgdConfig::new().with_momentum(Some(momentum)).init(),
             loss: CrossEntropyLossConfig::new().init(&device),
@@ -239,6 +258,6 @@ impl TrainStep for Resnet20 {
     }
 
     fn describe(&self) -> String {
-        DESCRIPTION.into()
+        describe(self.target)
     }
 }

@@ -1,10 +1,11 @@
-//! The CPU training steps that gradscope's benches time, written in the two established Rust
-//! frameworks (Burn on its Flex CPU backend, Candle on its CPU device), timed with the
+//! The training steps that gradscope's benches time, written in the two established Rust
+//! frameworks (Burn on its Flex CPU backend, Candle on its CPU device; Burn also on its
+//! Vulkan backend with `--device gpu`, in a build with `--features gpu`), timed with the
 //! protocol of the other comparison scripts: warm-up steps, then the median of R runs of S
 //! steps, in samples/s.
 //!
-//!     cargo run --release -- --framework burn|candle --model mlp|resnet20 [--batch B]
-//!         [--steps S] [--repeats R] [--json FILE]
+//!     cargo run --release [--features gpu] -- --framework burn|candle --model mlp|resnet20
+//!         [--device cpu|gpu] [--batch B] [--steps S] [--repeats R] [--json FILE]
 //!
 //! Threads: all three (Burn's Flex, Candle, and gradscope's CPU executor) run their parallel
 //! kernels on rayon's pool, so RAYON_NUM_THREADS sets the thread count of each the same way.
@@ -24,6 +25,14 @@ enum Framework {
     Candle,
 }
 
+/// Where the step runs.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum Target {
+    Cpu,
+    /// Burn's Vulkan backend (CubeCL through wgpu) on the best adapter.
+    Gpu,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Model {
     /// MLP 784-256-256-10, ReLU, softmax cross-entropy, Adam (lr 1e-4).
@@ -41,6 +50,8 @@ struct Args {
     framework: Framework,
     #[arg(long, value_enum, default_value = "mlp")]
     model: Model,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: Target,
     /// Samples per step (default: 128 for the MLP, 32 for resnet-20, as gradscope's benches).
     #[arg(long)]
     batch: Option<usize>,
@@ -76,9 +87,24 @@ fn main() {
         eprintln!("error: --batch, --steps and --repeats must be at least 1");
         std::process::exit(2);
     }
+    if args.device == Target::Gpu {
+        if !matches!(args.framework, Framework::Burn) {
+            eprintln!(
+                "error: --device gpu is Burn's Vulkan backend; Candle's GPU backends are CUDA \
+                 and Metal, not built here"
+            );
+            std::process::exit(2);
+        }
+        if !cfg!(feature = "gpu") {
+            eprintln!("error: --device gpu needs a build with `--features gpu`");
+            std::process::exit(2);
+        }
+    }
     let mut step: Box<dyn TrainStep> = match (args.framework, args.model) {
-        (Framework::Burn, Model::Mlp) => Box::new(burn_steps::Mlp::new(batch)),
-        (Framework::Burn, Model::Resnet20) => Box::new(burn_steps::Resnet20::new(batch)),
+        (Framework::Burn, Model::Mlp) => Box::new(burn_steps::Mlp::new(batch, args.device)),
+        (Framework::Burn, Model::Resnet20) => {
+            Box::new(burn_steps::Resnet20::new(batch, args.device))
+        }
         (Framework::Candle, Model::Mlp) => Box::new(candle_steps::Mlp::new(batch)),
         (Framework::Candle, Model::Resnet20) => Box::new(candle_steps::Resnet20::new(batch)),
     };
@@ -101,12 +127,16 @@ fn main() {
     let rate = rates[rates.len() / 2];
 
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "every core".into());
+    let place = match args.device {
+        Target::Cpu => format!("CPU, RAYON_NUM_THREADS={threads}"),
+        Target::Gpu => "GPU".to_string(),
+    };
     let model = match args.model {
         Model::Mlp => "MLP 784-256-256-10, Adam",
         Model::Resnet20 => "resnet-20 on 3x32x32, momentum SGD",
     };
     println!(
-        "{} (CPU, RAYON_NUM_THREADS={threads}); {model}, batch {batch}; median of {} runs of {steps} steps",
+        "{} ({place}); {model}, batch {batch}; median of {} runs of {steps} steps",
         step.describe(),
         args.repeats
     );
@@ -125,6 +155,7 @@ fn main() {
             "batch": batch,
             "steps": steps,
             "repeats": args.repeats,
+            "device": format!("{:?}", args.device).to_lowercase(),
             "rayon_num_threads": threads,
             "samples_per_s": rate,
             "runs_samples_per_s": rates,
