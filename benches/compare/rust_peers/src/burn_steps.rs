@@ -64,55 +64,30 @@ impl MlpModel {
     }
 }
 
-pub struct Mlp {
+/// One network's training step on one fixed batch: its model (taken out and put back by the
+/// optimizer every step), optimizer, loss, batch, learning rate and forward pass.
+struct Trainer<M: Module, const D: usize> {
     target: Target,
-    model: Option<MlpModel>,
+    model: Option<M>,
     optimizer: ModuleOptimizer,
     loss: CrossEntropyLoss,
-    x: Tensor<2>,
+    x: Tensor<D>,
     y: Tensor<1, Int>,
+    lr: f64,
+    logits: fn(&M, Tensor<D>) -> Tensor<2>,
     last: Option<Tensor<1>>,
 }
 
-impl Mlp {
-    pub fn new(batch: usize, target: Target) -> Self {
-        let device = device(target);
-        let sizes = [784, 256, 256, 10];
-        let layers = sizes
-            .windows(2)
-            .map(|w| {
-                LinearConfig::new(w[0], w[1])
-                    .with_initializer(he_normal())
-                    .init(&device)
-            })
-            .collect();
-        Self {
-            target,
-            model: Some(MlpModel { layers }),
-            // optax's and PyTorch's epsilon (Burn's default is 1e-5).
-            optimizer: AdamConfig::new().with_epsilon(1e-8).init(),
-            loss: CrossEntropyLossConfig::new().init(&device),
-            x: Tensor::from_data(
-                TensorData::new(batch::mlp_inputs(batch), [batch, 784]),
-                &device,
-            ),
-            y: labels(batch, &device),
-            last: None,
-        }
-    }
-}
-
-impl TrainStep for Mlp {
+impl<M: Module, const D: usize> TrainStep for Trainer<M, D> {
     fn step(&mut self) {
         let model = self
             .model
             .take()
             .expect("the model is put back after every step");
-        let loss = self
-            .loss
-            .forward(model.forward(self.x.clone()), self.y.clone());
+        let logits = (self.logits)(&model, self.x.clone());
+        let loss = self.loss.forward(logits, self.y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optimizer.step(1e-4, model, grads));
+        self.model = Some(self.optimizer.step(self.lr, model, grads));
         self.last = Some(loss);
     }
 
@@ -125,6 +100,35 @@ impl TrainStep for Mlp {
     fn describe(&self) -> String {
         describe(self.target)
     }
+}
+
+/// The MLP 784-256-256-10 with Adam (lr 1e-4).
+pub fn mlp(batch: usize, target: Target) -> Box<dyn TrainStep> {
+    let device = device(target);
+    let sizes = [784, 256, 256, 10];
+    let layers = sizes
+        .windows(2)
+        .map(|w| {
+            LinearConfig::new(w[0], w[1])
+                .with_initializer(he_normal())
+                .init(&device)
+        })
+        .collect();
+    Box::new(Trainer {
+        target,
+        model: Some(MlpModel { layers }),
+        // optax's and PyTorch's epsilon (Burn's default is 1e-5).
+        optimizer: AdamConfig::new().with_epsilon(1e-8).init(),
+        loss: CrossEntropyLossConfig::new().init(&device),
+        x: Tensor::from_data(
+            TensorData::new(batch::mlp_inputs(batch), [batch, 784]),
+            &device,
+        ),
+        y: labels(batch, &device),
+        lr: 1e-4,
+        logits: MlpModel::forward,
+        last: None,
+    })
 }
 
 fn conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
@@ -195,69 +199,35 @@ impl ResnetModel {
     }
 }
 
-pub struct Resnet20 {
-    target: Target,
-    model: Option<ResnetModel>,
-    optimizer: ModuleOptimizer,
-    loss: CrossEntropyLoss,
-    x: Tensor<4>,
-    y: Tensor<1, Int>,
-    last: Option<Tensor<1>>,
-}
-
-impl Resnet20 {
-    pub fn new(batch: usize, target: Target) -> Self {
-        let device = device(target);
-        let blocks = batch::resnet20_blocks()
-            .into_iter()
-            .map(|(c_in, c_out, stride)| Block::new(c_in, c_out, stride, &device))
-            .collect();
-        let model = ResnetModel {
-            stem: conv(3, 16, 3, 1, &device),
-            stem_bn: batch_norm(16, &device),
-            blocks,
-            fc: LinearConfig::new(64, 10)
-                .with_initializer(he_normal())
-                .init(&device),
-        };
-        // optax.sgd(0.1, momentum=0.9): no dampening.
-        let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
-        Self {
-            target,
-            model: Some(model),
-            optimizer: SgdConfig::new().with_momentum(Some(momentum)).init(),
-            loss: CrossEntropyLossConfig::new().init(&device),
-            x: Tensor::from_data(
-                TensorData::new(batch::resnet_inputs(batch), [batch, 3, 32, 32]),
-                &device,
-            ),
-            y: labels(batch, &device),
-            last: None,
-        }
-    }
-}
-
-impl TrainStep for Resnet20 {
-    fn step(&mut self) {
-        let model = self
-            .model
-            .take()
-            .expect("the model is put back after every step");
-        let loss = self
-            .loss
-            .forward(model.forward(self.x.clone()), self.y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optimizer.step(0.1, model, grads));
-        self.last = Some(loss);
-    }
-
-    fn last_loss(&mut self) -> f32 {
-        self.last
-            .clone()
-            .map_or(f32::NAN, |l| l.into_scalar::<f32>())
-    }
-
-    fn describe(&self) -> String {
-        describe(self.target)
-    }
+/// resnet-20 with momentum SGD (lr 0.1, momentum 0.9).
+pub fn resnet20(batch: usize, target: Target) -> Box<dyn TrainStep> {
+    let device = device(target);
+    let blocks = batch::resnet20_blocks()
+        .into_iter()
+        .map(|(c_in, c_out, stride)| Block::new(c_in, c_out, stride, &device))
+        .collect();
+    let model = ResnetModel {
+        stem: conv(3, 16, 3, 1, &device),
+        stem_bn: batch_norm(16, &device),
+        blocks,
+        fc: LinearConfig::new(64, 10)
+            .with_initializer(he_normal())
+            .init(&device),
+    };
+    // optax.sgd(0.1, momentum=0.9): no dampening.
+    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
+    Box::new(Trainer {
+        target,
+        model: Some(model),
+        optimizer: SgdConfig::new().with_momentum(Some(momentum)).init(),
+        loss: CrossEntropyLossConfig::new().init(&device),
+        x: Tensor::from_data(
+            TensorData::new(batch::resnet_inputs(batch), [batch, 3, 32, 32]),
+            &device,
+        ),
+        y: labels(batch, &device),
+        lr: 0.1,
+        logits: ResnetModel::forward,
+        last: None,
+    })
 }

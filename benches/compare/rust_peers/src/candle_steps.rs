@@ -18,6 +18,11 @@ fn ok<T>(r: candle_core::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("candle: {e}"))
 }
 
+/// The last step's loss, NaN before the first.
+fn loss_value(last: &Option<Tensor>) -> f32 {
+    last.as_ref().map_or(f32::NAN, |l| ok(l.to_scalar::<f32>()))
+}
+
 fn labels(batch: usize) -> Tensor {
     ok(Tensor::from_vec(batch::labels(batch), batch, &Device::Cpu))
 }
@@ -75,9 +80,7 @@ impl TrainStep for Mlp {
     }
 
     fn last_loss(&mut self) -> f32 {
-        self.last
-            .as_ref()
-            .map_or(f32::NAN, |l| ok(l.to_scalar::<f32>()))
+        loss_value(&self.last)
     }
 
     fn describe(&self) -> String {
@@ -236,9 +239,7 @@ impl TrainStep for Resnet20 {
     }
 
     fn last_loss(&mut self) -> f32 {
-        self.last
-            .as_ref()
-            .map_or(f32::NAN, |l| ok(l.to_scalar::<f32>()))
+        loss_value(&self.last)
     }
 
     fn describe(&self) -> String {

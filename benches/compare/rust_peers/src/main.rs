@@ -101,10 +101,8 @@ fn main() {
         }
     }
     let mut step: Box<dyn TrainStep> = match (args.framework, args.model) {
-        (Framework::Burn, Model::Mlp) => Box::new(burn_steps::Mlp::new(batch, args.device)),
-        (Framework::Burn, Model::Resnet20) => {
-            Box::new(burn_steps::Resnet20::new(batch, args.device))
-        }
+        (Framework::Burn, Model::Mlp) => burn_steps::mlp(batch, args.device),
+        (Framework::Burn, Model::Resnet20) => burn_steps::resnet20(batch, args.device),
         (Framework::Candle, Model::Mlp) => Box::new(candle_steps::Mlp::new(batch)),
         (Framework::Candle, Model::Resnet20) => Box::new(candle_steps::Resnet20::new(batch)),
     };
