@@ -10,14 +10,13 @@
 
 use std::time::Instant;
 
+use gradscope::bench::step;
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::gpu::executor::GpuExecutor;
 use gradscope::gpu::{AdapterRequest, GpuContext};
-use gradscope::init::Init;
-use gradscope::model::{LossKind, ModelSpec, zoo};
-use gradscope::ops::{Activation, OptimizerKind, OptimizerParams, StepScalars};
-use gradscope::plan::{Plan, compile};
+use gradscope::ops::StepScalars;
+use gradscope::plan::Plan;
 use gradscope::train::initialize;
 
 const REPEATS: usize = 5;
@@ -46,34 +45,11 @@ impl Model {
 }
 
 fn plan(model: Model, batch: usize) -> Plan {
-    let (spec, optimizer) = match model {
-        Model::Mlp => (
-            ModelSpec::mlp(
-                784,
-                &[256, 256],
-                10,
-                Activation::Relu,
-                Init::HeNormal,
-                LossKind::Xent,
-            )
-            .unwrap(),
-            OptimizerKind::Adam,
-        ),
-        Model::Resnet20 => (
-            zoo::cifar_resnet(
-                &[3, 32, 32],
-                10,
-                20,
-                true,
-                true,
-                Init::HeNormal,
-                LossKind::Xent,
-            )
-            .unwrap(),
-            OptimizerKind::Momentum,
-        ),
+    let name = match model {
+        Model::Mlp => step::MODELS[0],
+        Model::Resnet20 => step::MODELS[2],
     };
-    compile(&spec, batch, OptimizerParams::new(optimizer)).unwrap()
+    step::plan(name, batch).unwrap()
 }
 
 /// Median samples/s over REPEATS runs of `steps` steps, after a warm-up.

@@ -48,7 +48,9 @@ const SEED: u64 = 7;
 /// The models, as `--op` names them.
 pub const MODELS: [&str; 3] = ["step mlp 784-256-256-10", "step lenet5", "step resnet20"];
 
-fn plan(name: &str, batch: usize) -> Result<Plan> {
+/// The plan of a model of `MODELS` at `batch` (with its optimizer: Adam for the MLP, momentum
+/// SGD for the convolutional nets); also what `benches/train_step.rs` times.
+pub fn plan(name: &str, batch: usize) -> Result<Plan> {
     let (model, opt) = match name {
         "step mlp 784-256-256-10" => (
             ModelSpec::mlp(
