@@ -45,6 +45,7 @@ impl Model {
 }
 
 fn plan(model: Model, batch: usize) -> Plan {
+    // `gradscope bench --op step`'s models, in its order: the MLP, LeNet-5, resnet-20.
     let name = match model {
         Model::Mlp => step::MODELS[0],
         Model::Resnet20 => step::MODELS[2],

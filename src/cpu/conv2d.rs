@@ -282,15 +282,15 @@ fn ensure<T: Element>(scratch: &mut Vec<T>, len: usize) {
 }
 
 /// The instruction set the direct kernels run on in this process (`avx512`, `avx2`,
-/// `neon`; the best the CPU has, or the one `GRADSCOPE_CONV_DIRECT` names), or None where every
-/// convolution goes through im2col + GEMM (another CPU, or `GRADSCOPE_CONV_DIRECT=off`).
+/// `neon`; the best the CPU has, or the one `GRADSCOPE_CONV_DIRECT` names), or None where
+/// every convolution goes through im2col + GEMM (another CPU, or `GRADSCOPE_CONV_DIRECT=off`).
 pub fn direct_isa() -> Option<&'static str> {
     conv2d_direct::isa_name()
 }
 
 /// Which passes of shape `s` in `T` this CPU runs through the direct kernels of
-/// conv2d_direct.rs (f32 on AVX-512, AVX2 or NEON, stride 1, a wide grid that wastes little)
-/// rather than im2col + GEMM: `[forward, weight gradient]`. The input gradient at stride 1
+/// conv2d_direct.rs (f32 on AVX-512, AVX2 or NEON, stride 1, a wide grid that wastes
+/// little) rather than im2col + GEMM: `[forward, weight gradient]`. The input gradient at stride 1
 /// takes the forward kernel where its transposed convolution does.
 pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
     [
