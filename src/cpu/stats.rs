@@ -2,29 +2,32 @@
 //!
 //! Each element is converted to f32 first (the record is f32, as on the device). The tensor
 //! is cut into chunks of `CHUNK` elements; each chunk gives one record, computed without a
-//! single division per element:
-//! - one branch-free pass over interleaved accumulators (which the compiler turns
-//!   into SIMD code) gathers min, max, the zeros, the saturated count (only where bounds
-//!   are given) and the shifted sums S1 = Σd and S2 = Σd² of d = x − K in f64 (d² added
-//!   by a fused multiply-add where the CPU has one), where K is the chunk's first finite
-//!   element; max |x| is max(|min|, |max|). It also keeps each element's exponent field,
-//!   one byte. It takes every element as finite; a chunk whose exponent bytes show NaN
-//!   or ±∞ is taken again with each of them replaced by K (which moves neither min nor
-//!   max and adds d = 0), so finite chunks, nearly all of them, pay nothing for the check;
-//! - one pass over those bytes, after counting the non-finite (field 255), turns each
-//!   field into its histogram bin and counts the bins between the chunk's lowest and
+//! single division per element, in sweeps over the chunk (16 KiB, in L1):
+//! - the bounds sweep, branch-free over interleaved accumulators (which the compiler turns
+//!   into SIMD code), gathers min, max, the zeros and the saturated count (only where
+//!   bounds are given), and keeps each element's exponent field, one byte, four groups'
+//!   bytes packed into one word per lane (one store, not a narrowing store per group). It
+//!   takes every element as finite; a chunk whose exponent bytes show NaN or ±∞ is taken
+//!   again with each of them replaced by a finite element of the chunk (which moves
+//!   neither min nor max), so finite chunks, nearly all of them, pay nothing for the check;
+//! - the sums sweep adds y = x·s and y², with s the power of two that brings max_abs into
+//!   [1, 4): exact, and no square overflows or underflows in f32 however large or small
+//!   the tensor. The sums run in f32 for `F32_RUN` groups per lane (at most 15 roundings
+//!   each) and then in f64, so they keep about 1e-6 relative at worst. M2 = Σy² − (Σy)²/n
+//!   loses digits only where the mean dwarfs the spread; there (M2 < Σy²/2, rare in
+//!   weights and gradients) the sums are taken again about the mean rounded to f32, the
+//!   two-pass formula, where each y − c near the mean is exact;
+//! - one pass over the exponent bytes, after counting the non-finite (field 255), turns
+//!   each field into its histogram bin and counts the bins between the chunk's lowest and
 //!   highest, by byte compares in whole SIMD registers (a table of counters, incremented
 //!   per element, was twice as slow: each increment waits on the one before to the same
 //!   slot).
 //!
-//! Both passes are compiled for AVX-512 + FMA and AVX2 + FMA too, chosen at run time; on
-//! aarch64 the baseline build adds d² by a fused multiply-add (every aarch64 core has one).
+//! The sweeps are compiled for AVX-512 + FMA and AVX2 + FMA too, chosen at run time; on
+//! aarch64 the baseline build adds squares by a fused multiply-add (every aarch64 core has
+//! one).
 //!
-//! Then mean = K + S1/n, M2 = S2 − S1²/n and Σx² = S2 + 2K·S1 + n·K², divided by max_abs² in
-//! f64. f64 holds every f32 squared (1e30² and 1e-30² alike), so no scaling is needed per
-//! element. Shifting by an element of the chunk bounds the cancellation in M2 (and in Σx²)
-//! by a factor n: with n ≤ 4096 and f64's 1e-16, the results keep far more than f32's
-//! digits, even for data like 1e30·(1 ± 1e-3).
+//! The record's mean is Σy/n/s, its sums of squares divided by max_abs² in f64.
 //!
 //! Chunks are reduced in parallel (rayon), and their records merged by `RawStats::merge`
 //! in chunk order, so the result is the same bits for any number of threads. It is not
@@ -101,10 +104,12 @@ pub fn finalize(partials: &[RawStats]) -> RawStats {
     r
 }
 
-/// The record of one chunk of at most CHUNK elements, through the widest SIMD the CPU has:
-/// as many interleaved lanes as its registers hold without spilling (16 for AVX-512, 8 for
-/// AVX2, 4 for the baseline). The lanes change the order of the f64 sums, so the moments'
-/// last bits depend on the build (as the GEMM's do); counts, min and max do not.
+/// The record of one chunk of at most CHUNK elements, through the widest SIMD the CPU has.
+/// The extremes, counts and exponent bytes run in as many interleaved lanes as one
+/// register holds (16 for AVX-512, 8 for AVX2, 4 for the baseline); the sums in four
+/// registers' worth, so that four chains of additions hide the adder's latency. The lanes
+/// change the order of the sums, so the moments' last bits depend on the build (as the
+/// GEMM's do); counts, min and max do not.
 fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     #[cfg(target_arch = "x86_64")]
     {
@@ -119,25 +124,30 @@ fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
         }
     }
     // aarch64 has fused multiply-add in every core (`mul_add` is one instruction there).
-    chunk_record_kernel::<4, { cfg!(target_arch = "aarch64") }>(x, lo, hi)
+    chunk_record_kernel::<4, 16, { cfg!(target_arch = "aarch64") }>(x, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,fma")]
 fn chunk_record_avx512(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<16, true>(x, lo, hi)
+    chunk_record_kernel::<16, 64, true>(x, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<8, true>(x, lo, hi)
+    chunk_record_kernel::<8, 32, true>(x, lo, hi)
 }
 
-/// FMA: whether Σd² takes each d·d in one fused multiply-add (builds for CPUs that have
-/// it; elsewhere `mul_add` would be a slow library call).
+/// L: lanes of the bounds sweep; S: lanes of the sums. FMA: whether squares are added by
+/// a fused multiply-add (builds for CPUs that have it; elsewhere `mul_add` would be a slow
+/// library call).
 #[inline(always)]
-fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: f32) -> RawStats {
+fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
+    x: &[f32],
+    lo: f32,
+    hi: f32,
+) -> RawStats {
     let mut r = RawStats::empty();
     let Some(&k) = x.iter().find(|v| v.is_finite()) else {
         // Nothing finite: only the NaN and ±Inf counts.
@@ -145,18 +155,17 @@ fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: 
         r.inf = x.len() as u32 - r.nan;
         return r;
     };
-    let kd = k as f64;
     let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
     // The exponent bytes, rounded up to whole counting vectors by zeros.
     let mut bytes = [0u8; CHUNK];
-    // Pass 1 takes every element as finite; a chunk that holds NaN or ±∞ (seen in its
-    // exponent bytes) is taken again with each non-finite element replaced by k.
-    let mut p = pass1_bounded::<false, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
+    // The bounds sweep takes every element as finite; a chunk that holds NaN or ±∞ (seen
+    // in its exponent bytes) is taken again with each non-finite element replaced by k.
+    let mut b = bounds_sweep_with::<false, L>(saturating, x, k, lo, hi, &mut bytes);
     let counted = x.len().next_multiple_of(COUNT_LANES);
     let nonfinite = count_equal(&bytes[..counted], NONFINITE_EXPONENT);
     if nonfinite > 0 {
         // The same bytes again, and the accumulators without the non-finite.
-        p = pass1_bounded::<true, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
+        b = bounds_sweep_with::<true, L>(saturating, x, k, lo, hi, &mut bytes);
     }
 
     // Pass 2, over the bytes: every byte turned into its bin and the bins counted, the
@@ -183,17 +192,17 @@ fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: 
         r.hist[b as usize] = count_equal(bytes, b);
     }
     // ±0 (exponent field 0) fell into the first bin and the non-finite into the last.
-    r.zeros = p.zeros.iter().sum();
+    r.zeros = b.zeros.iter().sum();
     r.hist[0] -= r.zeros;
     r.hist[HIST_BINS - 1] -= nonfinite;
 
     // Lanes in fixed order.
-    r.saturated = p.sat.iter().sum();
+    r.saturated = b.sat.iter().sum();
     r.min =
-        p.mn.iter()
+        b.mn.iter()
             .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
     r.max =
-        p.mx.iter()
+        b.mx.iter()
             .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     // Over finite values, the largest |x| is at one end.
     let abs = |v: f32| f32::from_bits(v.to_bits() & 0x7fff_ffff);
@@ -202,29 +211,127 @@ fn chunk_record_kernel<const L: usize, const FMA: bool>(x: &[f32], lo: f32, hi: 
     } else {
         abs(r.max)
     };
-    let s1: f64 = p.s1.iter().sum();
-    let s2: f64 = p.s2.iter().sum();
     if nonfinite > 0 {
         r.nan = x.iter().filter(|v| v.is_nan()).count() as u32;
         r.inf = nonfinite - r.nan;
     }
-
-    let n = (x.len() as u32 - nonfinite) as f64;
     r.finite = x.len() as u32 - nonfinite;
-    r.mean = (kd + s1 / n) as f32;
-    if r.max_abs > 0.0 {
-        // Both sums of squares divided by max_abs², as the record stores them; in f64 none
-        // of them overflows or underflows.
-        let inv2 = 1.0 / (r.max_abs as f64 * r.max_abs as f64);
-        let m2 = (s2 - s1 * s1 / n).max(0.0);
-        let ssq = (s2 + 2.0 * kd * s1 + n * kd * kd).max(0.0);
-        r.m2_scaled = (m2 * inv2) as f32;
-        r.norm_ssq = (ssq * inv2) as f32;
-    } else {
-        // Only zeros: the record's convention is both sums 0 while max_abs is 0.
-        r.mean = 0.0;
+    if r.max_abs == 0.0 {
+        // Only zeros: the record's convention is mean and both sums 0 while max_abs is 0.
+        return r;
     }
+
+    // The moments of y = x·s, s the power of two that brings max_abs into [1, 4): exact
+    // (but for values below max_abs·2⁻¹²⁶, whose squares are nothing beside max_abs²), and
+    // no square overflows or underflows in f32 however large or small the tensor.
+    let s = unit_scale(r.max_abs);
+    let checked = nonfinite > 0;
+    let (s1, s2) = shifted_sums_with::<S, FMA>(checked, x, s, 0.0);
+    let n = r.finite as f64;
+    let mut mean_y = s1 / n;
+    let mut m2 = s2 - s1 * s1 / n;
+    if m2 < 0.5 * s2 {
+        // A mean larger than the spread: Σy² − (Σy)²/n would cancel more than half its
+        // digits, so the sums are taken again about c, the mean rounded to f32 (each
+        // y − c exact near the mean), where the same formula cancels nothing that matters.
+        let c = mean_y as f32;
+        let (d1, d2) = shifted_sums_with::<S, FMA>(checked, x, s, c);
+        mean_y = c as f64 + d1 / n;
+        m2 = d2 - d1 * d1 / n;
+    }
+    let sd = s as f64;
+    let scale = r.max_abs as f64 * sd;
+    let inv2 = 1.0 / (scale * scale);
+    r.mean = (mean_y / sd) as f32;
+    r.m2_scaled = (m2.max(0.0) * inv2) as f32;
+    r.norm_ssq = (s2 * inv2) as f32;
     r
+}
+
+/// The power of two s with max_abs·s in [1, 2), kept a normal f32 (2⁻¹²⁶ to 2¹²⁶), so
+/// that max_abs·s lies in [1, 4) at the ends of f32's range and in (0, 1) for a subnormal
+/// max_abs.
+fn unit_scale(max_abs: f32) -> f32 {
+    let field = ((max_abs.to_bits() >> 23) & 0xff) as i32;
+    let p = (127 - field).clamp(-126, 126);
+    f32::from_bits(((127 + p) as u32) << 23)
+}
+
+/// Groups of lanes summed in f32 before the sums move to f64: each f32 lane adds at most
+/// this many terms (a relative error of 15 units of f32 rounding at worst), and the long
+/// sums run in f64.
+const F32_RUN: usize = 16;
+
+/// `shifted_sums`, checked or not. (A function, not a closure: a closure would be compiled
+/// without its caller's target features.)
+#[inline(always)]
+fn shifted_sums_with<const S: usize, const FMA: bool>(
+    checked: bool,
+    x: &[f32],
+    s: f32,
+    c: f32,
+) -> (f64, f64) {
+    if checked {
+        shifted_sums::<true, S, FMA>(x, s, c)
+    } else {
+        shifted_sums::<false, S, FMA>(x, s, c)
+    }
+}
+
+/// Σd and Σd² over the finite elements, d = x·s − c (one rounding: x·s is exact), in S
+/// interleaved lanes. CHECKED: a non-finite element adds nothing (unchecked, every element
+/// is taken as finite).
+#[inline(always)]
+fn shifted_sums<const CHECKED: bool, const S: usize, const FMA: bool>(
+    x: &[f32],
+    s: f32,
+    c: f32,
+) -> (f64, f64) {
+    let mut sum1 = [0f64; S];
+    let mut sum2 = [0f64; S];
+    let (groups, rest) = x.as_chunks::<S>();
+    let mut tail = [f32::NAN; S];
+    tail[..rest.len()].copy_from_slice(rest);
+    for run in groups.chunks(F32_RUN) {
+        let (mut run1, mut run2) = ([0f32; S], [0f32; S]);
+        for g in run {
+            fold_sums::<CHECKED, S, FMA>(g, s, c, &mut run1, &mut run2);
+        }
+        for j in 0..S {
+            sum1[j] += run1[j] as f64;
+            sum2[j] += run2[j] as f64;
+        }
+    }
+    // The tail, padded by NaN: always checked.
+    let (mut run1, mut run2) = ([0f32; S], [0f32; S]);
+    fold_sums::<true, S, FMA>(&tail, s, c, &mut run1, &mut run2);
+    for j in 0..S {
+        sum1[j] += run1[j] as f64;
+        sum2[j] += run2[j] as f64;
+    }
+    (sum1.iter().sum(), sum2.iter().sum())
+}
+
+/// One group of `shifted_sums`: d = x·s − c added to run1 and d² to run2, lane by lane.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn fold_sums<const CHECKED: bool, const S: usize, const FMA: bool>(
+    g: &[f32; S],
+    s: f32,
+    c: f32,
+    run1: &mut [f32; S],
+    run2: &mut [f32; S],
+) {
+    for j in 0..S {
+        let d = if FMA { g[j].mul_add(s, -c) } else { g[j] * s - c };
+        let d = if CHECKED && !g[j].is_finite() { 0.0 } else { d };
+        run1[j] += d;
+        run2[j] = if FMA {
+            d.mul_add(d, run2[j])
+        } else {
+            run2[j] + d * d
+        };
+    }
 }
 
 /// The exponent field of NaN and ±∞.
@@ -293,121 +400,121 @@ fn lowest_above_first(bytes: &[u8]) -> u8 {
     below.iter().fold(u8::MAX, |m, &b| m.min(b)) + 1
 }
 
-/// Interleaved accumulators of pass 1: element i of a chunk goes to lane i mod L.
-struct Lanes<const L: usize> {
+/// Interleaved accumulators of the bounds sweep: element i of a chunk goes to lane i mod L.
+struct Bounds<const L: usize> {
     sat: [u32; L],
     zeros: [u32; L],
     mn: [f32; L],
     mx: [f32; L],
-    /// Σd and Σd² of d = x − k, in f64.
-    s1: [f64; L],
-    s2: [f64; L],
 }
 
-impl<const L: usize> Lanes<L> {
+impl<const L: usize> Bounds<L> {
     fn new() -> Self {
-        Lanes {
+        Bounds {
             sat: [0; L],
             zeros: [0; L],
             mn: [f32::INFINITY; L],
             mx: [f32::NEG_INFINITY; L],
-            s1: [0.0; L],
-            s2: [0.0; L],
         }
     }
 
-    /// Folds one group of L elements without a branch and writes their exponent
-    /// fields. CHECKED: a non-finite element is replaced by k, a finite element of the same
-    /// chunk, which changes neither min nor max, and adds d = 0 to the sums; unchecked,
-    /// every element is taken as finite (the caller takes the chunk again, checked, if
-    /// one was not). Straight-line integer and float code over arrays, so that the compiler
-    /// keeps the accumulators in SIMD registers. SAT: whether saturation bounds are given
-    /// (without them nothing saturates). FMA: d² is added by a fused multiply-add.
+    /// Folds four groups of L elements without a branch and returns their exponent
+    /// fields, four to a word: group i's in byte i of each lane's word (one store per
+    /// four groups; the byte order of a chunk does not matter to the histogram, which
+    /// only counts them). CHECKED: a non-finite element is replaced by k, a finite
+    /// element of the same chunk, which changes neither min nor max; unchecked, every
+    /// element is taken as finite (the caller takes the chunk again, checked, if one was
+    /// not). Straight-line integer and float code over arrays, so that the compiler keeps
+    /// the accumulators in SIMD registers. SAT: whether saturation bounds are given
+    /// (without them nothing saturates).
     // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
-    // seven zipped arrays would not read better.
+    // five zipped arrays would not read better.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn push<const SAT: bool, const CHECKED: bool, const FMA: bool>(
+    fn push4<const SAT: bool, const CHECKED: bool>(
         &mut self,
-        g: &[f32; L],
+        groups: &[[f32; L]; 4],
         k: f32,
         lo: f32,
         hi: f32,
-        exponents: &mut [u8; L],
-    ) {
+    ) -> [u32; L] {
         let kbits = k.to_bits();
-        for j in 0..L {
-            let bits = g[j].to_bits();
-            let a = bits & 0x7fff_ffff;
-            let fin = (a < 0x7f80_0000) as u32;
-            let v = if CHECKED {
-                let m = fin.wrapping_neg();
-                f32::from_bits((bits & m) | (kbits & !m))
-            } else {
-                g[j]
-            };
-            if SAT {
-                let out = ((v <= lo) | (v >= hi)) as u32;
-                // Checked, a non-finite element became k, which must not count.
-                self.sat[j] += if CHECKED { fin & out } else { out };
+        let mut words = [0u32; L];
+        for (i, g) in groups.iter().enumerate() {
+            for j in 0..L {
+                let bits = g[j].to_bits();
+                let a = bits & 0x7fff_ffff;
+                let fin = (a < 0x7f80_0000) as u32;
+                let v = if CHECKED {
+                    let m = fin.wrapping_neg();
+                    f32::from_bits((bits & m) | (kbits & !m))
+                } else {
+                    g[j]
+                };
+                if SAT {
+                    let out = ((v <= lo) | (v >= hi)) as u32;
+                    // Checked, a non-finite element became k, which must not count.
+                    self.sat[j] += if CHECKED { fin & out } else { out };
+                }
+                self.zeros[j] += (a == 0) as u32;
+                self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
+                self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
+                words[j] |= (a >> 23) << (8 * i);
             }
-            self.zeros[j] += (a == 0) as u32;
-            self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
-            self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
-            let d = v as f64 - k as f64;
-            self.s1[j] += d;
-            self.s2[j] = if FMA {
-                d.mul_add(d, self.s2[j])
-            } else {
-                self.s2[j] + d * d
-            };
-            exponents[j] = (a >> 23) as u8;
         }
+        words
     }
 }
 
-/// `pass1` with saturation counted only where bounds are given. (A function, not a
+/// `bounds_sweep` with saturation counted only where bounds are given. (A function, not a
 /// closure: a closure would be compiled without its caller's target features.)
 #[inline(always)]
-fn pass1_bounded<const CHECKED: bool, const L: usize, const FMA: bool>(
+fn bounds_sweep_with<const CHECKED: bool, const L: usize>(
     saturating: bool,
     x: &[f32],
     k: f32,
     lo: f32,
     hi: f32,
     exponents: &mut [u8; CHUNK],
-) -> Lanes<L> {
+) -> Bounds<L> {
     if saturating {
-        pass1::<true, CHECKED, L, FMA>(x, k, lo, hi, exponents)
+        bounds_sweep::<true, CHECKED, L>(x, k, lo, hi, exponents)
     } else {
-        pass1::<false, CHECKED, L, FMA>(x, k, lo, hi, exponents)
+        bounds_sweep::<false, CHECKED, L>(x, k, lo, hi, exponents)
     }
 }
 
-/// Pass 1 over a chunk: the accumulators, and each element's exponent field in
-/// `exponents`. The tail is padded by NaN and always checked (replaced by k, the padding
-/// counts nowhere in the sums and saturates nothing); its exponents are not kept.
+/// The bounds sweep over a chunk: the accumulators, and each element's exponent field in
+/// `exponents`, in an order of their own within each run of 4·L elements (`push4`). The
+/// tail after the last whole run is padded by NaN and always checked (replaced by k, the
+/// padding moves no bound and saturates nothing); its exponents are written in order, one
+/// by one, and the padding's not at all.
 #[inline(always)]
-fn pass1<const SAT: bool, const CHECKED: bool, const L: usize, const FMA: bool>(
+fn bounds_sweep<const SAT: bool, const CHECKED: bool, const L: usize>(
     x: &[f32],
     k: f32,
     lo: f32,
     hi: f32,
     exponents: &mut [u8; CHUNK],
-) -> Lanes<L> {
-    let mut acc = Lanes::new();
-    let groups = x.chunks_exact(L);
-    let rest = groups.remainder().len();
-    let mut tail = [f32::NAN; L];
-    tail[..rest].copy_from_slice(groups.remainder());
-    let whole = x.len() - rest;
-    for (g, e) in groups.zip(exponents.chunks_exact_mut(L)) {
-        let g = g.try_into().expect("groups of L elements");
-        acc.push::<SAT, CHECKED, FMA>(g, k, lo, hi, e.try_into().expect("L exponents"));
+) -> Bounds<L> {
+    let mut acc = Bounds::new();
+    let (runs, _) = x.as_chunks::<L>();
+    let quads = runs.chunks_exact(4);
+    let whole = quads.len() * 4 * L;
+    for (q, e) in quads.zip(exponents.chunks_exact_mut(4 * L)) {
+        let q: &[[f32; L]; 4] = q.try_into().expect("four groups");
+        let words = acc.push4::<SAT, CHECKED>(q, k, lo, hi);
+        e.copy_from_slice(bytemuck::cast_slice(&words));
     }
-    let mut tail_exponents = [0u8; L];
-    acc.push::<SAT, true, FMA>(&tail, k, lo, hi, &mut tail_exponents);
-    exponents[whole..whole + rest].copy_from_slice(&tail_exponents[..rest]);
+    let tail = &x[whole..];
+    let mut padded = [[f32::NAN; L]; 4];
+    for (p, &v) in padded.as_flattened_mut().iter_mut().zip(tail) {
+        *p = v;
+    }
+    acc.push4::<SAT, true>(&padded, k, lo, hi);
+    for (e, &v) in exponents[whole..].iter_mut().zip(tail) {
+        *e = ((v.to_bits() & 0x7fff_ffff) >> 23) as u8;
+    }
     acc
 }
 
@@ -450,9 +557,9 @@ mod tests {
     fn every_simd_build_agrees_with_the_baseline() {
         let builds: Vec<(&str, ChunkRecord)> = vec![
             ("dispatched", chunk_record),
-            ("4 lanes", chunk_record_kernel::<4, false>),
-            ("8 lanes", chunk_record_kernel::<8, false>),
-            ("16 lanes", chunk_record_kernel::<16, false>),
+            ("4 lanes", chunk_record_kernel::<4, 16, false>),
+            ("8 lanes", chunk_record_kernel::<8, 32, false>),
+            ("16 lanes", chunk_record_kernel::<16, 64, false>),
         ];
         let lengths = [1, 15, 16, 17, 63, 64, 65, 1000, 4095, 4096];
         // Awkward chunks (most hold NaN or ±∞, taken twice), and finite ones (taken once).
@@ -466,7 +573,7 @@ mod tests {
         for x in chunks {
             let n = x.len();
             for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (-1e-4, 1e-4)] {
-                let want = chunk_record_kernel::<4, false>(&x, lo, hi);
+                let want = chunk_record_kernel::<4, 16, false>(&x, lo, hi);
                 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
                 let mut got: Vec<(&str, RawStats)> = builds
                     .iter()
@@ -500,6 +607,49 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Mean, spread and norm against f64 two-pass sums, where one-pass sums of squares
+    /// would cancel: a mean a million times the spread, an outlier first, values at both
+    /// ends of f32's range, and ordinary data; on every build, at 2e-6 relative (the
+    /// f32 runs' bound, with margin), M2 against M2 itself.
+    #[test]
+    fn moments_hold_where_the_mean_dwarfs_the_spread() {
+        let mut rng = crate::rng::Rng::new(11);
+        let mut noise = |n: usize, centre: f64, spread: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| (centre + spread * (rng.uniform() - 0.5)) as f32)
+                .collect()
+        };
+        let mut outlier_first = noise(4096, 0.0, 1.0);
+        outlier_first[0] = 3e6;
+        let cases: Vec<(&str, Vec<f32>)> = vec![
+            ("1e4 ± 1e-2", noise(4096, 1e4, 2e-2)),
+            ("-7e30 ± 1e25", noise(3001, -7e30, 2e25)),
+            ("3e-33 ± 1e-36", noise(4096, 3e-33, 2e-36)),
+            ("an outlier first", outlier_first),
+            ("ordinary", noise(777, 0.1, 1.0)),
+        ];
+        let builds: Vec<(&str, ChunkRecord)> = vec![
+            ("dispatched", chunk_record),
+            ("4 lanes", chunk_record_kernel::<4, 16, false>),
+            ("16 lanes", chunk_record_kernel::<16, 64, false>),
+        ];
+        for (name, x) in &cases {
+            let n = x.len() as f64;
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let m2: f64 = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+            let ssq: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+            for (build, f) in &builds {
+                let r = f(x, f32::NEG_INFINITY, f32::INFINITY);
+                let a2 = (r.max_abs as f64).powi(2);
+                let what = format!("{name}, {build}");
+                let rel = |got: f64, want: f64| (got - want).abs() / want.abs();
+                assert!(rel(r.mean as f64, mean) < 2e-6, "{what}: mean {} {mean}", r.mean);
+                assert!(rel(r.m2_scaled as f64 * a2, m2) < 2e-6, "{what}: M2 {} {m2}", r.m2_scaled as f64 * a2);
+                assert!(rel(r.norm_ssq as f64 * a2, ssq) < 2e-6, "{what}: Σx²");
             }
         }
     }
@@ -565,7 +715,7 @@ mod tests {
                     ),
                     (
                         "baseline",
-                        chunk_record_kernel::<4, false>(&x, f32::NEG_INFINITY, f32::INFINITY),
+                        chunk_record_kernel::<4, 16, false>(&x, f32::NEG_INFINITY, f32::INFINITY),
                     ),
                 ] {
                     assert_eq!(r.hist, want, "{name}, len {n}, {build}");
