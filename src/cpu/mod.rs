@@ -20,5 +20,6 @@ pub mod optimizer;
 pub mod pool2d;
 pub mod recurrent;
 pub mod stats;
+mod stats_histogram;
 
 pub use element::Element;

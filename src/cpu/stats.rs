@@ -2,26 +2,26 @@
 //!
 //! Each element is converted to f32 first (the record is f32, as on the device). The tensor
 //! is cut into chunks of `CHUNK` elements; each chunk gives one record, computed without a
-//! single division per element, in sweeps over the chunk (16 KiB, in L1):
-//! - the bounds sweep, branch-free over interleaved accumulators (which the compiler turns
-//!   into SIMD code), gathers min, max, the zeros and the saturated count (only where
-//!   bounds are given), and keeps each element's exponent field, one byte, four groups'
-//!   bytes packed into one word per lane (one store, not a narrowing store per group). It
-//!   takes every element as finite; a chunk whose exponent bytes show NaN or ±∞ is taken
-//!   again with each of them replaced by a finite element of the chunk (which moves
-//!   neither min nor max), so finite chunks, nearly all of them, pay nothing for the check;
-//! - the sums sweep adds y = x·s and y², with s the power of two that brings max_abs into
-//!   [1, 4): exact, and no square overflows or underflows in f32 however large or small
-//!   the tensor. The sums run in f32 for `F32_RUN` groups per lane (at most 15 roundings
-//!   each) and then in f64, so they keep about 1e-6 relative at worst. M2 = Σy² − (Σy)²/n
+//! single division per element, from sweeps over the chunk (16 KiB, in L1):
+//! - the first sweep, branch-free over interleaved accumulators (which the compiler turns
+//!   into SIMD code), gathers min, max, the saturated count (only where bounds are given),
+//!   Σx and Σx², and keeps each element's exponent field, one byte, four groups' bytes
+//!   packed into one word per lane (one store, not a narrowing store per group). The sums
+//!   run in f32 for `F32_RUN` quads per lane (at most 15 roundings each) and then in f64,
+//!   so they keep about 1e-6 relative at worst. The sweep takes every element as finite:
+//!   ±∞ would show in min or max and NaN in Σx, and a chunk that shows either has its
+//!   non-finite counted from the exponent bytes and is swept again with each of them
+//!   replaced by a finite element of the chunk (which moves neither min nor max and adds
+//!   nothing), so finite chunks, nearly all of them, pay nothing for the check;
+//! - the sums hold as they are while max_abs lies within 2^±40 (no square overflows, and
+//!   those that underflow are nothing beside max_abs²); elsewhere they are taken again of
+//!   y = x·s, s the power of two that brings max_abs into [1, 4): exact, and no square
+//!   overflows or underflows in f32 however large or small the tensor. M2 = Σy² − (Σy)²/n
 //!   loses digits only where the mean dwarfs the spread; there (M2 < Σy²/2, rare in
 //!   weights and gradients) the sums are taken again about the mean rounded to f32, the
 //!   two-pass formula, where each y − c near the mean is exact;
-//! - one pass over the exponent bytes, after counting the non-finite (field 255), turns
-//!   each field into its histogram bin and counts the bins between the chunk's lowest and
-//!   highest, by byte compares in whole SIMD registers (a table of counters, incremented
-//!   per element, was twice as slow: each increment waits on the one before to the same
-//!   slot).
+//! - the histogram, from the exponent bytes (`stats_histogram`); ±0 are counted apart only
+//!   where its first bin is occupied.
 //!
 //! The sweeps are compiled for AVX-512 + FMA and AVX2 + FMA too, chosen at run time; on
 //! aarch64 the baseline build adds squares by a fused multiply-add (every aarch64 core has
@@ -39,7 +39,11 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
-use crate::stats::{HIST_BIN_WIDTH, HIST_BINS, HIST_LOG2_LO, RawStats};
+use crate::stats::{HIST_BINS, RawStats};
+
+use super::stats_histogram::{
+    BytePasses, COUNT_LANES, NONFINITE_EXPONENT, PAD, Portable, bin_range, count_bins, to_bins,
+};
 
 /// Elements reduced into one chunk record on the CPU (16 KiB of f32: the passes over a chunk
 /// run from L1). Unrelated to the device's chunk size.
@@ -113,40 +117,50 @@ pub fn finalize(partials: &[RawStats]) -> RawStats {
 fn chunk_record(x: &[f32], lo: f32, hi: f32) -> RawStats {
     #[cfg(target_arch = "x86_64")]
     {
-        let fma = std::arch::is_x86_feature_detected!("fma");
-        if fma && std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512F and BW and FMA, checked just above.
-            return unsafe { chunk_record_avx512(x, lo, hi) };
-        }
-        if fma && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { chunk_record_avx2(x, lo, hi) };
+        use super::stats_histogram::{Avx2, Avx512};
+        if std::arch::is_x86_feature_detected!("fma") {
+            if let Some(isa) = Avx512::detect() {
+                // SAFETY: the CPU has AVX-512F, BW, FMA and POPCNT (checked by `detect`
+                // and just above; AVX-512BW implies F).
+                return unsafe { chunk_record_avx512(x, lo, hi, isa) };
+            }
+            if let Some(isa) = Avx2::detect() {
+                // SAFETY: the CPU has AVX2, FMA and POPCNT, checked by `detect` and just
+                // above.
+                return unsafe { chunk_record_avx2(x, lo, hi, isa) };
+            }
         }
     }
     // aarch64 has fused multiply-add in every core (`mul_add` is one instruction there).
-    chunk_record_kernel::<4, 16, { cfg!(target_arch = "aarch64") }>(x, lo, hi)
+    chunk_record_kernel::<4, 16, { cfg!(target_arch = "aarch64") }, _>(x, lo, hi, Portable)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,fma")]
-fn chunk_record_avx512(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<16, 64, true>(x, lo, hi)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32) -> RawStats {
-    chunk_record_kernel::<8, 32, true>(x, lo, hi)
-}
-
-/// L: lanes of the bounds sweep; S: lanes of the sums. FMA: whether squares are added by
-/// a fused multiply-add (builds for CPUs that have it; elsewhere `mul_add` would be a slow
-/// library call).
-#[inline(always)]
-fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
+#[target_feature(enable = "avx512f,avx512bw,fma,popcnt")]
+fn chunk_record_avx512(
     x: &[f32],
     lo: f32,
     hi: f32,
+    isa: super::stats_histogram::Avx512,
+) -> RawStats {
+    chunk_record_kernel::<16, 64, true, _>(x, lo, hi, isa)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,popcnt")]
+fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32, isa: super::stats_histogram::Avx2) -> RawStats {
+    chunk_record_kernel::<8, 32, true, _>(x, lo, hi, isa)
+}
+
+/// L: lanes of the first sweep; S: lanes of the sums taken again (`shifted_sums`). FMA: whether squares are added by
+/// a fused multiply-add (builds for CPUs that have it; elsewhere `mul_add` would be a slow
+/// library call).
+#[inline(always)]
+fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool, B: BytePasses>(
+    x: &[f32],
+    lo: f32,
+    hi: f32,
+    isa: B,
 ) -> RawStats {
     let mut r = RawStats::empty();
     let Some(&k) = x.iter().find(|v| v.is_finite()) else {
@@ -158,14 +172,28 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
     let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
     // The exponent bytes, rounded up to whole counting vectors by zeros.
     let mut bytes = [0u8; CHUNK];
-    // The bounds sweep takes every element as finite; a chunk that holds NaN or ±∞ (seen
-    // in its exponent bytes) is taken again with each non-finite element replaced by k.
-    let mut b = bounds_sweep_with::<false, L>(saturating, x, k, lo, hi, &mut bytes);
+    // The first sweep takes every element as finite; a chunk that holds NaN or ±∞ is taken
+    // again with each non-finite element replaced by k.
+    let mut b = first_sweep_with::<false, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
     let counted = x.len().next_multiple_of(COUNT_LANES);
-    let nonfinite = count_equal(&bytes[..counted], NONFINITE_EXPONENT);
+    // ±∞ would be the minimum or the maximum, and a NaN would make Σx NaN: without either,
+    // the chunk is finite, and its exponent bytes need no pass to count the non-finite
+    // (a sum that overflowed to ±∞ only sends the chunk to that pass). The tail after the
+    // last whole run of 4·L, always taken checked, is looked at alone.
+    let finite = b.mn.iter().all(|&v| v > f32::NEG_INFINITY)
+        && b.mx.iter().all(|&v| v < f32::INFINITY)
+        && b.s1.iter().sum::<f64>().is_finite()
+        && x[x.len() / (4 * L) * (4 * L)..]
+            .iter()
+            .all(|v| v.is_finite());
+    let nonfinite = if finite {
+        0
+    } else {
+        isa.count_equal(&bytes[..counted], NONFINITE_EXPONENT)
+    };
     if nonfinite > 0 {
         // The same bytes again, and the accumulators without the non-finite.
-        b = bounds_sweep_with::<true, L>(saturating, x, k, lo, hi, &mut bytes);
+        b = first_sweep_with::<true, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
     }
 
     // Pass 2, over the bytes: every byte turned into its bin and the bins counted, the
@@ -174,26 +202,15 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
     to_bins(bytes);
     bytes[x.len()..].fill(PAD);
     // Only the bins between the chunk's lowest and highest are counted: a chunk's values
-    // usually span a few of the 40. Where the first bin (which holds the zeros) is among
-    // them, it is counted alone and the range starts again at the lowest bin above it:
-    // ReLU outputs and sparse inputs would otherwise have every bin between their zeros
-    // and their values counted.
+    // usually span a few of the 40.
     let (lowest, highest) = bin_range(bytes);
-    let mut from = lowest;
+    count_bins(isa, bytes, lowest, highest, &mut r.hist);
+    // ±0 (exponent field 0) fell into the first bin and the non-finite into the last. Only
+    // where the first bin holds something can there be zeros to count apart.
     if lowest == 0 {
-        r.hist[0] = count_equal(bytes, 0);
-        from = if highest > 0 {
-            lowest_above_first(bytes)
-        } else {
-            1
-        };
+        r.zeros = count_zeros(x);
+        r.hist[0] -= r.zeros;
     }
-    for b in from..=highest {
-        r.hist[b as usize] = count_equal(bytes, b);
-    }
-    // ±0 (exponent field 0) fell into the first bin and the non-finite into the last.
-    r.zeros = b.zeros.iter().sum();
-    r.hist[0] -= r.zeros;
     r.hist[HIST_BINS - 1] -= nonfinite;
 
     // Lanes in fixed order.
@@ -221,12 +238,19 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
         return r;
     }
 
-    // The moments of y = x·s, s the power of two that brings max_abs into [1, 4): exact
-    // (but for values below max_abs·2⁻¹²⁶, whose squares are nothing beside max_abs²), and
-    // no square overflows or underflows in f32 however large or small the tensor.
-    let s = unit_scale(r.max_abs);
+    // The moments. The first sweep's sums of x and x² hold wherever max_abs lies within
+    // 2^±40: no square overflows, and the squares that underflow are nothing beside
+    // max_abs². Elsewhere the sums are taken again, of y = x·s, with s the power of two that
+    // brings max_abs into [1, 4): exact, and no square overflows or underflows in f32
+    // however large or small the tensor.
     let checked = nonfinite > 0;
-    let (s1, s2) = shifted_sums_with::<S, FMA>(checked, x, s, 0.0);
+    let field = (r.max_abs.to_bits() >> 23) as i32;
+    let (s, (s1, s2)) = if (127 - SUMS_IN_PLACE..=127 + SUMS_IN_PLACE).contains(&field) {
+        (1.0, (b.s1.iter().sum(), b.s2.iter().sum()))
+    } else {
+        let s = unit_scale(r.max_abs);
+        (s, shifted_sums_with::<S, FMA>(checked, x, s, 0.0))
+    };
     let n = r.finite as f64;
     let mut mean_y = s1 / n;
     let mut m2 = s2 - s1 * s1 / n;
@@ -248,6 +272,10 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool>(
     r
 }
 
+/// The first sweep's own sums are used where max_abs lies within 2^±SUMS_IN_PLACE (see
+/// `chunk_record_kernel`).
+const SUMS_IN_PLACE: i32 = 40;
+
 /// The power of two s with max_abs·s in [1, 2), kept a normal f32 (2⁻¹²⁶ to 2¹²⁶), so
 /// that max_abs·s lies in [1, 4) at the ends of f32's range and in (0, 1) for a subnormal
 /// max_abs.
@@ -257,9 +285,9 @@ fn unit_scale(max_abs: f32) -> f32 {
     f32::from_bits(((127 + p) as u32) << 23)
 }
 
-/// Groups of lanes summed in f32 before the sums move to f64: each f32 lane adds at most
-/// this many terms (a relative error of 15 units of f32 rounding at worst), and the long
-/// sums run in f64.
+/// Terms each f32 lane adds before its sum moves to f64 (one per group in `shifted_sums`,
+/// one per quad in the first sweep): a relative error of 15 units of f32 rounding at worst,
+/// and the long sums run in f64.
 const F32_RUN: usize = 16;
 
 /// `shifted_sums`, checked or not. (A function, not a closure: a closure would be compiled
@@ -323,7 +351,11 @@ fn fold_sums<const CHECKED: bool, const S: usize, const FMA: bool>(
     run2: &mut [f32; S],
 ) {
     for j in 0..S {
-        let d = if FMA { g[j].mul_add(s, -c) } else { g[j] * s - c };
+        let d = if FMA {
+            g[j].mul_add(s, -c)
+        } else {
+            g[j] * s - c
+        };
         let d = if CHECKED && !g[j].is_finite() { 0.0 } else { d };
         run1[j] += d;
         run2[j] = if FMA {
@@ -334,188 +366,165 @@ fn fold_sums<const CHECKED: bool, const S: usize, const FMA: bool>(
     }
 }
 
-/// The exponent field of NaN and ±∞.
-const NONFINITE_EXPONENT: u8 = 255;
-/// What the padding after a chunk's last bin becomes: above every bin, so counted nowhere.
-const PAD: u8 = u8::MAX;
-/// Byte counters per counting vector: 64 bytes, one AVX-512 register (four SSE ones).
-const COUNT_LANES: usize = 64;
-// A counter counts at most one byte in COUNT_LANES of a chunk, and must not wrap.
-const _: () = assert!(CHUNK / COUNT_LANES <= u8::MAX as usize);
-
-/// How many of `bytes` (a multiple of COUNT_LANES long, at most CHUNK) equal `b`: a byte
-/// compare and subtract per byte, which compiles to whole-register SIMD.
-#[inline(always)]
-fn count_equal(bytes: &[u8], b: u8) -> u32 {
-    let mut acc = [0u8; COUNT_LANES];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        for (a, &v) in acc.iter_mut().zip(g) {
-            *a = a.wrapping_add((v == b) as u8);
-        }
-    }
-    acc.iter().map(|&c| c as u32).sum()
-}
-
-/// Each exponent field turned into its histogram bin, `RawStats::hist_bin` in byte
-/// arithmetic (so it vectorizes): the field less that of 2^HIST_LOG2_LO, clamped at 0,
-/// over the bin width, clamped at the last bin. ±0 (field 0) lands in the first bin and
-/// NaN and ±∞ (field 255) in the last; the caller takes them out.
-#[inline(always)]
-fn to_bins(bytes: &mut [u8]) {
-    const LOWEST: u8 = (127 + HIST_LOG2_LO) as u8;
-    for e in bytes {
-        *e = (e.saturating_sub(LOWEST) / HIST_BIN_WIDTH as u8).min(HIST_BINS as u8 - 1);
-    }
-}
-
-/// The lowest and the highest bin among `bytes` (bins and PAD, a multiple of COUNT_LANES
-/// long), in lanes so that it compiles to SIMD. Without any bin, lowest > highest.
-#[inline(always)]
-fn bin_range(bytes: &[u8]) -> (u8, u8) {
-    let mut lowest = [u8::MAX; COUNT_LANES];
-    let mut highest = [0u8; COUNT_LANES];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        for ((l, h), &b) in lowest.iter_mut().zip(&mut highest).zip(g) {
-            *l = (*l).min(b);
-            *h = (*h).max(if b == PAD { 0 } else { b });
-        }
-    }
-    (
-        lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
-        highest.iter().fold(0, |m, &b| m.max(b)),
-    )
-}
-
-/// The lowest bin above the first among `bytes` (bins and PAD, a multiple of COUNT_LANES
-/// long, with at least one such bin): the lowest b − 1, wrapping, so that the first bin
-/// becomes 255 and PAD 254, above every other bin.
-#[inline(always)]
-fn lowest_above_first(bytes: &[u8]) -> u8 {
-    let mut below = [u8::MAX; COUNT_LANES];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        for (l, &b) in below.iter_mut().zip(g) {
-            *l = (*l).min(b.wrapping_sub(1));
-        }
-    }
-    below.iter().fold(u8::MAX, |m, &b| m.min(b)) + 1
-}
-
-/// Interleaved accumulators of the bounds sweep: element i of a chunk goes to lane i mod L.
-struct Bounds<const L: usize> {
+/// Interleaved accumulators of the first sweep: element i of a chunk goes to lane i mod L.
+struct Sweep<const L: usize> {
     sat: [u32; L],
-    zeros: [u32; L],
     mn: [f32; L],
     mx: [f32; L],
+    /// Σx and Σx² of the finite elements, in f64; f32 runs of `F32_RUN` quads (four
+    /// groups, each group its own f32 accumulator) are added in as they end.
+    s1: [f64; L],
+    s2: [f64; L],
 }
 
-impl<const L: usize> Bounds<L> {
+impl<const L: usize> Sweep<L> {
     fn new() -> Self {
-        Bounds {
+        Sweep {
             sat: [0; L],
-            zeros: [0; L],
             mn: [f32::INFINITY; L],
             mx: [f32::NEG_INFINITY; L],
+            s1: [0.0; L],
+            s2: [0.0; L],
         }
     }
 
-    /// Folds four groups of L elements without a branch and returns their exponent
-    /// fields, four to a word: group i's in byte i of each lane's word (one store per
-    /// four groups; the byte order of a chunk does not matter to the histogram, which
-    /// only counts them). CHECKED: a non-finite element is replaced by k, a finite
-    /// element of the same chunk, which changes neither min nor max; unchecked, every
-    /// element is taken as finite (the caller takes the chunk again, checked, if one was
-    /// not). Straight-line integer and float code over arrays, so that the compiler keeps
-    /// the accumulators in SIMD registers. SAT: whether saturation bounds are given
-    /// (without them nothing saturates).
+    /// Folds four groups of L elements without a branch, adds them and their squares to
+    /// the f32 runs (group i to run i) and returns their exponent fields, four to a word:
+    /// group i's in byte i of each lane's word (one store per four groups; the byte order
+    /// of a chunk does not matter to the histogram, which only counts them). CHECKED: a
+    /// non-finite element is replaced by k, a finite element of the same chunk, which
+    /// changes neither min nor max, and adds 0 to the sums; unchecked, every element is
+    /// taken as finite (the caller takes the chunk again, checked, if one was not).
+    /// Straight-line integer and float code over arrays, so that the compiler keeps the
+    /// accumulators in SIMD registers. SAT: whether saturation bounds are given (without
+    /// them nothing saturates). FMA: squares are added by a fused multiply-add.
     // Indexing every per-lane array by j in one loop is what vectorizes; iterators over
-    // five zipped arrays would not read better.
-    #[allow(clippy::needless_range_loop)]
+    // six zipped arrays would not read better.
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
     #[inline(always)]
-    fn push4<const SAT: bool, const CHECKED: bool>(
+    fn push4<const SAT: bool, const CHECKED: bool, const FMA: bool>(
         &mut self,
         groups: &[[f32; L]; 4],
         k: f32,
         lo: f32,
         hi: f32,
+        run1: &mut [[f32; L]; 4],
+        run2: &mut [[f32; L]; 4],
     ) -> [u32; L] {
         let kbits = k.to_bits();
         let mut words = [0u32; L];
-        for (i, g) in groups.iter().enumerate() {
+        for i in 0..4 {
+            let g = &groups[i];
             for j in 0..L {
                 let bits = g[j].to_bits();
                 let a = bits & 0x7fff_ffff;
                 let fin = (a < 0x7f80_0000) as u32;
-                let v = if CHECKED {
+                let (v, y) = if CHECKED {
                     let m = fin.wrapping_neg();
-                    f32::from_bits((bits & m) | (kbits & !m))
+                    (
+                        f32::from_bits((bits & m) | (kbits & !m)),
+                        f32::from_bits(bits & m),
+                    )
                 } else {
-                    g[j]
+                    (g[j], g[j])
                 };
                 if SAT {
                     let out = ((v <= lo) | (v >= hi)) as u32;
                     // Checked, a non-finite element became k, which must not count.
                     self.sat[j] += if CHECKED { fin & out } else { out };
                 }
-                self.zeros[j] += (a == 0) as u32;
                 self.mn[j] = if v < self.mn[j] { v } else { self.mn[j] };
                 self.mx[j] = if v > self.mx[j] { v } else { self.mx[j] };
+                run1[i][j] += y;
+                run2[i][j] = if FMA {
+                    y.mul_add(y, run2[i][j])
+                } else {
+                    run2[i][j] + y * y
+                };
                 words[j] |= (a >> 23) << (8 * i);
             }
         }
         words
     }
+
+    /// Adds the f32 runs into the f64 sums and empties them.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn end_runs(&mut self, run1: &mut [[f32; L]; 4], run2: &mut [[f32; L]; 4]) {
+        for j in 0..L {
+            self.s1[j] +=
+                (run1[0][j] as f64 + run1[1][j] as f64) + (run1[2][j] as f64 + run1[3][j] as f64);
+            self.s2[j] +=
+                (run2[0][j] as f64 + run2[1][j] as f64) + (run2[2][j] as f64 + run2[3][j] as f64);
+        }
+        *run1 = [[0.0; L]; 4];
+        *run2 = [[0.0; L]; 4];
+    }
 }
 
-/// `bounds_sweep` with saturation counted only where bounds are given. (A function, not a
+/// `first_sweep` with saturation counted only where bounds are given. (A function, not a
 /// closure: a closure would be compiled without its caller's target features.)
 #[inline(always)]
-fn bounds_sweep_with<const CHECKED: bool, const L: usize>(
+fn first_sweep_with<const CHECKED: bool, const L: usize, const FMA: bool>(
     saturating: bool,
     x: &[f32],
     k: f32,
     lo: f32,
     hi: f32,
     exponents: &mut [u8; CHUNK],
-) -> Bounds<L> {
+) -> Sweep<L> {
     if saturating {
-        bounds_sweep::<true, CHECKED, L>(x, k, lo, hi, exponents)
+        first_sweep::<true, CHECKED, L, FMA>(x, k, lo, hi, exponents)
     } else {
-        bounds_sweep::<false, CHECKED, L>(x, k, lo, hi, exponents)
+        first_sweep::<false, CHECKED, L, FMA>(x, k, lo, hi, exponents)
     }
 }
 
-/// The bounds sweep over a chunk: the accumulators, and each element's exponent field in
+/// The first sweep over a chunk: the accumulators, and each element's exponent field in
 /// `exponents`, in an order of their own within each run of 4·L elements (`push4`). The
-/// tail after the last whole run is padded by NaN and always checked (replaced by k, the
-/// padding moves no bound and saturates nothing); its exponents are written in order, one
+/// tail after the last whole run is padded by NaN and always checked (the padding moves
+/// no bound, adds nothing and saturates nothing); its exponents are written in order, one
 /// by one, and the padding's not at all.
 #[inline(always)]
-fn bounds_sweep<const SAT: bool, const CHECKED: bool, const L: usize>(
+fn first_sweep<const SAT: bool, const CHECKED: bool, const L: usize, const FMA: bool>(
     x: &[f32],
     k: f32,
     lo: f32,
     hi: f32,
     exponents: &mut [u8; CHUNK],
-) -> Bounds<L> {
-    let mut acc = Bounds::new();
-    let (runs, _) = x.as_chunks::<L>();
-    let quads = runs.chunks_exact(4);
-    let whole = quads.len() * 4 * L;
-    for (q, e) in quads.zip(exponents.chunks_exact_mut(4 * L)) {
-        let q: &[[f32; L]; 4] = q.try_into().expect("four groups");
-        let words = acc.push4::<SAT, CHECKED>(q, k, lo, hi);
-        e.copy_from_slice(bytemuck::cast_slice(&words));
+) -> Sweep<L> {
+    let mut acc = Sweep::new();
+    let (mut run1, mut run2) = ([[0f32; L]; 4], [[0f32; L]; 4]);
+    let (groups, _) = x.as_chunks::<L>();
+    let whole = groups.len() / 4 * 4 * L;
+    for (runs, e) in groups[..whole / L]
+        .chunks(4 * F32_RUN)
+        .zip(exponents.chunks_mut(4 * L * F32_RUN))
+    {
+        for (q, e) in runs.chunks_exact(4).zip(e.chunks_exact_mut(4 * L)) {
+            let q: &[[f32; L]; 4] = q.try_into().expect("four groups");
+            let words = acc.push4::<SAT, CHECKED, FMA>(q, k, lo, hi, &mut run1, &mut run2);
+            e.copy_from_slice(bytemuck::cast_slice(&words));
+        }
+        acc.end_runs(&mut run1, &mut run2);
     }
     let tail = &x[whole..];
     let mut padded = [[f32::NAN; L]; 4];
     for (p, &v) in padded.as_flattened_mut().iter_mut().zip(tail) {
         *p = v;
     }
-    acc.push4::<SAT, true>(&padded, k, lo, hi);
+    acc.push4::<SAT, true, FMA>(&padded, k, lo, hi, &mut run1, &mut run2);
+    acc.end_runs(&mut run1, &mut run2);
     for (e, &v) in exponents[whole..].iter_mut().zip(tail) {
         *e = ((v.to_bits() & 0x7fff_ffff) >> 23) as u8;
     }
     acc
+}
+
+/// How many of x are ±0 (a plain count, which the compiler vectorizes).
+#[inline(always)]
+fn count_zeros(x: &[f32]) -> u32 {
+    x.iter().map(|&v| (v == 0.0) as u32).sum()
 }
 
 /// Number of columns (units) of y (rows, cols) that are exactly zero (+0 or −0) in every
@@ -557,9 +566,15 @@ mod tests {
     fn every_simd_build_agrees_with_the_baseline() {
         let builds: Vec<(&str, ChunkRecord)> = vec![
             ("dispatched", chunk_record),
-            ("4 lanes", chunk_record_kernel::<4, 16, false>),
-            ("8 lanes", chunk_record_kernel::<8, 32, false>),
-            ("16 lanes", chunk_record_kernel::<16, 64, false>),
+            ("4 lanes", |x, lo, hi| {
+                chunk_record_kernel::<4, 16, false, _>(x, lo, hi, Portable)
+            }),
+            ("8 lanes", |x, lo, hi| {
+                chunk_record_kernel::<8, 32, false, _>(x, lo, hi, Portable)
+            }),
+            ("16 lanes", |x, lo, hi| {
+                chunk_record_kernel::<16, 64, false, _>(x, lo, hi, Portable)
+            }),
         ];
         let lengths = [1, 15, 16, 17, 63, 64, 65, 1000, 4095, 4096];
         // Awkward chunks (most hold NaN or ±∞, taken twice), and finite ones (taken once).
@@ -573,18 +588,19 @@ mod tests {
         for x in chunks {
             let n = x.len();
             for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (-1e-4, 1e-4)] {
-                let want = chunk_record_kernel::<4, 16, false>(&x, lo, hi);
+                let want = chunk_record_kernel::<4, 16, false, _>(&x, lo, hi, Portable);
                 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
                 let mut got: Vec<(&str, RawStats)> = builds
                     .iter()
                     .map(|(name, f)| (*name, f(&x, lo, hi)))
                     .collect();
                 #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    got.push(("avx2", unsafe { chunk_record_avx2(&x, lo, hi) }));
+                if let (Some(isa), true) = (
+                    super::super::stats_histogram::Avx2::detect(),
+                    std::arch::is_x86_feature_detected!("fma"),
+                ) {
+                    // SAFETY: the CPU has AVX2, POPCNT and FMA, checked just above.
+                    got.push(("avx2", unsafe { chunk_record_avx2(&x, lo, hi, isa) }));
                 }
                 for (name, r) in got {
                     let what = format!("{name}, len {n}");
@@ -634,8 +650,12 @@ mod tests {
         ];
         let builds: Vec<(&str, ChunkRecord)> = vec![
             ("dispatched", chunk_record),
-            ("4 lanes", chunk_record_kernel::<4, 16, false>),
-            ("16 lanes", chunk_record_kernel::<16, 64, false>),
+            ("4 lanes", |x, lo, hi| {
+                chunk_record_kernel::<4, 16, false, _>(x, lo, hi, Portable)
+            }),
+            ("16 lanes", |x, lo, hi| {
+                chunk_record_kernel::<16, 64, false, _>(x, lo, hi, Portable)
+            }),
         ];
         for (name, x) in &cases {
             let n = x.len() as f64;
@@ -647,21 +667,18 @@ mod tests {
                 let a2 = (r.max_abs as f64).powi(2);
                 let what = format!("{name}, {build}");
                 let rel = |got: f64, want: f64| (got - want).abs() / want.abs();
-                assert!(rel(r.mean as f64, mean) < 2e-6, "{what}: mean {} {mean}", r.mean);
-                assert!(rel(r.m2_scaled as f64 * a2, m2) < 2e-6, "{what}: M2 {} {m2}", r.m2_scaled as f64 * a2);
+                assert!(
+                    rel(r.mean as f64, mean) < 2e-6,
+                    "{what}: mean {} {mean}",
+                    r.mean
+                );
+                assert!(
+                    rel(r.m2_scaled as f64 * a2, m2) < 2e-6,
+                    "{what}: M2 {} {m2}",
+                    r.m2_scaled as f64 * a2
+                );
                 assert!(rel(r.norm_ssq as f64 * a2, ssq) < 2e-6, "{what}: Σx²");
             }
-        }
-    }
-
-    /// The byte arithmetic of `to_bins` is `RawStats::hist_bin` for every exponent field.
-    #[test]
-    fn byte_bins_are_the_record_bins() {
-        let mut bytes: Vec<u8> = (0..=255).collect();
-        to_bins(&mut bytes);
-        for (e, &b) in bytes.iter().enumerate() {
-            let x = f32::from_bits((e as u32) << 23);
-            assert_eq!(b as usize, RawStats::hist_bin(x), "exponent field {e}");
         }
     }
 
@@ -715,7 +732,12 @@ mod tests {
                     ),
                     (
                         "baseline",
-                        chunk_record_kernel::<4, 16, false>(&x, f32::NEG_INFINITY, f32::INFINITY),
+                        chunk_record_kernel::<4, 16, false, _>(
+                            &x,
+                            f32::NEG_INFINITY,
+                            f32::INFINITY,
+                            Portable,
+                        ),
                     ),
                 ] {
                     assert_eq!(r.hist, want, "{name}, len {n}, {build}");
