@@ -375,7 +375,10 @@ mod tests {
                 let mut r = r.clone();
                 Box::new(move |i| if i % COUNT_LANES == 0 { 30 } else { 1 + r(38) })
             }),
-            ("zeros and a spread", Box::new(move |_| if r(2) == 0 { 0 } else { r(40) })),
+            (
+                "zeros and a spread",
+                Box::new(move |_| if r(2) == 0 { 0 } else { r(40) }),
+            ),
         ];
         for (name, mut make) in cases {
             for len in [CHUNK, 1000] {
@@ -395,7 +398,9 @@ mod tests {
                     f(&mut h);
                     got.push((isa_name, h));
                 };
-                run("portable", &|h| count_bins(Portable, &bytes, lowest, highest, h));
+                run("portable", &|h| {
+                    count_bins(Portable, &bytes, lowest, highest, h)
+                });
                 #[cfg(target_arch = "x86_64")]
                 {
                     if let Some(isa) = Avx512::detect() {
