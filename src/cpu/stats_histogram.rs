@@ -312,12 +312,12 @@ pub(super) fn count_bins<B: BytePasses>(
     }
     // The rest of the range, one by one if the sample says they are few.
     let sampled: u32 = sample[from as usize..=highest as usize].iter().sum();
-    let groups = (bytes.len() / COUNT_LANES) as u32;
     let rest_bins = (bins - DENSE_BINS) as u32;
     let expected = (sampled - in_window(window)) * COUNT_LANES as u32;
     let few = SCATTERED_PER_BIN * rest_bins;
     let mut masks = [0u64; CHUNK / COUNT_LANES];
-    let scattered = if expected <= few * groups / COUNT_LANES as u32 + few / 2 {
+    // The sample's estimate for the whole chunk, allowed half again for its error.
+    let scattered = if expected <= few + few / 2 {
         isa.masks_between(bytes, from, bins, window, DENSE_BINS, &mut masks)
     } else {
         None
