@@ -203,11 +203,11 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool, B: ByteP
     bytes[x.len()..].fill(PAD);
     // Only the bins between the chunk's lowest and highest are counted: a chunk's values
     // usually span a few of the 40.
-    let (lowest, highest) = bin_range(bytes);
-    count_bins(isa, bytes, lowest, highest, &mut r.hist);
+    let range = bin_range(isa, bytes);
+    count_bins(isa, bytes, range, &mut r.hist);
     // ±0 (exponent field 0) fell into the first bin and the non-finite into the last. Only
     // where the first bin holds something can there be zeros to count apart.
-    if lowest == 0 {
+    if range.lowest == 0 {
         r.zeros = count_zeros(x);
         r.hist[0] -= r.zeros;
     }

@@ -2,14 +2,15 @@
 //! exponent byte of each element that the chunk's first sweep kept: the bytes turned into
 //! bins in place, the range of occupied bins found, and the bins counted.
 //!
-//! Counting is by whole-register byte compares, one pass over the chunk's bytes per bin (a
-//! table of counters, incremented per element, was twice as slow: each increment waits on
-//! the one before to the same slot). Most of a dense tensor's values lie in its top few
-//! bins (each bin down from the top holds about a quarter of the one above in normal or
-//! uniform data), so only those, and the first bin (±0, which ReLU outputs and sparse
-//! inputs fill), get a pass each; the scattered values of the bins between are found by one
-//! pass of compares into bit masks, where the instruction set moves a compare into a mask
-//! cheaply (AVX-512, AVX2), and counted one by one.
+//! Counting is by whole-register byte compares (a table of counters, incremented per
+//! element, was twice as slow: each increment waits on the one before to the same slot).
+//! Most of a dense tensor's values lie in its top few bins (each bin down from the top
+//! holds about a quarter of the one above in normal or uniform data), so those, and the
+//! first bin (±0, which ReLU outputs and sparse inputs fill), are counted by compares in
+//! one pass over the bytes; where the instruction set moves a compare into a bit mask
+//! cheaply (AVX-512, AVX2), the same pass marks the scattered values of the bins below,
+//! which are then counted one by one. Where those are many, each of their bins gets a
+//! pass of its own.
 
 use crate::stats::{HIST_BIN_WIDTH, HIST_BINS, HIST_LOG2_LO};
 
@@ -26,7 +27,7 @@ const _: () = assert!(CHUNK / COUNT_LANES <= u8::MAX as usize);
 // The AVX2 counters count one byte in 32.
 const _: () = assert!(CHUNK / 32 <= u8::MAX as usize);
 
-/// Bins counted by a pass each at the top of a chunk's range.
+/// Bins counted by compares at the top of a chunk's range.
 const DENSE_BINS: u8 = 4;
 /// Below the top bins, up to this many values per bin of the range are counted one by one
 /// (a few cycles each) rather than by a pass per bin (a few hundred cycles a chunk).
@@ -37,22 +38,72 @@ pub(super) type Masks = [u64; CHUNK / COUNT_LANES];
 
 /// The byte passes as one instruction set runs them. A value of an implementing type
 /// stands for that instruction set being there (only its `detect` makes one), so the
-/// passes may use its intrinsics.
+/// passes may use its intrinsics. Every `bytes` is a multiple of COUNT_LANES long and at
+/// most CHUNK.
 pub(super) trait BytePasses: Copy {
-    /// How many of `bytes` (a multiple of COUNT_LANES long, at most CHUNK) equal `b`.
+    /// How many of `bytes` equal `b`.
     fn count_equal(self, bytes: &[u8], b: u8) -> u32;
-    /// For each COUNT_LANES bytes of `bytes`, the bit mask of those in from..from + span
-    /// but not in skip..skip + skip_span, and how many there are; None where the
-    /// instruction set has no cheap way from a compare to a bit mask.
-    fn masks_between(
+
+    /// For each COUNT_LANES bytes of `bytes`, the bit mask of those in from..from + span,
+    /// and how many there are; None where the instruction set has no cheap way from a
+    /// compare to a bit mask.
+    fn masks_between(self, bytes: &[u8], from: u8, span: u8, masks: &mut Masks) -> Option<u32>;
+
+    /// [min b, max (b + 1), min (b − 1)] over `bytes`, wrapping: what `bin_range` folds.
+    /// By default a loop over lanes for the compiler to vectorize. (On x86-64 it kept the
+    /// lanes in memory, a store and a load per vector: that pass cost as much as all the
+    /// counting, so both x86-64 instruction sets write it out.)
+    #[inline(always)]
+    fn extremes(self, bytes: &[u8]) -> [u8; 3] {
+        let mut lowest = [u8::MAX; COUNT_LANES];
+        let mut above = [0u8; COUNT_LANES];
+        let mut below = [u8::MAX; COUNT_LANES];
+        for g in bytes.chunks_exact(COUNT_LANES) {
+            for j in 0..COUNT_LANES {
+                lowest[j] = lowest[j].min(g[j]);
+                above[j] = above[j].max(g[j].wrapping_add(1));
+                below[j] = below[j].min(g[j].wrapping_sub(1));
+            }
+        }
+        [
+            lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
+            above.iter().fold(0, |m, &b| m.max(b)),
+            below.iter().fold(u8::MAX, |m, &b| m.min(b)),
+        ]
+    }
+
+    /// The counts of the DENSE_BINS bins from `window` up, of bin 0 where ZERO (the window
+    /// then lies above it), and where MASKS `masks_between(bytes, from, window − from)`:
+    /// by default a pass for each; AVX-512 takes them all in one pass, loading each vector
+    /// of bytes once.
+    #[inline(always)]
+    fn count_window<const ZERO: bool, const MASKS: bool>(
         self,
         bytes: &[u8],
+        window: u8,
         from: u8,
-        span: u8,
-        skip: u8,
-        skip_span: u8,
         masks: &mut Masks,
-    ) -> Option<u32>;
+    ) -> WindowCounts {
+        WindowCounts {
+            dense: std::array::from_fn(|k| self.count_equal(bytes, window + k as u8)),
+            zeros: if ZERO { self.count_equal(bytes, 0) } else { 0 },
+            scattered: if MASKS {
+                self.masks_between(bytes, from, window - from, masks)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// What `count_window` counts.
+pub(super) struct WindowCounts {
+    /// Bins window .. window + DENSE_BINS.
+    dense: [u32; DENSE_BINS as usize],
+    /// Bin 0, where asked for.
+    zeros: u32,
+    /// How many bytes the masks hold, where asked for and the instruction set makes them.
+    scattered: Option<u32>,
 }
 
 /// Any CPU: the compiler's vectorization of plain loops.
@@ -72,7 +123,7 @@ impl BytePasses for Portable {
     }
 
     #[inline(always)]
-    fn masks_between(self, _: &[u8], _: u8, _: u8, _: u8, _: u8, _: &mut Masks) -> Option<u32> {
+    fn masks_between(self, _: &[u8], _: u8, _: u8, _: &mut Masks) -> Option<u32> {
         None
     }
 }
@@ -89,6 +140,16 @@ impl Avx512 {
             && std::arch::is_x86_feature_detected!("popcnt"))
         .then_some(Avx512(()))
     }
+}
+
+/// The sum of the 64 byte counters of `acc` (AVX-512BW).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sum_counters_avx512(acc: std::arch::x86_64::__m512i) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: called only from passes of the Avx512 token, which exists only where the
+    // CPU has AVX-512BW. The counters summed eight at a time into u64 words, then the words.
+    unsafe { _mm512_reduce_add_epi64(_mm512_sad_epu8(acc, _mm512_setzero_si512())) as u32 }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -109,41 +170,105 @@ impl BytePasses for Avx512 {
                 let hit = _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(g.as_ptr().cast()), want);
                 acc = _mm512_mask_add_epi8(acc, hit, acc, one);
             }
-            // The byte counters summed eight at a time into u64 words, then the words.
-            _mm512_reduce_add_epi64(_mm512_sad_epu8(acc, _mm512_setzero_si512())) as u32
+            sum_counters_avx512(acc)
         }
     }
 
     #[inline(always)]
-    fn masks_between(
-        self,
-        bytes: &[u8],
-        from: u8,
-        span: u8,
-        skip: u8,
-        skip_span: u8,
-        masks: &mut Masks,
-    ) -> Option<u32> {
+    fn masks_between(self, bytes: &[u8], from: u8, span: u8, masks: &mut Masks) -> Option<u32> {
         use std::arch::x86_64::*;
         let mut found = 0;
         // SAFETY: self exists only where the CPU has AVX-512BW (`detect`); every load reads
         // 64 bytes of a chunk of exactly 64.
         unsafe {
             let (from, span) = (_mm512_set1_epi8(from as i8), _mm512_set1_epi8(span as i8));
-            let (skip, skip_span) = (
-                _mm512_set1_epi8(skip as i8),
-                _mm512_set1_epi8(skip_span as i8),
-            );
             for (g, m) in bytes.chunks_exact(COUNT_LANES).zip(masks.iter_mut()) {
                 let v = _mm512_loadu_si512(g.as_ptr().cast());
-                let inside = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, from), span);
-                let skipped = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, skip), skip_span);
-                *m = inside & !skipped;
+                *m = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, from), span);
                 found += m.count_ones();
             }
         }
         Some(found)
     }
+
+    #[inline(always)]
+    fn extremes(self, bytes: &[u8]) -> [u8; 3] {
+        use std::arch::x86_64::*;
+        // SAFETY: self exists only where the CPU has AVX-512BW (`detect`); every load reads
+        // 64 bytes of a chunk of exactly 64.
+        unsafe {
+            let one = _mm512_set1_epi8(1);
+            let mut lowest = _mm512_set1_epi8(-1);
+            let mut above = _mm512_setzero_si512();
+            let mut below = _mm512_set1_epi8(-1);
+            for g in bytes.chunks_exact(COUNT_LANES) {
+                let v = _mm512_loadu_si512(g.as_ptr().cast());
+                lowest = _mm512_min_epu8(lowest, v);
+                above = _mm512_max_epu8(above, _mm512_add_epi8(v, one));
+                below = _mm512_min_epu8(below, _mm512_sub_epi8(v, one));
+            }
+            let mut lanes = [[0u8; COUNT_LANES]; 3];
+            for (l, v) in lanes.iter_mut().zip([lowest, above, below]) {
+                _mm512_storeu_si512(l.as_mut_ptr().cast(), v);
+            }
+            fold_extremes(&lanes)
+        }
+    }
+
+    /// Every count and the masks from one load of each 64 bytes: as separate passes they
+    /// cost a loop each, most of a chunk's histogram.
+    #[inline(always)]
+    fn count_window<const ZERO: bool, const MASKS: bool>(
+        self,
+        bytes: &[u8],
+        window: u8,
+        from: u8,
+        masks: &mut Masks,
+    ) -> WindowCounts {
+        use std::arch::x86_64::*;
+        let mut found = 0;
+        // SAFETY: self exists only where the CPU has AVX-512BW (`detect`); every load reads
+        // 64 bytes of a chunk of exactly 64.
+        unsafe {
+            let one = _mm512_set1_epi8(1);
+            let zero = _mm512_setzero_si512();
+            let want: [__m512i; DENSE_BINS as usize] =
+                std::array::from_fn(|k| _mm512_set1_epi8((window + k as u8) as i8));
+            let mut acc = [zero; DENSE_BINS as usize];
+            let mut zeros = zero;
+            let from_v = _mm512_set1_epi8(from as i8);
+            let span = _mm512_set1_epi8(window.wrapping_sub(from) as i8);
+            for (g, m) in bytes.chunks_exact(COUNT_LANES).zip(masks.iter_mut()) {
+                let v = _mm512_loadu_si512(g.as_ptr().cast());
+                for (a, &w) in acc.iter_mut().zip(&want) {
+                    *a = _mm512_mask_add_epi8(*a, _mm512_cmpeq_epi8_mask(v, w), *a, one);
+                }
+                if ZERO {
+                    let hit = _mm512_cmpeq_epi8_mask(v, zero);
+                    zeros = _mm512_mask_add_epi8(zeros, hit, zeros, one);
+                }
+                if MASKS {
+                    *m = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, from_v), span);
+                    found += m.count_ones();
+                }
+            }
+            WindowCounts {
+                dense: acc.map(sum_counters_avx512),
+                zeros: sum_counters_avx512(zeros),
+                scattered: MASKS.then_some(found),
+            }
+        }
+    }
+}
+
+/// The lanes of `extremes`' three accumulators folded: [min, max, min].
+#[inline(always)]
+fn fold_extremes<const N: usize>(lanes: &[[u8; N]; 3]) -> [u8; 3] {
+    [
+        lanes[0].iter().fold(u8::MAX, |m, &b| m.min(b)),
+        lanes[1].iter().fold(0, |m, &b| m.max(b)),
+        lanes[2].iter().fold(u8::MAX, |m, &b| m.min(b)),
+    ]
 }
 
 /// AVX2 with POPCNT: masks by byte moves of the compares' sign bits.
@@ -184,30 +309,22 @@ impl BytePasses for Avx2 {
     }
 
     #[inline(always)]
-    fn masks_between(
-        self,
-        bytes: &[u8],
-        from: u8,
-        span: u8,
-        skip: u8,
-        skip_span: u8,
-        masks: &mut Masks,
-    ) -> Option<u32> {
+    fn masks_between(self, bytes: &[u8], from: u8, span: u8, masks: &mut Masks) -> Option<u32> {
         use std::arch::x86_64::*;
+        if span == 0 {
+            masks.fill(0);
+            return Some(0);
+        }
         let mut found = 0;
         // SAFETY: self exists only where the CPU has AVX2 (`detect`); every load reads 32
         // bytes of a chunk of exactly 64.
         unsafe {
             // d < span, unsigned: d = min(d, span − 1) (AVX2 has no unsigned compare).
-            let below = |v: __m256i, lo: u8, span: u8| {
-                let d = _mm256_sub_epi8(v, _mm256_set1_epi8(lo as i8));
-                let last = _mm256_set1_epi8(span.wrapping_sub(1) as i8);
-                _mm256_cmpeq_epi8(_mm256_min_epu8(d, last), d)
-            };
+            let lo = _mm256_set1_epi8(from as i8);
+            let last = _mm256_set1_epi8(span.wrapping_sub(1) as i8);
             let half = |p: *const u8| {
-                let v = _mm256_loadu_si256(p.cast());
-                let keep = _mm256_andnot_si256(below(v, skip, skip_span), below(v, from, span));
-                _mm256_movemask_epi8(keep) as u32
+                let d = _mm256_sub_epi8(_mm256_loadu_si256(p.cast()), lo);
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(d, last), d)) as u32
             };
             for (g, m) in bytes.chunks_exact(COUNT_LANES).zip(masks.iter_mut()) {
                 *m = half(g.as_ptr()) as u64 | (half(g.as_ptr().add(32)) as u64) << 32;
@@ -215,6 +332,30 @@ impl BytePasses for Avx2 {
             }
         }
         Some(found)
+    }
+
+    #[inline(always)]
+    fn extremes(self, bytes: &[u8]) -> [u8; 3] {
+        use std::arch::x86_64::*;
+        // SAFETY: self exists only where the CPU has AVX2 (`detect`); every load reads 32
+        // bytes of a chunk of exactly 64.
+        unsafe {
+            let one = _mm256_set1_epi8(1);
+            let mut lowest = _mm256_set1_epi8(-1);
+            let mut above = _mm256_setzero_si256();
+            let mut below = _mm256_set1_epi8(-1);
+            for g in bytes.chunks_exact(32) {
+                let v = _mm256_loadu_si256(g.as_ptr().cast());
+                lowest = _mm256_min_epu8(lowest, v);
+                above = _mm256_max_epu8(above, _mm256_add_epi8(v, one));
+                below = _mm256_min_epu8(below, _mm256_sub_epi8(v, one));
+            }
+            let mut lanes = [[0u8; 32]; 3];
+            for (l, v) in lanes.iter_mut().zip([lowest, above, below]) {
+                _mm256_storeu_si256(l.as_mut_ptr().cast(), v);
+            }
+            fold_extremes(&lanes)
+        }
     }
 }
 
@@ -230,100 +371,87 @@ pub(super) fn to_bins(bytes: &mut [u8]) {
     }
 }
 
-/// The lowest and the highest bin among `bytes` (bins and PAD, a multiple of COUNT_LANES
-/// long), in lanes so that it compiles to SIMD. Without any bin, lowest > highest.
-#[inline(always)]
-pub(super) fn bin_range(bytes: &[u8]) -> (u8, u8) {
-    let mut lowest = [u8::MAX; COUNT_LANES];
-    let mut highest = [0u8; COUNT_LANES];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        for ((l, h), &b) in lowest.iter_mut().zip(&mut highest).zip(g) {
-            *l = (*l).min(b);
-            *h = (*h).max(if b == PAD { 0 } else { b });
-        }
-    }
-    (
-        lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
-        highest.iter().fold(0, |m, &b| m.max(b)),
-    )
+/// Where a chunk's bins lie (`bin_range`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct BinRange {
+    /// The lowest bin, and the highest; lowest > highest where there is none.
+    pub lowest: u8,
+    pub highest: u8,
+    /// The lowest bin above the first (bin 0); 255 where there is none.
+    pub above_first: u8,
 }
 
-/// The lowest bin above the first among `bytes` (bins and PAD, a multiple of COUNT_LANES
-/// long, with at least one such bin): the lowest b − 1, wrapping, so that the first bin
-/// becomes 255 and PAD 254, above every other bin.
+/// The lowest bin, the highest, and the lowest above the first among `bytes` (bins and
+/// PAD), in one pass of byte minima and maxima (`BytePasses::extremes`): b + 1 (wrapping)
+/// takes PAD below every bin for the highest, and b − 1 (wrapping) takes the first bin
+/// above every other for the lowest above it.
 #[inline(always)]
-fn lowest_above_first(bytes: &[u8]) -> u8 {
-    let mut below = [u8::MAX; COUNT_LANES];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        for (l, &b) in below.iter_mut().zip(g) {
-            *l = (*l).min(b.wrapping_sub(1));
-        }
+pub(super) fn bin_range<B: BytePasses>(isa: B, bytes: &[u8]) -> BinRange {
+    let [lowest, above, below] = isa.extremes(bytes);
+    if above == 0 {
+        // Only padding.
+        return BinRange {
+            lowest: u8::MAX,
+            highest: 0,
+            above_first: u8::MAX,
+        };
     }
-    below.iter().fold(u8::MAX, |m, &b| m.min(b)) + 1
+    BinRange {
+        lowest,
+        highest: above - 1,
+        // PAD became 254 and bin 0 255, above every other bin: either minimum means there
+        // is none.
+        above_first: if below >= PAD - 1 { u8::MAX } else { below + 1 },
+    }
 }
 
-/// The histogram of `bytes` (bins and PAD, a multiple of COUNT_LANES long) over the bins
-/// lowest..=highest, the others left as they are (see the module's header).
+/// The histogram of `bytes` (bins and PAD) over the bins of `range`, the others left as
+/// they are (see the module's header).
 #[inline(always)]
 pub(super) fn count_bins<B: BytePasses>(
     isa: B,
     bytes: &[u8],
-    lowest: u8,
-    highest: u8,
+    range: BinRange,
     hist: &mut [u32; HIST_BINS],
 ) {
+    let BinRange {
+        lowest,
+        highest,
+        above_first,
+    } = range;
     if lowest > highest {
         return;
     }
-    // The first bin alone, and the range again from the lowest occupied bin above it (the
+    // The first bin apart, and the range again from the lowest occupied bin above it (the
     // first bin's zeros would otherwise have every empty bin between them and the values
     // counted).
-    let from = if lowest == 0 {
+    let zero = lowest == 0;
+    if zero && highest == 0 {
         hist[0] = isa.count_equal(bytes, 0);
-        if highest == 0 {
-            return;
-        }
-        lowest_above_first(bytes)
-    } else {
-        lowest
-    };
-    let bins = highest - from + 1;
-    if bins <= DENSE_BINS {
-        for b in from..=highest {
-            hist[b as usize] = isa.count_equal(bytes, b);
+        return;
+    }
+    let from = if zero { above_first } else { lowest };
+    let mut masks = [0u64; CHUNK / COUNT_LANES];
+    if highest - from < DENSE_BINS {
+        // The whole range in one window (bins above `highest` count nothing).
+        let counts = window_pass(isa, zero, false, bytes, from, from, &mut masks);
+        let bins = (highest - from + 1) as usize;
+        hist[from as usize..=highest as usize].copy_from_slice(&counts.dense[..bins]);
+        if zero {
+            hist[0] = counts.zeros;
         }
         return;
     }
-    // Where the values lie: one byte of every COUNT_LANES, and the window of DENSE_BINS
-    // bins that holds the most of them.
-    let mut sample = [0u32; HIST_BINS];
-    for g in bytes.chunks_exact(COUNT_LANES) {
-        if let Some(n) = sample.get_mut(g[0] as usize) {
-            *n += 1;
-        }
+    // The top bins, and the marks of the scattered values below them.
+    let window = highest + 1 - DENSE_BINS;
+    let counts = window_pass(isa, zero, true, bytes, window, from, &mut masks);
+    let w = window as usize;
+    hist[w..w + DENSE_BINS as usize].copy_from_slice(&counts.dense);
+    if zero {
+        hist[0] = counts.zeros;
     }
-    let in_window =
-        |lo: u8| -> u32 { sample[lo as usize..(lo + DENSE_BINS) as usize].iter().sum() };
-    let window = (from..=highest + 1 - DENSE_BINS)
-        .max_by_key(|&lo| (in_window(lo), std::cmp::Reverse(lo)))
-        .unwrap_or(from);
-    for b in window..window + DENSE_BINS {
-        hist[b as usize] = isa.count_equal(bytes, b);
-    }
-    // The rest of the range, one by one if the sample says they are few.
-    let sampled: u32 = sample[from as usize..=highest as usize].iter().sum();
-    let rest_bins = (bins - DENSE_BINS) as u32;
-    let expected = (sampled - in_window(window)) * COUNT_LANES as u32;
-    let few = SCATTERED_PER_BIN * rest_bins;
-    let mut masks = [0u64; CHUNK / COUNT_LANES];
-    // The sample's estimate for the whole chunk, allowed half again for its error.
-    let scattered = if expected <= few + few / 2 {
-        isa.masks_between(bytes, from, bins, window, DENSE_BINS, &mut masks)
-    } else {
-        None
-    };
-    match scattered {
-        Some(found) if found <= few => {
+    match counts.scattered {
+        Some(found) if found <= SCATTERED_PER_BIN * (window - from) as u32 => {
             for (g, &m) in bytes.chunks_exact(COUNT_LANES).zip(&masks) {
                 let mut m = m;
                 while m != 0 {
@@ -333,10 +461,29 @@ pub(super) fn count_bins<B: BytePasses>(
             }
         }
         _ => {
-            for b in (from..window).chain(window + DENSE_BINS..=highest) {
+            for b in from..window {
                 hist[b as usize] = isa.count_equal(bytes, b);
             }
         }
+    }
+}
+
+/// `count_window` with its switches chosen at run time.
+#[inline(always)]
+fn window_pass<B: BytePasses>(
+    isa: B,
+    zero: bool,
+    scatter: bool,
+    bytes: &[u8],
+    window: u8,
+    from: u8,
+    masks: &mut Masks,
+) -> WindowCounts {
+    match (zero, scatter) {
+        (false, false) => isa.count_window::<false, false>(bytes, window, from, masks),
+        (false, true) => isa.count_window::<false, true>(bytes, window, from, masks),
+        (true, false) => isa.count_window::<true, false>(bytes, window, from, masks),
+        (true, true) => isa.count_window::<true, true>(bytes, window, from, masks),
     }
 }
 
@@ -356,33 +503,72 @@ mod tests {
         }
     }
 
-    /// `count_bins` gives the element-by-element histogram on every path: a range narrow
-    /// enough for a pass per bin, scattered values counted one by one, a sample that
-    /// promises few scattered values where there are many, many everywhere, and zeros
-    /// beside all of them; with every instruction set this CPU has.
+    /// Every instruction set this CPU has, as a name and a closure over its passes.
+    fn each_isa(mut f: impl FnMut(&str, &dyn Fn(&[u8]) -> (BinRange, [u32; HIST_BINS]))) {
+        fn run<B: BytePasses>(isa: B, bytes: &[u8]) -> (BinRange, [u32; HIST_BINS]) {
+            let range = bin_range(isa, bytes);
+            let mut h = [0u32; HIST_BINS];
+            count_bins(isa, bytes, range, &mut h);
+            (range, h)
+        }
+        f("portable", &|b| run(Portable, b));
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(isa) = Avx512::detect() {
+                f("avx512", &|b| run(isa, b));
+            }
+            if let Some(isa) = Avx2::detect() {
+                f("avx2", &|b| run(isa, b));
+            }
+        }
+    }
+
+    /// `bin_range` and `count_bins` give the element-by-element range and histogram on
+    /// every path: a range narrow enough for one window, with zeros beside it or not;
+    /// scattered values below the top bins counted one by one, with zeros or not; too
+    /// many below the top to count one by one; zeros beside a spread; zeros alone; padding
+    /// alone; with every instruction set this CPU has.
     #[test]
     fn count_bins_matches_counting_each_byte() {
         let mut rng = crate::rng::Rng::new(5);
-        let mut r = move |n: u64| (rng.next_u64() % n) as u8;
+        let r = move |n: u64| (rng.next_u64() % n) as u8;
         type Make = Box<dyn FnMut(usize) -> u8>;
         let cases: Vec<(&str, Make)> = vec![
             ("narrow", Box::new(|i| 20 + (i % 3) as u8)),
+            ("narrow at the top", Box::new(|i| 36 + (i % 4) as u8)),
+            ("zeros beside a narrow range", {
+                let mut r = r.clone();
+                Box::new(move |i| if r(3) == 0 { 0 } else { 5 + (i % 4) as u8 })
+            }),
             ("dense top, scattered below", {
                 let mut r = r.clone();
                 Box::new(move |_| if r(50) == 0 { 1 + r(30) } else { 31 + r(4) })
             }),
-            ("the sample misleads", {
+            ("zeros, a dense top, scattered below", {
+                let mut r = r.clone();
+                Box::new(move |_| match r(60) {
+                    0 => 2 + r(20),
+                    1..=20 => 0,
+                    _ => 25 + r(4),
+                })
+            }),
+            ("many below the top", {
                 let mut r = r.clone();
                 Box::new(move |i| if i % COUNT_LANES == 0 { 30 } else { 1 + r(38) })
             }),
+            ("zeros and a spread", {
+                let mut r = r.clone();
+                Box::new(move |_| if r(2) == 0 { 0 } else { r(40) })
+            }),
+            ("zeros alone", Box::new(|_| 0)),
             (
-                "zeros and a spread",
-                Box::new(move |_| if r(2) == 0 { 0 } else { r(40) }),
+                "one outlier above zeros",
+                Box::new(|i| if i == 77 { 39 } else { 0 }),
             ),
         ];
         for (name, mut make) in cases {
-            for len in [CHUNK, 1000] {
-                let counted = len.next_multiple_of(COUNT_LANES);
+            for len in [CHUNK, 1000, 0] {
+                let counted = len.next_multiple_of(COUNT_LANES).max(COUNT_LANES);
                 let mut bytes = vec![PAD; counted];
                 for (i, b) in bytes.iter_mut().take(len).enumerate() {
                     *b = make(i);
@@ -391,35 +577,32 @@ mod tests {
                 for &b in &bytes[..len] {
                     want[b as usize] += 1;
                 }
-                let (lowest, highest) = bin_range(&bytes);
-                let mut got: Vec<(&str, [u32; HIST_BINS])> = Vec::new();
-                let mut run = |isa_name, f: &dyn Fn(&mut [u32; HIST_BINS])| {
-                    let mut h = [0u32; HIST_BINS];
-                    f(&mut h);
-                    got.push((isa_name, h));
-                };
-                run("portable", &|h| {
-                    count_bins(Portable, &bytes, lowest, highest, h)
+                let occupied: Vec<u8> = (0..HIST_BINS as u8)
+                    .filter(|&b| want[b as usize] > 0)
+                    .collect();
+                each_isa(|isa, run| {
+                    let (range, got) = run(&bytes);
+                    assert_eq!(got, want, "{name}, len {len}, {isa}");
+                    match (occupied.first(), occupied.last()) {
+                        (Some(&lo), Some(&hi)) => {
+                            assert_eq!((range.lowest, range.highest), (lo, hi), "{name}, {isa}");
+                            let above = occupied.iter().find(|&&b| b > 0).copied();
+                            assert_eq!(
+                                range.above_first,
+                                above.unwrap_or(u8::MAX),
+                                "{name}, {isa}"
+                            );
+                        }
+                        _ => assert!(range.lowest > range.highest, "{name}, len {len}, {isa}"),
+                    }
                 });
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if let Some(isa) = Avx512::detect() {
-                        run("avx512", &|h| count_bins(isa, &bytes, lowest, highest, h));
-                    }
-                    if let Some(isa) = Avx2::detect() {
-                        run("avx2", &|h| count_bins(isa, &bytes, lowest, highest, h));
-                    }
-                }
-                for (isa, h) in got {
-                    assert_eq!(h, want, "{name}, len {len}, {isa}");
-                }
             }
         }
     }
 
     /// Every instruction set's passes count what the plain loops count: each bin of a
-    /// chunk whose bins are spread from dense to empty, and the masks of several ranges,
-    /// each with three bins skipped.
+    /// chunk whose bins are spread from dense to empty, the masks of several ranges, and
+    /// the windows of four bins with and without bin 0 and the masks below them.
     #[test]
     fn every_instruction_set_counts_alike() {
         let mut rng = crate::rng::Rng::new(3);
@@ -432,48 +615,66 @@ mod tests {
         for &b in bytes.iter().filter(|&&b| b != PAD) {
             want[b as usize] += 1;
         }
-        let check = |name: &str, isa: &dyn Fn(&[u8], u8) -> u32| {
+        let inside = |b: u8, from: u8, span: u8| b >= from && b < from + span;
+        fn check<B: BytePasses>(
+            name: &str,
+            isa: B,
+            bytes: &[u8],
+            want: &[u32; HIST_BINS],
+            inside: &dyn Fn(u8, u8, u8) -> bool,
+        ) {
             for b in 0..HIST_BINS as u8 {
-                assert_eq!(isa(&bytes, b), want[b as usize], "{name}: bin {b}");
+                assert_eq!(
+                    isa.count_equal(bytes, b),
+                    want[b as usize],
+                    "{name}: bin {b}"
+                );
             }
-        };
-        check("portable", &|x, b| Portable.count_equal(x, b));
+            for (from, span) in [(0u8, 1u8), (1, 30), (20, 16), (36, 4), (0, 40)] {
+                let mut masks = [0u64; CHUNK / COUNT_LANES];
+                let Some(found) = isa.masks_between(bytes, from, span, &mut masks) else {
+                    continue;
+                };
+                let count = bytes.iter().filter(|&&b| inside(b, from, span)).count();
+                assert_eq!(found as usize, count, "{name}: {from}+{span}");
+                for (i, &b) in bytes.iter().enumerate() {
+                    let bit = masks[i / COUNT_LANES] >> (i % COUNT_LANES) & 1;
+                    assert_eq!(bit == 1, inside(b, from, span), "{name}: byte {i}");
+                }
+            }
+            for (window, from) in [(36u8, 1u8), (20, 3), (1, 1), (30, 29)] {
+                let mut masks = [0u64; CHUNK / COUNT_LANES];
+                let mut plain = [0u64; CHUNK / COUNT_LANES];
+                let c = isa.count_window::<true, true>(bytes, window, from, &mut masks);
+                let p = Portable.count_window::<true, false>(bytes, window, from, &mut plain);
+                assert_eq!(c.dense, p.dense, "{name}: window {window}");
+                assert_eq!(c.zeros, want[0], "{name}: window {window}, zeros");
+                let c2 = isa.count_window::<false, false>(bytes, window, from, &mut plain);
+                assert_eq!(c2.dense, p.dense, "{name}: window {window}, without zeros");
+                let expect: [u32; 4] =
+                    std::array::from_fn(|k| want.get(window as usize + k).copied().unwrap_or(0));
+                assert_eq!(c.dense, expect, "{name}: window {window}");
+                if let Some(found) = c.scattered {
+                    let span = window - from;
+                    let count = bytes.iter().filter(|&&b| inside(b, from, span)).count();
+                    assert_eq!(found as usize, count, "{name}: below window {window}");
+                    for (i, &b) in bytes.iter().enumerate() {
+                        let bit = masks[i / COUNT_LANES] >> (i % COUNT_LANES) & 1;
+                        assert_eq!(bit == 1, inside(b, from, span), "{name}: byte {i}");
+                    }
+                }
+            }
+            let e = isa.extremes(bytes);
+            assert_eq!(e, Portable.extremes(bytes), "{name}: extremes");
+        }
+        check("portable", Portable, &bytes, &want, &inside);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(isa) = Avx512::detect() {
-                check("avx512", &|x, b| isa.count_equal(x, b));
-            }
-            type MasksOf = Box<dyn Fn(u8, u8, &mut Masks) -> Option<u32>>;
-            let mut masks_of: Vec<(&str, MasksOf)> = Vec::new();
-            if let Some(isa) = Avx512::detect() {
-                masks_of.push((
-                    "avx512",
-                    Box::new(move |f, s, m| isa.masks_between(&bytes, f, s, f + 2, 3, m)),
-                ));
+                check("avx512", isa, &bytes, &want, &inside);
             }
             if let Some(isa) = Avx2::detect() {
-                masks_of.push((
-                    "avx2",
-                    Box::new(move |f, s, m| isa.masks_between(&bytes, f, s, f + 2, 3, m)),
-                ));
-            }
-            for (name, masks_between) in &masks_of {
-                for (from, span) in [(0u8, 1u8), (1, 30), (20, 16), (36, 4), (0, 40)] {
-                    let mut masks = [0u64; CHUNK / COUNT_LANES];
-                    let found = masks_between(from, span, &mut masks).expect("masks");
-                    // The test skips from + 2 .. from + 5.
-                    let inside =
-                        |b: u8| b >= from && b < from + span && !(from + 2..from + 5).contains(&b);
-                    assert_eq!(
-                        found as usize,
-                        bytes.iter().filter(|&&b| inside(b)).count(),
-                        "{name}: {from}+{span}"
-                    );
-                    for (i, &b) in bytes.iter().enumerate() {
-                        let bit = masks[i / COUNT_LANES] >> (i % COUNT_LANES) & 1;
-                        assert_eq!(bit == 1, inside(b), "{name}: byte {i}, {from}+{span}");
-                    }
-                }
+                check("avx2", isa, &bytes, &want, &inside);
             }
         }
     }
