@@ -72,9 +72,17 @@ fn bias_backward(
         var r = l;
         for (; r + 3u * LANES < shape.rows; r = r + 4u * LANES) {
             let i = r * n + c;
-            let v = vec4<f32>(dy[i], dy[i + LANES * n], dy[i + 2u * LANES * n],
-                dy[i + 3u * LANES * n]);
-            sum = sum + v.x + v.y + v.z + v.w;
+            // Four loads in flight, then four additions in row order, each its own
+            // statement: written as one expression over a vec4, a GL driver's compiler
+            // (Mesa's) reordered the additions, and the bits no longer matched the twin.
+            let d0 = dy[i];
+            let d1 = dy[i + LANES * n];
+            let d2 = dy[i + 2u * LANES * n];
+            let d3 = dy[i + 3u * LANES * n];
+            sum = sum + d0;
+            sum = sum + d1;
+            sum = sum + d2;
+            sum = sum + d3;
         }
         for (; r < shape.rows; r = r + LANES) {
             sum = sum + dy[r * n + c];
