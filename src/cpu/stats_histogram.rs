@@ -65,11 +65,7 @@ pub(super) trait BytePasses: Copy {
                 below[j] = below[j].min(g[j].wrapping_sub(1));
             }
         }
-        [
-            lowest.iter().fold(u8::MAX, |m, &b| m.min(b)),
-            above.iter().fold(0, |m, &b| m.max(b)),
-            below.iter().fold(u8::MAX, |m, &b| m.min(b)),
-        ]
+        fold_extremes(&[lowest, above, below])
     }
 
     /// The counts of the DENSE_BINS bins from `window` up, of bin 0 where ZERO (the window
