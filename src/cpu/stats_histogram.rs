@@ -138,14 +138,15 @@ impl Avx512 {
     }
 }
 
-/// The sum of the 64 byte counters of `acc` (AVX-512BW).
+/// The sum of the 64 byte counters of `acc`: eight at a time into u64 words, then the
+/// words. Compiled with the features it needs, so that its intrinsics inline wherever it
+/// does (a helper without them kept them as calls, even inlined into a caller with them).
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
+#[target_feature(enable = "avx512bw")]
+#[inline]
 fn sum_counters_avx512(acc: std::arch::x86_64::__m512i) -> u32 {
     use std::arch::x86_64::*;
-    // SAFETY: called only from passes of the Avx512 token, which exists only where the
-    // CPU has AVX-512BW. The counters summed eight at a time into u64 words, then the words.
-    unsafe { _mm512_reduce_add_epi64(_mm512_sad_epu8(acc, _mm512_setzero_si512())) as u32 }
+    _mm512_reduce_add_epi64(_mm512_sad_epu8(acc, _mm512_setzero_si512())) as u32
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -228,8 +229,10 @@ impl BytePasses for Avx512 {
         unsafe {
             let one = _mm512_set1_epi8(1);
             let zero = _mm512_setzero_si512();
-            let want: [__m512i; DENSE_BINS as usize] =
-                std::array::from_fn(|k| _mm512_set1_epi8((window + k as u8) as i8));
+            let mut want = [zero; DENSE_BINS as usize];
+            for (k, w) in (window..).zip(want.iter_mut()) {
+                *w = _mm512_set1_epi8(k as i8);
+            }
             let mut acc = [zero; DENSE_BINS as usize];
             let mut zeros = zero;
             let from_v = _mm512_set1_epi8(from as i8);
@@ -248,8 +251,12 @@ impl BytePasses for Avx512 {
                     found += m.count_ones();
                 }
             }
+            let mut dense = [0; DENSE_BINS as usize];
+            for (d, &a) in dense.iter_mut().zip(&acc) {
+                *d = sum_counters_avx512(a);
+            }
             WindowCounts {
-                dense: acc.map(sum_counters_avx512),
+                dense,
                 zeros: sum_counters_avx512(zeros),
                 scattered: MASKS.then_some(found),
             }
