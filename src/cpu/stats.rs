@@ -42,7 +42,7 @@ use crate::cpu::Element;
 use crate::stats::{HIST_BINS, RawStats};
 
 use super::stats_histogram::{
-    BytePasses, COUNT_LANES, NONFINITE_EXPONENT, PAD, Portable, bin_range, count_bins, to_bins,
+    BytePasses, COUNT_LANES, NONFINITE_EXPONENT, Portable, bins_and_range, count_bins,
 };
 
 /// Elements reduced into one chunk record on the CPU (16 KiB of f32: the passes over a chunk
@@ -152,6 +152,13 @@ fn chunk_record_avx2(x: &[f32], lo: f32, hi: f32, isa: super::stats_histogram::A
     chunk_record_kernel::<8, 32, true, _>(x, lo, hi, isa)
 }
 
+thread_local! {
+    /// Each thread's exponent bytes of the chunk it is reducing (`chunk_record_kernel`):
+    /// a fresh zeroed array per chunk cost 6 % of the record.
+    static EXPONENTS: std::cell::UnsafeCell<[u8; CHUNK]> =
+        const { std::cell::UnsafeCell::new([0; CHUNK]) };
+}
+
 /// L: lanes of the first sweep; S: lanes of the sums taken again (`shifted_sums`). FMA: whether squares are added by
 /// a fused multiply-add (builds for CPUs that have it; elsewhere `mul_add` would be a slow
 /// library call).
@@ -170,11 +177,16 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool, B: ByteP
         return r;
     };
     let saturating = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
-    // The exponent bytes, rounded up to whole counting vectors by zeros.
-    let mut bytes = [0u8; CHUNK];
+    // The exponent bytes, rounded up to whole counting vectors by zeros: the first sweep
+    // writes the first x.len(), and nothing reads past `counted`.
+    // SAFETY: the buffer is this thread's, and nothing between here and the return can
+    // reach this function again on this thread (no rayon call, no recursion), so this is
+    // the only reference to it.
+    let bytes = unsafe { &mut *EXPONENTS.with(|b| b.get()) };
+    bytes[x.len()..x.len().next_multiple_of(COUNT_LANES)].fill(0);
     // The first sweep takes every element as finite; a chunk that holds NaN or ±∞ is taken
     // again with each non-finite element replaced by k.
-    let mut b = first_sweep_with::<false, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
+    let mut b = first_sweep_with::<false, L, FMA>(saturating, x, k, lo, hi, bytes);
     let counted = x.len().next_multiple_of(COUNT_LANES);
     // ±∞ would be the minimum or the maximum, and a NaN would make Σx NaN: without either,
     // the chunk is finite, and its exponent bytes need no pass to count the non-finite
@@ -193,17 +205,15 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool, B: ByteP
     };
     if nonfinite > 0 {
         // The same bytes again, and the accumulators without the non-finite.
-        b = first_sweep_with::<true, L, FMA>(saturating, x, k, lo, hi, &mut bytes);
+        b = first_sweep_with::<true, L, FMA>(saturating, x, k, lo, hi, bytes);
     }
 
     // Pass 2, over the bytes: every byte turned into its bin and the bins counted, the
     // padding set apart first.
     let bytes = &mut bytes[..counted];
-    to_bins(bytes);
-    bytes[x.len()..].fill(PAD);
     // Only the bins between the chunk's lowest and highest are counted: a chunk's values
     // usually span a few of the 40.
-    let range = bin_range(isa, bytes);
+    let range = bins_and_range(isa, bytes, x.len());
     count_bins(isa, bytes, range, &mut r.hist);
     // ±0 (exponent field 0) fell into the first bin and the non-finite into the last. Only
     // where the first bin holds something can there be zeros to count apart.

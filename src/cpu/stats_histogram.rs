@@ -68,6 +68,16 @@ pub(super) trait BytePasses: Copy {
         fold_extremes(&[lowest, above, below])
     }
 
+    /// `bytes[..len]` (exponent fields) turned into bins (`to_bins`), the rest (less than
+    /// COUNT_LANES) set to PAD, and the `extremes` of the result: by default those three
+    /// steps; AVX-512 takes the bins and the extremes in one pass.
+    #[inline(always)]
+    fn bins_and_extremes(self, bytes: &mut [u8], len: usize) -> [u8; 3] {
+        to_bins(bytes);
+        bytes[len..].fill(PAD);
+        self.extremes(bytes)
+    }
+
     /// The counts of the DENSE_BINS bins from `window` up, of bin 0 where ZERO (the window
     /// then lies above it), and where MASKS `masks_between(bytes, from, window − from)`:
     /// by default a pass for each; AVX-512 takes them all in one pass, loading each vector
@@ -200,6 +210,45 @@ impl BytePasses for Avx512 {
             let mut below = _mm512_set1_epi8(-1);
             for g in bytes.chunks_exact(COUNT_LANES) {
                 let v = _mm512_loadu_si512(g.as_ptr().cast());
+                lowest = _mm512_min_epu8(lowest, v);
+                above = _mm512_max_epu8(above, _mm512_add_epi8(v, one));
+                below = _mm512_min_epu8(below, _mm512_sub_epi8(v, one));
+            }
+            let mut lanes = [[0u8; COUNT_LANES]; 3];
+            for (l, v) in lanes.iter_mut().zip([lowest, above, below]) {
+                _mm512_storeu_si512(l.as_mut_ptr().cast(), v);
+            }
+            fold_extremes(&lanes)
+        }
+    }
+
+    #[inline(always)]
+    fn bins_and_extremes(self, bytes: &mut [u8], len: usize) -> [u8; 3] {
+        use std::arch::x86_64::*;
+        // The byte arithmetic of `to_bins`, with its division by the bin width as a shift.
+        const _: () = assert!(HIST_BIN_WIDTH == 2);
+        // SAFETY: self exists only where the CPU has AVX-512BW (`detect`); every load and
+        // store touches 64 bytes of a chunk of exactly 64.
+        unsafe {
+            let lowest_field = _mm512_set1_epi8((127 + HIST_LOG2_LO) as i8);
+            let seven_bits = _mm512_set1_epi8(0x7f);
+            let last_bin = _mm512_set1_epi8(HIST_BINS as i8 - 1);
+            let pad = _mm512_set1_epi8(PAD as i8);
+            let one = _mm512_set1_epi8(1);
+            let mut lowest = _mm512_set1_epi8(-1);
+            let mut above = _mm512_setzero_si512();
+            let mut below = _mm512_set1_epi8(-1);
+            for (i, g) in bytes.chunks_exact_mut(COUNT_LANES).enumerate() {
+                let e = _mm512_loadu_si512(g.as_ptr().cast());
+                let over = _mm512_subs_epu8(e, lowest_field);
+                let halved = _mm512_and_si512(_mm512_srli_epi16(over, 1), seven_bits);
+                let mut v = _mm512_min_epu8(halved, last_bin);
+                // Only the last vector can hold padding.
+                let real = len.saturating_sub(i * COUNT_LANES);
+                if real < COUNT_LANES {
+                    v = _mm512_mask_blend_epi8(!0u64 << real, v, pad);
+                }
+                _mm512_storeu_si512(g.as_mut_ptr().cast(), v);
                 lowest = _mm512_min_epu8(lowest, v);
                 above = _mm512_max_epu8(above, _mm512_add_epi8(v, one));
                 below = _mm512_min_epu8(below, _mm512_sub_epi8(v, one));
@@ -388,9 +437,14 @@ pub(super) struct BinRange {
 /// PAD), in one pass of byte minima and maxima (`BytePasses::extremes`): b + 1 (wrapping)
 /// takes PAD below every bin for the highest, and b − 1 (wrapping) takes the first bin
 /// above every other for the lowest above it.
-#[inline(always)]
+#[cfg(test)]
 pub(super) fn bin_range<B: BytePasses>(isa: B, bytes: &[u8]) -> BinRange {
-    let [lowest, above, below] = isa.extremes(bytes);
+    range_of(isa.extremes(bytes))
+}
+
+/// `BinRange` from `extremes`' [min b, max (b + 1), min (b − 1)].
+#[inline(always)]
+fn range_of([lowest, above, below]: [u8; 3]) -> BinRange {
     if above == 0 {
         // Only padding.
         return BinRange {
@@ -406,6 +460,14 @@ pub(super) fn bin_range<B: BytePasses>(isa: B, bytes: &[u8]) -> BinRange {
         // is none.
         above_first: if below >= PAD - 1 { u8::MAX } else { below + 1 },
     }
+}
+
+/// `bytes[..len]` (exponent fields, `bytes` a multiple of COUNT_LANES long) turned into
+/// bins, the rest into PAD, and where the bins lie: `to_bins` and `bin_range` in one pass
+/// where the instruction set allows.
+#[inline(always)]
+pub(super) fn bins_and_range<B: BytePasses>(isa: B, bytes: &mut [u8], len: usize) -> BinRange {
+    range_of(isa.bins_and_extremes(bytes, len))
 }
 
 /// The histogram of `bytes` (bins and PAD) over the bins of `range`, the others left as
@@ -599,6 +661,50 @@ mod tests {
                         _ => assert!(range.lowest > range.highest, "{name}, len {len}, {isa}"),
                     }
                 });
+            }
+        }
+    }
+
+    /// Every instruction set's bins and range of exponent fields are those of `to_bins`, the
+    /// padding and `bin_range` one after the other: every field value, whole chunks and
+    /// chunks with padding, and chunks of one repeated field.
+    #[test]
+    fn bins_and_range_are_to_bins_then_bin_range() {
+        let mut rng = crate::rng::Rng::new(11);
+        for len in [CHUNK, 4000, 1000, 64, 63, 1] {
+            let counted = len.next_multiple_of(COUNT_LANES);
+            let fields: Vec<Vec<u8>> = vec![
+                (0..counted).map(|_| rng.next_u64() as u8).collect(),
+                (0..counted).map(|i| (i % 256) as u8).collect(),
+                vec![0; counted],
+                vec![255; counted],
+                vec![120; counted],
+            ];
+            for f in fields {
+                let mut want = f.clone();
+                to_bins(&mut want);
+                want[len..].fill(PAD);
+                let want_range = bin_range(Portable, &want);
+                let check = |name: &str, got: &[u8], range: BinRange| {
+                    assert_eq!(got, &want[..], "{name}: len {len}");
+                    assert_eq!(range, want_range, "{name}: len {len}");
+                };
+                let mut got = f.clone();
+                let range = bins_and_range(Portable, &mut got, len);
+                check("portable", &got, range);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if let Some(isa) = Avx512::detect() {
+                        let mut got = f.clone();
+                        let range = bins_and_range(isa, &mut got, len);
+                        check("avx512", &got, range);
+                    }
+                    if let Some(isa) = Avx2::detect() {
+                        let mut got = f.clone();
+                        let range = bins_and_range(isa, &mut got, len);
+                        check("avx2", &got, range);
+                    }
+                }
             }
         }
     }
