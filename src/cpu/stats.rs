@@ -183,11 +183,11 @@ fn chunk_record_kernel<const L: usize, const S: usize, const FMA: bool, B: ByteP
     // reach this function again on this thread (no rayon call, no recursion), so this is
     // the only reference to it.
     let bytes = unsafe { &mut *EXPONENTS.with(|b| b.get()) };
-    bytes[x.len()..x.len().next_multiple_of(COUNT_LANES)].fill(0);
+    let counted = x.len().next_multiple_of(COUNT_LANES);
+    bytes[x.len()..counted].fill(0);
     // The first sweep takes every element as finite; a chunk that holds NaN or ±∞ is taken
     // again with each non-finite element replaced by k.
     let mut b = first_sweep_with::<false, L, FMA>(saturating, x, k, lo, hi, bytes);
-    let counted = x.len().next_multiple_of(COUNT_LANES);
     // ±∞ would be the minimum or the maximum, and a NaN would make Σx NaN: without either,
     // the chunk is finite, and its exponent bytes need no pass to count the non-finite
     // (a sum that overflowed to ±∞ only sends the chunk to that pass). The tail after the
