@@ -52,7 +52,7 @@ pub(super) trait BytePasses: Copy {
     /// [min b, max (b + 1), min (b − 1)] over `bytes`, wrapping: what `bin_range` folds.
     /// By default a loop over lanes for the compiler to vectorize. (On x86-64 it kept the
     /// lanes in memory, a store and a load per vector: that pass cost as much as all the
-    /// counting, so both x86-64 instruction sets write it out.)
+    /// counting, so AVX2 writes it out, and AVX-512 takes it inside `bins_and_extremes`.)
     #[inline(always)]
     fn extremes(self, bytes: &[u8]) -> [u8; 3] {
         let mut lowest = [u8::MAX; COUNT_LANES];
@@ -196,30 +196,6 @@ impl BytePasses for Avx512 {
             }
         }
         Some(found)
-    }
-
-    #[inline(always)]
-    fn extremes(self, bytes: &[u8]) -> [u8; 3] {
-        use std::arch::x86_64::*;
-        // SAFETY: self exists only where the CPU has AVX-512BW (`detect`); every load reads
-        // 64 bytes of a chunk of exactly 64.
-        unsafe {
-            let one = _mm512_set1_epi8(1);
-            let mut lowest = _mm512_set1_epi8(-1);
-            let mut above = _mm512_setzero_si512();
-            let mut below = _mm512_set1_epi8(-1);
-            for g in bytes.chunks_exact(COUNT_LANES) {
-                let v = _mm512_loadu_si512(g.as_ptr().cast());
-                lowest = _mm512_min_epu8(lowest, v);
-                above = _mm512_max_epu8(above, _mm512_add_epi8(v, one));
-                below = _mm512_min_epu8(below, _mm512_sub_epi8(v, one));
-            }
-            let mut lanes = [[0u8; COUNT_LANES]; 3];
-            for (l, v) in lanes.iter_mut().zip([lowest, above, below]) {
-                _mm512_storeu_si512(l.as_mut_ptr().cast(), v);
-            }
-            fold_extremes(&lanes)
-        }
     }
 
     #[inline(always)]
