@@ -102,6 +102,41 @@ fn cpu_gemm_matches_naive_f32() {
     }
 }
 
+/// The dense forward's NT product at sizes where the CPU transposes B in tiles first (and,
+/// past 2^17 elements of B, on several threads): ragged against every tile width, with and
+/// without accumulation, on one thread and on three.
+#[test]
+fn cpu_nt_through_transpose_matches_naive() {
+    for (ci, &(m, n, k)) in [(8, 16, 16), (9, 17, 33), (33, 257, 520), (130, 300, 449)]
+        .iter()
+        .enumerate()
+    {
+        let s = shape(m, n, k);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for accumulate in [false, true] {
+                let seed = 2500 + ci as u64 * 10;
+                let (a, b, c0) = inputs(seed, s);
+                let mut got = c0.clone();
+                let mut want = c0.clone();
+                pool.install(|| cpu_matmul(MatmulLayout::NT, s, &a, &b, &mut got, accumulate))
+                    .unwrap();
+                matmul_naive(MatmulLayout::NT, s, &a, &b, &mut want, accumulate).unwrap();
+                common::assert_close(
+                    &format!("cpu f32 NT {s:?} accumulate={accumulate} threads={threads}"),
+                    &got,
+                    &want,
+                    atol_f32(k),
+                    RTOL_F32,
+                );
+            }
+        }
+    }
+}
+
 /// The naive loop itself, on a product small enough to write out by hand, so the reference
 /// is not just trusted: A = [[1,2,3],[4,5,6]] (2×3), B = [[7,8],[9,10],[11,12]] (3×2).
 #[test]

@@ -21,5 +21,6 @@ pub mod pool2d;
 pub mod recurrent;
 pub mod stats;
 mod stats_histogram;
+pub mod transpose;
 
 pub use element::Element;
