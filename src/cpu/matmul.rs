@@ -182,10 +182,14 @@ fn matmul_nt_through_nn<T: Element>(
     // Taken out of the thread's slot rather than borrowed: the GEMM below may run other
     // rayon tasks on this thread while it waits, and one of them may be a product too.
     let mut scratch = TRANSPOSED.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    scratch.resize(n * k, 0.0);
-    transpose::transpose(b32, n, k, &mut scratch);
+    // Grown, never shrunk: zeroing it again for each larger weight of a step cost 1 % of
+    // the MLP's step.
+    if scratch.len() < n * k {
+        scratch.resize(n * k, 0.0);
+    }
+    transpose::transpose(b32, n, k, &mut scratch[..n * k]);
     // SAFETY: as above, T is f32.
-    let bt = unsafe { std::slice::from_raw_parts(scratch.as_ptr() as *const T, scratch.len()) };
+    let bt = unsafe { std::slice::from_raw_parts(scratch.as_ptr() as *const T, n * k) };
     let result = matmul(MatmulLayout::NN, shape, a, bt, c, accumulate);
     TRANSPOSED.with(|t| {
         let mut slot = t.borrow_mut();
