@@ -7,6 +7,12 @@
 //!
 //! `cargo bench --bench train_step [-- --model mlp|resnet20 --batch B --steps N
 //!     --device cpu|gpu|both --json]`
+//!
+//! `--per-step N` times each of N steps per level instead, the three levels taking turns
+//! step by step, and prints the minimum, tenth percentile and median of a step: on a
+//! shared machine, where runs of steps minutes apart move by a quarter, the low
+//! percentiles of steps interleaved in one run compare builds and frameworks far more
+//! steadily (the comparison scripts of benches/compare take the same option).
 
 use std::time::Instant;
 
@@ -93,6 +99,46 @@ fn measure(exec: &mut dyn Executor, model: Model, steps: usize, level: StatsLeve
     rates[REPEATS / 2]
 }
 
+/// Seconds of each of `steps` steps per level (Full, Gradients, None), the levels taking
+/// turns step by step after a warm-up, so that a slow spell of the machine falls on all
+/// three alike.
+fn measure_per_step(exec: &mut dyn Executor, model: Model, steps: usize) -> [Vec<f64>; 3] {
+    let p = exec.plan().clone();
+    let batch = p.batch;
+    let shift = if model == Model::Mlp { 0.5 } else { 0.0 };
+    let inputs: Vec<f32> = (0..batch * p.input_features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - shift)
+        .collect();
+    let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
+    exec.load_batch(&inputs, &labels).unwrap();
+    let levels = [StatsLevel::Full, StatsLevel::Gradients, StatsLevel::None];
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let warm_up = 3 * levels.len();
+    for t in 1..=(warm_up + steps * levels.len()) as u64 {
+        let level = (t as usize) % levels.len();
+        let scalars = StepScalars {
+            lr: model.lr(),
+            t: t as u32,
+        };
+        let start = Instant::now();
+        exec.train_step(t, scalars, levels[level]).unwrap();
+        exec.finished(true).unwrap();
+        if t as usize > warm_up {
+            times[level].push(start.elapsed().as_secs_f64());
+        }
+    }
+    for v in &mut times {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    times
+}
+
+/// (minimum, tenth percentile, median) of sorted step times, in ms.
+fn percentiles(sorted: &[f64]) -> [f64; 3] {
+    let at = |q: f64| 1e3 * sorted[((sorted.len() - 1) as f64 * q) as usize];
+    [at(0.0), at(0.1), at(0.5)]
+}
+
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -130,6 +176,14 @@ fn main() {
         .unwrap_or(default_steps);
     let device = flag("--device").unwrap_or_else(|| "both".into());
     let json = args.iter().any(|a| a == "--json");
+    if let Some(per_step) = flag("--per-step") {
+        let Ok(steps @ 1..) = per_step.parse::<usize>() else {
+            eprintln!("error: --per-step {per_step}: give a number of steps, at least 1");
+            std::process::exit(2);
+        };
+        per_step_table(model, batch, steps, &device, json);
+        return;
+    }
 
     let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
     if device == "cpu" || device == "both" {
@@ -189,5 +243,70 @@ fn main() {
     }
     if rows.len() == 2 {
         println!("gpu/cpu ratio (full stats): {:.2}", rows[1].2 / rows[0].2);
+    }
+}
+
+/// `--per-step`: each executor's step times at each level, as percentiles.
+fn per_step_table(model: Model, batch: usize, steps: usize, device: &str, json: bool) {
+    let mut rows: Vec<(String, String, [Vec<f64>; 3])> = Vec::new();
+    if device == "cpu" || device == "both" {
+        let mut exec = CpuExecutor::<f32>::new(plan(model, batch));
+        initialize(&mut exec, 0).unwrap();
+        let name = format!("{} ({} threads)", cpu_name(), rayon::current_num_threads());
+        rows.push((
+            "cpu".into(),
+            name,
+            measure_per_step(&mut exec, model, steps),
+        ));
+    }
+    if device == "gpu" || device == "both" {
+        match GpuContext::new(&AdapterRequest::default()) {
+            Ok(ctx) => {
+                let name = ctx.adapter.describe();
+                let mut exec =
+                    GpuExecutor::new(std::sync::Arc::new(ctx), plan(model, batch)).unwrap();
+                initialize(&mut exec, 0).unwrap();
+                rows.push((
+                    "gpu".into(),
+                    name,
+                    measure_per_step(&mut exec, model, steps),
+                ));
+            }
+            Err(e) => eprintln!("no GPU executor: {e}"),
+        }
+    }
+    let levels = ["full stats", "grad norms", "no stats"];
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .flat_map(|(e, d, times)| {
+                levels.iter().zip(times).map(move |(level, t)| {
+                    let [min, p10, median] = percentiles(t);
+                    serde_json::json!({"executor": e, "device": d, "model": model.describe(),
+                        "batch": batch, "stats": level, "steps": t.len(), "ms_min": min,
+                        "ms_p10": p10, "ms_median": median,
+                        "samples_per_s_at_median": batch as f64 / (median / 1e3)})
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        return;
+    }
+    println!(
+        "{}, batch {batch}; {steps} steps per level, levels in turn (ms per step)",
+        model.describe()
+    );
+    println!(
+        "{:<4} {:<11} {:>8} {:>8} {:>8} {:>12}  device",
+        "exec", "stats", "min", "p10", "median", "samples/s"
+    );
+    for (e, d, times) in &rows {
+        for (level, t) in levels.iter().zip(times) {
+            let [min, p10, median] = percentiles(t);
+            println!(
+                "{e:<4} {level:<11} {min:>8.3} {p10:>8.3} {median:>8.3} {:>12.0}  {d}",
+                batch as f64 / (median / 1e3)
+            );
+        }
     }
 }

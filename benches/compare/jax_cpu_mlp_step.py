@@ -5,6 +5,10 @@ Same protocol as the Rust bench and torch_cpu_mlp_step.py: 3 warm-up steps, then
 median of R runs of S steps, in samples/s.
 
     python3 benches/compare/jax_cpu_mlp_step.py [--threads N] [--steps S] [--repeats R]
+                                                [--per-step N]
+
+--per-step N times each of N steps apart (each waited for) and prints the minimum, tenth
+percentile and median, as `train_step --per-step` does.
 
 --threads sets XLA's CPU thread pool (intra-op parallelism) before JAX starts; default
 every core, as rayon's pool.
@@ -21,6 +25,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--repeats", type=int, default=5)
+parser.add_argument("--per-step", type=int, default=0)
 args = parser.parse_args()
 # XLA reads its thread counts at start-up: set them before importing jax.
 use_threads(args.threads)
@@ -81,3 +86,15 @@ print(f"jax {jax.__version__} (jit, CPU, {args.threads} threads requested); MLP 
       f"784-256-256-10, batch {BATCH}, Adam; median of {args.repeats} runs of {args.steps} "
       f"steps")
 print(f"jax jit, Adam: {rate:10.0f} samples/s ({1e3 * BATCH / rate:.3f} ms/step)")
+
+if args.per_step > 0:
+    times = []
+    for _ in range(args.per_step):
+        t0 = time.perf_counter()
+        params, state, loss = step(params, state, inputs, labels)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    lo, p10, med = (1e3 * times[int((len(times) - 1) * q)] for q in (0.0, 0.1, 0.5))
+    print(f"jax jit, Adam, {args.per_step} steps apart: min {lo:.3f} p10 {p10:.3f} median "
+          f"{med:.3f} ms/step ({1e3 * BATCH / med:.0f} samples/s at the median)")

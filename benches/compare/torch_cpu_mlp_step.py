@@ -4,6 +4,10 @@ float32, eager mode. Same protocol as the Rust bench: 3 warm-up steps, then the 
 R runs of S steps, in samples/s.
 
     python3 benches/compare/torch_cpu_mlp_step.py [--threads N] [--steps S] [--repeats R]
+                                                  [--per-step N]
+
+--per-step N times each of N steps apart and prints the minimum, tenth percentile and
+median, as `train_step --per-step` does.
 
 torch.set_num_threads(N) (intra-op threads; default every core, as rayon's pool).
 """
@@ -19,6 +23,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--repeats", type=int, default=5)
+parser.add_argument("--per-step", type=int, default=0)
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -54,6 +59,14 @@ def measure(opt):
 
     for _ in range(3):
         step()
+    if args.per_step > 0:
+        times = []
+        for _ in range(args.per_step):
+            t0 = time.perf_counter()
+            step().item()
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        return [1e3 * times[int((len(times) - 1) * q)] for q in (0.0, 0.1, 0.5)]
     rates = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -70,5 +83,11 @@ print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
 for foreach in (False, True):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=foreach)
     rate = measure(opt)
+    if args.per_step > 0:
+        lo, p10, med = rate
+        print(f"torch eager, Adam foreach={foreach}, {args.per_step} steps apart: min "
+              f"{lo:.3f} p10 {p10:.3f} median {med:.3f} ms/step "
+              f"({1e3 * BATCH / med:.0f} samples/s at the median)")
+        continue
     print(f"torch eager, Adam foreach={foreach}: {rate:10.0f} samples/s "
           f"({1e3 * BATCH / rate:.3f} ms/step)")
