@@ -3,7 +3,7 @@
 
 use super::{
     Element, activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss,
-    matmul, optimizer, pool2d, recurrent, stats,
+    matmul, optimizer, pool, pool2d, recurrent, stats,
 };
 use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
@@ -933,12 +933,10 @@ impl<T: Element> Executor for CpuExecutor<T> {
         };
         self.clip = None;
         // The whole step on one of rayon's workers: every parallel kernel inside then
-        // starts from a worker (the others join in, or none when the pool has one thread)
-        // instead of handing its work from this thread to the pool and sleeping until it
-        // is done, once per op.
-        let mut result = Ok(());
-        rayon::scope(|_| result = self.run_ops(0..n, Some(scalars), stats));
-        result?;
+        // starts from a worker instead of handing its work from this thread to the pool
+        // and sleeping until it is done, once per op; and the other workers stay awake
+        // for the step (`pool`).
+        pool::run_with_workers_awake(|| self.run_ops(0..n, Some(scalars), stats))?;
         let out = self.float(self.plan.loss_out);
         self.reports.push(StepReport {
             step,
@@ -963,10 +961,8 @@ impl<T: Element> Executor for CpuExecutor<T> {
     }
 
     fn evaluate(&mut self, valid: usize) -> Result<(f64, u32)> {
-        // On one of rayon's workers, as train_step.
-        let mut result = Ok(());
-        rayon::scope(|_| result = self.run_eval());
-        result?;
+        // On one of rayon's workers, the others awake, as train_step.
+        pool::run_with_workers_awake(|| self.run_eval())?;
         // A read-out at every step has `label_rows` loss rows per sample.
         let valid = valid.min(self.plan.batch) * self.plan.label_rows;
         let batch = self.plan.batch as f64;

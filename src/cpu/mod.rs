@@ -17,6 +17,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
+pub mod pool;
 pub mod pool2d;
 pub mod recurrent;
 pub mod stats;
