@@ -154,10 +154,10 @@ pub fn matmul<T: Element>(
 /// product (public for the allocation test, which replays each product's GEMM). In NT
 /// both operands have K contiguous, and the `gemm` crate packs the one it needs
 /// M-contiguous by a scalar gather; a transpose in register tiles does the same move
-/// several times faster. Measured on one Zen 4 core (BENCHMARKS.md): 128×256×256 went
-/// from 81 to 107 GFLOP/s, 128×1024×1024 from 47 to 82, 2×784×256 took 0.69 of the time;
-/// a B narrower than a tile (the output layer's 10 classes) lost 5 %. One row is a
-/// matrix-vector product, which the crate runs apart.
+/// several times faster. Measured on one Zen 4 core, transposes included (BENCHMARKS.md):
+/// 128×256×256 went from 81 to 101–103 GFLOP/s, 128×1024×1024 from 47 to 82, and
+/// 2×784×256 took 0.69 of the time; a B narrower than a tile (the output layer's 10
+/// classes) lost 5 %. One row is a matrix-vector product, which the crate runs apart.
 pub fn transposing_pays(shape: MatmulShape) -> bool {
     shape.m >= 2 && shape.n >= 16 && shape.k >= 16 && transpose::has_register_tiles()
 }

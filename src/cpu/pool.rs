@@ -25,8 +25,11 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
     }
     let done = AtomicBool::new(false);
     let step = Mutex::new(Some(step));
+    // Called from one of the pool's workers, that worker runs the step (it would wait for
+    // it anyway); from outside the pool, worker 0.
+    let runner = rayon::current_thread_index().unwrap_or(0);
     let mut results = rayon::broadcast(|worker| {
-        if worker.index() == 0 {
+        if worker.index() == runner {
             let step = step
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -45,7 +48,9 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
             None
         }
     });
-    results.swap_remove(0).expect("worker 0 ran the step")
+    results
+        .swap_remove(runner)
+        .expect("the runner ran the step")
 }
 
 /// Sets the flag when dropped, so that the pollers stop however the step ends.
@@ -85,6 +90,27 @@ mod tests {
             assert_eq!(sum, want, "{threads} threads");
         }
         assert_eq!(run_with_workers_awake(|| 7), 7);
+    }
+
+    /// Steps started from several of the pool's workers at once (each runs on its own
+    /// worker, the pollers of one run the others' work) all finish.
+    #[test]
+    fn steps_from_several_workers_at_once_finish() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let total: u64 = pool.install(|| {
+            (0..12u64)
+                .into_par_iter()
+                .map(|i| {
+                    run_with_workers_awake(|| {
+                        (0..1000u64).into_par_iter().map(|j| i * j).sum::<u64>()
+                    })
+                })
+                .sum()
+        });
+        assert_eq!(total, (0..12u64).map(|i| i * 499_500).sum::<u64>());
     }
 
     /// A panicking step stops the pollers and reaches the caller.

@@ -5,7 +5,7 @@
 //! the shared dimension K contiguous, and the `gemm` crate packs the one it wants
 //! M-contiguous element by element (a scalar gather at a stride of K). Transposing W once
 //! in tiles, then running the NN product, took the MLP's 128×256×256 forward from 81 to
-//! 107 GFLOP/s on one Zen 4 core, transpose included (BENCHMARKS.md).
+//! 101–103 GFLOP/s on one Zen 4 core, transpose included (BENCHMARKS.md).
 //!
 //! A transpose only moves values, so the product's bits are those of the NN product.
 
