@@ -139,6 +139,35 @@ fn percentiles(sorted: &[f64]) -> [f64; 3] {
     [at(0.0), at(0.1), at(0.5)]
 }
 
+/// Runs `f` on the CPU executor, then the GPU executor, as `device` (cpu, gpu or both)
+/// asks, each initialized and given with its name and what it runs on; one at a time, so
+/// neither is alive while the other is timed.
+fn each_executor(
+    model: Model,
+    batch: usize,
+    device: &str,
+    mut f: impl FnMut(&str, String, &mut dyn Executor),
+) {
+    if device == "cpu" || device == "both" {
+        let mut exec = CpuExecutor::<f32>::new(plan(model, batch));
+        initialize(&mut exec, 0).unwrap();
+        let name = format!("{} ({} threads)", cpu_name(), rayon::current_num_threads());
+        f("cpu", name, &mut exec);
+    }
+    if device == "gpu" || device == "both" {
+        match GpuContext::new(&AdapterRequest::default()) {
+            Ok(ctx) => {
+                let name = ctx.adapter.describe();
+                let mut exec =
+                    GpuExecutor::new(std::sync::Arc::new(ctx), plan(model, batch)).unwrap();
+                initialize(&mut exec, 0).unwrap();
+                f("gpu", name, &mut exec);
+            }
+            Err(e) => eprintln!("no GPU executor: {e}"),
+        }
+    }
+}
+
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -186,35 +215,12 @@ fn main() {
     }
 
     let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
-    if device == "cpu" || device == "both" {
-        let mut exec = CpuExecutor::<f32>::new(plan(model, batch));
-        initialize(&mut exec, 0).unwrap();
-        let full = measure(&mut exec, model, steps, StatsLevel::Full);
-        let grads = measure(&mut exec, model, steps, StatsLevel::Gradients);
-        let none = measure(&mut exec, model, steps, StatsLevel::None);
-        rows.push((
-            "cpu".into(),
-            format!("{} ({} threads)", cpu_name(), rayon::current_num_threads()),
-            full,
-            grads,
-            none,
-        ));
-    }
-    if device == "gpu" || device == "both" {
-        match GpuContext::new(&AdapterRequest::default()) {
-            Ok(ctx) => {
-                let name = ctx.adapter.describe();
-                let mut exec =
-                    GpuExecutor::new(std::sync::Arc::new(ctx), plan(model, batch)).unwrap();
-                initialize(&mut exec, 0).unwrap();
-                let full = measure(&mut exec, model, steps, StatsLevel::Full);
-                let grads = measure(&mut exec, model, steps, StatsLevel::Gradients);
-                let none = measure(&mut exec, model, steps, StatsLevel::None);
-                rows.push(("gpu".into(), name, full, grads, none));
-            }
-            Err(e) => eprintln!("no GPU executor: {e}"),
-        }
-    }
+    each_executor(model, batch, &device, |name, device, exec| {
+        let full = measure(exec, model, steps, StatsLevel::Full);
+        let grads = measure(exec, model, steps, StatsLevel::Gradients);
+        let none = measure(exec, model, steps, StatsLevel::None);
+        rows.push((name.into(), device, full, grads, none));
+    });
     if json {
         let v: Vec<serde_json::Value> = rows
             .iter()
@@ -249,32 +255,9 @@ fn main() {
 /// `--per-step`: each executor's step times at each level, as percentiles.
 fn per_step_table(model: Model, batch: usize, steps: usize, device: &str, json: bool) {
     let mut rows: Vec<(String, String, [Vec<f64>; 3])> = Vec::new();
-    if device == "cpu" || device == "both" {
-        let mut exec = CpuExecutor::<f32>::new(plan(model, batch));
-        initialize(&mut exec, 0).unwrap();
-        let name = format!("{} ({} threads)", cpu_name(), rayon::current_num_threads());
-        rows.push((
-            "cpu".into(),
-            name,
-            measure_per_step(&mut exec, model, steps),
-        ));
-    }
-    if device == "gpu" || device == "both" {
-        match GpuContext::new(&AdapterRequest::default()) {
-            Ok(ctx) => {
-                let name = ctx.adapter.describe();
-                let mut exec =
-                    GpuExecutor::new(std::sync::Arc::new(ctx), plan(model, batch)).unwrap();
-                initialize(&mut exec, 0).unwrap();
-                rows.push((
-                    "gpu".into(),
-                    name,
-                    measure_per_step(&mut exec, model, steps),
-                ));
-            }
-            Err(e) => eprintln!("no GPU executor: {e}"),
-        }
-    }
+    each_executor(model, batch, device, |name, device, exec| {
+        rows.push((name.into(), device, measure_per_step(exec, model, steps)));
+    });
     let levels = ["full stats", "grad norms", "no stats"];
     if json {
         let v: Vec<serde_json::Value> = rows
