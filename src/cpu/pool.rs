@@ -5,9 +5,9 @@
 //! of microseconds, and waking one takes as long again (a futex wake, an interrupt to
 //! another core of a virtual machine): measured on the two-core development guest, a
 //! 128×256×256 product on two threads took 88 µs back to back and 103–115 µs after 50 µs
-//! to 1 ms of serial work, about the time one thread alone needs for half of it. So for a
-//! step, every worker but the one running it polls rayon for work (`rayon::yield_now`)
-//! and yields its core to the OS when there is none, until the step ends.
+//! to 1 ms of serial work, up to a third more. So for a step, every worker but the one
+//! running it polls rayon for work (`rayon::yield_now`) and yields its core to the OS when
+//! there is none, until the step ends.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
