@@ -337,22 +337,61 @@ fn cpu_f32_passes_match_the_f64_definition() {
             "every wide shape's forward runs directly"
         );
     }
-    // The weight gradient has AVX-512 and NEON kernels only: all but the two-row 5×5 (88
-    // wide positions per image) and the 8×8 planes (80), below their 256.
-    let weight_direct = if matches!(cc::direct_isa(), Some("avx512" | "neon")) {
+    // The wide grid's weight gradient has AVX-512 and NEON kernels only: all but the
+    // two-row 5×5 (88 wide positions per image) and the 8×8 planes (80), below their 256.
+    // The channel blocks take the shapes whose output channels fill them, the 8×8 planes
+    // among them, on every instruction set.
+    let channels_on = std::env::var("GRADSCOPE_CONV_CHANNELS").as_deref() != Ok("off");
+    let weight_min = if matches!(cc::direct_isa(), Some("avx512" | "neon")) {
         wide.len() - 2
     } else {
         0
     };
-    assert_eq!(weight, weight_direct, "weight gradients run directly");
+    assert!(
+        weight >= weight_min,
+        "{weight} weight gradients run directly, not {weight_min}"
+    );
+    let eight_by_eight = &wide[wide.len() - 1];
+    if cc::direct_isa().is_some() {
+        assert_eq!(
+            cc::runs_direct::<f32>(eight_by_eight)[1],
+            channels_on,
+            "the 8×8 planes' weight gradient runs through the channel blocks"
+        );
+    }
     eprintln!(
         "of {} wide shapes, {forward} forwards and {weight} weight gradients ran directly ({:?})",
         wide.len(),
         cc::direct_isa()
     );
+    // Output channels in whole blocks of 16 and 32 (conv2d_channels.rs): strided,
+    // dilated, grouped, 7×7 planes, a single output position, 96 = 3·32 channels.
+    let channel_blocks = [
+        shape(2, 16, 9, 9, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(3, 32, 8, 8, 64, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 12, 7, 7, 64, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(1, 8, 13, 11, 32, [5, 3], [2, 1], [2, 1], [1, 2], 1),
+        shape(2, 64, 10, 6, 64, [3, 3], [1, 1], [2, 2], [2, 2], 2),
+        shape(1, 16, 5, 5, 96, [3, 3], [3, 3], [0, 0], [1, 1], 1),
+        shape(2, 32, 16, 16, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+    ];
+    if cc::direct_isa().is_some() && channels_on {
+        for s in &channel_blocks {
+            assert!(
+                cc::runs_direct::<f32>(s) == [true, true],
+                "{} runs through channel blocks",
+                describe(s)
+            );
+        }
+    }
+    // The input gradient of a stride-1 convolution with 32 input channels is a forward with
+    // 32 output channels.
+    let transposed_blocks = shape(2, 32, 6, 7, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1);
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let mut all = shapes(20);
     all.extend(wide);
+    all.extend(channel_blocks);
+    all.push(transposed_blocks);
     for (i, s) in all.iter().enumerate() {
         let seed = 7000 + 3 * i as u64;
         let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);
@@ -403,19 +442,21 @@ fn cpu_f32_passes_match_the_f64_definition() {
     }
 }
 
-/// `cpu_f32_passes_match_the_f64_definition` again with the AVX2 kernels and with none
-/// (im2col + GEMM everywhere), each in a child process of this test binary, since the
-/// instruction set is chosen once per process (`GRADSCOPE_CONV_DIRECT`).
+/// `cpu_f32_passes_match_the_f64_definition` again with the AVX2 kernels, with the
+/// channel blocks off (so the wide grid runs the shapes they take), and with no direct
+/// kernels (im2col + GEMM everywhere), each in a child process of this test binary, since
+/// the kernels are chosen once per process (`GRADSCOPE_CONV_DIRECT`,
+/// `GRADSCOPE_CONV_CHANNELS`).
 #[test]
 fn cpu_f32_passes_match_with_every_instruction_set() {
     // x86-64 CPUs with AVX-512 run its kernels in this process: AVX2's in a child. The
-    // other architectures have one instruction set, so only the GEMM path is left.
-    let others: &[&str] = if cfg!(target_arch = "x86_64") {
-        &["avx2", "off"]
-    } else {
-        &["off"]
-    };
-    for &isa in others {
+    // other architectures have one instruction set, so only the other paths are left.
+    let best = cc::direct_isa().unwrap_or("off");
+    let mut others: Vec<(&str, &str)> = vec![(best, "off"), ("off", "on")];
+    if cfg!(target_arch = "x86_64") {
+        others.extend([("avx2", "on"), ("avx2", "off")]);
+    }
+    for (isa, channels) in others {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "cpu_f32_passes_match_the_f64_definition",
@@ -423,6 +464,7 @@ fn cpu_f32_passes_match_with_every_instruction_set() {
                 "--nocapture",
             ])
             .env("GRADSCOPE_CONV_DIRECT", isa)
+            .env("GRADSCOPE_CONV_CHANNELS", channels)
             .output()
             .unwrap();
         let (stdout, stderr) = (
@@ -431,9 +473,12 @@ fn cpu_f32_passes_match_with_every_instruction_set() {
         );
         assert!(
             out.status.success() && stdout.contains("1 passed"),
-            "GRADSCOPE_CONV_DIRECT={isa}:\n{stdout}\n{stderr}"
+            "GRADSCOPE_CONV_DIRECT={isa} GRADSCOPE_CONV_CHANNELS={channels}:\n{stdout}\n{stderr}"
         );
-        eprintln!("GRADSCOPE_CONV_DIRECT={isa}: {}", stderr.trim());
+        eprintln!(
+            "GRADSCOPE_CONV_DIRECT={isa} GRADSCOPE_CONV_CHANNELS={channels}: {}",
+            stderr.trim()
+        );
     }
 }
 

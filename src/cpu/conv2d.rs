@@ -37,6 +37,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct;
 use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
@@ -288,14 +289,17 @@ pub fn direct_isa() -> Option<&'static str> {
     conv2d_direct::isa_name()
 }
 
-/// Which passes of shape `s` in `T` this CPU runs through the direct kernels of
-/// conv2d_direct.rs (f32 on AVX-512, AVX2 or NEON, stride 1, a wide grid that wastes
-/// little) rather than im2col + GEMM: `[forward, weight gradient]`. The input gradient at stride 1
-/// takes the forward kernel where its transposed convolution does.
+/// Which passes of shape `s` in `T` this CPU runs through direct kernels rather than
+/// im2col + GEMM: `[forward, weight gradient]`. The forward's are conv2d_channels.rs (f32
+/// on AVX-512, AVX2 or NEON, any stride, output channels in whole blocks) and
+/// conv2d_direct.rs (stride 1, a wide grid that wastes little); the weight gradient's are
+/// conv2d_direct.rs's. The input gradient at stride 1 takes the forward kernel where its
+/// transposed convolution does.
 pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
     [
-        conv2d_direct::applies::<T>(s),
-        conv2d_direct::applies_to_weight_gradient::<T>(s),
+        conv2d_channels::applies::<T>(s) || conv2d_direct::applies::<T>(s),
+        conv2d_channels::applies_to_weight_gradient::<T>(s)
+            || conv2d_direct::applies_to_weight_gradient::<T>(s),
     ]
 }
 
@@ -340,7 +344,9 @@ fn forward_col_len(s: &Conv2dShape) -> usize {
 /// The scratch elements `forward_into` needs.
 fn forward_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
     let parts = s.n.div_ceil(images_per_part(s.n));
-    if conv2d_direct::applies::<T>(s) {
+    if conv2d_channels::applies::<T>(s) {
+        conv2d_channels::scratch_len(s, parts)
+    } else if conv2d_direct::applies::<T>(s) {
         conv2d_direct::scratch_len(s, parts)
     } else {
         parts * forward_col_len(s)
@@ -358,6 +364,10 @@ fn forward_into<T: Element>(
     accumulate: bool,
 ) {
     let per = images_per_part(s.n);
+    if conv2d_channels::applies::<T>(s) {
+        conv2d_channels::forward(s, x, w, y, scratch, per, accumulate);
+        return;
+    }
     if conv2d_direct::applies::<T>(s) {
         conv2d_direct::forward(s, x, w, y, scratch, per, accumulate);
         return;
@@ -600,6 +610,11 @@ pub fn conv2d_backward_weight_with<T: Element>(
             ("dw", dw.len(), s.w_len()),
         ],
     );
+    if conv2d_channels::applies_to_weight_gradient::<T>(s) {
+        ensure(scratch, conv2d_channels::weight_scratch_len(s));
+        conv2d_channels::backward_weight(s, x, dy, dw, accumulate, scratch);
+        return;
+    }
     if conv2d_direct::applies_to_weight_gradient::<T>(s) {
         ensure(scratch, conv2d_direct::weight_scratch_len(s));
         conv2d_direct::backward_weight(s, x, dy, dw, accumulate, scratch);

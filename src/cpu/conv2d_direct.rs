@@ -105,17 +105,24 @@ impl Grid {
     /// Copies image `xb` ([c_in, h, w]) into the interior of its padded planes `xp`, whose
     /// padding is zero already and stays so.
     fn pad_image(&self, s: &Conv2dShape, xb: &[f32], xp: &mut [f32]) {
-        for (c, src) in xb.chunks(s.h * s.w).enumerate() {
-            for (r, row) in src.chunks(s.w).enumerate() {
-                let at = c * self.plane + (r + s.pad[0]) * self.wp + s.pad[1];
-                xp[at..at + s.w].copy_from_slice(row);
-            }
-        }
+        pad_image(s, self.wp, self.plane, xb, xp);
     }
 
     /// Per part of the batch: the padded image, then the wide output of one group.
     fn part_len(&self) -> usize {
         self.xp_len + self.co_blocks * self.cb * self.wide
+    }
+}
+
+/// Copies image `xb` ([c_in, h, w]) into the interior of its padded planes `xp` (`plane`
+/// elements apart, rows `wp` apart, s.pad zero rows and columns before the image), whose
+/// padding is zero already and stays so.
+pub(super) fn pad_image(s: &Conv2dShape, wp: usize, plane: usize, xb: &[f32], xp: &mut [f32]) {
+    for (c, src) in xb.chunks(s.h * s.w).enumerate() {
+        for (r, row) in src.chunks(s.w).enumerate() {
+            let at = c * plane + (r + s.pad[0]) * wp + s.pad[1];
+            xp[at..at + s.w].copy_from_slice(row);
+        }
     }
 }
 
@@ -126,7 +133,7 @@ const CONV_DIRECT_ENV: &str = "GRADSCOPE_CONV_DIRECT";
 /// has, or the one `GRADSCOPE_CONV_DIRECT` names (`avx512`, `avx2`, `neon`;
 /// `0`/`off`/`false`/`no`: none; any case, like the other `GRADSCOPE_` switches). A set the
 /// CPU lacks, or any other value, leaves the best.
-fn isa() -> Option<Isa> {
+pub(super) fn isa() -> Option<Isa> {
     static ISA: OnceLock<Option<Isa>> = OnceLock::new();
     *ISA.get_or_init(|| {
         let all = [Isa::Avx512, Isa::Avx2, Isa::Neon];
@@ -186,14 +193,14 @@ pub(super) fn scratch_len(s: &Conv2dShape, parts: usize) -> usize {
 }
 
 /// `v` as the f32 slice it is (`applies` holds only for f32).
-fn as_f32<T: Element>(v: &[T]) -> &[f32] {
+pub(super) fn as_f32<T: Element>(v: &[T]) -> &[f32] {
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
     // SAFETY: T is f32, checked just above.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
 }
 
 /// `as_f32` for a mutable slice.
-fn as_f32_mut<T: Element>(v: &mut [T]) -> &mut [f32] {
+pub(super) fn as_f32_mut<T: Element>(v: &mut [T]) -> &mut [f32] {
     assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
     // SAFETY: T is f32, checked just above.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) }
@@ -238,7 +245,7 @@ fn forward_f32(
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
     let (packed, parts) = scratch.split_at_mut(grid.packed_weights_len(s));
-    pack_weights(s, &grid, w, packed);
+    pack_weights(s, grid.cb, grid.co_blocks, w, packed);
     let packed = &*packed;
     let block_weights = cpg_in * s.kh * s.kw * cb;
     y[..s.y_len()]
@@ -526,18 +533,24 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
     }
 }
 
-/// packed[g][cb][ci][ki][kj][c] = w[g·cpg_out + cb·CB + c][ci][ki][kj] (CB = `grid.cb`),
-/// zero for the channels past c_out/groups in the last block: the CB weights of one step
-/// side by side.
-fn pack_weights(s: &Conv2dShape, grid: &Grid, w: &[f32], packed: &mut [f32]) {
+/// packed[g][b][ci][ki][kj][c] = w[g·cpg_out + b·CB + c][ci][ki][kj] for `blocks` blocks of
+/// CB = `cb` output channels, zero for the channels past c_out/groups in the last block:
+/// the CB weights of one step side by side.
+pub(super) fn pack_weights(
+    s: &Conv2dShape,
+    cb: usize,
+    blocks: usize,
+    w: &[f32],
+    packed: &mut [f32],
+) {
     let (k, cpg_out) = (s.patch_len(), s.cout_per_group());
     for g in 0..s.groups {
-        for cb in 0..grid.co_blocks {
-            let dst = &mut packed[(g * grid.co_blocks + cb) * k * grid.cb..][..k * grid.cb];
-            for c in 0..grid.cb {
-                let co = cb * grid.cb + c;
+        for b in 0..blocks {
+            let dst = &mut packed[(g * blocks + b) * k * cb..][..k * cb];
+            for c in 0..cb {
+                let co = b * cb + c;
                 for t in 0..k {
-                    dst[t * grid.cb + c] = if co < cpg_out {
+                    dst[t * cb + c] = if co < cpg_out {
                         w[(g * cpg_out + co) * k + t]
                     } else {
                         0.0

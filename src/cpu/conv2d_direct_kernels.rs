@@ -84,6 +84,19 @@ impl Isa {
         }
     }
 
+    /// The channel-block kernel's shape for output-channel blocks of `channels` (a
+    /// multiple of the lanes): (vectors of channels CV, positions P), CV·P accumulators
+    /// plus CV loaded weight vectors and one broadcast input. None where no block of this
+    /// instruction set is that wide.
+    pub(super) fn channel_block(self, channels: usize) -> Option<(usize, usize)> {
+        match (self, channels / self.lanes()) {
+            (Isa::Avx512 | Isa::Neon, 4) => Some((4, 6)),
+            (Isa::Avx512 | Isa::Neon, 2) => Some((2, 12)),
+            (Isa::Avx2, 2) => Some((2, 6)),
+            _ => None,
+        }
+    }
+
     /// Whether the weight gradient has a kernel for it.
     pub(super) fn has_weight_gradient(self) -> bool {
         matches!(self, Isa::Avx512 | Isa::Neon)
@@ -128,6 +141,47 @@ pub(super) struct Block {
     pub w: *const f32,
     pub out: *mut f32,
     pub out_stride: usize,
+}
+
+/// Positions per channel-block register block, at most (`Isa::channel_block`).
+pub(super) const CHANNEL_POSITIONS: usize = 12;
+
+/// One channel-block register block's operands (conv2d_channels.rs): the output channels of
+/// the block lie across the vector lanes (CV vectors of them), and P output positions, whose
+/// first taps read `x + offsets[p]`, are broadcast one value at a time. `cin` planes `plane`
+/// apart, taps `taps[0]`×`taps[1]` whose shifts are `steps` (rows, columns) apart, the
+/// block's CV·LANES weights of each (ci, ki, kj) side by side from `w`; position p's
+/// channels are written to `out + p·out_stride`.
+pub(super) struct ChannelBlock {
+    pub x: *const f32,
+    pub offsets: [usize; CHANNEL_POSITIONS],
+    pub plane: usize,
+    pub cin: usize,
+    pub taps: [usize; 2],
+    pub steps: [usize; 2],
+    pub w: *const f32,
+    pub out: *mut f32,
+    pub out_stride: usize,
+}
+
+/// One channel-block weight-gradient register block's operands (conv2d_channels.rs): CV
+/// vectors of output channels × R (input channel, tap) pairs, summed over every output
+/// position of `images` images. Pair r of image i reads `x + i·x_image + pairs[r]` shifted
+/// by the position's offset (rows `steps[0]`, columns `steps[1]` apart, `out_hw` of them);
+/// the block's output gradients lie position-major at `dy` (positions `dy_position` apart,
+/// images `dy_image` apart). The accumulators, [R][CV·LANES], are read from and written
+/// back to `acc`.
+pub(super) struct ChannelCorrelation {
+    pub x: *const f32,
+    pub pairs: [usize; CHANNEL_POSITIONS],
+    pub x_image: usize,
+    pub dy: *const f32,
+    pub dy_position: usize,
+    pub dy_image: usize,
+    pub images: usize,
+    pub out_hw: [usize; 2],
+    pub steps: [usize; 2],
+    pub acc: *mut f32,
 }
 
 /// One weight-gradient register block's operands: `cin` planes `plane` apart from `x`, for
@@ -175,6 +229,56 @@ pub(super) unsafe fn forward(isa: Isa, pv: usize, b: &Block) {
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, _) => forward_neon::<3>(b),
             _ => unreachable!("no direct kernels for {isa:?}, {pv}, {:p}", b.x),
+        }
+    }
+}
+
+/// The channel-block kernel with `cv` vectors of channels and `p` positions (a pair
+/// `Isa::channel_block` gives).
+///
+/// # Safety
+/// `isa` must be present, and every access the block makes in bounds
+/// (conv2d_channels.rs `channel_block` asserts them).
+pub(super) unsafe fn channels(isa: Isa, cv: usize, p: usize, b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, cv, p) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 4, 6) => channels_avx512::<4, 6>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2, 12) => channels_avx512::<2, 12>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 2, 6) => channels_avx2::<2, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 4, 6) => channels_neon::<4, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2, 12) => channels_neon::<2, 12>(b),
+            _ => unreachable!("no channel block {cv}×{p} for {isa:?}, {:p}", b.x),
+        }
+    }
+}
+
+/// The channel-block weight gradient with `cv` vectors of channels and `r` pairs (a pair
+/// `Isa::channel_block` gives).
+///
+/// # Safety
+/// `isa` must be present, and every access the block makes in bounds
+/// (conv2d_channels.rs `weight_block` asserts them).
+pub(super) unsafe fn channel_weight(isa: Isa, cv: usize, r: usize, b: &ChannelCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, cv, r) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 4, 6) => channel_weight_avx512::<4, 6>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2, 12) => channel_weight_avx512::<2, 12>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 2, 6) => channel_weight_avx2::<2, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 4, 6) => channel_weight_neon::<4, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2, 12) => channel_weight_neon::<2, 12>(b),
+            _ => unreachable!("no channel weight block {cv}×{r} for {isa:?}, {:p}", b.x),
         }
     }
 }
@@ -270,6 +374,34 @@ unsafe fn forward_avx2<const PV: usize>(b: &Block) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+unsafe fn channels_avx512<const CV: usize, const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_body::<__m512, CV, P>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn channels_avx2<const CV: usize, const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_body::<__m256, CV, P>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn channel_weight_avx512<const CV: usize, const R: usize>(b: &ChannelCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channel_weight_body::<__m512, CV, R>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn channel_weight_avx2<const CV: usize, const R: usize>(b: &ChannelCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channel_weight_body::<__m256, CV, R>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
 unsafe fn weight_avx512<const TAPS: usize>(b: &Correlation, shifts: &[usize]) {
     // SAFETY: the caller's guarantees.
     unsafe { weight_body::<__m512, WEIGHT_CHANNELS, TAPS>(b, shifts) }
@@ -297,6 +429,20 @@ unsafe fn reduce_avx512(acc: &mut [f32]) {
 unsafe fn forward_neon<const PV: usize>(b: &Block) {
     // SAFETY: the caller's guarantees.
     unsafe { forward_body::<float32x4_t, NEON_CHANNELS, PV>(b) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn channels_neon<const CV: usize, const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_body::<float32x4_t, CV, P>(b) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn channel_weight_neon<const CV: usize, const R: usize>(b: &ChannelCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channel_weight_body::<float32x4_t, CV, R>(b) }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -454,6 +600,96 @@ unsafe fn forward_body<V: Vector, const CB: usize, const PV: usize>(b: &Block) {
         for (v, &a) in row.iter().enumerate() {
             // SAFETY: within the bounds the caller guarantees.
             unsafe { a.store(b.out.add(c * b.out_stride + v * V::LANES)) };
+        }
+    }
+}
+
+/// CV×P accumulators; per (ci, ki, kj): CV loads of the block's weights, and per position
+/// one broadcast input and CV FMAs. Each lane sums its output's products in (ci, ki, kj)
+/// order from zero with the weight first, as `forward_body` does, so both give the same
+/// bits.
+#[inline(always)]
+unsafe fn channels_body<V: Vector, const CV: usize, const P: usize>(b: &ChannelBlock) {
+    let mut acc = [[unsafe { V::zero() }; P]; CV];
+    let mut xs = [b.x; P];
+    for (p, xp) in xs.iter_mut().enumerate() {
+        // SAFETY: within the bounds the caller guarantees.
+        *xp = unsafe { b.x.add(b.offsets[p]) };
+    }
+    let mut wt = b.w;
+    for ci in 0..b.cin {
+        for ki in 0..b.taps[0] {
+            for kj in 0..b.taps[1] {
+                let at = ci * b.plane + ki * b.steps[0] + kj * b.steps[1];
+                // SAFETY (this block): within the bounds the caller guarantees.
+                unsafe {
+                    let mut wv = [V::zero(); CV];
+                    for (c, v) in wv.iter_mut().enumerate() {
+                        *v = V::load(wt.add(c * V::LANES));
+                    }
+                    for (p, &xp) in xs.iter().enumerate() {
+                        let xv = V::splat(*xp.add(at));
+                        for (row, &w) in acc.iter_mut().zip(&wv) {
+                            row[p] = V::fma(w, xv, row[p]);
+                        }
+                    }
+                    wt = wt.add(CV * V::LANES);
+                }
+            }
+        }
+    }
+    for (c, row) in acc.iter().enumerate() {
+        for (p, &a) in row.iter().enumerate() {
+            // SAFETY: within the bounds the caller guarantees.
+            unsafe { a.store(b.out.add(p * b.out_stride + c * V::LANES)) };
+        }
+    }
+}
+
+/// CV×R accumulators loaded from `acc`; per output position: CV loads of its output
+/// gradients, and per pair one broadcast input and CV FMAs; stored back. Each lane sums its
+/// weight's products over the images in order and their positions in order.
+#[inline(always)]
+unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &ChannelCorrelation) {
+    let at = |c: usize, r: usize| (r * CV + c) * V::LANES;
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let mut acc = [[V::zero(); R]; CV];
+        for (c, row) in acc.iter_mut().enumerate() {
+            for (r, a) in row.iter_mut().enumerate() {
+                *a = V::load(b.acc.add(at(c, r)));
+            }
+        }
+        let [oh, ow] = b.out_hw;
+        for i in 0..b.images {
+            let image = b.x.add(i * b.x_image);
+            let mut xs = [image; R];
+            for (r, x) in xs.iter_mut().enumerate() {
+                *x = image.add(b.pairs[r]);
+            }
+            let mut dy = b.dy.add(i * b.dy_image);
+            for oy in 0..oh {
+                let mut q = oy * b.steps[0];
+                for _ in 0..ow {
+                    let mut d = [V::zero(); CV];
+                    for (c, dv) in d.iter_mut().enumerate() {
+                        *dv = V::load(dy.add(c * V::LANES));
+                    }
+                    for (r, &x) in xs.iter().enumerate() {
+                        let xv = V::splat(*x.add(q));
+                        for (row, &dv) in acc.iter_mut().zip(&d) {
+                            row[r] = V::fma(dv, xv, row[r]);
+                        }
+                    }
+                    dy = dy.add(b.dy_position);
+                    q += b.steps[1];
+                }
+            }
+        }
+        for (c, row) in acc.iter().enumerate() {
+            for (r, &a) in row.iter().enumerate() {
+                a.store(b.acc.add(at(c, r)));
+            }
         }
     }
 }

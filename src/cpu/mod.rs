@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod clip;
 pub mod conv2d;
+mod conv2d_channels;
 mod conv2d_direct;
 mod conv2d_direct_kernels;
 pub mod dropout;

@@ -1,0 +1,572 @@
+//! Direct convolution in f32 with the output channels across the vector lanes, at any
+//! stride: the forward, and through it the stride-1 input gradient (conv2d.rs
+//! `transposed`). The register block is in conv2d_direct_kernels.rs (`channels_body`).
+//!
+//! Why: conv2d_direct.rs lays positions across the lanes, on a "wide" grid that computes
+//! the padding columns too, and whole blocks of up to three vectors per image. On small
+//! planes that wastes much: resnet-20's third stage (8×8 planes, 80 wide positions for 64
+//! outputs) fits one vector per block only, where each FMA waits for its own broadcast
+//! weight, and its 7×7 planes (on 28×28 inputs) waste too much for that path at all, so
+//! they went through im2col + GEMM. Strided convolutions have no wide grid either. With
+//! the channels across the lanes, every position the block computes is an output: no
+//! padding columns, no rounding per image, any stride; it asks that the output channels
+//! of a group fill whole blocks (32 or 64 on AVX-512, 16 on AVX2 and NEON).
+//!
+//! Method: the image is copied once into zero-padded planes, as in conv2d_direct.rs. A
+//! register block holds CV vectors of output channels × P output positions of one image;
+//! each (ci, ki, kj) step loads the CV·LANES packed weights and broadcasts each position's
+//! input pixel, for CV·P fused multiply-adds. The block writes its results position-major
+//! into a tile [positions, channels] of the image, and the tile is transposed into y's
+//! [channels, positions] (cpu/transpose.rs).
+//!
+//! Summation order: every output sums its c_in/groups·kh·kw products in (ci, ki, kj) order
+//! in one lane, as conv2d_direct.rs's forward does, so where both run a shape they give the
+//! same bits (tested); neither depends on the thread count.
+//!
+//! `GRADSCOPE_CONV_CHANNELS=off` leaves these shapes to the other paths, to compare them on
+//! one machine.
+
+use std::any::TypeId;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::cpu::Element;
+use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut, pack_weights, pad_image};
+use crate::cpu::conv2d_direct_kernels::{
+    self as kernels, CHANNEL_POSITIONS, ChannelBlock, ChannelCorrelation, Isa,
+};
+use crate::cpu::transpose::transpose;
+use crate::ops::Conv2dShape;
+
+/// The environment variable that turns the channel-block path off (`0`, `off`, `false`,
+/// `no`).
+const CONV_CHANNELS_ENV: &str = "GRADSCOPE_CONV_CHANNELS";
+
+/// Whether the channel-block path may run in this process.
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        let asked = std::env::var(CONV_CHANNELS_ENV).unwrap_or_default();
+        !matches!(
+            asked.trim().to_ascii_lowercase().as_str(),
+            "0" | "off" | "false" | "no"
+        )
+    })
+}
+
+/// Products per output below which the other paths are faster: the block's stores, its
+/// positions' offsets and the tile's transpose are paid per position, whatever the patch.
+/// resnet-20's 3→16 stem (27 products) took 0.59 ms this way at batch 32 on one core with
+/// AVX2, 0.40 through the wide grid; its 16-channel 3×3 convolutions (144) gain.
+const MIN_PATCH: usize = 64;
+
+/// The blocks and padded planes of one shape, for one instruction set.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    isa: Isa,
+    /// Vectors of output channels per register block.
+    cv: usize,
+    /// Output positions per register block.
+    p: usize,
+    /// Output channels per register block: cv·lanes.
+    width: usize,
+    /// Register blocks of output channels per group.
+    blocks: usize,
+    wp: usize,
+    plane: usize,
+    /// Output positions of an image, and the same rounded up to whole blocks (the tile's
+    /// rows).
+    positions: usize,
+    rows: usize,
+}
+
+impl Layout {
+    /// The layout of shape `s` on `isa`, if a block of that instruction set fits its
+    /// channels: the widest whose width divides c_out/groups.
+    fn new(s: &Conv2dShape, isa: Isa) -> Option<Self> {
+        let cpg_out = s.cout_per_group();
+        let [oh, ow] = s.out_hw();
+        let (width, (cv, p)) = [4, 2].into_iter().find_map(|vectors| {
+            let width = vectors * isa.lanes();
+            let block = isa.channel_block(width)?;
+            cpg_out.is_multiple_of(width).then_some((width, block))
+        })?;
+        debug_assert!(p <= CHANNEL_POSITIONS && cv * isa.lanes() == width);
+        let hp = s.h + 2 * s.pad[0];
+        let wp = s.w + 2 * s.pad[1];
+        let positions = oh * ow;
+        Some(Layout {
+            isa,
+            cv,
+            p,
+            width,
+            blocks: cpg_out / width,
+            wp,
+            plane: hp * wp,
+            positions,
+            rows: positions.div_ceil(p) * p,
+        })
+    }
+
+    fn packed_weights_len(&self, s: &Conv2dShape) -> usize {
+        s.groups * self.blocks * self.width * s.patch_len()
+    }
+
+    /// Per part of the batch: the padded image, the tile, and the transposed tile that an
+    /// accumulating pass adds to y.
+    fn part_len(&self, s: &Conv2dShape) -> usize {
+        let cpg_out = s.cout_per_group();
+        s.c_in * self.plane + self.rows * cpg_out + self.positions * cpg_out
+    }
+}
+
+/// The layout of shape `s` where `forward` runs it in element type `T` on this CPU.
+fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
+    if TypeId::of::<T>() != TypeId::of::<f32>() || !enabled() {
+        return None;
+    }
+    let [oh, ow] = s.out_hw();
+    // A 1×1 kernel reads one pixel per input channel: im2col + GEMM has no patch matrix to
+    // build there (stride 1) or a small one (strided).
+    if s.n == 0 || oh * ow == 0 || s.kh * s.kw == 1 || s.patch_len() < MIN_PATCH {
+        return None;
+    }
+    Layout::new(s, conv2d_direct::isa()?)
+}
+
+/// Whether `forward` runs shape `s` in element type `T` on this CPU.
+pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
+    layout::<T>(s).is_some()
+}
+
+/// Scratch elements `forward` needs with the batch cut into `parts` ranges, for a shape
+/// where `applies` holds.
+pub(super) fn scratch_len(s: &Conv2dShape, parts: usize) -> usize {
+    let l = layout::<f32>(s).expect("the channel blocks apply");
+    l.packed_weights_len(s) + parts * l.part_len(s)
+}
+
+/// y = conv(x, w), or y += conv(x, w) with `accumulate`, for a checked shape where
+/// `applies::<T>` holds; the batch in ranges of `per` images, in parallel.
+pub(super) fn forward<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    scratch: &mut [T],
+    per: usize,
+    accumulate: bool,
+) {
+    let l = layout::<T>(s).expect("the channel blocks apply");
+    forward_f32(
+        s,
+        &l,
+        as_f32(x),
+        as_f32(w),
+        as_f32_mut(y),
+        as_f32_mut(scratch),
+        per,
+        accumulate,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_f32(
+    s: &Conv2dShape,
+    l: &Layout,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    scratch: &mut [f32],
+    per: usize,
+    accumulate: bool,
+) {
+    let (cpg_in, cpg_out) = (s.cin_per_group(), s.cout_per_group());
+    let x_img = s.c_in * s.h * s.w;
+    let y_img = s.c_out * l.positions;
+    let (packed, parts) = scratch.split_at_mut(l.packed_weights_len(s));
+    pack_weights(s, l.width, l.blocks, w, packed);
+    let packed = &*packed;
+    let block_weights = s.patch_len() * l.width;
+    y[..s.y_len()]
+        .par_chunks_mut(per * y_img)
+        .zip(parts.par_chunks_mut(l.part_len(s)))
+        .enumerate()
+        .for_each(|(part, (yp, buf))| {
+            let (xp, rest) = buf.split_at_mut(s.c_in * l.plane);
+            let (tile, sum) = rest.split_at_mut(l.rows * cpg_out);
+            // The padding stays zero; each image overwrites the interior only.
+            xp.fill(0.0);
+            for (i, yb) in yp.chunks_mut(y_img).enumerate() {
+                pad_image(
+                    s,
+                    l.wp,
+                    l.plane,
+                    &x[(part * per + i) * x_img..][..x_img],
+                    xp,
+                );
+                for g in 0..s.groups {
+                    let xg = &xp[g * cpg_in * l.plane..];
+                    for b in 0..l.blocks {
+                        let wb = &packed[(g * l.blocks + b) * block_weights..][..block_weights];
+                        for q0 in (0..l.positions).step_by(l.p) {
+                            let out = &mut tile[q0 * cpg_out + b * l.width..];
+                            channel_block(s, l, xg, wb, q0, out);
+                        }
+                    }
+                    let yg = &mut yb[g * cpg_out * l.positions..][..cpg_out * l.positions];
+                    if accumulate {
+                        transpose(tile, l.positions, cpg_out, sum);
+                        for (d, &v) in yg.iter_mut().zip(sum.iter()) {
+                            *d += v;
+                        }
+                    } else {
+                        transpose(tile, l.positions, cpg_out, yg);
+                    }
+                }
+            }
+        });
+}
+
+/// One register block: the block's output channels (from `wb`) at positions q0..q0+P of
+/// the image whose group's padded planes start `xg`, into out[p·c_out/groups + c]. Positions
+/// past the image's last repeat it (their rows of the tile are never read).
+fn channel_block(s: &Conv2dShape, l: &Layout, xg: &[f32], wb: &[f32], q0: usize, out: &mut [f32]) {
+    let [_, ow] = s.out_hw();
+    let cpg_in = s.cin_per_group();
+    let mut offsets = [0; CHANNEL_POSITIONS];
+    for (p, at) in offsets.iter_mut().enumerate().take(l.p) {
+        let q = (q0 + p).min(l.positions - 1);
+        *at = (q / ow) * s.stride[0] * l.wp + (q % ow) * s.stride[1];
+    }
+    let reach = (s.kh - 1) * s.dilation[0] * l.wp + (s.kw - 1) * s.dilation[1];
+    let last = offsets[..l.p].iter().copied().max().unwrap_or(0);
+    // Bounds the unchecked reads and writes of the kernel below.
+    assert!(xg.len() > (cpg_in - 1) * l.plane + last + reach);
+    assert!(wb.len() >= cpg_in * s.kh * s.kw * l.width);
+    assert!(out.len() >= (l.p - 1) * s.cout_per_group() + l.width);
+    let args = ChannelBlock {
+        x: xg.as_ptr(),
+        offsets,
+        plane: l.plane,
+        cin: cpg_in,
+        taps: [s.kh, s.kw],
+        steps: [s.dilation[0] * l.wp, s.dilation[1]],
+        w: wb.as_ptr(),
+        out: out.as_mut_ptr(),
+        out_stride: s.cout_per_group(),
+    };
+    // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
+    // a block it has; the asserts above bound every access.
+    unsafe { kernels::channels(l.isa, l.cv, l.p, &args) };
+}
+
+/// Bytes of padded images and transposed output gradients the weight gradient holds at
+/// once: every register block sums a slab over all its positions before its accumulators go
+/// back to memory, and the slab stays in the core's L2 cache (1 MiB on the development
+/// machine's Zen 4) while all of them read it.
+const WEIGHT_SLAB_BYTES: usize = 512 << 10;
+
+/// The weight gradient's scratch: every register block's accumulators ([P][width] each, P
+/// being the block's pairs), then for a slab of images their padded planes and their output
+/// gradients transposed to [positions, c_out].
+struct WeightLayout {
+    l: Layout,
+    /// Images at a time: as many as fit the slab's bytes, at least one.
+    slab: usize,
+    /// Register blocks of (input channel, tap) pairs per block of output channels.
+    pair_blocks: usize,
+    xp_len: usize,
+    dyt_len: usize,
+}
+
+impl WeightLayout {
+    fn new(s: &Conv2dShape, l: Layout, slab_bytes: usize) -> Self {
+        let xp_len = s.c_in * l.plane;
+        let dyt_len = l.positions * s.c_out;
+        let image_bytes = (xp_len + dyt_len) * std::mem::size_of::<f32>();
+        WeightLayout {
+            l,
+            slab: (slab_bytes / image_bytes).clamp(1, s.n),
+            pair_blocks: s.patch_len().div_ceil(l.p),
+            xp_len,
+            dyt_len,
+        }
+    }
+
+    fn unit_len(&self) -> usize {
+        self.l.p * self.l.width
+    }
+
+    fn units(&self, s: &Conv2dShape) -> usize {
+        s.groups * self.l.blocks * self.pair_blocks
+    }
+
+    fn len(&self, s: &Conv2dShape) -> usize {
+        self.units(s) * self.unit_len() + self.slab * (self.xp_len + self.dyt_len)
+    }
+}
+
+/// Whether `backward_weight` runs shape `s` in element type `T` on this CPU (where
+/// `forward` does).
+pub(super) fn applies_to_weight_gradient<T: Element>(s: &Conv2dShape) -> bool {
+    applies::<T>(s)
+}
+
+/// Scratch elements `backward_weight` needs.
+pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
+    let l = layout::<f32>(s).expect("the channel blocks apply");
+    WeightLayout::new(s, l, WEIGHT_SLAB_BYTES).len(s)
+}
+
+/// dw = Σ_b dy[b] ⋆ x[b] (or dw += that with `accumulate`) for a checked shape where
+/// `applies_to_weight_gradient::<T>` holds. The batch goes in slabs: each slab's images are
+/// padded and their output gradients transposed in parallel, then the register blocks run
+/// in parallel, each adding the slab's positions to its accumulators. Every weight sums its
+/// images in order and their positions in order in one lane: the result depends neither on
+/// the thread count nor on the slab.
+pub(super) fn backward_weight<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    scratch: &mut [T],
+) {
+    let l = layout::<T>(s).expect("the channel blocks apply");
+    let wl = WeightLayout::new(s, l, WEIGHT_SLAB_BYTES);
+    backward_weight_f32(
+        s,
+        &wl,
+        as_f32(x),
+        as_f32(dy),
+        as_f32_mut(dw),
+        accumulate,
+        as_f32_mut(scratch),
+    );
+}
+
+fn backward_weight_f32(
+    s: &Conv2dShape,
+    wl: &WeightLayout,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    scratch: &mut [f32],
+) {
+    let l = &wl.l;
+    let patch = s.patch_len();
+    let cpg_out = s.cout_per_group();
+    let x_img = s.c_in * s.h * s.w;
+    let y_img = s.c_out * l.positions;
+    let (accs, images) = scratch.split_at_mut(wl.units(s) * wl.unit_len());
+    let (xps, dyts) = images.split_at_mut(wl.slab * wl.xp_len);
+    let dyts = &mut dyts[..wl.slab * wl.dyt_len];
+    for s0 in (0..s.n).step_by(wl.slab) {
+        let count = (s.n - s0).min(wl.slab);
+        xps.par_chunks_mut(wl.xp_len)
+            .zip(dyts.par_chunks_mut(wl.dyt_len))
+            .take(count)
+            .enumerate()
+            .for_each(|(i, (xp, dyt))| {
+                let b = s0 + i;
+                xp.fill(0.0);
+                pad_image(s, l.wp, l.plane, &x[b * x_img..][..x_img], xp);
+                transpose(&dy[b * y_img..][..y_img], s.c_out, l.positions, dyt);
+            });
+        let (xps, dyts) = (&*xps, &*dyts);
+        accs.par_chunks_mut(wl.unit_len())
+            .enumerate()
+            .for_each(|(unit, acc)| {
+                if s0 == 0 {
+                    acc.fill(0.0);
+                }
+                weight_block(s, wl, unit, &xps[..count * wl.xp_len], dyts, acc);
+            });
+    }
+    // Written over or added to dw; block (g, b, kb)'s accumulator r, channel c, is the
+    // weight of output channel g·cpg_out + b·width + c at patch index kb·P + r.
+    for (unit, acc) in accs.chunks(wl.unit_len()).enumerate() {
+        let (g, b, kb) = unit_position(wl, unit);
+        for r in 0..l.p.min(patch - kb * l.p) {
+            let k = kb * l.p + r;
+            for (c, &v) in acc[r * l.width..][..l.width].iter().enumerate() {
+                let d = &mut dw[(g * cpg_out + b * l.width + c) * patch + k];
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+    }
+}
+
+/// Register block `unit`'s (group, block of output channels, block of pairs).
+fn unit_position(wl: &WeightLayout, unit: usize) -> (usize, usize, usize) {
+    let per_group = wl.l.blocks * wl.pair_blocks;
+    let rest = unit % per_group;
+    (
+        unit / per_group,
+        rest / wl.pair_blocks,
+        rest % wl.pair_blocks,
+    )
+}
+
+/// Adds the slab's images (`xps`, padded, and `dyts`, transposed; as many images as `xps`
+/// holds) to register block `unit`'s accumulators `acc`. Pairs past the patch's end repeat
+/// its last pair (their accumulators are never read).
+fn weight_block(
+    s: &Conv2dShape,
+    wl: &WeightLayout,
+    unit: usize,
+    xps: &[f32],
+    dyts: &[f32],
+    acc: &mut [f32],
+) {
+    let l = &wl.l;
+    let [oh, ow] = s.out_hw();
+    let (cpg_in, cpg_out) = (s.cin_per_group(), s.cout_per_group());
+    let (taps, patch) = (s.kh * s.kw, s.patch_len());
+    let (g, b, kb) = unit_position(wl, unit);
+    let mut pairs = [0; CHANNEL_POSITIONS];
+    for (r, at) in pairs.iter_mut().enumerate().take(l.p) {
+        let k = (kb * l.p + r).min(patch - 1);
+        let (ci, t) = (k / taps, k % taps);
+        *at = (g * cpg_in + ci) * l.plane
+            + (t / s.kw) * s.dilation[0] * l.wp
+            + (t % s.kw) * s.dilation[1];
+    }
+    let images = xps.len() / wl.xp_len;
+    let last_pair = pairs[..l.p].iter().copied().max().unwrap_or(0);
+    let last_position = (oh - 1) * s.stride[0] * l.wp + (ow - 1) * s.stride[1];
+    let column = g * cpg_out + b * l.width;
+    // Bounds the unchecked reads and writes of the kernel below.
+    assert!(images >= 1 && xps.len() == images * wl.xp_len);
+    assert!(wl.xp_len > last_pair + last_position);
+    assert!(
+        dyts.len() >= (images - 1) * wl.dyt_len + (l.positions - 1) * s.c_out + column + l.width
+    );
+    assert!(acc.len() >= wl.unit_len());
+    let args = ChannelCorrelation {
+        x: xps.as_ptr(),
+        pairs,
+        x_image: wl.xp_len,
+        dy: dyts[column..].as_ptr(),
+        dy_position: s.c_out,
+        dy_image: wl.dyt_len,
+        images,
+        out_hw: [oh, ow],
+        steps: [s.stride[0] * l.wp, s.stride[1]],
+        acc: acc.as_mut_ptr(),
+    };
+    // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
+    // a block it has; the asserts above bound every access.
+    unsafe { kernels::channel_weight(l.isa, l.cv, l.p, &args) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(n: usize, c_in: usize, hw: [usize; 2], c_out: usize, pad: usize) -> Conv2dShape {
+        Conv2dShape {
+            n,
+            c_in,
+            h: hw[0],
+            w: hw[1],
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [pad, pad],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    /// Where both direct forwards run a shape, the channel blocks give the bits of the wide
+    /// grid's (one lane per output, products in the same order), with and without
+    /// accumulation, on planes whose positions fill no whole block.
+    #[test]
+    fn channel_blocks_give_the_bits_of_the_wide_grid() {
+        let Some(isa) = conv2d_direct::isa() else {
+            eprintln!("no direct kernels on this CPU; nothing to compare");
+            return;
+        };
+        let width = 2 * isa.lanes();
+        let shapes = [
+            shape(3, 16, [8, 8], 2 * width, 1),
+            shape(2, 20, [7, 9], width, 1),
+            shape(1, 8, [5, 13], width, 2),
+            shape(2, 32, [4, 30], 2 * width, 0),
+        ];
+        let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
+        let mut compared = 0;
+        for s in &shapes {
+            let (Some(l), true) = (layout::<f32>(s), conv2d_direct::applies::<f32>(s)) else {
+                continue;
+            };
+            compared += 1;
+            let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
+            let w: Vec<f32> = (0..s.w_len()).map(|i| value(i, 2)).collect();
+            let y0: Vec<f32> = (0..s.y_len()).map(|i| value(i, 3)).collect();
+            for accumulate in [false, true] {
+                let per = s.n.div_ceil(2);
+                let parts = s.n.div_ceil(per);
+                let mut want = y0.clone();
+                let mut scratch = vec![f32::NAN; conv2d_direct::scratch_len(s, parts)];
+                conv2d_direct::forward(s, &x, &w, &mut want, &mut scratch, per, accumulate);
+                let mut got = y0.clone();
+                let mut scratch = vec![f32::NAN; l.packed_weights_len(s) + parts * l.part_len(s)];
+                forward_f32(s, &l, &x, &w, &mut got, &mut scratch, per, accumulate);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{s:?}, accumulate {accumulate}");
+            }
+        }
+        assert_eq!(
+            compared,
+            shapes.len(),
+            "every shape runs both ways on {isa:?}"
+        );
+    }
+
+    /// The weight gradient gives the same bits whatever the slab: one image at a time, a
+    /// ragged last slab, or the whole batch at once; strided, with a ragged last block of
+    /// pairs (15·3·3 = 135 pairs).
+    #[test]
+    fn weight_gradient_does_not_depend_on_the_slab() {
+        let Some(isa) = conv2d_direct::isa() else {
+            eprintln!("no direct kernels on this CPU; nothing to compare");
+            return;
+        };
+        let mut s = shape(5, 15, [9, 7], 4 * isa.lanes(), 1);
+        s.stride = [2, 1];
+        let l = layout::<f32>(&s).expect("the channel blocks apply");
+        assert_ne!(s.patch_len() % l.p, 0, "a ragged last block of pairs");
+        let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
+        let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
+        let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
+        let one = WeightLayout::new(&s, l, 0);
+        let image_bytes = (one.xp_len + one.dyt_len) * 4;
+        let run = |slab_bytes: usize| {
+            let wl = WeightLayout::new(&s, l, slab_bytes);
+            let mut scratch = vec![f32::NAN; wl.len(&s)];
+            let mut dw = vec![f32::NAN; s.w_len()];
+            backward_weight_f32(&s, &wl, &x, &dy, &mut dw, false, &mut scratch);
+            (wl.slab, dw)
+        };
+        let (whole, want) = run(usize::MAX);
+        assert_eq!(whole, s.n);
+        for images in [1, 2, 3] {
+            let (slab, got) = run(images * image_bytes);
+            assert_eq!(slab, images);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "slab of {images}: {got:?} against {want:?}");
+        }
+    }
+}
