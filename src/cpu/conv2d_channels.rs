@@ -1,6 +1,7 @@
 //! Direct convolution in f32 with the output channels across the vector lanes, at any
-//! stride: the forward, and through it the stride-1 input gradient (conv2d.rs
-//! `transposed`). The register block is in conv2d_direct_kernels.rs (`channels_body`).
+//! stride: the forward (and through it the stride-1 input gradient, conv2d.rs
+//! `transposed`) and the weight gradient. The register blocks are in
+//! conv2d_direct_kernels.rs (`channels_body`, `channel_weight_body`).
 //!
 //! Why: conv2d_direct.rs lays positions across the lanes, on a "wide" grid that computes
 //! the padding columns too, and whole blocks of up to three vectors per image. On small
@@ -10,14 +11,16 @@
 //! they went through im2col + GEMM. Strided convolutions have no wide grid either. With
 //! the channels across the lanes, every position the block computes is an output: no
 //! padding columns, no rounding per image, any stride; it asks that the output channels
-//! of a group fill whole blocks (32 or 64 on AVX-512, 16 on AVX2 and NEON).
+//! of a group fill whole blocks (32 or 64 on AVX-512, 16 on AVX2, 8 or 16 on NEON).
 //!
 //! Method: the image is copied once into zero-padded planes, as in conv2d_direct.rs. A
 //! register block holds CV vectors of output channels × P output positions of one image;
 //! each (ci, ki, kj) step loads the CV·LANES packed weights and broadcasts each position's
 //! input pixel, for CV·P fused multiply-adds. The block writes its results position-major
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
-//! [channels, positions] (cpu/transpose.rs).
+//! [channels, positions] (cpu/transpose.rs). The weight gradient transposes dy per image
+//! to [positions, channels] and holds CV vectors of output channels × R (input channel,
+//! tap) pairs, each weight summing every position of the batch in one lane.
 //!
 //! Summation order: every output sums its c_in/groups·kh·kw products in (ci, ki, kj) order
 //! in one lane, as conv2d_direct.rs's forward does, so where both run a shape they give the
@@ -275,6 +278,11 @@ struct WeightLayout {
     l: Layout,
     /// Images at a time: as many as fit the slab's bytes, at least one.
     slab: usize,
+    /// Output rows the register blocks sum at a time: every row of the slab's images where
+    /// a whole image fits the slab's bytes; else, one image at a time, bands of rows whose
+    /// output gradients and input rows fit them (an ImageNet-sized plane of 224×224 with 64
+    /// channels holds 25 MB of both).
+    band: usize,
     /// Register blocks of (input channel, tap) pairs per block of output channels.
     pair_blocks: usize,
     xp_len: usize,
@@ -283,12 +291,21 @@ struct WeightLayout {
 
 impl WeightLayout {
     fn new(s: &Conv2dShape, l: Layout, slab_bytes: usize) -> Self {
+        let [oh, ow] = s.out_hw();
         let xp_len = s.c_in * l.plane;
         let dyt_len = l.positions * s.c_out;
-        let image_bytes = (xp_len + dyt_len) * std::mem::size_of::<f32>();
+        let bytes = std::mem::size_of::<f32>();
+        let image_bytes = (xp_len + dyt_len) * bytes;
+        let (slab, band) = if image_bytes <= slab_bytes {
+            ((slab_bytes / image_bytes).clamp(1, s.n), oh)
+        } else {
+            let row_bytes = (ow * s.c_out + s.stride[0] * l.wp * s.c_in) * bytes;
+            (1, (slab_bytes / row_bytes).clamp(1, oh))
+        };
         WeightLayout {
             l,
-            slab: (slab_bytes / image_bytes).clamp(1, s.n),
+            slab,
+            band,
             pair_blocks: s.patch_len().div_ceil(l.p),
             xp_len,
             dyt_len,
@@ -377,14 +394,19 @@ fn backward_weight_f32(
                 transpose(&dy[b * y_img..][..y_img], s.c_out, l.positions, dyt);
             });
         let (xps, dyts) = (&*xps, &*dyts);
-        accs.par_chunks_mut(wl.unit_len())
-            .enumerate()
-            .for_each(|(unit, acc)| {
-                if s0 == 0 {
-                    acc.fill(0.0);
-                }
-                weight_block(s, wl, unit, &xps[..count * wl.xp_len], dyts, acc);
-            });
+        let [oh, _] = s.out_hw();
+        for r0 in (0..oh).step_by(wl.band) {
+            let rows = r0..(r0 + wl.band).min(oh);
+            accs.par_chunks_mut(wl.unit_len())
+                .enumerate()
+                .for_each(|(unit, acc)| {
+                    if s0 == 0 && r0 == 0 {
+                        acc.fill(0.0);
+                    }
+                    let slab = &xps[..count * wl.xp_len];
+                    weight_block(s, wl, unit, slab, dyts, rows.clone(), acc);
+                });
+        }
     }
     // Written over or added to dw; block (g, b, kb)'s accumulator r, channel c, is the
     // weight of output channel g·cpg_out + b·width + c at patch index kb·P + r.
@@ -411,15 +433,16 @@ fn unit_position(wl: &WeightLayout, unit: usize) -> (usize, usize, usize) {
     )
 }
 
-/// Adds the slab's images (`xps`, padded, and `dyts`, transposed; as many images as `xps`
-/// holds) to register block `unit`'s accumulators `acc`. Pairs past the patch's end repeat
-/// its last pair (their accumulators are never read).
+/// Adds output rows `rows` of the slab's images (`xps`, padded, and `dyts`, transposed; as
+/// many images as `xps` holds) to register block `unit`'s accumulators `acc`. Pairs past
+/// the patch's end repeat its last pair (their accumulators are never read).
 fn weight_block(
     s: &Conv2dShape,
     wl: &WeightLayout,
     unit: usize,
     xps: &[f32],
     dyts: &[f32],
+    rows: std::ops::Range<usize>,
     acc: &mut [f32],
 ) {
     let l = &wl.l;
@@ -437,24 +460,26 @@ fn weight_block(
     }
     let images = xps.len() / wl.xp_len;
     let last_pair = pairs[..l.p].iter().copied().max().unwrap_or(0);
-    let last_position = (oh - 1) * s.stride[0] * l.wp + (ow - 1) * s.stride[1];
-    let column = g * cpg_out + b * l.width;
+    // The band's first input row and first output gradient.
+    let x0 = rows.start * s.stride[0] * l.wp;
+    let dy0 = rows.start * ow * s.c_out + g * cpg_out + b * l.width;
+    let last_position = (rows.len() - 1) * s.stride[0] * l.wp + (ow - 1) * s.stride[1];
     // Bounds the unchecked reads and writes of the kernel below.
     assert!(images >= 1 && xps.len() == images * wl.xp_len);
-    assert!(wl.xp_len > last_pair + last_position);
-    assert!(
-        dyts.len() >= (images - 1) * wl.dyt_len + (l.positions - 1) * s.c_out + column + l.width
-    );
+    assert!(!rows.is_empty() && rows.end <= oh);
+    assert!(wl.xp_len > x0 + last_pair + last_position);
+    let last_dy = dy0 + (rows.len() * ow - 1) * s.c_out + l.width;
+    assert!(dyts.len() >= (images - 1) * wl.dyt_len + last_dy);
     assert!(acc.len() >= wl.unit_len());
     let args = ChannelCorrelation {
-        x: xps.as_ptr(),
+        x: xps[x0..].as_ptr(),
         pairs,
         x_image: wl.xp_len,
-        dy: dyts[column..].as_ptr(),
+        dy: dyts[dy0..].as_ptr(),
         dy_position: s.c_out,
         dy_image: wl.dyt_len,
         images,
-        out_hw: [oh, ow],
+        out_hw: [rows.len(), ow],
         steps: [s.stride[0] * l.wp, s.stride[1]],
         acc: acc.as_mut_ptr(),
     };
@@ -532,8 +557,8 @@ mod tests {
         );
     }
 
-    /// The weight gradient gives the same bits whatever the slab: one image at a time, a
-    /// ragged last slab, or the whole batch at once; strided, with a ragged last block of
+    /// The weight gradient gives the same bits whatever the slab: bands of output rows, one
+    /// image at a time, a ragged last slab, or the whole batch at once; strided, with a ragged last block of
     /// pairs (15·3·3 = 135 pairs).
     #[test]
     fn weight_gradient_does_not_depend_on_the_slab() {
@@ -567,6 +592,19 @@ mod tests {
                 .zip(&want)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "slab of {images}: {got:?} against {want:?}");
+        }
+        // Less than an image: one image at a time in bands of 1 and 2 output rows (a ragged
+        // last band: 5 rows).
+        let row_bytes = (s.out_hw()[1] * s.c_out + s.stride[0] * l.wp * s.c_in) * 4;
+        for rows in [1, 2] {
+            let wl = WeightLayout::new(&s, l, rows * row_bytes);
+            assert_eq!((wl.slab, wl.band), (1, rows));
+            let (_, got) = run(rows * row_bytes);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "bands of {rows} rows: {got:?} against {want:?}");
         }
     }
 }
