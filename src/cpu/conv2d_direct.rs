@@ -12,7 +12,11 @@
 //! "wide" output grid q = oy·wp + ox (ox running over the whole padded width) every tap is
 //! one constant shift of the flattened plane: y_wide[q] = Σ_ci,ki,kj w · xp[ci][q + ki·dh·wp +
 //! kj·dw]. The columns ox ≥ ow of the wide grid read across the row's end and are dropped
-//! when the result is copied out.
+//! when the result is copied out. Rows share their padding: each holds pw zeros and then
+//! the image's w pixels, so the columns a tap reads past a row's right end are the next
+//! row's leading zeros, and wp = w + pw (at least ow) where a separate padding on both
+//! sides took w + 2·pw: on 32×32 planes 33 wide positions a row rather than 34, on 28×28
+//! 29 rather than 30, and fewer to compute.
 //! - Forward: a register block holds CB output channels × 1–3 vectors of consecutive wide
 //!   positions; each (ci, ki, kj) step loads those vectors of the shifted plane and
 //!   broadcasts CB weights for CB·PV fused multiply-adds, so the loop is bound by the FMA
@@ -74,9 +78,10 @@ struct Grid {
 impl Grid {
     fn new(s: &Conv2dShape, isa: Isa) -> Self {
         let (lanes, cb) = (isa.lanes(), isa.forward_channels());
-        let [oh, _] = s.out_hw();
+        let [oh, ow] = s.out_hw();
         let hp = s.h + 2 * s.pad[0];
-        let wp = s.w + 2 * s.pad[1];
+        // A row's left padding is the row before's right padding (module doc).
+        let wp = (s.w + s.pad[1]).max(ow);
         let plane = hp * wp;
         let rounded = |pv: usize| (oh * wp).div_ceil(pv * lanes) * pv * lanes;
         let pv = (1..=isa.max_vectors())
@@ -94,7 +99,7 @@ impl Grid {
             pv,
             wide,
             co_blocks: s.cout_per_group().div_ceil(cb),
-            xp_len: (s.c_in * plane).max((s.c_in - 1) * plane + wide + reach),
+            xp_len: (s.c_in * plane + s.pad[1]).max((s.c_in - 1) * plane + wide + reach),
         }
     }
 
