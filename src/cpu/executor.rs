@@ -3,7 +3,7 @@
 
 use super::{
     Element, activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss,
-    matmul, optimizer, pool, pool2d, recurrent, stats,
+    matmul, optimizer, pool, pool2d, recurrent, stats, stats_schedule::StatsSchedule,
 };
 use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ pub struct CpuExecutor<T: Element = f32> {
     scratch: Scratch<T>,
     /// `Plan::grad_jobs`, listed once (the global-norm op reads those records every step).
     grad_jobs: Vec<usize>,
+    /// Statistics ops taken right after the last op that names their tensor.
+    stats_schedule: StatsSchedule,
 }
 
 /// Working memory the kernels borrow for one op; grown on first use, never shrunk.
@@ -53,6 +55,25 @@ struct Scratch<T> {
     /// Per statistics job: its chunk records, and whether it is in the block being reduced.
     stats_jobs: Vec<Vec<RawStats>>,
     in_block: Vec<bool>,
+}
+
+/// Marks in `in_block` (one flag per statistics job) the jobs of the statistics ops among
+/// `ops` (op indices) that run at `level`, and no other.
+fn mark_stats_jobs(
+    in_block: &mut Vec<bool>,
+    plan: &Plan,
+    ops: impl Iterator<Item = usize>,
+    level: StatsLevel,
+) {
+    in_block.clear();
+    in_block.resize(plan.stats_jobs.len(), false);
+    for k in ops {
+        if let Op::Stats { job } = plan.ops[k]
+            && level.runs(plan.stats_jobs[job].class)
+        {
+            in_block[job] = true;
+        }
+    }
 }
 
 impl<T: Element> CpuExecutor<T> {
@@ -88,6 +109,7 @@ impl<T: Element> CpuExecutor<T> {
                 .map_or(0, |_| plan.batch * plan.label_rows * plan.classes)
         ];
         let grad_jobs = plan.grad_jobs();
+        let stats_schedule = StatsSchedule::new(&plan);
         CpuExecutor {
             plan,
             storage,
@@ -101,6 +123,7 @@ impl<T: Element> CpuExecutor<T> {
             profile: None,
             scratch: Scratch::default(),
             grad_jobs,
+            stats_schedule,
         }
     }
 
@@ -186,6 +209,7 @@ impl<T: Element> CpuExecutor<T> {
             if op
                 .stats_class(&self.plan.stats_jobs)
                 .is_some_and(|c| !stats.runs(c))
+                || self.stats_schedule.taken(i - 1, range.start)
             {
                 continue;
             }
@@ -194,7 +218,10 @@ impl<T: Element> CpuExecutor<T> {
                 let block_end = (i..end)
                     .find(|&k| !matches!(self.plan.ops[k], Op::Stats { .. }))
                     .unwrap_or(end);
-                self.stats_block(i - 1..block_end, stats);
+                let schedule = &self.stats_schedule;
+                let ops = (i - 1..block_end).filter(|&k| !schedule.taken(k, range.start));
+                mark_stats_jobs(&mut self.scratch.in_block, &self.plan, ops, stats);
+                self.reduce_marked_stats();
                 i = block_end;
                 continue;
             }
@@ -208,6 +235,29 @@ impl<T: Element> CpuExecutor<T> {
             } else {
                 self.run_op(&op, scalars)?;
             }
+            // The statistics of tensors this op was the last to name, while they are in
+            // cache (cpu/stats_schedule.rs).
+            let moved = self.stats_schedule.after(i);
+            if moved.is_empty() {
+                continue;
+            }
+            let moved = moved.iter().copied().filter(|&k| k < end);
+            if profiling {
+                for k in moved.collect::<Vec<_>>() {
+                    let op = self.plan.ops[k].clone();
+                    if op
+                        .stats_class(&self.plan.stats_jobs)
+                        .is_some_and(|c| stats.runs(c))
+                    {
+                        let t = std::time::Instant::now();
+                        self.run_op(&op, scalars)?;
+                        times.push((k, t.elapsed().as_secs_f64()));
+                    }
+                }
+            } else {
+                mark_stats_jobs(&mut self.scratch.in_block, &self.plan, moved, stats);
+                self.reduce_marked_stats();
+            }
         }
         if let (true, Some(p)) = (profiling, self.profile.as_mut()) {
             p.add(crate::profile::StepTimes {
@@ -219,24 +269,15 @@ impl<T: Element> CpuExecutor<T> {
         Ok(())
     }
 
-    /// The records of the statistics ops `ops` (a block of consecutive ones) that run at
-    /// this level, all in one rayon region: each job reduced exactly as its own op would
-    /// (so the same bits), but the pool's threads wake once for the block instead of once
-    /// per tensor, which at two threads cost more than the small tensors' work.
-    fn stats_block(&mut self, ops: std::ops::Range<usize>, level: StatsLevel) {
+    /// The records of the statistics jobs marked in `scratch.in_block`
+    /// (`mark_stats_jobs`), all in one rayon region: each job reduced exactly as its own op
+    /// would (so the same bits), but the pool's threads wake once for the block instead of
+    /// once per tensor, which at two threads cost more than the small tensors' work.
+    fn reduce_marked_stats(&mut self) {
         use rayon::prelude::*;
         let jobs = self.plan.stats_jobs.len();
         let scratch = &mut self.scratch;
         scratch.stats_jobs.resize_with(jobs, Vec::new);
-        scratch.in_block.clear();
-        scratch.in_block.resize(jobs, false);
-        for op in &self.plan.ops[ops] {
-            if let Op::Stats { job } = *op
-                && level.runs(self.plan.stats_jobs[job].class)
-            {
-                scratch.in_block[job] = true;
-            }
-        }
         let (plan, storage, in_block) = (&self.plan, &self.storage, &scratch.in_block);
         self.records
             .par_iter_mut()
@@ -998,5 +1039,71 @@ impl<T: Element> Executor for CpuExecutor<T> {
             self.describe(),
             "host clock around each op (the CPU executor runs them one after another)".into(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::Init;
+    use crate::model::{ModelSpec, zoo};
+    use crate::ops::{Activation, OptimizerKind, OptimizerParams};
+    use crate::plan::{TensorKind, compile};
+
+    /// Every record of a step is the record of its tensor's final value in that step, though
+    /// the executor takes the records of large outputs and output gradients right after the
+    /// last op that names them (cpu/stats_schedule.rs; here every one moves, however small): weights and biases as they were
+    /// before the step's update, everything else as it is after the step. On a residual
+    /// convolutional net (shortcut gradients accumulated by a later op) and an MLP.
+    #[test]
+    fn moved_statistics_record_the_final_tensors() {
+        let adam = OptimizerParams::new(OptimizerKind::Adam);
+        let resnet =
+            zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent)
+                .unwrap();
+        let mlp = ModelSpec::mlp(
+            20,
+            &[16, 16],
+            4,
+            Activation::Relu,
+            Init::HeNormal,
+            LossKind::Xent,
+        )
+        .unwrap();
+        for (name, model) in [("resnet", resnet), ("mlp", mlp)] {
+            let plan = compile(&model, 4, adam).unwrap();
+            let mut exec = CpuExecutor::<f32>::new(plan.clone());
+            // These nets' tensors are small: move every statistics op that can move.
+            exec.stats_schedule = StatsSchedule::moving_from(&plan, 1);
+            let moved = (0..plan.ops.len())
+                .filter(|&i| !exec.stats_schedule.after(i).is_empty())
+                .count();
+            assert!(moved > 0, "{name}: the schedule moves statistics ops");
+            crate::train::initialize(&mut exec, 3).unwrap();
+            let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
+                .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+                .collect();
+            let labels: Vec<u32> = (0..plan.batch).map(|i| (i % plan.classes) as u32).collect();
+            exec.load_batch(&inputs, &labels).unwrap();
+            let before: Vec<Vec<f32>> = plan
+                .stats_jobs
+                .iter()
+                .map(|job| exec.float(job.buffer)[..job.len].to_vec())
+                .collect();
+            let scalars = StepScalars { lr: 1e-3, t: 1 };
+            exec.train_step(1, scalars, StatsLevel::Full).unwrap();
+            for (j, job) in plan.stats_jobs.iter().enumerate() {
+                let values = match job.kind {
+                    TensorKind::Weight | TensorKind::Bias => before[j].clone(),
+                    _ => exec.float(job.buffer)[..job.len].to_vec(),
+                };
+                let want = stats::stats_reduce(&values, job.saturation);
+                assert_eq!(
+                    exec.records[j], want,
+                    "{name}: job {j} ({:?} of layer {})",
+                    job.kind, job.layer
+                );
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod pool2d;
 pub mod recurrent;
 pub mod stats;
 mod stats_histogram;
+mod stats_schedule;
 pub mod transpose;
 
 pub use element::Element;
