@@ -540,3 +540,55 @@ fn resnet20_groups_its_split_k_sums() {
         "{passes:?}"
     );
 }
+
+/// The CPU executor's training step gives the same bits on one rayon thread and on three:
+/// a residual convolutional net whose 32- and 64-channel convolutions take the channel
+/// layout (cpu/conv2d_channels.rs) on AVX-512, its 16-channel ones the wide grid, with
+/// BatchNorm, every statistic, and momentum SGD, over three steps: every parameter, the
+/// loss and every record.
+#[test]
+fn cpu_step_bits_do_not_depend_on_the_thread_count() {
+    let model =
+        zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
+    let plan = compile(&model, 6, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+    let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
+    let labels: Vec<u32> = (0..plan.batch).map(|i| (i % plan.classes) as u32).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut exec = CpuExecutor::<f32>::new(plan.clone());
+            initialize(&mut exec, 11).unwrap();
+            let mut reports = Vec::new();
+            for step in 1..=3u64 {
+                exec.load_batch(&inputs, &labels).unwrap();
+                let scalars = StepScalars {
+                    lr: 0.05,
+                    t: step as u32,
+                };
+                exec.train_step(step, scalars, StatsLevel::Full).unwrap();
+                reports.extend(exec.finished(true).unwrap());
+            }
+            let params: Vec<Vec<f32>> = plan
+                .params
+                .iter()
+                .map(|p| exec.read(p.value).unwrap())
+                .collect();
+            (reports, params)
+        })
+    };
+    let (one, one_params) = run(1);
+    let (three, three_params) = run(3);
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: loss", a.step);
+        assert_eq!(a.records, b.records, "step {}: statistics records", a.step);
+    }
+    for (p, (a, b)) in plan.params.iter().zip(one_params.iter().zip(&three_params)) {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "parameter {} differs between one thread and three", p.name);
+    }
+}
