@@ -589,6 +589,10 @@ fn cpu_step_bits_do_not_depend_on_the_thread_count() {
     }
     for (p, (a, b)) in plan.params.iter().zip(one_params.iter().zip(&three_params)) {
         let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "parameter {} differs between one thread and three", p.name);
+        assert!(
+            same,
+            "parameter {} differs between one thread and three",
+            p.name
+        );
     }
 }
