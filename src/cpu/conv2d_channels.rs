@@ -6,8 +6,8 @@
 //! Why: conv2d_direct.rs lays positions across the lanes, on a "wide" grid that computes
 //! the padding columns too, and whole blocks of up to three vectors per image. On small
 //! planes that wastes much: resnet-20's third stage (8×8 planes, 80 wide positions for 64
-//! outputs) fits one vector per block only, where each FMA waits for its own broadcast
-//! weight, and its 7×7 planes (on 28×28 inputs) waste too much for that path at all, so
+//! outputs, 72 since rows share their padding) fits one vector per block only, where each
+//! FMA waits for its own broadcast weight, and its 7×7 planes (on 28×28 inputs) waste too much for that path at all, so
 //! they went through im2col + GEMM. Strided convolutions have no wide grid either. With
 //! the channels across the lanes, every position the block computes is an output: no
 //! padding columns, no rounding per image, any stride; it asks that the output channels
