@@ -18,7 +18,9 @@
 //! within a few minutes.
 //!
 //! `cargo bench --bench conv [-- --batch N --step-batch N[,N…] --steps N --repeats N
-//!  --device cpu|gpu|both --no-convs --no-step]`
+//!  --device cpu|gpu|both --shape TEXT --no-convs --no-step]`
+//!
+//! `--shape TEXT` keeps the convolutions whose name contains TEXT (`16→16`, `s2`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +62,9 @@ fn median_time(repeats: usize, mut f: impl FnMut()) -> f64 {
 
 const PASSES: [&str; 3] = ["forward", "backward input", "backward weight"];
 
-/// Median seconds of each pass on the CPU twins (f32).
+/// Median seconds of each pass on the CPU twins (f32). Each pass keeps its scratch from one
+/// call to the next, as the CPU executor does (a fresh allocation would time the kernel's
+/// page faults).
 fn cpu_passes(s: &Conv2dShape, repeats: usize) -> [f64; 3] {
     let x = data(s.x_len(), 1);
     let w = data(s.w_len(), 2);
@@ -68,11 +72,15 @@ fn cpu_passes(s: &Conv2dShape, repeats: usize) -> [f64; 3] {
     let mut y = vec![0f32; s.y_len()];
     let mut dx = vec![0f32; s.x_len()];
     let mut dw = vec![0f32; s.w_len()];
+    let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
+    let [sf, si, sw] = &mut scratch;
     [
-        median_time(repeats, || cpu::conv2d_forward(s, &x, &w, &mut y)),
-        median_time(repeats, || cpu::conv2d_backward_input(s, &dy, &w, &mut dx)),
+        median_time(repeats, || cpu::conv2d_forward_with(s, &x, &w, &mut y, sf)),
         median_time(repeats, || {
-            cpu::conv2d_backward_weight(s, &x, &dy, &mut dw, false)
+            cpu::conv2d_backward_input_with(s, &dy, &w, &mut dx, si, false)
+        }),
+        median_time(repeats, || {
+            cpu::conv2d_backward_weight_with(s, &x, &dy, &mut dw, false, sw)
         }),
     ]
 }
@@ -200,7 +208,11 @@ fn main() {
             "{:<26} {:<16} {:>8} {:>10} {:>8} {:>10} {:>9}",
             "shape", "pass", "cpu ms", "cpu GF/s", "gpu ms", "gpu GF/s", "gpu/cpu"
         );
-        for (name, s) in resnet20_shapes(batch) {
+        let only = flag("--shape").unwrap_or_default();
+        for (name, s) in resnet20_shapes(batch)
+            .into_iter()
+            .filter(|(name, _)| name.contains(&only))
+        {
             let c = if use_cpu {
                 Some(cpu_passes(&s, repeats))
             } else {

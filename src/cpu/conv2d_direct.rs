@@ -23,7 +23,11 @@
 //!   units, not by loads.
 //! - Weight gradient: dW[co][ci][t] = Σ_b Σ_q dy_wide[co][q] · xp[ci][q + shift_t], with
 //!   dy laid on the wide grid (zero in the wrap columns): a register block holds lane
-//!   accumulators for CO output channels × up to 9 taps.
+//!   accumulators for CO output channels × up to 9 taps. A 3×3 kernel whose output rows
+//!   are whole vectors walks column blocks down the rows instead, dy read in place
+//!   (`walks_rows`): each padded input row meets the output-gradient rows level with it
+//!   and one and two above, which the walk keeps in registers, so a row costs 3 + CO
+//!   loads for 9·CO FMAs where the wide grid's block costs 9 + CO.
 //!
 //! Summation order: every forward output sums its c_in/groups·kh·kw products in (ci, ki,
 //! kj) order in one register lane; every weight-gradient lane sums its images in order and
@@ -39,7 +43,7 @@
 //!
 //! Non-finite inputs: a zero of dy in a wrap column multiplies a real pixel, so an infinite
 //! pixel can turn a weight-gradient tap that never reads it into NaN (0·∞); the forward
-//! output already holds that infinity.
+//! output already holds that infinity. (The row walk reads no wrap column of dy.)
 
 use std::any::TypeId;
 use std::sync::OnceLock;
@@ -332,7 +336,12 @@ impl WeightScratch {
     fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Self {
         let grid = Grid::new(s, isa);
         let tap_blocks = (s.kh * s.kw).div_ceil(WEIGHT_TAPS);
-        let dyw_len = (s.c_out + 1) * grid.wide;
+        // The row walk reads the output gradients in place.
+        let dyw_len = if walks_rows(s, &grid) {
+            0
+        } else {
+            (s.c_out + 1) * grid.wide
+        };
         let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
         WeightScratch {
             slab: (slab_bytes / image_bytes).clamp(1, s.n),
@@ -406,6 +415,9 @@ fn backward_weight_f32(
         shifts[t / WEIGHT_TAPS][t % WEIGHT_TAPS] =
             (t / s.kw) * s.dilation[0] * grid.wp + (t % s.kw) * s.dilation[1];
     }
+    // The row walk reads the output gradients where they lie; the other kernels read them
+    // copied onto the wide grid.
+    let walk = walks_rows(s, grid);
     let pairs = cpg_out.div_ceil(WEIGHT_CHANNELS);
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
@@ -415,21 +427,31 @@ fn backward_weight_f32(
     for s0 in (0..s.n).step_by(ws.slab) {
         let count = (s.n - s0).min(ws.slab);
         // Padding, wrap columns, the rows past the grid and the spare row are zero.
+        // Each slab's images overwrite the interior only, so the padding zeroed for the first
+        // stays zero.
         xps.par_chunks_mut(grid.xp_len)
-            .zip(dyws.par_chunks_mut(ws.dyw_len))
             .take(count)
             .enumerate()
-            .for_each(|(i, (xp, dyw))| {
-                let b = s0 + i;
-                xp.fill(0.0);
-                grid.pad_image(s, &x[b * x_img..][..x_img], xp);
-                dyw.fill(0.0);
-                for (c, src) in dy[b * y_img..][..y_img].chunks(oh * ow).enumerate() {
-                    for (r, row) in src.chunks(ow).enumerate() {
-                        dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
-                    }
+            .for_each(|(i, xp)| {
+                if s0 == 0 {
+                    xp.fill(0.0);
                 }
+                grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
             });
+        if !walk {
+            dyws.par_chunks_mut(ws.dyw_len)
+                .take(count)
+                .enumerate()
+                .for_each(|(i, dyw)| {
+                    dyw.fill(0.0);
+                    let src = &dy[(s0 + i) * y_img..][..y_img];
+                    for (c, plane) in src.chunks(oh * ow).enumerate() {
+                        for (r, row) in plane.chunks(ow).enumerate() {
+                            dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
+                        }
+                    }
+                });
+        }
         let (xps, dyws) = (&*xps, &*dyws);
         lanes
             .par_chunks_mut(ws.unit_len)
@@ -440,6 +462,16 @@ fn backward_weight_f32(
                     acc.fill(0.0);
                 }
                 for b0 in (0..count).step_by(chunk) {
+                    let channel = g * cpg_out + co;
+                    let (dy, dy_image, dy_stride) = if walk {
+                        (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
+                    } else {
+                        (
+                            &dyws[b0 * ws.dyw_len + channel * grid.wide..],
+                            ws.dyw_len,
+                            grid.wide,
+                        )
+                    };
                     for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
                         let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
                         weight_block(
@@ -447,8 +479,9 @@ fn backward_weight_f32(
                             &ws,
                             WeightBlock {
                                 x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
-                                dy: &dyws[b0 * ws.dyw_len + (g * cpg_out + co) * grid.wide..],
-                                dy_image: ws.dyw_len,
+                                dy,
+                                dy_image,
+                                dy_stride,
                                 images: (count - b0).min(chunk),
                                 shifts: &block_shifts[..n_taps],
                                 acc: &mut acc[tb * block_len..],
@@ -484,14 +517,30 @@ fn backward_weight_f32(
     }
 }
 
+/// Whether the weight gradient of shape `s` walks column blocks down the rows
+/// (`kernels::weight_rows_3x3`): a 3×3 kernel at dilation 1 whose output rows are whole
+/// vectors and whose output channels come in whole pairs, so that the kernel reads the
+/// output gradients in place (the wide grid's copy has a spare zero row for an odd count).
+/// resnet-20's 16-channel weight gradient on 32×32 planes ran at 74 GFLOP/s on the wide
+/// grid's block and 82–97 this way (BENCHMARKS.md).
+fn walks_rows(s: &Conv2dShape, grid: &Grid) -> bool {
+    s.kh == 3
+        && s.kw == 3
+        && s.dilation == [1, 1]
+        && s.out_hw()[1].is_multiple_of(grid.lanes)
+        && s.cout_per_group().is_multiple_of(WEIGHT_CHANNELS)
+}
+
 /// One call of the weight gradient's kernel: a chunk of `images` images, one output-channel
 /// pair, one block of taps, every input channel of the group.
 struct WeightBlock<'a> {
     /// The group's first plane of the chunk's first image (images `grid.xp_len` apart).
     x: &'a [f32],
-    /// The pair's first row of the chunk's first output gradient (images `dy_image` apart).
+    /// The pair's first row of the chunk's first output gradient (images `dy_image` apart,
+    /// channels `dy_stride`).
     dy: &'a [f32],
     dy_image: usize,
+    dy_stride: usize,
     images: usize,
     shifts: &'a [usize],
     /// Lane accumulators [WEIGHT_CHANNELS][WEIGHT_TAPS][WEIGHT_LANES] of the first input
@@ -512,7 +561,15 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
     assert!(
         b.x.len() >= (b.images - 1) * grid.xp_len + (cpg_in - 1) * grid.plane + grid.wide + reach
     );
-    assert!(b.dy.len() >= (b.images - 1) * b.dy_image + WEIGHT_CHANNELS * grid.wide);
+    let dy_len = if walks_rows(s, grid) {
+        let [oh, ow] = s.out_hw();
+        oh * ow
+    } else {
+        grid.wide
+    };
+    assert!(
+        b.dy.len() >= (b.images - 1) * b.dy_image + (WEIGHT_CHANNELS - 1) * b.dy_stride + dy_len
+    );
     assert!(b.acc.len() >= (cpg_in - 1) * b.acc_stride + WEIGHT_BLOCK);
     let args = Correlation {
         x: b.x.as_ptr(),
@@ -521,7 +578,7 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
         cin: cpg_in,
         dy: b.dy.as_ptr(),
         dy_image: b.dy_image,
-        dy_stride: grid.wide,
+        dy_stride: b.dy_stride,
         images: b.images,
         len: grid.wide,
         acc: b.acc.as_mut_ptr(),
@@ -530,7 +587,10 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
     // SAFETY: `applies_to_weight_gradient` found the instruction set present, with a
     // weight-gradient kernel; the asserts above bound every access.
     unsafe {
-        if s.kh == 3 && s.kw == 3 && s.dilation[1] == 1 {
+        if walks_rows(s, grid) {
+            let [oh, ow] = s.out_hw();
+            kernels::weight_rows_3x3(grid.isa, &args, oh, ow, grid.wp);
+        } else if s.kh == 3 && s.kw == 3 && s.dilation[1] == 1 {
             kernels::weight_3x3(grid.isa, &args, s.dilation[0] * grid.wp);
         } else {
             kernels::weight(grid.isa, &args, b.shifts);
@@ -595,39 +655,47 @@ mod tests {
     use super::*;
 
     /// The weight gradient gives the same bits whatever the slab: one image at a time, a
-    /// ragged last slab, or the whole batch at once.
+    /// ragged last slab, or the whole batch at once; on the wide grid's blocks (30 columns)
+    /// and on the row walk (32 columns, an even channel count).
     #[test]
     fn weight_gradient_does_not_depend_on_the_slab() {
-        let s = Conv2dShape {
-            n: 5,
-            c_in: 3,
-            h: 12,
-            w: 30,
-            c_out: 5,
-            kh: 3,
-            kw: 3,
-            stride: [1, 1],
-            pad: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        if !applies_to_weight_gradient::<f32>(&s) {
-            eprintln!(
-                "no direct weight-gradient kernel on this CPU ({:?}); nothing to compare",
-                isa()
-            );
-            return;
+        for (w, c_out, walk) in [(30, 5, false), (32, 4, true)] {
+            let s = Conv2dShape {
+                n: 5,
+                c_in: 3,
+                h: 12,
+                w,
+                c_out,
+                kh: 3,
+                kw: 3,
+                stride: [1, 1],
+                pad: [1, 1],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            if !applies_to_weight_gradient::<f32>(&s) {
+                eprintln!(
+                    "no direct weight-gradient kernel on this CPU ({:?}); nothing to compare",
+                    isa()
+                );
+                return;
+            }
+            slab_does_not_change_the_bits(&s, walk);
         }
+    }
+
+    fn slab_does_not_change_the_bits(s: &Conv2dShape, walk: bool) {
         let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
         let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
         let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
-        let grid = Grid::new(&s, isa().unwrap());
-        let image_bytes = (grid.xp_len + (s.c_out + 1) * grid.wide) * 4;
+        let whole = WeightScratch::new(s, isa().unwrap(), usize::MAX);
+        assert_eq!(walks_rows(s, &whole.grid), walk);
+        let image_bytes = (whole.grid.xp_len + whole.dyw_len) * 4;
         let run = |slab_bytes: usize| {
-            let ws = WeightScratch::new(&s, grid.isa, slab_bytes);
+            let ws = WeightScratch::new(s, whole.grid.isa, slab_bytes);
             let mut scratch = vec![f32::NAN; ws.len()];
             let mut dw = vec![f32::NAN; s.w_len()];
-            backward_weight_f32(&s, &x, &dy, &mut dw, false, &mut scratch, slab_bytes);
+            backward_weight_f32(s, &x, &dy, &mut dw, false, &mut scratch, slab_bytes);
             (ws.slab, dw)
         };
         let (whole, want) = run(usize::MAX);

@@ -336,6 +336,38 @@ pub(super) unsafe fn weight_3x3(isa: Isa, b: &Correlation, row_step: usize) {
     }
 }
 
+/// The weight-gradient block of a 3×3 kernel at stride 1 and dilation 1 that walks each
+/// column block of output gradients down the rows: the output gradients lie compact,
+/// `rows` rows of `cols` values (a multiple of the lanes), and the padded input rows are
+/// `x_row` apart. Each input row's three shifted vectors meet the output-gradient rows
+/// below it, above it and level with it, which stay in registers as the walk goes down, so
+/// a row costs three input loads and WEIGHT_CHANNELS output-gradient loads for 9 ·
+/// WEIGHT_CHANNELS FMAs (the `weight_3x3` block loads 9 + WEIGHT_CHANNELS for as many).
+///
+/// # Safety
+/// As `weight`, with `b.len` unused.
+pub(super) unsafe fn weight_rows_3x3(
+    isa: Isa,
+    b: &Correlation,
+    rows: usize,
+    cols: usize,
+    x_row: usize,
+) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => weight_rows_3x3_avx512(b, [rows, cols, x_row]),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => weight_rows_3x3_neon(b, [rows, cols, x_row]),
+            _ => unreachable!(
+                "no weight-gradient kernel for {isa:?}: {rows}×{cols}, {:p}",
+                b.x
+            ),
+        }
+    }
+}
+
 /// Replaces the first len/WEIGHT_LANES values of `acc` by the sums of its accumulators'
 /// lanes, in order (sum a lands at index a ≤ WEIGHT_LANES·a, after its own lanes were
 /// read), each in the fixed order of the instruction set's horizontal add
@@ -416,6 +448,13 @@ unsafe fn weight_3x3_avx512(b: &Correlation, row_step: usize) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+unsafe fn weight_rows_3x3_avx512(b: &Correlation, geometry: [usize; 3]) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_rows_3x3_body::<__m512, WEIGHT_CHANNELS>(b, geometry) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
 unsafe fn reduce_avx512(acc: &mut [f32]) {
     for a in 0..acc.len() / WEIGHT_LANES {
         // SAFETY: the lanes of accumulator a lie inside `acc`; AVX-512F is present.
@@ -457,6 +496,13 @@ unsafe fn weight_neon<const TAPS: usize>(b: &Correlation, shifts: &[usize]) {
 unsafe fn weight_3x3_neon(b: &Correlation, row_step: usize) {
     // SAFETY: the caller's guarantees.
     unsafe { weight_3x3_body::<float32x4_t, WEIGHT_CHANNELS>(b, row_step) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn weight_rows_3x3_neon(b: &Correlation, geometry: [usize; 3]) {
+    // SAFETY: the caller's guarantees.
+    unsafe { weight_rows_3x3_body::<float32x4_t, WEIGHT_CHANNELS>(b, geometry) }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -778,6 +824,122 @@ unsafe fn weight_3x3_body<V: Vector, const CO: usize>(b: &Correlation, row_step:
             for (c, row) in acc.iter().enumerate() {
                 for (t, &a) in row.iter().enumerate() {
                     a.store(accp.add(at(c, t)));
+                }
+            }
+        }
+    }
+}
+
+/// `weight_rows_3x3`'s block. Per input channel, image and walk of NB column blocks side
+/// by side, input row `rr` meets output-gradient row `rr − ki` for the kernel rows ki that
+/// keep it inside the image: `win[ki][nb]` holds that row's WEIGHT_CHANNELS vectors in
+/// column block nb. Each lane sums its weight's products over the images in order, then the
+/// walks in order, then the rows, then the walk's column blocks.
+#[inline(always)]
+unsafe fn weight_rows_3x3_body<V: Vector, const CO: usize>(b: &Correlation, geometry: [usize; 3]) {
+    let cols = geometry[1];
+    if cols.is_multiple_of(2 * V::LANES) {
+        unsafe { weight_rows_walks::<V, CO, 2>(b, geometry) }
+    } else {
+        unsafe { weight_rows_walks::<V, CO, 1>(b, geometry) }
+    }
+}
+
+#[inline(always)]
+unsafe fn weight_rows_walks<V: Vector, const CO: usize, const NB: usize>(
+    b: &Correlation,
+    geometry: [usize; 3],
+) {
+    let [rows, cols, x_row] = geometry;
+    let at = |c: usize, t: usize| (c * WEIGHT_TAPS + t) * WEIGHT_LANES;
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        for ci in 0..b.cin {
+            let accp = b.acc.add(ci * b.acc_stride);
+            let mut acc = [[V::zero(); 9]; CO];
+            for (c, row) in acc.iter_mut().enumerate() {
+                for (t, a) in row.iter_mut().enumerate() {
+                    *a = V::load(accp.add(at(c, t)));
+                }
+            }
+            for i in 0..b.images {
+                let x = b.x.add(i * b.x_image + ci * b.plane);
+                let dy = b.dy.add(i * b.dy_image);
+                for c0 in (0..cols).step_by(NB * V::LANES) {
+                    let load_dy = |r: usize| {
+                        let mut d = [[V::zero(); CO]; NB];
+                        for (nb, dn) in d.iter_mut().enumerate() {
+                            for (c, v) in dn.iter_mut().enumerate() {
+                                *v = V::load(
+                                    dy.add(c * b.dy_stride + r * cols + c0 + nb * V::LANES),
+                                );
+                            }
+                        }
+                        d
+                    };
+                    let xs = x.add(c0);
+                    let mut win = [[[V::zero(); CO]; NB]; 3];
+                    // The first rows meet fewer kernel rows: rr = 0 only ki = 0, rr = 1
+                    // ki = 0 and 1 (where the image has two rows).
+                    win[0] = load_dy(0);
+                    row_taps::<V, CO, NB, 0, 1>(&mut acc, &win, xs);
+                    if rows == 1 {
+                        win[1] = win[0];
+                        row_taps::<V, CO, NB, 1, 2>(&mut acc, &win, xs.add(x_row));
+                        win[2] = win[1];
+                        row_taps::<V, CO, NB, 2, 3>(&mut acc, &win, xs.add(2 * x_row));
+                        continue;
+                    }
+                    win[1] = win[0];
+                    win[0] = load_dy(1);
+                    row_taps::<V, CO, NB, 0, 2>(&mut acc, &win, xs.add(x_row));
+                    for rr in 2..rows {
+                        win[2] = win[1];
+                        win[1] = win[0];
+                        win[0] = load_dy(rr);
+                        row_taps::<V, CO, NB, 0, 3>(&mut acc, &win, xs.add(rr * x_row));
+                    }
+                    // Past the last output row: the lower kernel rows only.
+                    win[2] = win[1];
+                    win[1] = win[0];
+                    row_taps::<V, CO, NB, 1, 3>(&mut acc, &win, xs.add(rows * x_row));
+                    win[2] = win[1];
+                    row_taps::<V, CO, NB, 2, 3>(&mut acc, &win, xs.add((rows + 1) * x_row));
+                }
+            }
+            for (c, row) in acc.iter().enumerate() {
+                for (t, &a) in row.iter().enumerate() {
+                    a.store(accp.add(at(c, t)));
+                }
+            }
+        }
+    }
+}
+
+/// One input row's three shifted vectors at `xr` (per column block) times the
+/// output-gradient rows of kernel rows LO..HI, into the taps (ki, kj).
+#[inline(always)]
+unsafe fn row_taps<
+    V: Vector,
+    const CO: usize,
+    const NB: usize,
+    const LO: usize,
+    const HI: usize,
+>(
+    acc: &mut [[V; 9]; CO],
+    win: &[[[V; CO]; NB]; 3],
+    xr: *const f32,
+) {
+    // nb picks the middle index of win[ki][nb] and the load's column offset.
+    #[allow(clippy::needless_range_loop)]
+    for nb in 0..NB {
+        for kj in 0..3 {
+            // SAFETY: within the bounds the caller guarantees.
+            let xv = unsafe { V::load(xr.add(nb * V::LANES + kj)) };
+            for ki in LO..HI {
+                for (row, &d) in acc.iter_mut().zip(&win[ki][nb]) {
+                    // SAFETY: the instruction set is present (the caller's entry point).
+                    row[ki * 3 + kj] = unsafe { V::fma(d, xv, row[ki * 3 + kj]) };
                 }
             }
         }

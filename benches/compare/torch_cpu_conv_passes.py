@@ -1,0 +1,79 @@
+"""PyTorch's CPU convolution passes on the resnet-20 shapes that `cargo bench --bench conv`
+times: for each distinct convolution of resnet-20 on 3×32×32 inputs, the forward, the
+input gradient and the weight gradient, each timed alone (aten.convolution_backward with
+one output of its mask), float32, no bias, in NCHW and in channels_last (oneDNN's
+preferred layout on the CPU). Median of R timed calls after 3 warm-ups, milliseconds and
+GFLOP/s with the bench's count (2·n·c_out·oh·ow·c_in/groups·kh·kw for every pass).
+
+    python3 benches/compare/torch_cpu_conv_passes.py [--threads N] [--batch B] [--repeats R]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--threads", type=int, default=os.cpu_count())
+parser.add_argument("--batch", type=int, default=32)
+parser.add_argument("--repeats", type=int, default=9)
+args = parser.parse_args()
+torch.set_num_threads(args.threads)
+
+# (name, c_in, c_out, kernel, stride, input side), as resnet20_shapes in src/bench/conv2d.rs.
+SHAPES = [
+    ("stem 3→16 3×3", 3, 16, 3, 1, 32),
+    ("16→16 3×3", 16, 16, 3, 1, 32),
+    ("16→32 3×3 s2", 16, 32, 3, 2, 32),
+    ("16→32 1×1 s2", 16, 32, 1, 2, 32),
+    ("32→32 3×3", 32, 32, 3, 1, 16),
+    ("32→64 3×3 s2", 32, 64, 3, 2, 16),
+    ("32→64 1×1 s2", 32, 64, 1, 2, 16),
+    ("64→64 3×3", 64, 64, 3, 1, 8),
+]
+
+
+def median_ms(f):
+    for _ in range(3):
+        f()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+torch.manual_seed(0)
+print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+print(f"{'shape':<16} {'pass':<16} {'NCHW ms':>9} {'GFLOP/s':>8} {'NHWC ms':>9} {'GFLOP/s':>8}")
+for name, c_in, c_out, k, stride, side in SHAPES:
+    pad = k // 2
+    out_side = (side + 2 * pad - k) // stride + 1
+    flops = 2 * args.batch * c_out * out_side * out_side * c_in * k * k
+    row = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(args.batch, c_in, side, side).to(memory_format=fmt)
+        w = torch.randn(c_out, c_in, k, k).to(memory_format=fmt)
+        dy = torch.randn(args.batch, c_out, out_side, out_side).to(memory_format=fmt)
+
+        def forward():
+            torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+
+        def backward(mask):
+            torch.ops.aten.convolution_backward(
+                dy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, mask
+            )
+
+        with torch.no_grad():
+            row[("forward", fmt)] = median_ms(forward)
+            row[("input grad", fmt)] = median_ms(lambda: backward([True, False, False]))
+            row[("weight grad", fmt)] = median_ms(lambda: backward([False, True, False]))
+    for part in ("forward", "input grad", "weight grad"):
+        a = row[(part, torch.contiguous_format)]
+        b = row[(part, torch.channels_last)]
+        print(
+            f"{name:<16} {part:<16} {a:9.3f} {flops / a / 1e6:8.1f} {b:9.3f} {flops / b / 1e6:8.1f}"
+        )
