@@ -25,9 +25,7 @@
 //!   dy laid on the wide grid (zero in the wrap columns): a register block holds lane
 //!   accumulators for CO output channels × up to 9 taps. A 3×3 kernel whose output rows
 //!   are whole vectors walks column blocks down the rows instead, dy read in place
-//!   (`walks_rows`): each padded input row meets the output-gradient rows level with it
-//!   and one and two above, which the walk keeps in registers, so a row costs 3 + CO
-//!   loads for 9·CO FMAs where the wide grid's block costs 9 + CO.
+//!   (`row_walk`).
 //!
 //! Summation order: every forward output sums its c_in/groups·kh·kw products in (ci, ki,
 //! kj) order in one register lane; every weight-gradient lane sums its images in order and
@@ -325,7 +323,27 @@ struct WeightScratch {
     /// Lane accumulators of one (group, channel block): cpg_in·tap_blocks register blocks.
     unit_len: usize,
     units: usize,
+    /// Whether the row walk runs (`row_walk`).
+    walk: bool,
+    /// Output gradients of one image on the wide grid; none for the row walk, which reads
+    /// them in place.
     dyw_len: usize,
+}
+
+/// Whether the weight gradient runs the row walk (`kernels::weight_rows_3x3`): a 3×3
+/// kernel at dilation 1 whose output rows are whole vectors and whose output channels come
+/// in whole pairs, so that the walk reads dy in place. Each padded input row meets the
+/// output-gradient rows level with it and one and two above, which the walk keeps in
+/// registers, so a row costs 3 + CO loads for 9·CO FMAs where the wide grid's block costs
+/// 9 + CO. resnet-20's 16-channel weight gradient on 32×32 planes ran at 74 GFLOP/s on the
+/// wide grid's block and 82–97 this way; on 28×28 planes, with dy copied into rows of 32
+/// and zeros past 28, it was no faster than the wide grid (BENCHMARKS.md).
+fn row_walk(s: &Conv2dShape, grid: &Grid) -> bool {
+    s.kh == 3
+        && s.kw == 3
+        && s.dilation == [1, 1]
+        && s.out_hw()[1].is_multiple_of(grid.lanes)
+        && s.cout_per_group().is_multiple_of(WEIGHT_CHANNELS)
 }
 
 /// Lane accumulators of one weight-gradient register block.
@@ -336,18 +354,15 @@ impl WeightScratch {
     fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Self {
         let grid = Grid::new(s, isa);
         let tap_blocks = (s.kh * s.kw).div_ceil(WEIGHT_TAPS);
-        // The row walk reads the output gradients in place.
-        let dyw_len = if walks_rows(s, &grid) {
-            0
-        } else {
-            (s.c_out + 1) * grid.wide
-        };
+        let walk = row_walk(s, &grid);
+        let dyw_len = if walk { 0 } else { (s.c_out + 1) * grid.wide };
         let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
         WeightScratch {
             slab: (slab_bytes / image_bytes).clamp(1, s.n),
             tap_blocks,
             unit_len: s.cin_per_group() * tap_blocks * WEIGHT_BLOCK,
             units: s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS),
+            walk,
             dyw_len,
             grid,
         }
@@ -415,9 +430,6 @@ fn backward_weight_f32(
         shifts[t / WEIGHT_TAPS][t % WEIGHT_TAPS] =
             (t / s.kw) * s.dilation[0] * grid.wp + (t % s.kw) * s.dilation[1];
     }
-    // The row walk reads the output gradients where they lie; the other kernels read them
-    // copied onto the wide grid.
-    let walk = walks_rows(s, grid);
     let pairs = cpg_out.div_ceil(WEIGHT_CHANNELS);
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
@@ -438,7 +450,9 @@ fn backward_weight_f32(
                 }
                 grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
             });
-        if !walk {
+        // The wide grid's blocks read dy copied onto it, zero in the wrap columns and the
+        // spare row; the row walk reads it in place.
+        if !ws.walk {
             dyws.par_chunks_mut(ws.dyw_len)
                 .take(count)
                 .enumerate()
@@ -463,14 +477,11 @@ fn backward_weight_f32(
                 }
                 for b0 in (0..count).step_by(chunk) {
                     let channel = g * cpg_out + co;
-                    let (dy, dy_image, dy_stride) = if walk {
+                    let (dy, dy_image, dy_channel) = if ws.walk {
                         (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
                     } else {
-                        (
-                            &dyws[b0 * ws.dyw_len + channel * grid.wide..],
-                            ws.dyw_len,
-                            grid.wide,
-                        )
+                        let at = b0 * ws.dyw_len + channel * grid.wide;
+                        (&dyws[at..], ws.dyw_len, grid.wide)
                     };
                     for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
                         let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
@@ -481,7 +492,7 @@ fn backward_weight_f32(
                                 x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
                                 dy,
                                 dy_image,
-                                dy_stride,
+                                dy_stride: dy_channel,
                                 images: (count - b0).min(chunk),
                                 shifts: &block_shifts[..n_taps],
                                 acc: &mut acc[tb * block_len..],
@@ -517,20 +528,6 @@ fn backward_weight_f32(
     }
 }
 
-/// Whether the weight gradient of shape `s` walks column blocks down the rows
-/// (`kernels::weight_rows_3x3`): a 3×3 kernel at dilation 1 whose output rows are whole
-/// vectors and whose output channels come in whole pairs, so that the kernel reads the
-/// output gradients in place (the wide grid's copy has a spare zero row for an odd count).
-/// resnet-20's 16-channel weight gradient on 32×32 planes ran at 74 GFLOP/s on the wide
-/// grid's block and 82–97 this way (BENCHMARKS.md).
-fn walks_rows(s: &Conv2dShape, grid: &Grid) -> bool {
-    s.kh == 3
-        && s.kw == 3
-        && s.dilation == [1, 1]
-        && s.out_hw()[1].is_multiple_of(grid.lanes)
-        && s.cout_per_group().is_multiple_of(WEIGHT_CHANNELS)
-}
-
 /// One call of the weight gradient's kernel: a chunk of `images` images, one output-channel
 /// pair, one block of taps, every input channel of the group.
 struct WeightBlock<'a> {
@@ -558,15 +555,13 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
     let reach = b.shifts.iter().copied().max().unwrap_or(0);
     // Bounds the unchecked accesses of the kernel below.
     assert!(b.images >= 1 && b.shifts.len() <= WEIGHT_TAPS);
+    let [oh, ow] = s.out_hw();
+    // The row walk reads ow ≤ wp columns of each padded row (the last plus two past it), and
+    // dy in place.
+    let dy_len = if ws.walk { oh * ow } else { grid.wide };
     assert!(
         b.x.len() >= (b.images - 1) * grid.xp_len + (cpg_in - 1) * grid.plane + grid.wide + reach
     );
-    let dy_len = if walks_rows(s, grid) {
-        let [oh, ow] = s.out_hw();
-        oh * ow
-    } else {
-        grid.wide
-    };
     assert!(
         b.dy.len() >= (b.images - 1) * b.dy_image + (WEIGHT_CHANNELS - 1) * b.dy_stride + dy_len
     );
@@ -587,8 +582,7 @@ fn weight_block(s: &Conv2dShape, ws: &WeightScratch, b: WeightBlock) {
     // SAFETY: `applies_to_weight_gradient` found the instruction set present, with a
     // weight-gradient kernel; the asserts above bound every access.
     unsafe {
-        if walks_rows(s, grid) {
-            let [oh, ow] = s.out_hw();
+        if ws.walk {
             kernels::weight_rows_3x3(grid.isa, &args, oh, ow, grid.wp);
         } else if s.kh == 3 && s.kw == 3 && s.dilation[1] == 1 {
             kernels::weight_3x3(grid.isa, &args, s.dilation[0] * grid.wp);
@@ -689,7 +683,7 @@ mod tests {
         let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
         let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
         let whole = WeightScratch::new(s, isa().unwrap(), usize::MAX);
-        assert_eq!(walks_rows(s, &whole.grid), walk);
+        assert_eq!(whole.walk, walk);
         let image_bytes = (whole.grid.xp_len + whole.dyw_len) * 4;
         let run = |slab_bytes: usize| {
             let ws = WeightScratch::new(s, whole.grid.isa, slab_bytes);
