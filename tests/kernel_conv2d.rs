@@ -380,6 +380,8 @@ fn cpu_f32_passes_match_the_f64_definition() {
         shape(2, 64, 10, 6, 64, [3, 3], [1, 1], [2, 2], [2, 2], 2),
         shape(1, 16, 5, 5, 96, [3, 3], [3, 3], [0, 0], [1, 1], 1),
         shape(2, 32, 16, 16, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        // Along output rows, with a row stride and dilation (5 rows of 16).
+        shape(2, 8, 13, 16, 32, [5, 3], [2, 1], [2, 1], [2, 1], 1),
     ];
     if cc::direct_isa().is_some() && channels_on {
         for s in &channel_blocks {

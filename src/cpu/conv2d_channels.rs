@@ -18,13 +18,19 @@
 //! each (ci, ki, kj) step loads the CV·LANES packed weights and broadcasts each position's
 //! input pixel, for CV·P fused multiply-adds. The block writes its results position-major
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
-//! [channels, positions] (cpu/transpose.rs). The weight gradient transposes dy per image
+//! [channels, positions] (cpu/transpose.rs). With two vectors of channels and a kernel
+//! three columns wide at column stride 1, the blocks lie along output rows instead (6, 7 or
+//! 8 positions dividing the row): each input pixel of a row is broadcast once and meets
+//! the three column taps, whose weights stay in registers, and the kernel rows and the
+//! row's end pixels that fall in the padding are skipped (`channel_row_block`). The weight gradient transposes dy per image
 //! to [positions, channels] and holds CV vectors of output channels × R (input channel,
 //! tap) pairs, each weight summing every position of the batch in one lane.
 //!
 //! Summation order: every output sums its c_in/groups·kh·kw products in (ci, ki, kj) order
 //! in one lane, as conv2d_direct.rs's forward does, so where both run a shape they give the
-//! same bits (tested); neither depends on the thread count.
+//! same bits (tested); neither depends on the thread count. The row blocks' skipped
+//! products are zeros of the padding: leaving them out changes no finite sum (only the sign
+//! of an exact zero, and a non-finite weight meets no padding).
 //!
 //! `GRADSCOPE_CONV_CHANNELS=off` leaves these shapes to the other paths, to compare them on
 //! one machine.
@@ -76,6 +82,10 @@ struct Layout {
     width: usize,
     /// Register blocks of output channels per group.
     blocks: usize,
+    /// Positions per block where the forward takes its blocks along output rows
+    /// (`kernels::channels_row`: a kernel three columns wide at column stride and dilation
+    /// 1, a row block this instruction set has whose width divides ow).
+    row_p: Option<usize>,
     wp: usize,
     plane: usize,
     /// Output positions of an image, and the same rounded up to whole blocks (the tile's
@@ -99,12 +109,14 @@ impl Layout {
         let hp = s.h + 2 * s.pad[0];
         let wp = s.w + 2 * s.pad[1];
         let positions = oh * ow;
+        let rows_fit = s.kw == 3 && s.stride[1] == 1 && s.dilation[1] == 1;
         Some(Layout {
             isa,
             cv,
             p,
             width,
             blocks: cpg_out / width,
+            row_p: rows_fit.then(|| isa.channel_row_block(cv, ow)).flatten(),
             wp,
             plane: hp * wp,
             positions,
@@ -213,9 +225,16 @@ fn forward_f32(
                     let xg = &xp[g * cpg_in * l.plane..];
                     for b in 0..l.blocks {
                         let wb = &packed[(g * l.blocks + b) * block_weights..][..block_weights];
-                        for q0 in (0..l.positions).step_by(l.p) {
-                            let out = &mut tile[q0 * cpg_out + b * l.width..];
-                            channel_block(s, l, xg, wb, q0, out);
+                        if let Some(rp) = l.row_p {
+                            for q0 in (0..l.positions).step_by(rp) {
+                                let out = &mut tile[q0 * cpg_out + b * l.width..];
+                                channel_row_block(s, l, rp, xg, wb, q0, out);
+                            }
+                        } else {
+                            for q0 in (0..l.positions).step_by(l.p) {
+                                let out = &mut tile[q0 * cpg_out + b * l.width..];
+                                channel_block(s, l, xg, wb, q0, out);
+                            }
                         }
                     }
                     let yg = &mut yb[g * cpg_out * l.positions..][..cpg_out * l.positions];
@@ -259,10 +278,66 @@ fn channel_block(s: &Conv2dShape, l: &Layout, xg: &[f32], wb: &[f32], q0: usize,
         w: wb.as_ptr(),
         out: out.as_mut_ptr(),
         out_stride: s.cout_per_group(),
+        ci_weights: 0,
+        skip: [false; 2],
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
     // a block it has; the asserts above bound every access.
     unsafe { kernels::channels(l.isa, l.cv, l.p, &args) };
+}
+
+/// One row block: the block's output channels at positions q0..q0+rp, which lie in one
+/// output row (rp divides ow), as `channel_block` writes them.
+fn channel_row_block(
+    s: &Conv2dShape,
+    l: &Layout,
+    rp: usize,
+    xg: &[f32],
+    wb: &[f32],
+    q0: usize,
+    out: &mut [f32],
+) {
+    let [_, ow] = s.out_hw();
+    let cpg_in = s.cin_per_group();
+    let (oy, ox) = (q0 / ow, q0 % ow);
+    let row_step = s.dilation[0] * l.wp;
+    // The kernel rows whose input row lies in the padding add zeros: skipped, as are the
+    // row's first and last pixels where they are padding.
+    let in_image = |ki: usize| {
+        let r = oy * s.stride[0] + ki * s.dilation[0];
+        r >= s.pad[0] && r < s.pad[0] + s.h
+    };
+    let ki0 = (0..s.kh).find(|&ki| in_image(ki)).unwrap_or(s.kh);
+    let ki1 = (0..s.kh)
+        .rev()
+        .find(|&ki| in_image(ki))
+        .map_or(ki0, |k| k + 1);
+    let skip = [ox < s.pad[1], ox + rp + 1 >= s.pad[1] + s.w];
+    let mut offsets = [0; CHANNEL_POSITIONS];
+    offsets[0] = oy * s.stride[0] * l.wp + ox + ki0 * row_step;
+    let ci_weights = s.kh * 3 * l.width;
+    // Bounds the unchecked reads and writes of the kernel below: rp + 2 pixels of each row.
+    assert!(ox + rp <= ow && s.kw == 3);
+    let rows = ki1.max(ki0 + 1) - ki0;
+    assert!(xg.len() >= (cpg_in - 1) * l.plane + offsets[0] + (rows - 1) * row_step + rp + 2);
+    assert!(wb.len() >= cpg_in * ci_weights);
+    assert!(out.len() >= (rp - 1) * s.cout_per_group() + l.width);
+    let args = ChannelBlock {
+        x: xg.as_ptr(),
+        offsets,
+        plane: l.plane,
+        cin: cpg_in,
+        taps: [ki1 - ki0, 3],
+        steps: [row_step, 1],
+        w: wb[ki0 * 3 * l.width..].as_ptr(),
+        out: out.as_mut_ptr(),
+        out_stride: s.cout_per_group(),
+        ci_weights,
+        skip,
+    };
+    // SAFETY: `Layout::new` took the row block from `Isa::channel_row_block` of a present
+    // instruction set; the asserts above bound every access.
+    unsafe { kernels::channels_row(l.isa, l.cv, rp, &args) };
 }
 
 /// Bytes of padded images and transposed output gradients the weight gradient holds at
@@ -510,7 +585,8 @@ mod tests {
 
     /// Where both direct forwards run a shape, the channel blocks give the bits of the wide
     /// grid's (one lane per output, products in the same order), with and without
-    /// accumulation, on planes whose positions fill no whole block.
+    /// accumulation, on planes whose positions fill no whole block, and along output rows
+    /// (16, 14 and 12 columns: row blocks of 8, 7 and 6, padding skipped or not).
     #[test]
     fn channel_blocks_give_the_bits_of_the_wide_grid() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -523,14 +599,18 @@ mod tests {
             shape(2, 20, [7, 9], width, 1),
             shape(1, 8, [5, 13], width, 2),
             shape(2, 32, [4, 30], 2 * width, 0),
+            shape(2, 12, [6, 16], width, 1),
+            shape(1, 8, [9, 14], width, 1),
+            shape(2, 8, [10, 14], width, 0),
         ];
         let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
-        let mut compared = 0;
+        let (mut compared, mut rows) = (0, 0);
         for s in &shapes {
             let (Some(l), true) = (layout::<f32>(s), conv2d_direct::applies::<f32>(s)) else {
                 continue;
             };
             compared += 1;
+            rows += l.row_p.is_some() as usize;
             let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
             let w: Vec<f32> = (0..s.w_len()).map(|i| value(i, 2)).collect();
             let y0: Vec<f32> = (0..s.y_len()).map(|i| value(i, 3)).collect();
@@ -555,6 +635,9 @@ mod tests {
             shapes.len(),
             "every shape runs both ways on {isa:?}"
         );
+        if isa.channel_row_block(2, 16).is_some() {
+            assert_eq!(rows, 3, "the last three shapes run along rows on {isa:?}");
+        }
     }
 
     /// The weight gradient gives the same bits whatever the slab: bands of output rows, one

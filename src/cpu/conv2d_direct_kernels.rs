@@ -97,6 +97,17 @@ impl Isa {
         }
     }
 
+    /// Positions per row block of the channel kernel (`channels_row`) for `cv` vectors of
+    /// output channels and output rows of `ow` columns: the widest of 8, 7, 6 that divides
+    /// ow, where this instruction set has one (the block holds 3·CV weight vectors and CV·P
+    /// accumulators).
+    pub(super) fn channel_row_block(self, cv: usize, ow: usize) -> Option<usize> {
+        match (self, cv) {
+            (Isa::Avx512 | Isa::Neon, 2) => [8, 7, 6].into_iter().find(|p| ow.is_multiple_of(*p)),
+            _ => None,
+        }
+    }
+
     /// Whether the weight gradient has a kernel for it.
     pub(super) fn has_weight_gradient(self) -> bool {
         matches!(self, Isa::Avx512 | Isa::Neon)
@@ -162,6 +173,11 @@ pub(super) struct ChannelBlock {
     pub w: *const f32,
     pub out: *mut f32,
     pub out_stride: usize,
+    /// `channels_row` only: weights per input channel (the block may start past the first
+    /// kernel rows and stop before the last), and whether the row's first and last pixels
+    /// are padding whose products it skips.
+    pub ci_weights: usize,
+    pub skip: [bool; 2],
 }
 
 /// One channel-block weight-gradient register block's operands (conv2d_channels.rs): CV
@@ -254,6 +270,37 @@ pub(super) unsafe fn channels(isa: Isa, cv: usize, p: usize, b: &ChannelBlock) {
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 12) => channels_neon::<2, 12>(b),
             _ => unreachable!("no channel block {cv}×{p} for {isa:?}, {:p}", b.x),
+        }
+    }
+}
+
+/// The channel-block kernel for P consecutive positions of one output row of a kernel three
+/// columns wide at column stride and dilation 1 (`Isa::channel_row_block`): each input
+/// pixel of the row is broadcast once and meets the three column taps' weights, which stay
+/// in registers, so a (ci, ki) step costs 3·CV + P + 2 loads for 3·CV·P FMAs where
+/// `channels` costs 3·(CV + P). The block reads from `offsets[0]` only (the first
+/// position's first tap); each lane sums its output's products in (ci, ki, kj) order from
+/// zero, as `channels` does, so both give the same bits.
+///
+/// # Safety
+/// As `channels`.
+pub(super) unsafe fn channels_row(isa: Isa, cv: usize, p: usize, b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, cv, p) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2, 8) => channels_row_avx512::<2, 8>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2, 7) => channels_row_avx512::<2, 7>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2, 6) => channels_row_avx512::<2, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2, 8) => channels_row_neon::<2, 8>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2, 7) => channels_row_neon::<2, 7>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 2, 6) => channels_row_neon::<2, 6>(b),
+            _ => unreachable!("no channel row block {cv}×{p} for {isa:?}, {:p}", b.x),
         }
     }
 }
@@ -412,6 +459,13 @@ unsafe fn channels_avx512<const CV: usize, const P: usize>(b: &ChannelBlock) {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn channels_row_avx512<const CV: usize, const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_row_body::<__m512, CV, P>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn channels_avx2<const CV: usize, const P: usize>(b: &ChannelBlock) {
     // SAFETY: the caller's guarantees.
@@ -475,6 +529,13 @@ unsafe fn forward_neon<const PV: usize>(b: &Block) {
 unsafe fn channels_neon<const CV: usize, const P: usize>(b: &ChannelBlock) {
     // SAFETY: the caller's guarantees.
     unsafe { channels_body::<float32x4_t, CV, P>(b) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn channels_row_neon<const CV: usize, const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_row_body::<float32x4_t, CV, P>(b) }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -683,6 +744,55 @@ unsafe fn channels_body<V: Vector, const CV: usize, const P: usize>(b: &ChannelB
                 }
             }
         }
+    }
+    for (c, row) in acc.iter().enumerate() {
+        for (p, &a) in row.iter().enumerate() {
+            // SAFETY: within the bounds the caller guarantees.
+            unsafe { a.store(b.out.add(p * b.out_stride + c * V::LANES)) };
+        }
+    }
+}
+
+/// CV×P accumulators; per (ci, ki): the 3·CV weight vectors of the row's three taps, then
+/// the row's P + 2 input pixels, each broadcast once and multiplied into the positions it
+/// meets (pixel j meets position j − kj through tap kj). For each output the taps arrive
+/// in kj order, so it sums in (ci, ki, kj) order, as `channels_body`.
+#[inline(always)]
+unsafe fn channels_row_body<V: Vector, const CV: usize, const P: usize>(b: &ChannelBlock) {
+    let mut acc = [[unsafe { V::zero() }; P]; CV];
+    // SAFETY: within the bounds the caller guarantees.
+    let x0 = unsafe { b.x.add(b.offsets[0]) };
+    let mut wt = b.w;
+    for ci in 0..b.cin {
+        for ki in 0..b.taps[0] {
+            // SAFETY (this block): within the bounds the caller guarantees.
+            unsafe {
+                let xr = x0.add(ci * b.plane + ki * b.steps[0]);
+                let mut wv = [[V::zero(); CV]; 3];
+                for (kj, row) in wv.iter_mut().enumerate() {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = V::load(wt.add((kj * CV + c) * V::LANES));
+                    }
+                }
+                for j in 0..P + 2 {
+                    if (j == 0 && b.skip[0]) || (j == P + 1 && b.skip[1]) {
+                        continue;
+                    }
+                    let xv = V::splat(*xr.add(j));
+                    for (kj, wk) in wv.iter().enumerate() {
+                        // Pixel j is tap kj of position j − kj, where that is in the block.
+                        if j >= kj && j - kj < P {
+                            for (row, &w) in acc.iter_mut().zip(wk) {
+                                row[j - kj] = V::fma(w, xv, row[j - kj]);
+                            }
+                        }
+                    }
+                }
+                wt = wt.add(3 * CV * V::LANES);
+            }
+        }
+        // SAFETY: within the bounds the caller guarantees.
+        wt = unsafe { b.w.add((ci + 1) * b.ci_weights) };
     }
     for (c, row) in acc.iter().enumerate() {
         for (p, &a) in row.iter().enumerate() {
