@@ -18,12 +18,13 @@
 //! each (ci, ki, kj) step loads the CV·LANES packed weights and broadcasts each position's
 //! input pixel, for CV·P fused multiply-adds. The block writes its results position-major
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
-//! [channels, positions] (cpu/transpose.rs). With two vectors of channels and a kernel
-//! three columns wide at column stride 1, the blocks lie along output rows instead (6, 7 or
-//! 8 positions dividing the row): each input pixel of a row is broadcast once and meets
-//! the three column taps, whose weights stay in registers, and the kernel rows and the
-//! row's end pixels that fall in the padding are skipped (`channel_row_block`). The weight gradient transposes dy per image
-//! to [positions, channels] and holds CV vectors of output channels × R (input channel,
+//! [channels, positions] (cpu/transpose.rs). With a kernel three columns wide at column
+//! stride 1, the blocks lie along output rows instead, where a row block divides the row
+//! (6, 7 or 8 positions for two vectors of channels, 4 for four): each input pixel of a row
+//! is broadcast once and meets the three column taps, whose weights stay in registers, and
+//! the kernel rows and the row's end pixels that fall in the padding are skipped
+//! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
+//! channels] and holds CV vectors of output channels × R (input channel,
 //! tap) pairs, each weight summing every position of the batch in one lane.
 //!
 //! Summation order: every output sums its c_in/groups·kh·kw products in (ci, ki, kj) order
@@ -586,7 +587,8 @@ mod tests {
     /// Where both direct forwards run a shape, the channel blocks give the bits of the wide
     /// grid's (one lane per output, products in the same order), with and without
     /// accumulation, on planes whose positions fill no whole block, and along output rows
-    /// (16, 14 and 12 columns: row blocks of 8, 7 and 6, padding skipped or not).
+    /// (two vectors of channels on 16, 14 and 12 columns: row blocks of 8, 7 and 6; four on
+    /// 8 and 28: blocks of 4; padding skipped or not).
     #[test]
     fn channel_blocks_give_the_bits_of_the_wide_grid() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -636,7 +638,10 @@ mod tests {
             "every shape runs both ways on {isa:?}"
         );
         if isa.channel_row_block(2, 16).is_some() {
-            assert_eq!(rows, 3, "the last three shapes run along rows on {isa:?}");
+            assert_eq!(
+                rows, 5,
+                "the two with four vectors of channels and the last three run along rows on {isa:?}"
+            );
         }
     }
 

@@ -104,6 +104,7 @@ impl Isa {
     pub(super) fn channel_row_block(self, cv: usize, ow: usize) -> Option<usize> {
         match (self, cv) {
             (Isa::Avx512 | Isa::Neon, 2) => [8, 7, 6].into_iter().find(|p| ow.is_multiple_of(*p)),
+            (Isa::Avx512 | Isa::Neon, 4) => [4].into_iter().find(|p| ow.is_multiple_of(*p)),
             _ => None,
         }
     }
@@ -294,12 +295,16 @@ pub(super) unsafe fn channels_row(isa: Isa, cv: usize, p: usize, b: &ChannelBloc
             (Isa::Avx512, 2, 7) => channels_row_avx512::<2, 7>(b),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 2, 6) => channels_row_avx512::<2, 6>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 4, 4) => channels_row_avx512::<4, 4>(b),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 8) => channels_row_neon::<2, 8>(b),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 7) => channels_row_neon::<2, 7>(b),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 6) => channels_row_neon::<2, 6>(b),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 4, 4) => channels_row_neon::<4, 4>(b),
             _ => unreachable!("no channel row block {cv}×{p} for {isa:?}, {:p}", b.x),
         }
     }
