@@ -465,7 +465,11 @@ fn backward_weight_f32(
             .enumerate()
             .for_each(|(i, (xp, dyt))| {
                 let b = s0 + i;
-                xp.fill(0.0);
+                // Each slab's images overwrite the interior only: the padding zeroed for
+                // the first stays zero.
+                if s0 == 0 {
+                    xp.fill(0.0);
+                }
                 pad_image(s, l.wp, l.plane, &x[b * x_img..][..x_img], xp);
                 transpose(&dy[b * y_img..][..y_img], s.c_out, l.positions, dyt);
             });
