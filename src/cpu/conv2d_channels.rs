@@ -20,7 +20,8 @@
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
 //! [channels, positions] (cpu/transpose.rs). With a kernel three columns wide at column
 //! stride 1, the blocks lie along output rows instead, where a row block divides the row
-//! (6, 7 or 8 positions for two vectors of channels, 4 for four): each input pixel of a row
+//! (6, 7 or 8 positions for two vectors of channels, 4 for four; four vectors whose rows
+//! take no block of 4 go as two blocks of two, `forward_layout`): each input pixel of a row
 //! is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
@@ -97,11 +98,12 @@ struct Layout {
 
 impl Layout {
     /// The layout of shape `s` on `isa`, if a block of that instruction set fits its
-    /// channels: the widest whose width divides c_out/groups.
-    fn new(s: &Conv2dShape, isa: Isa) -> Option<Self> {
+    /// channels: the widest of at most `max_cv` vectors whose width divides c_out/groups.
+    fn new(s: &Conv2dShape, isa: Isa, max_cv: usize) -> Option<Self> {
         let cpg_out = s.cout_per_group();
         let [oh, ow] = s.out_hw();
-        let (width, (cv, p)) = [4, 2].into_iter().find_map(|vectors| {
+        let widths = [4, 2].into_iter().filter(|&vectors| vectors <= max_cv);
+        let (width, (cv, p)) = widths.into_iter().find_map(|vectors| {
             let width = vectors * isa.lanes();
             let block = isa.channel_block(width)?;
             cpg_out.is_multiple_of(width).then_some((width, block))
@@ -148,7 +150,20 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     if s.n == 0 || oh * ow == 0 || s.kh * s.kw == 1 || s.patch_len() < MIN_PATCH {
         return None;
     }
-    Layout::new(s, conv2d_direct::isa()?)
+    Layout::new(s, conv2d_direct::isa()?, 4)
+}
+
+/// The forward's layout (`layout`), or where its blocks find no row block but blocks of half
+/// as many channels do, that narrower layout along rows: 64 channels on 7×7 planes (28×28
+/// inputs) go in blocks of 32 channels × 7 positions, since 64 × 7 with three taps' weights
+/// do not fit the registers.
+fn forward_layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
+    let l = layout::<T>(s)?;
+    if l.row_p.is_some() || l.cv < 4 {
+        return Some(l);
+    }
+    let narrow = Layout::new(s, l.isa, l.cv / 2).filter(|n| n.row_p.is_some());
+    Some(narrow.unwrap_or(l))
 }
 
 /// Whether `forward` runs shape `s` in element type `T` on this CPU.
@@ -159,7 +174,7 @@ pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
 /// Scratch elements `forward` needs with the batch cut into `parts` ranges, for a shape
 /// where `applies` holds.
 pub(super) fn scratch_len(s: &Conv2dShape, parts: usize) -> usize {
-    let l = layout::<f32>(s).expect("the channel blocks apply");
+    let l = forward_layout::<f32>(s).expect("the channel blocks apply");
     l.packed_weights_len(s) + parts * l.part_len(s)
 }
 
@@ -174,7 +189,7 @@ pub(super) fn forward<T: Element>(
     per: usize,
     accumulate: bool,
 ) {
-    let l = layout::<T>(s).expect("the channel blocks apply");
+    let l = forward_layout::<T>(s).expect("the channel blocks apply");
     forward_f32(
         s,
         &l,
@@ -592,7 +607,8 @@ mod tests {
     /// grid's (one lane per output, products in the same order), with and without
     /// accumulation, on planes whose positions fill no whole block, and along output rows
     /// (two vectors of channels on 16, 14 and 12 columns: row blocks of 8, 7 and 6; four on
-    /// 8 and 28: blocks of 4; padding skipped or not).
+    /// 8 and 28: blocks of 4; four on 14, narrowed to two: blocks of 7; padding skipped or
+    /// not).
     #[test]
     fn channel_blocks_give_the_bits_of_the_wide_grid() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -608,11 +624,13 @@ mod tests {
             shape(2, 12, [6, 16], width, 1),
             shape(1, 8, [9, 14], width, 1),
             shape(2, 8, [10, 14], width, 0),
+            shape(2, 12, [7, 14], 2 * width, 1),
         ];
         let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
         let (mut compared, mut rows) = (0, 0);
         for s in &shapes {
-            let (Some(l), true) = (layout::<f32>(s), conv2d_direct::applies::<f32>(s)) else {
+            let (Some(l), true) = (forward_layout::<f32>(s), conv2d_direct::applies::<f32>(s))
+            else {
                 continue;
             };
             compared += 1;
@@ -643,8 +661,8 @@ mod tests {
         );
         if isa.channel_row_block(2, 16).is_some() {
             assert_eq!(
-                rows, 5,
-                "the two with four vectors of channels and the last three run along rows on {isa:?}"
+                rows, 6,
+                "the two with four vectors of channels and the last four run along rows on {isa:?}"
             );
         }
     }
