@@ -18,7 +18,7 @@ fn add_forward_gpu_matches_cpu() {
         let a = random_vec(seed, len, -3.0, 3.0);
         let b = random_vec(seed + 1000, len, -3.0, 3.0);
         let mut want = vec![0.0f32; len];
-        ca::add_forward(&a, &b, &mut want);
+        ca::add_forward(&a, &b, &mut want, None);
         let ab = ctx.upload("a", &a).unwrap();
         let bb = ctx.upload("b", &b).unwrap();
         let yb = ctx.upload("y", &vec![9.0f32; len]).unwrap();
@@ -63,7 +63,7 @@ fn accumulate_grad_gpu_matches_cpu() {
 #[test]
 fn hand_checked_and_refusals() {
     let mut y = [0.0f64; 3];
-    ca::add_forward(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0], &mut y);
+    ca::add_forward(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0], &mut y, None);
     assert_eq!(y, [11.0, 22.0, 33.0]);
     let mut d = [1.0f64, 1.0];
     ca::accumulate_grad(&[0.5, -2.0], &mut d);
@@ -155,6 +155,29 @@ fn fused_activation_gives_the_bits_of_the_two_kernels() {
             // z may not be an input or y.
             assert!(ga::add_forward(ctx, &a, &b, &y2, len, Some((act, &a))).is_err());
             assert!(ga::add_forward(ctx, &a, &b, &y2, len, Some((act, &y2))).is_err());
+        }
+    }
+}
+
+/// The CPU twin's fused Add: the plain Add's y and `activation_forward` of it, bit for bit,
+/// for every activation, on one chunk and on several split across threads.
+#[test]
+fn cpu_fused_activation_gives_the_bits_of_the_two_ops() {
+    use gradscope::cpu::activation::activation_forward;
+    use gradscope::ops::Activation;
+    for name in Activation::ALL_NAMES {
+        let act = Activation::parse(name).unwrap();
+        for len in [1usize, 257, 70_001] {
+            let a = random_vec(len as u64, len, -2.0, 2.0);
+            let b = random_vec(len as u64 + 1, len, -2.0, 2.0);
+            let (mut y1, mut z1) = (vec![0f32; len], vec![0f32; len]);
+            ca::add_forward(&a, &b, &mut y1, None);
+            activation_forward(act, &y1, &mut z1);
+            let (mut y2, mut z2) = (vec![0f32; len], vec![f32::NAN; len]);
+            ca::add_forward(&a, &b, &mut y2, Some((act, &mut z2)));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "{name} len {len}: y");
+            assert_eq!(bits(&z1), bits(&z2), "{name} len {len}: z");
         }
     }
 }

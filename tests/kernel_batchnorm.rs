@@ -72,6 +72,7 @@ fn cpu_train<T: cpu::Element>(
         s,
         EPS,
         MOMENTUM,
+        None,
     );
     st
 }
@@ -213,7 +214,7 @@ fn batchnorm_forward_eval_gpu_matches_cpu() {
         let rv = random_vec(seed + 4, c, 0.1, 3.0);
         let mut want = vec![0.0f32; len];
         cpu::batchnorm::batchnorm_forward_eval(
-            &x, &gamma, &beta, &rm, &rv, &mut want, n, c, s, EPS,
+            &x, &gamma, &beta, &rm, &rv, &mut want, n, c, s, EPS, None,
         );
         let xb = ctx.upload("x", &x).unwrap();
         let gb = ctx.upload("gamma", &gamma).unwrap();
@@ -609,7 +610,7 @@ fn batchnorm_matches_golden_values() {
         let want = nums(&case["y_eval"]);
         let mut y = vec![0.0; n * c * s];
         cpu::batchnorm::batchnorm_forward_eval(
-            &x_eval, &gamma, &beta, &rm, &rv, &mut y, n, c, s, EPS,
+            &x_eval, &gamma, &beta, &rm, &rv, &mut y, n, c, s, EPS, None,
         );
         assert_close_f64(
             &format!("golden {name} f64 y_eval"),

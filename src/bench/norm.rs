@@ -76,6 +76,7 @@ pub fn batchnorm_cases(batch: usize) -> Vec<Pending> {
                 s,
                 EPS as f64,
                 MOMENTUM as f64,
+                None,
             );
             for (i, v) in [(3, y), (4, m), (5, is), (6, rm), (7, rv)] {
                 t.put_f(i, v);
@@ -114,6 +115,7 @@ pub fn batchnorm_cases(batch: usize) -> Vec<Pending> {
             s,
             EPS as f64,
             MOMENTUM as f64,
+            None,
         );
         Case {
             family: f,

@@ -29,6 +29,17 @@ const PAR_CHUNK: usize = 1 << 14;
 
 /// y = f(x), element-wise.
 pub fn activation_forward<T: Element>(act: Activation, x: &[T], y: &mut [T]) {
+    forward_split(act, x, y, true);
+}
+
+/// `activation_forward` on the calling thread: for a pass that applies the activation to the
+/// rows it has just written (a BatchNorm's or an Add's, fused), the same values bit for bit.
+pub fn activation_forward_serial<T: Element>(act: Activation, x: &[T], y: &mut [T]) {
+    forward_split(act, x, y, false);
+}
+
+/// y = f(x), split across rayon's threads for long slices where `parallel`.
+fn forward_split<T: Element>(act: Activation, x: &[T], y: &mut [T], parallel: bool) {
     assert_eq!(
         x.len(),
         y.len(),
@@ -41,21 +52,21 @@ pub fn activation_forward<T: Element>(act: Activation, x: &[T], y: &mut [T]) {
     // branch becomes a vector select (same formula, same bits).
     match act {
         Activation::Identity => y.copy_from_slice(x),
-        Activation::Relu => map_forward(x, y, relu),
-        Activation::LeakyRelu { .. } => map_forward(x, y, |v| leaky_relu(v, param)),
-        _ => map_forward(x, y, |v| forward_one(act, param, v)),
+        Activation::Relu => map_forward(x, y, parallel, relu),
+        Activation::LeakyRelu { .. } => map_forward(x, y, parallel, |v| leaky_relu(v, param)),
+        _ => map_forward(x, y, parallel, |v| forward_one(act, param, v)),
     }
 }
 
-/// y = f(x) through `f`, split across rayon's threads for long slices.
+/// y = f(x) through `f`, split across rayon's threads for long slices where `parallel`.
 #[inline(always)]
-fn map_forward<T: Element>(x: &[T], y: &mut [T], f: impl Fn(T) -> T + Sync) {
+fn map_forward<T: Element>(x: &[T], y: &mut [T], parallel: bool, f: impl Fn(T) -> T + Sync) {
     let run = |x: &[T], y: &mut [T]| {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = f(v);
         }
     };
-    if x.len() > PAR_CHUNK {
+    if parallel && x.len() > PAR_CHUNK {
         y.par_chunks_mut(PAR_CHUNK)
             .zip(x.par_chunks(PAR_CHUNK))
             .for_each(|(y, x)| run(x, y));

@@ -8,6 +8,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::activation::activation_forward_serial;
+use crate::ops::Activation;
 
 /// Passes over more elements than this split into chunks of this size across rayon's
 /// threads (each element on its own, so the split changes no result); below it the hand-off
@@ -15,7 +17,10 @@ use crate::cpu::Element;
 const PAR_CHUNK: usize = 1 << 15;
 
 /// y = a + b, element-wise over `y.len()` elements.
-pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T]) {
+///
+/// With `act` = (f, z), also z = f(y) in the same pass (a fused activation forward: the
+/// values of `activation_forward` on y, bit for bit).
+pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T], act: Option<(Activation, &mut [T])>) {
     assert!(
         a.len() >= y.len() && b.len() >= y.len(),
         "add_forward: a has {} elements, b {}, y {}",
@@ -24,18 +29,39 @@ pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T]) {
         y.len()
     );
     let n = y.len();
-    let run = |y: &mut [T], a: &[T], b: &[T]| {
+    let sum = |y: &mut [T], a: &[T], b: &[T]| {
         for ((v, &p), &q) in y.iter_mut().zip(a).zip(b) {
             *v = p + q;
         }
     };
-    if n > PAR_CHUNK {
-        y.par_chunks_mut(PAR_CHUNK)
+    match act {
+        None if n <= PAR_CHUNK => sum(y, a, b),
+        None => y
+            .par_chunks_mut(PAR_CHUNK)
             .zip(a[..n].par_chunks(PAR_CHUNK))
             .zip(b[..n].par_chunks(PAR_CHUNK))
-            .for_each(|((y, a), b)| run(y, a, b));
-    } else {
-        run(y, a, b);
+            .for_each(|((y, a), b)| sum(y, a, b)),
+        Some((f, z)) => {
+            assert!(
+                z.len() >= n,
+                "add_forward: z has {} elements, y {n}",
+                z.len()
+            );
+            // Each chunk's activation while its sums are in cache.
+            let fused = |y: &mut [T], a: &[T], b: &[T], z: &mut [T]| {
+                sum(y, a, b);
+                activation_forward_serial(f, y, z);
+            };
+            if n <= PAR_CHUNK {
+                fused(y, a, b, &mut z[..n]);
+            } else {
+                y.par_chunks_mut(PAR_CHUNK)
+                    .zip(a[..n].par_chunks(PAR_CHUNK))
+                    .zip(b[..n].par_chunks(PAR_CHUNK))
+                    .zip(z[..n].par_chunks_mut(PAR_CHUNK))
+                    .for_each(|(((y, a), b), z)| fused(y, a, b, z));
+            }
+        }
     }
 }
 

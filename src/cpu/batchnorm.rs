@@ -28,6 +28,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::activation::activation_forward_serial;
+use crate::ops::Activation;
 use crate::ops::batchnorm::runs;
 
 /// Invocations per workgroup of batchnorm.wgsl and layernorm.wgsl, whose reduction orders
@@ -372,6 +374,8 @@ fn check(op: &str, n: usize, c: usize, s: usize, tensors: &[(&str, usize, usize)
 
 /// Training-mode forward. x, y: [n, c, s]; gamma, beta, save_mean, save_invstd,
 /// running_mean, running_var: [c]. Needs n·s ≥ 2 (the unbiased variance divides by M − 1).
+/// With `act` = (f, z), also z = f(y), row by row as y is written (a fused activation
+/// forward, bit for bit the unfused one).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_train<T: Element>(
     x: &[T],
@@ -387,6 +391,7 @@ pub fn batchnorm_forward_train<T: Element>(
     s: usize,
     eps: f64,
     momentum: f64,
+    act: Option<(Activation, &mut [T])>,
 ) {
     let len = n * c * s;
     check(
@@ -431,11 +436,50 @@ pub fn batchnorm_forward_train<T: Element>(
             *rv = keep * *rv + momentum * unbiased;
         });
     let (save_mean, save_invstd) = (&*save_mean, &*save_invstd);
-    for_each_row(&mut y[..len], c, s, 0..c, |ni, ch, row| {
+    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, row| {
         let at = (ni * c + ch) * s;
         let affine = [gamma[ch], save_mean[ch], save_invstd[ch], beta[ch]];
         normalize_row(row, &x[at..at + s], affine);
     });
+}
+
+/// `f(ni, ch, row)` for every row of t[n, c, s], as `for_each_row`; with `act` = (f, z),
+/// each row's z = f(row) follows while the row is in cache (a fused activation forward:
+/// `activation_forward`'s values, bit for bit).
+fn for_each_row_then<T: Element>(
+    t: &mut [T],
+    act: Option<(Activation, &mut [T])>,
+    c: usize,
+    s: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    let Some((act, z)) = act else {
+        for_each_row(t, c, s, 0..c, f);
+        return;
+    };
+    let sample = c * s;
+    if sample == 0 {
+        return;
+    }
+    assert!(
+        z.len() >= t.len(),
+        "batch norm: z has {} elements, y {}",
+        z.len(),
+        t.len()
+    );
+    let per_task = PAR_ELEMENTS.div_ceil(sample);
+    let len = t.len();
+    t.par_chunks_mut(per_task * sample)
+        .zip(z[..len].par_chunks_mut(per_task * sample))
+        .enumerate()
+        .for_each(|(task, (samples, zs))| {
+            let first = task * per_task;
+            let rows = samples.chunks_mut(s).zip(zs.chunks_mut(s));
+            for (r, (row, zrow)) in rows.enumerate() {
+                f(first + r / c, r % c, row);
+                activation_forward_serial(act, row, zrow);
+            }
+        });
 }
 
 multiversion! {
@@ -451,7 +495,7 @@ fn normalize_row_kernel<T: Element>(y: &mut [T], x: &[T], [gamma, mean, inv_std,
 }
 
 /// Evaluation-mode forward: y = γ·(x − running_mean)/sqrt(running_var + eps) + β.
-/// x, y: [n, c, s]; the rest [c].
+/// x, y: [n, c, s]; the rest [c]. `act` as in `batchnorm_forward_train`.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_eval<T: Element>(
     x: &[T],
@@ -464,6 +508,7 @@ pub fn batchnorm_forward_eval<T: Element>(
     c: usize,
     s: usize,
     eps: f64,
+    act: Option<(Activation, &mut [T])>,
 ) {
     let len = n * c * s;
     check(
@@ -481,7 +526,7 @@ pub fn batchnorm_forward_eval<T: Element>(
         ],
     );
     let eps = T::from_f64(eps);
-    for_each_row(&mut y[..len], c, s, 0..c, |ni, ch, row| {
+    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, row| {
         let inv_std = T::one() / (running_var[ch] + eps).sqrt();
         let at = (ni * c + ch) * s;
         for (yi, &xi) in row.iter_mut().zip(&x[at..at + s]) {
@@ -741,6 +786,7 @@ mod tests {
             s,
             1e-5,
             0.1,
+            None,
         );
         same_bits(&what("y"), &got_y, &y);
         same_bits(&what("mean"), &got_sm, &sm);
@@ -798,6 +844,52 @@ mod tests {
         for (seed, &(n, c, s)) in shapes.iter().enumerate() {
             check_shape::<f32>(n, c, s, seed as u64);
             check_shape::<f64>(n, c, s, 100 + seed as u64);
+        }
+    }
+
+    /// A BatchNorm forward that writes its activation too (a fused activation forward) gives
+    /// y and z = f(y) bit for bit as the two ops apart, in training and in evaluation, for
+    /// every activation, on a batch split across tasks (n·c·s past PAR_ELEMENTS) and one
+    /// that is not.
+    #[test]
+    fn fused_activation_gives_the_bits_of_the_two_ops() {
+        use crate::cpu::activation::activation_forward;
+        for &(n, c, s) in &[(3, 2, 5), (5, 8, 1024)] {
+            let len = n * c * s;
+            let mut rng = crate::rng::Rng::new(7);
+            let x = values::<f32>(&mut rng, len, 0.3);
+            let gamma = values::<f32>(&mut rng, c, 1.0);
+            let beta = values::<f32>(&mut rng, c, 0.0);
+            for name in Activation::ALL_NAMES {
+                let act = Activation::parse(name).unwrap();
+                for train in [true, false] {
+                    let run = |fused: bool| {
+                        let mut y = vec![0f32; len];
+                        let mut z = vec![f32::NAN; len];
+                        let (mut m, mut is) = (vec![0f32; c], vec![0f32; c]);
+                        let (mut rm, mut rv) = (vec![0.1f32; c], vec![0.9f32; c]);
+                        let act_z = fused.then_some((act, &mut z[..]));
+                        if train {
+                            batchnorm_forward_train(
+                                &x, &gamma, &beta, &mut y, &mut m, &mut is, &mut rm, &mut rv, n, c,
+                                s, 1e-5, 0.1, act_z,
+                            );
+                        } else {
+                            batchnorm_forward_eval(
+                                &x, &gamma, &beta, &rm, &rv, &mut y, n, c, s, 1e-5, act_z,
+                            );
+                        }
+                        if !fused {
+                            activation_forward(act, &y, &mut z);
+                        }
+                        (y, z)
+                    };
+                    let ((y0, z0), (y1, z1)) = (run(false), run(true));
+                    let what = format!("{name}, train {train}, n {n} c {c} s {s}");
+                    same_bits(&format!("{what}: y"), &y1, &y0);
+                    same_bits(&format!("{what}: z"), &z1, &z0);
+                }
+            }
         }
     }
 }

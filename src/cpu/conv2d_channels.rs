@@ -25,8 +25,8 @@
 //! is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
-//! channels] and holds CV vectors of output channels × R (input channel,
-//! tap) pairs, each weight summing every position of the batch in one lane.
+//! channels] and holds CV vectors of output channels × R (input channel, tap) pairs, each
+//! weight summing every position of the batch in one lane.
 //!
 //! Summation order: every output sums its c_in/groups·kh·kw products in (ci, ki, kj) order
 //! in one lane, as conv2d_direct.rs's forward does, so where both run a shape they give the
@@ -102,8 +102,8 @@ impl Layout {
     fn new(s: &Conv2dShape, isa: Isa, max_cv: usize) -> Option<Self> {
         let cpg_out = s.cout_per_group();
         let [oh, ow] = s.out_hw();
-        let widths = [4, 2].into_iter().filter(|&vectors| vectors <= max_cv);
-        let (width, (cv, p)) = widths.into_iter().find_map(|vectors| {
+        let mut widths = [4, 2].into_iter().filter(|&vectors| vectors <= max_cv);
+        let (width, (cv, p)) = widths.find_map(|vectors| {
             let width = vectors * isa.lanes();
             let block = isa.channel_block(width)?;
             cpg_out.is_multiple_of(width).then_some((width, block))

@@ -9,7 +9,9 @@ use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch};
 use crate::model::LossKind;
+use crate::ops::Activation;
 use crate::ops::StepScalars;
+use crate::plan::fusion::{Fused, find_fusions};
 use crate::plan::{BufId, Op, Plan};
 use crate::stats::RawStats;
 use crate::tensor::DType;
@@ -43,6 +45,26 @@ pub struct CpuExecutor<T: Element = f32> {
     grad_jobs: Vec<usize>,
     /// Statistics ops taken right after the last op that names their tensor.
     stats_schedule: StatsSchedule,
+    /// Per op of the training and the evaluation lists: the activation forward it writes
+    /// too (a BatchNorm or an Add followed by one, `fused_activations`), or whether an
+    /// earlier op wrote it.
+    fused: Vec<Fused>,
+    eval_fused: Vec<Fused>,
+}
+
+/// The fusions the CPU twins have a pass for: an activation forward after a BatchNorm
+/// forward or an Add (plan::fusion), written row by row (chunk by chunk) while the values
+/// it reads are in cache; the other patterns run as separate ops.
+fn fused_activations(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
+    let found = find_fusions(plan, ops);
+    let mut out = vec![Fused::Alone; ops.len()];
+    for (i, f) in found.iter().enumerate() {
+        if let Fused::WithAct(..) = f {
+            out[i] = *f;
+            out[i + 1] = Fused::Absorbed;
+        }
+    }
+    out
 }
 
 /// Working memory the kernels borrow for one op; grown on first use, never shrunk.
@@ -110,6 +132,8 @@ impl<T: Element> CpuExecutor<T> {
         ];
         let grad_jobs = plan.grad_jobs();
         let stats_schedule = StatsSchedule::new(&plan);
+        let fused = fused_activations(&plan, &plan.ops);
+        let eval_fused = fused_activations(&plan, &plan.eval);
         CpuExecutor {
             plan,
             storage,
@@ -124,6 +148,8 @@ impl<T: Element> CpuExecutor<T> {
             scratch: Scratch::default(),
             grad_jobs,
             stats_schedule,
+            fused,
+            eval_fused,
         }
     }
 
@@ -226,14 +252,20 @@ impl<T: Element> CpuExecutor<T> {
                 continue;
             }
             let i = i - 1;
-            if profiling {
+            let act = match self.fused[i] {
+                Fused::WithAct(act, z) => Some((act, z)),
+                _ => None,
+            };
+            if matches!(self.fused[i], Fused::Absorbed) {
+                // Written by the op before it.
+            } else if profiling {
                 // A host clock around each op: the twins run synchronously, so this is
                 // the op's whole cost.
                 let t = std::time::Instant::now();
-                self.run_op(&op, scalars)?;
+                self.run_op(&op, scalars, act)?;
                 times.push((i, t.elapsed().as_secs_f64()));
             } else {
-                self.run_op(&op, scalars)?;
+                self.run_op(&op, scalars, act)?;
             }
             // The statistics of tensors this op was the last to name, while they are in
             // cache (cpu/stats_schedule.rs).
@@ -250,7 +282,7 @@ impl<T: Element> CpuExecutor<T> {
                         .is_some_and(|c| stats.runs(c))
                     {
                         let t = std::time::Instant::now();
-                        self.run_op(&op, scalars)?;
+                        self.run_op(&op, scalars, None)?;
                         times.push((k, t.elapsed().as_secs_f64()));
                     }
                 }
@@ -298,12 +330,23 @@ impl<T: Element> CpuExecutor<T> {
     fn run_eval(&mut self) -> Result<()> {
         for i in 0..self.plan.eval.len() {
             let op = self.plan.eval[i].clone();
-            self.run_op(&op, None)?;
+            match self.eval_fused[i] {
+                Fused::Absorbed => {}
+                Fused::WithAct(act, z) => self.run_op(&op, None, Some((act, z)))?,
+                _ => self.run_op(&op, None, None)?,
+            }
         }
         Ok(())
     }
 
-    fn run_op(&mut self, op: &Op, scalars: Option<StepScalars>) -> Result<()> {
+    /// Runs `op`; `act` = (f, z): a BatchNorm forward or an Add also writes z = f(y) (the
+    /// activation forward after it, which is then skipped).
+    fn run_op(
+        &mut self,
+        op: &Op,
+        scalars: Option<StepScalars>,
+        act: Option<(Activation, BufId)>,
+    ) -> Result<()> {
         match *op {
             Op::Matmul {
                 layout,
@@ -517,6 +560,8 @@ impl<T: Element> CpuExecutor<T> {
                 let mut out = self.take(y);
                 let mut rm = self.take(running_mean);
                 let mut rv = self.take(running_var);
+                let mut z = act.map(|(f, z)| (f, z, self.take(z)));
+                let z_out = z.as_mut().map(|(f, _, v)| (*f, &mut v[..]));
                 if train {
                     let mut m = self.take(mean);
                     let mut is = self.take(inv_std);
@@ -534,6 +579,7 @@ impl<T: Element> CpuExecutor<T> {
                         s,
                         eps as f64,
                         momentum as f64,
+                        z_out,
                     );
                     self.put(mean, m);
                     self.put(inv_std, is);
@@ -549,11 +595,15 @@ impl<T: Element> CpuExecutor<T> {
                         c,
                         s,
                         eps as f64,
+                        z_out,
                     );
                 }
                 self.put(running_mean, rm);
                 self.put(running_var, rv);
                 self.put(y, out);
+                if let Some((_, id, v)) = z {
+                    self.put(id, v);
+                }
             }
             Op::BatchNormBackward {
                 n,
@@ -706,8 +756,13 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::AddForward { a, b, y, .. } => {
                 let mut out = self.take(y);
-                add::add_forward(self.float(a), self.float(b), &mut out);
+                let mut z = act.map(|(f, z)| (f, z, self.take(z)));
+                let z_out = z.as_mut().map(|(f, _, v)| (*f, &mut v[..]));
+                add::add_forward(self.float(a), self.float(b), &mut out, z_out);
                 self.put(y, out);
+                if let Some((_, id, v)) = z {
+                    self.put(id, v);
+                }
             }
             Op::AccumulateGrad { dst, src, .. } => {
                 let mut out = self.take(dst);

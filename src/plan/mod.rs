@@ -4,6 +4,7 @@
 
 pub mod buffers;
 pub mod compile;
+pub mod fusion;
 pub mod op;
 pub mod recurrent;
 pub mod share;
