@@ -304,10 +304,11 @@ const WEIGHT_POSITIONS: usize = 1024;
 /// that made the direct pass slower (64→64 3×3 at batch 32, one core: 66 GFLOP/s against
 /// the GEMM's 77).
 const MIN_WEIGHT_POSITIONS: usize = 256;
-/// Bytes of padded images and output gradients the weight gradient holds at once: resnet-20's
-/// batch of 128 on 32×32 planes (19 MB) in one slab, an ImageNet-sized batch (224×224 planes,
-/// 64 channels: 13 MB an image) an image or two at a time instead of the whole batch.
-const WEIGHT_SLAB_BYTES: usize = 32 << 20;
+/// Bytes of padded images and output gradients each team of register blocks holds at once:
+/// the slab stays in its core's L2 cache (1 MiB on the development machine's Zen 4) while
+/// the team's blocks read it, a few images at a time; an image larger than that (224×224
+/// planes of 64 channels: 13 MB) goes alone.
+const WEIGHT_SLAB_BYTES: usize = 512 << 10;
 /// Blocks of WEIGHT_TAPS taps, at most: kernels up to 81 taps (9×9) run directly.
 const MAX_TAP_BLOCKS: usize = 9;
 
@@ -325,6 +326,12 @@ struct WeightScratch {
     units: usize,
     /// Whether the row walk runs (`row_walk`).
     walk: bool,
+    /// Teams of register blocks (one per rayon thread, at most one per block), each with
+    /// its own slab: a team pads (and lays out) every slab itself and runs its blocks over
+    /// it, so the slab its blocks read lies in its own core's cache. With one slab shared by
+    /// the threads, two threads ran the weight gradient only 1.2× faster than one
+    /// (BENCHMARKS.md).
+    teams: usize,
     /// Output gradients of one image on the wide grid; none for the row walk, which reads
     /// them in place.
     dyw_len: usize,
@@ -355,21 +362,28 @@ impl WeightScratch {
         let grid = Grid::new(s, isa);
         let tap_blocks = (s.kh * s.kw).div_ceil(WEIGHT_TAPS);
         let walk = row_walk(s, &grid);
+        let units = s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS);
         let dyw_len = if walk { 0 } else { (s.c_out + 1) * grid.wide };
         let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
         WeightScratch {
             slab: (slab_bytes / image_bytes).clamp(1, s.n),
             tap_blocks,
             unit_len: s.cin_per_group() * tap_blocks * WEIGHT_BLOCK,
-            units: s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS),
+            units,
+            teams: rayon::current_num_threads().clamp(1, units),
             walk,
             dyw_len,
             grid,
         }
     }
 
+    /// Elements of one team's slab: its padded images, then their output gradients.
+    fn slab_len(&self) -> usize {
+        self.slab * (self.grid.xp_len + self.dyw_len)
+    }
+
     fn len(&self) -> usize {
-        self.units * self.unit_len + self.slab * (self.grid.xp_len + self.dyw_len)
+        self.units * self.unit_len + self.teams * self.slab_len()
     }
 }
 
@@ -421,9 +435,7 @@ fn backward_weight_f32(
     let taps = s.kh * s.kw;
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
-    let (lanes, images) = scratch.split_at_mut(ws.units * ws.unit_len);
-    let (xps, dyws) = images.split_at_mut(ws.slab * grid.xp_len);
-    let dyws = &mut dyws[..ws.slab * ws.dyw_len];
+    let (lanes, slabs) = scratch.split_at_mut(ws.units * ws.unit_len);
     // Shifts of each block's taps on the wide grid, in (ki, kj) order.
     let mut shifts = [[0usize; WEIGHT_TAPS]; MAX_TAP_BLOCKS];
     for t in 0..taps {
@@ -434,80 +446,80 @@ fn backward_weight_f32(
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
     let chunk = WEIGHT_POSITIONS.div_ceil(grid.wide);
-    // The batch in slabs of `ws.slab` images: each slab padded in parallel, then every unit
-    // adds the slab to its lanes, so the lanes still see the images in order.
-    for s0 in (0..s.n).step_by(ws.slab) {
-        let count = (s.n - s0).min(ws.slab);
-        // Padding, wrap columns, the rows past the grid and the spare row are zero.
-        // Each slab's images overwrite the interior only, so the padding zeroed for the first
-        // stays zero.
-        xps.par_chunks_mut(grid.xp_len)
-            .take(count)
-            .enumerate()
-            .for_each(|(i, xp)| {
-                if s0 == 0 {
-                    xp.fill(0.0);
+    let per_team = ws.units.div_ceil(ws.teams);
+    // Each team: the batch in slabs of `ws.slab` images, each slab padded, then every unit of
+    // the team adds it to its lanes, so the lanes still see the images in order.
+    lanes
+        .par_chunks_mut(per_team * ws.unit_len)
+        .zip(slabs.par_chunks_mut(ws.slab_len()))
+        .enumerate()
+        .for_each(|(team, (lanes, slab))| {
+            let (xps, dyws) = slab.split_at_mut(ws.slab * grid.xp_len);
+            for s0 in (0..s.n).step_by(ws.slab) {
+                let count = (s.n - s0).min(ws.slab);
+                // Padding, wrap columns, the rows past the grid and the spare row are zero.
+                // Each slab's images overwrite the interior only, so the padding zeroed for
+                // the first stays zero.
+                for (i, xp) in xps.chunks_mut(grid.xp_len).take(count).enumerate() {
+                    if s0 == 0 {
+                        xp.fill(0.0);
+                    }
+                    grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
                 }
-                grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
-            });
-        // The wide grid's blocks read dy copied onto it, zero in the wrap columns and the
-        // spare row; the row walk reads it in place.
-        if !ws.walk {
-            dyws.par_chunks_mut(ws.dyw_len)
-                .take(count)
-                .enumerate()
-                .for_each(|(i, dyw)| {
-                    dyw.fill(0.0);
-                    let src = &dy[(s0 + i) * y_img..][..y_img];
-                    for (c, plane) in src.chunks(oh * ow).enumerate() {
-                        for (r, row) in plane.chunks(ow).enumerate() {
-                            dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
+                // The wide grid's blocks read dy copied onto it, zero in the wrap columns and
+                // the spare row; the row walk reads it in place.
+                if !ws.walk {
+                    for (i, dyw) in dyws.chunks_mut(ws.dyw_len).take(count).enumerate() {
+                        dyw.fill(0.0);
+                        let src = &dy[(s0 + i) * y_img..][..y_img];
+                        for (c, plane) in src.chunks(oh * ow).enumerate() {
+                            for (r, row) in plane.chunks(ow).enumerate() {
+                                dyw[c * grid.wide + r * grid.wp..][..ow].copy_from_slice(row);
+                            }
                         }
                     }
-                });
-        }
-        let (xps, dyws) = (&*xps, &*dyws);
-        lanes
-            .par_chunks_mut(ws.unit_len)
-            .enumerate()
-            .for_each(|(unit, acc)| {
-                let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
-                if s0 == 0 {
-                    acc.fill(0.0);
                 }
-                for b0 in (0..count).step_by(chunk) {
-                    let channel = g * cpg_out + co;
-                    let (dy, dy_image, dy_channel) = if ws.walk {
-                        (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
-                    } else {
-                        let at = b0 * ws.dyw_len + channel * grid.wide;
-                        (&dyws[at..], ws.dyw_len, grid.wide)
-                    };
-                    for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
-                        let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
-                        weight_block(
-                            s,
-                            &ws,
-                            WeightBlock {
-                                x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
-                                dy,
-                                dy_image,
-                                dy_stride: dy_channel,
-                                images: (count - b0).min(chunk),
-                                shifts: &block_shifts[..n_taps],
-                                acc: &mut acc[tb * block_len..],
-                                acc_stride: ci_len,
-                            },
-                        );
+                let (xps, dyws) = (&*xps, &*dyws);
+                for (u, acc) in lanes.chunks_mut(ws.unit_len).enumerate() {
+                    let unit = team * per_team + u;
+                    let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
+                    if s0 == 0 {
+                        acc.fill(0.0);
+                    }
+                    for b0 in (0..count).step_by(chunk) {
+                        let channel = g * cpg_out + co;
+                        let (dy, dy_image, dy_channel) = if ws.walk {
+                            (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
+                        } else {
+                            let at = b0 * ws.dyw_len + channel * grid.wide;
+                            (&dyws[at..], ws.dyw_len, grid.wide)
+                        };
+                        for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
+                            let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
+                            weight_block(
+                                s,
+                                &ws,
+                                WeightBlock {
+                                    x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
+                                    dy,
+                                    dy_image,
+                                    dy_stride: dy_channel,
+                                    images: (count - b0).min(chunk),
+                                    shifts: &block_shifts[..n_taps],
+                                    acc: &mut acc[tb * block_len..],
+                                    acc_stride: ci_len,
+                                },
+                            );
+                        }
+                    }
+                    if s0 + count == s.n {
+                        // SAFETY: `applies_to_weight_gradient` found the instruction set
+                        // present, with a weight-gradient kernel.
+                        unsafe { kernels::reduce_lanes(grid.isa, acc) };
                     }
                 }
-                if s0 + count == s.n {
-                    // SAFETY: `applies_to_weight_gradient` found the instruction set present,
-                    // with a weight-gradient kernel.
-                    unsafe { kernels::reduce_lanes(grid.isa, acc) };
-                }
-            });
-    }
+            }
+        });
     // Written over or added to dw; lane sums at the front of each unit (`reduce_lanes`).
     for (unit, acc) in lanes.chunks(ws.unit_len).enumerate() {
         let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
