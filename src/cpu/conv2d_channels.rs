@@ -102,7 +102,7 @@ impl Layout {
     fn new(s: &Conv2dShape, isa: Isa, max_cv: usize) -> Option<Self> {
         let cpg_out = s.cout_per_group();
         let [oh, ow] = s.out_hw();
-        let mut widths = [4, 2].into_iter().filter(|&vectors| vectors <= max_cv);
+        let mut widths = [4, 2, 1].into_iter().filter(|&vectors| vectors <= max_cv);
         let (width, (cv, p)) = widths.find_map(|vectors| {
             let width = vectors * isa.lanes();
             let block = isa.channel_block(width)?;
@@ -113,13 +113,19 @@ impl Layout {
         let wp = s.w + 2 * s.pad[1];
         let positions = oh * ow;
         let rows_fit = s.kw == 3 && s.stride[1] == 1 && s.dilation[1] == 1;
+        let row_p = rows_fit.then(|| isa.channel_row_block(cv, ow)).flatten();
+        // One vector of channels runs along rows only: its block of scattered positions
+        // (one vector × 12) measured slower than the wide grid (BENCHMARKS.md).
+        if cv == 1 && row_p.is_none() {
+            return None;
+        }
         Some(Layout {
             isa,
             cv,
             p,
             width,
             blocks: cpg_out / width,
-            row_p: rows_fit.then(|| isa.channel_row_block(cv, ow)).flatten(),
+            row_p,
             wp,
             plane: hp * wp,
             positions,
@@ -229,27 +235,19 @@ fn forward_f32(
             let (tile, sum) = rest.split_at_mut(l.rows * cpg_out);
             // The padding stays zero; each image overwrites the interior only.
             xp.fill(0.0);
+            let step = l.row_p.unwrap_or(l.p);
             for (i, yb) in yp.chunks_mut(y_img).enumerate() {
-                pad_image(
-                    s,
-                    l.wp,
-                    l.plane,
-                    &x[(part * per + i) * x_img..][..x_img],
-                    xp,
-                );
+                let image = part * per + i;
+                pad_image(s, l.wp, l.plane, &x[image * x_img..][..x_img], xp);
                 for g in 0..s.groups {
                     let xg = &xp[g * cpg_in * l.plane..];
                     for b in 0..l.blocks {
                         let wb = &packed[(g * l.blocks + b) * block_weights..][..block_weights];
-                        if let Some(rp) = l.row_p {
-                            for q0 in (0..l.positions).step_by(rp) {
-                                let out = &mut tile[q0 * cpg_out + b * l.width..];
-                                channel_row_block(s, l, rp, xg, wb, q0, out);
-                            }
-                        } else {
-                            for q0 in (0..l.positions).step_by(l.p) {
-                                let out = &mut tile[q0 * cpg_out + b * l.width..];
-                                channel_block(s, l, xg, wb, q0, out);
+                        for q0 in (0..l.positions).step_by(step) {
+                            let out = &mut tile[q0 * cpg_out + b * l.width..];
+                            match l.row_p {
+                                Some(rp) => channel_row_block(s, l, rp, xg, wb, q0, out),
+                                None => channel_block(s, l, xg, wb, q0, out),
                             }
                         }
                     }
@@ -431,10 +429,11 @@ impl WeightLayout {
     }
 }
 
-/// Whether `backward_weight` runs shape `s` in element type `T` on this CPU (where
-/// `forward` does).
+/// Whether `backward_weight` runs shape `s` in element type `T` on this CPU: where `forward`
+/// does with at least two vectors of channels (16 channels on AVX-512, one vector × 12
+/// pairs, measured slower than conv2d_direct.rs's row walk, BENCHMARKS.md).
 pub(super) fn applies_to_weight_gradient<T: Element>(s: &Conv2dShape) -> bool {
-    applies::<T>(s)
+    layout::<T>(s).is_some_and(|l| l.cv >= 2)
 }
 
 /// Scratch elements `backward_weight` needs.
@@ -642,7 +641,6 @@ mod tests {
             shape(2, 8, [10, 14], width, 0),
             shape(2, 12, [7, 14], 2 * width, 1),
         ];
-        let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
         let (mut compared, mut rows) = (0, 0);
         for s in &shapes {
             let (Some(l), true) = (forward_layout::<f32>(s), conv2d_direct::applies::<f32>(s))
@@ -651,24 +649,7 @@ mod tests {
             };
             compared += 1;
             rows += l.row_p.is_some() as usize;
-            let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
-            let w: Vec<f32> = (0..s.w_len()).map(|i| value(i, 2)).collect();
-            let y0: Vec<f32> = (0..s.y_len()).map(|i| value(i, 3)).collect();
-            for accumulate in [false, true] {
-                let per = s.n.div_ceil(2);
-                let parts = s.n.div_ceil(per);
-                let mut want = y0.clone();
-                let mut scratch = vec![f32::NAN; conv2d_direct::scratch_len(s, parts)];
-                conv2d_direct::forward(s, &x, &w, &mut want, &mut scratch, per, accumulate);
-                let mut got = y0.clone();
-                let mut scratch = vec![f32::NAN; l.packed_weights_len(s) + parts * l.part_len(s)];
-                forward_f32(s, &l, &x, &w, &mut got, &mut scratch, per, accumulate);
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{s:?}, accumulate {accumulate}");
-            }
+            assert_bits_of_the_wide_grid(s, &l);
         }
         assert_eq!(
             compared,
@@ -681,6 +662,58 @@ mod tests {
                 "the two with four vectors of channels and the last four run along rows on {isa:?}"
             );
         }
+    }
+
+    /// The channel layout's forward on `s` gives the wide grid's bits, with and without
+    /// accumulation, the batch in two parts.
+    fn assert_bits_of_the_wide_grid(s: &Conv2dShape, l: &Layout) {
+        let value = |i: usize, salt: usize| ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5;
+        let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
+        let w: Vec<f32> = (0..s.w_len()).map(|i| value(i, 2)).collect();
+        let y0: Vec<f32> = (0..s.y_len()).map(|i| value(i, 3)).collect();
+        for accumulate in [false, true] {
+            let per = s.n.div_ceil(2);
+            let parts = s.n.div_ceil(per);
+            let mut want = y0.clone();
+            let mut scratch = vec![f32::NAN; conv2d_direct::scratch_len(s, parts)];
+            conv2d_direct::forward(s, &x, &w, &mut want, &mut scratch, per, accumulate);
+            let mut got = y0.clone();
+            let mut scratch = vec![f32::NAN; l.packed_weights_len(s) + parts * l.part_len(s)];
+            forward_f32(s, l, &x, &w, &mut got, &mut scratch, per, accumulate);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{s:?}, accumulate {accumulate}");
+        }
+    }
+
+    /// One vector of channels (16 on AVX-512) runs along output rows only, one weight
+    /// vector per tap and a position per accumulator (`channels_row_taps`): rows of 16, 14
+    /// and 12 columns, padding skipped or not, one block of channels or three. It gives the
+    /// wide grid's bits; a row that takes no such block leaves the shape to the wide grid,
+    /// and the weight gradient stays with conv2d_direct.rs's kernels.
+    #[test]
+    fn one_vector_of_channels_runs_along_rows() {
+        if conv2d_direct::isa() != Some(Isa::Avx512) {
+            eprintln!("one vector of channels runs on AVX-512 only; nothing to compare");
+            return;
+        }
+        let shapes = [
+            (shape(2, 16, [6, 16], 16, 1), 16),
+            (shape(3, 8, [5, 14], 16, 1), 14),
+            (shape(2, 9, [18, 14], 16, 0), 12),
+            (shape(1, 8, [9, 16], 48, 1), 16),
+        ];
+        for (s, p) in &shapes {
+            let l = forward_layout::<f32>(s).expect("the channel layout applies");
+            assert_eq!((l.cv, l.row_p), (1, Some(*p)), "{s:?}");
+            assert!(!applies_to_weight_gradient::<f32>(s), "{s:?}");
+            assert!(conv2d_direct::applies::<f32>(s), "{s:?}");
+            assert_bits_of_the_wide_grid(s, &l);
+        }
+        // 13 output columns: no row block of 16, 14 or 12.
+        assert!(layout::<f32>(&shape(1, 16, [4, 13], 16, 1)).is_none());
     }
 
     /// The weight gradient gives the same bits whatever the slab: bands of output rows, one

@@ -92,19 +92,24 @@ impl Isa {
         match (self, channels / self.lanes()) {
             (Isa::Avx512 | Isa::Neon, 4) => Some((4, 6)),
             (Isa::Avx512 | Isa::Neon, 2) => Some((2, 12)),
+            // One vector runs along rows only (`channel_row_block`); its P here sizes the
+            // tile.
+            (Isa::Avx512, 1) => Some((1, 12)),
             (Isa::Avx2, 2) => Some((2, 6)),
             _ => None,
         }
     }
 
     /// Positions per row block of the channel kernel (`channels_row`) for `cv` vectors of
-    /// output channels and output rows of `ow` columns: the widest of 8, 7, 6 that divides
-    /// ow, where this instruction set has one (the block holds 3·CV weight vectors and CV·P
-    /// accumulators).
+    /// output channels and output rows of `ow` columns, where this instruction set has one:
+    /// for two vectors the widest of 8, 7, 6 that divides ow, for four 4 (the block holds
+    /// 3·CV weight vectors and CV·P accumulators); for one (16 channels on AVX-512) the
+    /// widest of 16, 14, 12 (P accumulators and one weight vector, `channels_row_taps`).
     pub(super) fn channel_row_block(self, cv: usize, ow: usize) -> Option<usize> {
         match (self, cv) {
             (Isa::Avx512 | Isa::Neon, 2) => [8, 7, 6].into_iter().find(|p| ow.is_multiple_of(*p)),
             (Isa::Avx512 | Isa::Neon, 4) => [4].into_iter().find(|p| ow.is_multiple_of(*p)),
+            (Isa::Avx512, 1) => [16, 14, 12].into_iter().find(|p| ow.is_multiple_of(*p)),
             _ => None,
         }
     }
@@ -297,6 +302,12 @@ pub(super) unsafe fn channels_row(isa: Isa, cv: usize, p: usize, b: &ChannelBloc
             (Isa::Avx512, 2, 6) => channels_row_avx512::<2, 6>(b),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 4, 4) => channels_row_avx512::<4, 4>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 1, 16) => channels_row_taps_avx512::<16>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 1, 14) => channels_row_taps_avx512::<14>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 1, 12) => channels_row_taps_avx512::<12>(b),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 8) => channels_row_neon::<2, 8>(b),
             #[cfg(target_arch = "aarch64")]
@@ -468,6 +479,13 @@ unsafe fn channels_avx512<const CV: usize, const P: usize>(b: &ChannelBlock) {
 unsafe fn channels_row_avx512<const CV: usize, const P: usize>(b: &ChannelBlock) {
     // SAFETY: the caller's guarantees.
     unsafe { channels_row_body::<__m512, CV, P>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn channels_row_taps_avx512<const P: usize>(b: &ChannelBlock) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_row_taps_body::<__m512, P>(b) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -804,6 +822,50 @@ unsafe fn channels_row_body<V: Vector, const CV: usize, const P: usize>(b: &Chan
             // SAFETY: within the bounds the caller guarantees.
             unsafe { a.store(b.out.add(p * b.out_stride + c * V::LANES)) };
         }
+    }
+}
+
+/// `channels_row_body` for one vector of channels: P accumulators; per (ci, ki, kj) one load
+/// of the tap's weights and, per position, its input pixel broadcast (at a constant offset
+/// from the row's start) into one FMA. Where one vector holds all the block's channels,
+/// `channels_row_body`'s order (each pixel into the three positions it meets, one after the
+/// other) makes each FMA wait for the one before it on the same accumulator; here each
+/// tap's P FMAs are independent, and P + 1 loads (the broadcasts fold into the FMAs) feed P
+/// FMAs, which a core with two FMA pipes and three load ports runs at its FMA rate. The
+/// same products in the same (ci, ki, kj) order per lane, and the same skipped end pixels,
+/// as `channels_row_body`: the same bits.
+#[inline(always)]
+unsafe fn channels_row_taps_body<V: Vector, const P: usize>(b: &ChannelBlock) {
+    let mut acc = [unsafe { V::zero() }; P];
+    // SAFETY: within the bounds the caller guarantees.
+    let x0 = unsafe { b.x.add(b.offsets[0]) };
+    let mut wt = b.w;
+    for ci in 0..b.cin {
+        for ki in 0..b.taps[0] {
+            // SAFETY (this block): within the bounds the caller guarantees.
+            unsafe {
+                let xr = x0.add(ci * b.plane + ki * b.steps[0]);
+                for kj in 0..3 {
+                    let wv = V::load(wt.add(kj * V::LANES));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        // Pixel p + kj: the row's first (kj 0 of position 0) and last (kj 2
+                        // of position P − 1) may be padding the block skips.
+                        if (kj == 0 && p == 0 && b.skip[0]) || (kj == 2 && p == P - 1 && b.skip[1])
+                        {
+                            continue;
+                        }
+                        *a = V::fma(wv, V::splat(*xr.add(p + kj)), *a);
+                    }
+                }
+                wt = wt.add(3 * V::LANES);
+            }
+        }
+        // SAFETY: within the bounds the caller guarantees.
+        wt = unsafe { b.w.add((ci + 1) * b.ci_weights) };
+    }
+    for (p, &a) in acc.iter().enumerate() {
+        // SAFETY: within the bounds the caller guarantees.
+        unsafe { a.store(b.out.add(p * b.out_stride)) };
     }
 }
 
