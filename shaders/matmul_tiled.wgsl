@@ -24,11 +24,14 @@
 // M, N, K works; only in-range elements of C are written. `PREFETCH` fetches the next
 // slice from global memory into registers while the current one is multiplied (see gemm).
 //
-// Epilogue (forward of a dense layer, fused): with `has_bias`, C = A·Bᵀ + bias[n]; with
-// `has_act`, the activation of that value is also written to `z` — C keeps the
+// Epilogue (forward of a dense layer, fused): with `HAS_BIAS`, C = A·Bᵀ + bias[n]; with
+// `HAS_ACT`, the activation `ACT_CODE` of that value is also written to `z` — C keeps the
 // pre-activation, which the activation's backward and the statistics read. Values are
 // formed in the same order as the unfused ops (product, then + bias, then f), so the fused
-// result is bit for bit the unfused one.
+// result is bit for bit the unfused one. The epilogue is chosen by override constants, not
+// by the uniform: each of an invocation's 16 to 64 stores inlines it, and with every
+// activation's formula behind a run-time switch the shader grew so large that lavapipe took
+// 2 to 10 s to compile each variant; a pipeline now holds only the epilogue it runs.
 //
 // Determinism: each element of C sums its K products in ascending k, in one invocation,
 // with no atomics: a run repeats bit for bit on one adapter, whatever the tile.
@@ -42,13 +45,11 @@ struct Params {
     k: u32,
     // != 0: C += op(A)·op(B) (parameter gradients accumulate).
     accumulate: u32,
-    // != 0: C += bias[n] after the product.
-    has_bias: u32,
-    // != 0: z = f(C) with f the activation of code `act_code` (Activation::code()).
-    has_act: u32,
-    act_code: u32,
     // Leaky-ReLU slope or ELU alpha.
     act_param: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -75,6 +76,11 @@ override RN: u32 = BN / 64u;
 // Staged slices in vec4s: BK·BM/4 and BK·BN/4.
 override A_TILE: u32 = BK * BM / 4u;
 override B_TILE: u32 = BK * BN / 4u;
+// The epilogue: C += bias[n] after the product; z = f(C) with f the activation of code
+// ACT_CODE (Activation::code()).
+override HAS_BIAS: bool = false;
+override HAS_ACT: bool = false;
+override ACT_CODE: u32 = 0u;
 
 const THREADS: u32 = 256u;
 
@@ -344,12 +350,12 @@ fn store_one(m: u32, n: u32, value: f32) {
     if (p.accumulate != 0u) {
         v = c[idx] + v;
     }
-    if (p.has_bias != 0u) {
+    if (HAS_BIAS) {
         v = v + bias[n];
     }
     c[idx] = v;
-    if (p.has_act != 0u) {
-        z[idx] = act_forward(p.act_code, p.act_param, v);
+    if (HAS_ACT) {
+        z[idx] = act_forward(ACT_CODE, p.act_param, v);
     }
 }
 

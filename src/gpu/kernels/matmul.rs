@@ -182,10 +182,8 @@ struct TiledParams {
     n: u32,
     k: u32,
     accumulate: u32,
-    has_bias: u32,
-    has_act: u32,
-    act_code: u32,
     act_param: f32,
+    pad: [u32; 3],
 }
 
 /// The entry point of each layout (the same names in both shaders).
@@ -393,10 +391,8 @@ pub fn matmul_with(
         n,
         k,
         accumulate: accumulate as u32,
-        has_bias: epilogue.bias.is_some() as u32,
-        has_act: epilogue.act.is_some() as u32,
-        act_code,
         act_param,
+        pad: [0; 3],
     };
     let uniform = ctx.uniform(&format!("{} tiled params", entry(layout)), &params)?;
     // Unused bindings get a 16-byte placeholder: the layout (derived from the shader) has
@@ -421,6 +417,9 @@ pub fn matmul_with(
         ("BK", bk as f64),
         ("VEC4", if vec4 { 1.0 } else { 0.0 }),
         ("PREFETCH", if prefetch { 1.0 } else { 0.0 }),
+        ("HAS_BIAS", if epilogue.bias.is_some() { 1.0 } else { 0.0 }),
+        ("HAS_ACT", if epilogue.act.is_some() { 1.0 } else { 0.0 }),
+        ("ACT_CODE", act_code as f64),
     ];
     ctx.dispatch_with(
         "matmul_tiled",
