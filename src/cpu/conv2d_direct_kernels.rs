@@ -830,8 +830,9 @@ unsafe fn channels_row_body<V: Vector, const CV: usize, const P: usize>(b: &Chan
 /// from the row's start) into one FMA. Where one vector holds all the block's channels,
 /// `channels_row_body`'s order (each pixel into the three positions it meets, one after the
 /// other) makes each FMA wait for the one before it on the same accumulator; here each
-/// tap's P FMAs are independent, and P + 1 loads (the broadcasts fold into the FMAs) feed P
-/// FMAs, which a core with two FMA pipes and three load ports runs at its FMA rate. The
+/// tap's P FMAs are independent. Per (ci, ki) the compiler keeps the row's P + 2 broadcast
+/// pixels in registers for the three taps (read in the AVX-512 build's code), so 3 + P + 2
+/// loads feed 3·P FMAs, which a core with two FMA pipes runs at its FMA rate. The
 /// same products in the same (ci, ki, kj) order per lane, and the same skipped end pixels,
 /// as `channels_row_body`: the same bits.
 #[inline(always)]
