@@ -356,8 +356,8 @@ fn channel_row_block(
 
 /// Bytes of padded images and transposed output gradients the weight gradient holds at
 /// once: every register block sums a slab over all its positions before its accumulators go
-/// back to memory, and the slab stays in the core's L2 cache (1 MiB on the development
-/// machine's Zen 4) while all of them read it.
+/// back to memory, and each team's slab stays in its core's L2 cache (1 MiB on the
+/// development machine's Zen 4) while the team's blocks read it.
 const WEIGHT_SLAB_BYTES: usize = 512 << 10;
 
 /// The weight gradient's scratch: every register block's accumulators ([P][width] each, P

@@ -329,7 +329,7 @@ struct WeightScratch {
     /// Teams of register blocks (one per rayon thread, at most one per block), each with
     /// its own slab: a team pads (and lays out) every slab itself and runs its blocks over
     /// it, so the slab its blocks read lies in its own core's cache. With one slab shared by
-    /// the threads, two threads ran the weight gradient only 1.2× faster than one
+    /// the threads, two threads ran the weight gradients only 1.1–1.5× faster than one
     /// (BENCHMARKS.md).
     teams: usize,
     /// Output gradients of one image on the wide grid; none for the row walk, which reads
