@@ -18,14 +18,16 @@
 //! within a few minutes.
 //!
 //! `cargo bench --bench conv [-- --batch N --step-batch N[,N…] --steps N --repeats N
-//!  --device cpu|gpu|both --shape TEXT --no-convs --no-step]`
+//!  --device cpu|gpu|both --shape TEXT --side N --no-convs --no-step]`
 //!
-//! `--shape TEXT` keeps the convolutions whose name contains TEXT (`16→16`, `s2`).
+//! `--shape TEXT` keeps the convolutions whose name contains TEXT (`16→16`, `s2`). `--side N`
+//! takes the inputs N×N (default 32; 28 is the bundled data's side), for the passes and the
+//! step alike.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use gradscope::bench::conv2d::resnet20_shapes;
+use gradscope::bench::conv2d::resnet20_shapes_on;
 use gradscope::cpu::conv2d as cpu;
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
@@ -110,9 +112,9 @@ fn gpu_passes(ctx: &GpuContext, s: &Conv2dShape, repeats: usize) -> gradscope::R
     err.map(|_| t)
 }
 
-fn step_plan(batch: usize) -> Plan {
+fn step_plan(batch: usize, side: usize) -> Plan {
     let model = cifar_resnet(
-        &[3, 32, 32],
+        &[3, side, side],
         10,
         20,
         true,
@@ -180,6 +182,7 @@ fn main() {
     let repeats: usize = flag("--repeats").and_then(|s| s.parse().ok()).unwrap_or(5);
     let steps: usize = flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(3);
     let device = flag("--device").unwrap_or_else(|| "both".into());
+    let side: usize = flag("--side").and_then(|s| s.parse().ok()).unwrap_or(32);
     let (use_cpu, use_gpu) = (device != "gpu", device != "cpu");
 
     let cpu_desc = format!("{} ({} threads)", cpu_name(), rayon::current_num_threads());
@@ -201,7 +204,7 @@ fn main() {
 
     if !has("--no-convs") {
         println!(
-            "\nresnet-20 convolutions, batch {batch}, f32; median of {repeats} after a warm-up; \
+            "\nresnet-20 convolutions on {side}×{side} inputs, batch {batch}, f32; median of {repeats} after a warm-up; \
              ms and GFLOP/s (2·MACs, same count per pass)"
         );
         println!(
@@ -209,7 +212,7 @@ fn main() {
             "shape", "pass", "cpu ms", "cpu GF/s", "gpu ms", "gpu GF/s", "gpu/cpu"
         );
         let only = flag("--shape").unwrap_or_default();
-        for (name, s) in resnet20_shapes(batch)
+        for (name, s) in resnet20_shapes_on(batch, side)
             .into_iter()
             .filter(|(name, _)| name.contains(&only))
         {
@@ -245,9 +248,9 @@ fn main() {
         return;
     }
     for &sb in &step_batches {
-        let plan = step_plan(sb);
+        let plan = step_plan(sb, side);
         println!(
-            "\nresnet-20 training step, batch {sb}, momentum SGD, batch norm; median of {steps} \
+            "\nresnet-20 training step on 3×{side}×{side}, batch {sb}, momentum SGD, batch norm; median of {steps} \
              steps after a warm-up (samples/s)"
         );
         println!(

@@ -6,6 +6,10 @@ preferred layout on the CPU). Median of R timed calls after 3 warm-ups, millisec
 GFLOP/s with the bench's count (2·n·c_out·oh·ow·c_in/groups·kh·kw for every pass).
 
     python3 benches/compare/torch_cpu_conv_passes.py [--threads N] [--batch B] [--repeats R]
+        [--side N]
+
+`--side N` takes N×N inputs (default 32; 28 is the bundled data's side), as the bench's
+`--side`.
 """
 
 import argparse
@@ -19,19 +23,23 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--repeats", type=int, default=9)
+parser.add_argument("--side", type=int, default=32)
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
-# (name, c_in, c_out, kernel, stride, input side), as resnet20_shapes in src/bench/conv2d.rs.
+# (name, c_in, c_out, kernel, stride, input side), as resnet20_shapes_on in src/bench/conv2d.rs.
+S1 = args.side
+S2 = (S1 + 1) // 2
+S3 = (S2 + 1) // 2
 SHAPES = [
-    ("stem 3→16 3×3", 3, 16, 3, 1, 32),
-    ("16→16 3×3", 16, 16, 3, 1, 32),
-    ("16→32 3×3 s2", 16, 32, 3, 2, 32),
-    ("16→32 1×1 s2", 16, 32, 1, 2, 32),
-    ("32→32 3×3", 32, 32, 3, 1, 16),
-    ("32→64 3×3 s2", 32, 64, 3, 2, 16),
-    ("32→64 1×1 s2", 32, 64, 1, 2, 16),
-    ("64→64 3×3", 64, 64, 3, 1, 8),
+    ("stem 3→16 3×3", 3, 16, 3, 1, S1),
+    ("16→16 3×3", 16, 16, 3, 1, S1),
+    ("16→32 3×3 s2", 16, 32, 3, 2, S1),
+    ("16→32 1×1 s2", 16, 32, 1, 2, S1),
+    ("32→32 3×3", 32, 32, 3, 1, S2),
+    ("32→64 3×3 s2", 32, 64, 3, 2, S2),
+    ("32→64 1×1 s2", 32, 64, 1, 2, S2),
+    ("64→64 3×3", 64, 64, 3, 1, S3),
 ]
 
 
@@ -47,7 +55,10 @@ def median_ms(f):
 
 
 torch.manual_seed(0)
-print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+print(
+    f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+    f"{S1}×{S1} inputs"
+)
 print(f"{'shape':<16} {'pass':<16} {'NCHW ms':>9} {'GFLOP/s':>8} {'NHWC ms':>9} {'GFLOP/s':>8}")
 for name, c_in, c_out, k, stride, side in SHAPES:
     pad = k // 2

@@ -11,8 +11,15 @@ use crate::cpu::conv2d as cpu;
 use crate::gpu::kernels::conv2d as gpu;
 use crate::ops::Conv2dShape;
 
-/// The distinct convolutions of resnet-20 at batch `n`, with a short label.
+/// The distinct convolutions of resnet-20 at batch `n` on 32×32 inputs, with a short label.
 pub fn resnet20_shapes(n: usize) -> Vec<(&'static str, Conv2dShape)> {
+    resnet20_shapes_on(n, 32)
+}
+
+/// The distinct convolutions of resnet-20 at batch `n` on `side`×`side` inputs (the three
+/// stages at `side`, then halved twice, rounding up as the stride-2 convolutions do): 32 for
+/// CIFAR, 28 for the bundled data the README's training runs on.
+pub fn resnet20_shapes_on(n: usize, side: usize) -> Vec<(&'static str, Conv2dShape)> {
     let conv = |c_in, hw, c_out, k, stride, pad| Conv2dShape {
         n,
         c_in,
@@ -26,15 +33,17 @@ pub fn resnet20_shapes(n: usize) -> Vec<(&'static str, Conv2dShape)> {
         dilation: [1, 1],
         groups: 1,
     };
+    let (s1, s2) = (side, side.div_ceil(2));
+    let s3 = s2.div_ceil(2);
     vec![
-        ("stem 3→16 3×3", conv(3, 32, 16, 3, 1, 1)),
-        ("16→16 3×3", conv(16, 32, 16, 3, 1, 1)),
-        ("16→32 3×3 s2", conv(16, 32, 32, 3, 2, 1)),
-        ("16→32 1×1 s2", conv(16, 32, 32, 1, 2, 0)),
-        ("32→32 3×3", conv(32, 16, 32, 3, 1, 1)),
-        ("32→64 3×3 s2", conv(32, 16, 64, 3, 2, 1)),
-        ("32→64 1×1 s2", conv(32, 16, 64, 1, 2, 0)),
-        ("64→64 3×3", conv(64, 8, 64, 3, 1, 1)),
+        ("stem 3→16 3×3", conv(3, s1, 16, 3, 1, 1)),
+        ("16→16 3×3", conv(16, s1, 16, 3, 1, 1)),
+        ("16→32 3×3 s2", conv(16, s1, 32, 3, 2, 1)),
+        ("16→32 1×1 s2", conv(16, s1, 32, 1, 2, 0)),
+        ("32→32 3×3", conv(32, s2, 32, 3, 1, 1)),
+        ("32→64 3×3 s2", conv(32, s2, 64, 3, 2, 1)),
+        ("32→64 1×1 s2", conv(32, s2, 64, 1, 2, 0)),
+        ("64→64 3×3", conv(64, s3, 64, 3, 1, 1)),
     ]
 }
 
