@@ -392,6 +392,24 @@ fn cpu_f32_passes_match_the_f64_definition() {
             );
         }
     }
+    // One vector of output channels on rows that are not whole vectors, and 1×1 kernels:
+    // the weight gradient on channel-last copies (conv2d_weight_nhwc.rs) on AVX-512 and
+    // AVX2 (28 columns as on the bundled data, a 3-channel stem, strided projections).
+    let channels_last = [
+        shape(2, 16, 14, 28, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(3, 3, 9, 28, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        shape(2, 16, 10, 10, 32, [1, 1], [2, 2], [0, 0], [1, 1], 1),
+        shape(2, 32, 7, 9, 64, [1, 1], [2, 2], [0, 0], [1, 1], 1),
+    ];
+    if matches!(cc::direct_isa(), Some("avx512" | "avx2")) && channels_on {
+        for s in &channels_last {
+            assert!(
+                cc::runs_direct::<f32>(s)[1],
+                "{}'s weight gradient runs on channel-last copies",
+                describe(s)
+            );
+        }
+    }
     // The input gradient of a stride-1 convolution with 32 input channels is a forward with
     // 32 output channels.
     let transposed_blocks = shape(2, 32, 6, 7, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1);
@@ -399,6 +417,7 @@ fn cpu_f32_passes_match_the_f64_definition() {
     let mut all = shapes(20);
     all.extend(wide);
     all.extend(channel_blocks);
+    all.extend(channels_last);
     all.push(transposed_blocks);
     for (i, s) in all.iter().enumerate() {
         let seed = 7000 + 3 * i as u64;

@@ -39,6 +39,7 @@ use rayon::prelude::*;
 use crate::cpu::Element;
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct;
+use crate::cpu::conv2d_weight_nhwc;
 use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
 
@@ -299,6 +300,7 @@ pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
     [
         conv2d_channels::applies::<T>(s) || conv2d_direct::applies::<T>(s),
         conv2d_channels::applies_to_weight_gradient::<T>(s)
+            || conv2d_weight_nhwc::applies::<T>(s)
             || conv2d_direct::applies_to_weight_gradient::<T>(s),
     ]
 }
@@ -613,6 +615,11 @@ pub fn conv2d_backward_weight_with<T: Element>(
     if conv2d_channels::applies_to_weight_gradient::<T>(s) {
         ensure(scratch, conv2d_channels::weight_scratch_len(s));
         conv2d_channels::backward_weight(s, x, dy, dw, accumulate, scratch);
+        return;
+    }
+    if conv2d_weight_nhwc::applies::<T>(s) {
+        ensure(scratch, conv2d_weight_nhwc::scratch_len(s));
+        conv2d_weight_nhwc::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }
     if conv2d_direct::applies_to_weight_gradient::<T>(s) {

@@ -54,8 +54,8 @@ use crate::ops::Conv2dShape;
 /// `no`).
 const CONV_CHANNELS_ENV: &str = "GRADSCOPE_CONV_CHANNELS";
 
-/// Whether the channel-block path may run in this process.
-fn enabled() -> bool {
+/// Whether the channel-block path (and conv2d_weight_nhwc.rs's) may run in this process.
+pub(super) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         let asked = std::env::var(CONV_CHANNELS_ENV).unwrap_or_default();

@@ -192,6 +192,12 @@ pub(super) fn applies_to_weight_gradient<T: Element>(s: &Conv2dShape) -> bool {
     grid::<T>(s).is_some_and(|g| g.isa.has_weight_gradient() && g.wide >= MIN_WEIGHT_POSITIONS)
 }
 
+/// Whether `backward_weight` runs shape `s` in element type `T` on this CPU through the row
+/// walk (`row_walk`).
+pub(super) fn walks_weight_rows<T: Element>(s: &Conv2dShape) -> bool {
+    applies_to_weight_gradient::<T>(s) && grid::<T>(s).is_some_and(|g| row_walk(s, &g))
+}
+
 /// Scratch elements `forward` needs with the batch cut into `parts` ranges, for a shape
 /// where `applies` holds.
 pub(super) fn scratch_len(s: &Conv2dShape, parts: usize) -> usize {

@@ -114,6 +114,20 @@ impl Isa {
         }
     }
 
+    /// The channel-last weight gradient's blocks (conv2d_weight_nhwc.rs) for a kernel `kw`
+    /// columns wide, widest first: input channels per block CB, each with kw taps, so
+    /// kw·CB accumulators plus one loaded vector of output gradients (AVX-512: up to 24 of
+    /// 32 registers; AVX2: up to 12 of 16). Empty where this instruction set has none.
+    pub(super) fn channels_last_weight_blocks(self, kw: usize) -> &'static [usize] {
+        match (self, kw) {
+            (Isa::Avx512, 3) => &[8, 4, 3],
+            (Isa::Avx512, 1) => &[16, 8],
+            (Isa::Avx2, 3) => &[4, 3],
+            (Isa::Avx2, 1) => &[8],
+            _ => &[],
+        }
+    }
+
     /// Whether the weight gradient has a kernel for it.
     pub(super) fn has_weight_gradient(self) -> bool {
         matches!(self, Isa::Avx512 | Isa::Neon)
@@ -203,6 +217,26 @@ pub(super) struct ChannelCorrelation {
     pub images: usize,
     pub out_hw: [usize; 2],
     pub steps: [usize; 2],
+    pub acc: *mut f32,
+}
+
+/// One channel-last weight-gradient register block's operands (conv2d_weight_nhwc.rs): one
+/// vector of output channels across the lanes × CB input channels × KW taps of one kernel
+/// row, summed over every output position of `images` images. The input lies channel-last
+/// (each padded pixel's channels side by side): the block's first input channel at output
+/// position (0, 0) and its first tap is `x`, images `x_image` apart, and `x_steps` are the
+/// steps between output rows, output columns and the row's taps. The output gradients lie
+/// position-major at `dy` (positions `dy_position` apart, images `dy_image` apart). The
+/// accumulators, [KW][CB][LANES], are read from and written back to `acc`.
+pub(super) struct ChannelsLastCorrelation {
+    pub x: *const f32,
+    pub x_image: usize,
+    pub x_steps: [usize; 3],
+    pub dy: *const f32,
+    pub dy_position: usize,
+    pub dy_image: usize,
+    pub images: usize,
+    pub out_hw: [usize; 2],
     pub acc: *mut f32,
 }
 
@@ -342,6 +376,45 @@ pub(super) unsafe fn channel_weight(isa: Isa, cv: usize, r: usize, b: &ChannelCo
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 2, 12) => channel_weight_neon::<2, 12>(b),
             _ => unreachable!("no channel weight block {cv}×{r} for {isa:?}, {:p}", b.x),
+        }
+    }
+}
+
+/// The channel-last weight-gradient block with `cb` input channels and `kw` taps
+/// (`Isa::channels_last_weight_blocks` lists them).
+///
+/// # Safety
+/// `isa` must be present, and every access the block makes in bounds
+/// (conv2d_weight_nhwc.rs `weight_block` asserts them).
+pub(super) unsafe fn channels_last_weight(
+    isa: Isa,
+    cb: usize,
+    kw: usize,
+    b: &ChannelsLastCorrelation,
+) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, cb, kw) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 8, 3) => channels_last_weight_avx512::<8, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 4, 3) => channels_last_weight_avx512::<4, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 3, 3) => channels_last_weight_avx512::<3, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 16, 1) => channels_last_weight_avx512::<16, 1>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 8, 1) => channels_last_weight_avx512::<8, 1>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 4, 3) => channels_last_weight_avx2::<4, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 3, 3) => channels_last_weight_avx2::<3, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 8, 1) => channels_last_weight_avx2::<8, 1>(b),
+            _ => unreachable!(
+                "no channel-last weight block {cb}×{kw} for {isa:?}, {:p}",
+                b.x
+            ),
         }
     }
 }
@@ -507,6 +580,22 @@ unsafe fn channel_weight_avx512<const CV: usize, const R: usize>(b: &ChannelCorr
 unsafe fn channel_weight_avx2<const CV: usize, const R: usize>(b: &ChannelCorrelation) {
     // SAFETY: the caller's guarantees.
     unsafe { channel_weight_body::<__m256, CV, R>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn channels_last_weight_avx512<const CB: usize, const KW: usize>(
+    b: &ChannelsLastCorrelation,
+) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_last_weight_body::<__m512, CB, KW>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn channels_last_weight_avx2<const CB: usize, const KW: usize>(b: &ChannelsLastCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe { channels_last_weight_body::<__m256, CB, KW>(b) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -913,6 +1002,54 @@ unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &Ch
         for (c, row) in acc.iter().enumerate() {
             for (r, &a) in row.iter().enumerate() {
                 a.store(b.acc.add(at(c, r)));
+            }
+        }
+    }
+}
+
+/// KW×CB accumulators loaded from `acc`; per output position: one load of its output
+/// gradients and, per tap, CB FMAs with a broadcast input each, the CB inputs side by side
+/// behind one pointer (a broadcast folds into its FMA as a memory operand); stored back.
+/// Each lane sums its weight's products over the images in order and their positions in
+/// order.
+#[inline(always)]
+unsafe fn channels_last_weight_body<V: Vector, const CB: usize, const KW: usize>(
+    b: &ChannelsLastCorrelation,
+) {
+    let at = |t: usize, c: usize| (t * CB + c) * V::LANES;
+    let [row, col, tap] = b.x_steps;
+    let [oh, ow] = b.out_hw;
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let mut acc = [[V::zero(); CB]; KW];
+        for (t, taps) in acc.iter_mut().enumerate() {
+            for (c, a) in taps.iter_mut().enumerate() {
+                *a = V::load(b.acc.add(at(t, c)));
+            }
+        }
+        for i in 0..b.images {
+            let image = b.x.add(i * b.x_image);
+            let mut dy = b.dy.add(i * b.dy_image);
+            for oy in 0..oh {
+                let mut xs = [image; KW];
+                for (t, x) in xs.iter_mut().enumerate() {
+                    *x = image.add(oy * row + t * tap);
+                }
+                for _ in 0..ow {
+                    let d = V::load(dy);
+                    for (taps, x) in acc.iter_mut().zip(&mut xs) {
+                        for (c, a) in taps.iter_mut().enumerate() {
+                            *a = V::fma(d, V::splat(*x.add(c)), *a);
+                        }
+                        *x = x.add(col);
+                    }
+                    dy = dy.add(b.dy_position);
+                }
+            }
+        }
+        for (t, taps) in acc.iter().enumerate() {
+            for (c, &a) in taps.iter().enumerate() {
+                a.store(b.acc.add(at(t, c)));
             }
         }
     }

@@ -1,0 +1,474 @@
+//! The weight gradient in f32 with the output channels across the vector lanes, read from
+//! channel-last copies of each image and its output gradient. The register block is in
+//! conv2d_direct_kernels.rs (`channels_last_weight_body`).
+//!
+//! Why: dw[co][ci][ki][kj] = Σ_positions dy[co][p] · x[ci][p + (ki, kj)] is a product
+//! whose shared dimension, every output position of the batch, is long and whose output is
+//! small. With the output channels across the lanes, a vector of output gradients is loaded
+//! once per position and meets every (input channel, tap) pair of the block, each pair's
+//! input broadcast into its FMA. conv2d_channels.rs does that on the padded NCHW planes,
+//! where each pair's input lies in its own plane: a block of one vector of channels (16 on
+//! AVX-512) needs twelve pointers for twelve FMAs a position and ran slower than the wide
+//! grid (BENCHMARKS.md). Here the image is copied channel-last, so the block's CB input
+//! channels lie side by side behind one pointer per tap, and a block of CB channels × the
+//! KW taps of one kernel row costs one vector load and KW·CB broadcast FMAs a position
+//! (AVX-512: 8 × 3 = 24 accumulators). conv2d_direct.rs's row walk, which this replaces on
+//! 16 output channels, needs output rows of whole vectors (resnet-20 on 28×28 inputs has
+//! rows of 28) and sums each weight across the lanes.
+//!
+//! Method: the batch goes in slabs of images that fit a core's L2 cache. Each image is
+//! transposed to [positions, c_in] and copied into zero-padded rows, and its output
+//! gradient transposed to [positions, c_out] (cpu/transpose.rs). The register blocks, one
+//! per (vector of output channels, kernel row, block of input channels), run in teams, one
+//! per rayon thread, each team with its own slab that it lays out itself (as in
+//! conv2d_channels.rs), and add the slab's positions to their accumulators.
+//!
+//! Summation order: every weight sums its products in one lane, images in order and each
+//! image's output positions in row-major order, from zero; the result depends neither on
+//! the thread count nor on the slab. The padding's products are zeros, summed like the
+//! others.
+//!
+//! `GRADSCOPE_CONV_CHANNELS=off` turns this path off with conv2d_channels.rs.
+
+use std::any::TypeId;
+
+use rayon::prelude::*;
+
+use crate::cpu::Element;
+use crate::cpu::conv2d_channels;
+use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut};
+use crate::cpu::conv2d_direct_kernels::{self as kernels, ChannelsLastCorrelation, Isa};
+use crate::cpu::transpose::transpose;
+use crate::ops::Conv2dShape;
+
+/// Bytes of channel-last images and output gradients each team holds at once: the slab
+/// stays in its core's L2 cache while the team's blocks read it (each block reads all of
+/// it), and an image larger than that goes alone.
+const SLAB_BYTES: usize = 512 << 10;
+
+/// The register blocks and copies of one shape, for one instruction set.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    isa: Isa,
+    lanes: usize,
+    /// Input channels per register block.
+    cb: usize,
+    /// Blocks of output channels (one vector each) and of input channels.
+    co_blocks: usize,
+    ci_blocks: usize,
+    /// The padded image's rows and columns.
+    hp: usize,
+    wp: usize,
+    /// Elements of one channel-last padded image and of one transposed output gradient.
+    xt_len: usize,
+    dyt_len: usize,
+    /// Images a team lays out at a time: as many as fit its slab's bytes, at least one.
+    slab: usize,
+    /// Teams of register blocks, one per rayon thread (at most one per block).
+    teams: usize,
+}
+
+impl Layout {
+    fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Option<Self> {
+        let lanes = isa.lanes();
+        let cb = *isa
+            .channels_last_weight_blocks(s.kw)
+            .iter()
+            .find(|&&cb| s.c_in.is_multiple_of(cb))?;
+        if s.groups != 1 || !s.c_out.is_multiple_of(lanes) {
+            return None;
+        }
+        let [oh, ow] = s.out_hw();
+        let hp = s.h + 2 * s.pad[0];
+        let wp = s.w + 2 * s.pad[1];
+        let xt_len = hp * wp * s.c_in;
+        let dyt_len = oh * ow * s.c_out;
+        let image_bytes = (xt_len + dyt_len) * std::mem::size_of::<f32>();
+        let co_blocks = s.c_out / lanes;
+        let ci_blocks = s.c_in / cb;
+        let units = co_blocks * s.kh * ci_blocks;
+        Some(Layout {
+            isa,
+            lanes,
+            cb,
+            co_blocks,
+            ci_blocks,
+            hp,
+            wp,
+            xt_len,
+            dyt_len,
+            slab: (slab_bytes / image_bytes).clamp(1, s.n.max(1)),
+            teams: rayon::current_num_threads().clamp(1, units),
+        })
+    }
+
+    fn units(&self, s: &Conv2dShape) -> usize {
+        self.co_blocks * s.kh * self.ci_blocks
+    }
+
+    /// Accumulators of one register block: [kw][cb][lanes].
+    fn unit_len(&self, s: &Conv2dShape) -> usize {
+        s.kw * self.cb * self.lanes
+    }
+
+    /// Elements of one team's slab: its channel-last images, their transposed output
+    /// gradients, and one image transposed before it is padded.
+    fn slab_len(&self, s: &Conv2dShape) -> usize {
+        self.slab * (self.xt_len + self.dyt_len) + s.h * s.w * s.c_in
+    }
+
+    fn len(&self, s: &Conv2dShape) -> usize {
+        self.units(s) * self.unit_len(s) + self.teams * self.slab_len(s)
+    }
+
+    /// Register block `unit`'s (block of output channels, kernel row, block of input
+    /// channels).
+    fn unit_position(&self, s: &Conv2dShape, unit: usize) -> (usize, usize, usize) {
+        let per_co = s.kh * self.ci_blocks;
+        let rest = unit % per_co;
+        (unit / per_co, rest / self.ci_blocks, rest % self.ci_blocks)
+    }
+}
+
+/// The layout where `backward_weight` runs shape `s` in element type `T` on this CPU.
+fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
+    if TypeId::of::<T>() != TypeId::of::<f32>() || !conv2d_channels::enabled() {
+        return None;
+    }
+    let [oh, ow] = s.out_hw();
+    if s.n == 0 || oh * ow == 0 {
+        return None;
+    }
+    Layout::new(s, conv2d_direct::isa()?, SLAB_BYTES)
+}
+
+/// Whether `backward_weight` runs shape `s` in element type `T` on this CPU: f32, no
+/// groups, output channels in whole vectors, a kernel one or three columns wide, input
+/// channels in whole blocks of that width's (conv2d_direct_kernels.rs
+/// `Isa::channels_last_weight_blocks`), and no faster path for it. Both faster paths read
+/// the image padded in place, where this one transposes it and the output gradient
+/// (BENCHMARKS.md, one core, batch 128):
+/// - conv2d_channels.rs's weight gradient (two or more vectors of output channels, a
+///   kernel larger than 1×1): resnet-20's 32- and 64-channel shapes ran 0–5 % faster
+///   there;
+/// - conv2d_direct.rs's row walk (output rows of whole vectors), which reads dy in place:
+///   on 32×32 planes it ran 16→16 3% faster, and the stem (3 input channels, a block of 9
+///   accumulators here, whose 3-row transposes go one value at a time) as fast.
+pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
+    layout::<T>(s).is_some()
+        && !conv2d_channels::applies_to_weight_gradient::<T>(s)
+        && !conv2d_direct::walks_weight_rows::<T>(s)
+}
+
+/// Scratch elements `backward_weight` needs.
+pub(super) fn scratch_len(s: &Conv2dShape) -> usize {
+    debug_assert!(applies::<f32>(s));
+    layout::<f32>(s)
+        .expect("the channel-last weight gradient applies")
+        .len(s)
+}
+
+/// dw = Σ_b dy[b] ⋆ x[b] (or dw += that with `accumulate`) for a checked shape where
+/// `applies::<T>` holds.
+pub(super) fn backward_weight<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    scratch: &mut [T],
+) {
+    let l = layout::<T>(s).expect("the channel-last weight gradient applies");
+    backward_weight_f32(
+        s,
+        &l,
+        as_f32(x),
+        as_f32(dy),
+        as_f32_mut(dw),
+        accumulate,
+        as_f32_mut(scratch),
+    );
+}
+
+fn backward_weight_f32(
+    s: &Conv2dShape,
+    l: &Layout,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    scratch: &mut [f32],
+) {
+    let [oh, ow] = s.out_hw();
+    let x_img = s.c_in * s.h * s.w;
+    let y_img = s.c_out * oh * ow;
+    let (units, unit_len) = (l.units(s), l.unit_len(s));
+    let (accs, slabs) = scratch[..l.len(s)].split_at_mut(units * unit_len);
+    let per_team = units.div_ceil(l.teams);
+    accs.par_chunks_mut(per_team * unit_len)
+        .zip(slabs.par_chunks_mut(l.slab_len(s)))
+        .enumerate()
+        .for_each(|(team, (accs, slab))| {
+            let (xts, rest) = slab.split_at_mut(l.slab * l.xt_len);
+            let (dyts, image) = rest.split_at_mut(l.slab * l.dyt_len);
+            for s0 in (0..s.n).step_by(l.slab) {
+                let count = (s.n - s0).min(l.slab);
+                let copies = xts.chunks_mut(l.xt_len).zip(dyts.chunks_mut(l.dyt_len));
+                for (i, (xt, dyt)) in copies.take(count).enumerate() {
+                    let b = s0 + i;
+                    // Each slab's images overwrite the interior only: the padding zeroed
+                    // for the first stays zero.
+                    if s0 == 0 {
+                        xt.fill(0.0);
+                    }
+                    pad_channels_last(s, l, &x[b * x_img..][..x_img], image, xt);
+                    transpose(&dy[b * y_img..][..y_img], s.c_out, oh * ow, dyt);
+                }
+                let (xts, dyts) = (&xts[..count * l.xt_len], &dyts[..count * l.dyt_len]);
+                for (u, acc) in accs.chunks_mut(unit_len).enumerate() {
+                    if s0 == 0 {
+                        acc.fill(0.0);
+                    }
+                    weight_block(s, l, team * per_team + u, xts, dyts, acc);
+                }
+            }
+        });
+    // Written over or added to dw; block (cob, ki, cib)'s accumulator (kj, c), lane o, is
+    // the weight of output channel cob·lanes + o, input channel cib·cb + c, tap (ki, kj).
+    let taps = s.kh * s.kw;
+    for (unit, acc) in accs.chunks(unit_len).enumerate() {
+        let (cob, ki, cib) = l.unit_position(s, unit);
+        for kj in 0..s.kw {
+            for c in 0..l.cb {
+                let lanes = &acc[(kj * l.cb + c) * l.lanes..][..l.lanes];
+                for (o, &v) in lanes.iter().enumerate() {
+                    let co = cob * l.lanes + o;
+                    let ci = cib * l.cb + c;
+                    let d = &mut dw[(co * s.c_in + ci) * taps + ki * s.kw + kj];
+                    *d = if accumulate { *d + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// Image `xb` ([c_in, h, w]) into `xt`, [hp, wp, c_in] with the padding left as it is
+/// (zero), by way of `image` ([h·w, c_in]).
+fn pad_channels_last(s: &Conv2dShape, l: &Layout, xb: &[f32], image: &mut [f32], xt: &mut [f32]) {
+    transpose(xb, s.c_in, s.h * s.w, image);
+    let row = s.w * s.c_in;
+    for (r, src) in image[..s.h * row].chunks(row).enumerate() {
+        let at = ((r + s.pad[0]) * l.wp + s.pad[1]) * s.c_in;
+        xt[at..at + row].copy_from_slice(src);
+    }
+}
+
+/// Adds every output position of the slab's images (`xts`, channel-last and padded, and
+/// `dyts`, transposed; as many images as `xts` holds) to register block `unit`'s
+/// accumulators `acc`.
+fn weight_block(
+    s: &Conv2dShape,
+    l: &Layout,
+    unit: usize,
+    xts: &[f32],
+    dyts: &[f32],
+    acc: &mut [f32],
+) {
+    let [oh, ow] = s.out_hw();
+    let (cob, ki, cib) = l.unit_position(s, unit);
+    let images = xts.len() / l.xt_len;
+    let x_steps = [
+        s.stride[0] * l.wp * s.c_in,
+        s.stride[1] * s.c_in,
+        s.dilation[1] * s.c_in,
+    ];
+    let x0 = ki * s.dilation[0] * l.wp * s.c_in + cib * l.cb;
+    // The last input the block reads: the last output position's last tap's last channel.
+    let last_x =
+        x0 + (oh - 1) * x_steps[0] + (ow - 1) * x_steps[1] + (s.kw - 1) * x_steps[2] + l.cb - 1;
+    let dy0 = cob * l.lanes;
+    // Bounds the unchecked reads and writes of the kernel below.
+    assert!(images >= 1 && xts.len() == images * l.xt_len);
+    assert!(last_x < l.xt_len && (ki * s.dilation[0] + (oh - 1) * s.stride[0]) < l.hp);
+    assert!(dyts.len() == images * l.dyt_len && dy0 + l.lanes <= s.c_out);
+    assert!(acc.len() >= l.unit_len(s));
+    let args = ChannelsLastCorrelation {
+        x: xts[x0..].as_ptr(),
+        x_image: l.xt_len,
+        x_steps,
+        dy: dyts[dy0..].as_ptr(),
+        dy_position: s.c_out,
+        dy_image: l.dyt_len,
+        images,
+        out_hw: [oh, ow],
+        acc: acc.as_mut_ptr(),
+    };
+    // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
+    // a block it has; the asserts above bound every access.
+    unsafe { kernels::channels_last_weight(l.isa, l.cb, s.kw, &args) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(
+        n: usize,
+        c_in: usize,
+        hw: [usize; 2],
+        c_out: usize,
+        k: [usize; 2],
+        stride: usize,
+        pad: usize,
+    ) -> Conv2dShape {
+        Conv2dShape {
+            n,
+            c_in,
+            h: hw[0],
+            w: hw[1],
+            c_out,
+            kh: k[0],
+            kw: k[1],
+            stride: [stride, stride],
+            pad: [pad, pad],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    fn value(i: usize, salt: usize) -> f32 {
+        ((i * 7919 + salt) % 1009) as f32 / 1009.0 - 0.5
+    }
+
+    /// dw in f64 from the definition, the f32 inputs widened.
+    fn definition(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Vec<f64> {
+        let [oh, ow] = s.out_hw();
+        let mut dw = vec![0f64; s.w_len()];
+        for b in 0..s.n {
+            for co in 0..s.c_out {
+                for ci in 0..s.c_in {
+                    for ki in 0..s.kh {
+                        for kj in 0..s.kw {
+                            let mut sum = 0f64;
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let r = (oy * s.stride[0] + ki * s.dilation[0]) as isize
+                                        - s.pad[0] as isize;
+                                    let c = (ox * s.stride[1] + kj * s.dilation[1]) as isize
+                                        - s.pad[1] as isize;
+                                    if r < 0 || c < 0 || r >= s.h as isize || c >= s.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x
+                                        [((b * s.c_in + ci) * s.h + r as usize) * s.w + c as usize];
+                                    let dv = dy[((b * s.c_out + co) * oh + oy) * ow + ox];
+                                    sum += xv as f64 * dv as f64;
+                                }
+                            }
+                            dw[((co * s.c_in + ci) * s.kh + ki) * s.kw + kj] += sum;
+                        }
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    fn run(s: &Conv2dShape, l: &Layout, x: &[f32], dy: &[f32], dw: &mut [f32], acc: bool) {
+        let mut scratch = vec![f32::NAN; l.len(s)];
+        backward_weight_f32(s, l, x, dy, dw, acc, &mut scratch);
+    }
+
+    /// Every block this CPU has, on awkward shapes: 3×3 at stride 1 and 2, a dilated and a
+    /// 3×1 kernel, 1×1 at stride 2, rows of 28 and 7, three vectors of output channels,
+    /// padding of 0 to 2; with and without accumulation, against the f64 definition.
+    #[test]
+    fn matches_the_definition_with_every_block() {
+        let Some(isa) = conv2d_direct::isa() else {
+            eprintln!("no direct kernels on this CPU; nothing to compare");
+            return;
+        };
+        let v = isa.lanes();
+        let mut shapes = vec![
+            shape(3, 16, [28, 28], v, [3, 3], 1, 1),
+            shape(2, 8, [9, 13], 3 * v, [3, 3], 2, 1),
+            shape(2, 3, [7, 7], v, [3, 3], 1, 1),
+            shape(1, 12, [6, 11], 2 * v, [3, 3], 1, 2),
+            shape(2, 16, [14, 14], 2 * v, [1, 1], 2, 0),
+            shape(3, 32, [7, 5], v, [1, 1], 1, 0),
+            shape(2, 8, [5, 9], v, [1, 1], 2, 1),
+            shape(2, 6, [8, 6], v, [5, 3], 1, 1),
+        ];
+        let mut dilated = shape(2, 8, [10, 12], v, [3, 3], 1, 2);
+        dilated.dilation = [2, 2];
+        shapes.push(dilated);
+        let mut blocks = std::collections::BTreeSet::new();
+        for s in &shapes {
+            let l =
+                Layout::new(s, isa, SLAB_BYTES).unwrap_or_else(|| panic!("{s:?} runs on {isa:?}"));
+            blocks.insert((l.cb, s.kw));
+            let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
+            let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
+            let want = definition(s, &x, &dy);
+            let [oh, ow] = s.out_hw();
+            let tol = 4e-7 * (s.n * oh * ow) as f64;
+            for accumulate in [false, true] {
+                let dw0: Vec<f32> = (0..s.w_len()).map(|i| value(i, 3)).collect();
+                let mut dw = dw0.clone();
+                run(s, &l, &x, &dy, &mut dw, accumulate);
+                for (i, (&got, &w)) in dw.iter().zip(&want).enumerate() {
+                    let w = if accumulate { w + dw0[i] as f64 } else { w };
+                    assert!(
+                        (got as f64 - w).abs() <= tol * (1.0 + w.abs()),
+                        "{s:?}, accumulate {accumulate}, weight {i}: {got} against {w}"
+                    );
+                }
+            }
+        }
+        let all: std::collections::BTreeSet<_> = [3, 1]
+            .into_iter()
+            .flat_map(|kw| {
+                isa.channels_last_weight_blocks(kw)
+                    .iter()
+                    .map(move |&cb| (cb, kw))
+            })
+            .collect();
+        assert_eq!(blocks, all, "every block of {isa:?} ran");
+    }
+
+    /// The same bits whatever the slab (one image at a time, a ragged last slab, the whole
+    /// batch) and whatever the number of teams.
+    #[test]
+    fn bits_do_not_depend_on_the_slab_or_the_teams() {
+        let Some(isa) = conv2d_direct::isa() else {
+            eprintln!("no direct kernels on this CPU; nothing to compare");
+            return;
+        };
+        let s = shape(5, 16, [9, 12], 2 * isa.lanes(), [3, 3], 1, 1);
+        let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 4)).collect();
+        let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 5)).collect();
+        let whole = Layout::new(&s, isa, usize::MAX).unwrap();
+        assert_eq!(whole.slab, s.n);
+        let mut want = vec![f32::NAN; s.w_len()];
+        run(&s, &whole, &x, &dy, &mut want, false);
+        let image_bytes = (whole.xt_len + whole.dyt_len) * 4;
+        for images in [1, 2] {
+            for teams in [1, 3] {
+                let mut l = Layout::new(&s, isa, images * image_bytes).unwrap();
+                assert_eq!(l.slab, images);
+                l.teams = teams;
+                let mut got = vec![f32::NAN; s.w_len()];
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(teams)
+                    .build()
+                    .unwrap();
+                pool.install(|| run(&s, &l, &x, &dy, &mut got, false));
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "slab of {images}, {teams} teams");
+            }
+        }
+    }
+}
