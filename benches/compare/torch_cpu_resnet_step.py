@@ -11,7 +11,10 @@ Two memory formats are measured, NCHW (as ours) and channels_last (NHWC, which o
 convolutions prefer on the CPU); the faster is PyTorch's figure.
 
     python3 benches/compare/torch_cpu_resnet_step.py [--threads N] [--batch B] [--steps S]
-                                                     [--repeats R]
+                                                     [--repeats R] [--side N]
+
+`--side N` takes 3×N×N inputs (default 32; 28 is the bundled data's side), as the conv
+bench's `--side`.
 
 torch.set_num_threads(N) (intra-op threads; default every core, as rayon's pool).
 """
@@ -29,6 +32,7 @@ parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--repeats", type=int, default=5)
+parser.add_argument("--side", type=int, default=32)
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -69,8 +73,9 @@ def measure(memory_format):
     torch.manual_seed(0)
     model = resnet20().to(memory_format=memory_format).train()
     b = args.batch
-    x = torch.tensor([((i * 7919) % 255) / 255.0 for i in range(b * 3 * 32 * 32)],
-                     dtype=torch.float32).reshape(b, 3, 32, 32)
+    side = args.side
+    x = torch.tensor([((i * 7919) % 255) / 255.0 for i in range(b * 3 * side * side)],
+                     dtype=torch.float32).reshape(b, 3, side, side)
     x = x.contiguous(memory_format=memory_format)
     y = torch.tensor([i % 10 for i in range(b)])
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -96,7 +101,7 @@ def measure(memory_format):
 
 
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
-      f"(MKLDNN {torch.backends.mkldnn.is_available()}); resnet-20 3x32x32, batch {args.batch}, "
+      f"(MKLDNN {torch.backends.mkldnn.is_available()}); resnet-20 3x{args.side}x{args.side}, batch {args.batch}, "
       f"momentum SGD; median of {args.repeats} runs of {args.steps} steps")
 for name, memory_format in [("NCHW", torch.contiguous_format),
                             ("channels_last", torch.channels_last)]:

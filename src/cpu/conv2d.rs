@@ -39,6 +39,7 @@ use rayon::prelude::*;
 use crate::cpu::Element;
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct;
+use crate::cpu::conv2d_phases;
 use crate::cpu::conv2d_weight_nhwc;
 use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
@@ -463,13 +464,25 @@ pub fn conv2d_backward_input_with<T: Element>(
     let y_img = s.c_out * ohw;
     let per = images_per_part(s.n);
     let pointwise = is_pointwise(s);
+    // Strided convolutions whose taps cover every stride phase scatter their patch
+    // matrices by phase (conv2d_phases.rs), through one input plane's phase blocks after the
+    // part's patch matrix. A kernel with fewer taps than phases (1×1 at stride 2) leaves
+    // most pixels untouched, which the direct scatter skips and the phase blocks would
+    // write (0.87 against 1.15 ms, 16→32 1×1 stride 2, BENCHMARKS.md).
+    let strided = s.stride != [1, 1] && s.kh * s.kw >= s.stride[0] * s.stride[1];
+    let blocks_len = if strided && !pointwise {
+        conv2d_phases::scratch_len(s)
+    } else {
+        0
+    };
     let col_len = if pointwise { 1 } else { k * ohw };
-    ensure(scratch, s.n.div_ceil(per) * col_len);
+    ensure(scratch, s.n.div_ceil(per) * (col_len + blocks_len));
     dx[..s.x_len()]
         .par_chunks_mut(per * x_img)
-        .zip(scratch.par_chunks_mut(col_len))
+        .zip(scratch.par_chunks_mut(col_len + blocks_len))
         .enumerate()
-        .for_each(|(part, (dxp, dcol))| {
+        .for_each(|(part, (dxp, part_scratch))| {
+            let (dcol, blocks) = part_scratch.split_at_mut(col_len);
             for (i, dxb) in dxp.chunks_mut(x_img).enumerate() {
                 let dyb = &dy[(part * per + i) * y_img..][..y_img];
                 for g in 0..s.groups {
@@ -508,6 +521,11 @@ pub fn conv2d_backward_input_with<T: Element>(
                         );
                     }
                     if !pointwise {
+                        if strided {
+                            // Each group's planes go through the phase blocks whole.
+                            conv2d_phases::col2im_add(s, dcol, g, dxb, blocks, !accumulate);
+                            continue;
+                        }
                         if g == 0 && !accumulate {
                             dxb.fill(T::zero());
                         }

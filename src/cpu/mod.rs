@@ -10,6 +10,7 @@ pub mod conv2d;
 mod conv2d_channels;
 mod conv2d_direct;
 mod conv2d_direct_kernels;
+mod conv2d_phases;
 mod conv2d_weight_nhwc;
 pub mod dropout;
 pub mod element;
