@@ -295,8 +295,9 @@ pub fn direct_isa() -> Option<&'static str> {
 /// im2col + GEMM: `[forward, weight gradient]`. The forward's are conv2d_channels.rs (f32
 /// on AVX-512, AVX2 or NEON, any stride, output channels in whole blocks) and
 /// conv2d_direct.rs (stride 1, a wide grid that wastes little); the weight gradient's are
-/// conv2d_direct.rs's. The input gradient at stride 1 takes the forward kernel where its
-/// transposed convolution does.
+/// those two files' and conv2d_weight_nhwc.rs's (channel-last copies: one vector of output
+/// channels, or a 1×1 kernel). The input gradient at stride 1 takes the forward kernel where
+/// its transposed convolution does.
 pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
     [
         conv2d_channels::applies::<T>(s) || conv2d_direct::applies::<T>(s),
@@ -469,7 +470,9 @@ pub fn conv2d_backward_input_with<T: Element>(
     // part's patch matrix. A kernel with fewer taps than phases (1×1 at stride 2) leaves
     // most pixels untouched, which the direct scatter skips and the phase blocks would
     // write (0.87 against 1.15 ms, 16→32 1×1 stride 2, BENCHMARKS.md).
-    let strided = s.stride != [1, 1] && s.kh * s.kw >= s.stride[0] * s.stride[1];
+    let strided = s.stride != [1, 1]
+        && s.kh * s.kw >= s.stride[0] * s.stride[1]
+        && s.stride[0].max(s.stride[1]) <= conv2d_phases::MAX_STRIDE;
     let blocks_len = if strided && !pointwise {
         conv2d_phases::scratch_len(s)
     } else {

@@ -18,37 +18,42 @@
 use crate::cpu::Element;
 use crate::ops::Conv2dShape;
 
+/// Strides up to this along each axis go by phase (fixed arrays: no allocation per call);
+/// larger ones keep the direct scatter.
+pub(super) const MAX_STRIDE: usize = 4;
+
 /// Where the phase blocks of one input plane lie: block (p, q) holds the pixels (r, c) with
 /// r ≡ p (mod stride[0]) and c ≡ q (mod stride[1]), row-major, rows[p] × cols[q] of them.
 struct Phases {
     stride: [usize; 2],
     /// Rows of each row phase and columns of each column phase.
-    rows: Vec<usize>,
-    cols: Vec<usize>,
+    rows: [usize; MAX_STRIDE],
+    cols: [usize; MAX_STRIDE],
     /// Start of each block in the buffer, [p·stride[1] + q].
-    start: Vec<usize>,
+    start: [usize; MAX_STRIDE * MAX_STRIDE],
 }
 
 impl Phases {
     fn new(s: &Conv2dShape) -> Self {
-        let count = |len: usize, stride: usize| -> Vec<usize> {
-            (0..stride)
-                .map(|p| {
-                    if p < len {
-                        (len - p).div_ceil(stride)
-                    } else {
-                        0
-                    }
-                })
-                .collect()
+        assert!(s.stride[0] <= MAX_STRIDE && s.stride[1] <= MAX_STRIDE);
+        let count = |len: usize, stride: usize| {
+            let mut n = [0; MAX_STRIDE];
+            for (p, n) in n.iter_mut().enumerate().take(stride) {
+                *n = if p < len {
+                    (len - p).div_ceil(stride)
+                } else {
+                    0
+                };
+            }
+            n
         };
         let rows = count(s.h, s.stride[0]);
         let cols = count(s.w, s.stride[1]);
-        let mut start = Vec::with_capacity(s.stride[0] * s.stride[1]);
+        let mut start = [0; MAX_STRIDE * MAX_STRIDE];
         let mut at = 0;
-        for &r in &rows {
-            for &c in &cols {
-                start.push(at);
+        for (p, &r) in rows.iter().enumerate().take(s.stride[0]) {
+            for (q, &c) in cols.iter().enumerate().take(s.stride[1]) {
+                start[p * s.stride[1] + q] = at;
                 at += r * c;
             }
         }
@@ -62,6 +67,7 @@ impl Phases {
     }
 
     /// The plane's pixels into their phase blocks.
+    #[inline(always)]
     fn split<T: Element>(&self, plane: &[T], w: usize, blocks: &mut [T]) {
         for (r, row) in plane.chunks(w).enumerate() {
             let (p, a) = (r % self.stride[0], r / self.stride[0]);
@@ -76,6 +82,7 @@ impl Phases {
     }
 
     /// The phase blocks back into the plane.
+    #[inline(always)]
     fn join<T: Element>(&self, blocks: &[T], w: usize, plane: &mut [T]) {
         for (r, row) in plane.chunks_mut(w).enumerate() {
             let (p, a) = (r % self.stride[0], r / self.stride[0]);
@@ -107,6 +114,7 @@ impl Phases {
 /// Where tap offset `off` (ki·dilation − pad, along one axis) lands: the phase of its
 /// pixels and the shift from output index to index within the phase's block
 /// (pixel = o·stride + off = (o + shift)·stride + phase).
+#[inline(always)]
 fn phase_and_shift(off: isize, stride: usize) -> (usize, isize) {
     let s = stride as isize;
     (off.rem_euclid(s) as usize, off.div_euclid(s))
@@ -114,6 +122,7 @@ fn phase_and_shift(off: isize, stride: usize) -> (usize, isize) {
 
 /// Output indices o in [0, out) whose phase-block index o + shift lies in [0, len): the
 /// range [lo, hi), empty when none does.
+#[inline(always)]
 fn valid(out: usize, shift: isize, len: usize) -> (usize, usize) {
     let lo = (-shift).clamp(0, out as isize) as usize;
     let hi = (len as isize - shift).clamp(0, out as isize) as usize;
@@ -130,6 +139,40 @@ pub(super) fn scratch_len(s: &Conv2dShape) -> usize {
 /// axis. `blocks` holds at least `scratch_len` elements. With `zero`, the group's planes of
 /// `dxb` hold zeros (they are not read).
 pub(super) fn col2im_add<T: Element>(
+    s: &Conv2dShape,
+    col: &[T],
+    g: usize,
+    dxb: &mut [T],
+    blocks: &mut [T],
+    zero: bool,
+) {
+    // The runs of adds and the block copies are loops the compiler vectorizes: compiled
+    // for AVX-512 where the CPU has it, they take whole rows of 16 at a time (the crate's
+    // baseline has 4-wide SSE).
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe { col2im_add_avx512(s, col, g, dxb, blocks, zero) };
+        return;
+    }
+    col2im_add_body(s, col, g, dxb, blocks, zero);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn col2im_add_avx512<T: Element>(
+    s: &Conv2dShape,
+    col: &[T],
+    g: usize,
+    dxb: &mut [T],
+    blocks: &mut [T],
+    zero: bool,
+) {
+    col2im_add_body(s, col, g, dxb, blocks, zero);
+}
+
+#[inline(always)]
+fn col2im_add_body<T: Element>(
     s: &Conv2dShape,
     col: &[T],
     g: usize,
@@ -195,6 +238,7 @@ const MAX_WRAPPED: usize = 64;
 /// went mostly one at a time): the block values the outside positions reach (the
 /// neighbouring block row's end) are kept before the loop and put back after it, so every
 /// sum is the row-by-row one, bit for bit.
+#[inline(always)]
 fn add_run<T: Element>(
     patch: &[T],
     block: &mut [T],
