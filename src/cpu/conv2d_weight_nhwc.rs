@@ -16,17 +16,20 @@
 //! 16 output channels, needs output rows of whole vectors (resnet-20 on 28×28 inputs has
 //! rows of 28) and sums each weight across the lanes.
 //!
-//! Method: the batch goes in slabs of images that fit a core's L2 cache. Each image is
-//! transposed to [positions, c_in] and copied into zero-padded rows, and its output
-//! gradient transposed to [positions, c_out] (cpu/transpose.rs). The register blocks, one
-//! per (vector of output channels, kernel row, block of input channels), run in teams, one
-//! per rayon thread, each team with its own slab that it lays out itself (as in
-//! conv2d_channels.rs), and add the slab's positions to their accumulators.
+//! Method: the batch is cut into at most `PARTS` contiguous ranges of images, a number that
+//! depends on the batch only, run in parallel. Each part takes its images in slabs that fit
+//! a core's L2 cache: each image is transposed to [positions, c_in] and copied into
+//! zero-padded rows, and its output gradient transposed to [positions, c_out]
+//! (cpu/transpose.rs), once; then every register block, one per (vector of output
+//! channels, kernel row, block of input channels), adds the slab's positions to the part's
+//! accumulators. Teams of blocks that each lay out the whole batch, as conv2d_channels.rs
+//! runs them, repeated the transposes per team, which cost a 1×1 kernel (2 blocks, little
+//! arithmetic per image) more on two threads than on one (BENCHMARKS.md).
 //!
-//! Summation order: every weight sums its products in one lane, images in order and each
-//! image's output positions in row-major order, from zero; the result depends neither on
-//! the thread count nor on the slab. The padding's products are zeros, summed like the
-//! others.
+//! Summation order: within a part, every weight sums its products in one lane, images in
+//! order and each image's output positions in row-major order, from zero; the parts' sums
+//! are then added in part order. The result depends neither on the thread count nor on the
+//! slab. The padding's products are zeros, summed like the others.
 //!
 //! `GRADSCOPE_CONV_CHANNELS=off` turns this path off with conv2d_channels.rs.
 
@@ -41,10 +44,15 @@ use crate::cpu::conv2d_direct_kernels::{self as kernels, ChannelsLastCorrelation
 use crate::cpu::transpose::transpose;
 use crate::ops::Conv2dShape;
 
-/// Bytes of channel-last images and output gradients each team holds at once: the slab
-/// stays in its core's L2 cache while the team's blocks read it (each block reads all of
-/// it), and an image larger than that goes alone.
+/// Bytes of channel-last images and output gradients each part holds at once: the slab
+/// stays in its core's L2 cache while the blocks read it (each block reads all of it), and
+/// an image larger than that goes alone.
 const SLAB_BYTES: usize = 512 << 10;
+
+/// Parts of the batch, at most: enough for the threads of a workstation CPU to share, few
+/// enough that the parts' accumulators (a copy of dw each) stay small. Fixed, so that the
+/// sums do not depend on the thread count.
+const PARTS: usize = 8;
 
 /// The register blocks and copies of one shape, for one instruction set.
 #[derive(Clone, Copy, Debug)]
@@ -62,10 +70,15 @@ struct Layout {
     /// Elements of one channel-last padded image and of one transposed output gradient.
     xt_len: usize,
     dyt_len: usize,
-    /// Images a team lays out at a time: as many as fit its slab's bytes, at least one.
+    /// Images a part lays out at a time: as many as fit its slab's bytes, at least one.
     slab: usize,
-    /// Teams of register blocks, one per rayon thread (at most one per block).
-    teams: usize,
+    /// Images per part of the batch, and parts (`PARTS` at most).
+    per_part: usize,
+    parts: usize,
+    /// Workers, one per rayon thread (at most one per part), each taking a run of parts
+    /// through one slab of its own: a slab per part, on one thread, wrote each part's
+    /// images into memory the core's L2 no longer held (1×1 kernels 15–25 % slower).
+    workers: usize,
 }
 
 impl Layout {
@@ -86,7 +99,7 @@ impl Layout {
         let image_bytes = (xt_len + dyt_len) * std::mem::size_of::<f32>();
         let co_blocks = s.c_out / lanes;
         let ci_blocks = s.c_in / cb;
-        let units = co_blocks * s.kh * ci_blocks;
+        let per_part = s.n.div_ceil(PARTS).max(1);
         Some(Layout {
             isa,
             lanes,
@@ -97,8 +110,10 @@ impl Layout {
             wp,
             xt_len,
             dyt_len,
-            slab: (slab_bytes / image_bytes).clamp(1, s.n.max(1)),
-            teams: rayon::current_num_threads().clamp(1, units),
+            slab: (slab_bytes / image_bytes).clamp(1, per_part),
+            per_part,
+            parts: s.n.div_ceil(per_part),
+            workers: rayon::current_num_threads().clamp(1, s.n.div_ceil(per_part)),
         })
     }
 
@@ -111,14 +126,19 @@ impl Layout {
         s.kw * self.cb * self.lanes
     }
 
-    /// Elements of one team's slab: its channel-last images, their transposed output
+    /// Elements of one part's slab: its channel-last images, their transposed output
     /// gradients, and one image transposed before it is padded.
     fn slab_len(&self, s: &Conv2dShape) -> usize {
         self.slab * (self.xt_len + self.dyt_len) + s.h * s.w * s.c_in
     }
 
+    /// Elements of one part's accumulators: every block's.
+    fn part_len(&self, s: &Conv2dShape) -> usize {
+        self.units(s) * self.unit_len(s)
+    }
+
     fn len(&self, s: &Conv2dShape) -> usize {
-        self.units(s) * self.unit_len(s) + self.teams * self.slab_len(s)
+        self.parts * self.part_len(s) + self.workers * self.slab_len(s)
     }
 
     /// Register block `unit`'s (block of output channels, kernel row, block of input
@@ -202,41 +222,50 @@ fn backward_weight_f32(
     let [oh, ow] = s.out_hw();
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
-    let (units, unit_len) = (l.units(s), l.unit_len(s));
-    let (accs, slabs) = scratch[..l.len(s)].split_at_mut(units * unit_len);
-    let per_team = units.div_ceil(l.teams);
-    accs.par_chunks_mut(per_team * unit_len)
+    let unit_len = l.unit_len(s);
+    let (accs, slabs) = scratch[..l.len(s)].split_at_mut(l.parts * l.part_len(s));
+    let per_worker = l.parts.div_ceil(l.workers);
+    accs.par_chunks_mut(per_worker * l.part_len(s))
         .zip(slabs.par_chunks_mut(l.slab_len(s)))
         .enumerate()
-        .for_each(|(team, (accs, slab))| {
+        .for_each(|(worker, (accs, slab))| {
             let (xts, rest) = slab.split_at_mut(l.slab * l.xt_len);
             let (dyts, image) = rest.split_at_mut(l.slab * l.dyt_len);
-            for s0 in (0..s.n).step_by(l.slab) {
-                let count = (s.n - s0).min(l.slab);
-                let copies = xts.chunks_mut(l.xt_len).zip(dyts.chunks_mut(l.dyt_len));
-                for (i, (xt, dyt)) in copies.take(count).enumerate() {
-                    let b = s0 + i;
-                    // Each slab's images overwrite the interior only: the padding zeroed
-                    // for the first stays zero.
-                    if s0 == 0 {
-                        xt.fill(0.0);
+            for (p, accs) in accs.chunks_mut(l.part_len(s)).enumerate() {
+                let part = worker * per_worker + p;
+                let images = part * l.per_part..((part + 1) * l.per_part).min(s.n);
+                accs.fill(0.0);
+                for s0 in images.clone().step_by(l.slab) {
+                    let count = (images.end - s0).min(l.slab);
+                    let copies = xts.chunks_mut(l.xt_len).zip(dyts.chunks_mut(l.dyt_len));
+                    for (i, (xt, dyt)) in copies.take(count).enumerate() {
+                        let b = s0 + i;
+                        // Each slab's images overwrite the interior only: the padding zeroed
+                        // for the part's first stays zero.
+                        if s0 == images.start {
+                            zero_padding(s, l, xt);
+                        }
+                        pad_channels_last(s, l, &x[b * x_img..][..x_img], image, xt);
+                        transpose(&dy[b * y_img..][..y_img], s.c_out, oh * ow, dyt);
                     }
-                    pad_channels_last(s, l, &x[b * x_img..][..x_img], image, xt);
-                    transpose(&dy[b * y_img..][..y_img], s.c_out, oh * ow, dyt);
-                }
-                let (xts, dyts) = (&xts[..count * l.xt_len], &dyts[..count * l.dyt_len]);
-                for (u, acc) in accs.chunks_mut(unit_len).enumerate() {
-                    if s0 == 0 {
-                        acc.fill(0.0);
+                    let (xts, dyts) = (&xts[..count * l.xt_len], &dyts[..count * l.dyt_len]);
+                    for (unit, acc) in accs.chunks_mut(unit_len).enumerate() {
+                        weight_block(s, l, unit, xts, dyts, acc);
                     }
-                    weight_block(s, l, team * per_team + u, xts, dyts, acc);
                 }
             }
         });
-    // Written over or added to dw; block (cob, ki, cib)'s accumulator (kj, c), lane o, is
-    // the weight of output channel cob·lanes + o, input channel cib·cb + c, tap (ki, kj).
+    // The parts' sums added in part order, then written over or added to dw; block (cob, ki,
+    // cib)'s accumulator (kj, c), lane o, is the weight of output channel cob·lanes + o,
+    // input channel cib·cb + c, tap (ki, kj).
+    let (first, rest) = accs.split_at_mut(l.part_len(s));
+    for part in rest.chunks(l.part_len(s)) {
+        for (a, &b) in first.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
     let taps = s.kh * s.kw;
-    for (unit, acc) in accs.chunks(unit_len).enumerate() {
+    for (unit, acc) in first.chunks(unit_len).enumerate() {
         let (cob, ki, cib) = l.unit_position(s, unit);
         for kj in 0..s.kw {
             for c in 0..l.cb {
@@ -248,6 +277,24 @@ fn backward_weight_f32(
                     *d = if accumulate { *d + v } else { v };
                 }
             }
+        }
+    }
+}
+
+/// Zeros over the padding of a channel-last image `xt` ([hp, wp, c_in]): the rows above and
+/// below the image and each row's columns left and right of it (the interior is written by
+/// `pad_channels_last`; zeroing it as well cost a 1×1 kernel, which has no padding, 10–20 %
+/// on one core).
+fn zero_padding(s: &Conv2dShape, l: &Layout, xt: &mut [f32]) {
+    let row = l.wp * s.c_in;
+    let (top, bottom) = (s.pad[0] * row, (s.pad[0] + s.h) * row);
+    xt[..top].fill(0.0);
+    xt[bottom..l.xt_len].fill(0.0);
+    if s.pad[1] > 0 {
+        let (left, right) = (s.pad[1] * s.c_in, (s.pad[1] + s.w) * s.c_in);
+        for r in s.pad[0]..s.pad[0] + s.h {
+            xt[r * row..r * row + left].fill(0.0);
+            xt[r * row + right..(r + 1) * row].fill(0.0);
         }
     }
 }
@@ -436,30 +483,30 @@ mod tests {
         assert_eq!(blocks, all, "every block of {isa:?} ran");
     }
 
-    /// The same bits whatever the slab (one image at a time, a ragged last slab, the whole
-    /// batch) and whatever the number of teams.
+    /// The same bits whatever the slab (one image at a time, a ragged last slab, a whole
+    /// part) and whatever the number of threads; the batch of 19 images in 7 parts of 3
+    /// and a last of 1.
     #[test]
-    fn bits_do_not_depend_on_the_slab_or_the_teams() {
+    fn bits_do_not_depend_on_the_slab_or_the_threads() {
         let Some(isa) = conv2d_direct::isa() else {
             eprintln!("no direct kernels on this CPU; nothing to compare");
             return;
         };
-        let s = shape(5, 16, [9, 12], 2 * isa.lanes(), [3, 3], 1, 1);
+        let s = shape(19, 16, [9, 12], 2 * isa.lanes(), [3, 3], 1, 1);
         let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 4)).collect();
         let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 5)).collect();
         let whole = Layout::new(&s, isa, usize::MAX).unwrap();
-        assert_eq!(whole.slab, s.n);
+        assert_eq!((whole.per_part, whole.parts, whole.slab), (3, 7, 3));
         let mut want = vec![f32::NAN; s.w_len()];
         run(&s, &whole, &x, &dy, &mut want, false);
         let image_bytes = (whole.xt_len + whole.dyt_len) * 4;
         for images in [1, 2] {
-            for teams in [1, 3] {
-                let mut l = Layout::new(&s, isa, images * image_bytes).unwrap();
+            for threads in [1, 3] {
+                let l = Layout::new(&s, isa, images * image_bytes).unwrap();
                 assert_eq!(l.slab, images);
-                l.teams = teams;
                 let mut got = vec![f32::NAN; s.w_len()];
                 let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(teams)
+                    .num_threads(threads)
                     .build()
                     .unwrap();
                 pool.install(|| run(&s, &l, &x, &dy, &mut got, false));
@@ -467,7 +514,7 @@ mod tests {
                     .iter()
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "slab of {images}, {teams} teams");
+                assert!(same, "slab of {images}, {threads} threads");
             }
         }
     }
