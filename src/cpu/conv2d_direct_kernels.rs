@@ -128,6 +128,18 @@ impl Isa {
         }
     }
 
+    /// The input-lane weight gradient's blocks (conv2d_weight_nhwc.rs) for a kernel `kw`
+    /// columns wide, widest first: output channels per block CO, each with kw taps over one
+    /// vector of input channels, so CO·kw accumulators plus kw loaded input vectors and one
+    /// broadcast output gradient. Empty where this instruction set has none.
+    pub(super) fn input_lane_weight_blocks(self, kw: usize) -> &'static [usize] {
+        match (self, kw) {
+            (Isa::Avx512, 3) => &[8],
+            (Isa::Avx512, 1) => &[16],
+            _ => &[],
+        }
+    }
+
     /// Whether the weight gradient has a kernel for it.
     pub(super) fn has_weight_gradient(self) -> bool {
         matches!(self, Isa::Avx512 | Isa::Neon)
@@ -234,6 +246,25 @@ pub(super) struct ChannelsLastCorrelation {
     pub x_steps: [usize; 3],
     pub dy: *const f32,
     pub dy_position: usize,
+    pub dy_image: usize,
+    pub images: usize,
+    pub out_hw: [usize; 2],
+    pub acc: *mut f32,
+}
+
+/// One input-lane weight-gradient register block's operands (conv2d_weight_nhwc.rs): one
+/// vector of input channels across the lanes × CO output channels × KW taps of one kernel
+/// row, summed over every output position of `images` images. The input lies channel-last
+/// as for `ChannelsLastCorrelation` (`x`, `x_image`, `x_steps`); the output gradients are
+/// read in place, [c_out, oh, ow] per image: the block's first output channel's plane at
+/// `dy`, the next ones `dy_plane` apart, images `dy_image` apart. The accumulators,
+/// [CO][KW][LANES], are read from and written back to `acc`.
+pub(super) struct InputLaneCorrelation {
+    pub x: *const f32,
+    pub x_image: usize,
+    pub x_steps: [usize; 3],
+    pub dy: *const f32,
+    pub dy_plane: usize,
     pub dy_image: usize,
     pub images: usize,
     pub out_hw: [usize; 2],
@@ -419,6 +450,27 @@ pub(super) unsafe fn channels_last_weight(
     }
 }
 
+/// The input-lane weight-gradient block with `co` output channels and `kw` taps.
+///
+/// # Safety
+/// `isa` must be present, and every access the block makes in bounds
+/// (conv2d_weight_nhwc.rs `input_lane_block` asserts them).
+pub(super) unsafe fn input_lane_weight(isa: Isa, co: usize, kw: usize, b: &InputLaneCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        match (isa, co, kw) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 8, 3) => input_lane_weight_avx512::<8, 3>(b),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 16, 1) => input_lane_weight_avx512::<16, 1>(b),
+            _ => unreachable!(
+                "no input-lane weight block {co}×{kw} for {isa:?}, {:p}",
+                b.x
+            ),
+        }
+    }
+}
+
 /// The weight-gradient block over `shifts` (1 to WEIGHT_TAPS taps, in any layout).
 ///
 /// # Safety
@@ -589,6 +641,13 @@ unsafe fn channels_last_weight_avx512<const CB: usize, const KW: usize>(
 ) {
     // SAFETY: the caller's guarantees.
     unsafe { channels_last_weight_body::<__m512, CB, KW>(b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_lane_weight_avx512<const CO: usize, const KW: usize>(b: &InputLaneCorrelation) {
+    // SAFETY: the caller's guarantees.
+    unsafe { input_lane_weight_body::<__m512, CO, KW>(b) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1002,6 +1061,57 @@ unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &Ch
         for (c, row) in acc.iter().enumerate() {
             for (r, &a) in row.iter().enumerate() {
                 a.store(b.acc.add(at(c, r)));
+            }
+        }
+    }
+}
+
+/// CO×KW accumulators loaded from `acc`; per output position: KW loads of its inputs (one
+/// vector of input channels per tap) and, per output channel, its output gradient
+/// broadcast into KW FMAs; stored back. Each lane sums its weight's products over the
+/// images in order and their positions in order.
+#[inline(always)]
+unsafe fn input_lane_weight_body<V: Vector, const CO: usize, const KW: usize>(
+    b: &InputLaneCorrelation,
+) {
+    let at = |c: usize, t: usize| (c * KW + t) * V::LANES;
+    let [row, col, tap] = b.x_steps;
+    let [oh, ow] = b.out_hw;
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let mut acc = [[V::zero(); KW]; CO];
+        for (c, taps) in acc.iter_mut().enumerate() {
+            for (t, a) in taps.iter_mut().enumerate() {
+                *a = V::load(b.acc.add(at(c, t)));
+            }
+        }
+        for i in 0..b.images {
+            let image = b.x.add(i * b.x_image);
+            let dyi = b.dy.add(i * b.dy_image);
+            for oy in 0..oh {
+                let mut ds = [dyi; CO];
+                for (c, d) in ds.iter_mut().enumerate() {
+                    *d = dyi.add(c * b.dy_plane + oy * ow);
+                }
+                let mut x = image.add(oy * row);
+                for ox in 0..ow {
+                    let mut xv = [V::zero(); KW];
+                    for (t, v) in xv.iter_mut().enumerate() {
+                        *v = V::load(x.add(t * tap));
+                    }
+                    for (taps, d) in acc.iter_mut().zip(&ds) {
+                        let dv = V::splat(*d.add(ox));
+                        for (a, &v) in taps.iter_mut().zip(&xv) {
+                            *a = V::fma(v, dv, *a);
+                        }
+                    }
+                    x = x.add(col);
+                }
+            }
+        }
+        for (c, taps) in acc.iter().enumerate() {
+            for (t, &a) in taps.iter().enumerate() {
+                a.store(b.acc.add(at(c, t)));
             }
         }
     }

@@ -1,26 +1,34 @@
-//! The weight gradient in f32 with the output channels across the vector lanes, read from
-//! channel-last copies of each image and its output gradient. The register block is in
-//! conv2d_direct_kernels.rs (`channels_last_weight_body`).
+//! The weight gradient in f32 on a channel-last copy of each image, with either the input
+//! or the output channels across the vector lanes. The register blocks are in
+//! conv2d_direct_kernels.rs (`input_lane_weight_body`, `channels_last_weight_body`).
 //!
 //! Why: dw[co][ci][ki][kj] = Σ_positions dy[co][p] · x[ci][p + (ki, kj)] is a product
 //! whose shared dimension, every output position of the batch, is long and whose output is
-//! small. With the output channels across the lanes, a vector of output gradients is loaded
-//! once per position and meets every (input channel, tap) pair of the block, each pair's
-//! input broadcast into its FMA. conv2d_channels.rs does that on the padded NCHW planes,
-//! where each pair's input lies in its own plane: a block of one vector of channels (16 on
-//! AVX-512) needs twelve pointers for twelve FMAs a position and ran slower than the wide
-//! grid (BENCHMARKS.md). Here the image is copied channel-last, so the block's CB input
-//! channels lie side by side behind one pointer per tap, and a block of CB channels × the
-//! KW taps of one kernel row costs one vector load and KW·CB broadcast FMAs a position
-//! (AVX-512: 8 × 3 = 24 accumulators). conv2d_direct.rs's row walk, which this replaces on
-//! 16 output channels, needs output rows of whole vectors (resnet-20 on 28×28 inputs has
-//! rows of 28) and sums each weight across the lanes.
+//! small. conv2d_channels.rs lays the output channels across the lanes and reads the
+//! inputs from the padded NCHW planes, each (input channel, tap) pair's from its own plane:
+//! a block of one vector of output channels (16 on AVX-512) needs twelve pointers for
+//! twelve FMAs a position and ran slower than the wide grid (BENCHMARKS.md). Here the image
+//! is copied channel-last ([hp, wp, c_in]), so the input channels of a pixel lie side by
+//! side:
+//! - input lanes (where c_in fills whole vectors: AVX-512, 16 input channels): a block
+//!   holds one vector of input channels × CO output channels × the KW taps of one kernel
+//!   row; per position it loads KW input vectors and broadcasts each output channel's
+//!   gradient, read in place from dy's planes, into KW FMAs (8 × 3 = 24 accumulators);
+//! - output lanes (other input channel counts, such as the 3-channel stem; AVX2): dy is
+//!   transposed to [positions, c_out] too, and a block of one vector of output channels ×
+//!   CB input channels × KW taps loads one vector of output gradients and broadcasts each
+//!   input, side by side behind one pointer per tap, into its FMA (8 × 3 on AVX-512).
+//!
+//! Input lanes spare dy's transpose: resnet-20's 16→16 weight gradient on 28×28 inputs took
+//! 12 % less time that way than with output lanes (BENCHMARKS.md). conv2d_direct.rs's row
+//! walk, which this replaces on 16 output channels, needs output rows of whole vectors
+//! (28×28 inputs give rows of 28).
 //!
 //! Method: the batch is cut into at most `PARTS` contiguous ranges of images, a number that
 //! depends on the batch only, run in parallel. Each part takes its images in slabs that fit
 //! a core's L2 cache: each image is transposed to [positions, c_in] and copied into
-//! zero-padded rows, and its output gradient transposed to [positions, c_out]
-//! (cpu/transpose.rs), once; then every register block, one per (vector of output
+//! zero-padded rows (and, with output lanes, its output gradient transposed to [positions,
+//! c_out]; cpu/transpose.rs), once; then every register block, one per (block of output
 //! channels, kernel row, block of input channels), adds the slab's positions to the part's
 //! accumulators. Teams of blocks that each lay out the whole batch, as conv2d_channels.rs
 //! runs them, repeated the transposes per team, which cost a 1×1 kernel (2 blocks, little
@@ -40,7 +48,9 @@ use rayon::prelude::*;
 use crate::cpu::Element;
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut};
-use crate::cpu::conv2d_direct_kernels::{self as kernels, ChannelsLastCorrelation, Isa};
+use crate::cpu::conv2d_direct_kernels::{
+    self as kernels, ChannelsLastCorrelation, InputLaneCorrelation, Isa,
+};
 use crate::cpu::transpose::transpose;
 use crate::ops::Conv2dShape;
 
@@ -59,9 +69,14 @@ const PARTS: usize = 8;
 struct Layout {
     isa: Isa,
     lanes: usize,
-    /// Input channels per register block.
+    /// Which channels lie across the lanes: the input channels (`kernels::input_lane_weight`,
+    /// dy read in place) or the output channels (`kernels::channels_last_weight`, dy
+    /// transposed).
+    input_lanes: bool,
+    /// Input and output channels per register block (one vector of the lanes' kind).
     cb: usize,
-    /// Blocks of output channels (one vector each) and of input channels.
+    cob: usize,
+    /// Blocks of output channels and of input channels.
     co_blocks: usize,
     ci_blocks: usize,
     /// The padded image's rows and columns.
@@ -82,28 +97,47 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Option<Self> {
+    /// The layout of shape `s` on `isa`: input channels across the lanes where a block of
+    /// that kind fits and `input_lanes` allows it (the tests run both kinds), else output
+    /// channels.
+    fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize, input_lanes: bool) -> Option<Self> {
         let lanes = isa.lanes();
-        let cb = *isa
-            .channels_last_weight_blocks(s.kw)
-            .iter()
-            .find(|&&cb| s.c_in.is_multiple_of(cb))?;
-        if s.groups != 1 || !s.c_out.is_multiple_of(lanes) {
+        if s.groups != 1 {
             return None;
         }
+        let input_block = isa
+            .input_lane_weight_blocks(s.kw)
+            .iter()
+            .find(|&&cob| s.c_out.is_multiple_of(cob))
+            .filter(|_| input_lanes && s.c_in.is_multiple_of(lanes));
+        let (input_lanes, cb, cob) = match input_block {
+            Some(&cob) => (true, lanes, cob),
+            None => {
+                let cb = *isa
+                    .channels_last_weight_blocks(s.kw)
+                    .iter()
+                    .find(|&&cb| s.c_in.is_multiple_of(cb))?;
+                if !s.c_out.is_multiple_of(lanes) {
+                    return None;
+                }
+                (false, cb, lanes)
+            }
+        };
         let [oh, ow] = s.out_hw();
         let hp = s.h + 2 * s.pad[0];
         let wp = s.w + 2 * s.pad[1];
         let xt_len = hp * wp * s.c_in;
-        let dyt_len = oh * ow * s.c_out;
+        let dyt_len = if input_lanes { 0 } else { oh * ow * s.c_out };
         let image_bytes = (xt_len + dyt_len) * std::mem::size_of::<f32>();
-        let co_blocks = s.c_out / lanes;
+        let co_blocks = s.c_out / cob;
         let ci_blocks = s.c_in / cb;
         let per_part = s.n.div_ceil(PARTS).max(1);
         Some(Layout {
             isa,
             lanes,
+            input_lanes,
             cb,
+            cob,
             co_blocks,
             ci_blocks,
             hp,
@@ -121,9 +155,10 @@ impl Layout {
         self.co_blocks * s.kh * self.ci_blocks
     }
 
-    /// Accumulators of one register block: [kw][cb][lanes].
+    /// Accumulators of one register block: [kw][cb][lanes] (output channels across the
+    /// lanes) or [cob][kw][lanes] (input channels).
     fn unit_len(&self, s: &Conv2dShape) -> usize {
-        s.kw * self.cb * self.lanes
+        s.kw * self.cb * self.cob
     }
 
     /// Elements of one part's slab: its channel-last images, their transposed output
@@ -159,21 +194,22 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     if s.n == 0 || oh * ow == 0 {
         return None;
     }
-    Layout::new(s, conv2d_direct::isa()?, SLAB_BYTES)
+    Layout::new(s, conv2d_direct::isa()?, SLAB_BYTES, true)
 }
 
 /// Whether `backward_weight` runs shape `s` in element type `T` on this CPU: f32, no
-/// groups, output channels in whole vectors, a kernel one or three columns wide, input
-/// channels in whole blocks of that width's (conv2d_direct_kernels.rs
+/// groups, a kernel one or three columns wide, and channels that fill one kind of block
+/// (conv2d_direct_kernels.rs `Isa::input_lane_weight_blocks`,
 /// `Isa::channels_last_weight_blocks`), and no faster path for it. Both faster paths read
-/// the image padded in place, where this one transposes it and the output gradient
-/// (BENCHMARKS.md, one core, batch 128):
+/// the image padded in place, where this one transposes it (BENCHMARKS.md, one core, batch
+/// 128):
 /// - conv2d_channels.rs's weight gradient (two or more vectors of output channels, a
-///   kernel larger than 1×1): resnet-20's 32- and 64-channel shapes ran 0–5 % faster
+///   kernel larger than 1×1): resnet-20's 32- and 64-channel shapes ran 0–7 % faster
 ///   there;
 /// - conv2d_direct.rs's row walk (output rows of whole vectors), which reads dy in place:
-///   on 32×32 planes it ran 16→16 3% faster, and the stem (3 input channels, a block of 9
-///   accumulators here, whose 3-row transposes go one value at a time) as fast.
+///   on 32×32 planes it ran 16→16 about as fast as the input lanes (4.71–4.91 against
+///   4.58–4.78 ms), and the stem (3 input channels: output lanes, a block of 9 accumulators
+///   whose 3-row transposes go one value at a time) 1.7× faster.
 pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
     layout::<T>(s).is_some()
         && !conv2d_channels::applies_to_weight_gradient::<T>(s)
@@ -237,8 +273,7 @@ fn backward_weight_f32(
                 accs.fill(0.0);
                 for s0 in images.clone().step_by(l.slab) {
                     let count = (images.end - s0).min(l.slab);
-                    let copies = xts.chunks_mut(l.xt_len).zip(dyts.chunks_mut(l.dyt_len));
-                    for (i, (xt, dyt)) in copies.take(count).enumerate() {
+                    for (i, xt) in xts.chunks_mut(l.xt_len).take(count).enumerate() {
                         let b = s0 + i;
                         // Each slab's images overwrite the interior only: the padding zeroed
                         // for the part's first stays zero.
@@ -246,11 +281,20 @@ fn backward_weight_f32(
                             zero_padding(s, l, xt);
                         }
                         pad_channels_last(s, l, &x[b * x_img..][..x_img], image, xt);
-                        transpose(&dy[b * y_img..][..y_img], s.c_out, oh * ow, dyt);
+                        if !l.input_lanes {
+                            let dyt = &mut dyts[i * l.dyt_len..][..l.dyt_len];
+                            transpose(&dy[b * y_img..][..y_img], s.c_out, oh * ow, dyt);
+                        }
                     }
-                    let (xts, dyts) = (&xts[..count * l.xt_len], &dyts[..count * l.dyt_len]);
+                    let xts = &xts[..count * l.xt_len];
                     for (unit, acc) in accs.chunks_mut(unit_len).enumerate() {
-                        weight_block(s, l, unit, xts, dyts, acc);
+                        if l.input_lanes {
+                            let dys = &dy[s0 * y_img..(s0 + count) * y_img];
+                            input_lane_block(s, l, unit, xts, dys, acc);
+                        } else {
+                            let dyts = &dyts[..count * l.dyt_len];
+                            weight_block(s, l, unit, xts, dyts, acc);
+                        }
                     }
                 }
             }
@@ -265,6 +309,25 @@ fn backward_weight_f32(
         }
     }
     let taps = s.kh * s.kw;
+    if l.input_lanes {
+        // Block (cob, ki, cib)'s accumulator (c, kj), lane i, is the weight of output
+        // channel cob·l.cob + c, input channel cib·lanes + i, tap (ki, kj).
+        for (unit, acc) in first.chunks(unit_len).enumerate() {
+            let (cob, ki, cib) = l.unit_position(s, unit);
+            for c in 0..l.cob {
+                for kj in 0..s.kw {
+                    let lanes = &acc[(c * s.kw + kj) * l.lanes..][..l.lanes];
+                    for (i, &v) in lanes.iter().enumerate() {
+                        let co = cob * l.cob + c;
+                        let ci = cib * l.lanes + i;
+                        let d = &mut dw[(co * s.c_in + ci) * taps + ki * s.kw + kj];
+                        *d = if accumulate { *d + v } else { v };
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (unit, acc) in first.chunks(unit_len).enumerate() {
         let (cob, ki, cib) = l.unit_position(s, unit);
         for kj in 0..s.kw {
@@ -355,6 +418,51 @@ fn weight_block(
     unsafe { kernels::channels_last_weight(l.isa, l.cb, s.kw, &args) };
 }
 
+/// Adds every output position of the slab's images (`xts`, channel-last and padded; `dys`,
+/// their output gradients in place, [c_out, oh, ow] each) to input-lane register block
+/// `unit`'s accumulators `acc`.
+fn input_lane_block(
+    s: &Conv2dShape,
+    l: &Layout,
+    unit: usize,
+    xts: &[f32],
+    dys: &[f32],
+    acc: &mut [f32],
+) {
+    let [oh, ow] = s.out_hw();
+    let (cob, ki, cib) = l.unit_position(s, unit);
+    let images = xts.len() / l.xt_len;
+    let x_steps = [
+        s.stride[0] * l.wp * s.c_in,
+        s.stride[1] * s.c_in,
+        s.dilation[1] * s.c_in,
+    ];
+    let x0 = ki * s.dilation[0] * l.wp * s.c_in + cib * l.lanes;
+    let last_x =
+        x0 + (oh - 1) * x_steps[0] + (ow - 1) * x_steps[1] + (s.kw - 1) * x_steps[2] + l.lanes - 1;
+    let y_img = s.c_out * oh * ow;
+    let dy0 = cob * l.cob * oh * ow;
+    // Bounds the unchecked reads and writes of the kernel below.
+    assert!(images >= 1 && xts.len() == images * l.xt_len);
+    assert!(last_x < l.xt_len && (ki * s.dilation[0] + (oh - 1) * s.stride[0]) < l.hp);
+    assert!(dys.len() == images * y_img && (cob + 1) * l.cob <= s.c_out);
+    assert!(acc.len() >= l.unit_len(s));
+    let args = InputLaneCorrelation {
+        x: xts[x0..].as_ptr(),
+        x_image: l.xt_len,
+        x_steps,
+        dy: dys[dy0..].as_ptr(),
+        dy_plane: oh * ow,
+        dy_image: y_img,
+        images,
+        out_hw: [oh, ow],
+        acc: acc.as_mut_ptr(),
+    };
+    // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
+    // a block it has; the asserts above bound every access.
+    unsafe { kernels::input_lane_weight(l.isa, l.cob, s.kw, &args) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,9 +534,10 @@ mod tests {
         backward_weight_f32(s, l, x, dy, dw, acc, &mut scratch);
     }
 
-    /// Every block this CPU has, on awkward shapes: 3×3 at stride 1 and 2, a dilated and a
-    /// 3×1 kernel, 1×1 at stride 2, rows of 28 and 7, three vectors of output channels,
-    /// padding of 0 to 2; with and without accumulation, against the f64 definition.
+    /// Every block this CPU has, of both kinds (input or output channels across the lanes),
+    /// on awkward shapes: 3×3 at stride 1 and 2, a dilated and a 5×3 kernel, 1×1 at stride 1
+    /// and 2, rows of 28 and 7, several blocks of output channels, padding of 0 to 2; with
+    /// and without accumulation, against the f64 definition.
     #[test]
     fn matches_the_definition_with_every_block() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -445,15 +554,25 @@ mod tests {
             shape(3, 32, [7, 5], v, [1, 1], 1, 0),
             shape(2, 8, [5, 9], v, [1, 1], 2, 1),
             shape(2, 6, [8, 6], v, [5, 3], 1, 1),
+            shape(2, 32, [9, 13], 24, [3, 3], 2, 1),
+            shape(2, 16, [6, 10], 2 * v, [5, 3], 1, 2),
         ];
         let mut dilated = shape(2, 8, [10, 12], v, [3, 3], 1, 2);
         dilated.dilation = [2, 2];
         shapes.push(dilated);
         let mut blocks = std::collections::BTreeSet::new();
-        for s in &shapes {
-            let l =
-                Layout::new(s, isa, SLAB_BYTES).unwrap_or_else(|| panic!("{s:?} runs on {isa:?}"));
-            blocks.insert((l.cb, s.kw));
+        let layouts = shapes.iter().flat_map(|s| {
+            [true, false]
+                .into_iter()
+                .filter_map(|input| Layout::new(s, isa, SLAB_BYTES, input))
+                .map(move |l| (s, l))
+        });
+        for (s, l) in layouts {
+            blocks.insert((
+                l.input_lanes,
+                if l.input_lanes { l.cob } else { l.cb },
+                s.kw,
+            ));
             let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 1)).collect();
             let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 2)).collect();
             let want = definition(s, &x, &dy);
@@ -467,7 +586,9 @@ mod tests {
                     let w = if accumulate { w + dw0[i] as f64 } else { w };
                     assert!(
                         (got as f64 - w).abs() <= tol * (1.0 + w.abs()),
-                        "{s:?}, accumulate {accumulate}, weight {i}: {got} against {w}"
+                        "{s:?}, input lanes {}, accumulate {accumulate}, weight {i}: {got} \
+                         against {w}",
+                        l.input_lanes
                     );
                 }
             }
@@ -475,34 +596,44 @@ mod tests {
         let all: std::collections::BTreeSet<_> = [3, 1]
             .into_iter()
             .flat_map(|kw| {
-                isa.channels_last_weight_blocks(kw)
-                    .iter()
-                    .map(move |&cb| (cb, kw))
+                let output = isa.channels_last_weight_blocks(kw).iter();
+                let input = isa.input_lane_weight_blocks(kw).iter();
+                output
+                    .map(move |&cb| (false, cb, kw))
+                    .chain(input.map(move |&co| (true, co, kw)))
             })
             .collect();
         assert_eq!(blocks, all, "every block of {isa:?} ran");
     }
 
     /// The same bits whatever the slab (one image at a time, a ragged last slab, a whole
-    /// part) and whatever the number of threads; the batch of 19 images in 7 parts of 3
-    /// and a last of 1.
+    /// part) and whatever the number of threads, with either kind of lanes; the batch of 19
+    /// images in 7 parts of 3 and a last of 1.
     #[test]
     fn bits_do_not_depend_on_the_slab_or_the_threads() {
         let Some(isa) = conv2d_direct::isa() else {
             eprintln!("no direct kernels on this CPU; nothing to compare");
             return;
         };
+        for input in [true, false] {
+            bits_do_not_depend_on_the_slab_or_the_threads_with(isa, input);
+        }
+    }
+
+    fn bits_do_not_depend_on_the_slab_or_the_threads_with(isa: Isa, input: bool) {
         let s = shape(19, 16, [9, 12], 2 * isa.lanes(), [3, 3], 1, 1);
         let x: Vec<f32> = (0..s.x_len()).map(|i| value(i, 4)).collect();
         let dy: Vec<f32> = (0..s.y_len()).map(|i| value(i, 5)).collect();
-        let whole = Layout::new(&s, isa, usize::MAX).unwrap();
+        let Some(whole) = Layout::new(&s, isa, usize::MAX, input) else {
+            return;
+        };
         assert_eq!((whole.per_part, whole.parts, whole.slab), (3, 7, 3));
         let mut want = vec![f32::NAN; s.w_len()];
         run(&s, &whole, &x, &dy, &mut want, false);
         let image_bytes = (whole.xt_len + whole.dyt_len) * 4;
         for images in [1, 2] {
             for threads in [1, 3] {
-                let l = Layout::new(&s, isa, images * image_bytes).unwrap();
+                let l = Layout::new(&s, isa, images * image_bytes, input).unwrap();
                 assert_eq!(l.slab, images);
                 let mut got = vec![f32::NAN; s.w_len()];
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -514,7 +645,10 @@ mod tests {
                     .iter()
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "slab of {images}, {threads} threads");
+                assert!(
+                    same,
+                    "slab of {images}, {threads} threads, input lanes {input}"
+                );
             }
         }
     }
