@@ -373,6 +373,23 @@ fn pad_channels_last(s: &Conv2dShape, l: &Layout, xb: &[f32], image: &mut [f32],
     }
 }
 
+/// Where a block of kernel row `ki` and input-channel block `cib` reads a channel-last
+/// image: the offset of its first input (output position (0, 0), first tap, first channel)
+/// and the steps between output rows, output columns and taps. Asserts that the block's
+/// last input (last position, last tap, last channel) lies inside the image.
+fn input_geometry(s: &Conv2dShape, l: &Layout, ki: usize, cib: usize) -> (usize, [usize; 3]) {
+    let [oh, ow] = s.out_hw();
+    let steps = [
+        s.stride[0] * l.wp * s.c_in,
+        s.stride[1] * s.c_in,
+        s.dilation[1] * s.c_in,
+    ];
+    let x0 = ki * s.dilation[0] * l.wp * s.c_in + cib * l.cb;
+    let last = x0 + (oh - 1) * steps[0] + (ow - 1) * steps[1] + (s.kw - 1) * steps[2] + l.cb - 1;
+    assert!(last < l.xt_len && ki * s.dilation[0] + (oh - 1) * s.stride[0] < l.hp);
+    (x0, steps)
+}
+
 /// Adds every output position of the slab's images (`xts`, channel-last and padded, and
 /// `dyts`, transposed; as many images as `xts` holds) to register block `unit`'s
 /// accumulators `acc`.
@@ -387,19 +404,10 @@ fn weight_block(
     let [oh, ow] = s.out_hw();
     let (cob, ki, cib) = l.unit_position(s, unit);
     let images = xts.len() / l.xt_len;
-    let x_steps = [
-        s.stride[0] * l.wp * s.c_in,
-        s.stride[1] * s.c_in,
-        s.dilation[1] * s.c_in,
-    ];
-    let x0 = ki * s.dilation[0] * l.wp * s.c_in + cib * l.cb;
-    // The last input the block reads: the last output position's last tap's last channel.
-    let last_x =
-        x0 + (oh - 1) * x_steps[0] + (ow - 1) * x_steps[1] + (s.kw - 1) * x_steps[2] + l.cb - 1;
+    let (x0, x_steps) = input_geometry(s, l, ki, cib);
     let dy0 = cob * l.lanes;
-    // Bounds the unchecked reads and writes of the kernel below.
+    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`).
     assert!(images >= 1 && xts.len() == images * l.xt_len);
-    assert!(last_x < l.xt_len && (ki * s.dilation[0] + (oh - 1) * s.stride[0]) < l.hp);
     assert!(dyts.len() == images * l.dyt_len && dy0 + l.lanes <= s.c_out);
     assert!(acc.len() >= l.unit_len(s));
     let args = ChannelsLastCorrelation {
@@ -432,19 +440,11 @@ fn input_lane_block(
     let [oh, ow] = s.out_hw();
     let (cob, ki, cib) = l.unit_position(s, unit);
     let images = xts.len() / l.xt_len;
-    let x_steps = [
-        s.stride[0] * l.wp * s.c_in,
-        s.stride[1] * s.c_in,
-        s.dilation[1] * s.c_in,
-    ];
-    let x0 = ki * s.dilation[0] * l.wp * s.c_in + cib * l.lanes;
-    let last_x =
-        x0 + (oh - 1) * x_steps[0] + (ow - 1) * x_steps[1] + (s.kw - 1) * x_steps[2] + l.lanes - 1;
+    let (x0, x_steps) = input_geometry(s, l, ki, cib);
     let y_img = s.c_out * oh * ow;
     let dy0 = cob * l.cob * oh * ow;
-    // Bounds the unchecked reads and writes of the kernel below.
+    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`).
     assert!(images >= 1 && xts.len() == images * l.xt_len);
-    assert!(last_x < l.xt_len && (ki * s.dilation[0] + (oh - 1) * s.stride[0]) < l.hp);
     assert!(dys.len() == images * y_img && (cob + 1) * l.cob <= s.c_out);
     assert!(acc.len() >= l.unit_len(s));
     let args = InputLaneCorrelation {
