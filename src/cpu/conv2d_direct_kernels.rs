@@ -18,7 +18,12 @@
 //!   AVX2's 16 registers one channel × 9 taps fits, and measured slower than im2col + GEMM
 //!   (32→32 3×3 on 16×16 planes: 49–53 GFLOP/s against 75–79, in a bench that still
 //!   allocated per run, which cost the AVX-512 weight kernel up to a quarter of its rate),
-//!   so AVX2 CPUs keep the GEMM for it.
+//!   so AVX2 CPUs keep the GEMM for it;
+//! - channel-last weight gradient (conv2d_weight_nhwc.rs): input lanes, 8 output channels ×
+//!   3 taps (or 16 × 1) of accumulators plus 3 loaded input vectors and one broadcast
+//!   (AVX-512: 28 registers); output lanes, up to 8 input channels × 3 taps plus one loaded
+//!   vector of output gradients, each input broadcast from memory into its FMA (AVX-512:
+//!   25; AVX2: up to 4 × 3, 13 of 16).
 //!
 //! NEON has AVX-512's 32 registers, so it takes the same blocks (8 × up to 3 vectors; 2 × 9
 //! taps) over vectors a quarter as wide. Its kernels are checked against the f64 definition
