@@ -18,7 +18,7 @@ pub fn resnet20_shapes(n: usize) -> Vec<(&'static str, Conv2dShape)> {
 
 /// The distinct convolutions of resnet-20 at batch `n` on `side`×`side` inputs (the three
 /// stages at `side`, then halved twice, rounding up as the stride-2 convolutions do): 32 for
-/// CIFAR, 28 for the bundled data the README's training runs on.
+/// CIFAR, 28 for the bundled data (`gradscope train --model resnet20`).
 pub fn resnet20_shapes_on(n: usize, side: usize) -> Vec<(&'static str, Conv2dShape)> {
     let conv = |c_in, hw, c_out, k, stride, pad| Conv2dShape {
         n,
