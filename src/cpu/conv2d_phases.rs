@@ -66,15 +66,20 @@ impl Phases {
         }
     }
 
+    /// Where plane row `r`'s pixels of column phase `q` lie in the blocks.
+    #[inline(always)]
+    fn row_start(&self, r: usize, q: usize) -> usize {
+        let (p, a) = (r % self.stride[0], r / self.stride[0]);
+        self.start[p * self.stride[1] + q] + a * self.cols[q]
+    }
+
     /// The plane's pixels into their phase blocks.
     #[inline(always)]
     fn split<T: Element>(&self, plane: &[T], w: usize, blocks: &mut [T]) {
         for (r, row) in plane.chunks(w).enumerate() {
-            let (p, a) = (r % self.stride[0], r / self.stride[0]);
             for q in 0..self.stride[1] {
-                let cols = self.cols[q];
-                let at = self.start[p * self.stride[1] + q] + a * cols;
-                for (b, d) in blocks[at..at + cols].iter_mut().enumerate() {
+                let at = self.row_start(r, q);
+                for (b, d) in blocks[at..at + self.cols[q]].iter_mut().enumerate() {
                     *d = row[b * self.stride[1] + q];
                 }
             }
@@ -85,12 +90,11 @@ impl Phases {
     #[inline(always)]
     fn join<T: Element>(&self, blocks: &[T], w: usize, plane: &mut [T]) {
         for (r, row) in plane.chunks_mut(w).enumerate() {
-            let (p, a) = (r % self.stride[0], r / self.stride[0]);
             if self.stride[1] == 2 {
                 // Two column phases interleaved: pairs, which the compiler turns into
                 // shuffles, where a store every second value goes one at a time.
-                let at = |q: usize| self.start[p * 2 + q] + a * self.cols[q];
-                let (even, odd) = (&blocks[at(0)..][..self.cols[0]], &blocks[at(1)..]);
+                let (at0, at1) = (self.row_start(r, 0), self.row_start(r, 1));
+                let (even, odd) = (&blocks[at0..][..self.cols[0]], &blocks[at1..]);
                 for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(even.iter().zip(odd)) {
                     pair[0] = e;
                     pair[1] = o;
@@ -101,9 +105,8 @@ impl Phases {
                 continue;
             }
             for q in 0..self.stride[1] {
-                let cols = self.cols[q];
-                let at = self.start[p * self.stride[1] + q] + a * cols;
-                for (b, &v) in blocks[at..at + cols].iter().enumerate() {
+                let at = self.row_start(r, q);
+                for (b, &v) in blocks[at..at + self.cols[q]].iter().enumerate() {
                     row[b * self.stride[1] + q] = v;
                 }
             }
@@ -136,8 +139,9 @@ pub(super) fn scratch_len(s: &Conv2dShape) -> usize {
 
 /// Adds `col` (K × oh·ow, the patch matrix of group `g`) back into image gradient `dxb`
 /// ([c_in, h, w]), as conv2d.rs's direct scatter does, for a stride above 1 along either
-/// axis. `blocks` holds at least `scratch_len` elements. With `zero`, the group's planes of
-/// `dxb` hold zeros (they are not read).
+/// axis. `blocks` holds at least `scratch_len` elements. With `zero`, the sums start from
+/// zero instead: the group's planes of `dxb` are not read (whatever they hold) and are
+/// written whole.
 pub(super) fn col2im_add<T: Element>(
     s: &Conv2dShape,
     col: &[T],
@@ -312,8 +316,8 @@ mod tests {
         }
     }
 
-    /// The same bits as the direct scatter, starting from a non-zero gradient: strides 2
-    /// and 3, unequal strides, odd and even planes, padding 0 to 2, dilation, groups.
+    /// The same bits as the direct scatter, starting from a non-zero gradient and from
+    /// zero: strides 2 and 3, unequal strides, odd and even planes, padding 0 to 2, dilation, groups.
     #[test]
     fn gives_the_bits_of_the_direct_scatter() {
         let shape =
@@ -338,6 +342,8 @@ mod tests {
             shape(2, [12, 10], [3, 3], [2, 3], [2, 2], [2, 2], 1),
             shape(4, [6, 6], [1, 1], [2, 2], [0, 0], [1, 1], 2),
             shape(1, [5, 5], [2, 2], [2, 2], [0, 0], [1, 1], 1),
+            // 100 output rows: more wrapped positions than `add_run` keeps, row by row.
+            shape(1, [200, 20], [3, 3], [2, 2], [1, 1], [1, 1], 1),
         ];
         for s in &shapes {
             let [oh, ow] = s.out_hw();
@@ -359,6 +365,20 @@ mod tests {
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{s:?}, group {g}");
+                // From zero: the group's planes hold NaN, which must be neither read nor
+                // left behind; the other groups' planes stay as they were.
+                let cpg = s.cin_per_group() * s.h * s.w;
+                let mut want = dx0.clone();
+                want[g * cpg..(g + 1) * cpg].fill(0.0);
+                scatter(s, &col, g, &mut want);
+                let mut got = dx0.clone();
+                got[g * cpg..(g + 1) * cpg].fill(f32::NAN);
+                col2im_add(s, &col, g, &mut got, &mut blocks, true);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{s:?}, group {g}, from zero");
             }
         }
     }
