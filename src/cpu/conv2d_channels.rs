@@ -20,8 +20,8 @@
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
 //! [channels, positions] (cpu/transpose.rs). With a kernel three columns wide at column
 //! stride 1, the blocks lie along output rows instead, where a row block divides the row
-//! (6, 7 or 8 positions for two vectors of channels, 4 for four; four vectors whose rows
-//! take no block of 4 go as two blocks of two, `forward_layout`): each input pixel of a row
+//! (6, 7 or 8 positions for two vectors of channels, 4 for four; four vectors go as two
+//! blocks of two where those take more positions, `forward_layout`): each input pixel of a row
 //! is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
@@ -159,16 +159,20 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     Layout::new(s, conv2d_direct::isa()?, 4)
 }
 
-/// The forward's layout (`layout`), or where its blocks find no row block but blocks of half
-/// as many channels do, that narrower layout along rows: 64 channels on 7×7 planes (28×28
-/// inputs) go in blocks of 32 channels × 7 positions, since 64 × 7 with three taps' weights
-/// do not fit the registers.
+/// The forward's layout (`layout`), or, where blocks of half as many channels run along
+/// rows with more positions per block, that narrower layout. 64 channels on 7×7 planes
+/// (28×28 inputs) go in blocks of 32 channels × 7 positions, since 64 × 7 with three taps'
+/// weights do not fit the registers; on 8×8 and 16×16 planes in blocks of 32 × 8 rather
+/// than 64 × 4: the same 16 accumulators, but 6 weight vectors held instead of 12 and each
+/// broadcast pixel meeting more of them, 20 % faster on AVX-512 (BENCHMARKS.md, fourteenth
+/// session). Where only four positions divide the row (4×4 planes), the wide block stays.
 fn forward_layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     let l = layout::<T>(s)?;
-    if l.row_p.is_some() || l.cv < 4 {
+    if l.cv < 4 {
         return Some(l);
     }
-    let narrow = Layout::new(s, l.isa, l.cv / 2).filter(|n| n.row_p.is_some());
+    let positions = |l: &Layout| l.row_p.unwrap_or(0);
+    let narrow = Layout::new(s, l.isa, l.cv / 2).filter(|n| positions(n) > positions(&l));
     Some(narrow.unwrap_or(l))
 }
 
@@ -622,8 +626,8 @@ mod tests {
     /// grid's (one lane per output, products in the same order), with and without
     /// accumulation, on planes whose positions fill no whole block, and along output rows
     /// (two vectors of channels on 16, 14 and 12 columns: row blocks of 8, 7 and 6; four on
-    /// 8 and 28: blocks of 4; four on 14, narrowed to two: blocks of 7; padding skipped or
-    /// not).
+    /// 20: blocks of 4; four on 8, 28 and 14, narrowed to two: blocks of 8, 7 and 7; padding
+    /// skipped or not).
     #[test]
     fn channel_blocks_give_the_bits_of_the_wide_grid() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -640,8 +644,9 @@ mod tests {
             shape(1, 8, [9, 14], width, 1),
             shape(2, 8, [10, 14], width, 0),
             shape(2, 12, [7, 14], 2 * width, 1),
+            shape(1, 8, [3, 20], 2 * width, 1),
         ];
-        let (mut compared, mut rows) = (0, 0);
+        let (mut compared, mut rows, mut wide_rows) = (0, 0, 0);
         for s in &shapes {
             let (Some(l), true) = (forward_layout::<f32>(s), conv2d_direct::applies::<f32>(s))
             else {
@@ -649,6 +654,7 @@ mod tests {
             };
             compared += 1;
             rows += l.row_p.is_some() as usize;
+            wide_rows += (l.row_p.is_some() && l.cv == 4) as usize;
             assert_bits_of_the_wide_grid(s, &l);
         }
         assert_eq!(
@@ -658,8 +664,10 @@ mod tests {
         );
         if isa.channel_row_block(2, 16).is_some() {
             assert_eq!(
-                rows, 6,
-                "the two with four vectors of channels and the last four run along rows on {isa:?}"
+                (rows, wide_rows),
+                (7, 1),
+                "the three with four vectors of channels and the last four run along rows, \
+                 four vectors wide only on 20 columns, on {isa:?}"
             );
         }
     }
