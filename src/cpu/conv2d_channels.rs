@@ -21,7 +21,8 @@
 //! [channels, positions] (cpu/transpose.rs). With a kernel three columns wide at column
 //! stride 1, the blocks lie along output rows instead, where a row block divides the row
 //! (6, 7 or 8 positions for two vectors of channels, 4 for four; four vectors go as two
-//! blocks of two where those take more positions, `forward_layout`): each input pixel of a row
+//! blocks of two where those run along rows with more positions, `forward_layout`): each
+//! input pixel of a row
 //! is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
