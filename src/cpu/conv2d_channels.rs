@@ -20,9 +20,10 @@
 //! into a tile [positions, channels] of the image, and the tile is transposed into y's
 //! [channels, positions] (cpu/transpose.rs). With a kernel three columns wide at column
 //! stride 1, the blocks lie along output rows instead, where a row block divides the row
-//! (6, 7 or 8 positions for two vectors of channels, 4 for four; four vectors go as two
-//! blocks of two where those run along rows with more positions, `forward_layout`): each
-//! input pixel of a row
+//! (6, 7 or 8 positions for two vectors of channels, 4 for four; on AVX-512 rows of 12, 14
+//! or 16 go in blocks of one vector whatever the channels, and four vectors elsewhere as two
+//! blocks of two where those take more positions, `forward_layout`): each input pixel of a
+//! row
 //! is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
@@ -160,16 +161,28 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     Layout::new(s, conv2d_direct::isa()?, 4)
 }
 
-/// The forward's layout (`layout`), or, where blocks of half as many channels run along
-/// rows with more positions per block, that narrower layout. 64 channels on 7×7 planes
-/// (28×28 inputs) go in blocks of 32 channels × 7 positions, since 64 × 7 with three taps'
-/// weights do not fit the registers; on 8×8 and 16×16 planes in blocks of 32 × 8 rather
-/// than 64 × 4: the same 16 accumulators, but 6 weight vectors held instead of 12 and each
-/// broadcast pixel meeting more of them, 20 % faster on AVX-512 (BENCHMARKS.md, fourteenth
-/// session). Where only four positions divide the row (4×4 planes), the wide block stays.
-/// On NEON, not measured, the narrower block replaces only a wide one with no row block.
+/// The forward's layout: `layout`'s, or along rows in blocks of fewer channels where
+/// those fit the row better (BENCHMARKS.md, fourteenth session, one core, batch 128):
+/// - on AVX-512, wherever a block of one vector of channels runs along the rows (rows of
+///   12, 14 or 16 positions, or multiples): 32 and 64 channels go as blocks of 16 × a row
+///   of 12 to 16 positions, 3 weight vectors held, rather than 32 × 6 to 8 positions, 6
+///   held. resnet-20's 32→32 forward and stride-1 input gradient ran 4–8 % faster on
+///   14×14 planes (28×28 inputs), 9–11 % on 12×12, level on 16×16; 64→64 on 16×16 2–7 %;
+/// - else, where blocks of half as many channels run along rows with more positions: 64
+///   channels on 7×7 planes (28×28 inputs) go in blocks of 32 × 7, since 64 × 7 with three
+///   taps' weights do not fit the registers, and on AVX-512 on 8×8 planes in blocks of
+///   32 × 8 rather than 64 × 4 (the same 16 accumulators, 6 weight vectors held instead of
+///   12, each broadcast pixel meeting more of them: 20 % faster). Where only four positions
+///   divide the row (4×4 planes), the wide block stays. On NEON, not measured, the
+///   narrower block replaces only a wide one with no row block.
 fn forward_layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     let l = layout::<T>(s)?;
+    if l.isa == Isa::Avx512
+        && l.cv > 1
+        && let Some(one) = Layout::new(s, l.isa, 1).filter(|n| n.row_p.is_some())
+    {
+        return Some(one);
+    }
     if l.cv < 4 {
         return Some(l);
     }
@@ -628,12 +641,13 @@ mod tests {
         }
     }
 
-    /// Where both direct forwards run a shape, the channel blocks give the bits of the wide
-    /// grid's (one lane per output, products in the same order), with and without
-    /// accumulation, on planes whose positions fill no whole block, and along output rows
-    /// (two vectors of channels on 16, 14 and 12 columns: row blocks of 8, 7 and 6; four on
-    /// 20: blocks of 4; four on 8, 28 and 14, narrowed to two on AVX-512: blocks of 8, 7 and
-    /// 7; padding skipped or not).
+    /// Where both direct forwards run a shape, every channel layout the shape takes (one,
+    /// two or four vectors of channels, along rows or not) gives the bits of the wide grid's
+    /// (one lane per output, products in the same order), with and without accumulation, on
+    /// planes whose positions fill no whole block and along output rows (two vectors on 16,
+    /// 14 and 12 columns: row blocks of 8, 7 and 6; four on 20, 8 and 28: blocks of 4; one
+    /// on 16, 14, 12 and 28: blocks of 16, 14, 12 and 14; padding skipped or not). On
+    /// AVX-512 the forward picks the layout `forward_layout` says for each.
     #[test]
     fn channel_blocks_give_the_bits_of_the_wide_grid() {
         let Some(isa) = conv2d_direct::isa() else {
@@ -641,42 +655,42 @@ mod tests {
             return;
         };
         let width = 2 * isa.lanes();
+        // Each shape with the (vectors, row block) the AVX-512 forward takes.
         let shapes = [
-            shape(3, 16, [8, 8], 2 * width, 1),
-            shape(2, 20, [7, 9], width, 1),
-            shape(1, 8, [5, 13], width, 2),
-            shape(2, 32, [4, 30], 2 * width, 0),
-            shape(2, 12, [6, 16], width, 1),
-            shape(1, 8, [9, 14], width, 1),
-            shape(2, 8, [10, 14], width, 0),
-            shape(2, 12, [7, 14], 2 * width, 1),
-            shape(1, 8, [3, 20], 2 * width, 1),
+            (shape(3, 16, [8, 8], 2 * width, 1), (2, Some(8))),
+            (shape(2, 20, [7, 9], width, 1), (2, None)),
+            (shape(1, 8, [5, 13], width, 2), (2, None)),
+            (shape(2, 32, [4, 30], 2 * width, 0), (1, Some(14))),
+            (shape(2, 12, [6, 16], width, 1), (1, Some(16))),
+            (shape(1, 8, [9, 14], width, 1), (1, Some(14))),
+            (shape(2, 8, [10, 14], width, 0), (1, Some(12))),
+            (shape(2, 12, [7, 14], 2 * width, 1), (1, Some(14))),
+            (shape(1, 8, [3, 20], 2 * width, 1), (4, Some(4))),
         ];
-        let (mut compared, mut rows, mut wide_rows) = (0, 0, 0);
-        for s in &shapes {
-            let (Some(l), true) = (forward_layout::<f32>(s), conv2d_direct::applies::<f32>(s))
-            else {
-                continue;
-            };
-            compared += 1;
-            rows += l.row_p.is_some() as usize;
-            wide_rows += (l.row_p.is_some() && l.cv == 4) as usize;
-            assert_bits_of_the_wide_grid(s, &l);
+        let mut taken = std::collections::BTreeSet::new();
+        for (s, chosen) in &shapes {
+            assert!(conv2d_direct::applies::<f32>(s), "the wide grid runs {s:?}");
+            let l = forward_layout::<f32>(s).expect("the channel layout applies");
+            if isa == Isa::Avx512 {
+                assert_eq!((l.cv, l.row_p), *chosen, "{s:?}");
+            }
+            for max_cv in [1, 2, 4] {
+                let Some(l) = Layout::new(s, isa, max_cv) else {
+                    continue;
+                };
+                taken.insert((l.cv, l.row_p));
+                assert_bits_of_the_wide_grid(s, &l);
+            }
         }
-        assert_eq!(
-            compared,
-            shapes.len(),
-            "every shape runs both ways on {isa:?}"
-        );
         if isa.channel_row_block(2, 16).is_some() {
-            // On AVX-512 four vectors stay wide on 20 columns only; on NEON on 8 and 28 too.
-            let wide = if isa == Isa::Avx512 { 1 } else { 3 };
-            assert_eq!(
-                (rows, wide_rows),
-                (7, wide),
-                "the four shapes with four vectors of channels and the three with two on 16, 14 \
-                 and 12 columns run along rows, on {isa:?}"
-            );
+            for blocks in [(2, Some(8)), (2, Some(7)), (2, Some(6)), (4, Some(4)), (2, None)] {
+                assert!(taken.contains(&blocks), "{blocks:?} compared on {isa:?}");
+            }
+        }
+        if isa == Isa::Avx512 {
+            for blocks in [(1, Some(16)), (1, Some(14)), (1, Some(12)), (4, None)] {
+                assert!(taken.contains(&blocks), "{blocks:?} compared on {isa:?}");
+            }
         }
     }
 
