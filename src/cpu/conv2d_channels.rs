@@ -683,7 +683,13 @@ mod tests {
             }
         }
         if isa.channel_row_block(2, 16).is_some() {
-            for blocks in [(2, Some(8)), (2, Some(7)), (2, Some(6)), (4, Some(4)), (2, None)] {
+            for blocks in [
+                (2, Some(8)),
+                (2, Some(7)),
+                (2, Some(6)),
+                (4, Some(4)),
+                (2, None),
+            ] {
                 assert!(taken.contains(&blocks), "{blocks:?} compared on {isa:?}");
             }
         }
