@@ -318,7 +318,9 @@ fn cpu_f32_passes_match_the_f64_definition() {
         shape(2, 16, 10, 30, 8, [3, 3], [1, 1], [1, 1], [1, 1], 1),
         shape(1, 2, 2, 40, 3, [5, 5], [1, 1], [2, 2], [1, 1], 1),
         // Rows of whole vectors: the weight gradient walks them (one or two column blocks
-        // at a time, a single row, groups).
+        // at a time, a single row, groups) where neither the channel-last input lanes (16
+        // input channels on AVX-512) nor the channel blocks (32 output channels or more)
+        // take the shape.
         shape(1, 8, 16, 16, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
         shape(1, 2, 3, 256, 4, [3, 3], [1, 1], [0, 1], [1, 1], 1),
         shape(2, 8, 16, 32, 8, [3, 3], [1, 1], [1, 1], [1, 1], 2),

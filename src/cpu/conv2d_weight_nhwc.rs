@@ -20,9 +20,9 @@
 //!   input, side by side behind one pointer per tap, into its FMA (8 × 3 on AVX-512).
 //!
 //! Input lanes spare dy's transpose: resnet-20's 16→16 weight gradient on 28×28 inputs took
-//! 12 % less time that way than with output lanes (BENCHMARKS.md). conv2d_direct.rs's row
-//! walk, which this replaces on 16 output channels, needs output rows of whole vectors
-//! (28×28 inputs give rows of 28).
+//! 12 % less time that way than with output lanes (BENCHMARKS.md). With input lanes this
+//! path also takes the shapes of conv2d_direct.rs's row walk (output rows of whole vectors,
+//! as 32×32 inputs give), 5 % faster on one core and 12 % on two there.
 //!
 //! Method: the batch is cut into at most `PARTS` contiguous ranges of images, a number that
 //! depends on the batch only, run in parallel. Each part takes its images in slabs that fit
@@ -206,14 +206,15 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
 /// - conv2d_channels.rs's weight gradient (two or more vectors of output channels, a
 ///   kernel larger than 1×1): resnet-20's 32- and 64-channel shapes ran 0–7 % faster
 ///   there;
-/// - conv2d_direct.rs's row walk (output rows of whole vectors), which reads dy in place:
-///   on 32×32 planes it ran 16→16 about as fast as the input lanes (4.71–4.91 against
-///   4.58–4.78 ms), and the stem (3 input channels: output lanes, a block of 9 accumulators
-///   whose 3-row transposes go one value at a time) 1.7× faster.
+/// - conv2d_direct.rs's row walk (output rows of whole vectors), which reads dy in place,
+///   where this path would take output lanes: it ran the stem (3 input channels: a block
+///   of 9 accumulators whose 3-row transposes go one value at a time) 1.7× faster. With
+///   input lanes this path takes the row walk's shapes: 16→16 on 32×32 planes ran 3–5 %
+///   faster than the row walk (4.43–4.66 against 4.56–4.78 ms, three alternated rounds,
+///   fourteenth session; the thirteenth had 4.58–4.78 against 4.71–4.91).
 pub(super) fn applies<T: Element>(s: &Conv2dShape) -> bool {
-    layout::<T>(s).is_some()
+    layout::<T>(s).is_some_and(|l| l.input_lanes || !conv2d_direct::walks_weight_rows::<T>(s))
         && !conv2d_channels::applies_to_weight_gradient::<T>(s)
-        && !conv2d_direct::walks_weight_rows::<T>(s)
 }
 
 /// Scratch elements `backward_weight` needs.
