@@ -23,8 +23,7 @@
 //! (6, 7 or 8 positions for two vectors of channels, 4 for four; on AVX-512 rows of 12, 14
 //! or 16 go in blocks of one vector whatever the channels, and four vectors elsewhere as two
 //! blocks of two where those take more positions, `forward_layout`): each input pixel of a
-//! row
-//! is broadcast once and meets the three column taps, whose weights stay in registers, and
+//! row is broadcast once and meets the three column taps, whose weights stay in registers, and
 //! the kernel rows and the row's end pixels that fall in the padding are skipped
 //! (`channel_row_block`). The weight gradient transposes dy per image to [positions,
 //! channels] and holds CV vectors of output channels × R (input channel, tap) pairs, each
