@@ -27,5 +27,6 @@ pub mod stats;
 mod stats_histogram;
 mod stats_schedule;
 pub mod transpose;
+pub mod vector_math;
 
 pub use element::Element;
