@@ -158,41 +158,9 @@ fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) })
 }
 
-/// Defines `$name`, which runs `$kernel` (an `#[inline(always)]` function) compiled for
-/// AVX-512F or AVX2 where the CPU has them, and as built elsewhere. `vector_math` fuses no
-/// multiply and add, so every build gives the same bits; the wider vectors only run more
-/// lanes side by side.
-macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?);) => {
-        $(#[$doc])*
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    $kernel($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-}
-
 multiversion! {
     /// y = f(x) for a smooth activation (not Identity, ReLU or leaky ReLU) in f32.
-    fn smooth_forward_f32 = smooth_forward_kernel(act: Activation, param: f32, x: &[f32], y: &mut [f32]);
+    fn smooth_forward_f32 = smooth_forward_kernel(act: Activation, param: f32, x: &[f32], y: &mut [f32]) -> ();
 }
 
 multiversion! {
@@ -204,7 +172,7 @@ multiversion! {
         y: &[f32],
         dy: &[f32],
         dx: &mut [f32],
-    );
+    ) -> ();
 }
 
 /// A smooth activation on f32 through `vector_math`: its value and its derivative (from x

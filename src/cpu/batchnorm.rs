@@ -176,63 +176,6 @@ fn round_values<'a, T: Copy>(
     }
 }
 
-/// The widest vector instruction set this CPU has, of those the reductions and the
-/// element-wise passes are compiled for.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-enum Simd {
-    Avx512,
-    Avx2,
-    Baseline,
-}
-
-#[cfg(target_arch = "x86_64")]
-fn simd() -> Simd {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        Simd::Avx512
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        Simd::Avx2
-    } else {
-        Simd::Baseline
-    }
-}
-
-/// Defines `$name`, which runs `$kernel` (an `#[inline(always)]` function) compiled for
-/// AVX-512F or AVX2 where the CPU has them, and as built elsewhere. The vectors only widen
-/// the lanes that run side by side; each lane does the same operations in the same order
-/// (no multiply and add is fused without an explicit call), so every build gives the same
-/// bits. Why: built for the x86-64 baseline the lanes ran four at a time, and BatchNorm took
-/// 1.1–1.3 ns per value (BENCHMARKS.md).
-macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name<T: Element>($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512<T: Element>($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2<T: Element>($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                match simd() {
-                    // SAFETY: `simd` found AVX-512F on this CPU.
-                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: `simd` found AVX2 on this CPU.
-                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
-                    Simd::Baseline => {}
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-}
-
 /// The runs of a channel of `count` values, as ranges of m, in order.
 fn run_ranges(count: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let (chunks, chunk) = runs(count);
@@ -248,7 +191,7 @@ fn rounds(run: std::ops::Range<usize>) -> impl Iterator<Item = (usize, usize)> {
 
 multiversion! {
     /// The moments of channel ch of x[n, c, s] in the forward passes' order.
-    fn channel_moments = channel_moments_kernel(x: &[T], c: usize, s: usize, ch: usize) -> Moments<T>;
+    fn channel_moments<T> = channel_moments_kernel(x: &[T], c: usize, s: usize, ch: usize) -> Moments<T>;
 }
 
 #[inline(always)]
@@ -270,7 +213,7 @@ fn channel_moments_kernel<T: Element>(x: &[T], c: usize, s: usize, ch: usize) ->
 
 multiversion! {
     /// (Σ dy, Σ dy·x̂) of channel ch, x̂ = (x − mean)·inv_std, in the backward passes' order.
-    fn channel_sums = channel_sums_kernel(
+    fn channel_sums<T> = channel_sums_kernel(
         x: &[T],
         dy: &[T],
         c: usize,
@@ -484,7 +427,7 @@ fn for_each_row_then<T: Element>(
 
 multiversion! {
     /// y = γ·((x − mean)·inv_std) + β along a row, [γ, mean, inv_std, β] = `affine`.
-    fn normalize_row = normalize_row_kernel(y: &mut [T], x: &[T], affine: [T; 4]) -> ();
+    fn normalize_row<T> = normalize_row_kernel(y: &mut [T], x: &[T], affine: [T; 4]) -> ();
 }
 
 #[inline(always)]
@@ -615,7 +558,7 @@ pub fn batchnorm_backward<T: Element>(
 multiversion! {
     /// dx = k·(M·dy − Σdy − x̂·Σdy·x̂) along a row, x̂ = (x − mean)·inv_std, [mean, inv_std,
     /// k, M, Σdy, Σdy·x̂] = `terms`.
-    fn input_gradient_row = input_gradient_row_kernel(
+    fn input_gradient_row<T> = input_gradient_row_kernel(
         dx: &mut [T],
         x: &[T],
         dy: &[T],

@@ -1,6 +1,9 @@
 //! The CPU executor and the CPU twin of every kernel. Each twin is generic over the element
 //! type: f32 to match the GPU, f64 for finite-difference checks.
 
+#[macro_use]
+mod multiversion;
+
 pub mod activation;
 pub mod add;
 pub mod batchnorm;
@@ -23,6 +26,7 @@ pub mod optimizer;
 pub mod pool;
 pub mod pool2d;
 pub mod recurrent;
+mod recurrent_cells;
 pub mod stats;
 mod stats_histogram;
 mod stats_schedule;

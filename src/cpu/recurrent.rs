@@ -28,11 +28,8 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::element::GemmThreads;
+use crate::cpu::recurrent_cells as cells;
 use crate::ops::{CellKind, RecurrentShape};
-
-fn sigmoid<T: Element>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
-}
 
 fn check(s: &RecurrentShape, name: &str, have: usize, need: usize) {
     assert!(
@@ -121,45 +118,25 @@ pub fn recurrent_forward<T: Element>(
             .for_each(|(b, (((h, gates), hprev), aux))| {
                 let (row, grow) = (t * hn, t * gh);
                 let hh = &hh[b * gh..(b + 1) * gh];
-                for j in 0..hn {
-                    let hp = if t > 0 { h[row - hn + j] } else { T::zero() };
-                    hprev[row + j] = hp;
-                    let pre = |g: usize| gates[grow + g * hn + j] + hh[g * hn + j];
-                    match s.cell {
-                        CellKind::RnnTanh | CellKind::RnnRelu => {
-                            let a = pre(0);
-                            let v = if s.cell == CellKind::RnnTanh {
-                                a.tanh()
-                            } else {
-                                a.max(T::zero())
-                            };
-                            gates[grow + j] = v;
-                            h[row + j] = v;
-                        }
-                        CellKind::Lstm => {
-                            let i = sigmoid(pre(0));
-                            let f = sigmoid(pre(1));
-                            let g = pre(2).tanh();
-                            let o = sigmoid(pre(3));
-                            let cp = if t > 0 { aux[row - hn + j] } else { T::zero() };
-                            let c = f * cp + i * g;
-                            aux[row + j] = c;
-                            h[row + j] = o * c.tanh();
-                            for (k, v) in [i, f, g, o].into_iter().enumerate() {
-                                gates[grow + k * hn + j] = v;
-                            }
-                        }
-                        CellKind::Gru => {
-                            let r = sigmoid(pre(0));
-                            let z = sigmoid(pre(1));
-                            let hhn = hh[2 * hn + j];
-                            let n = (gates[grow + 2 * hn + j] + r * hhn).tanh();
-                            aux[row + j] = hhn;
-                            h[row + j] = (T::one() - z) * n + z * hp;
-                            gates[grow + j] = r;
-                            gates[grow + hn + j] = z;
-                            gates[grow + 2 * hn + j] = n;
-                        }
+                let gates = &mut gates[grow..grow + gh];
+                let (done, rest) = h.split_at_mut(row);
+                let h_prev = (t > 0).then(|| &done[row - hn..]);
+                let h = &mut rest[..hn];
+                let hp = &mut hprev[row..row + hn];
+                match h_prev {
+                    Some(p) => hp.copy_from_slice(p),
+                    None => hp.fill(T::zero()),
+                }
+                match s.cell {
+                    CellKind::RnnTanh => cells::rnn_tanh_forward(gates, hh, h),
+                    CellKind::RnnRelu => cells::rnn_relu_forward(gates, hh, h),
+                    CellKind::Lstm => {
+                        let (done, rest) = aux.split_at_mut(row);
+                        let c_prev = (t > 0).then(|| &done[row - hn..]);
+                        cells::lstm_forward(gates, hh, c_prev, &mut rest[..hn], h);
+                    }
+                    CellKind::Gru => {
+                        cells::gru_forward(gates, hh, hp, &mut aux[row..row + hn], h);
                     }
                 }
             });
@@ -280,60 +257,25 @@ pub fn recurrent_backward<T: Element>(
                 let (row, grow) = (t * hn, t * gh);
                 let (brow, bgrow) = ((b * tn + t) * hn, (b * tn + t) * gh);
                 let rec = &rec[b * hn..(b + 1) * hn];
-                for j in 0..hn {
-                    let d = dy[brow + j] + rec[j];
-                    dh[row + j] = d;
-                    match s.cell {
-                        CellKind::RnnTanh => {
-                            let v = h[brow + j];
-                            dgi[grow + j] = d * (T::one() - v * v);
-                        }
-                        CellKind::RnnRelu => {
-                            dgi[grow + j] = if h[brow + j] > T::zero() {
-                                d
-                            } else {
-                                T::zero()
-                            };
-                        }
-                        CellKind::Lstm => {
-                            let (i, f, g, o) = (
-                                gates[bgrow + j],
-                                gates[bgrow + hn + j],
-                                gates[bgrow + 2 * hn + j],
-                                gates[bgrow + 3 * hn + j],
-                            );
-                            let c = aux[brow + j];
-                            let cp = if t > 0 { aux[brow - hn + j] } else { T::zero() };
-                            let tc = c.tanh();
-                            let next = if from_next { carry[j] } else { T::zero() };
-                            let dc = d * o * (T::one() - tc * tc) + next;
-                            carry[j] = dc * f;
-                            let one = T::one();
-                            dgi[grow + j] = dc * g * i * (one - i);
-                            dgi[grow + hn + j] = dc * cp * f * (one - f);
-                            dgi[grow + 2 * hn + j] = dc * i * (one - g * g);
-                            dgi[grow + 3 * hn + j] = d * tc * o * (one - o);
-                        }
-                        CellKind::Gru => {
-                            let (r, z, n) = (
-                                gates[bgrow + j],
-                                gates[bgrow + hn + j],
-                                gates[bgrow + 2 * hn + j],
-                            );
-                            let hp = hprev[brow + j];
-                            let one = T::one();
-                            let dan = d * (one - z) * (one - n * n);
-                            let drp = dan * aux[brow + j] * r * (one - r);
-                            let dzp = d * (hp - n) * z * (one - z);
-                            dgi[grow + j] = drp;
-                            dgi[grow + hn + j] = dzp;
-                            dgi[grow + 2 * hn + j] = dan;
-                            if !dgh.is_empty() {
-                                dgh[grow + j] = drp;
-                                dgh[grow + hn + j] = dzp;
-                                dgh[grow + 2 * hn + j] = dan * r;
-                            }
-                        }
+                let d = &mut dh[row..row + hn];
+                for ((d, &y), &r) in d.iter_mut().zip(&dy[brow..brow + hn]).zip(rec) {
+                    *d = y + r;
+                }
+                let d = &*d;
+                let gates = &gates[bgrow..bgrow + gh];
+                let dgi = &mut dgi[grow..grow + gh];
+                match s.cell {
+                    CellKind::RnnTanh => cells::rnn_tanh_backward(d, &h[brow..brow + hn], dgi),
+                    CellKind::RnnRelu => cells::rnn_relu_backward(d, &h[brow..brow + hn], dgi),
+                    CellKind::Lstm => {
+                        let c_prev = (t > 0).then(|| &aux[brow - hn..brow]);
+                        let c = &aux[brow..brow + hn];
+                        cells::lstm_backward(d, gates, c, c_prev, carry, from_next, dgi);
+                    }
+                    CellKind::Gru => {
+                        let dgh = (!dgh.is_empty()).then(|| &mut dgh[grow..grow + gh]);
+                        let (hhn, hp) = (&aux[brow..brow + hn], &hprev[brow..brow + hn]);
+                        cells::gru_backward(d, gates, hhn, hp, dgi, dgh);
                     }
                 }
             });
