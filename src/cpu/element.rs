@@ -45,14 +45,18 @@ pub trait Element:
     /// only as a hint; the masks leave it no choice, and are what was measured.
     fn select_bits(take: bool, a: Self, b: Self) -> Self;
 
-    /// tanh as the recurrent cells evaluate it: in f32 `vector_math`'s branch-free code
-    /// (within 3 ulp; `std`'s is a library call per element, a quarter of an LSTM step),
-    /// in f64 `std`'s, the finite-difference reference.
-    fn cell_tanh(self) -> Self;
+    /// tanh as the executor's loops evaluate it (the recurrent cells): in f32
+    /// `vector_math`'s branch-free code, within 3 ulp, which a loop compiles to vector code
+    /// (`std`'s is a library call per element: a quarter of an LSTM step); in f64 `std`'s,
+    /// the finite-difference reference.
+    fn fast_tanh(self) -> Self;
 
-    /// σ(x) as the recurrent cells evaluate it: in f32 `vector_math`'s (within 3 ulp), in
-    /// f64 1/(1 + e^−x).
-    fn cell_sigmoid(self) -> Self;
+    /// σ(x) as `fast_tanh`: in f32 `vector_math`'s (within 3 ulp), in f64 1/(1 + e^−x).
+    fn fast_sigmoid(self) -> Self;
+
+    /// eˣ as `fast_tanh` (the softmax): in f32 `vector_math`'s (within 1 ulp), in f64
+    /// `std`'s.
+    fn fast_exp(self) -> Self;
 
     /// C(m,n) = alpha·A·B + beta·C through the optimized GEMM, with arbitrary row and
     /// column strides (in elements), so transposed operands cost nothing. C is not read
@@ -124,12 +128,16 @@ impl Element for f32 {
         f32::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
     }
     #[inline(always)]
-    fn cell_tanh(self) -> Self {
+    fn fast_tanh(self) -> Self {
         crate::cpu::vector_math::tanh(self)
     }
     #[inline(always)]
-    fn cell_sigmoid(self) -> Self {
+    fn fast_sigmoid(self) -> Self {
         crate::cpu::vector_math::sigmoid(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        crate::cpu::vector_math::exp(self)
     }
 }
 
@@ -146,10 +154,13 @@ impl Element for f64 {
         let m = (take as u64).wrapping_neg();
         f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
     }
-    fn cell_tanh(self) -> Self {
+    fn fast_tanh(self) -> Self {
         self.tanh()
     }
-    fn cell_sigmoid(self) -> Self {
+    fn fast_sigmoid(self) -> Self {
         1.0 / (1.0 + (-self).exp())
+    }
+    fn fast_exp(self) -> Self {
+        self.exp()
     }
 }

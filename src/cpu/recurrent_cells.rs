@@ -4,7 +4,7 @@
 //!
 //! Each cell is one loop over the hidden units with every operand cut into slices of H
 //! (no index arithmetic and no match inside the loop, so no bounds checks), its tanh and σ
-//! `Element::cell_tanh` and `cell_sigmoid` (branch-free in f32), compiled by `multiversion!`
+//! `Element::fast_tanh` and `fast_sigmoid` (branch-free in f32), compiled by `multiversion!`
 //! for the widest vectors the CPU has: the loops run as vector code. Written element by
 //! element with `std`'s tanh and exp, the pointwise work took 45 % of an LSTM step on the
 //! development machine (BENCHMARKS.md).
@@ -38,7 +38,7 @@ fn rnn_tanh_forward_kernel<T: Element>(gates: &mut [T], hh: &[T], h: &mut [T]) {
     let n = h.len();
     let (gates, hh) = (&mut gates[..n], &hh[..n]);
     for j in 0..n {
-        let v = (gates[j] + hh[j]).cell_tanh();
+        let v = (gates[j] + hh[j]).fast_tanh();
         gates[j] = v;
         h[j] = v;
     }
@@ -84,13 +84,13 @@ fn lstm_forward_kernel<T: Element>(
     macro_rules! run {
         ($cp:expr) => {
             for j in 0..n {
-                let i = (gi[j] + hi[j]).cell_sigmoid();
-                let f = (gf[j] + hf[j]).cell_sigmoid();
-                let g = (gg[j] + hg[j]).cell_tanh();
-                let o = (go[j] + ho[j]).cell_sigmoid();
+                let i = (gi[j] + hi[j]).fast_sigmoid();
+                let f = (gf[j] + hf[j]).fast_sigmoid();
+                let g = (gg[j] + hg[j]).fast_tanh();
+                let o = (go[j] + ho[j]).fast_sigmoid();
                 let cj = f * $cp(j) + i * g;
                 c[j] = cj;
-                h[j] = o * cj.cell_tanh();
+                h[j] = o * cj.fast_tanh();
                 (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
             }
         };
@@ -130,9 +130,9 @@ fn gru_forward_kernel<T: Element>(
     let [hr, hz, hn] = split::<3, T>(hh, n);
     let (h_prev, hhn) = (&h_prev[..n], &mut hhn[..n]);
     for j in 0..n {
-        let r = (gr[j] + hr[j]).cell_sigmoid();
-        let z = (gz[j] + hz[j]).cell_sigmoid();
-        let nj = (gn[j] + r * hn[j]).cell_tanh();
+        let r = (gr[j] + hr[j]).fast_sigmoid();
+        let z = (gz[j] + hz[j]).fast_sigmoid();
+        let nj = (gn[j] + r * hn[j]).fast_tanh();
         hhn[j] = hn[j];
         h[j] = (T::one() - z) * nj + z * h_prev[j];
         (gr[j], gz[j], gn[j]) = (r, z, nj);
@@ -190,7 +190,7 @@ fn lstm_backward_kernel<T: Element>(
     macro_rules! run {
         ($cp:expr) => {
             for j in 0..n {
-                let tc = c[j].cell_tanh();
+                let tc = c[j].fast_tanh();
                 // The carry is read only where step t + 1 wrote it.
                 let next = T::select_bits(from_next, carry[j], T::zero());
                 let dc = d[j] * o[j] * (one - tc * tc) + next;
