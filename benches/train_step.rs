@@ -6,7 +6,10 @@
 //! value. GPU times wait for the queue (the step's report) before reading the clock.
 //!
 //! `cargo bench --bench train_step [-- --model mlp|resnet20 --batch B --steps N
-//!     --device cpu|gpu|both --json]`
+//!     --device cpu|gpu|both --activation NAME --json]`
+//!
+//! `--activation` gives the MLP's hidden layers another activation than ReLU (sigmoid,
+//! tanh, elu, selu, gelu, softplus; `torch_cpu_mlp_step.py --activation` is its twin).
 //!
 //! `--per-step N` times each of N steps per level instead, the three levels taking turns
 //! step by step, and prints the minimum, tenth percentile and median of a step: on a
@@ -21,7 +24,7 @@ use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::gpu::executor::GpuExecutor;
 use gradscope::gpu::{AdapterRequest, GpuContext};
-use gradscope::ops::StepScalars;
+use gradscope::ops::{Activation, StepScalars};
 use gradscope::plan::Plan;
 use gradscope::train::initialize;
 
@@ -29,34 +32,39 @@ const REPEATS: usize = 5;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Model {
-    Mlp,
+    /// The MLP with this hidden activation.
+    Mlp(Activation),
     Resnet20,
 }
 
 impl Model {
-    fn describe(self) -> &'static str {
+    fn describe(self) -> String {
         match self {
-            Model::Mlp => "MLP 784-256-256-10, Adam",
-            Model::Resnet20 => "resnet-20 on 3x32x32, momentum SGD",
+            Model::Mlp(Activation::Relu) => "MLP 784-256-256-10, Adam".into(),
+            Model::Mlp(act) => format!("MLP 784-256-256-10, {}, Adam", act.name()),
+            Model::Resnet20 => "resnet-20 on 3x32x32, momentum SGD".into(),
         }
+    }
+
+    fn is_mlp(self) -> bool {
+        matches!(self, Model::Mlp(_))
     }
 
     /// The learning rate of the comparison scripts: optax.adam(1e-4), optax.sgd(0.1, 0.9).
     fn lr(self) -> f32 {
         match self {
-            Model::Mlp => 1e-4,
+            Model::Mlp(_) => 1e-4,
             Model::Resnet20 => 0.1,
         }
     }
 }
 
 fn plan(model: Model, batch: usize) -> Plan {
-    // `gradscope bench --op step`'s models, in its order: the MLP, LeNet-5, resnet-20.
-    let name = match model {
-        Model::Mlp => step::MODELS[0],
-        Model::Resnet20 => step::MODELS[2],
-    };
-    step::plan(name, batch).unwrap()
+    // `gradscope bench --op step`'s models: the MLP, resnet-20.
+    match model {
+        Model::Mlp(act) => step::mlp_plan(batch, act).unwrap(),
+        Model::Resnet20 => step::plan(step::MODELS[2], batch).unwrap(),
+    }
 }
 
 /// Median samples/s over REPEATS runs of `steps` steps, after a warm-up.
@@ -64,7 +72,7 @@ fn measure(exec: &mut dyn Executor, model: Model, steps: usize, level: StatsLeve
     let p = exec.plan().clone();
     let batch = p.batch;
     // The comparison scripts' batches: MLP inputs centred on 0, images in [0, 1).
-    let shift = if model == Model::Mlp { 0.5 } else { 0.0 };
+    let shift = if model.is_mlp() { 0.5 } else { 0.0 };
     let inputs: Vec<f32> = (0..batch * p.input_features)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0 - shift)
         .collect();
@@ -105,7 +113,7 @@ fn measure(exec: &mut dyn Executor, model: Model, steps: usize, level: StatsLeve
 fn measure_per_step(exec: &mut dyn Executor, model: Model, steps: usize) -> [Vec<f64>; 3] {
     let p = exec.plan().clone();
     let batch = p.batch;
-    let shift = if model == Model::Mlp { 0.5 } else { 0.0 };
+    let shift = if model.is_mlp() { 0.5 } else { 0.0 };
     let inputs: Vec<f32> = (0..batch * p.input_features)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0 - shift)
         .collect();
@@ -188,18 +196,30 @@ fn main() {
             .cloned()
     };
     let model = match flag("--model").as_deref() {
-        None | Some("mlp") => Model::Mlp,
+        None | Some("mlp") => {
+            let name = flag("--activation").unwrap_or_else(|| "relu".into());
+            match Activation::parse(&name) {
+                Some(act) => Model::Mlp(act),
+                None => {
+                    eprintln!(
+                        "error: --activation {name}: the activations are identity, sigmoid, \
+                         tanh, relu, leaky_relu, elu, selu, gelu and softplus"
+                    );
+                    std::process::exit(2);
+                }
+            }
+        }
         Some("resnet20") => Model::Resnet20,
         Some(other) => {
             eprintln!("error: --model {other}: the models are mlp and resnet20");
             std::process::exit(2);
         }
     };
-    let default_batch = if model == Model::Mlp { 128 } else { 32 };
+    let default_batch = if model.is_mlp() { 128 } else { 32 };
     let batch: usize = flag("--batch")
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_batch);
-    let default_steps = if model == Model::Mlp { 20 } else { 5 };
+    let default_steps = if model.is_mlp() { 20 } else { 5 };
     let steps: usize = flag("--steps")
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_steps);

@@ -4,7 +4,10 @@ float32, eager mode. Same protocol as the Rust bench: 3 warm-up steps, then the 
 R runs of S steps, in samples/s.
 
     python3 benches/compare/torch_cpu_mlp_step.py [--threads N] [--steps S] [--repeats R]
-                                                  [--per-step N]
+                                                  [--per-step N] [--activation NAME]
+
+--activation relu (default), gelu (exact, approximate='none'), tanh, sigmoid, elu, selu or
+softplus: the hidden layers' activation, for `gradscope train --model mlp --activation NAME`.
 
 --per-step N times each of N steps apart and prints the minimum, tenth percentile and
 median, as `train_step --per-step` does.
@@ -24,6 +27,16 @@ parser.add_argument("--threads", type=int, default=os.cpu_count())
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--per-step", type=int, default=0)
+ACTIVATIONS = {
+    "relu": torch.nn.ReLU,
+    "gelu": torch.nn.GELU,
+    "tanh": torch.nn.Tanh,
+    "sigmoid": torch.nn.Sigmoid,
+    "elu": torch.nn.ELU,
+    "selu": torch.nn.SELU,
+    "softplus": torch.nn.Softplus,
+}
+parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -31,9 +44,9 @@ torch.manual_seed(0)
 BATCH = 128
 model = torch.nn.Sequential(
     torch.nn.Linear(784, 256),
-    torch.nn.ReLU(),
+    ACTIVATIONS[args.activation](),
     torch.nn.Linear(256, 256),
-    torch.nn.ReLU(),
+    ACTIVATIONS[args.activation](),
     torch.nn.Linear(256, 10),
 )
 for layer in model:
@@ -78,7 +91,8 @@ def measure(opt):
 
 
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
-      f"(MKLDNN {torch.backends.mkldnn.is_available()}); MLP 784-256-256-10, batch {BATCH}, "
+      f"(MKLDNN {torch.backends.mkldnn.is_available()}); MLP 784-256-256-10, {args.activation}, "
+      f"batch {BATCH}, "
       f"Adam; median of {args.repeats} runs of {args.steps} steps")
 for foreach in (False, True):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=foreach)

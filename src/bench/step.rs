@@ -52,17 +52,7 @@ pub const MODELS: [&str; 3] = ["step mlp 784-256-256-10", "step lenet5", "step r
 /// SGD for the convolutional nets); also what `benches/train_step.rs` times.
 pub fn plan(name: &str, batch: usize) -> Result<Plan> {
     let (model, opt) = match name {
-        "step mlp 784-256-256-10" => (
-            ModelSpec::mlp(
-                784,
-                &[256, 256],
-                10,
-                Activation::Relu,
-                Init::HeNormal,
-                LossKind::Xent,
-            )?,
-            OptimizerKind::Adam,
-        ),
+        "step mlp 784-256-256-10" => return mlp_plan(batch, Activation::Relu),
         "step lenet5" => (
             zoo::lenet5(&[1, 28, 28], 10, Init::HeNormal, LossKind::Xent)?,
             OptimizerKind::Momentum,
@@ -81,6 +71,20 @@ pub fn plan(name: &str, batch: usize) -> Result<Plan> {
         ),
     };
     compile(&model, batch, OptimizerParams::new(opt))
+}
+
+/// The MLP of `MODELS` with another hidden activation (`benches/train_step.rs
+/// --activation`), with Adam.
+pub fn mlp_plan(batch: usize, activation: Activation) -> Result<Plan> {
+    let model = ModelSpec::mlp(
+        784,
+        &[256, 256],
+        10,
+        activation,
+        Init::HeNormal,
+        LossKind::Xent,
+    )?;
+    compile(&model, batch, OptimizerParams::new(OptimizerKind::Adam))
 }
 
 /// A seeded batch in [0, 1) with labels cycling through the classes.
