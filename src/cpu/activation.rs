@@ -550,6 +550,31 @@ mod tests {
             .collect()
     }
 
+    /// Runs each of `acts` through the slices (forward, the serial forward, backward) on
+    /// awkward inputs on both sides of PAR_CHUNK, and asserts every element's bits equal
+    /// `want(act, x, dy)`'s (y, dx).
+    fn assert_slices_give(acts: &[Activation], want: impl Fn(Activation, f32, f32) -> (f32, f32)) {
+        for n in [1, 37, PAR_CHUNK + 5] {
+            let x = awkward(n, 1);
+            let dy = awkward(n, 2);
+            for &act in acts {
+                let mut y = vec![0.0f32; n];
+                activation_forward(act, &x, &mut y);
+                let mut serial = vec![0.0f32; n];
+                activation_forward_serial(act, &x, &mut serial);
+                let mut dx = vec![0.0f32; n];
+                activation_backward(act, &x, &y, &dy, &mut dx);
+                for i in 0..n {
+                    let (want_y, want_dx) = want(act, x[i], dy[i]);
+                    let what = format!("{act:?}, n {n}, element {i}: x {}, dy {}", x[i], dy[i]);
+                    assert_eq!(y[i].to_bits(), want_y.to_bits(), "forward, {what}");
+                    assert_eq!(serial[i].to_bits(), want_y.to_bits(), "serial, {what}");
+                    assert_eq!(dx[i].to_bits(), want_dx.to_bits(), "backward, {what}");
+                }
+            }
+        }
+    }
+
     /// The loops with the activation fixed outside them give, bit for bit, what the
     /// per-element formulas give, on every input class and on both sides of PAR_CHUNK.
     #[test]
@@ -559,24 +584,10 @@ mod tests {
             Activation::Relu,
             Activation::LeakyRelu { slope: 0.2 },
         ];
-        for n in [1, 37, PAR_CHUNK + 5] {
-            let x = awkward(n, 1);
-            let dy = awkward(n, 2);
-            for act in acts {
-                let param = act.param();
-                let mut y = vec![0.0f32; n];
-                activation_forward(act, &x, &mut y);
-                let mut dx = vec![0.0f32; n];
-                activation_backward(act, &x, &y, &dy, &mut dx);
-                for i in 0..n {
-                    let want_y = forward_one(act, param, x[i]);
-                    let want_dx = backward_one(act, param, x[i], want_y, dy[i]);
-                    let what = format!("{act:?}, n {n}, element {i}: x {}, dy {}", x[i], dy[i]);
-                    assert_eq!(y[i].to_bits(), want_y.to_bits(), "forward, {what}");
-                    assert_eq!(dx[i].to_bits(), want_dx.to_bits(), "backward, {what}");
-                }
-            }
-        }
+        assert_slices_give(&acts, |act, x, dy| {
+            let y = forward_one(act, act.param(), x);
+            (y, backward_one(act, act.param(), x, y, dy))
+        });
         // ReLU propagates NaN forward and blocks a non-finite gradient behind x ≤ 0.
         let mut y = [0.0f32; 3];
         activation_forward(Activation::Relu, &[f32::NAN, -1.0, 0.0], &mut y);
@@ -603,27 +614,12 @@ mod tests {
     /// run one element at a time as the baseline build compiles it: every build agrees.
     #[test]
     fn smooth_slices_give_the_bits_of_their_element_code_on_every_build() {
-        for n in [1, 37, PAR_CHUNK + 5] {
-            let x = awkward(n, 3);
-            let dy = awkward(n, 4);
-            for act in SMOOTH {
-                let param = act.param();
-                let mut y = vec![0.0f32; n];
-                activation_forward(act, &x, &mut y);
-                let mut serial = vec![0.0f32; n];
-                activation_forward_serial(act, &x, &mut serial);
-                let mut dx = vec![0.0f32; n];
-                activation_backward(act, &x, &y, &dy, &mut dx);
-                for i in 0..n {
-                    let want_y = with_smooth!(act, param, |f| f.value(x[i]));
-                    let want_dx = with_smooth!(act, param, |f| dy[i] * f.derivative(x[i], y[i]));
-                    let what = format!("{act:?}, n {n}, element {i}: x {}, dy {}", x[i], dy[i]);
-                    assert_eq!(y[i].to_bits(), want_y.to_bits(), "forward, {what}");
-                    assert_eq!(serial[i].to_bits(), want_y.to_bits(), "serial, {what}");
-                    assert_eq!(dx[i].to_bits(), want_dx.to_bits(), "backward, {what}");
-                }
-            }
-        }
+        assert_slices_give(&SMOOTH, |act, x, dy| {
+            with_smooth!(act, act.param(), |f| {
+                let y = f.value(x);
+                (y, dy * f.derivative(x, y))
+            })
+        });
     }
 
     /// The f32 slices against the reference formulas evaluated in f64, on a grid over

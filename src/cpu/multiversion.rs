@@ -11,48 +11,20 @@
 /// AVX-512F or AVX2 where the CPU has them, and as built elsewhere. `fn name<T> = …` makes
 /// it generic over the element type.
 macro_rules! multiversion {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident<T> = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident $(<$t:ident>)? = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        $vis fn $name<T: $crate::cpu::Element>($($arg: $ty),*) -> $ret {
+        $vis fn $name$(<$t: $crate::cpu::Element>)?($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
-                fn avx512<T: $crate::cpu::Element>($($arg: $ty),*) -> $ret {
+                fn avx512$(<$t: $crate::cpu::Element>)?($($arg: $ty),*) -> $ret {
                     $kernel($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
-                fn avx2<T: $crate::cpu::Element>($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-    ($(#[$doc:meta])* $vis:vis fn $name:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) -> $ret {
+                fn avx2$(<$t: $crate::cpu::Element>)?($($arg: $ty),*) -> $ret {
                     $kernel($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {

@@ -46,8 +46,8 @@ fn check(s: &RecurrentShape, name: &str, have: usize, need: usize) {
 /// Runs the layer forward over all steps from h_{−1} = 0 (and c_{−1} = 0).
 /// On entry `gates` holds x·W_ihᵀ + b_ih; on exit the activated gates (Elman: h itself;
 /// LSTM: i, f, g, o; GRU: r, z, n). Writes h, hprev and aux. `scratch` holds one step's
-/// hidden-side pre-activations (grown to B·G·H once, then reused: the executor keeps it,
-/// so a warm step allocates nothing here).
+/// hidden-side pre-activations and H zeros (grown to B·G·H + H once, then reused: the
+/// executor keeps it, so a warm step allocates nothing here).
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_forward<T: Element>(
     s: &RecurrentShape,
@@ -67,11 +67,15 @@ pub fn recurrent_forward<T: Element>(
     check(s, "h", h.len(), bn * tn * hn);
     check(s, "hprev", hprev.len(), bn * tn * hn);
     check(s, "aux", aux.len(), bn * tn * s.cell.aux_width(hn));
-    // hh[b, :] = h_{t−1}[b]·W_hhᵀ + b_hh, the hidden-side pre-activations of one step.
-    if scratch.len() < bn * gh {
-        scratch.resize(bn * gh, T::zero());
+    // hh[b, :] = h_{t−1}[b]·W_hhᵀ + b_hh, the hidden-side pre-activations of one step;
+    // then H zeros, the LSTM's cell state before the first step (zeroed here: the backward
+    // uses the same scratch otherwise).
+    if scratch.len() < bn * gh + hn {
+        scratch.resize(bn * gh + hn, T::zero());
     }
-    let hh = &mut scratch[..bn * gh];
+    let (hh, zeros) = scratch[..bn * gh + hn].split_at_mut(bn * gh);
+    zeros.fill(T::zero());
+    let zeros = &*zeros;
     for t in 0..tn {
         for row in hh.chunks_exact_mut(gh) {
             row.copy_from_slice(&b_hh[..gh]);
@@ -132,7 +136,7 @@ pub fn recurrent_forward<T: Element>(
                     CellKind::RnnRelu => cells::rnn_relu_forward(gates, hh, h),
                     CellKind::Lstm => {
                         let (done, rest) = aux.split_at_mut(row);
-                        let c_prev = (t > 0).then(|| &done[row - hn..]);
+                        let c_prev = if t > 0 { &done[row - hn..] } else { zeros };
                         cells::lstm_forward(gates, hh, c_prev, &mut rest[..hn], h);
                     }
                     CellKind::Gru => {
@@ -160,7 +164,7 @@ fn chunks_or_empty<T: Element>(
 /// Backpropagation through time. `dy` is the gradient w.r.t. every h_t from above (the next
 /// layer or the read-out); writes dh (the total gradient w.r.t. h_t), dgi and, for the GRU,
 /// dgh (pass None for the other cells: their hidden-side gradient is dgi). `scratch`
-/// holds the per-step work vectors (grown to 2·B·H once, then reused).
+/// holds the per-step work vectors and H zeros (grown to 2·B·H + H once, then reused).
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_backward<T: Element>(
     s: &RecurrentShape,
@@ -186,13 +190,16 @@ pub fn recurrent_backward<T: Element>(
         dgh.is_some(),
         "recurrent_backward: dgh is for the GRU only"
     );
-    if scratch.len() < 2 * bn * hn {
-        scratch.resize(2 * bn * hn, T::zero());
+    if scratch.len() < 2 * bn * hn + hn {
+        scratch.resize(2 * bn * hn + hn, T::zero());
     }
     // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h');
     // carry: the LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}), read only where it
-    // was written at t + 1.
-    let (rec, carry) = scratch[..2 * bn * hn].split_at_mut(bn * hn);
+    // was written at t + 1; then H zeros, the LSTM's cell state before the first step.
+    let (rec, rest) = scratch[..2 * bn * hn + hn].split_at_mut(bn * hn);
+    let (carry, zeros) = rest.split_at_mut(bn * hn);
+    zeros.fill(T::zero());
+    let zeros = &*zeros;
     for t in (0..tn).rev() {
         let from_next = t + 1 < tn && s.flows_back(t + 1);
         rec.iter_mut().for_each(|v| *v = T::zero());
@@ -268,7 +275,7 @@ pub fn recurrent_backward<T: Element>(
                     CellKind::RnnTanh => cells::rnn_tanh_backward(d, &h[brow..brow + hn], dgi),
                     CellKind::RnnRelu => cells::rnn_relu_backward(d, &h[brow..brow + hn], dgi),
                     CellKind::Lstm => {
-                        let c_prev = (t > 0).then(|| &aux[brow - hn..brow]);
+                        let c_prev = if t > 0 { &aux[brow - hn..brow] } else { zeros };
                         let c = &aux[brow..brow + hn];
                         cells::lstm_backward(d, gates, c, c_prev, carry, from_next, dgi);
                     }

@@ -57,12 +57,12 @@ pub fn rnn_relu_forward<T: Element>(gates: &mut [T], hh: &[T], h: &mut [T]) {
 
 multiversion! {
     /// LSTM: the gates i, f, g, o from their pre-activations (gates + hh, overwritten by the
-    /// activated values), c = f·c' + i·g and h = o·tanh(c); `c_prev` None at the first step
-    /// (c' = 0).
+    /// activated values), c = f·c' + i·g and h = o·tanh(c); `c_prev` is c' (zeros at the
+    /// first step).
     pub fn lstm_forward<T> = lstm_forward_kernel(
         gates: &mut [T],
         hh: &[T],
-        c_prev: Option<&[T]>,
+        c_prev: &[T],
         c: &mut [T],
         h: &mut [T],
     ) -> ();
@@ -72,35 +72,23 @@ multiversion! {
 fn lstm_forward_kernel<T: Element>(
     gates: &mut [T],
     hh: &[T],
-    c_prev: Option<&[T]>,
+    c_prev: &[T],
     c: &mut [T],
     h: &mut [T],
 ) {
     let n = h.len();
     let [gi, gf, gg, go] = split_mut::<4, T>(gates, n);
     let [hi, hf, hg, ho] = split::<4, T>(hh, n);
-    let c = &mut c[..n];
-    // Two loops, so that neither tests for the first step inside.
-    macro_rules! run {
-        ($cp:expr) => {
-            for j in 0..n {
-                let i = (gi[j] + hi[j]).fast_sigmoid();
-                let f = (gf[j] + hf[j]).fast_sigmoid();
-                let g = (gg[j] + hg[j]).fast_tanh();
-                let o = (go[j] + ho[j]).fast_sigmoid();
-                let cj = f * $cp(j) + i * g;
-                c[j] = cj;
-                h[j] = o * cj.fast_tanh();
-                (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
-            }
-        };
-    }
-    match c_prev {
-        Some(cp) => {
-            let cp = &cp[..n];
-            run!(|j: usize| cp[j])
-        }
-        None => run!(|_| T::zero()),
+    let (c_prev, c) = (&c_prev[..n], &mut c[..n]);
+    for j in 0..n {
+        let i = (gi[j] + hi[j]).fast_sigmoid();
+        let f = (gf[j] + hf[j]).fast_sigmoid();
+        let g = (gg[j] + hg[j]).fast_tanh();
+        let o = (go[j] + ho[j]).fast_sigmoid();
+        let cj = f * c_prev[j] + i * g;
+        c[j] = cj;
+        h[j] = o * cj.fast_tanh();
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
     }
 }
 
@@ -160,12 +148,13 @@ pub fn rnn_relu_backward<T: Element>(d: &[T], h: &[T], dgi: &mut [T]) {
 multiversion! {
     /// LSTM backward for one sequence at one step: d the total gradient reaching h; `carry`
     /// holds dc from step t + 1 (dc_{t+1}·f_{t+1}) where `from_next`, and leaves dc·f for
-    /// step t − 1; `c_prev` None at the first step. Writes the four gates' gradients.
+    /// step t − 1; `c_prev` is c' (zeros at the first step). Writes the four gates'
+    /// gradients.
     pub fn lstm_backward<T> = lstm_backward_kernel(
         d: &[T],
         gates: &[T],
         c: &[T],
-        c_prev: Option<&[T]>,
+        c_prev: &[T],
         carry: &mut [T],
         from_next: bool,
         dgi: &mut [T],
@@ -177,7 +166,7 @@ fn lstm_backward_kernel<T: Element>(
     d: &[T],
     gates: &[T],
     c: &[T],
-    c_prev: Option<&[T]>,
+    c_prev: &[T],
     carry: &mut [T],
     from_next: bool,
     dgi: &mut [T],
@@ -185,29 +174,18 @@ fn lstm_backward_kernel<T: Element>(
     let n = d.len();
     let [i, f, g, o] = split::<4, T>(gates, n);
     let [di, df, dg, dout] = split_mut::<4, T>(dgi, n);
-    let (c, carry) = (&c[..n], &mut carry[..n]);
+    let (c, c_prev, carry) = (&c[..n], &c_prev[..n], &mut carry[..n]);
     let one = T::one();
-    macro_rules! run {
-        ($cp:expr) => {
-            for j in 0..n {
-                let tc = c[j].fast_tanh();
-                // The carry is read only where step t + 1 wrote it.
-                let next = T::select_bits(from_next, carry[j], T::zero());
-                let dc = d[j] * o[j] * (one - tc * tc) + next;
-                carry[j] = dc * f[j];
-                di[j] = dc * g[j] * i[j] * (one - i[j]);
-                df[j] = dc * $cp(j) * f[j] * (one - f[j]);
-                dg[j] = dc * i[j] * (one - g[j] * g[j]);
-                dout[j] = d[j] * tc * o[j] * (one - o[j]);
-            }
-        };
-    }
-    match c_prev {
-        Some(cp) => {
-            let cp = &cp[..n];
-            run!(|j: usize| cp[j])
-        }
-        None => run!(|_| T::zero()),
+    for j in 0..n {
+        let tc = c[j].fast_tanh();
+        // The carry is read only where step t + 1 wrote it.
+        let next = T::select_bits(from_next, carry[j], T::zero());
+        let dc = d[j] * o[j] * (one - tc * tc) + next;
+        carry[j] = dc * f[j];
+        di[j] = dc * g[j] * i[j] * (one - i[j]);
+        df[j] = dc * c_prev[j] * f[j] * (one - f[j]);
+        dg[j] = dc * i[j] * (one - g[j] * g[j]);
+        dout[j] = d[j] * tc * o[j] * (one - o[j]);
     }
 }
 
