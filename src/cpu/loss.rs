@@ -4,9 +4,9 @@
 //! The same formulas as the shader: the row max is subtracted before exponentiating (so
 //! logits of ±1000 are fine); a row's exponentials are summed in 16 interleaved partial
 //! sums (the shader sums them in class order), and `loss_reduce` sums in the GPU's fixed
-//! order (REDUCE_LANES strided partial sums, then a
-//! binary tree). Every row's loss and gradient are divided by the batch size, so the mean
-//! loss is Σ row_loss and the gradients are those of the mean.
+//! order (REDUCE_LANES strided partial sums, then a binary tree). Every row's loss and
+//! gradient are divided by the batch size, so the mean loss is Σ row_loss and the
+//! gradients are those of the mean.
 //!
 //! A label ≥ classes (which the data loader rejects) is never used as an index: its row
 //! gets a NaN loss, zero dlogits and counts as wrong, exactly as on the GPU.
