@@ -37,13 +37,15 @@ use crate::ops::batchnorm::runs;
 pub const WG: usize = crate::ops::batchnorm::WG;
 
 /// lanes[t] = op(lanes[t], lanes[t + stride]) for stride = WG/2, …, 1: the shaders' tree.
-fn tree<V: Copy>(lanes: &mut [V; WG], op: impl Fn(V, V) -> V) -> V {
+#[inline(always)]
+pub(crate) fn tree<V: Copy>(lanes: &mut [V; WG], op: impl Fn(V, V) -> V) -> V {
     tree_n(lanes, WG, op)
 }
 
 /// `tree` over lanes 0 .. n only (the others hold the empty value): the levels with stride
 /// ≥ n pair a lane with an empty one, so the tree starts at stride n.next_power_of_two()/2,
 /// as the shaders' `workgroup_*_n` do.
+#[inline(always)]
 fn tree_n<V: Copy>(lanes: &mut [V; WG], n: usize, op: impl Fn(V, V) -> V) -> V {
     let mut stride = n.max(1).next_power_of_two() / 2;
     while stride > 0 {
@@ -259,21 +261,6 @@ fn channel_sums_kernel<T: Element>(
         chunks += 1;
     }
     tree_n(&mut parts, chunks, add)
-}
-
-/// Σ_{m < count} value(m) in the order of the shaders' workgroup reduction: lane t sums
-/// m = t, t + WG, t + 2·WG, … in order, then the WG lane sums are combined by a tree,
-/// lane[t] += lane[t + stride] for stride = WG/2, …, 1.
-pub fn workgroup_sum<T: Element>(count: usize, mut value: impl FnMut(usize) -> T) -> T {
-    let mut lanes = [T::zero(); WG];
-    for (t, lane) in lanes.iter_mut().enumerate() {
-        let mut m = t;
-        while m < count {
-            *lane = *lane + value(m);
-            m += WG;
-        }
-    }
-    tree(&mut lanes, |a, b| a + b)
 }
 
 /// Elements below which an element-wise pass stays on one thread.
