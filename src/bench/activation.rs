@@ -1,12 +1,15 @@
 //! Activations forward and backward, element-wise: ReLU (a select), sigmoid and tanh (one
-//! exponential), GELU (the normal CDF). Memory-bound: GB/s over x read and y written
-//! (forward), and x, y, dy read and dx written (backward; ReLU's reads only x and dy, but
-//! the count is the launcher's binding).
+//! exponential), GELU (the normal CDF); and dropout at p = 0.5 (two integer hashes per
+//! element, the mask recomputed by the backward). Memory-bound: GB/s over x read and y
+//! written (forward), and x, y, dy read and dx written (backward; ReLU's reads only x and
+//! dy, but the count is the launcher's binding).
 
 use super::case::{Case, Check, Data, Pending, Tensor, Work};
 use super::options::Family;
 use crate::cpu::activation as cpu;
+use crate::cpu::dropout as cpu_dropout;
 use crate::gpu::kernels::activation as gpu;
+use crate::gpu::kernels::dropout as gpu_dropout;
 use crate::ops::Activation;
 
 /// The device's exp and division are a few ulp from correctly rounded (the kernel tests
@@ -79,6 +82,53 @@ pub fn cases(len: usize) -> Vec<Pending> {
                     )?])
                 }),
             }
+        }));
+    }
+    out.extend(dropout_cases(len));
+    out
+}
+
+/// Dropout forward and backward at p = 0.5 (the mask is data: half the elements dropped).
+fn dropout_cases(len: usize) -> Vec<Pending> {
+    const P: f32 = 0.5;
+    const SEED: u32 = 17;
+    const STEP: u32 = 3;
+    let f = Family::Activation;
+    let mut out = Vec::new();
+    for backward in [false, true] {
+        let name = if backward {
+            "dropout_backward p=0.5"
+        } else {
+            "dropout_forward p=0.5"
+        };
+        out.push(Pending::new(f, name, move || Case {
+            family: f,
+            name: name.into(),
+            shape: format!("{len} elements"),
+            work: Work::elems(2 * len),
+            tensors: vec![
+                Tensor::random("x", len, 53, -4.0, 4.0),
+                Tensor::output("y", len, 0.0),
+            ],
+            cpu: Box::new(move |t| {
+                let mut y = t.take_f(1);
+                if backward {
+                    cpu_dropout::dropout_backward(t.f(0), &mut y, P, SEED, STEP);
+                } else {
+                    cpu_dropout::dropout_forward(t.f(0), &mut y, P, SEED, STEP);
+                }
+                t.put_f(1, y);
+                Ok(())
+            }),
+            gpu: Box::new(move |ctx, b| {
+                let step = ctx.uniform("dropout step", &gpu_dropout::DropoutStep::new(STEP))?;
+                let launch = if backward {
+                    gpu_dropout::dropout_backward
+                } else {
+                    gpu_dropout::dropout_forward
+                };
+                Ok(vec![launch(ctx, &b[0], &b[1], len, P, SEED, &step)?])
+            }),
         }));
     }
     out

@@ -62,7 +62,7 @@ impl Family {
             }
             Family::Batchnorm => "batch of 16×32×32 feature maps",
             Family::Layernorm => "rows of 1024 features",
-            Family::Activation => "elements",
+            Family::Activation => "elements (ReLU, σ, tanh, GELU; dropout at p = 0.5)",
             Family::Loss => "rows of softmax cross-entropy over 1000 classes",
             Family::Stats => "elements of the tensor whose statistics record is taken",
             Family::Reduce => {
