@@ -46,18 +46,11 @@ pub fn bias_backward<T: Element>(
     }
     // Rows outer for contiguous reads, a block of columns at a time in stack arrays (no
     // allocation), one per row lane; blocks in parallel when the matrix is large enough.
-    const BLOCK: usize = 64;
-    let block_sum = |c0: usize, out: &mut [T]| {
-        let width = out.len();
-        let mut lanes = [[T::zero(); BLOCK]; BIAS_LANES];
-        for (r, row) in dy[..rows * cols].chunks_exact(cols).enumerate() {
-            let sum = &mut lanes[r % BIAS_LANES][..width];
-            for (s, &g) in sum.iter_mut().zip(&row[c0..c0 + width]) {
-                *s = *s + g;
-            }
-        }
-        merge_row_lanes(&mut lanes, width, |a, b| a + b);
-        for (d, &s) in out.iter_mut().zip(lanes[0].iter()) {
+    let dy = &dy[..rows * cols];
+    let block_sum = |block: usize, out: &mut [T]| {
+        let c0 = block * BLOCK;
+        let sums = column_block_sums(dy, cols, c0..c0 + out.len());
+        for (d, &s) in out.iter_mut().zip(sums.iter()) {
             *d = if accumulate { *d + s } else { s };
         }
     };
@@ -65,12 +58,38 @@ pub fn bias_backward<T: Element>(
     if rows * cols >= PAR_ELEMENTS && cols > BLOCK {
         db.par_chunks_mut(BLOCK)
             .enumerate()
-            .for_each(|(block, out)| block_sum(block * BLOCK, out));
+            .for_each(|(block, out)| block_sum(block, out));
     } else {
         for (block, out) in db.chunks_mut(BLOCK).enumerate() {
-            block_sum(block * BLOCK, out);
+            block_sum(block, out);
         }
     }
+}
+
+/// Columns summed together (one task's stack arrays).
+const BLOCK: usize = 64;
+
+multiversion! {
+    /// The column sums of dy(·, cols) over `columns` (at most BLOCK) in the device's order.
+    fn column_block_sums<T> = column_block_sums_kernel(dy: &[T], cols: usize, columns: std::ops::Range<usize>) -> [T; BLOCK];
+}
+
+#[inline(always)]
+fn column_block_sums_kernel<T: Element>(
+    dy: &[T],
+    cols: usize,
+    columns: std::ops::Range<usize>,
+) -> [T; BLOCK] {
+    let width = columns.len();
+    let mut lanes = [[T::zero(); BLOCK]; BIAS_LANES];
+    for (r, row) in dy.chunks_exact(cols).enumerate() {
+        let sum = &mut lanes[r % BIAS_LANES][..width];
+        for (s, &g) in sum.iter_mut().zip(&row[columns.clone()]) {
+            *s = *s + g;
+        }
+    }
+    merge_row_lanes(&mut lanes, width, |a, b| a + b);
+    lanes[0]
 }
 
 /// Elements of dy below which the column sums stay on one thread.
