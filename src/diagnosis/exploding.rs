@@ -1,11 +1,15 @@
 //! Exploding gradients: across depth, early layers whose weight-gradient norm, or whose
 //! output-gradient norm ‖∂L/∂h‖, is many times the last layer's (`exploding_ratio`), or a
-//! weight gradient far above every neighbour's (`neighbour_gap`); over
-//! time, the total gradient norm rising at each of the last `patience` full-statistics
-//! steps and grown by `exploding_growth` over the window. Large weights make each layer's
-//! Jacobian expand, and the product grows geometrically with depth.
+//! weight gradient far above both neighbours' (`neighbour_gap`); over time, a layer's
+//! gradient norm rising at each of the last `patience` full-statistics steps and grown by
+//! `exploding_growth` over the window, unless it is still below `vanishing_ratio` of the
+//! last layer's. Large weights make each layer's Jacobian expand, and the product grows
+//! geometrically with depth.
 
 use crate::plan::TensorKind;
+
+/// The evidence of a spike: a layer's weight-gradient norm over its larger neighbour's.
+const SPIKE: &str = "weight-gradient norm over its larger neighbour's";
 
 use super::{
     DiagnosisConfig, Evidence, Finding, FindingKind, History, RemedyFamily as F, names, remedy,
@@ -22,19 +26,33 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
         layers = h.sustained(c.patience, |l| {
             l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last > c.exploding_ratio
         });
-        let gap = (0..nl).filter(|&i| {
-            h.last(c.patience).is_some_and(|mut it| {
-                it.all(|o| {
-                    let g = |j: usize| o.layers[j].grad_norm;
-                    let nb: Vec<f64> = [i.checked_sub(1), (i + 1 < nl).then_some(i + 1)]
-                        .into_iter()
-                        .flatten()
-                        .map(g)
-                        .collect();
-                    g(i).is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g(i))
+        // A spike: a layer far above both of its neighbours. At either end the one
+        // comparison cannot tell a spike here from a dip next door (which the vanishing
+        // rule reports): a convolution whose BatchNorm's γ gets almost no gradient, as
+        // before a depthwise convolution and another BatchNorm, would be called exploding.
+        let neighbours = |o: &super::Observation, i: usize| -> Option<[f64; 2]> {
+            (i > 0 && i + 1 < nl).then(|| [o.layers[i - 1].grad_norm, o.layers[i + 1].grad_norm])
+        };
+        let gap: Vec<usize> = (0..nl)
+            .filter(|&i| {
+                h.last(c.patience).is_some_and(|mut it| {
+                    it.all(|o| {
+                        let g = o.layers[i].grad_norm;
+                        neighbours(o, i).is_some_and(|nb| {
+                            g.is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g)
+                        })
+                    })
                 })
             })
-        });
+            .collect();
+        for &i in &gap {
+            let [before, after] = neighbours(latest, i).expect("a spike has two neighbours");
+            evidence.push(Evidence::new(
+                SPIKE,
+                Some(&latest.layers[i].name),
+                latest.layers[i].grad_norm / before.max(after),
+            ));
+        }
         layers.extend(gap);
         // The gradient w.r.t. each layer's output (∂L/∂h): it is what backpropagation
         // multiplies by every Jacobian, so it grows towards the input when the weights are
@@ -94,7 +112,12 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             .filter(|n| n.is_finite() && *n > 0.0)
             .fold(f64::INFINITY, f64::min);
         let growth = norms.last().copied().unwrap_or(f64::NAN) / min;
-        if rising && growth.is_finite() && growth > c.exploding_growth {
+        // Grown from nearly nothing to still far below the last layer (a BatchNorm's γ
+        // before a depthwise convolution and another BatchNorm, whose gradient starts at
+        // zero) is not an explosion: the layer is still vanishing by the ratio rule.
+        let ratio = latest.layers[i].grad_ratio_to_last;
+        let vanishing = ratio.is_finite() && ratio < c.vanishing_ratio;
+        if rising && growth.is_finite() && growth > c.exploding_growth && !vanishing {
             over_time.push(i);
             evidence.push(Evidence::new(
                 "gradient norm growth over the window",
@@ -123,21 +146,34 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             c.patience
         )
     } else {
-        // The largest ratio to the last layer among the evidence (weight or output gradient).
-        let worst = evidence
-            .iter()
-            .filter(|e| e.what.contains("ratio"))
-            .max_by(|a, b| a.value.total_cmp(&b.value));
-        match worst {
-            Some(e) => format!(
+        // The largest ratio to the last layer among the evidence (weight or output
+        // gradient) past its threshold, else the largest spike over its neighbours.
+        let worst = |what: &dyn Fn(&str) -> bool, threshold: f64| {
+            evidence
+                .iter()
+                .filter(|e| what(&e.what) && e.value > threshold)
+                .max_by(|a, b| a.value.total_cmp(&b.value))
+        };
+        let by_ratio = worst(&|w| w.contains("ratio to last layer"), c.exploding_ratio);
+        let spike = worst(&|w| w == SPIKE, c.neighbour_gap);
+        let name = |e: &Evidence| e.layer.clone().unwrap_or_else(|| "?".into());
+        match (by_ratio, spike) {
+            (Some(e), _) => format!(
                 "gradients grow towards the input: the {} of {} is {:.1e} (threshold {:.0e}, held {} statistics steps)",
                 e.what,
-                e.layer.as_deref().unwrap_or("?"),
+                name(e),
                 e.value,
                 c.exploding_ratio,
                 c.patience
             ),
-            None => format!(
+            (None, Some(e)) => format!(
+                "the weight gradient of {} is {:.1e}× its neighbours' (threshold {:.0e}×, held {} statistics steps)",
+                name(e),
+                e.value,
+                c.neighbour_gap,
+                c.patience
+            ),
+            (None, None) => format!(
                 "gradients grow towards the input in {}",
                 names(latest, &layers).join(", ")
             ),
@@ -164,4 +200,108 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             ),
         ],
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::{History, Observation};
+    use crate::stats::LayerStats;
+
+    /// Three steps of layers with these weight-gradient norms (the last is the reference).
+    fn history(norms: &[f64]) -> History {
+        let last = *norms.last().expect("at least one layer");
+        let layers: Vec<LayerStats> = norms
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| LayerStats {
+                name: format!("layer{i}"),
+                units: 4,
+                activation: None,
+                tensors: Vec::new(),
+                grad_norm: g,
+                grad_ratio_to_last: g / last,
+                update_ratio: None,
+                saturated_fraction: None,
+                dead_fraction: None,
+                nonfinite: 0,
+            })
+            .collect();
+        History {
+            steps: (1..=3)
+                .map(|step| Observation {
+                    step,
+                    layers: layers.clone(),
+                    grad_norm: 1.0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_first_layer_above_its_only_neighbour_is_not_a_spike() {
+        // A convolution (0.1) before a BatchNorm whose γ gets almost no gradient (1e-5):
+        // the dip is the BatchNorm's, for the vanishing rule.
+        let h = history(&[0.1, 1e-5, 0.08, 0.2]);
+        assert!(check(&DiagnosisConfig::default(), &h).is_empty());
+    }
+
+    #[test]
+    fn a_spike_names_its_gap_over_the_neighbours() {
+        let h = history(&[0.1, 500.0, 0.2, 1.0]);
+        let found = check(&DiagnosisConfig::default(), &h);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].layers, vec!["layer1".to_string()]);
+        assert!(
+            found[0]
+                .message
+                .contains("layer1 is 2.5e3× its neighbours'"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    /// Five steps in which layer 0's gradient norm is multiplied by `growth` each step.
+    fn rising(start: f64, growth: f64) -> History {
+        let mut h = history(&[start, 1.0]);
+        let template = h.steps[0].clone();
+        h.steps = (0..5)
+            .map(|k| {
+                let mut o = template.clone();
+                o.step = k + 1;
+                o.layers[0].grad_norm = start * growth.powi(k as i32);
+                o.layers[0].grad_ratio_to_last = o.layers[0].grad_norm;
+                o
+            })
+            .collect();
+        h
+    }
+
+    #[test]
+    fn growth_over_time_counts_unless_the_layer_is_still_vanishing() {
+        let c = DiagnosisConfig::default();
+        let found = check(&c, &rising(1e-2, 4.0));
+        assert_eq!(found.len(), 1, "1e-2 → 2.56: exploding");
+        assert!(
+            found[0].message.contains("grew more than"),
+            "{}",
+            found[0].message
+        );
+        // 1e-9 → 2.6e-7 of the last layer's: grown 256×, still vanishing.
+        assert!(check(&c, &rising(1e-9, 4.0)).is_empty());
+    }
+
+    #[test]
+    fn growth_towards_the_input_names_the_ratio_past_its_threshold() {
+        let h = history(&[5e3, 50.0, 1.0]);
+        let found = check(&DiagnosisConfig::default(), &h);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .message
+                .contains("ratio to last layer of layer0 is 5.0e3"),
+            "{}",
+            found[0].message
+        );
+    }
 }
