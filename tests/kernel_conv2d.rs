@@ -421,6 +421,26 @@ fn cpu_f32_passes_match_the_f64_definition() {
     all.extend(channel_blocks);
     all.extend(channels_last);
     all.push(transposed_blocks);
+    // Depthwise (conv2d_depthwise.rs): the dwsep model's three shapes on the bundled data's
+    // 28×28, a channel multiplier of 2, a 5×5 dilated kernel on rows wider than a vector,
+    // stride 3 with padding wider than the taps reach, and a row of one output column.
+    let depthwise = [
+        shape(2, 32, 28, 28, 32, [3, 3], [1, 1], [1, 1], [1, 1], 32),
+        shape(2, 64, 28, 28, 64, [3, 3], [2, 2], [1, 1], [1, 1], 64),
+        shape(3, 8, 7, 7, 8, [3, 3], [2, 2], [1, 1], [1, 1], 8),
+        shape(2, 6, 9, 21, 12, [3, 3], [1, 1], [1, 1], [1, 1], 6),
+        shape(1, 4, 12, 37, 4, [5, 5], [1, 1], [4, 4], [2, 2], 4),
+        shape(2, 3, 11, 13, 6, [3, 5], [3, 2], [2, 3], [1, 1], 3),
+        shape(1, 5, 6, 1, 5, [3, 1], [1, 1], [1, 0], [1, 1], 5),
+    ];
+    for s in &depthwise {
+        assert!(
+            cc::runs_direct::<f32>(s) == [true, true],
+            "{} runs through the depthwise kernels",
+            describe(s)
+        );
+    }
+    all.extend(depthwise);
     for (i, s) in all.iter().enumerate() {
         let seed = 7000 + 3 * i as u64;
         let x = random_vec_f64(seed, s.x_len(), -1.0, 1.0);

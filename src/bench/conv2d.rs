@@ -98,11 +98,11 @@ fn case(name: &'static str, label: &str, s: Conv2dShape, pass: Pass) -> Case {
             Tensor::output("dw", w, GEMM_TOL),
         ],
     };
-    // Which CPU path the pass takes (conv2d_direct.rs or im2col + GEMM), so that a row's
+    // Which CPU path the pass takes (direct kernels or im2col + GEMM), so that a row's
     // CPU figure says what it measured.
     let direct = match pass {
         Pass::Forward => cpu::runs_direct::<f32>(&s)[0],
-        Pass::BackwardInput => cpu::transposed(&s).is_some_and(|t| cpu::runs_direct::<f32>(&t)[0]),
+        Pass::BackwardInput => cpu::runs_input_gradient_direct::<f32>(&s),
         Pass::BackwardWeight => cpu::runs_direct::<f32>(&s)[1],
     };
     let path = if direct { ", cpu direct" } else { "" };

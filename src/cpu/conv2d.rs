@@ -14,6 +14,9 @@
 //!   parallel, each in order) whose partials are added in order, so the result is
 //!   reproducible whatever the thread count.
 //!
+//! Depthwise shapes (one input channel per group) skip it too: conv2d_depthwise.rs convolves
+//! each plane on a wide grid of zero-padded phase planes.
+//!
 //! In f32 on AVX-512, stride-1 shapes skip the patch matrix: conv2d_direct.rs convolves
 //! zero-padded planes directly (the forward, and so the transposed input gradient, and the
 //! weight gradient); `runs_direct` says which passes of a shape take that path.
@@ -38,6 +41,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::conv2d_channels;
+use crate::cpu::conv2d_depthwise;
 use crate::cpu::conv2d_direct;
 use crate::cpu::conv2d_phases;
 use crate::cpu::conv2d_weight_nhwc;
@@ -62,7 +66,13 @@ fn check(op: &str, s: &Conv2dShape, lens: &[(&str, usize, usize)]) {
 
 /// Output columns `ox` whose input column `ox·stride + off − pad` lies inside [0, w):
 /// the range [lo, hi) (empty when none does).
-fn valid_range(out: usize, stride: usize, off: usize, pad: usize, w: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    out: usize,
+    stride: usize,
+    off: usize,
+    pad: usize,
+    w: usize,
+) -> (usize, usize) {
     // ix = ox·stride + off − pad ≥ 0  ⇔  ox ≥ ceil((pad − off) / stride) when pad > off.
     let lo = if pad > off {
         (pad - off).div_ceil(stride)
@@ -296,12 +306,14 @@ pub fn direct_isa() -> Option<&'static str> {
 /// on AVX-512, AVX2 or NEON, any stride, output channels in whole blocks) and
 /// conv2d_direct.rs (stride 1, a wide grid that wastes little); the weight gradient's are
 /// those two files' and conv2d_weight_nhwc.rs's (channel-last copies: one vector of output
-/// channels, or a 1×1 kernel). The input gradient at stride 1 takes the forward kernel where
-/// its transposed convolution does.
+/// channels, or a 1×1 kernel); conv2d_depthwise.rs takes every pass of a depthwise shape,
+/// in any element type. The input gradient: `runs_input_gradient_direct`.
 pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
+    let depthwise = conv2d_depthwise::applies(s);
     [
-        conv2d_channels::applies::<T>(s) || conv2d_direct::applies::<T>(s),
-        conv2d_channels::applies_to_weight_gradient::<T>(s)
+        depthwise || conv2d_channels::applies::<T>(s) || conv2d_direct::applies::<T>(s),
+        depthwise
+            || conv2d_channels::applies_to_weight_gradient::<T>(s)
             || conv2d_weight_nhwc::applies::<T>(s)
             || conv2d_direct::applies_to_weight_gradient::<T>(s),
     ]
@@ -348,7 +360,9 @@ fn forward_col_len(s: &Conv2dShape) -> usize {
 /// The scratch elements `forward_into` needs.
 fn forward_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
     let parts = s.n.div_ceil(images_per_part(s.n));
-    if conv2d_channels::applies::<T>(s) {
+    if conv2d_depthwise::applies(s) {
+        conv2d_depthwise::forward_scratch_len(s)
+    } else if conv2d_channels::applies::<T>(s) {
         conv2d_channels::scratch_len(s, parts)
     } else if conv2d_direct::applies::<T>(s) {
         conv2d_direct::scratch_len(s, parts)
@@ -367,6 +381,10 @@ fn forward_into<T: Element>(
     scratch: &mut [T],
     accumulate: bool,
 ) {
+    if conv2d_depthwise::applies(s) {
+        conv2d_depthwise::forward(s, x, w, y, scratch, accumulate);
+        return;
+    }
     let per = images_per_part(s.n);
     if conv2d_channels::applies::<T>(s) {
         conv2d_channels::forward(s, x, w, y, scratch, per, accumulate);
@@ -450,6 +468,11 @@ pub fn conv2d_backward_input_with<T: Element>(
             ("dx", dx.len(), s.x_len()),
         ],
     );
+    if conv2d_depthwise::applies(s) {
+        ensure(scratch, conv2d_depthwise::input_scratch_len(s));
+        conv2d_depthwise::backward_input(s, dy, w, dx, scratch, accumulate);
+        return;
+    }
     if let Some(t) = transposed(s) {
         // W's rearranged copy at the front of the scratch, the patch matrices after it.
         let w_len = s.w_len();
@@ -537,6 +560,13 @@ pub fn conv2d_backward_input_with<T: Element>(
                 }
             }
         });
+}
+
+/// Whether this CPU runs the input gradient of shape `s` in `T` through direct kernels:
+/// a depthwise shape's own, or at stride 1 the forward kernel where its transposed
+/// convolution takes one.
+pub fn runs_input_gradient_direct<T: Element>(s: &Conv2dShape) -> bool {
+    conv2d_depthwise::applies(s) || transposed(s).is_some_and(|t| runs_direct::<T>(&t)[0])
 }
 
 /// Input channels per group from which `transposed` applies: the smallest count measured
@@ -633,6 +663,11 @@ pub fn conv2d_backward_weight_with<T: Element>(
             ("dw", dw.len(), s.w_len()),
         ],
     );
+    if conv2d_depthwise::applies(s) {
+        ensure(scratch, conv2d_depthwise::weight_scratch_len(s));
+        conv2d_depthwise::backward_weight(s, x, dy, dw, accumulate, scratch);
+        return;
+    }
     if conv2d_channels::applies_to_weight_gradient::<T>(s) {
         ensure(scratch, conv2d_channels::weight_scratch_len(s));
         conv2d_channels::backward_weight(s, x, dy, dw, accumulate, scratch);

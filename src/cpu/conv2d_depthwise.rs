@@ -1,0 +1,565 @@
+//! Depthwise convolutions (one input channel per group: MobileNet's 3×3 per-channel
+//! filters, with any channel multiplier), convolved plane by plane on a wide grid.
+//!
+//! Through im2col + GEMM a depthwise convolution is, per image and channel, a patch matrix
+//! of kh·kw rows and a product with a single output row: the copy costs as much as the
+//! arithmetic, and the GEMM's packing dwarfs both. Walked output row by output row, the
+//! rows of the small planes (28, 14, 7 columns) leave most of a vector idle and every tap
+//! works out its valid columns again (1–4 multiply-adds per nanosecond).
+//!
+//! Here an input plane is first copied, zero-padded, into `sy·sx` phase planes (phase
+//! (py, px) holds the padded rows ≡ py mod sy and columns ≡ px mod sx), each `wq` columns
+//! wide. Output (oy, ox) then reads tap (ki, kj) at phase (ki·dy mod sy, kj·dx mod sx),
+//! row oy + ⌊ki·dy/sy⌋, column ox + ⌊kj·dx/sx⌋: with the output laid on the same `wq`-wide
+//! grid, every tap is one contiguous run of (oh − 1)·wq + ow values over the whole plane,
+//! whatever the stride; the grid's columns past ow are computed and dropped.
+//! - forward: each tap's run is multiplied and added into the wide output, taps in (ki, kj)
+//!   order, then the valid columns are copied out (in parallel over output planes);
+//! - input gradient: the output gradient on the wide grid (zeros past ow) is multiplied
+//!   and added into the gradient of the phase planes, tap by tap and output channel by
+//!   output channel of the group, which is then copied back without its padding (in
+//!   parallel over input planes);
+//! - weight gradient: per output channel (in parallel), each tap's products over the
+//!   images in order, in 16 lanes (element i of a run in lane i mod 16), the lanes then
+//!   summed in order.
+//!
+//! Every sum's order is fixed by the shape, so the result depends neither on the thread
+//! count nor on the instruction set (no fused multiply-add; the lanes are explicit, and
+//! wider vectors only run more of them side by side).
+
+use rayon::prelude::*;
+
+use crate::cpu::Element;
+use crate::ops::Conv2dShape;
+
+/// Whether the depthwise kernels run shape `s`: grouped, one input channel per group, at
+/// most `MAX_TAPS` taps (7×7).
+pub(super) fn applies(s: &Conv2dShape) -> bool {
+    s.groups > 1 && s.cin_per_group() == 1 && s.kh * s.kw <= MAX_TAPS
+}
+
+/// Taps whose runs' starts a pass works out once (a stack array): four divisions each,
+/// which per plane cost more than a 7×7 plane's arithmetic.
+const MAX_TAPS: usize = 64;
+
+/// Lanes of the weight gradient's sums.
+const LANES: usize = 16;
+
+/// Tasks per thread: planes (or output channels) go in this many contiguous ranges per
+/// thread, each with its own scratch, so that uneven ranges still balance.
+const PARTS_PER_THREAD: usize = 4;
+
+/// The number of ranges `count` planes or channels are cut into.
+fn parts(count: usize) -> usize {
+    count
+        .min(PARTS_PER_THREAD * rayon::current_num_threads())
+        .max(1)
+}
+
+/// The phase planes and the wide grid of a shape.
+#[derive(Clone, Copy)]
+struct Grid {
+    /// Output rows and columns.
+    oh: usize,
+    ow: usize,
+    /// Rows and columns of each phase plane (the wide grid's columns too).
+    hq: usize,
+    wq: usize,
+    /// Values each tap's run covers: (oh − 1)·wq + ow.
+    run: usize,
+    /// Where each tap's run starts in the phase planes, taps in (ki, kj) order.
+    starts: [usize; MAX_TAPS],
+}
+
+impl Grid {
+    fn new(s: &Conv2dShape) -> Grid {
+        let [oh, ow] = s.out_hw();
+        let hq = (s.h + 2 * s.pad[0]).div_ceil(s.stride[0]);
+        let wq = (s.w + 2 * s.pad[1]).div_ceil(s.stride[1]);
+        let run = if oh == 0 || ow == 0 {
+            0
+        } else {
+            (oh - 1) * wq + ow
+        };
+        let mut starts = [0; MAX_TAPS];
+        let (sy, sx) = (s.stride[0], s.stride[1]);
+        for (t, start) in starts[..s.kh * s.kw].iter_mut().enumerate() {
+            let (a, b) = ((t / s.kw) * s.dilation[0], (t % s.kw) * s.dilation[1]);
+            *start = ((a % sy) * sx + b % sx) * hq * wq + (a / sy) * wq + b / sx;
+        }
+        Grid {
+            oh,
+            ow,
+            hq,
+            wq,
+            run,
+            starts,
+        }
+    }
+
+    /// Values of all the phase planes of one input plane.
+    fn phases_len(&self, s: &Conv2dShape) -> usize {
+        s.stride[0] * s.stride[1] * self.hq * self.wq
+    }
+
+    /// Values of one plane on the wide grid.
+    fn wide_len(&self) -> usize {
+        self.oh * self.wq
+    }
+
+    /// Values of one padded input row, dealt out to the column phases.
+    fn row_len(&self, s: &Conv2dShape) -> usize {
+        s.stride[1] * self.wq
+    }
+
+    /// The scratch of one range of planes: the phase planes, the wide grid, a padded row.
+    fn part_len(&self, s: &Conv2dShape) -> usize {
+        self.phases_len(s) + self.wide_len() + self.row_len(s)
+    }
+}
+
+/// Phase plane (py, px)'s row r: the padded input row r·sy + py, or None in the padding.
+fn phase_row(s: &Conv2dShape, r: usize, py: usize) -> Option<usize> {
+    let iy = (r * s.stride[0] + py).checked_sub(s.pad[0])?;
+    (iy < s.h).then_some(iy)
+}
+
+/// dst = src for a row, without a call to the C library's memmove where the row is short:
+/// the planes' rows are 7 to 30 values, and a call and its size dispatch per row cost more
+/// than the convolution (43 % of the passes' time in memmove). Two fixed-size blocks that
+/// may overlap cover 4 to 32 values as inline vector moves.
+#[inline(always)]
+fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    #[inline(always)]
+    fn block<T: Copy, const B: usize>(dst: &mut [T], src: &[T], at: usize) {
+        let to: &mut [T; B] = (&mut dst[at..at + B]).try_into().expect("B values");
+        *to = src[at..at + B].try_into().expect("B values");
+    }
+    let n = dst.len();
+    let src = &src[..n];
+    match n {
+        0 => {}
+        1..4 => {
+            dst[0] = src[0];
+            if n > 1 {
+                dst[1] = src[1];
+            }
+            if n > 2 {
+                dst[2] = src[2];
+            }
+        }
+        4..8 => {
+            block::<T, 4>(dst, src, 0);
+            block::<T, 4>(dst, src, n - 4);
+        }
+        8..16 => {
+            block::<T, 8>(dst, src, 0);
+            block::<T, 8>(dst, src, n - 8);
+        }
+        16..=32 => {
+            block::<T, 16>(dst, src, 0);
+            block::<T, 16>(dst, src, n - 16);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Copies input plane `xp` into the interior of its phase planes `q`, whose padding is
+/// zero already (the caller zeroes `q` and `row` once for a range of planes: the padding's
+/// places depend only on the shape). At a stride of 2 a row goes through `row` (sx·wq
+/// values: the padded input row), whose columns one pass the compiler vectorizes deals out
+/// to the two column phases; a gather per phase ran a value at a time.
+#[inline(always)]
+fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut [T]) {
+    let (sy, sx) = (s.stride[0], s.stride[1]);
+    let plane = g.hq * g.wq;
+    let pad = s.pad[1];
+    for py in 0..sy {
+        let phases = &mut q[py * sx * plane..(py + 1) * sx * plane];
+        for r in 0..g.hq {
+            let Some(iy) = phase_row(s, r, py) else {
+                continue;
+            };
+            let (at, xrow) = (r * g.wq, &xp[iy * s.w..][..s.w]);
+            if sx == 1 {
+                copy_row(&mut phases[at + pad..at + pad + s.w], xrow);
+                continue;
+            }
+            copy_row(&mut row[pad..pad + s.w], xrow);
+            if sx == 2 {
+                let (even, odd) = phases.split_at_mut(plane);
+                let dst = even[at..at + g.wq].iter_mut().zip(&mut odd[at..at + g.wq]);
+                for ((e, o), pair) in dst.zip(row.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                continue;
+            }
+            for (px, phase) in phases.chunks_exact_mut(plane).enumerate() {
+                let src = row[px..].iter().step_by(sx);
+                for (v, &x) in phase[at..at + g.wq].iter_mut().zip(src) {
+                    *v = x;
+                }
+            }
+        }
+    }
+}
+
+/// Copies the gradient of the phase planes `q` back into input plane `dxp` without the
+/// padding (overwriting it, or adding to it with `accumulate`), through `row` as `split`.
+#[inline(always)]
+fn merge<T: Element>(
+    s: &Conv2dShape,
+    g: &Grid,
+    q: &[T],
+    dxp: &mut [T],
+    row: &mut [T],
+    accumulate: bool,
+) {
+    let (sy, sx) = (s.stride[0], s.stride[1]);
+    let plane = g.hq * g.wq;
+    let pad = s.pad[1];
+    for py in 0..sy {
+        let phases = &q[py * sx * plane..(py + 1) * sx * plane];
+        for r in 0..g.hq {
+            let Some(iy) = phase_row(s, r, py) else {
+                continue;
+            };
+            let at = r * g.wq;
+            let values: &[T] = match sx {
+                1 => &phases[at + pad..at + pad + s.w],
+                2 => {
+                    let (even, odd) = phases.split_at(plane);
+                    let src = even[at..at + g.wq].iter().zip(&odd[at..at + g.wq]);
+                    for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(src) {
+                        pair[0] = e;
+                        pair[1] = o;
+                    }
+                    &row[pad..pad + s.w]
+                }
+                _ => {
+                    for (px, phase) in phases.chunks_exact(plane).enumerate() {
+                        let dst = row[px..].iter_mut().step_by(sx);
+                        for (v, &x) in dst.zip(&phase[at..at + g.wq]) {
+                            *v = x;
+                        }
+                    }
+                    &row[pad..pad + s.w]
+                }
+            };
+            let dxrow = &mut dxp[iy * s.w..][..s.w];
+            if accumulate {
+                for (d, &v) in dxrow.iter_mut().zip(values) {
+                    *d = *d + v;
+                }
+            } else {
+                copy_row(dxrow, values);
+            }
+        }
+    }
+}
+
+/// Lays output plane `yp` (oh × ow) on the wide grid `wide` (oh × wq), whose columns past
+/// ow are zero already (the caller zeroes `wide` once for a range of planes).
+#[inline(always)]
+fn widen<T: Element>(g: &Grid, yp: &[T], wide: &mut [T]) {
+    for (row, src) in wide.chunks_exact_mut(g.wq).zip(yp.chunks_exact(g.ow)) {
+        copy_row(&mut row[..g.ow], src);
+    }
+}
+
+/// Scratch elements `forward` needs.
+pub(super) fn forward_scratch_len(s: &Conv2dShape) -> usize {
+    let g = Grid::new(s);
+    parts(s.n * s.c_out) * g.part_len(s)
+}
+
+/// y = conv(x, w), or y += conv(x, w) with `accumulate`, for a checked shape where
+/// `applies` holds; `scratch` holds at least `forward_scratch_len` elements.
+pub(super) fn forward<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    scratch: &mut [T],
+    accumulate: bool,
+) {
+    let g = Grid::new(s);
+    let planes = s.n * s.c_out;
+    if g.run == 0 || planes == 0 {
+        return;
+    }
+    let per = planes.div_ceil(parts(planes));
+    let (ohw, hw, cpg_out) = (g.oh * g.ow, s.h * s.w, s.cout_per_group());
+    let part_len = g.part_len(s);
+    y[..s.y_len()]
+        .par_chunks_mut(per * ohw)
+        .zip(scratch.par_chunks_mut(part_len))
+        .enumerate()
+        .for_each(|(part, (yp, part_scratch))| {
+            let (q, rest) = part_scratch.split_at_mut(g.phases_len(s));
+            let (wide, row) = rest.split_at_mut(g.wide_len());
+            q.fill(T::zero());
+            row.fill(T::zero());
+            for (i, yplane) in yp.chunks_exact_mut(ohw).enumerate() {
+                let plane = part * per + i;
+                let (n, co) = (plane / s.c_out, plane % s.c_out);
+                let xp = &x[(n * s.c_in + co / cpg_out) * hw..][..hw];
+                let wk = &w[co * s.kh * s.kw..][..s.kh * s.kw];
+                forward_plane(s, &g, xp, wk, yplane, [q, wide, row], accumulate);
+            }
+        });
+}
+
+/// Values of the wide grid summed together in registers: every tap's run is read a block
+/// at a time and the block's sums written once (a pass per tap loaded and stored the sums
+/// at every tap: 3 multiply-adds per nanosecond).
+const BLOCK: usize = 64;
+
+/// out[i] = Σ_taps w[t]·src[starts[t] + i − shift] in tap order, from zero: the forward's
+/// wide grid (shift 0). A block of `BLOCK` sums stays in registers through the taps.
+#[inline(always)]
+fn correlate<T: Element>(out: &mut [T], src: &[T], w: &[T], starts: &[usize], shift: usize) {
+    let whole = out.len() / BLOCK * BLOCK;
+    let (blocks, tail) = out.split_at_mut(whole);
+    for (b, chunk) in blocks.chunks_exact_mut(BLOCK).enumerate() {
+        let at = b * BLOCK - shift;
+        let mut acc = [T::zero(); BLOCK];
+        for (&wv, &start) in w.iter().zip(starts) {
+            let values: &[T; BLOCK] = src[start + at..][..BLOCK].try_into().expect("a block");
+            for (a, &v) in acc.iter_mut().zip(values) {
+                *a = *a + wv * v;
+            }
+        }
+        let chunk: &mut [T; BLOCK] = chunk.try_into().expect("a block");
+        *chunk = acc;
+    }
+    let at = whole - shift;
+    let mut acc = [T::zero(); BLOCK];
+    let acc = &mut acc[..tail.len()];
+    for (&wv, &start) in w.iter().zip(starts) {
+        for (a, &v) in acc.iter_mut().zip(&src[start + at..]) {
+            *a = *a + wv * v;
+        }
+    }
+    tail.copy_from_slice(acc);
+}
+
+multiversion! {
+    /// One output plane of the forward.
+    fn forward_plane<T> = forward_plane_kernel(
+        s: &Conv2dShape,
+        g: &Grid,
+        xp: &[T],
+        wk: &[T],
+        yp: &mut [T],
+        scratch: [&mut [T]; 3],
+        accumulate: bool,
+    ) -> ();
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_plane_kernel<T: Element>(
+    s: &Conv2dShape,
+    g: &Grid,
+    xp: &[T],
+    wk: &[T],
+    yp: &mut [T],
+    [q, wide, row]: [&mut [T]; 3],
+    accumulate: bool,
+) {
+    split(s, g, xp, q, row);
+    correlate(&mut wide[..g.run], q, wk, &g.starts, 0);
+    for (yrow, row) in yp.chunks_exact_mut(g.ow).zip(wide.chunks(g.wq)) {
+        if accumulate {
+            for (y, &v) in yrow.iter_mut().zip(row) {
+                *y = *y + v;
+            }
+        } else {
+            copy_row(yrow, &row[..g.ow]);
+        }
+    }
+}
+
+/// Scratch elements `backward_input` needs.
+pub(super) fn input_scratch_len(s: &Conv2dShape) -> usize {
+    let g = Grid::new(s);
+    parts(s.n * s.c_in) * g.part_len(s)
+}
+
+/// dx = ∂L/∂x (overwrite), or dx += it with `accumulate`, for a checked shape where
+/// `applies` holds; `scratch` holds at least `input_scratch_len` elements.
+pub(super) fn backward_input<T: Element>(
+    s: &Conv2dShape,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    scratch: &mut [T],
+    accumulate: bool,
+) {
+    let g = Grid::new(s);
+    let planes = s.n * s.c_in;
+    let hw = s.h * s.w;
+    if hw == 0 || planes == 0 {
+        return;
+    }
+    let per = planes.div_ceil(parts(planes));
+    let (ohw, cpg_out, taps) = (g.oh * g.ow, s.cout_per_group(), s.kh * s.kw);
+    let part_len = g.part_len(s);
+    dx[..s.x_len()]
+        .par_chunks_mut(per * hw)
+        .zip(scratch.par_chunks_mut(part_len))
+        .enumerate()
+        .for_each(|(part, (dxp, part_scratch))| {
+            let (dq, rest) = part_scratch.split_at_mut(g.phases_len(s));
+            let (wide, row) = rest.split_at_mut(g.wide_len());
+            wide.fill(T::zero());
+            row.fill(T::zero());
+            for (i, dxplane) in dxp.chunks_exact_mut(hw).enumerate() {
+                let plane = part * per + i;
+                let (n, ci) = (plane / s.c_in, plane % s.c_in);
+                let group = ci * cpg_out..(ci + 1) * cpg_out;
+                let dyp = &dy[(n * s.c_out + group.start) * ohw..][..cpg_out * ohw];
+                let wk = &w[group.start * taps..][..cpg_out * taps];
+                input_gradient_plane(s, &g, dyp, wk, dxplane, [dq, wide, row], accumulate);
+            }
+        });
+}
+
+multiversion! {
+    /// One input plane's gradient from the `cpg_out` output planes of its group.
+    fn input_gradient_plane<T> = input_gradient_plane_kernel(
+        s: &Conv2dShape,
+        g: &Grid,
+        dyp: &[T],
+        wk: &[T],
+        dxp: &mut [T],
+        scratch: [&mut [T]; 3],
+        accumulate: bool,
+    ) -> ();
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_gradient_plane_kernel<T: Element>(
+    s: &Conv2dShape,
+    g: &Grid,
+    dyp: &[T],
+    wk: &[T],
+    dxp: &mut [T],
+    [dq, wide, row]: [&mut [T]; 3],
+    accumulate: bool,
+) {
+    dq.fill(T::zero());
+    if g.run > 0 {
+        let taps = s.kh * s.kw;
+        for (dyplane, wc) in dyp.chunks_exact(g.oh * g.ow).zip(wk.chunks_exact(taps)) {
+            widen(g, dyplane, wide);
+            let grads = &wide[..g.run];
+            for (&wv, &start) in wc.iter().zip(&g.starts) {
+                for (d, &v) in dq[start..start + g.run].iter_mut().zip(grads) {
+                    *d = *d + wv * v;
+                }
+            }
+        }
+    }
+    merge(s, g, dq, dxp, row, accumulate);
+}
+
+/// Scratch elements `backward_weight` needs.
+pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
+    let g = Grid::new(s);
+    parts(s.c_out) * (g.part_len(s) + s.kh * s.kw * LANES)
+}
+
+/// dw = Σ_n dy[n] ⋆ x[n], or dw += that with `accumulate`, for a checked shape where
+/// `applies` holds; `scratch` holds at least `weight_scratch_len` elements.
+pub(super) fn backward_weight<T: Element>(
+    s: &Conv2dShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    scratch: &mut [T],
+) {
+    let g = Grid::new(s);
+    let taps = s.kh * s.kw;
+    if taps == 0 || s.c_out == 0 {
+        return;
+    }
+    let per = s.c_out.div_ceil(parts(s.c_out));
+    let part_len = g.part_len(s) + taps * LANES;
+    dw[..s.w_len()]
+        .par_chunks_mut(per * taps)
+        .zip(scratch.par_chunks_mut(part_len))
+        .enumerate()
+        .for_each(|(part, (dwp, part_scratch))| {
+            let (q, rest) = part_scratch.split_at_mut(g.phases_len(s));
+            let (wide, rest) = rest.split_at_mut(g.wide_len());
+            let (row, lanes) = rest.split_at_mut(g.row_len(s));
+            q.fill(T::zero());
+            wide.fill(T::zero());
+            row.fill(T::zero());
+            for (i, dwk) in dwp.chunks_exact_mut(taps).enumerate() {
+                let co = part * per + i;
+                weight_gradient_channel(s, &g, x, dy, co, [q, wide, row], lanes);
+                for (d, tap_lanes) in dwk.iter_mut().zip(lanes.chunks_exact(LANES)) {
+                    let total = tap_lanes.iter().fold(T::zero(), |a, &v| a + v);
+                    *d = if accumulate { *d + total } else { total };
+                }
+            }
+        });
+}
+
+multiversion! {
+    /// Output channel co's weight gradient in `lanes` (LANES per tap, in (ki, kj) order).
+    fn weight_gradient_channel<T> = weight_gradient_channel_kernel(
+        s: &Conv2dShape,
+        g: &Grid,
+        x: &[T],
+        dy: &[T],
+        co: usize,
+        scratch: [&mut [T]; 3],
+        lanes: &mut [T],
+    ) -> ();
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn weight_gradient_channel_kernel<T: Element>(
+    s: &Conv2dShape,
+    g: &Grid,
+    x: &[T],
+    dy: &[T],
+    co: usize,
+    [q, wide, row]: [&mut [T]; 3],
+    lanes: &mut [T],
+) {
+    lanes.fill(T::zero());
+    if g.run == 0 {
+        return;
+    }
+    let (hw, ohw) = (s.h * s.w, g.oh * g.ow);
+    let ci = co / s.cout_per_group();
+    for n in 0..s.n {
+        split(s, g, &x[(n * s.c_in + ci) * hw..][..hw], q, row);
+        widen(g, &dy[(n * s.c_out + co) * ohw..][..ohw], wide);
+        let grads = &wide[..g.run];
+        for (tap_lanes, &start) in lanes.chunks_exact_mut(LANES).zip(&g.starts) {
+            let inputs = &q[start..start + g.run];
+            let mut acc: [T; LANES] = tap_lanes.try_into().expect("LANES values");
+            let (gc, ic) = (grads.chunks_exact(LANES), inputs.chunks_exact(LANES));
+            let (g_tail, i_tail) = (gc.remainder(), ic.remainder());
+            for (gs, is) in gc.zip(ic) {
+                for ((a, &gv), &iv) in acc.iter_mut().zip(gs).zip(is) {
+                    *a = *a + gv * iv;
+                }
+            }
+            for ((a, &gv), &iv) in acc.iter_mut().zip(g_tail).zip(i_tail) {
+                *a = *a + gv * iv;
+            }
+            tap_lanes.copy_from_slice(&acc);
+        }
+    }
+}
