@@ -423,7 +423,9 @@ fn cpu_f32_passes_match_the_f64_definition() {
     all.push(transposed_blocks);
     // Depthwise (conv2d_depthwise.rs): the dwsep model's three shapes on the bundled data's
     // 28×28, a channel multiplier of 2, a 5×5 dilated kernel on rows wider than a vector,
-    // stride 3 with padding wider than the taps reach, and a row of one output column.
+    // stride 3 with padding wider than the taps reach, a row of one output column, a
+    // column stride of 3 with one channel per group, and padding past the kernel's reach
+    // (outputs that see only zeros).
     let depthwise = [
         shape(2, 32, 28, 28, 32, [3, 3], [1, 1], [1, 1], [1, 1], 32),
         shape(2, 64, 28, 28, 64, [3, 3], [2, 2], [1, 1], [1, 1], 64),
@@ -432,6 +434,8 @@ fn cpu_f32_passes_match_the_f64_definition() {
         shape(1, 4, 12, 37, 4, [5, 5], [1, 1], [4, 4], [2, 2], 4),
         shape(2, 3, 11, 13, 6, [3, 5], [3, 2], [2, 3], [1, 1], 3),
         shape(1, 5, 6, 1, 5, [3, 1], [1, 1], [1, 0], [1, 1], 5),
+        shape(2, 4, 10, 14, 4, [3, 3], [2, 3], [1, 2], [1, 1], 4),
+        shape(2, 3, 5, 6, 3, [3, 3], [1, 1], [3, 3], [1, 1], 3),
     ];
     for s in &depthwise {
         assert!(

@@ -69,6 +69,12 @@ struct Grid {
     run: usize,
     /// Where each tap's run starts in the phase planes, taps in (ki, kj) order.
     starts: [usize; MAX_TAPS],
+    /// Each tap's phase plane.
+    tap_phase: [usize; MAX_TAPS],
+    /// The input gradient's pull: the largest offset of a tap's run within its phase
+    /// plane (`lead`), and lead minus each tap's offset.
+    lead: usize,
+    pulls: [usize; MAX_TAPS],
 }
 
 impl Grid {
@@ -81,11 +87,19 @@ impl Grid {
         } else {
             (oh - 1) * wq + ow
         };
-        let mut starts = [0; MAX_TAPS];
+        let (mut starts, mut tap_phase, mut offsets) = ([0; MAX_TAPS], [0; MAX_TAPS], [0; MAX_TAPS]);
         let (sy, sx) = (s.stride[0], s.stride[1]);
-        for (t, start) in starts[..s.kh * s.kw].iter_mut().enumerate() {
+        let taps = s.kh * s.kw;
+        for t in 0..taps {
             let (a, b) = ((t / s.kw) * s.dilation[0], (t % s.kw) * s.dilation[1]);
-            *start = ((a % sy) * sx + b % sx) * hq * wq + (a / sy) * wq + b / sx;
+            tap_phase[t] = (a % sy) * sx + b % sx;
+            offsets[t] = (a / sy) * wq + b / sx;
+            starts[t] = tap_phase[t] * hq * wq + offsets[t];
+        }
+        let lead = offsets[..taps].iter().copied().max().unwrap_or(0);
+        let mut pulls = [0; MAX_TAPS];
+        for (pull, &offset) in pulls.iter_mut().zip(&offsets[..taps]) {
+            *pull = lead - offset;
         }
         Grid {
             oh,
@@ -94,6 +108,9 @@ impl Grid {
             wq,
             run,
             starts,
+            tap_phase,
+            lead,
+            pulls,
         }
     }
 
@@ -185,16 +202,20 @@ fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut
                 copy_row(&mut phases[at + pad..at + pad + s.w], xrow);
                 continue;
             }
-            copy_row(&mut row[pad..pad + s.w], xrow);
             if sx == 2 {
                 let (even, odd) = phases.split_at_mut(plane);
-                let dst = even[at..at + g.wq].iter_mut().zip(&mut odd[at..at + g.wq]);
-                for ((e, o), pair) in dst.zip(row.chunks_exact(2)) {
-                    *e = pair[0];
-                    *o = pair[1];
+                let [first, second] = pair_rows(pad, [&mut even[at..], &mut odd[at..]]);
+                let pairs = xrow.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    first[s.w / 2] = *last;
+                }
+                for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
+                    *a = pair[0];
+                    *b = pair[1];
                 }
                 continue;
             }
+            copy_row(&mut row[pad..pad + s.w], xrow);
             for (px, phase) in phases.chunks_exact_mut(plane).enumerate() {
                 let src = row[px..].iter().step_by(sx);
                 for (v, &x) in phase[at..at + g.wq].iter_mut().zip(src) {
@@ -202,6 +223,38 @@ fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut
                 }
             }
         }
+    }
+}
+
+/// At a column stride of 2, where the input row's pairs (x[2k], x[2k + 1]) lie in the two
+/// column phases' rows `[even, odd]`: padded column 2k + pad holds x[2k], so with an even
+/// pad the pair is (even, odd) from column k + pad/2, with an odd pad (odd from k + (pad −
+/// 1)/2, even from k + (pad + 1)/2). Returns the rows of the pair's first and second
+/// values, each from the column of k = 0. Reading and writing the input row directly, in
+/// pairs, takes no copy through a padded row (whose overlapping stores the pairs' loads
+/// then waited for).
+fn pair_rows<R: PairRow>(pad: usize, [even, odd]: [R; 2]) -> [R; 2] {
+    if pad % 2 == 0 {
+        [even.from(pad / 2), odd.from(pad / 2)]
+    } else {
+        [odd.from((pad - 1) / 2), even.from(pad.div_ceil(2))]
+    }
+}
+
+/// A phase row, shared or mutable, from a column on.
+trait PairRow {
+    fn from(self, column: usize) -> Self;
+}
+
+impl<T> PairRow for &[T] {
+    fn from(self, column: usize) -> Self {
+        &self[column..]
+    }
+}
+
+impl<T> PairRow for &mut [T] {
+    fn from(self, column: usize) -> Self {
+        &mut self[column..]
     }
 }
 
@@ -229,6 +282,8 @@ fn merge<T: Element>(
             let values: &[T] = match sx {
                 1 => &phases[at + pad..at + pad + s.w],
                 2 => {
+                    // Through the padded row: pairs stored straight into dx went a value
+                    // at a time into lines not yet in cache, at twice the time.
                     let (even, odd) = phases.split_at(plane);
                     let src = even[at..at + g.wq].iter().zip(&odd[at..at + g.wq]);
                     for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(src) {
@@ -384,8 +439,16 @@ fn forward_plane_kernel<T: Element>(
 
 /// Scratch elements `backward_input` needs.
 pub(super) fn input_scratch_len(s: &Conv2dShape) -> usize {
-    let g = Grid::new(s);
-    parts(s.n * s.c_in) * g.part_len(s)
+    parts(s.n * s.c_in) * Grid::new(s).input_part_len(s)
+}
+
+impl Grid {
+    /// The input gradient's scratch of one range of planes: the phase planes' gradient,
+    /// the output gradient on the wide grid with `lead` zeros before it and a plane's worth
+    /// of room after, and a padded row.
+    fn input_part_len(&self, s: &Conv2dShape) -> usize {
+        self.phases_len(s) + self.lead + self.hq * self.wq.max(1) + self.wide_len() + self.row_len(s)
+    }
 }
 
 /// dx = ∂L/∂x (overwrite), or dx += it with `accumulate`, for a checked shape where
@@ -406,14 +469,14 @@ pub(super) fn backward_input<T: Element>(
     }
     let per = planes.div_ceil(parts(planes));
     let (ohw, cpg_out, taps) = (g.oh * g.ow, s.cout_per_group(), s.kh * s.kw);
-    let part_len = g.part_len(s);
+    let part_len = g.input_part_len(s);
     dx[..s.x_len()]
         .par_chunks_mut(per * hw)
         .zip(scratch.par_chunks_mut(part_len))
         .enumerate()
         .for_each(|(part, (dxp, part_scratch))| {
             let (dq, rest) = part_scratch.split_at_mut(g.phases_len(s));
-            let (wide, row) = rest.split_at_mut(g.wide_len());
+            let (wide, row) = rest.split_at_mut(part_len - g.phases_len(s) - g.row_len(s));
             wide.fill(T::zero());
             row.fill(T::zero());
             for (i, dxplane) in dxp.chunks_exact_mut(hw).enumerate() {
@@ -451,9 +514,29 @@ fn input_gradient_plane_kernel<T: Element>(
     [dq, wide, row]: [&mut [T]; 3],
     accumulate: bool,
 ) {
-    dq.fill(T::zero());
-    if g.run > 0 {
-        let taps = s.kh * s.kw;
+    let taps = s.kh * s.kw;
+    if g.run == 0 {
+        dq.fill(T::zero());
+    } else if s.cout_per_group() == 1 {
+        // Pulled: each phase plane's gradient is a correlation of the output gradient with
+        // that phase's taps, dq[j] = Σ w[t]·dy_wide[j − offset(t)], a block of sums in
+        // registers through the taps as in the forward (`wide` holds the output gradient
+        // from `lead` on, zeros around it).
+        widen(g, dyp, &mut wide[g.lead..]);
+        let plane = g.hq * g.wq;
+        for (phase, dq_phase) in dq.chunks_exact_mut(plane).enumerate() {
+            let (mut weights, mut pulls) = ([T::zero(); MAX_TAPS], [0; MAX_TAPS]);
+            let mut count = 0;
+            for t in (0..taps).filter(|&t| g.tap_phase[t] == phase) {
+                (weights[count], pulls[count]) = (wk[t], g.pulls[t]);
+                count += 1;
+            }
+            correlate(dq_phase, wide, &weights[..count], &pulls[..count], 0);
+        }
+    } else {
+        // Pushed, output channel by output channel of the group: dq[start(t) + i] +=
+        // w[t]·dy_wide[i].
+        dq.fill(T::zero());
         for (dyplane, wc) in dyp.chunks_exact(g.oh * g.ow).zip(wk.chunks_exact(taps)) {
             widen(g, dyplane, wide);
             let grads = &wide[..g.run];
@@ -470,11 +553,15 @@ fn input_gradient_plane_kernel<T: Element>(
 /// Scratch elements `backward_weight` needs.
 pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
     let g = Grid::new(s);
-    parts(s.c_out) * (g.part_len(s) + s.kh * s.kw * LANES)
+    let per = s.c_out.div_ceil(parts(s.c_out));
+    parts(s.c_out) * (g.part_len(s) + per * s.kh * s.kw * LANES)
 }
 
 /// dw = Σ_n dy[n] ⋆ x[n], or dw += that with `accumulate`, for a checked shape where
-/// `applies` holds; `scratch` holds at least `weight_scratch_len` elements.
+/// `applies` holds; `scratch` holds at least `weight_scratch_len` elements. Each range of
+/// output channels walks the images in order and, within an image, its channels' planes
+/// in memory order (one channel's planes across the batch, a plane every c·h·w values,
+/// came cold from memory one by one).
 pub(super) fn backward_weight<T: Element>(
     s: &Conv2dShape,
     x: &[T],
@@ -489,7 +576,8 @@ pub(super) fn backward_weight<T: Element>(
         return;
     }
     let per = s.c_out.div_ceil(parts(s.c_out));
-    let part_len = g.part_len(s) + taps * LANES;
+    let part_len = g.part_len(s) + per * taps * LANES;
+    let (hw, ohw, cpg_out) = (s.h * s.w, g.oh * g.ow, s.cout_per_group());
     dw[..s.w_len()]
         .par_chunks_mut(per * taps)
         .zip(scratch.par_chunks_mut(part_len))
@@ -501,65 +589,64 @@ pub(super) fn backward_weight<T: Element>(
             q.fill(T::zero());
             wide.fill(T::zero());
             row.fill(T::zero());
-            for (i, dwk) in dwp.chunks_exact_mut(taps).enumerate() {
-                let co = part * per + i;
-                weight_gradient_channel(s, &g, x, dy, co, [q, wide, row], lanes);
-                for (d, tap_lanes) in dwk.iter_mut().zip(lanes.chunks_exact(LANES)) {
-                    let total = tap_lanes.iter().fold(T::zero(), |a, &v| a + v);
-                    *d = if accumulate { *d + total } else { total };
+            let channels = part * per..part * per + dwp.len() / taps;
+            let lanes = &mut lanes[..channels.len() * taps * LANES];
+            lanes.fill(T::zero());
+            if g.run > 0 {
+                for n in 0..s.n {
+                    let channel_lanes = lanes.chunks_exact_mut(taps * LANES);
+                    for (co, co_lanes) in channels.clone().zip(channel_lanes) {
+                        let xp = &x[(n * s.c_in + co / cpg_out) * hw..][..hw];
+                        let dyp = &dy[(n * s.c_out + co) * ohw..][..ohw];
+                        weight_gradient_plane(s, &g, xp, dyp, [q, wide, row], co_lanes);
+                    }
                 }
+            }
+            for (d, tap_lanes) in dwp.iter_mut().zip(lanes.chunks_exact(LANES)) {
+                let total = tap_lanes.iter().fold(T::zero(), |a, &v| a + v);
+                *d = if accumulate { *d + total } else { total };
             }
         });
 }
 
 multiversion! {
-    /// Output channel co's weight gradient in `lanes` (LANES per tap, in (ki, kj) order).
-    fn weight_gradient_channel<T> = weight_gradient_channel_kernel(
+    /// Adds one image's products for one output channel to its `lanes` (LANES per tap, in
+    /// (ki, kj) order).
+    fn weight_gradient_plane<T> = weight_gradient_plane_kernel(
         s: &Conv2dShape,
         g: &Grid,
-        x: &[T],
-        dy: &[T],
-        co: usize,
+        xp: &[T],
+        dyp: &[T],
         scratch: [&mut [T]; 3],
         lanes: &mut [T],
     ) -> ();
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn weight_gradient_channel_kernel<T: Element>(
+fn weight_gradient_plane_kernel<T: Element>(
     s: &Conv2dShape,
     g: &Grid,
-    x: &[T],
-    dy: &[T],
-    co: usize,
+    xp: &[T],
+    dyp: &[T],
     [q, wide, row]: [&mut [T]; 3],
     lanes: &mut [T],
 ) {
-    lanes.fill(T::zero());
-    if g.run == 0 {
-        return;
-    }
-    let (hw, ohw) = (s.h * s.w, g.oh * g.ow);
-    let ci = co / s.cout_per_group();
-    for n in 0..s.n {
-        split(s, g, &x[(n * s.c_in + ci) * hw..][..hw], q, row);
-        widen(g, &dy[(n * s.c_out + co) * ohw..][..ohw], wide);
-        let grads = &wide[..g.run];
-        for (tap_lanes, &start) in lanes.chunks_exact_mut(LANES).zip(&g.starts) {
-            let inputs = &q[start..start + g.run];
-            let mut acc: [T; LANES] = tap_lanes.try_into().expect("LANES values");
-            let (gc, ic) = (grads.chunks_exact(LANES), inputs.chunks_exact(LANES));
-            let (g_tail, i_tail) = (gc.remainder(), ic.remainder());
-            for (gs, is) in gc.zip(ic) {
-                for ((a, &gv), &iv) in acc.iter_mut().zip(gs).zip(is) {
-                    *a = *a + gv * iv;
-                }
-            }
-            for ((a, &gv), &iv) in acc.iter_mut().zip(g_tail).zip(i_tail) {
+    split(s, g, xp, q, row);
+    widen(g, dyp, wide);
+    let grads = &wide[..g.run];
+    for (tap_lanes, &start) in lanes.chunks_exact_mut(LANES).zip(&g.starts) {
+        let inputs = &q[start..start + g.run];
+        let mut acc: [T; LANES] = tap_lanes.try_into().expect("LANES values");
+        let (gc, ic) = (grads.chunks_exact(LANES), inputs.chunks_exact(LANES));
+        let (g_tail, i_tail) = (gc.remainder(), ic.remainder());
+        for (gs, is) in gc.zip(ic) {
+            for ((a, &gv), &iv) in acc.iter_mut().zip(gs).zip(is) {
                 *a = *a + gv * iv;
             }
-            tap_lanes.copy_from_slice(&acc);
         }
+        for ((a, &gv), &iv) in acc.iter_mut().zip(g_tail).zip(i_tail) {
+            *a = *a + gv * iv;
+        }
+        tap_lanes.copy_from_slice(&acc);
     }
 }
