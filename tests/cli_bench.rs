@@ -178,7 +178,11 @@ fn op_filter_selects_by_family_or_name_and_refuses_nothing_matched() {
     assert!(out.status.success());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 24, "8 shapes × 3 passes");
+    assert_eq!(
+        results.len(),
+        33,
+        "8 resnet-20 and 3 depthwise shapes × 3 passes"
+    );
     assert!(results.iter().all(|r| r["family"] == "conv2d"));
 
     let out = gradscope(&["bench", "--cpu-only", "--op", "nosuchkernel"]);

@@ -1,6 +1,7 @@
 //! Convolution forward, backward-input and backward-weight on the distinct convolutions of
 //! a CIFAR resnet-20 (3×32×32 input): the 3×3 convolutions of 16, 32 and 64 channels at
-//! 32×32, 16×16 and 8×8, the two stride-2 3×3 ones and the two 1×1 stride-2 projections.
+//! 32×32, 16×16 and 8×8, the two stride-2 3×3 ones and the two 1×1 stride-2 projections;
+//! and on the depthwise convolutions of the dwsep model (28×28 input).
 //! CPU: `cpu::conv2d` (im2col + GEMM); GPU: `gpu::kernels::conv2d` (implicit GEMM; the
 //! weight gradient is split over K and summed by a second dispatch where it pays).
 
@@ -47,6 +48,30 @@ pub fn resnet20_shapes_on(n: usize, side: usize) -> Vec<(&'static str, Conv2dSha
     ]
 }
 
+/// The depthwise convolutions (one filter per channel) of `gradscope train --model dwsep`
+/// at batch `n` on the bundled data's 28×28 inputs: 32 channels at stride 1, 64 and 128 at
+/// stride 2.
+pub fn depthwise_shapes(n: usize) -> Vec<(&'static str, Conv2dShape)> {
+    let conv = |c: usize, hw: usize, stride: usize| Conv2dShape {
+        n,
+        c_in: c,
+        h: hw,
+        w: hw,
+        c_out: c,
+        kh: 3,
+        kw: 3,
+        stride: [stride; 2],
+        pad: [1; 2],
+        dilation: [1, 1],
+        groups: c,
+    };
+    vec![
+        ("depthwise 32 3×3", conv(32, 28, 1)),
+        ("depthwise 64 3×3 s2", conv(64, 28, 2)),
+        ("depthwise 128 3×3 s2", conv(128, 14, 2)),
+    ]
+}
+
 #[derive(Clone, Copy)]
 enum Pass {
     Forward,
@@ -56,7 +81,10 @@ enum Pass {
 
 pub fn cases(batch: usize) -> Vec<Pending> {
     let mut out = Vec::new();
-    for (label, s) in resnet20_shapes(batch) {
+    for (label, s) in resnet20_shapes(batch)
+        .into_iter()
+        .chain(depthwise_shapes(batch))
+    {
         for (pass, name) in [
             (Pass::Forward, "conv2d_forward"),
             (Pass::BackwardInput, "conv2d_backward_input"),

@@ -55,7 +55,7 @@ impl Family {
         match self {
             Family::Matmul => "N: an N×N×N product (M = N = K) in each layout NN, NT, TN",
             Family::Conv2d => {
-                "batch of the distinct resnet-20 convolutions on 3×32×32 (stride 1 and 2, 1×1 projections)"
+                "batch of the distinct resnet-20 convolutions on 3×32×32 (stride 1 and 2, 1×1 projections) and of dwsep's depthwise ones on 28×28"
             }
             Family::Pool => {
                 "batch: 2×2 stride-2 max and average pooling of 16×32×32, global average of 64×8×8"
@@ -85,8 +85,9 @@ impl Family {
         const MAP: u64 = 16 * 32 * 32;
         match self {
             Family::Matmul => 3 * s * s,
-            // x and y (or dy and dx) of the 16→16 convolution, and the 64→64 weights.
-            Family::Conv2d => 2 * MAP * s + 64 * 64 * 9,
+            // x and y (or dy and dx) of the largest: the 64-channel depthwise convolution
+            // (28×28 to 14×14; the 16→16 one holds 2·MAP), and the 64→64 weights.
+            Family::Conv2d => (64 * 28 * 28 + 64 * 14 * 14) * s + 64 * 64 * 9,
             // Max pooling's backward: x, dy, the arg-max and dx.
             Family::Pool => (2 * MAP + 2 * MAP / 4) * s,
             // The backward: x, dy, dx, and per channel γ and the saved statistics.

@@ -87,7 +87,8 @@ impl Grid {
         } else {
             (oh - 1) * wq + ow
         };
-        let (mut starts, mut tap_phase, mut offsets) = ([0; MAX_TAPS], [0; MAX_TAPS], [0; MAX_TAPS]);
+        let (mut starts, mut tap_phase, mut offsets) =
+            ([0; MAX_TAPS], [0; MAX_TAPS], [0; MAX_TAPS]);
         let (sy, sx) = (s.stride[0], s.stride[1]);
         let taps = s.kh * s.kw;
         for t in 0..taps {
@@ -234,7 +235,7 @@ fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut
 /// pairs, takes no copy through a padded row (whose overlapping stores the pairs' loads
 /// then waited for).
 fn pair_rows<R: PairRow>(pad: usize, [even, odd]: [R; 2]) -> [R; 2] {
-    if pad % 2 == 0 {
+    if pad.is_multiple_of(2) {
         [even.from(pad / 2), odd.from(pad / 2)]
     } else {
         [odd.from((pad - 1) / 2), even.from(pad.div_ceil(2))]
@@ -447,7 +448,11 @@ impl Grid {
     /// the output gradient on the wide grid with `lead` zeros before it and a plane's worth
     /// of room after, and a padded row.
     fn input_part_len(&self, s: &Conv2dShape) -> usize {
-        self.phases_len(s) + self.lead + self.hq * self.wq.max(1) + self.wide_len() + self.row_len(s)
+        self.phases_len(s)
+            + self.lead
+            + self.hq * self.wq.max(1)
+            + self.wide_len()
+            + self.row_len(s)
     }
 }
 
