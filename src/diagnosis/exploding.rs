@@ -26,19 +26,13 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
         layers = h.sustained(c.patience, |l| {
             l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last > c.exploding_ratio
         });
-        // A spike: a layer far above both of its neighbours. At either end the one
-        // comparison cannot tell a spike here from a dip next door (which the vanishing
-        // rule reports): a convolution whose BatchNorm's γ gets almost no gradient, as
-        // before a depthwise convolution and another BatchNorm, would be called exploding.
-        let neighbours = |o: &super::Observation, i: usize| -> Option<[f64; 2]> {
-            (i > 0 && i + 1 < nl).then(|| [o.layers[i - 1].grad_norm, o.layers[i + 1].grad_norm])
-        };
+        // A spike: a layer far above both of its neighbours (`neighbour_norms`).
         let gap: Vec<usize> = (0..nl)
             .filter(|&i| {
                 h.last(c.patience).is_some_and(|mut it| {
                     it.all(|o| {
                         let g = o.layers[i].grad_norm;
-                        neighbours(o, i).is_some_and(|nb| {
+                        o.neighbour_norms(i).is_some_and(|nb| {
                             g.is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g)
                         })
                     })
@@ -46,7 +40,9 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             })
             .collect();
         for &i in &gap {
-            let [before, after] = neighbours(latest, i).expect("a spike has two neighbours");
+            let [before, after] = latest
+                .neighbour_norms(i)
+                .expect("a spike has two neighbours");
             evidence.push(Evidence::new(
                 SPIKE,
                 Some(&latest.layers[i].name),
@@ -205,38 +201,7 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::{History, Observation};
-    use crate::stats::LayerStats;
-
-    /// Three steps of layers with these weight-gradient norms (the last is the reference).
-    fn history(norms: &[f64]) -> History {
-        let last = *norms.last().expect("at least one layer");
-        let layers: Vec<LayerStats> = norms
-            .iter()
-            .enumerate()
-            .map(|(i, &g)| LayerStats {
-                name: format!("layer{i}"),
-                units: 4,
-                activation: None,
-                tensors: Vec::new(),
-                grad_norm: g,
-                grad_ratio_to_last: g / last,
-                update_ratio: None,
-                saturated_fraction: None,
-                dead_fraction: None,
-                nonfinite: 0,
-            })
-            .collect();
-        History {
-            steps: (1..=3)
-                .map(|step| Observation {
-                    step,
-                    layers: layers.clone(),
-                    grad_norm: 1.0,
-                })
-                .collect(),
-        }
-    }
+    use crate::diagnosis::test_history::history;
 
     #[test]
     fn a_first_layer_above_its_only_neighbour_is_not_a_spike() {

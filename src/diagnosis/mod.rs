@@ -233,6 +233,18 @@ pub struct Observation {
     pub grad_norm: f64,
 }
 
+impl Observation {
+    /// The weight-gradient norms of layer i's two neighbours, or None at either end of the
+    /// network. A gap to neighbours is judged on both sides only: at an end the one
+    /// comparison cannot tell a dip in this layer from a spike next door, or the reverse
+    /// (a convolution whose BatchNorm's γ gets almost no gradient, as before a depthwise
+    /// convolution and another BatchNorm, would be called exploding).
+    pub fn neighbour_norms(&self, i: usize) -> Option<[f64; 2]> {
+        let n = self.layers.len();
+        (i > 0 && i + 1 < n).then(|| [self.layers[i - 1].grad_norm, self.layers[i + 1].grad_norm])
+    }
+}
+
 /// The recent observations, oldest first, at most `window` of them.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -340,4 +352,41 @@ pub(crate) fn names(obs: &Observation, indices: &[usize]) -> Vec<String> {
         .iter()
         .map(|&i| obs.layers[i].name.clone())
         .collect()
+}
+
+/// Histories for the rules' unit tests.
+#[cfg(test)]
+pub(crate) mod test_history {
+    use super::{History, Observation};
+    use crate::stats::LayerStats;
+
+    /// Three steps of layers with these weight-gradient norms (the last is the reference).
+    pub fn history(norms: &[f64]) -> History {
+        let last = *norms.last().expect("at least one layer");
+        let layers: Vec<LayerStats> = norms
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| LayerStats {
+                name: format!("layer{i}"),
+                units: 4,
+                activation: None,
+                tensors: Vec::new(),
+                grad_norm: g,
+                grad_ratio_to_last: g / last,
+                update_ratio: None,
+                saturated_fraction: None,
+                dead_fraction: None,
+                nonfinite: 0,
+            })
+            .collect();
+        History {
+            steps: (1..=3)
+                .map(|step| Observation {
+                    step,
+                    layers: layers.clone(),
+                    grad_norm: 1.0,
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,12 +1,15 @@
 //! Vanishing gradients: early layers whose weight-gradient norm is a tiny fraction of the
 //! last layer's (`vanishing_ratio`), or a layer orders of magnitude (`neighbour_gap`) below
-//! its neighbours, in each of the last `patience` full-statistics steps. Backpropagation
+//! both its neighbours, in each of the last `patience` full-statistics steps. Backpropagation
 //! multiplies the gradient by each layer's Jacobian; with saturating activations (σ' ≤ 1/4)
 //! or small weights the product shrinks geometrically with depth.
 
 use super::{
     DiagnosisConfig, Evidence, Finding, FindingKind, History, RemedyFamily as F, names, remedy,
 };
+
+/// The evidence of a dip: a layer's weight-gradient norm over its smaller neighbour's.
+const DIP: &str = "weight-gradient norm over its smaller neighbour's";
 
 pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
     let Some(latest) = h.latest() else {
@@ -19,21 +22,16 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
     let by_depth = h.sustained(c.patience, |l| {
         l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last < c.vanishing_ratio
     });
-    // A layer far below every neighbour it has.
+    // A dip: a layer far below both of its neighbours (`neighbour_norms`).
     let gap: Vec<usize> = (0..nl)
         .filter(|&i| {
             h.last(c.patience).is_some_and(|mut it| {
                 it.all(|o| {
-                    let g = |j: usize| o.layers[j].grad_norm;
-                    let nb: Vec<f64> = [i.checked_sub(1), (i + 1 < nl).then_some(i + 1)]
-                        .into_iter()
-                        .flatten()
-                        .map(g)
-                        .collect();
-                    g(i).is_finite()
-                        && nb
-                            .iter()
-                            .all(|&n| n.is_finite() && g(i) * c.neighbour_gap < n)
+                    let g = o.layers[i].grad_norm;
+                    o.neighbour_norms(i).is_some_and(|nb| {
+                        g.is_finite()
+                            && nb.iter().all(|&n| n.is_finite() && g * c.neighbour_gap < n)
+                    })
                 })
             })
         })
@@ -59,19 +57,45 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             l.grad_ratio_to_last,
         ));
     }
-    let worst = layers
+    for &i in &gap {
+        let [before, after] = latest.neighbour_norms(i).expect("a dip has two neighbours");
+        evidence.push(Evidence::new(
+            DIP,
+            Some(&latest.layers[i].name),
+            latest.layers[i].grad_norm / before.min(after),
+        ));
+    }
+    // The layer furthest below the last one past the threshold, else the deepest dip.
+    let by_ratio = by_depth
         .iter()
         .map(|&i| &latest.layers[i])
-        .min_by(|a, b| a.grad_ratio_to_last.total_cmp(&b.grad_ratio_to_last))
-        .unwrap_or(first);
+        .min_by(|a, b| a.grad_ratio_to_last.total_cmp(&b.grad_ratio_to_last));
+    let dip = evidence
+        .iter()
+        .filter(|e| e.what == DIP)
+        .min_by(|a, b| a.value.total_cmp(&b.value));
+    let message = match (by_ratio, dip) {
+        (Some(worst), _) => format!(
+            "the weight gradient of {} is {:.1e} of the last layer's (threshold {:.0e}, held {} statistics steps)",
+            worst.name, worst.grad_ratio_to_last, c.vanishing_ratio, c.patience
+        ),
+        (None, Some(e)) => format!(
+            "the weight gradient of {} is {:.1e} of its neighbours' (threshold {:.0e}, held {} statistics steps)",
+            e.layer.as_deref().unwrap_or("?"),
+            e.value,
+            1.0 / c.neighbour_gap,
+            c.patience
+        ),
+        (None, None) => format!(
+            "vanishing gradients in {}",
+            names(latest, &layers).join(", ")
+        ),
+    };
     vec![Finding {
         kind: FindingKind::VanishingGradients,
         step: latest.step,
         layers: names(latest, &layers),
-        message: format!(
-            "the weight gradient of {} is {:.1e} of the last layer's (threshold {:.0e}, held {} statistics steps)",
-            worst.name, worst.grad_ratio_to_last, c.vanishing_ratio, c.patience
-        ),
+        message,
         evidence,
         remedies: vec![
             remedy(
@@ -88,4 +112,49 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
             ),
         ],
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::test_history::history;
+
+    #[test]
+    fn a_dip_between_two_neighbours_names_its_gap() {
+        // Layer 1 is 1e-4 of both neighbours but 1e-2 of the last layer: past the gap, not
+        // the ratio, and the message says which.
+        let h = history(&[1.0, 1e-4, 1.0, 0.01]);
+        let found = check(&DiagnosisConfig::default(), &h);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].layers, vec!["layer1".to_string()]);
+        assert!(
+            found[0]
+                .message
+                .contains("layer1 is 1.0e-4 of its neighbours'"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn a_layer_below_its_only_neighbour_is_not_a_dip() {
+        // The last layer far below the one before it: a spike there or a dip here.
+        let h = history(&[0.5, 1.0, 1e-5]);
+        let found = check(&DiagnosisConfig::default(), &h);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_ratio_past_its_threshold_is_what_the_message_names() {
+        let h = history(&[1e-5, 1e-2, 1.0]);
+        let found = check(&DiagnosisConfig::default(), &h);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .message
+                .contains("layer0 is 1.0e-5 of the last layer's"),
+            "{}",
+            found[0].message
+        );
+    }
 }
