@@ -30,6 +30,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::rows::copy_row;
 use crate::ops::Conv2dShape;
 
 /// Whether the depthwise kernels run shape `s`: grouped, one input channel per group, at
@@ -140,46 +141,6 @@ impl Grid {
 fn phase_row(s: &Conv2dShape, r: usize, py: usize) -> Option<usize> {
     let iy = (r * s.stride[0] + py).checked_sub(s.pad[0])?;
     (iy < s.h).then_some(iy)
-}
-
-/// dst = src for a row, without a call to the C library's memmove where the row is short:
-/// the planes' rows are 7 to 30 values, and a call and its size dispatch per row cost more
-/// than the convolution (43 % of the passes' time in memmove). Two fixed-size blocks that
-/// may overlap cover 4 to 32 values as inline vector moves.
-#[inline(always)]
-fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
-    #[inline(always)]
-    fn block<T: Copy, const B: usize>(dst: &mut [T], src: &[T], at: usize) {
-        let to: &mut [T; B] = (&mut dst[at..at + B]).try_into().expect("B values");
-        *to = src[at..at + B].try_into().expect("B values");
-    }
-    let n = dst.len();
-    let src = &src[..n];
-    match n {
-        0 => {}
-        1..4 => {
-            dst[0] = src[0];
-            if n > 1 {
-                dst[1] = src[1];
-            }
-            if n > 2 {
-                dst[2] = src[2];
-            }
-        }
-        4..8 => {
-            block::<T, 4>(dst, src, 0);
-            block::<T, 4>(dst, src, n - 4);
-        }
-        8..16 => {
-            block::<T, 8>(dst, src, 0);
-            block::<T, 8>(dst, src, n - 8);
-        }
-        16..=32 => {
-            block::<T, 16>(dst, src, 0);
-            block::<T, 16>(dst, src, n - 16);
-        }
-        _ => dst.copy_from_slice(src),
-    }
 }
 
 /// Copies input plane `xp` into the interior of its phase planes `q`, whose padding is

@@ -28,6 +28,7 @@ pub mod pool;
 pub mod pool2d;
 pub mod recurrent;
 mod recurrent_cells;
+mod rows;
 pub mod stats;
 mod stats_histogram;
 mod stats_schedule;
