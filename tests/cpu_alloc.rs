@@ -11,7 +11,7 @@
 //!   and convolution passes alone.
 //!
 //! Everything else — the executor, the convolutions' patch matrices and partial sums, the
-//! recurrent layers' per-step vectors, the statistics' chunk records, the optimizer, the
+//! embedding's gradient, the recurrent layers' per-step vectors, the statistics' chunk records, the optimizer, the
 //! loss — runs on memory sized by the first
 //! step, so a warm step allocates what its GEMM calls do plus the report, and nothing
 //! that grows with the size of any tensor.
@@ -286,6 +286,22 @@ fn check(name: &str, plan: Plan) {
     }
 }
 
+/// A two-layer LSTM of 16 units over 6 steps of 4 features.
+fn lstm_spec() -> SequenceModel {
+    SequenceModel {
+        cell: CellKind::Lstm,
+        input: SeqInput::Features(4),
+        steps: 6,
+        hidden: 16,
+        layers: 2,
+        outputs: 3,
+        readout: Readout::Last,
+        loss: LossKind::Xent,
+        truncate: 0,
+        forget_bias: Some(1.0),
+    }
+}
+
 #[test]
 fn warm_steps_allocate_only_the_report_and_inside_gemm() {
     let sgd = OptimizerParams::new(OptimizerKind::Adam);
@@ -309,22 +325,22 @@ fn warm_steps_allocate_only_the_report_and_inside_gemm() {
     let resnet =
         zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
     check("resnet (tiny), batch 4", compile(&resnet, 4, sgd).unwrap());
-    let lstm = SequenceModel {
-        cell: CellKind::Lstm,
-        input: SeqInput::Features(4),
-        steps: 6,
-        hidden: 16,
-        layers: 2,
-        outputs: 3,
-        readout: Readout::Last,
-        loss: LossKind::Xent,
-        truncate: 0,
-        forget_bias: Some(1.0),
-    }
-    .build()
-    .unwrap();
+    let lstm = lstm_spec().build().unwrap();
     check(
         "lstm 2×16, length 6, batch 8",
         compile(&lstm, 8, sgd).unwrap(),
     );
+    // Token ids through an embedding (its gradient allocated a table of sums each step).
+    let tokens = SequenceModel {
+        cell: CellKind::Gru,
+        input: SeqInput::Tokens { vocab: 11, dim: 5 },
+        ..lstm_spec()
+    }
+    .build()
+    .unwrap();
+    check("gru on tokens, batch 8", compile(&tokens, 8, sgd).unwrap());
+    // Depthwise convolutions (their own kernels and scratch).
+    let dwsep =
+        zoo::depthwise_separable(&[1, 12, 12], 4, true, Init::HeNormal, LossKind::Xent).unwrap();
+    check("dwsep, batch 4", compile(&dwsep, 4, sgd).unwrap());
 }

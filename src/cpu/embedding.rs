@@ -47,15 +47,94 @@ pub fn embedding_backward<T: Element>(
     dim: usize,
     accumulate: bool,
 ) {
-    let mut sum = vec![T::zero(); vocab * dim];
+    embedding_backward_with(ids, dy, dw, rows, vocab, dim, accumulate, &mut Vec::new());
+}
+
+/// `embedding_backward` with the sums of an accumulating pass in `scratch` (grown if too
+/// small, never shrunk: the executor's, so a warm step allocates nothing). Each sum starts
+/// at zero and adds its rows in order, as the shader's invocation does; an accumulating
+/// pass then adds the sum to the gradient, an overwriting one is the sum.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward_with<T: Element>(
+    ids: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    rows: usize,
+    vocab: usize,
+    dim: usize,
+    accumulate: bool,
+    scratch: &mut Vec<T>,
+) {
+    let len = vocab * dim;
+    let sum: &mut [T] = if accumulate {
+        if scratch.len() < len {
+            scratch.resize(len, T::zero());
+        }
+        &mut scratch[..len]
+    } else {
+        &mut dw[..len]
+    };
+    sum.fill(T::zero());
     for r in 0..rows {
         if let Some(v) = token_row(ids[r], vocab) {
-            for e in 0..dim {
-                sum[v * dim + e] = sum[v * dim + e] + dy[r * dim + e];
+            let row = &mut sum[v * dim..(v + 1) * dim];
+            for (s, &g) in row.iter_mut().zip(&dy[r * dim..(r + 1) * dim]) {
+                *s = *s + g;
             }
         }
     }
-    for (d, s) in dw[..vocab * dim].iter_mut().zip(sum) {
-        *d = if accumulate { *d + s } else { s };
+    if accumulate {
+        for (d, &s) in dw[..len].iter_mut().zip(&scratch[..len]) {
+            *d = *d + s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sums taken apart in a fresh vector, as the twin first did: the reference.
+    fn reference(ids: &[f32], dy: &[f32], dw: &mut [f32], vocab: usize, dim: usize, acc: bool) {
+        let mut sum = vec![0f32; vocab * dim];
+        for (r, &id) in ids.iter().enumerate() {
+            if let Some(v) = token_row(id, vocab) {
+                for e in 0..dim {
+                    sum[v * dim + e] += dy[r * dim + e];
+                }
+            }
+        }
+        for (d, s) in dw.iter_mut().zip(sum) {
+            *d = if acc { *d + s } else { s };
+        }
+    }
+
+    /// Repeated ids, ids outside the table, and a dirty scratch longer than needed.
+    #[test]
+    fn scratch_sums_give_the_bits_of_fresh_ones() {
+        let (vocab, dim) = (5, 3);
+        let ids = [1.0, 4.0, 1.0, -1.0, 2.5, 1.0, 0.0, 7.0];
+        let dy: Vec<f32> = (0..ids.len() * dim)
+            .map(|i| (i as f32 * 0.731).sin())
+            .collect();
+        for accumulate in [false, true] {
+            let mut dw: Vec<f32> = (0..vocab * dim).map(|i| i as f32 * 0.1 - 0.5).collect();
+            let mut want = dw.clone();
+            let mut scratch = vec![f32::NAN; 100];
+            embedding_backward_with(
+                &ids,
+                &dy,
+                &mut dw,
+                ids.len(),
+                vocab,
+                dim,
+                accumulate,
+                &mut scratch,
+            );
+            reference(&ids, &dy, &mut want, vocab, dim, accumulate);
+            for (i, (g, w)) in dw.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "accumulate {accumulate}, dw[{i}]");
+            }
+        }
     }
 }

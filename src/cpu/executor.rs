@@ -70,6 +70,8 @@ fn fused_activations(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
 /// Working memory the kernels borrow for one op; grown on first use, never shrunk.
 #[derive(Default)]
 struct Scratch<T> {
+    /// The convolutions' patch matrices and planes, and an accumulating embedding
+    /// gradient's sums.
     conv: Vec<T>,
     /// A recurrent layer's per-step work vectors (forward or backward).
     recurrent: Vec<T>,
@@ -913,7 +915,8 @@ impl<T: Element> CpuExecutor<T> {
                 accumulate,
             } => {
                 let mut out = self.take(dw);
-                embedding::embedding_backward(
+                let mut scratch = std::mem::take(&mut self.scratch.conv);
+                embedding::embedding_backward_with(
                     self.float(ids),
                     self.float(dy),
                     &mut out,
@@ -921,7 +924,9 @@ impl<T: Element> CpuExecutor<T> {
                     vocab,
                     dim,
                     accumulate,
+                    &mut scratch,
                 );
+                self.scratch.conv = scratch;
                 self.put(dw, out);
             }
             Op::LastStepForward {
