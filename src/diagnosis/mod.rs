@@ -354,11 +354,20 @@ pub(crate) fn names(obs: &Observation, indices: &[usize]) -> Vec<String> {
         .collect()
 }
 
-/// Histories for the rules' unit tests.
+/// Histories for the rules' unit tests, and a check of what a rule found.
 #[cfg(test)]
 pub(crate) mod test_history {
-    use super::{History, Observation};
+    use super::{Finding, History, Observation};
     use crate::stats::LayerStats;
+
+    /// Exactly one finding, naming these layers (when given) and saying `text`.
+    pub fn assert_one(found: &[Finding], layers: Option<&[&str]>, text: &str) {
+        assert_eq!(found.len(), 1, "{found:?}");
+        if let Some(layers) = layers {
+            assert_eq!(found[0].layers, layers, "{}", found[0].message);
+        }
+        assert!(found[0].message.contains(text), "{}", found[0].message);
+    }
 
     /// Three steps of layers with these weight-gradient norms (the last is the reference).
     pub fn history(norms: &[f64]) -> History {

@@ -117,7 +117,7 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::test_history::history;
+    use crate::diagnosis::test_history::{assert_one, history};
 
     #[test]
     fn a_dip_between_two_neighbours_names_its_gap() {
@@ -125,14 +125,10 @@ mod tests {
         // the ratio, and the message says which.
         let h = history(&[1.0, 1e-4, 1.0, 0.01]);
         let found = check(&DiagnosisConfig::default(), &h);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].layers, vec!["layer1".to_string()]);
-        assert!(
-            found[0]
-                .message
-                .contains("layer1 is 1.0e-4 of its neighbours'"),
-            "{}",
-            found[0].message
+        assert_one(
+            &found,
+            Some(&["layer1"]),
+            "layer1 is 1.0e-4 of its neighbours'",
         );
     }
 
@@ -148,13 +144,6 @@ mod tests {
     fn a_ratio_past_its_threshold_is_what_the_message_names() {
         let h = history(&[1e-5, 1e-2, 1.0]);
         let found = check(&DiagnosisConfig::default(), &h);
-        assert_eq!(found.len(), 1);
-        assert!(
-            found[0]
-                .message
-                .contains("layer0 is 1.0e-5 of the last layer's"),
-            "{}",
-            found[0].message
-        );
+        assert_one(&found, None, "layer0 is 1.0e-5 of the last layer's");
     }
 }
