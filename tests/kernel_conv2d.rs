@@ -425,7 +425,8 @@ fn cpu_f32_passes_match_the_f64_definition() {
     // 28×28, a channel multiplier of 2, a 5×5 dilated kernel on rows wider than a vector,
     // stride 3 with padding wider than the taps reach, a row of one output column, a
     // column stride of 3 with one channel per group, and padding past the kernel's reach
-    // (outputs that see only zeros).
+    // (outputs that see only zeros); then the shapes that put the channels across the
+    // vector lanes.
     let depthwise = [
         shape(2, 32, 28, 28, 32, [3, 3], [1, 1], [1, 1], [1, 1], 32),
         shape(2, 64, 28, 28, 64, [3, 3], [2, 2], [1, 1], [1, 1], 64),
@@ -436,6 +437,13 @@ fn cpu_f32_passes_match_the_f64_definition() {
         shape(1, 5, 6, 1, 5, [3, 1], [1, 1], [1, 0], [1, 1], 5),
         shape(2, 4, 10, 14, 4, [3, 3], [2, 3], [1, 2], [1, 1], 4),
         shape(2, 3, 5, 6, 3, [3, 3], [1, 1], [3, 3], [1, 1], 3),
+        // Channels across the lanes (conv2d_depthwise_lanes.rs, f32, blocks of 16
+        // channels, strided or small planes): stride 1 on 6×6, strides 2 and 3 with a
+        // dilated 5×3 kernel, padding past the kernel's reach, two blocks at stride 2.
+        shape(2, 16, 6, 6, 16, [3, 3], [1, 1], [1, 1], [1, 1], 16),
+        shape(1, 32, 9, 11, 32, [5, 3], [2, 3], [2, 1], [2, 1], 32),
+        shape(3, 16, 5, 4, 16, [3, 3], [2, 2], [3, 3], [1, 1], 16),
+        shape(2, 32, 14, 14, 32, [3, 3], [2, 2], [1, 1], [1, 1], 32),
     ];
     for s in &depthwise {
         assert!(

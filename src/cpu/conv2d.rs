@@ -361,7 +361,7 @@ fn forward_col_len(s: &Conv2dShape) -> usize {
 fn forward_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
     let parts = s.n.div_ceil(images_per_part(s.n));
     if conv2d_depthwise::applies(s) {
-        conv2d_depthwise::forward_scratch_len(s)
+        conv2d_depthwise::forward_scratch_len::<T>(s)
     } else if conv2d_channels::applies::<T>(s) {
         conv2d_channels::scratch_len(s, parts)
     } else if conv2d_direct::applies::<T>(s) {
@@ -469,7 +469,7 @@ pub fn conv2d_backward_input_with<T: Element>(
         ],
     );
     if conv2d_depthwise::applies(s) {
-        ensure(scratch, conv2d_depthwise::input_scratch_len(s));
+        ensure(scratch, conv2d_depthwise::input_scratch_len::<T>(s));
         conv2d_depthwise::backward_input(s, dy, w, dx, scratch, accumulate);
         return;
     }
@@ -664,7 +664,7 @@ pub fn conv2d_backward_weight_with<T: Element>(
         ],
     );
     if conv2d_depthwise::applies(s) {
-        ensure(scratch, conv2d_depthwise::weight_scratch_len(s));
+        ensure(scratch, conv2d_depthwise::weight_scratch_len::<T>(s));
         conv2d_depthwise::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }

@@ -27,9 +27,13 @@
 //! count nor on the instruction set (no fused multiply-add; the lanes are explicit, and
 //! wider vectors only run more of them side by side).
 
+use std::any::TypeId;
+
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::conv2d_depthwise_lanes as lanes;
+use crate::cpu::conv2d_direct::{as_f32, as_f32_mut};
 use crate::cpu::rows::copy_row;
 use crate::ops::Conv2dShape;
 
@@ -285,8 +289,16 @@ fn widen<T: Element>(g: &Grid, yp: &[T], wide: &mut [T]) {
     }
 }
 
+/// Whether the f32 kernels with the channels across the lanes take shape `s`.
+fn in_lanes<T: Element>(s: &Conv2dShape) -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>() && lanes::applies(s)
+}
+
 /// Scratch elements `forward` needs.
-pub(super) fn forward_scratch_len(s: &Conv2dShape) -> usize {
+pub(super) fn forward_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
+    if in_lanes::<T>(s) {
+        return lanes::scratch_len(s);
+    }
     let g = Grid::new(s);
     parts(s.n * s.c_out) * g.part_len(s)
 }
@@ -301,6 +313,11 @@ pub(super) fn forward<T: Element>(
     scratch: &mut [T],
     accumulate: bool,
 ) {
+    if in_lanes::<T>(s) {
+        let (x, w, y, scratch) = (as_f32(x), as_f32(w), as_f32_mut(y), as_f32_mut(scratch));
+        lanes::forward(s, x, w, y, scratch, accumulate);
+        return;
+    }
     let g = Grid::new(s);
     let planes = s.n * s.c_out;
     if g.run == 0 || planes == 0 {
@@ -400,7 +417,10 @@ fn forward_plane_kernel<T: Element>(
 }
 
 /// Scratch elements `backward_input` needs.
-pub(super) fn input_scratch_len(s: &Conv2dShape) -> usize {
+pub(super) fn input_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
+    if in_lanes::<T>(s) {
+        return lanes::scratch_len(s);
+    }
     parts(s.n * s.c_in) * Grid::new(s).input_part_len(s)
 }
 
@@ -427,6 +447,11 @@ pub(super) fn backward_input<T: Element>(
     scratch: &mut [T],
     accumulate: bool,
 ) {
+    if in_lanes::<T>(s) {
+        let (dy, w, dx, scratch) = (as_f32(dy), as_f32(w), as_f32_mut(dx), as_f32_mut(scratch));
+        lanes::backward_input(s, dy, w, dx, scratch, accumulate);
+        return;
+    }
     let g = Grid::new(s);
     let planes = s.n * s.c_in;
     let hw = s.h * s.w;
@@ -517,7 +542,10 @@ fn input_gradient_plane_kernel<T: Element>(
 }
 
 /// Scratch elements `backward_weight` needs.
-pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
+pub(super) fn weight_scratch_len<T: Element>(s: &Conv2dShape) -> usize {
+    if in_lanes::<T>(s) {
+        return lanes::weight_scratch_len(s);
+    }
     let g = Grid::new(s);
     let per = s.c_out.div_ceil(parts(s.c_out));
     parts(s.c_out) * (g.part_len(s) + per * s.kh * s.kw * LANES)
@@ -536,6 +564,11 @@ pub(super) fn backward_weight<T: Element>(
     accumulate: bool,
     scratch: &mut [T],
 ) {
+    if in_lanes::<T>(s) {
+        let (x, dy, dw, scratch) = (as_f32(x), as_f32(dy), as_f32_mut(dw), as_f32_mut(scratch));
+        lanes::backward_weight(s, x, dy, dw, accumulate, scratch);
+        return;
+    }
     let g = Grid::new(s);
     let taps = s.kh * s.kw;
     if taps == 0 || s.c_out == 0 {

@@ -12,6 +12,7 @@ pub mod clip;
 pub mod conv2d;
 mod conv2d_channels;
 mod conv2d_depthwise;
+mod conv2d_depthwise_lanes;
 mod conv2d_direct;
 mod conv2d_direct_kernels;
 mod conv2d_phases;
