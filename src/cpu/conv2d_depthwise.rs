@@ -13,15 +13,20 @@
 //! row oy + ⌊ki·dy/sy⌋, column ox + ⌊kj·dx/sx⌋: with the output laid on the same `wq`-wide
 //! grid, every tap is one contiguous run of (oh − 1)·wq + ow values over the whole plane,
 //! whatever the stride; the grid's columns past ow are computed and dropped.
-//! - forward: each tap's run is multiplied and added into the wide output, taps in (ki, kj)
-//!   order, then the valid columns are copied out (in parallel over output planes);
-//! - input gradient: the output gradient on the wide grid (zeros past ow) is multiplied
-//!   and added into the gradient of the phase planes, tap by tap and output channel by
-//!   output channel of the group, which is then copied back without its padding (in
-//!   parallel over input planes);
-//! - weight gradient: per output channel (in parallel), each tap's products over the
-//!   images in order, in 16 lanes (element i of a run in lane i mod 16), the lanes then
-//!   summed in order.
+//! - forward: a block of 64 sums of the wide output stays in registers while every tap's
+//!   run adds its products, taps in (ki, kj) order, then the valid columns are copied out
+//!   (in parallel over output planes);
+//! - input gradient: with one channel per group, each phase plane's gradient is pulled the
+//!   same way from the output gradient laid on the wide grid (zeros past ow and around
+//!   it); with a channel multiplier, each tap's run of each output channel of the group is
+//!   pushed into the phase planes; then the gradient is copied back without its padding
+//!   (in parallel over input planes);
+//! - weight gradient: each tap's products in 16 lanes (element i of a run in lane i mod
+//!   16), the lanes then summed in order; a range of output channels per task walks the
+//!   images in order and their planes in memory order.
+//!
+//! In f32, blocks of 16 channels on strided or small planes go to
+//! conv2d_depthwise_lanes.rs instead (the channels across the vector lanes).
 //!
 //! Every sum's order is fixed by the shape, so the result depends neither on the thread
 //! count nor on the instruction set (no fused multiply-add; the lanes are explicit, and
