@@ -154,9 +154,10 @@ fn phase_row(s: &Conv2dShape, r: usize, py: usize) -> Option<usize> {
 
 /// Copies input plane `xp` into the interior of its phase planes `q`, whose padding is
 /// zero already (the caller zeroes `q` and `row` once for a range of planes: the padding's
-/// places depend only on the shape). At a stride of 2 a row goes through `row` (sx·wq
-/// values: the padded input row), whose columns one pass the compiler vectorizes deals out
-/// to the two column phases; a gather per phase ran a value at a time.
+/// places depend only on the shape). At a column stride of 2 the input row's pairs go
+/// straight to the two column phases (`pair_rows`) in one pass the compiler vectorizes (a
+/// gather per phase ran a value at a time); at larger strides a row goes through `row`
+/// (sx·wq values: the padded input row).
 #[inline(always)]
 fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut [T]) {
     let (sy, sx) = (s.stride[0], s.stride[1]);
@@ -201,31 +202,14 @@ fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut
 /// column phases' rows `[even, odd]`: padded column 2k + pad holds x[2k], so with an even
 /// pad the pair is (even, odd) from column k + pad/2, with an odd pad (odd from k + (pad −
 /// 1)/2, even from k + (pad + 1)/2). Returns the rows of the pair's first and second
-/// values, each from the column of k = 0. Reading and writing the input row directly, in
-/// pairs, takes no copy through a padded row (whose overlapping stores the pairs' loads
-/// then waited for).
-fn pair_rows<R: PairRow>(pad: usize, [even, odd]: [R; 2]) -> [R; 2] {
+/// values, each from the column of k = 0. Reading the input row directly, in pairs, takes
+/// no copy through a padded row (whose overlapping stores the pairs' loads then waited
+/// for).
+fn pair_rows<'a, T>(pad: usize, [even, odd]: [&'a mut [T]; 2]) -> [&'a mut [T]; 2] {
     if pad.is_multiple_of(2) {
-        [even.from(pad / 2), odd.from(pad / 2)]
+        [&mut even[pad / 2..], &mut odd[pad / 2..]]
     } else {
-        [odd.from((pad - 1) / 2), even.from(pad.div_ceil(2))]
-    }
-}
-
-/// A phase row, shared or mutable, from a column on.
-trait PairRow {
-    fn from(self, column: usize) -> Self;
-}
-
-impl<T> PairRow for &[T] {
-    fn from(self, column: usize) -> Self {
-        &self[column..]
-    }
-}
-
-impl<T> PairRow for &mut [T] {
-    fn from(self, column: usize) -> Self {
-        &mut self[column..]
+        [&mut odd[(pad - 1) / 2..], &mut even[pad.div_ceil(2)..]]
     }
 }
 
