@@ -26,19 +26,10 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
         layers = h.sustained(c.patience, |l| {
             l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last > c.exploding_ratio
         });
-        // A spike: a layer far above both of its neighbours (`neighbour_norms`).
-        let gap: Vec<usize> = (0..nl)
-            .filter(|&i| {
-                h.last(c.patience).is_some_and(|mut it| {
-                    it.all(|o| {
-                        let g = o.layers[i].grad_norm;
-                        o.neighbour_norms(i).is_some_and(|nb| {
-                            g.is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g)
-                        })
-                    })
-                })
-            })
-            .collect();
+        // A spike: a layer far above both of its neighbours.
+        let gap = h.sustained_gap(c.patience, |g, nb| {
+            g.is_finite() && nb.iter().all(|&n| n * c.neighbour_gap < g)
+        });
         for &i in &gap {
             let [before, after] = latest
                 .neighbour_norms(i)

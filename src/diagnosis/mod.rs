@@ -261,6 +261,25 @@ impl History {
         self.steps.back()
     }
 
+    /// Indices of the layers with a neighbour on both sides for which `cond(norm,
+    /// neighbours' norms)` holds in each of the last `n` observations (a spike or a dip:
+    /// `Observation::neighbour_norms`).
+    pub fn sustained_gap(&self, n: usize, cond: impl Fn(f64, [f64; 2]) -> bool) -> Vec<usize> {
+        let Some(latest) = self.latest() else {
+            return Vec::new();
+        };
+        (0..latest.layers.len())
+            .filter(|&i| {
+                self.last(n).is_some_and(|mut it| {
+                    it.all(|o| {
+                        o.neighbour_norms(i)
+                            .is_some_and(|nb| cond(o.layers[i].grad_norm, nb))
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// Indices of the layers for which `cond` holds in each of the last `n` observations.
     pub fn sustained(&self, n: usize, cond: impl Fn(&LayerStats) -> bool) -> Vec<usize> {
         let Some(latest) = self.latest() else {

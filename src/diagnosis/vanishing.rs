@@ -22,20 +22,10 @@ pub fn check(c: &DiagnosisConfig, h: &History) -> Vec<Finding> {
     let by_depth = h.sustained(c.patience, |l| {
         l.grad_ratio_to_last.is_finite() && l.grad_ratio_to_last < c.vanishing_ratio
     });
-    // A dip: a layer far below both of its neighbours (`neighbour_norms`).
-    let gap: Vec<usize> = (0..nl)
-        .filter(|&i| {
-            h.last(c.patience).is_some_and(|mut it| {
-                it.all(|o| {
-                    let g = o.layers[i].grad_norm;
-                    o.neighbour_norms(i).is_some_and(|nb| {
-                        g.is_finite()
-                            && nb.iter().all(|&n| n.is_finite() && g * c.neighbour_gap < n)
-                    })
-                })
-            })
-        })
-        .collect();
+    // A dip: a layer far below both of its neighbours.
+    let gap = h.sustained_gap(c.patience, |g, nb| {
+        g.is_finite() && nb.iter().all(|&n| n.is_finite() && g * c.neighbour_gap < n)
+    });
     let mut layers: Vec<usize> = by_depth.iter().chain(&gap).copied().collect();
     layers.sort_unstable();
     layers.dedup();
