@@ -205,7 +205,7 @@ fn split<T: Element>(s: &Conv2dShape, g: &Grid, xp: &[T], q: &mut [T], row: &mut
 /// values, each from the column of k = 0. Reading the input row directly, in pairs, takes
 /// no copy through a padded row (whose overlapping stores the pairs' loads then waited
 /// for).
-fn pair_rows<'a, T>(pad: usize, [even, odd]: [&'a mut [T]; 2]) -> [&'a mut [T]; 2] {
+fn pair_rows<T>(pad: usize, [even, odd]: [&mut [T]; 2]) -> [&mut [T]; 2] {
     if pad.is_multiple_of(2) {
         [&mut even[pad / 2..], &mut odd[pad / 2..]]
     } else {
