@@ -49,8 +49,9 @@ pub(super) fn applies(s: &Conv2dShape) -> bool {
 }
 
 /// Taps whose runs' starts a pass works out once (a stack array): four divisions each,
-/// which per plane cost more than a 7×7 plane's arithmetic.
-const MAX_TAPS: usize = 64;
+/// which per plane cost more than a 7×7 plane's arithmetic (conv2d_depthwise_lanes.rs holds
+/// a block's weights in as many vectors).
+pub(super) const MAX_TAPS: usize = 64;
 
 /// Lanes of the weight gradient's sums.
 const LANES: usize = 16;
@@ -59,8 +60,9 @@ const LANES: usize = 16;
 /// thread, each with its own scratch, so that uneven ranges still balance.
 const PARTS_PER_THREAD: usize = 4;
 
-/// The number of ranges `count` planes or channels are cut into.
-fn parts(count: usize) -> usize {
+/// The number of ranges `count` planes or channels (or, in conv2d_depthwise_lanes.rs,
+/// blocks of them) are cut into.
+pub(super) fn parts(count: usize) -> usize {
     count
         .min(PARTS_PER_THREAD * rayon::current_num_threads())
         .max(1)

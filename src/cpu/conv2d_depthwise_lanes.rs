@@ -18,14 +18,12 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::conv2d_depthwise::{MAX_TAPS, parts};
 use crate::cpu::transpose::transpose;
 use crate::ops::Conv2dShape;
 
 /// Channels per block: the lanes.
 const LANES: usize = 16;
-
-/// Taps whose weights a block holds on the stack (as conv2d_depthwise's bound).
-const MAX_TAPS: usize = 64;
 
 /// One position's 16 channels.
 type Lanes = [f32; LANES];
@@ -60,11 +58,6 @@ fn part_len(s: &Conv2dShape) -> usize {
     let [hp, wp] = tile_hw(s);
     let [oh, ow] = s.out_hw();
     LANES * (hp * wp + 2 * (s.h * s.w).max(oh * ow))
-}
-
-/// Tasks: (image, block) units, or blocks, cut into at most four ranges per thread.
-fn parts(units: usize) -> usize {
-    units.min(4 * rayon::current_num_threads()).max(1)
 }
 
 /// Scratch values `forward` and `backward_input` need.
