@@ -135,8 +135,10 @@ const P_COLS: u32 = 32u;
 const P_LANES: u32 = 8u;
 
 // Invocation (x, l): column j = block·P_COLS + x, row lane l. dγ[j] (+)= Σ_r dy·x̂ and
-// dβ[j] (+)= Σ_r dy. The lanes' sums meet in tree_pairs (workgroup_tree_common.wgsl,
-// otherwise unused by this entry).
+// dβ[j] (+)= Σ_r dy. Lane l sums the rows of its own contiguous range in order (rows/8
+// each, the first rows % 8 lanes one more: the CPU twin's `lane_rows`, whose single pass
+// forms each row's dx and adds it to its lane's sums while the row is in cache); the lanes'
+// sums meet in tree_pairs (workgroup_tree_common.wgsl, otherwise unused by this entry).
 @compute @workgroup_size(32, 8)
 fn layernorm_backward_params(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -145,19 +147,23 @@ fn layernorm_backward_params(
 ) {
     let j = (wid.y * nwg.x + wid.x) * P_COLS + lid.x;
     let l = lid.y;
+    let q = shape.rows / P_LANES;
+    let rem = shape.rows % P_LANES;
+    let start = l * q + min(l, rem);
+    let end = start + q + select(0u, 1u, l < rem);
     // (Σ dy, Σ dy·x̂) over the lane's rows. Four rows' terms are formed (their loads in
     // flight together) before they are added in row order.
     var sums = vec2<f32>(0.0, 0.0);
     if j < shape.d {
-        var r = l;
-        for (; r + 3u * P_LANES < shape.rows; r = r + 4u * P_LANES) {
+        var r = start;
+        for (; r + 3u < end; r = r + 4u) {
             let t0 = param_terms(r, j);
-            let t1 = param_terms(r + P_LANES, j);
-            let t2 = param_terms(r + 2u * P_LANES, j);
-            let t3 = param_terms(r + 3u * P_LANES, j);
+            let t1 = param_terms(r + 1u, j);
+            let t2 = param_terms(r + 2u, j);
+            let t3 = param_terms(r + 3u, j);
             sums = sums + t0 + t1 + t2 + t3;
         }
-        for (; r < shape.rows; r = r + P_LANES) {
+        for (; r < end; r = r + 1u) {
             sums = sums + param_terms(r, j);
         }
     }

@@ -11,7 +11,7 @@
 //!   and convolution passes alone.
 //!
 //! Everything else — the executor, the convolutions' patch matrices and partial sums, the
-//! embedding's gradient, the recurrent layers' per-step vectors, the statistics' chunk records, the optimizer, the
+//! embedding's gradient, LayerNorm's column sums, the recurrent layers' per-step vectors, the statistics' chunk records, the optimizer, the
 //! loss — runs on memory sized by the first
 //! step, so a warm step allocates what its GEMM calls do plus the report, and nothing
 //! that grows with the size of any tensor.
@@ -26,6 +26,7 @@ use gradscope::cpu::executor::CpuExecutor;
 use gradscope::cpu::{Element, conv2d, matmul};
 use gradscope::executor::{Executor, StatsLevel};
 use gradscope::init::Init;
+use gradscope::model::builder::Builder;
 use gradscope::model::recurrent::{Readout, SeqInput, SequenceModel};
 use gradscope::model::{LossKind, ModelSpec, zoo};
 use gradscope::ops::{
@@ -343,4 +344,12 @@ fn warm_steps_allocate_only_the_report_and_inside_gemm() {
     let dwsep =
         zoo::depthwise_separable(&[1, 12, 12], 4, true, Init::HeNormal, LossKind::Xent).unwrap();
     check("dwsep, batch 4", compile(&dwsep, 4, sgd).unwrap());
+    // LayerNorm (its backward's row lanes of column sums live in the executor's scratch).
+    let (mut b, x) = Builder::new("layernorm mlp", &[40], Init::HeNormal);
+    let h = b.linear("fc1", x, 64, 1.0);
+    let h = b.layernorm("ln", h);
+    let h = b.act("act", h, Activation::Gelu);
+    let logits = b.linear("fc2", h, 4, 1.0);
+    let ln = b.finish(logits, LossKind::Xent).unwrap();
+    check("layernorm mlp, batch 16", compile(&ln, 16, sgd).unwrap());
 }

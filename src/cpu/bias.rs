@@ -98,10 +98,10 @@ const PAR_ELEMENTS: usize = 1 << 16;
 /// Row lanes of the bias gradient's column sums (`LANES` in shaders/bias.wgsl).
 pub const BIAS_LANES: usize = 8;
 
-/// The fixed tree of the column sums' row lanes (the bias gradient's and LayerNorm's dγ, dβ):
+/// The fixed tree of the bias gradient's column sums' row lanes:
 /// lane l absorbs lane l + half for half = lanes/2, …, 1, over the first `width` columns,
 /// leaving the sums in lane 0. The lane count is a power of two.
-pub(crate) fn merge_row_lanes<V: Copy, const W: usize>(
+fn merge_row_lanes<V: Copy, const W: usize>(
     lanes: &mut [[V; W]],
     width: usize,
     add: impl Fn(V, V) -> V,

@@ -70,8 +70,8 @@ fn fused_activations(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
 /// Working memory the kernels borrow for one op; grown on first use, never shrunk.
 #[derive(Default)]
 struct Scratch<T> {
-    /// The convolutions' patch matrices and planes, and an accumulating embedding
-    /// gradient's sums.
+    /// The convolutions' patch matrices and planes, an accumulating embedding gradient's
+    /// sums, and LayerNorm's row lanes of column sums.
     conv: Vec<T>,
     /// A recurrent layer's per-step work vectors (forward or backward).
     recurrent: Vec<T>,
@@ -685,7 +685,8 @@ impl<T: Element> CpuExecutor<T> {
             } => {
                 let (mut odx, mut og, mut ob) =
                     (self.take(dx), self.take(dgamma), self.take(dbeta));
-                layernorm::layernorm_backward(
+                let mut scratch = std::mem::take(&mut self.scratch.conv);
+                layernorm::layernorm_backward_with(
                     self.float(x),
                     self.float(gamma),
                     self.float(dy),
@@ -697,7 +698,9 @@ impl<T: Element> CpuExecutor<T> {
                     rows,
                     d,
                     acc_gamma,
+                    &mut scratch,
                 );
+                self.scratch.conv = scratch;
                 self.put(dx, odx);
                 self.put(dgamma, og);
                 self.put(dbeta, ob);

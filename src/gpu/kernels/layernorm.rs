@@ -2,9 +2,9 @@
 //! `rows` rows, with an elementwise affine γ, β of size d.
 //!
 //! The forward is one dispatch (one workgroup per row). The backward is two: dx reduces
-//! along each row (one workgroup per row) while dγ and dβ reduce down the columns (one
-//! invocation per column, rows in order), so `layernorm_backward` returns both, to be
-//! recorded in order (they are independent: both only read x, dy and the saved statistics).
+//! along each row (one workgroup per row) while dγ and dβ reduce down the columns (eight
+//! row lanes per column, each over a contiguous range of rows in order), so
+//! `layernorm_backward` returns both, to be recorded in order (they are independent: both only read x, dy and the saved statistics).
 
 use super::launch::{check_buffer, check_count, check_distinct, grid_1d};
 use crate::error::{Error, Result};
