@@ -137,8 +137,9 @@ const P_LANES: u32 = 8u;
 // Invocation (x, l): column j = block·P_COLS + x, row lane l. dγ[j] (+)= Σ_r dy·x̂ and
 // dβ[j] (+)= Σ_r dy. Lane l sums the rows of its own contiguous range in order (rows/8
 // each, the first rows % 8 lanes one more: the CPU twin's `lane_rows`, whose single pass
-// forms each row's dx and adds it to its lane's sums while the row is in cache); the lanes'
-// sums meet in tree_pairs (workgroup_tree_common.wgsl, otherwise unused by this entry).
+// forms each row's dx and adds the row's terms to its lane's sums while the row is in
+// cache); the lanes' sums meet in tree_pairs (workgroup_tree_common.wgsl, otherwise unused
+// by this entry).
 @compute @workgroup_size(32, 8)
 fn layernorm_backward_params(
     @builtin(workgroup_id) wid: vec3<u32>,

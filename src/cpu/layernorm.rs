@@ -11,7 +11,8 @@
 //! then `cpu::batchnorm::tree` combines the lanes), taken a chunk of WG elements at a time
 //! so that the lanes are vector lanes. The column sums of dγ and dβ run in the shader's order
 //! too: eight row lanes, each over a contiguous range of rows in order, then a tree; the
-//! backward is one pass in which each lane forms its rows' dx and adds them to its sums.
+//! backward is one pass in which each lane forms its rows' dx and adds each row's terms to
+//! its sums.
 
 use rayon::prelude::*;
 
@@ -106,7 +107,7 @@ pub const PARAM_LANES: usize = 8;
 
 /// Lane l's rows of `rows`: rows/8 each, the first rows % 8 lanes one more (as the shader
 /// splits them).
-pub fn lane_rows(l: usize, rows: usize) -> std::ops::Range<usize> {
+fn lane_rows(l: usize, rows: usize) -> std::ops::Range<usize> {
     let (q, rem) = (rows / PARAM_LANES, rows % PARAM_LANES);
     let start = l * q + l.min(rem);
     start..start + q + usize::from(l < rem)
@@ -114,7 +115,7 @@ pub fn lane_rows(l: usize, rows: usize) -> std::ops::Range<usize> {
 
 /// Values of the scratch `layernorm_backward_with` takes for a width of d: every lane's
 /// (Σ dy, Σ dy·x̂) per column.
-pub fn backward_scratch_len(d: usize) -> usize {
+fn backward_scratch_len(d: usize) -> usize {
     2 * PARAM_LANES * d
 }
 
