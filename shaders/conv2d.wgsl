@@ -544,6 +544,11 @@ fn conv2d_depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 // One invocation: dx[b, c, iy, ix] = Σ_{co of group c, ki, kj} dy[b, co, oy, ox]·w[co, 0, ki, kj]
 // over the taps whose forward read x[b, c, iy, ix]: oy = (iy + ph − ki·dh)/sh exact and in
 // range (likewise ox). Overwrites, or adds with `accumulate`.
+//
+// Tap ki's offset iy + ph − ki·dh is tracked as a quotient and remainder by sh, stepped by
+// dh's own quotient and remainder: no division per tap (a division by a value known only
+// at run time is a long instruction sequence on GPUs, and nine taps took 36 of them per
+// pixel), the same taps in the same order.
 @compute @workgroup_size(256)
 fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.y * (nwg.x * 256u) + gid.x;
@@ -556,23 +561,49 @@ fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>
     let t2 = t / p.h;
     let c = t2 % p.c_in;
     let b = t2 / p.c_in;
+    // (quotient, remainder) of ki = 0's offsets and of one tap's step, by the stride.
+    let ty0 = iy + p.pad_h;
+    let tx0 = ix + p.pad_w;
+    let qy0 = i32(ty0 / p.stride_h);
+    let ry0 = ty0 % p.stride_h;
+    let qx0 = i32(tx0 / p.stride_w);
+    let rx0 = tx0 % p.stride_w;
+    let dqy = i32(p.dil_h / p.stride_h);
+    let dry = p.dil_h % p.stride_h;
+    let dqx = i32(p.dil_w / p.stride_w);
+    let drx = p.dil_w % p.stride_w;
     var sum = 0.0;
     for (var m = 0u; m < p.cpg_out; m++) {
         let co = c * p.cpg_out + m;
+        let dy_plane = (b * p.c_out + co) * p.oh;
+        var qy = qy0;
+        var ry = ry0;
         for (var ki = 0u; ki < p.kh; ki++) {
-            let ty = i32(iy + p.pad_h) - i32(ki * p.dil_h);
-            if (ty < 0 || u32(ty) % p.stride_h != 0u || u32(ty) / p.stride_h >= p.oh) {
-                continue;
-            }
-            let oy = u32(ty) / p.stride_h;
-            for (var kj = 0u; kj < p.kw; kj++) {
-                let tx = i32(ix + p.pad_w) - i32(kj * p.dil_w);
-                if (tx < 0 || u32(tx) % p.stride_w != 0u || u32(tx) / p.stride_w >= p.ow) {
-                    continue;
+            // Tap ki: offset ty = ty0 − ki·dh = qy·sh + ry.
+            if (ry == 0u && qy >= 0 && u32(qy) < p.oh) {
+                var qx = qx0;
+                var rx = rx0;
+                for (var kj = 0u; kj < p.kw; kj++) {
+                    if (rx == 0u && qx >= 0 && u32(qx) < p.ow) {
+                        let wv = src_b[(co * p.kh + ki) * p.kw + kj];
+                        sum = fma(src_a[(dy_plane + u32(qy)) * p.ow + u32(qx)], wv, sum);
+                    }
+                    // Next tap: tx −= dw.
+                    qx = qx - dqx;
+                    if (rx < drx) {
+                        rx = rx + p.stride_w - drx;
+                        qx = qx - 1;
+                    } else {
+                        rx = rx - drx;
+                    }
                 }
-                let ox = u32(tx) / p.stride_w;
-                let wv = src_b[(co * p.kh + ki) * p.kw + kj];
-                sum = fma(src_a[((b * p.c_out + co) * p.oh + oy) * p.ow + ox], wv, sum);
+            }
+            qy = qy - dqy;
+            if (ry < dry) {
+                ry = ry + p.stride_h - dry;
+                qy = qy - 1;
+            } else {
+                ry = ry - dry;
             }
         }
     }
@@ -602,18 +633,34 @@ fn conv2d_depthwise_backward_weight(
     let ohw = p.oh * p.ow;
     var sum = 0.0;
     if (valid) {
+        // Pixel k = (b, oy, ox) stepped by BIAS_WG = (db, doy, dox) in that mixed radix, with
+        // carries: no division per pixel (a division by a value known only at run time is a
+        // long instruction sequence on GPUs), the same pixels in the same order.
+        var b = t / ohw;
+        var oy = (t % ohw) / p.ow;
+        var ox = t % p.ow;
+        let dox = BIAS_WG % p.ow;
+        let doy = (BIAS_WG / p.ow) % p.oh;
+        let db = BIAS_WG / ohw;
         for (var k = t; k < p.n * ohw; k += BIAS_WG) {
-            let b = k / ohw;
-            let r = k % ohw;
-            let oy = r / p.ow;
-            let ox = r % p.ow;
             let iy = i32(oy * p.stride_h + ki * p.dil_h) - i32(p.pad_h);
             let ix = i32(ox * p.stride_w + kj * p.dil_w) - i32(p.pad_w);
-            if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-                continue;
+            if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+                let xv = src_a[((b * p.c_in + plane) * p.h + u32(iy)) * p.w + u32(ix)];
+                sum = fma(src_b[((b * p.c_out + co) * p.oh + oy) * p.ow + ox], xv, sum);
             }
-            let xv = src_a[((b * p.c_in + plane) * p.h + u32(iy)) * p.w + u32(ix)];
-            sum = fma(src_b[(b * p.c_out + co) * ohw + r], xv, sum);
+            ox = ox + dox;
+            var carry = 0u;
+            if (ox >= p.ow) {
+                ox = ox - p.ow;
+                carry = 1u;
+            }
+            oy = oy + doy + carry;
+            if (oy >= p.oh) {
+                oy = oy - p.oh;
+                b = b + 1u;
+            }
+            b = b + db;
         }
     }
     lanes[t] = sum;

@@ -51,6 +51,12 @@ fn shapes(random: usize) -> Vec<Conv2dShape> {
         shape(3, 5, 9, 7, 7, [3, 5], [2, 3], [2, 1], [2, 1], 1),
         shape(2, 5, 9, 9, 5, [3, 3], [2, 2], [1, 1], [1, 1], 5), // depthwise
         shape(1, 3, 7, 9, 6, [5, 3], [1, 2], [2, 0], [1, 2], 3), // depthwise ×2
+        // Depthwise ×2 whose dilations are not multiples of the strides (3 by 2, 2 by 3):
+        // the GPU's input gradient steps each tap's quotient and remainder by the stride.
+        shape(2, 4, 13, 11, 8, [3, 3], [2, 3], [2, 3], [3, 2], 4),
+        // Depthwise with more output pixels than a workgroup has lanes (3 × 17 × 15): the
+        // GPU's weight gradient steps each lane's pixel across rows and images.
+        shape(3, 2, 17, 15, 2, [3, 3], [1, 1], [1, 1], [1, 1], 2),
         shape(2, 4, 5, 7, 6, [1, 1], [2, 2], [0, 0], [1, 1], 2), // grouped 1×1 strided
         // 1×1, stride 1, no padding: the CPU twin uses the image as its own patch matrix.
         shape(3, 5, 4, 3, 7, [1, 1], [1, 1], [0, 0], [1, 1], 1),

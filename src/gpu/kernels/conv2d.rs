@@ -16,7 +16,9 @@
 //! Depthwise convolutions (groups == c_in > 1) use direct kernels instead, whose GEMMs
 //! would be 1–2 rows tall: `conv2d_depthwise_forward` / `_backward_input` (one invocation
 //! per output / input element) and `_backward_weight` (one workgroup per weight element,
-//! a single dispatch). The same launchers choose; see `is_depthwise`.
+//! a single dispatch). The two backwards step their indices by quotient and remainder
+//! (a tap's offset by the stride, a lane's pixel by the workgroup size) rather than divide
+//! per tap or per pixel. The same launchers choose; see `is_depthwise`.
 //!
 //! Every launcher validates the geometry (`Conv2dShape::validate`), that every index fits
 //! the shader's u32 arithmetic, that each buffer holds the elements the shape reaches, and
