@@ -541,6 +541,18 @@ fn conv2d_depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     dst[i] = sum;
 }
 
+// (q, r) = the quotient and remainder by s of an offset, made those of the offset minus a
+// step whose quotient and remainder by s are (dq, dr).
+fn step_down(q: ptr<function, i32>, r: ptr<function, u32>, dq: i32, dr: u32, s: u32) {
+    *q = *q - dq;
+    if (*r < dr) {
+        *r = *r + s - dr;
+        *q = *q - 1;
+    } else {
+        *r = *r - dr;
+    }
+}
+
 // One invocation: dx[b, c, iy, ix] = Σ_{co of group c, ki, kj} dy[b, co, oy, ox]·w[co, 0, ki, kj]
 // over the taps whose forward read x[b, c, iy, ix]: oy = (iy + ph − ki·dh)/sh exact and in
 // range (likewise ox). Overwrites, or adds with `accumulate`.
@@ -589,22 +601,10 @@ fn conv2d_depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>
                         sum = fma(src_a[(dy_plane + u32(qy)) * p.ow + u32(qx)], wv, sum);
                     }
                     // Next tap: tx −= dw.
-                    qx = qx - dqx;
-                    if (rx < drx) {
-                        rx = rx + p.stride_w - drx;
-                        qx = qx - 1;
-                    } else {
-                        rx = rx - drx;
-                    }
+                    step_down(&qx, &rx, dqx, drx, p.stride_w);
                 }
             }
-            qy = qy - dqy;
-            if (ry < dry) {
-                ry = ry + p.stride_h - dry;
-                qy = qy - 1;
-            } else {
-                ry = ry - dry;
-            }
+            step_down(&qy, &ry, dqy, dry, p.stride_h);
         }
     }
     if (p.accumulate != 0u) {
