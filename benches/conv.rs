@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gradscope::bench::conv2d::resnet20_shapes_on;
+use gradscope::cpu::aligned::AlignedBuf;
 use gradscope::cpu::conv2d as cpu;
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};
@@ -68,13 +69,14 @@ const PASSES: [&str; 3] = ["forward", "backward input", "backward weight"];
 /// call to the next, as the CPU executor does (a fresh allocation would time the kernel's
 /// page faults).
 fn cpu_passes(s: &Conv2dShape, repeats: usize) -> [f64; 3] {
-    let x = data(s.x_len(), 1);
-    let w = data(s.w_len(), 2);
-    let dy = data(s.y_len(), 3);
-    let mut y = vec![0f32; s.y_len()];
-    let mut dx = vec![0f32; s.x_len()];
-    let mut dw = vec![0f32; s.w_len()];
-    let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
+    // On 64-byte boundaries, as the executor holds its tensors and scratch.
+    let x = AlignedBuf::from_slice(&data(s.x_len(), 1));
+    let w = AlignedBuf::from_slice(&data(s.w_len(), 2));
+    let dy = AlignedBuf::from_slice(&data(s.y_len(), 3));
+    let mut y = AlignedBuf::zeroed(s.y_len());
+    let mut dx = AlignedBuf::zeroed(s.x_len());
+    let mut dw = AlignedBuf::zeroed(s.w_len());
+    let mut scratch: [AlignedBuf<f32>; 3] = Default::default();
     let [sf, si, sw] = &mut scratch;
     [
         median_time(repeats, || cpu::conv2d_forward_with(s, &x, &w, &mut y, sf)),

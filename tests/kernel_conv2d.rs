@@ -6,6 +6,7 @@
 mod common;
 
 use common::{assert_close, assert_close_f64, random_vec, random_vec_f64};
+use gradscope::cpu::aligned::AlignedBuf;
 use gradscope::cpu::conv2d as cc;
 use gradscope::gpu::kernels::conv2d as gk;
 use gradscope::ops::Conv2dShape;
@@ -479,7 +480,7 @@ fn cpu_f32_passes_match_the_f64_definition() {
         // With accumulate: dx0 + ∂L/∂x.
         let dx0 = random_vec(seed + 3, s.x_len(), -1.0, 1.0);
         let mut dx = dx0.clone();
-        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut Vec::new(), true);
+        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut AlignedBuf::default(), true);
         let grad = naive_backward_input(s, &dy64, &w64);
         let want: Vec<f32> = dx0
             .iter()
@@ -625,7 +626,7 @@ fn backward_passes_match_central_differences() {
 
         // accumulate adds the same gradient onto what was there.
         let mut dx2 = dx.clone();
-        cc::conv2d_backward_input_with(s, &r, &w, &mut dx2, &mut Vec::new(), true);
+        cc::conv2d_backward_input_with(s, &r, &w, &mut dx2, &mut AlignedBuf::default(), true);
         let twice: Vec<f64> = dx.iter().map(|v| 2.0 * v).collect();
         assert_close_f64(&format!("dx accumulate {what}"), &dx2, &twice, 1e-12, 1e-12);
         let mut dw2 = dw.clone();
@@ -700,7 +701,7 @@ fn gpu_matches_cpu() {
         // the depthwise and GEMM kernels, and the CPU's pointwise and col2im paths.
         let dx0 = random_vec(seed + 6, s.x_len(), -1.0, 1.0);
         let mut dx_acc = dx0.clone();
-        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx_acc, &mut Vec::new(), true);
+        cc::conv2d_backward_input_with(s, &dy, &w, &mut dx_acc, &mut AlignedBuf::default(), true);
         let want: Vec<f32> = dx0.iter().zip(&dx).map(|(a, b)| a + b).collect();
         assert_close(
             &format!("cpu conv2d_backward_input accumulate {what}"),

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{assert_close, random_vec};
+use gradscope::cpu::aligned::AlignedBuf;
 use gradscope::cpu::conv2d as cc;
 use gradscope::gpu::GpuContext;
 use gradscope::gpu::kernels::conv2d::{
@@ -131,7 +132,14 @@ fn every_variant_matches_cpu_and_the_simple_kernel() {
             let mut y = vec![0.0f32; s.y_len()];
             cc::conv2d_forward(s, &x, &w, &mut y);
             let mut dx = dx0.clone();
-            cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut Vec::new(), accumulate);
+            cc::conv2d_backward_input_with(
+                s,
+                &dy,
+                &w,
+                &mut dx,
+                &mut AlignedBuf::default(),
+                accumulate,
+            );
             let mut dw = dw0.clone();
             cc::conv2d_backward_weight(s, &x, &dy, &mut dw, accumulate);
             let mut simple: Option<[Vec<f32>; 3]> = None;

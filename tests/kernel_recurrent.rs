@@ -57,7 +57,7 @@ fn recurrent_time_loop_gpu_matches_cpu() {
             let mut hprev = vec![0.0f32; rows * hidden];
             let mut aux = vec![0.0f32; aux_len];
             // Scratch left over from a larger shape must not leak into this one.
-            let mut scratch = vec![f32::NAN; 4 * rows * gh];
+            let mut scratch = cpu::aligned::AlignedBuf::from_slice(&vec![f32::NAN; 4 * rows * gh]);
             cpu::recurrent::recurrent_forward(
                 &s,
                 &w_hh,

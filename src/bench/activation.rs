@@ -7,6 +7,7 @@
 use super::case::{Case, Check, Data, Pending, Tensor, Work};
 use super::options::Family;
 use crate::cpu::activation as cpu;
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::dropout as cpu_dropout;
 use crate::gpu::kernels::activation as gpu;
 use crate::gpu::kernels::dropout as gpu_dropout;
@@ -64,7 +65,7 @@ pub fn cases(len: usize) -> Vec<Pending> {
                     x,
                     Tensor {
                         name: "y",
-                        data: Data::F32(y),
+                        data: Data::F32(AlignedBuf::from_slice(&y)),
                         check: Check::Input,
                     },
                     Tensor::random("dy", len, 52, -1.0, 1.0),

@@ -9,13 +9,15 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::options::Family;
+use crate::cpu::aligned::AlignedBuf;
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 
 /// Host data of one tensor.
 #[derive(Clone, Debug)]
 pub enum Data {
-    F32(Vec<f32>),
+    /// On 64-byte boundaries, as the CPU executor holds its tensors.
+    F32(AlignedBuf<f32>),
     U32(Vec<u32>),
 }
 
@@ -33,7 +35,7 @@ impl Data {
 
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Data::F32(v) => bytemuck::cast_slice(v),
+            Data::F32(v) => bytemuck::cast_slice(&v[..]),
             Data::U32(v) => bytemuck::cast_slice(v),
         }
     }
@@ -66,7 +68,11 @@ impl Tensor {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         Tensor {
             name,
-            data: Data::F32((0..len).map(|_| rng.random_range(lo..hi)).collect()),
+            data: Data::F32(AlignedBuf::from_slice(
+                &(0..len)
+                    .map(|_| rng.random_range(lo..hi))
+                    .collect::<Vec<f32>>(),
+            )),
             check: Check::Input,
         }
     }
@@ -75,7 +81,7 @@ impl Tensor {
     pub fn filled(name: &'static str, len: usize, v: f32) -> Self {
         Tensor {
             name,
-            data: Data::F32(vec![v; len]),
+            data: Data::F32(AlignedBuf::from_slice(&vec![v; len])),
             check: Check::Input,
         }
     }
@@ -94,7 +100,7 @@ impl Tensor {
     pub fn output(name: &'static str, len: usize, tol: f64) -> Self {
         Tensor {
             name,
-            data: Data::F32(vec![0.0; len]),
+            data: Data::F32(AlignedBuf::zeroed(len)),
             check: Check::Close(tol),
         }
     }
@@ -134,8 +140,8 @@ impl Slots {
         }
     }
 
-    pub fn take_f(&mut self, i: usize) -> Vec<f32> {
-        match std::mem::replace(&mut self.0[i], Data::F32(Vec::new())) {
+    pub fn take_f(&mut self, i: usize) -> AlignedBuf<f32> {
+        match std::mem::replace(&mut self.0[i], Data::F32(AlignedBuf::default())) {
             Data::F32(v) => v,
             Data::U32(_) => panic!("bench tensor {i} holds integers, taken as floats"),
         }
@@ -148,7 +154,7 @@ impl Slots {
         }
     }
 
-    pub fn put_f(&mut self, i: usize, v: Vec<f32>) {
+    pub fn put_f(&mut self, i: usize, v: AlignedBuf<f32>) {
         self.0[i] = Data::F32(v);
     }
 

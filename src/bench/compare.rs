@@ -114,11 +114,12 @@ fn stats(g: &[u32], c: &[u32]) -> (f64, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::aligned::AlignedBuf;
 
     #[test]
     fn close_is_relative_to_the_largest_value() {
-        let c = Data::F32(vec![100.0, 0.0, -1.0]);
-        let g = Data::F32(vec![100.0, 0.01, -1.0]);
+        let c = Data::F32(AlignedBuf::from_slice(&[100.0, 0.0, -1.0]));
+        let g = Data::F32(AlignedBuf::from_slice(&[100.0, 0.01, -1.0]));
         let (e, at) = error(Check::Close(1e-3), &g, &c);
         assert!((e - 1e-4).abs() < 1e-9, "{e}");
         assert!(at.contains("index 1"), "{at}");
@@ -126,9 +127,9 @@ mod tests {
 
     #[test]
     fn a_nan_is_an_infinite_error_unless_both_are_nan() {
-        let c = Data::F32(vec![1.0, f32::NAN]);
+        let c = Data::F32(AlignedBuf::from_slice(&[1.0, f32::NAN]));
         assert_eq!(error(Check::Close(1e-3), &c, &c).0, 0.0);
-        let g = Data::F32(vec![f32::NAN, f32::NAN]);
+        let g = Data::F32(AlignedBuf::from_slice(&[f32::NAN, f32::NAN]));
         assert_eq!(error(Check::Close(1e-3), &g, &c).0, f64::INFINITY);
     }
 

@@ -143,7 +143,7 @@ fn case(name: &'static str, label: &str, s: Conv2dShape, pass: Pass) -> Case {
         // The scratch lives as long as the case, as the executor's lives as long as the
         // run: a timed pass does not allocate (or fault in) its patch matrices or planes.
         cpu: {
-            let mut scratch = Vec::new();
+            let mut scratch = crate::cpu::aligned::AlignedBuf::default();
             Box::new(move |t| {
                 let mut out = t.take_f(2);
                 match pass {

@@ -5,6 +5,7 @@
 
 use super::case::{Case, Check, Data, Pending, Tensor, Work};
 use super::options::Family;
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::{batchnorm as cbn, layernorm as cln};
 use crate::gpu::kernels::{batchnorm as gbn, layernorm as gln};
 
@@ -28,7 +29,7 @@ fn floats(t: &Tensor) -> &[f32] {
 fn vector(name: &'static str, v: Vec<f32>) -> Tensor {
     Tensor {
         name,
-        data: Data::F32(v),
+        data: Data::F32(AlignedBuf::from_slice(&v)),
         check: Check::Input,
     }
 }

@@ -85,7 +85,9 @@ pub fn cases(size: usize) -> Vec<Pending> {
             ],
             cpu: Box::new(move |t| {
                 let (sum, correct) = crate::cpu::loss::loss_reduce(t.f(0), t.u(1));
-                t.put_f(2, vec![sum, correct as f32]);
+                let mut out = t.take_f(2);
+                out.copy_from_slice(&[sum, correct as f32]);
+                t.put_f(2, out);
                 Ok(())
             }),
             gpu: Box::new(move |ctx, b| {

@@ -9,6 +9,7 @@ use super::case::{Case, Check, Data, Slots};
 use super::compare;
 use super::options::BenchOptions;
 use super::result::{KernelResult, SideResult};
+use crate::cpu::aligned::AlignedBuf;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::timer::GpuTimer;
@@ -22,7 +23,7 @@ fn upload(ctx: &GpuContext, name: &str, data: &Data) -> Result<wgpu::Buffer> {
 
 fn download(ctx: &GpuContext, buffer: &wgpu::Buffer, like: &Data) -> Result<Data> {
     Ok(match like {
-        Data::F32(v) => Data::F32(ctx.read(buffer, v.len())?),
+        Data::F32(v) => Data::F32(AlignedBuf::from_slice(&ctx.read(buffer, v.len())?)),
         Data::U32(v) => Data::U32(ctx.read(buffer, v.len())?),
     })
 }

@@ -20,6 +20,7 @@ use super::case::{Check, Data};
 use super::compare;
 use super::options::BenchOptions;
 use super::result::{KernelResult, SideResult};
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::executor::CpuExecutor;
 use crate::error::Result;
 use crate::executor::{Executor, StatsLevel};
@@ -224,8 +225,8 @@ pub fn run(
                 let tol = if i == 0 { LOSS_TOL } else { PARAM_TOL };
                 let (e, at) = compare::error(
                     Check::Close(tol),
-                    &Data::F32(g.clone()),
-                    &Data::F32(c.clone()),
+                    &Data::F32(AlignedBuf::from_slice(g)),
+                    &Data::F32(AlignedBuf::from_slice(c)),
                 );
                 let ratio = if e.is_nan() { f64::INFINITY } else { e / tol };
                 if worst.is_none_or(|(r, _, _)| ratio > r) {

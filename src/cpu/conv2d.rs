@@ -40,6 +40,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_depthwise;
 use crate::cpu::conv2d_direct;
@@ -287,13 +288,6 @@ fn images_per_part(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1)))
 }
 
-/// Grows `scratch` to at least `len` elements (allocating only when it is too small).
-fn ensure<T: Element>(scratch: &mut Vec<T>, len: usize) {
-    if scratch.len() < len {
-        scratch.resize(len, T::zero());
-    }
-}
-
 /// The instruction set the direct kernels run on in this process (`avx512`, `avx2`,
 /// `neon`; the best the CPU has, or the one `GRADSCOPE_CONV_DIRECT` names), or None where
 /// every convolution goes through im2col + GEMM (another CPU, or `GRADSCOPE_CONV_DIRECT=off`).
@@ -322,7 +316,7 @@ pub fn runs_direct<T: Element>(s: &Conv2dShape) -> [bool; 2] {
 /// y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], w[c_out, c_in/groups, kh, kw]) (overwrite;
 /// the bias is a separate pass, `conv2d_bias_forward`).
 pub fn conv2d_forward<T: Element>(s: &Conv2dShape, x: &[T], w: &[T], y: &mut [T]) {
-    conv2d_forward_with(s, x, w, y, &mut Vec::new());
+    conv2d_forward_with(s, x, w, y, &mut AlignedBuf::default());
 }
 
 /// `conv2d_forward` with its patch matrices in `scratch` (grown if too small).
@@ -331,7 +325,7 @@ pub fn conv2d_forward_with<T: Element>(
     x: &[T],
     w: &[T],
     y: &mut [T],
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     check(
         "conv2d_forward",
@@ -342,7 +336,7 @@ pub fn conv2d_forward_with<T: Element>(
             ("y", y.len(), s.y_len()),
         ],
     );
-    ensure(scratch, forward_scratch_len::<T>(s));
+    scratch.grow(forward_scratch_len::<T>(s));
     forward_into(s, x, w, y, scratch, false);
 }
 
@@ -445,7 +439,7 @@ fn forward_into<T: Element>(
 /// dx[n, c_in, h, w] = ∂L/∂x given dy = ∂L/∂y (overwrite). Forward was y_g = W_g·col(x), so
 /// dcol = W_gᵀ·dy_g and dx = col2im(dcol).
 pub fn conv2d_backward_input<T: Element>(s: &Conv2dShape, dy: &[T], w: &[T], dx: &mut [T]) {
-    conv2d_backward_input_with(s, dy, w, dx, &mut Vec::new(), false);
+    conv2d_backward_input_with(s, dy, w, dx, &mut AlignedBuf::default(), false);
 }
 
 /// `conv2d_backward_input` with its patch-gradient matrices in `scratch` (grown if too
@@ -456,7 +450,7 @@ pub fn conv2d_backward_input_with<T: Element>(
     dy: &[T],
     w: &[T],
     dx: &mut [T],
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
     accumulate: bool,
 ) {
     check(
@@ -469,14 +463,14 @@ pub fn conv2d_backward_input_with<T: Element>(
         ],
     );
     if conv2d_depthwise::applies(s) {
-        ensure(scratch, conv2d_depthwise::input_scratch_len::<T>(s));
+        scratch.grow(conv2d_depthwise::input_scratch_len::<T>(s));
         conv2d_depthwise::backward_input(s, dy, w, dx, scratch, accumulate);
         return;
     }
     if let Some(t) = transposed(s) {
         // W's rearranged copy at the front of the scratch, the patch matrices after it.
         let w_len = s.w_len();
-        ensure(scratch, w_len + forward_scratch_len::<T>(&t));
+        scratch.grow(w_len + forward_scratch_len::<T>(&t));
         let (wt, cols) = scratch.split_at_mut(w_len);
         transposed_weights(s, w, wt);
         forward_into(&t, dy, wt, dx, cols, accumulate);
@@ -502,7 +496,7 @@ pub fn conv2d_backward_input_with<T: Element>(
         0
     };
     let col_len = if pointwise { 1 } else { k * ohw };
-    ensure(scratch, s.n.div_ceil(per) * (col_len + blocks_len));
+    scratch.grow(s.n.div_ceil(per) * (col_len + blocks_len));
     dx[..s.x_len()]
         .par_chunks_mut(per * x_img)
         .zip(scratch.par_chunks_mut(col_len + blocks_len))
@@ -641,7 +635,7 @@ pub fn conv2d_backward_weight<T: Element>(
     dw: &mut [T],
     accumulate: bool,
 ) {
-    conv2d_backward_weight_with(s, x, dy, dw, accumulate, &mut Vec::new());
+    conv2d_backward_weight_with(s, x, dy, dw, accumulate, &mut AlignedBuf::default());
 }
 
 /// `conv2d_backward_weight` with its partial sums and patch matrices in `scratch` (grown if
@@ -652,7 +646,7 @@ pub fn conv2d_backward_weight_with<T: Element>(
     dy: &[T],
     dw: &mut [T],
     accumulate: bool,
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     check(
         "conv2d_backward_weight",
@@ -664,22 +658,22 @@ pub fn conv2d_backward_weight_with<T: Element>(
         ],
     );
     if conv2d_depthwise::applies(s) {
-        ensure(scratch, conv2d_depthwise::weight_scratch_len::<T>(s));
+        scratch.grow(conv2d_depthwise::weight_scratch_len::<T>(s));
         conv2d_depthwise::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }
     if conv2d_channels::applies_to_weight_gradient::<T>(s) {
-        ensure(scratch, conv2d_channels::weight_scratch_len(s));
+        scratch.grow(conv2d_channels::weight_scratch_len(s));
         conv2d_channels::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }
     if conv2d_weight_nhwc::applies::<T>(s) {
-        ensure(scratch, conv2d_weight_nhwc::scratch_len(s));
+        scratch.grow(conv2d_weight_nhwc::scratch_len(s));
         conv2d_weight_nhwc::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }
     if conv2d_direct::applies_to_weight_gradient::<T>(s) {
-        ensure(scratch, conv2d_direct::weight_scratch_len(s));
+        scratch.grow(conv2d_direct::weight_scratch_len(s));
         conv2d_direct::backward_weight(s, x, dy, dw, accumulate, scratch);
         return;
     }
@@ -696,7 +690,7 @@ pub fn conv2d_backward_weight_with<T: Element>(
     let pointwise = is_pointwise(s);
     let col_len = if pointwise { 1 } else { k * ohw };
     let dyt_len = cpg_out * ohw;
-    ensure(scratch, chunks * w_len + parts * (col_len + dyt_len));
+    scratch.grow(chunks * w_len + parts * (col_len + dyt_len));
     let (partials, rest) = scratch.split_at_mut(chunks * w_len);
     let (cols, dyts) = rest.split_at_mut(parts * col_len);
     // Each partial holds every group's gradient transposed, dW_gᵀ (K × cpg_out), so that the

@@ -31,7 +31,7 @@ impl GemmThreads {
 }
 
 pub trait Element:
-    Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum + 'static
+    Float + bytemuck::Pod + Send + Sync + Default + std::fmt::Debug + std::iter::Sum + 'static
 {
     const NAME: &'static str;
 

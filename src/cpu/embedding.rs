@@ -10,6 +10,7 @@
 //! the result is reproducible bit for bit.
 
 use crate::cpu::Element;
+use crate::cpu::aligned::AlignedBuf;
 
 /// The row of `id` in a table of `vocab` rows, or None.
 pub fn token_row<T: Element>(id: T, vocab: usize) -> Option<usize> {
@@ -47,7 +48,16 @@ pub fn embedding_backward<T: Element>(
     dim: usize,
     accumulate: bool,
 ) {
-    embedding_backward_with(ids, dy, dw, rows, vocab, dim, accumulate, &mut Vec::new());
+    embedding_backward_with(
+        ids,
+        dy,
+        dw,
+        rows,
+        vocab,
+        dim,
+        accumulate,
+        &mut AlignedBuf::default(),
+    );
 }
 
 /// `embedding_backward` with the sums of an accumulating pass in `scratch` (grown if too
@@ -63,13 +73,11 @@ pub fn embedding_backward_with<T: Element>(
     vocab: usize,
     dim: usize,
     accumulate: bool,
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     let len = vocab * dim;
     let sum: &mut [T] = if accumulate {
-        if scratch.len() < len {
-            scratch.resize(len, T::zero());
-        }
+        scratch.grow(len);
         &mut scratch[..len]
     } else {
         &mut dw[..len]
@@ -120,7 +128,7 @@ mod tests {
         for accumulate in [false, true] {
             let mut dw: Vec<f32> = (0..vocab * dim).map(|i| i as f32 * 0.1 - 0.5).collect();
             let mut want = dw.clone();
-            let mut scratch = vec![f32::NAN; 100];
+            let mut scratch = AlignedBuf::from_slice(&[f32::NAN; 100]);
             embedding_backward_with(
                 &ids,
                 &dy,

@@ -5,6 +5,7 @@ use super::{
     Element, activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss,
     matmul, optimizer, pool, pool2d, recurrent, stats, stats_schedule::StatsSchedule,
 };
+use crate::cpu::aligned::AlignedBuf;
 use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, StatsLevel, StepReport, check_batch};
@@ -18,7 +19,7 @@ use crate::tensor::DType;
 
 /// A buffer of the plan, in host memory.
 enum Storage<T> {
-    Float(Vec<T>),
+    Float(AlignedBuf<T>),
     Index(Vec<u32>),
 }
 
@@ -72,9 +73,9 @@ fn fused_activations(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
 struct Scratch<T> {
     /// The convolutions' patch matrices and planes, an accumulating embedding gradient's
     /// sums, and LayerNorm's row lanes of column sums.
-    conv: Vec<T>,
+    conv: AlignedBuf<T>,
     /// A recurrent layer's per-step work vectors (forward or backward).
-    recurrent: Vec<T>,
+    recurrent: AlignedBuf<T>,
     stats: Vec<RawStats>,
     /// Per statistics job: its chunk records, and whether it is in the block being reduced.
     stats_jobs: Vec<Vec<RawStats>>,
@@ -120,9 +121,9 @@ impl<T: Element> CpuExecutor<T> {
             .buffers
             .iter()
             .map(|b| match b.dtype {
-                _ if b.alias_of.is_some() => Storage::Float(Vec::new()),
+                _ if b.alias_of.is_some() => Storage::Float(AlignedBuf::default()),
                 DType::U32 => Storage::Index(vec![0; b.numel]),
-                _ => Storage::Float(vec![T::zero(); b.numel]),
+                _ => Storage::Float(AlignedBuf::zeroed(b.numel)),
             })
             .collect();
         let records = vec![RawStats::empty(); plan.stats_jobs.len()];
@@ -170,11 +171,11 @@ impl<T: Element> CpuExecutor<T> {
     }
 
     /// Takes a float buffer out to write it while others are read; `put` returns it.
-    fn take(&mut self, id: BufId) -> Vec<T> {
+    fn take(&mut self, id: BufId) -> AlignedBuf<T> {
         let id = self.plan.resolve(id);
         match &mut self.storage[id.0] {
             Storage::Float(v) => std::mem::take(v),
-            Storage::Index(_) => Vec::new(),
+            Storage::Index(_) => AlignedBuf::default(),
         }
     }
 
@@ -185,7 +186,7 @@ impl<T: Element> CpuExecutor<T> {
         }
     }
 
-    fn put(&mut self, id: BufId, v: Vec<T>) {
+    fn put(&mut self, id: BufId, v: AlignedBuf<T>) {
         let id = self.plan.resolve(id);
         self.storage[id.0] = Storage::Float(v);
     }
@@ -208,7 +209,7 @@ impl<T: Element> CpuExecutor<T> {
                 ),
             ));
         }
-        self.put(id, data.to_vec());
+        self.put(id, AlignedBuf::from_slice(data));
         Ok(())
     }
 
@@ -453,8 +454,7 @@ impl<T: Element> CpuExecutor<T> {
                 let (sum, correct) = loss::loss_reduce(&rl, &rc);
                 let out = self.plan.loss_out;
                 let mut lo = self.take(out);
-                lo.clear();
-                lo.extend_from_slice(&[sum, T::from_f64(correct as f64)]);
+                lo.copy_from_slice(&[sum, T::from_f64(correct as f64)]);
                 self.put(out, lo);
                 self.put(dlogits, dl);
                 self.put(self.plan.row_loss, rl);

@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::batchnorm::{WG, tree};
 
 fn check(op: &str, rows: usize, d: usize, tensors: &[(&str, usize, usize)]) {
@@ -135,7 +136,7 @@ pub fn layernorm_backward<T: Element>(
     d: usize,
     accumulate: bool,
 ) {
-    let mut scratch = Vec::new();
+    let mut scratch = AlignedBuf::default();
     layernorm_backward_with(
         x,
         gamma,
@@ -173,7 +174,7 @@ pub fn layernorm_backward_with<T: Element>(
     rows: usize,
     d: usize,
     accumulate: bool,
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     check(
         "layernorm_backward",
@@ -195,9 +196,7 @@ pub fn layernorm_backward_with<T: Element>(
     }
     let gamma = &gamma[..d];
     let (x, dy) = (&x[..rows * d], &dy[..rows * d]);
-    if scratch.len() < backward_scratch_len(d) {
-        scratch.resize(backward_scratch_len(d), T::zero());
-    }
+    scratch.grow(backward_scratch_len(d));
     let lanes = &mut scratch[..backward_scratch_len(d)];
     // Each lane's rows: dx, and the lane's [Σ dy | Σ dy·x̂] over its rows.
     let mut row_parts: [&mut [T]; PARAM_LANES] = Default::default();

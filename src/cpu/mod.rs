@@ -6,6 +6,7 @@ mod multiversion;
 
 pub mod activation;
 pub mod add;
+pub mod aligned;
 pub mod batchnorm;
 pub mod bias;
 pub mod clip;

@@ -27,6 +27,7 @@ use rayon::iter::Either;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::aligned::AlignedBuf;
 use crate::cpu::element::GemmThreads;
 use crate::cpu::recurrent_cells as cells;
 use crate::ops::{CellKind, RecurrentShape};
@@ -57,7 +58,7 @@ pub fn recurrent_forward<T: Element>(
     h: &mut [T],
     hprev: &mut [T],
     aux: &mut [T],
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
     let gh = s.gate_width();
@@ -70,9 +71,7 @@ pub fn recurrent_forward<T: Element>(
     // hh[b, :] = h_{t−1}[b]·W_hhᵀ + b_hh, the hidden-side pre-activations of one step;
     // then H zeros, the LSTM's cell state before the first step (zeroed here: the backward
     // uses the same scratch otherwise).
-    if scratch.len() < bn * gh + hn {
-        scratch.resize(bn * gh + hn, T::zero());
-    }
+    scratch.grow(bn * gh + hn);
     let (hh, zeros) = scratch[..bn * gh + hn].split_at_mut(bn * gh);
     zeros.fill(T::zero());
     let zeros = &*zeros;
@@ -177,7 +176,7 @@ pub fn recurrent_backward<T: Element>(
     dh: &mut [T],
     dgi: &mut [T],
     mut dgh: Option<&mut [T]>,
-    scratch: &mut Vec<T>,
+    scratch: &mut AlignedBuf<T>,
 ) {
     let (bn, tn, hn) = (s.batch, s.steps, s.hidden);
     let gh = s.gate_width();
@@ -190,9 +189,7 @@ pub fn recurrent_backward<T: Element>(
         dgh.is_some(),
         "recurrent_backward: dgh is for the GRU only"
     );
-    if scratch.len() < 2 * bn * hn + hn {
-        scratch.resize(2 * bn * hn + hn, T::zero());
-    }
+    scratch.grow(2 * bn * hn + hn);
     // rec[b, j]: the gradient reaching h_t from step t + 1 through W_hh (and the GRU's z·h');
     // carry: the LSTM's dc carried from step t + 1 (dc_{t+1}·f_{t+1}), read only where it
     // was written at t + 1; then H zeros, the LSTM's cell state before the first step.
