@@ -117,12 +117,18 @@ const FWD: u32 = 0u;
 const BWD_IN: u32 = 1u;
 const BWD_W: u32 = 2u;
 
-// k-major staged slices. Square: a_tile[kk·16 + i] = A[m0 + 4i .. +3, k0 + kk],
-// b_tile[kk·16 + j] = B[k0 + kk, n0 + 4j .. +3]. Wide: a_wide[kk·4 + i], b_wide[kk·64 + j].
-var<workgroup> a_tile: array<vec4<f32>, 256>;
-var<workgroup> b_tile: array<vec4<f32>, 256>;
-var<workgroup> a_wide: array<vec4<f32>, 32>;
-var<workgroup> b_wide: array<vec4<f32>, 512>;
+// k-major staged slices. Square: a_tile[kk·17 + i] = A[m0 + 4i .. +3, k0 + kk],
+// b_tile[kk·17 + j] = B[k0 + kk, n0 + 4j .. +3]. Wide: a_wide[kk·5 + i], b_wide[kk·65 + j].
+// Each k's row has one vec4 of padding (never read), so that the stores of consecutive
+// invocations along k (A always, B for the weight gradient) spread over the banks of
+// workgroup memory instead of falling into one (see shaders/matmul.wgsl).
+const SQUARE_ROW: u32 = 17u; // TILE_M / 4 + 1 = TILE_N / 4 + 1
+const WIDE_A_ROW: u32 = 5u; // WIDE_M / 4 + 1
+const WIDE_B_ROW: u32 = 65u; // WIDE_N / 4 + 1
+var<workgroup> a_tile: array<vec4<f32>, 272>; // TILE_K · SQUARE_ROW
+var<workgroup> b_tile: array<vec4<f32>, 272>;
+var<workgroup> a_wide: array<vec4<f32>, 40>; // WIDE_K · WIDE_A_ROW
+var<workgroup> b_wide: array<vec4<f32>, 520>; // WIDE_K · WIDE_B_ROW
 var<workgroup> lanes: array<f32, 256>;
 
 // Patch element (k, col) of group g read from x (src_a): k = (ci, ki, kj) over P,
@@ -291,7 +297,7 @@ fn stage_square(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
         // A: consecutive invocations take consecutive k, along which every A is contiguous.
         let kk = e % TILE_K;
         let mm = e / TILE_K;
-        a_tile[kk * (TILE_M / 4u) + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
+        a_tile[kk * SQUARE_ROW + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
         // B: consecutive pixels (forward, backward input) or consecutive k = pixels
         // (backward weight), whichever is contiguous in x and dy.
         var kb = e / TILE_N;
@@ -300,7 +306,7 @@ fn stage_square(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
             kb = e % TILE_K;
             nn = e / TILE_K;
         }
-        b_tile[kb * (TILE_N / 4u) + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
+        b_tile[kb * SQUARE_ROW + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
     }
 }
 
@@ -333,8 +339,8 @@ fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         stage_square(which, r.x, m0, n0, k0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let av = a_tile[kk * (TILE_M / 4u) + lid.y];
-            let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
+            let av = a_tile[kk * SQUARE_ROW + lid.y];
+            let bv = b_tile[kk * SQUARE_ROW + lid.x];
             acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
             acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
             acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
@@ -352,7 +358,7 @@ fn stage_wide(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
     if (t < WIDE_M * WIDE_K) {
         let kk = t % WIDE_K;
         let mm = t / WIDE_K;
-        a_wide[kk * (WIDE_M / 4u) + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
+        a_wide[kk * WIDE_A_ROW + mm / 4u][mm % 4u] = a_val(which, g, m0 + mm, k0 + kk);
     }
     for (var l = 0u; l < WIDE_N * WIDE_K / THREADS; l++) {
         let e = l * THREADS + t;
@@ -362,7 +368,7 @@ fn stage_wide(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
             kb = e % WIDE_K;
             nn = e / WIDE_K;
         }
-        b_wide[kb * (WIDE_N / 4u) + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
+        b_wide[kb * WIDE_B_ROW + nn / 4u][nn % 4u] = b_val(which, g, k0 + kb, n0 + nn);
     }
 }
 
@@ -378,8 +384,8 @@ fn gemm_wide(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         stage_wide(which, r.x, m0, n0, k0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < WIDE_K; kk++) {
-            let av = a_wide[kk * (WIDE_M / 4u) + lid.y];
-            let bv = b_wide[kk * (WIDE_N / 4u) + lid.x];
+            let av = a_wide[kk * WIDE_A_ROW + lid.y];
+            let bv = b_wide[kk * WIDE_B_ROW + lid.x];
             acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
             acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
             acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);

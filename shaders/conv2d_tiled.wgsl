@@ -82,8 +82,14 @@ override TN4: u32 = 1u;
 override WN: u32 = BN / (4u * TN4);
 override WM: u32 = 256u / WN;
 override BM: u32 = 4u * WM;
-override A_TILE: u32 = BK * BM / 4u;
-override B_TILE: u32 = BK * BN / 4u;
+// vec4s from one k of a staged slice to the next: a row's BM/4 (BN/4) and one of padding,
+// so that the stores of consecutive invocations along k (A always, B for the weight
+// gradient) spread over the banks of workgroup memory instead of all falling into one (see
+// shaders/matmul.wgsl). The padding is never read.
+override A_ROW: u32 = BM / 4u + 1u;
+override B_ROW: u32 = BN / 4u + 1u;
+override A_TILE: u32 = BK * A_ROW;
+override B_TILE: u32 = BK * B_ROW;
 
 const THREADS: u32 = 256u;
 const FWD: u32 = 0u;
@@ -429,7 +435,7 @@ fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
         let kk = e % BK;
         let mm = e / BK;
         let v = a_val(which, g, m0 + mm, k0 + kk, k_tab[half + kk]);
-        a_tile[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
+        a_tile[kk * A_ROW + mm / 4u][mm % 4u] = v;
     }
     // B: consecutive invocations along whichever index is contiguous in the image: the
     // pixel column (forward, input gradient), k (weight gradient).
@@ -441,7 +447,7 @@ fn stage(which: u32, g: u32, m0: u32, n0: u32, k0: u32, half: u32, t: u32) {
             nn = e / BK;
         }
         let v = b_val(which, k0 + kk, n0 + nn, k_tab[half + kk], col_tab[nn]);
-        b_tile[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
+        b_tile[kk * B_ROW + nn / 4u][nn % 4u] = v;
     }
 }
 
@@ -508,10 +514,10 @@ fn gemm(which: u32, wg: vec3<u32>, t: u32) {
             k_tab[(16u - half) + t] = k_entry(which, k0 + BK + t);
         }
         for (var kk = 0u; kk < BK; kk++) {
-            let av = a_tile[kk * (BM / 4u) + ty];
-            rank1(av, b_tile[kk * (BN / 4u) + tx], &acc0);
+            let av = a_tile[kk * A_ROW + ty];
+            rank1(av, b_tile[kk * B_ROW + tx], &acc0);
             if (TN4 > 1u) {
-                rank1(av, b_tile[kk * (BN / 4u) + tx + WN], &acc1);
+                rank1(av, b_tile[kk * B_ROW + tx + WN], &acc1);
             }
         }
         half = 16u - half;

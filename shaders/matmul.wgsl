@@ -47,11 +47,19 @@ const THREADS: u32 = 256u; // WG_X · WG_Y
 // Elements of one staged slice each invocation loads: TILE_M·TILE_K / THREADS.
 const LOADS: u32 = 4u;
 
-// Staged slices, k-major: a_tile[kk·16 + i] holds op(A)[m0 + 4i .. m0 + 4i + 3, k0 + kk], and
-// b_tile[kk·16 + j] holds op(B)[k0 + kk, n0 + 4j .. n0 + 4j + 3], so an invocation reads its
+// Staged slices, k-major: a_tile[kk·ROW + i] holds op(A)[m0 + 4i .. m0 + 4i + 3, k0 + kk], and
+// b_tile[kk·ROW + j] holds op(B)[k0 + kk, n0 + 4j .. n0 + 4j + 3], so an invocation reads its
 // four rows (or four columns) at one step kk as a single vec4.
-var<workgroup> a_tile: array<vec4<f32>, 256>; // TILE_K · TILE_M / 4
-var<workgroup> b_tile: array<vec4<f32>, 256>; // TILE_K · TILE_N / 4
+//
+// ROW is one vec4 more than a row's 16. Where consecutive invocations stage consecutive k of
+// one row (A stored (M,K), B stored (N,K)), the 16 stores of a row then lie 68 floats apart
+// and fall into 8 of workgroup memory's 32 banks (two stores per bank), where 64 apart put
+// all 16 into one bank: a 16-way conflict on every store of A in NN and NT and of B in NT,
+// none in TN, whose staging runs along m and n (on the H200, TN ran at 51 % of cuBLAS, NN
+// at 41 %, NT at 32 %; BENCHMARKS.md). The padding vec4 of each row is never read.
+const ROW: u32 = 17u; // TILE_M / 4 + 1 = TILE_N / 4 + 1
+var<workgroup> a_tile: array<vec4<f32>, 272>; // TILE_K · ROW
+var<workgroup> b_tile: array<vec4<f32>, 272>; // TILE_K · ROW
 
 // Stages op(A)[m0.., k0..] when A is stored (M,K): consecutive invocations read consecutive k.
 fn stage_a_mk(m0: u32, k0: u32, t: u32) {
@@ -65,7 +73,7 @@ fn stage_a_mk(m0: u32, k0: u32, t: u32) {
         if (m < p.m && k < p.k) {
             v = a[m * p.k + k];
         }
-        a_tile[kk * (TILE_M / 4u) + mm / 4u][mm % 4u] = v;
+        a_tile[kk * ROW + mm / 4u][mm % 4u] = v;
     }
 }
 
@@ -81,7 +89,7 @@ fn stage_a_km(m0: u32, k0: u32, t: u32) {
         if (m < p.m && k < p.k) {
             v = a[k * p.m + m];
         }
-        a_tile[kk * (TILE_M / 4u) + mm / 4u][mm % 4u] = v;
+        a_tile[kk * ROW + mm / 4u][mm % 4u] = v;
     }
 }
 
@@ -97,7 +105,7 @@ fn stage_b_kn(n0: u32, k0: u32, t: u32) {
         if (n < p.n && k < p.k) {
             v = b[k * p.n + n];
         }
-        b_tile[kk * (TILE_N / 4u) + nn / 4u][nn % 4u] = v;
+        b_tile[kk * ROW + nn / 4u][nn % 4u] = v;
     }
 }
 
@@ -113,7 +121,7 @@ fn stage_b_nk(n0: u32, k0: u32, t: u32) {
         if (n < p.n && k < p.k) {
             v = b[n * p.k + k];
         }
-        b_tile[kk * (TILE_N / 4u) + nn / 4u][nn % 4u] = v;
+        b_tile[kk * ROW + nn / 4u][nn % 4u] = v;
     }
 }
 
@@ -121,8 +129,8 @@ fn stage_b_nk(n0: u32, k0: u32, t: u32) {
 // Zero-padded k (past K) adds 0·0, so it changes no sum.
 fn multiply_slice(ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
     for (var kk = 0u; kk < TILE_K; kk++) {
-        let av = a_tile[kk * (TILE_M / 4u) + ty];
-        let bv = b_tile[kk * (TILE_N / 4u) + tx];
+        let av = a_tile[kk * ROW + ty];
+        let bv = b_tile[kk * ROW + tx];
         (*acc)[0] = fma(vec4<f32>(av.x), bv, (*acc)[0]);
         (*acc)[1] = fma(vec4<f32>(av.y), bv, (*acc)[1]);
         (*acc)[2] = fma(vec4<f32>(av.z), bv, (*acc)[2]);

@@ -73,9 +73,17 @@ override PREFETCH: bool = false;
 // vec4 groups of rows (columns) per invocation: TM/4 = BM/64, TN/4 = BN/64 (1 or 2).
 override RM: u32 = BM / 64u;
 override RN: u32 = BN / 64u;
-// Staged slices in vec4s: BK·BM/4 and BK·BN/4.
-override A_TILE: u32 = BK * BM / 4u;
-override B_TILE: u32 = BK * BN / 4u;
+// vec4s from one k of a staged slice to the next: a row's BM/4 (BN/4) and one of padding.
+// Where consecutive invocations stage consecutive k of one row (A stored (M,K), B stored
+// (N,K)), their stores then lie 4·ROW floats apart, which spreads them over the banks of
+// workgroup memory (for BK = 8, all 32 invocations of a subgroup in different banks); without
+// the padding they were a multiple of 32 banks apart, a BK-way conflict on every store
+// (shaders/matmul.wgsl says more). The padding is never read.
+override A_ROW: u32 = BM / 4u + 1u;
+override B_ROW: u32 = BN / 4u + 1u;
+// Staged slices in vec4s: BK·A_ROW and BK·B_ROW.
+override A_TILE: u32 = BK * A_ROW;
+override B_TILE: u32 = BK * B_ROW;
 // The epilogue: C += bias[n] after the product; z = f(C) with f the activation of code
 // ACT_CODE (Activation::code()).
 override HAS_BIAS: bool = false;
@@ -84,7 +92,7 @@ override ACT_CODE: u32 = 0u;
 
 const THREADS: u32 = 256u;
 
-// k-major: a_tile[kk·BM/4 + q] = op(A)[m0 + 4q .. +3, k0 + kk]; b_tile likewise along n.
+// k-major: a_tile[kk·A_ROW + q] = op(A)[m0 + 4q .. +3, k0 + kk]; b_tile likewise along n.
 var<workgroup> a_tile: array<vec4<f32>, A_TILE>;
 var<workgroup> b_tile: array<vec4<f32>, B_TILE>;
 
@@ -114,6 +122,14 @@ fn slice_rows(operand: u32) -> u32 {
         return BM;
     }
     return BN;
+}
+
+// vec4s from one k of the operand's staged slice to the next (padding included).
+fn row_stride(operand: u32) -> u32 {
+    if (operand <= A_KM) {
+        return A_ROW;
+    }
+    return B_ROW;
 }
 
 fn slice_vec4s(operand: u32) -> u32 {
@@ -166,8 +182,7 @@ fn fetch_scalar(operand: u32, base: u32, k0: u32, e: u32) -> f32 {
 
 fn put_scalar(operand: u32, e: u32, v: f32) {
     let at = scalar_place(operand, e);
-    let rows = slice_rows(operand);
-    let q = at.y * (rows / 4u) + at.x / 4u;
+    let q = at.y * row_stride(operand) + at.x / 4u;
     if (operand <= A_KM) {
         a_tile[q][at.x % 4u] = v;
     } else {
@@ -223,12 +238,11 @@ fn put_vec4(operand: u32, e: u32, v: vec4<f32>) {
         return;
     }
     let at = vec4_place(operand, e);
-    let rows = slice_rows(operand);
+    let step = row_stride(operand);
+    let q = at.y * step + at.x / 4u;
     if (operand == A_MK || operand == B_NK) {
         // Four k of one row: transposed into four k-major entries.
-        let q = at.y * (rows / 4u) + at.x / 4u;
         let c = at.x % 4u;
-        let step = rows / 4u;
         if (operand == A_MK) {
             a_tile[q][c] = v.x;
             a_tile[q + step][c] = v.y;
@@ -242,9 +256,9 @@ fn put_vec4(operand: u32, e: u32, v: vec4<f32>) {
         }
     } else if (operand == A_KM) {
         // Four rows at one k: the tile's own layout.
-        a_tile[e] = v;
+        a_tile[q] = v;
     } else {
-        b_tile[e] = v;
+        b_tile[q] = v;
     }
 }
 
@@ -321,19 +335,19 @@ fn multiply_slice(
     acc11: ptr<function, Block>,
 ) {
     for (var kk = 0u; kk < BK; kk++) {
-        let a0 = a_tile[kk * (BM / 4u) + ty];
-        let b0 = b_tile[kk * (BN / 4u) + tx];
+        let a0 = a_tile[kk * A_ROW + ty];
+        let b0 = b_tile[kk * B_ROW + tx];
         rank1(a0, b0, acc00);
         if (RN > 1u) {
-            let b1 = b_tile[kk * (BN / 4u) + tx + 16u];
+            let b1 = b_tile[kk * B_ROW + tx + 16u];
             rank1(a0, b1, acc01);
             if (RM > 1u) {
-                let a1 = a_tile[kk * (BM / 4u) + ty + 16u];
+                let a1 = a_tile[kk * A_ROW + ty + 16u];
                 rank1(a1, b0, acc10);
                 rank1(a1, b1, acc11);
             }
         } else if (RM > 1u) {
-            let a1 = a_tile[kk * (BM / 4u) + ty + 16u];
+            let a1 = a_tile[kk * A_ROW + ty + 16u];
             rank1(a1, b0, acc10);
         }
     }

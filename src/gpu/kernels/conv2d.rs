@@ -148,10 +148,14 @@ impl ConvVariant {
     /// Bytes of workgroup memory one workgroup uses.
     pub fn workgroup_bytes(&self) -> u32 {
         match *self {
-            ConvVariant::Simple => 4 * (2 * 256 * 4 + 32 * 4 + 512 * 4 + 256),
+            // The staged slices (vec4s: each k's row padded by one), the wide ones, and the
+            // bias gradient's lanes.
+            ConvVariant::Simple => 16 * (2 * 272 + 40 + 520) + 4 * 256,
+            // The staged slices (each k's row of BM/4 or BN/4 vec4s padded by one) and the
+            // column and k tables.
             ConvVariant::Tiled { bn, bk, tn4 } => {
                 let bm = 4096 * tn4 / bn;
-                4 * bk * (bm + bn) + 16 * bn + 16 * 32
+                16 * bk * (bm / 4 + 1 + bn / 4 + 1) + 16 * bn + 16 * 32
             }
         }
     }

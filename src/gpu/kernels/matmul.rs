@@ -116,8 +116,9 @@ impl MatmulVariant {
     /// Bytes of workgroup memory a workgroup uses (the staged slices).
     pub fn workgroup_bytes(&self) -> u32 {
         match *self {
-            MatmulVariant::Simple => 2 * 16 * 64 * 4,
-            MatmulVariant::Tiled { bm, bn, bk, .. } => 4 * bk * (bm + bn),
+            // Each k's row of the staged slices is padded by one vec4 (shaders/matmul.wgsl).
+            MatmulVariant::Simple => 2 * 16 * 17 * 16,
+            MatmulVariant::Tiled { bm, bn, bk, .. } => 16 * bk * (bm / 4 + 1 + bn / 4 + 1),
         }
     }
 
