@@ -327,20 +327,22 @@ fn store_block(which: u32, g: u32, split: u32, m: u32, n: u32, acc: ptr<function
     store_row(which, g, split, m + 3u, n, (*acc)[3]);
 }
 
-// One invocation: C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] of group g (m0 = 64·wg.y,
-// n0 = 64·wg.x), its k products summed in ascending order (matmul.wgsl's inner loop).
+// One invocation: C[m0 + 4·ty .. +3, n0 + 4·tx .. +3] of group g ((ty, tx) =
+// gemm_invocation(t), m0 = 64·wg.y, n0 = 64·wg.x), its k products summed in ascending
+// order (matmul.wgsl's inner loop).
 fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
     let r = k_range(which, wg.z);
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
     let t = lid.y * 16u + lid.x;
+    let at = gemm_invocation(t, 16u);
     var acc: array<vec4<f32>, 4>;
     for (var k0 = r.z; k0 < r.w; k0 += TILE_K) {
         stage_square(which, r.x, m0, n0, k0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let av = a_tile[kk * SQUARE_ROW + lid.y];
-            let bv = b_tile[kk * SQUARE_ROW + lid.x];
+            let av = a_tile[kk * SQUARE_ROW + at.x];
+            let bv = b_tile[kk * SQUARE_ROW + at.y];
             acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
             acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
             acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
@@ -348,7 +350,7 @@ fn gemm_square(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         }
         workgroupBarrier();
     }
-    store_block(which, r.x, r.y, m0 + lid.y * BLOCK, n0 + lid.x * BLOCK, &acc);
+    store_block(which, r.x, r.y, m0 + at.x * BLOCK, n0 + at.y * BLOCK, &acc);
 }
 
 // ---- wide tiles: 16×256 of C, 64×4 invocations ---------------------------------------------
@@ -372,20 +374,22 @@ fn stage_wide(which: u32, g: u32, m0: u32, n0: u32, k0: u32, t: u32) {
     }
 }
 
-// One invocation: C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] of group g (m0 = 16·wg.y,
-// n0 = 256·wg.x), its k products summed in ascending order.
+// One invocation: C[m0 + 4·ty .. +3, n0 + 4·tx .. +3] of group g ((ty, tx) =
+// gemm_invocation(t), m0 = 16·wg.y, n0 = 256·wg.x), its k products summed in ascending
+// order.
 fn gemm_wide(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
     let r = k_range(which, wg.z);
     let m0 = wg.y * WIDE_M;
     let n0 = wg.x * WIDE_N;
     let t = lid.y * 64u + lid.x;
+    let at = gemm_invocation(t, 64u);
     var acc: array<vec4<f32>, 4>;
     for (var k0 = r.z; k0 < r.w; k0 += WIDE_K) {
         stage_wide(which, r.x, m0, n0, k0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < WIDE_K; kk++) {
-            let av = a_wide[kk * WIDE_A_ROW + lid.y];
-            let bv = b_wide[kk * WIDE_B_ROW + lid.x];
+            let av = a_wide[kk * WIDE_A_ROW + at.x];
+            let bv = b_wide[kk * WIDE_B_ROW + at.y];
             acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
             acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
             acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
@@ -393,7 +397,7 @@ fn gemm_wide(which: u32, wg: vec3<u32>, lid: vec3<u32>) {
         }
         workgroupBarrier();
     }
-    store_block(which, r.x, r.y, m0 + lid.y * BLOCK, n0 + lid.x * BLOCK, &acc);
+    store_block(which, r.x, r.y, m0 + at.x * BLOCK, n0 + at.y * BLOCK, &acc);
 }
 
 // ---- entry points ---------------------------------------------------------------------------

@@ -491,8 +491,9 @@ fn gemm(which: u32, wg: vec3<u32>, t: u32) {
     let g = r.x;
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
-    let tx = t % WN;
-    let ty = t / WN;
+    let at = gemm_invocation(t, WN);
+    let ty = at.x;
+    let tx = at.y;
     for (var e = t; e < BN; e += THREADS) {
         col_tab[e] = col_entry(which, g, n0 + e);
     }

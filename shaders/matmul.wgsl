@@ -170,58 +170,64 @@ fn store_block(m0: u32, n0: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4
 }
 
 // NN: C(M,N) = A(M,K)·B(K,N). Grid (⌈N/64⌉, ⌈M/64⌉); one invocation computes
-// C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x.
+// C[m0 + 4·ty .. +3, n0 + 4·tx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x and (ty, tx) =
+// gemm_invocation(t) (shaders/gemm_invocation.wgsl).
 // Dense layers use it for the input gradient dx = dy·W.
 @compute @workgroup_size(16, 16)
 fn matmul_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
     let t = lid.y * WG_X + lid.x;
+    let at = gemm_invocation(t, WG_X);
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         stage_a_mk(m0, k0, t);
         stage_b_kn(n0, k0, t);
         workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
+        multiply_slice(at.x, at.y, &acc);
         workgroupBarrier();
     }
-    store_block(m0, n0, lid.y, lid.x, &acc);
+    store_block(m0, n0, at.x, at.y, &acc);
 }
 
 // NT: C(M,N) = A(M,K)·B(N,K)ᵀ. Grid (⌈N/64⌉, ⌈M/64⌉); one invocation computes
-// C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x.
+// C[m0 + 4·ty .. +3, n0 + 4·tx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x and (ty, tx) =
+// gemm_invocation(t) (shaders/gemm_invocation.wgsl).
 // Dense layers use it for the forward y = x·Wᵀ with W stored (out, in).
 @compute @workgroup_size(16, 16)
 fn matmul_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
     let t = lid.y * WG_X + lid.x;
+    let at = gemm_invocation(t, WG_X);
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         stage_a_mk(m0, k0, t);
         stage_b_nk(n0, k0, t);
         workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
+        multiply_slice(at.x, at.y, &acc);
         workgroupBarrier();
     }
-    store_block(m0, n0, lid.y, lid.x, &acc);
+    store_block(m0, n0, at.x, at.y, &acc);
 }
 
 // TN: C(M,N) = A(K,M)ᵀ·B(K,N). Grid (⌈N/64⌉, ⌈M/64⌉); one invocation computes
-// C[m0 + 4·ly .. +3, n0 + 4·lx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x.
+// C[m0 + 4·ty .. +3, n0 + 4·tx .. +3] with m0 = 64·wg.y, n0 = 64·wg.x and (ty, tx) =
+// gemm_invocation(t) (shaders/gemm_invocation.wgsl).
 // Dense layers use it for the weight gradient dW = dyᵀ·x (accumulated).
 @compute @workgroup_size(16, 16)
 fn matmul_tn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
     let t = lid.y * WG_X + lid.x;
+    let at = gemm_invocation(t, WG_X);
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         stage_a_km(m0, k0, t);
         stage_b_kn(n0, k0, t);
         workgroupBarrier();
-        multiply_slice(lid.y, lid.x, &acc);
+        multiply_slice(at.x, at.y, &acc);
         workgroupBarrier();
     }
-    store_block(m0, n0, lid.y, lid.x, &acc);
+    store_block(m0, n0, at.x, at.y, &acc);
 }

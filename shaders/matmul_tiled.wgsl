@@ -11,8 +11,10 @@
 // TM/4 + TN/4 vec4s and performs TM·TN FMAs: for 8×8, 4 workgroup loads per 64 FMAs.
 //
 // An invocation's rows are not contiguous: they are the vec4 groups ty, ty + 16 (and its
-// columns tx, tx + 16), so the 16 invocations of a row of the workgroup read 16
-// consecutive vec4s of the B slice (conflict-free) and the A slice is read as a broadcast.
+// columns tx, tx + 16), so the invocations of a row of the grid read consecutive vec4s of
+// the B slice (conflict-free) and the A slice is read as a broadcast; (ty, tx) =
+// gemm_invocation(t) puts every 32 consecutive invocations on 4 rows × 8 columns of the
+// grid, so that a warp reads 8 vec4s of B and 4 of A at each k (shaders/gemm_invocation.wgsl).
 //
 // Tile sizes are pipeline-overridable constants (BM, BN, BK), fixed when the launcher
 // builds the pipeline, so one source serves every variant and the driver sees constant
@@ -420,6 +422,7 @@ fn gemm(a_op: u32, b_op: u32, wg: vec3<u32>, lid: vec3<u32>) {
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
     let t = lid.y * 16u + lid.x;
+    let at = gemm_invocation(t, 16u);
     var acc00: Block;
     var acc01: Block;
     var acc10: Block;
@@ -436,7 +439,7 @@ fn gemm(a_op: u32, b_op: u32, wg: vec3<u32>, lid: vec3<u32>) {
                 ra = fetch(a_op, m0, k0 + BK, t);
                 rb = fetch(b_op, n0, k0 + BK, t);
             }
-            multiply_slice(lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
+            multiply_slice(at.x, at.y, &acc00, &acc01, &acc10, &acc11);
             workgroupBarrier();
             if (more) {
                 put(a_op, ra, t);
@@ -449,11 +452,11 @@ fn gemm(a_op: u32, b_op: u32, wg: vec3<u32>, lid: vec3<u32>) {
             put(a_op, fetch(a_op, m0, k0, t), t);
             put(b_op, fetch(b_op, n0, k0, t), t);
             workgroupBarrier();
-            multiply_slice(lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
+            multiply_slice(at.x, at.y, &acc00, &acc01, &acc10, &acc11);
             workgroupBarrier();
         }
     }
-    store_block(m0, n0, lid.y, lid.x, &acc00, &acc01, &acc10, &acc11);
+    store_block(m0, n0, at.x, at.y, &acc00, &acc01, &acc10, &acc11);
 }
 
 // ---- entry points: grid (⌈N/BN⌉, ⌈M/BM⌉), workgroup 16×16 -----------------------------------

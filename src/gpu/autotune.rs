@@ -122,7 +122,8 @@ pub struct CacheFile {
 /// code are ignored (with a warning) and timed again. 2: shaders compiled without loop
 /// bounding. 3: strided input gradients split by stride phase. 4: the tiled GEMMs'
 /// register blocks indexed by constants only. 5: the matmul epilogue chosen by override
-/// constants. 6: the staged slices' rows padded against workgroup-memory bank conflicts.
+/// constants. 6: the staged slices' rows padded against workgroup-memory bank conflicts, and
+/// each warp's invocations on 4 × 8 register blocks (`shaders/gemm_invocation.wgsl`).
 pub const CACHE_VERSION: u32 = 6;
 
 /// Reads a cache file; a missing file is empty, an unreadable or corrupt one is empty with

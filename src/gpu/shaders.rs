@@ -5,11 +5,18 @@
 /// concatenation of a shared file of functions (no bindings, no entry points) and the
 /// stem's own file: WGSL has no include, and this keeps each formula in one place.
 pub const ALL: &[(&str, &str)] = &[
-    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul",
+        concat!(
+            include_str!("../../shaders/gemm_invocation.wgsl"),
+            include_str!("../../shaders/matmul.wgsl")
+        ),
+    ),
     (
         "matmul_tiled",
         concat!(
             include_str!("../../shaders/activation_math.wgsl"),
+            include_str!("../../shaders/gemm_invocation.wgsl"),
             include_str!("../../shaders/matmul_tiled.wgsl")
         ),
     ),
@@ -108,10 +115,19 @@ pub const ALL: &[(&str, &str)] = &[
             include_str!("../../shaders/workgroup_tree_subgroup.wgsl")
         ),
     ),
-    ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
+    (
+        "conv2d",
+        concat!(
+            include_str!("../../shaders/gemm_invocation.wgsl"),
+            include_str!("../../shaders/conv2d.wgsl")
+        ),
+    ),
     (
         "conv2d_tiled",
-        include_str!("../../shaders/conv2d_tiled.wgsl"),
+        concat!(
+            include_str!("../../shaders/gemm_invocation.wgsl"),
+            include_str!("../../shaders/conv2d_tiled.wgsl")
+        ),
     ),
     ("recurrent", include_str!("../../shaders/recurrent.wgsl")),
     ("embedding", include_str!("../../shaders/embedding.wgsl")),
