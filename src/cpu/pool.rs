@@ -10,20 +10,44 @@
 //! there is none, until the step ends.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the runner waits for the other workers to start polling before it starts the
+/// step without the ones that have not (they then take no part in keeping awake).
+const CHECK_IN_WAIT: Duration = Duration::from_micros(500);
 
 /// Runs `step` on one of rayon's workers while every other worker of the pool polls for
 /// the work its parallel kernels hand out, and returns its result. A panic in `step` ends
 /// the polling and is raised again here.
+///
+/// A worker polls only if it takes its polling job before the step starts. rayon hands the
+/// broadcast's jobs to the workers one after another, so a worker can steal part of the
+/// step's parallel work before its own job reaches it, and then take that job while it
+/// waits inside the stolen work for a part that another worker took: polling there, on top
+/// of work the step needs finished, until the step finishes, is a deadlock. (It happened:
+/// a resumed run's evaluation hung, one worker polling inside the softmax's parallel loop
+/// that the other waited on.) So the runner waits, up to `CHECK_IN_WAIT`, for the others to
+/// check in, then marks the step started; a worker whose job comes later returns at once.
+/// A worker that saw the step not yet started cannot hold any of its work: it would have
+/// had to take it from a deque after the runner marked the step started.
 pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
+    run_counting_pollers(step).0
+}
+
+/// `run_with_workers_awake`, and how many workers polled.
+fn run_counting_pollers<R: Send>(step: impl FnOnce() -> R + Send) -> (R, usize) {
     if rayon::current_num_threads() == 1 {
         // No other worker; still run on the pool's, so that parallel kernels inside start
         // from a worker instead of handing their work to the pool and sleeping.
         let mut result = None;
         rayon::scope(|_| result = Some(step()));
-        return result.expect("the scope ran the step");
+        return (result.expect("the scope ran the step"), 0);
     }
     let done = AtomicBool::new(false);
+    let started = AtomicBool::new(false);
+    let polling = AtomicUsize::new(0);
+    let others = rayon::current_num_threads() - 1;
     let step = Mutex::new(Some(step));
     // Called from one of the pool's workers, that worker runs the step (it would wait for
     // it anyway); from outside the pool, worker 0.
@@ -35,9 +59,18 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .take()
                 .expect("one worker runs the step");
+            let deadline = Instant::now() + CHECK_IN_WAIT;
+            while polling.load(Ordering::SeqCst) < others && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            started.store(true, Ordering::SeqCst);
             let _end = EndOnDrop(&done);
             Some(step())
         } else {
+            if started.load(Ordering::SeqCst) {
+                return None;
+            }
+            polling.fetch_add(1, Ordering::SeqCst);
             while !done.load(Ordering::Acquire) {
                 if rayon::yield_now() != Some(rayon::Yield::Executed) {
                     // Nothing to do: let the OS run anything else waiting for this core
@@ -48,9 +81,10 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
             None
         }
     });
-    results
+    let result = results
         .swap_remove(runner)
-        .expect("the runner ran the step")
+        .expect("the runner ran the step");
+    (result, polling.load(Ordering::SeqCst))
 }
 
 /// Sets the flag when dropped, so that the pollers stop however the step ends.
@@ -111,6 +145,76 @@ mod tests {
                 .sum()
         });
         assert_eq!(total, (0..12u64).map(|i| i * 499_500).sum::<u64>());
+    }
+
+    /// A worker busy elsewhere until after the check-in wait takes its polling job once the
+    /// step has started, and returns at once instead of polling; the step still finishes.
+    #[test]
+    fn a_worker_that_checks_in_late_does_not_poll() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let release = AtomicBool::new(false);
+        let (sum, polled) = pool.in_place_scope(|s| {
+            // One worker waits for the step's end; the step runs on the other.
+            s.spawn(|_| {
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            pool.install(|| {
+                run_counting_pollers(|| {
+                    let sum = (0..10_000u64).into_par_iter().map(|i| i % 7).sum::<u64>();
+                    release.store(true, Ordering::SeqCst);
+                    sum
+                })
+            })
+        });
+        assert_eq!(sum, (0..10_000u64).map(|i| i % 7).sum::<u64>());
+        assert_eq!(
+            polled, 0,
+            "the busy worker polled after the step had started"
+        );
+    }
+
+    /// Many short steps whose parallel loops nest, run one after another from outside the
+    /// pool as the executor runs them, on pools of two and three threads: every one ends
+    /// (a hang fails the test after a minute instead of stalling the suite).
+    #[test]
+    fn many_short_nested_steps_all_finish() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for threads in [2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                for step in 0..300u64 {
+                    let got = pool.install(|| {
+                        run_with_workers_awake(|| {
+                            (0..64u64)
+                                .into_par_iter()
+                                .map(|i| {
+                                    (0..64u64)
+                                        .into_par_iter()
+                                        .map(|j| i * j + step)
+                                        .sum::<u64>()
+                                })
+                                .sum::<u64>()
+                        })
+                    });
+                    let want: u64 = (0..64u64)
+                        .map(|i| (0..64u64).map(|j| i * j + step).sum::<u64>())
+                        .sum();
+                    assert_eq!(got, want, "{threads} threads, step {step}");
+                }
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("a step did not finish within a minute");
     }
 
     /// A panicking step stops the pollers and reaches the caller.
