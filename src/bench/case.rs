@@ -79,9 +79,11 @@ impl Tensor {
 
     /// `len` copies of `v`.
     pub fn filled(name: &'static str, len: usize, v: f32) -> Self {
+        let mut data = AlignedBuf::zeroed(len);
+        data.fill(v);
         Tensor {
             name,
-            data: Data::F32(AlignedBuf::from_slice(&vec![v; len])),
+            data: Data::F32(data),
             check: Check::Input,
         }
     }
