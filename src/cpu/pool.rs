@@ -155,15 +155,18 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        let release = AtomicBool::new(false);
+        let (busy, release) = (AtomicBool::new(false), AtomicBool::new(false));
         let (sum, polled) = pool.in_place_scope(|s| {
             // One worker waits for the step's end; the step runs on the other.
             s.spawn(|_| {
+                busy.store(true, Ordering::SeqCst);
                 while !release.load(Ordering::SeqCst) {
                     std::thread::yield_now();
                 }
             });
-            std::thread::sleep(Duration::from_millis(20));
+            while !busy.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
             pool.install(|| {
                 run_counting_pollers(|| {
                     let sum = (0..10_000u64).into_par_iter().map(|i| i % 7).sum::<u64>();
