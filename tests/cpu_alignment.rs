@@ -1,6 +1,6 @@
 //! The CPU executor holds every float tensor on a 64-byte boundary (`cpu::aligned`), before
 //! and after training steps: the vector kernels' loads and stores then never straddle two
-//! cache lines, which BENCHMARKS.md measured as 6–9 % of a resnet-20 step.
+//! cache lines, which BENCHMARKS.md measured as 3–7 % of a resnet-20 step.
 
 use gradscope::cpu::executor::CpuExecutor;
 use gradscope::executor::{Executor, StatsLevel};

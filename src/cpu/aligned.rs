@@ -3,7 +3,7 @@
 //! Why: `Vec<f32>` is aligned to 4 bytes, and glibc's large allocations (mmap) start 16
 //! bytes past a page boundary, so every 64-byte vector load or store of an AVX-512 kernel
 //! straddled two cache lines. On the development machine's Xeon, moving the buffers to
-//! 64-byte boundaries made BatchNorm 5–13 % faster and a resnet-20 step 7–10 %
+//! 64-byte boundaries made BatchNorm 5–13 % faster and a resnet-20 step 3–7 %
 //! (BENCHMARKS.md, eighteenth session). 64 bytes is also a cache line, so no two threads'
 //! rows share one at a buffer's start.
 //!
