@@ -19,10 +19,10 @@
 //! a·b + c into fused multiply-adds.
 //!
 //! Lane t of a run folds m = lo + t, lo + t + WG, … in order. The twin takes a run in rounds
-//! of WG consecutive values, copied from their rows into a block (no division per value),
-//! every lane folding its value of the round: each lane sees the same values in the same
-//! order as alone, but the lanes' independent chains (a Welford update waits on its
-//! division) overlap and compile to SIMD. Channels reduce in parallel (rayon), then the
+//! of WG consecutive values (no division per value to find them), every lane folding its
+//! value of the round, read in place from the one or more rows the round spans: each lane
+//! sees the same values in the same order as alone, but the lanes' independent chains (a
+//! Welford update waits on its division) overlap and compile to SIMD. Channels reduce in parallel (rayon), then the
 //! element-wise passes run in parallel over samples; neither changes a result.
 
 use rayon::prelude::*;
@@ -115,10 +115,14 @@ impl<T: Element> MomentLanes<T> {
         }
     }
 
-    /// Lane t folds values[t] (`Moments::push`, the same operations).
+    /// Lane t0 + j folds values[j] (`Moments::push`, the same operations).
     #[inline(always)]
-    fn push(&mut self, values: &[T]) {
-        let lanes = self.n.iter_mut().zip(&mut self.mean).zip(&mut self.m2);
+    fn push_at(&mut self, t0: usize, values: &[T]) {
+        let t1 = t0 + values.len();
+        let lanes = self.n[t0..t1]
+            .iter_mut()
+            .zip(&mut self.mean[t0..t1])
+            .zip(&mut self.m2[t0..t1]);
         for (((n, mean), m2), &v) in lanes.zip(values) {
             *n = *n + T::one();
             let d = v - *mean;
@@ -141,40 +145,27 @@ impl<T: Element> MomentLanes<T> {
     }
 }
 
-/// Values m0 .. m0 + out.len() of channel ch of x[n, c, s] (m = ni·s + si), copied in
-/// order from their rows.
+/// The pieces of values m0 .. m0 + len of channel ch of x[n, c, s] (m = ni·s + si) as they
+/// lie in its rows, in order: `f(t, at, take)` for values m0 + t .. m0 + t + take, which
+/// are x[at .. at + take]. A round of a plane of at least WG values is one piece or two;
+/// of a smaller plane, one per row it touches. Lanes read their values from the rows in
+/// place: copied into a block first (a `memcpy` per piece), the rounds that cross rows
+/// had cost the backward's sums more than their arithmetic on 14×14 and 7×7 planes.
 #[inline(always)]
-fn gather<T: Copy>(x: &[T], c: usize, s: usize, ch: usize, m0: usize, out: &mut [T]) {
-    let (mut ni, mut si) = (m0 / s, m0 % s);
-    let mut filled = 0;
-    while filled < out.len() {
-        let take = (s - si).min(out.len() - filled);
-        let at = (ni * c + ch) * s + si;
-        out[filled..filled + take].copy_from_slice(&x[at..at + take]);
-        filled += take;
-        ni += 1;
-        si = 0;
-    }
-}
-
-/// Values m0 .. m0 + len of channel ch of x[n, c, s]: the row's own slice where they lie in
-/// one row (every round of a plane of at least WG values, and most of smaller ones), else
-/// copied in order into `block`.
-#[inline(always)]
-fn round_values<'a, T: Copy>(
-    x: &'a [T],
+fn round_pieces(
     (c, s, ch): (usize, usize, usize),
     m0: usize,
     len: usize,
-    block: &'a mut [T; WG],
-) -> &'a [T] {
-    let (ni, si) = (m0 / s, m0 % s);
-    if si + len <= s {
-        let at = (ni * c + ch) * s + si;
-        &x[at..at + len]
-    } else {
-        gather(x, c, s, ch, m0, &mut block[..len]);
-        &block[..len]
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let (mut ni, mut si) = (m0 / s, m0 % s);
+    let mut t = 0;
+    while t < len {
+        let take = (s - si).min(len - t);
+        f(t, (ni * c + ch) * s + si, take);
+        t += take;
+        ni += 1;
+        si = 0;
     }
 }
 
@@ -200,12 +191,13 @@ multiversion! {
 fn channel_moments_kernel<T: Element>(x: &[T], c: usize, s: usize, ch: usize) -> Moments<T> {
     let count = x.len() / c;
     let mut parts = [Moments::zero(); WG];
-    let mut block = [T::zero(); WG];
     let mut chunks = 0;
     for (part, run) in parts.iter_mut().zip(run_ranges(count)) {
         let mut lanes = MomentLanes::new();
         for (m0, len) in rounds(run) {
-            lanes.push(round_values(x, (c, s, ch), m0, len, &mut block));
+            round_pieces((c, s, ch), m0, len, |t, at, take| {
+                lanes.push_at(t, &x[at..at + take]);
+            });
         }
         *part = lanes.combine();
         chunks += 1;
@@ -239,19 +231,21 @@ fn channel_sums_kernel<T: Element>(
     let count = x.len() / c;
     let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
     let mut parts = [(T::zero(), T::zero()); WG];
-    let (mut xb, mut dyb) = ([T::zero(); WG], [T::zero(); WG]);
     let mut chunks = 0;
     for (part, run) in parts.iter_mut().zip(run_ranges(count)) {
         // Lane t's two sums, one array each (so that a round vectorizes).
         let (mut sum_dy, mut sum_dy_xhat) = ([T::zero(); WG], [T::zero(); WG]);
         for (m0, len) in rounds(run) {
-            let xs = round_values(x, (c, s, ch), m0, len, &mut xb);
-            let gs = round_values(dy, (c, s, ch), m0, len, &mut dyb);
-            let lanes = sum_dy.iter_mut().zip(&mut sum_dy_xhat);
-            for ((a, b), (&xv, &g)) in lanes.zip(xs.iter().zip(gs)) {
-                *a = *a + g;
-                *b = *b + g * ((xv - mean) * inv_std);
-            }
+            round_pieces((c, s, ch), m0, len, |t, at, take| {
+                let lanes = sum_dy[t..t + take]
+                    .iter_mut()
+                    .zip(&mut sum_dy_xhat[t..t + take]);
+                let values = x[at..at + take].iter().zip(&dy[at..at + take]);
+                for ((a, b), (&xv, &g)) in lanes.zip(values) {
+                    *a = *a + g;
+                    *b = *b + g * ((xv - mean) * inv_std);
+                }
+            });
         }
         let mut lanes = [(T::zero(), T::zero()); WG];
         for (t, lane) in lanes.iter_mut().enumerate() {
@@ -768,6 +762,8 @@ mod tests {
             (16, 2, 1024),
             (1, 2, 70_000),
             (3, 130, 9),
+            // Two runs of rows shorter than a round (resnet-20's last stage on 28×28).
+            (130, 2, 49),
             // Rows of many rounds, one of them ragged.
             (2, 3, 40_000),
         ];
