@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::activation::activation_forward_serial;
+use crate::cpu::streaming::{STAGE, Streamer};
 use crate::ops::Activation;
 use crate::ops::batchnorm::runs;
 
@@ -360,25 +361,28 @@ pub fn batchnorm_forward_train<T: Element>(
             *rv = keep * *rv + momentum * unbiased;
         });
     let (save_mean, save_invstd) = (&*save_mean, &*save_invstd);
-    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, row| {
-        let at = (ni * c + ch) * s;
+    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, si, out| {
+        let at = (ni * c + ch) * s + si;
         let affine = [gamma[ch], save_mean[ch], save_invstd[ch], beta[ch]];
-        normalize_row(row, &x[at..at + s], affine);
+        normalize_row(out, &x[at..at + out.len()], affine);
     });
 }
 
-/// `f(ni, ch, row)` for every row of t[n, c, s], as `for_each_row`; with `act` = (f, z),
-/// each row's z = f(row) follows while the row is in cache (a fused activation forward:
-/// `activation_forward`'s values, bit for bit).
+/// `f(ni, ch, si, out)` writes values si .. si + out.len() of the row (sample ni, channel
+/// ch) of t[n, c, s], for every row, samples split across rayon's threads as in
+/// `for_each_row`. With `act` = (f, z), each block of values is written into a staging
+/// block first, z = f(values) is written from there, and the values go to t past the
+/// caches (cpu/streaming.rs): t is the pre-activation, which the activation's backward
+/// reads next, long after. z is `activation_forward`'s values, bit for bit.
 fn for_each_row_then<T: Element>(
     t: &mut [T],
     act: Option<(Activation, &mut [T])>,
     c: usize,
     s: usize,
-    f: impl Fn(usize, usize, &mut [T]) + Sync,
+    f: impl Fn(usize, usize, usize, &mut [T]) + Sync,
 ) {
     let Some((act, z)) = act else {
-        for_each_row(t, c, s, 0..c, f);
+        for_each_row(t, c, s, 0..c, |ni, ch, row| f(ni, ch, 0, row));
         return;
     };
     let sample = c * s;
@@ -398,11 +402,26 @@ fn for_each_row_then<T: Element>(
         .enumerate()
         .for_each(|(task, (samples, zs))| {
             let first = task * per_task;
-            let rows = samples.chunks_mut(s).zip(zs.chunks_mut(s));
-            for (r, (row, zrow)) in rows.enumerate() {
-                f(first + r / c, r % c, row);
-                activation_forward_serial(act, row, zrow);
+            let mut streamer = Streamer::new();
+            let mut stage = [T::zero(); STAGE];
+            // The staging block holds samples[start .. start + filled]: rows follow each
+            // other in memory, so the pieces of consecutive rows fill it in order.
+            let (mut start, mut filled) = (0, 0);
+            for r in 0..samples.len() / s {
+                for si in (0..s).step_by(STAGE) {
+                    let take = (s - si).min(STAGE);
+                    if filled + take > STAGE {
+                        streamer.write(&stage[..filled], &mut samples[start..start + filled]);
+                        (start, filled) = (start + filled, 0);
+                    }
+                    let piece = &mut stage[filled..filled + take];
+                    f(first + r / c, r % c, si, piece);
+                    let at = r * s + si;
+                    activation_forward_serial(act, piece, &mut zs[at..at + take]);
+                    filled += take;
+                }
             }
+            streamer.write(&stage[..filled], &mut samples[start..start + filled]);
         });
 }
 
@@ -450,10 +469,11 @@ pub fn batchnorm_forward_eval<T: Element>(
         ],
     );
     let eps = T::from_f64(eps);
-    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, row| {
+    for_each_row_then(&mut y[..len], act, c, s, |ni, ch, si, out| {
         let inv_std = T::one() / (running_var[ch] + eps).sqrt();
-        let at = (ni * c + ch) * s;
-        for (yi, &xi) in row.iter_mut().zip(&x[at..at + s]) {
+        let at = (ni * c + ch) * s + si;
+        let x = &x[at..at + out.len()];
+        for (yi, &xi) in out.iter_mut().zip(x) {
             *yi = gamma[ch] * ((xi - running_mean[ch]) * inv_std) + beta[ch];
         }
     });
@@ -776,11 +796,12 @@ mod tests {
     /// A BatchNorm forward that writes its activation too (a fused activation forward) gives
     /// y and z = f(y) bit for bit as the two ops apart, in training and in evaluation, for
     /// every activation, on a batch split across tasks (n·c·s past PAR_ELEMENTS) and one
-    /// that is not.
+    /// that is not, with rows shorter than a staging block, whole blocks, and a block and a
+    /// part (cpu/streaming.rs).
     #[test]
     fn fused_activation_gives_the_bits_of_the_two_ops() {
         use crate::cpu::activation::activation_forward;
-        for &(n, c, s) in &[(3, 2, 5), (5, 8, 1024)] {
+        for &(n, c, s) in &[(3, 2, 5), (5, 8, 1024), (4, 3, 300), (9, 2, 49)] {
             let len = n * c * s;
             let mut rng = crate::rng::Rng::new(7);
             let x = values::<f32>(&mut rng, len, 0.3);

@@ -34,6 +34,7 @@ mod rows;
 pub mod stats;
 mod stats_histogram;
 mod stats_schedule;
+mod streaming;
 pub mod transpose;
 pub mod vector_math;
 
