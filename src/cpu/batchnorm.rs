@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::activation::activation_forward_serial;
+use crate::cpu::prefetch::{prefetch_lines, rows_ahead};
 use crate::cpu::streaming::{STAGE, Streamer};
 use crate::ops::Activation;
 use crate::ops::batchnorm::runs;
@@ -191,12 +192,15 @@ multiversion! {
 #[inline(always)]
 fn channel_moments_kernel<T: Element>(x: &[T], c: usize, s: usize, ch: usize) -> Moments<T> {
     let count = x.len() / c;
+    // The same channel's values some rows on (cpu/prefetch.rs).
+    let ahead = rows_ahead(s) * c * s;
     let mut parts = [Moments::zero(); WG];
     let mut chunks = 0;
     for (part, run) in parts.iter_mut().zip(run_ranges(count)) {
         let mut lanes = MomentLanes::new();
         for (m0, len) in rounds(run) {
             round_pieces((c, s, ch), m0, len, |t, at, take| {
+                prefetch_lines(x.as_ptr().wrapping_add(at + ahead), take);
                 lanes.push_at(t, &x[at..at + take]);
             });
         }
@@ -230,6 +234,8 @@ fn channel_sums_kernel<T: Element>(
     inv_std: T,
 ) -> (T, T) {
     let count = x.len() / c;
+    // The same channel's values some rows on (cpu/prefetch.rs).
+    let ahead = rows_ahead(s) * c * s;
     let add = |a: (T, T), b: (T, T)| (a.0 + b.0, a.1 + b.1);
     let mut parts = [(T::zero(), T::zero()); WG];
     let mut chunks = 0;
@@ -238,6 +244,8 @@ fn channel_sums_kernel<T: Element>(
         let (mut sum_dy, mut sum_dy_xhat) = ([T::zero(); WG], [T::zero(); WG]);
         for (m0, len) in rounds(run) {
             round_pieces((c, s, ch), m0, len, |t, at, take| {
+                prefetch_lines(x.as_ptr().wrapping_add(at + ahead), take);
+                prefetch_lines(dy.as_ptr().wrapping_add(at + ahead), take);
                 let lanes = sum_dy[t..t + take]
                     .iter_mut()
                     .zip(&mut sum_dy_xhat[t..t + take]);

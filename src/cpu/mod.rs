@@ -28,6 +28,7 @@ pub mod matmul;
 pub mod optimizer;
 pub mod pool;
 pub mod pool2d;
+mod prefetch;
 pub mod recurrent;
 mod recurrent_cells;
 mod rows;

@@ -44,6 +44,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::prefetch::prefetch_lines;
 use crate::stats::{HIST_BINS, RawStats};
 
 use super::stats_histogram::{
@@ -543,23 +544,6 @@ fn first_sweep<const SAT: bool, const CHECKED: bool, const L: usize, const FMA: 
         *e = ((v.to_bits() & 0x7fff_ffff) >> 23) as u8;
     }
     acc
-}
-
-/// Asks for the cache lines of `values` f32 from `p` on (a hint: never faults, whatever the
-/// address; nothing on other architectures).
-#[inline(always)]
-fn prefetch_lines(p: *const f32, values: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in (0..values).step_by(16) {
-        // SAFETY: a prefetch reads nothing and never faults; SSE is part of x86-64.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                p.wrapping_add(line) as *const i8,
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, values);
 }
 
 /// How many of x are ±0 (a plain count, which the compiler vectorizes).
