@@ -22,8 +22,10 @@
 //! of WG consecutive values (no division per value to find them), every lane folding its
 //! value of the round, read in place from the one or more rows the round spans: each lane
 //! sees the same values in the same order as alone, but the lanes' independent chains (a
-//! Welford update waits on its division) overlap and compile to SIMD. Channels reduce in parallel (rayon), then the
-//! element-wise passes run in parallel over samples; neither changes a result.
+//! Welford update waits on its division) overlap and compile to SIMD. A channel's rows lie
+//! c·s values apart, so the reductions ask for the rows ahead (cpu/prefetch.rs). Channels
+//! reduce in parallel (rayon), then the element-wise passes run in parallel over samples;
+//! neither changes a result.
 
 use rayon::prelude::*;
 
