@@ -86,22 +86,11 @@ impl Drop for Streamer {
 #[target_feature(enable = "avx512f")]
 fn stream_avx512(src: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::{_mm512_loadu_ps, _mm512_stream_ps};
-    const LANES: usize = 16;
-    let n = dst.len();
-    let head = dst.as_ptr().align_offset(64).min(n);
-    let body = (n - head) / LANES * LANES;
-    dst[..head].copy_from_slice(&src[..head]);
-    for i in (head..head + body).step_by(LANES) {
-        // SAFETY: i + LANES ≤ head + body ≤ n for both slices; dst + i is 64-byte aligned
-        // (head aligns it, and i − head is a multiple of 16 values).
-        unsafe {
-            _mm512_stream_ps(
-                dst.as_mut_ptr().add(i),
-                _mm512_loadu_ps(src.as_ptr().add(i)),
-            )
-        };
-    }
-    dst[head + body..].copy_from_slice(&src[head + body..]);
+    // SAFETY (the store): `stream_lines` passes in-bounds pointers, dst's aligned to 64
+    // bytes; the CPU has AVX-512F (this function's target feature).
+    stream_lines::<16>(src, dst, |to, from| unsafe {
+        _mm512_stream_ps(to, _mm512_loadu_ps(from))
+    });
 }
 
 /// `stream_avx512` with 16-byte non-temporal stores (SSE, on every x86-64 CPU), which
@@ -109,15 +98,30 @@ fn stream_avx512(src: &[f32], dst: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 fn stream_sse(src: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
-    const LANES: usize = 4;
+    // SAFETY (the store): in-bounds pointers, dst's aligned to 16 bytes; SSE is part of
+    // x86-64.
+    stream_lines::<4>(src, dst, |to, from| unsafe {
+        _mm_stream_ps(to, _mm_loadu_ps(from))
+    });
+}
+
+/// dst = src: `store(to, from)` copies LANES values to each LANES·4-byte-aligned piece of
+/// dst, ordinary stores the values before the first and after the last such piece.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stream_lines<const LANES: usize>(
+    src: &[f32],
+    dst: &mut [f32],
+    store: impl Fn(*mut f32, *const f32),
+) {
     let n = dst.len();
-    let head = dst.as_ptr().align_offset(16).min(n);
+    let head = dst.as_ptr().align_offset(LANES * 4).min(n);
     let body = (n - head) / LANES * LANES;
     dst[..head].copy_from_slice(&src[..head]);
     for i in (head..head + body).step_by(LANES) {
-        // SAFETY: i + LANES ≤ n for both slices; dst + i is 16-byte aligned. SSE is part of
-        // x86-64.
-        unsafe { _mm_stream_ps(dst.as_mut_ptr().add(i), _mm_loadu_ps(src.as_ptr().add(i))) };
+        // i + LANES ≤ head + body ≤ n for both slices, and dst + i is aligned (head aligns
+        // it, and i − head is a multiple of LANES values).
+        store(dst[i..].as_mut_ptr(), src[i..].as_ptr());
     }
     dst[head + body..].copy_from_slice(&src[head + body..]);
 }
