@@ -596,3 +596,62 @@ fn cpu_step_bits_do_not_depend_on_the_thread_count() {
         );
     }
 }
+
+/// The CPU executor's fused passes (an activation forward inside a BatchNorm's or an Add's
+/// forward) give the bits of the ops run apart: a residual convolutional net with identity and projection
+/// shortcuts, BatchNorm, every statistic, and momentum SGD, over three steps and an
+/// evaluation: every parameter, the loss, the evaluation's loss, and every record.
+#[test]
+fn cpu_step_bits_do_not_depend_on_fusion() {
+    let model =
+        zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
+    let plan = compile(&model, 6, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+    let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
+    let labels: Vec<u32> = (0..plan.batch).map(|i| (i % plan.classes) as u32).collect();
+    let run = |fused: bool| {
+        let exec = CpuExecutor::<f32>::new(plan.clone());
+        let mut exec = if fused { exec } else { exec.without_fusion() };
+        initialize(&mut exec, 11).unwrap();
+        let mut reports = Vec::new();
+        for step in 1..=3u64 {
+            exec.load_batch(&inputs, &labels).unwrap();
+            let scalars = StepScalars {
+                lr: 0.05,
+                t: step as u32,
+            };
+            exec.train_step(step, scalars, StatsLevel::Full).unwrap();
+            reports.extend(exec.finished(true).unwrap());
+        }
+        exec.load_batch(&inputs, &labels).unwrap();
+        let eval = exec.evaluate(plan.batch).unwrap();
+        let params: Vec<Vec<f32>> = plan
+            .params
+            .iter()
+            .map(|p| exec.read(p.value).unwrap())
+            .collect();
+        (reports, eval, params)
+    };
+    let (apart, apart_eval, apart_params) = run(false);
+    let (fused, fused_eval, fused_params) = run(true);
+    assert_eq!(apart.len(), 3);
+    for (a, b) in apart.iter().zip(&fused) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: loss", a.step);
+        assert_eq!(a.records, b.records, "step {}: statistics records", a.step);
+    }
+    assert_eq!(
+        apart_eval.0.to_bits(),
+        fused_eval.0.to_bits(),
+        "evaluation loss"
+    );
+    assert_eq!(apart_eval.1, fused_eval.1, "evaluation: correct answers");
+    for (p, (a, b)) in plan
+        .params
+        .iter()
+        .zip(apart_params.iter().zip(&fused_params))
+    {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "parameter {} differs with fusion", p.name);
+    }
+}

@@ -156,6 +156,14 @@ impl<T: Element> CpuExecutor<T> {
         }
     }
 
+    /// The same executor with every op run on its own, as `GRADSCOPE_FUSE=0` runs them: for
+    /// comparing the fused passes with the ops apart.
+    pub fn without_fusion(mut self) -> Self {
+        self.fused.fill(Fused::Alone);
+        self.eval_fused.fill(Fused::Alone);
+        self
+    }
+
     fn float(&self, id: BufId) -> &[T] {
         match &self.storage[self.plan.resolve(id).0] {
             Storage::Float(v) => v,
