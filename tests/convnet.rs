@@ -541,117 +541,106 @@ fn resnet20_groups_its_split_k_sums() {
     );
 }
 
-/// The CPU executor's training step gives the same bits on one rayon thread and on three:
-/// a residual convolutional net whose 32- and 64-channel convolutions take the channel
-/// layout (cpu/conv2d_channels.rs) on AVX-512, its 16-channel ones the wide grid, with
-/// BatchNorm, every statistic, and momentum SGD, over three steps: every parameter, the
-/// loss and every record.
-#[test]
-fn cpu_step_bits_do_not_depend_on_the_thread_count() {
+/// The small residual net of the CPU bit-for-bit tests below: identity and projection
+/// shortcuts, BatchNorm, momentum SGD, batch 6, whose 32- and 64-channel convolutions take
+/// the channel layout (cpu/conv2d_channels.rs) on AVX-512 and its 16-channel ones the wide
+/// grid.
+fn small_resnet_plan() -> gradscope::plan::Plan {
     let model =
         zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
-    let plan = compile(&model, 6, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+    compile(&model, 6, OptimizerParams::new(OptimizerKind::Momentum)).unwrap()
+}
+
+/// What a run of `exec` on `small_resnet_plan` gives: three training steps with every
+/// statistic (their reports), then an evaluation of the same batch (loss, correct answers),
+/// then every parameter.
+struct SmallResnetRun {
+    reports: Vec<gradscope::executor::StepReport>,
+    eval: (f64, u32),
+    params: Vec<Vec<f32>>,
+}
+
+fn run_small_resnet(plan: &gradscope::plan::Plan, mut exec: CpuExecutor<f32>) -> SmallResnetRun {
     let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
         .collect();
     let labels: Vec<u32> = (0..plan.batch).map(|i| (i % plan.classes) as u32).collect();
+    initialize(&mut exec, 11).unwrap();
+    let mut reports = Vec::new();
+    for step in 1..=3u64 {
+        exec.load_batch(&inputs, &labels).unwrap();
+        let scalars = StepScalars {
+            lr: 0.05,
+            t: step as u32,
+        };
+        exec.train_step(step, scalars, StatsLevel::Full).unwrap();
+        reports.extend(exec.finished(true).unwrap());
+    }
+    exec.load_batch(&inputs, &labels).unwrap();
+    let eval = exec.evaluate(plan.batch).unwrap();
+    let params = plan
+        .params
+        .iter()
+        .map(|p| exec.read(p.value).unwrap())
+        .collect();
+    SmallResnetRun {
+        reports,
+        eval,
+        params,
+    }
+}
+
+/// Two runs gave the same bits: every loss, record and parameter.
+fn assert_same_run(
+    plan: &gradscope::plan::Plan,
+    a: &SmallResnetRun,
+    b: &SmallResnetRun,
+    what: &str,
+) {
+    assert_eq!(a.reports.len(), 3);
+    for (x, y) in a.reports.iter().zip(&b.reports) {
+        assert_eq!(
+            x.loss.to_bits(),
+            y.loss.to_bits(),
+            "{what}, step {}: loss",
+            x.step
+        );
+        assert_eq!(x.records, y.records, "{what}, step {}: records", x.step);
+    }
+    assert_eq!(
+        a.eval.0.to_bits(),
+        b.eval.0.to_bits(),
+        "{what}: evaluation loss"
+    );
+    assert_eq!(a.eval.1, b.eval.1, "{what}: evaluation's correct answers");
+    for (p, (x, y)) in plan.params.iter().zip(a.params.iter().zip(&b.params)) {
+        let same = x.iter().zip(y).all(|(u, v)| u.to_bits() == v.to_bits());
+        assert!(same, "{what}: parameter {} differs", p.name);
+    }
+}
+
+/// The CPU executor's training step gives the same bits on one rayon thread and on three
+/// (`small_resnet_plan`, every statistic, three steps and an evaluation).
+#[test]
+fn cpu_step_bits_do_not_depend_on_the_thread_count() {
+    let plan = small_resnet_plan();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| {
-            let mut exec = CpuExecutor::<f32>::new(plan.clone());
-            initialize(&mut exec, 11).unwrap();
-            let mut reports = Vec::new();
-            for step in 1..=3u64 {
-                exec.load_batch(&inputs, &labels).unwrap();
-                let scalars = StepScalars {
-                    lr: 0.05,
-                    t: step as u32,
-                };
-                exec.train_step(step, scalars, StatsLevel::Full).unwrap();
-                reports.extend(exec.finished(true).unwrap());
-            }
-            let params: Vec<Vec<f32>> = plan
-                .params
-                .iter()
-                .map(|p| exec.read(p.value).unwrap())
-                .collect();
-            (reports, params)
-        })
+        pool.install(|| run_small_resnet(&plan, CpuExecutor::new(plan.clone())))
     };
-    let (one, one_params) = run(1);
-    let (three, three_params) = run(3);
-    for (a, b) in one.iter().zip(&three) {
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: loss", a.step);
-        assert_eq!(a.records, b.records, "step {}: statistics records", a.step);
-    }
-    for (p, (a, b)) in plan.params.iter().zip(one_params.iter().zip(&three_params)) {
-        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(
-            same,
-            "parameter {} differs between one thread and three",
-            p.name
-        );
-    }
+    assert_same_run(&plan, &run(1), &run(3), "one thread against three");
 }
 
 /// The CPU executor's fused passes (an activation forward inside a BatchNorm's or an Add's
-/// forward) give the bits of the ops run apart: a residual convolutional net with identity and projection
-/// shortcuts, BatchNorm, every statistic, and momentum SGD, over three steps and an
-/// evaluation: every parameter, the loss, the evaluation's loss, and every record.
+/// forward) give the bits of the ops run apart (`small_resnet_plan`, every statistic, three
+/// steps and an evaluation).
 #[test]
 fn cpu_step_bits_do_not_depend_on_fusion() {
-    let model =
-        zoo::cifar_resnet(&[3, 8, 8], 4, 8, true, true, Init::HeNormal, LossKind::Xent).unwrap();
-    let plan = compile(&model, 6, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
-    let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
-        .collect();
-    let labels: Vec<u32> = (0..plan.batch).map(|i| (i % plan.classes) as u32).collect();
-    let run = |fused: bool| {
-        let exec = CpuExecutor::<f32>::new(plan.clone());
-        let mut exec = if fused { exec } else { exec.without_fusion() };
-        initialize(&mut exec, 11).unwrap();
-        let mut reports = Vec::new();
-        for step in 1..=3u64 {
-            exec.load_batch(&inputs, &labels).unwrap();
-            let scalars = StepScalars {
-                lr: 0.05,
-                t: step as u32,
-            };
-            exec.train_step(step, scalars, StatsLevel::Full).unwrap();
-            reports.extend(exec.finished(true).unwrap());
-        }
-        exec.load_batch(&inputs, &labels).unwrap();
-        let eval = exec.evaluate(plan.batch).unwrap();
-        let params: Vec<Vec<f32>> = plan
-            .params
-            .iter()
-            .map(|p| exec.read(p.value).unwrap())
-            .collect();
-        (reports, eval, params)
-    };
-    let (apart, apart_eval, apart_params) = run(false);
-    let (fused, fused_eval, fused_params) = run(true);
-    assert_eq!(apart.len(), 3);
-    for (a, b) in apart.iter().zip(&fused) {
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: loss", a.step);
-        assert_eq!(a.records, b.records, "step {}: statistics records", a.step);
-    }
-    assert_eq!(
-        apart_eval.0.to_bits(),
-        fused_eval.0.to_bits(),
-        "evaluation loss"
-    );
-    assert_eq!(apart_eval.1, fused_eval.1, "evaluation: correct answers");
-    for (p, (a, b)) in plan
-        .params
-        .iter()
-        .zip(apart_params.iter().zip(&fused_params))
-    {
-        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "parameter {} differs with fusion", p.name);
-    }
+    let plan = small_resnet_plan();
+    let apart = run_small_resnet(&plan, CpuExecutor::new(plan.clone()).without_fusion());
+    let fused = run_small_resnet(&plan, CpuExecutor::new(plan.clone()));
+    assert_same_run(&plan, &apart, &fused, "fused against apart");
 }
