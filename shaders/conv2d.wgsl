@@ -38,7 +38,11 @@
 // its work, so they get direct kernels instead (`conv2d_depthwise_*`): one invocation per
 // output (or input-gradient) element summing its kh·kw taps, and for the weight gradient
 // one workgroup per weight element reducing its n·oh·ow products over 256 lanes and a
-// fixed halving tree (the bias gradient's scheme).
+// fixed halving tree (the bias gradient's scheme). A depthwise pass does about as many
+// multiply-adds as it moves values, so it is bound by memory, not arithmetic: the same
+// split of the work as PyTorch's CUDA depthwise kernels (a thread per element; a block per
+// weight element), which differ in fixing the kernel size at compile time for 1×1, 3×3
+// and 5×5 so that the tap loops unroll.
 //
 // Determinism: every output element is owned by one invocation that sums its K products in
 // ascending k (within its split, for the weight gradient; splits are then added in order); the bias gradient uses a fixed 256-lane split and a fixed halving tree (the
