@@ -323,6 +323,19 @@ fn resnet20_step_on_gpu_matches_cpu() {
     }
     let (c, g) = (cpu.finished(true).unwrap(), gpu.finished(true).unwrap());
     common::assert_close("resnet20 loss", &[g[0].loss], &[c[0].loss], 1e-5, 1e-4);
+    // A record measured once for two layers is the same record for both, on each executor.
+    let shared: Vec<(usize, usize)> = plan
+        .stats_jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(j, job)| job.same_as.map(|e| (j, e)))
+        .collect();
+    assert_eq!(shared.len(), 2);
+    for (j, e) in shared {
+        assert_eq!(c[0].records[j], c[0].records[e], "cpu job {j}");
+        assert_eq!(g[0].records[j], g[0].records[e], "gpu job {j}");
+        assert!(g[0].records[j].finite > 0, "gpu job {j} was measured");
+    }
     // Element-wise agreement is not expected here, and the reason is the ReLU kink: the two
     // executors' forward values differ by ~1e-6 relative (f32 sums in different orders), so
     // the odd pre-activation within that distance of 0 takes the other branch, and BatchNorm's
@@ -348,6 +361,54 @@ fn resnet20_step_on_gpu_matches_cpu() {
             slot.name
         );
     }
+}
+
+/// resnet-20's projection blocks merge two BatchNorms (the branch's last and the
+/// shortcut's) whose output gradient is one buffer, the merge's: that tensor is measured
+/// once, by the first layer's statistics op, and the second layer's record names it
+/// (`same_as`) with no op of its own. Every other job has its op.
+#[test]
+fn a_tensor_two_layers_measure_is_measured_once() {
+    use gradscope::plan::TensorKind;
+    let plan = compile(
+        &resnet20(),
+        2,
+        OptimizerParams::new(OptimizerKind::Momentum),
+    )
+    .unwrap();
+    let ops_of = |j: usize| {
+        plan.ops
+            .iter()
+            .filter(|op| matches!(op, Op::Stats { job } if *job == j))
+            .count()
+    };
+    let mut shared = Vec::new();
+    for (j, job) in plan.stats_jobs.iter().enumerate() {
+        match job.same_as {
+            Some(e) => {
+                let first = &plan.stats_jobs[e];
+                assert!(e < j && first.same_as.is_none());
+                assert_eq!((first.buffer, first.len), (job.buffer, job.len));
+                assert_eq!(first.kind, job.kind);
+                assert_ne!(first.layer, job.layer);
+                assert_eq!(ops_of(j), 0, "job {j}");
+                shared.push((
+                    plan.layers[first.layer].name.clone(),
+                    plan.layers[job.layer].name.clone(),
+                    job.kind,
+                ));
+            }
+            None => assert_eq!(ops_of(j), 1, "job {j}"),
+        }
+    }
+    let names = |stage: usize| {
+        (
+            format!("stage{stage}.block1.bn2"),
+            format!("stage{stage}.block1.shortcut_bn"),
+            TensorKind::OutputGrad,
+        )
+    };
+    assert_eq!(shared, vec![names(2), names(3)]);
 }
 
 /// Activation gradients whose lifetimes do not overlap share storage: resnet-20 plans

@@ -1049,6 +1049,12 @@ impl<T: Element> Executor for CpuExecutor<T> {
         // and sleeping until it is done, once per op; and the other workers stay awake
         // for the step (`pool`).
         pool::run_with_workers_awake(|| self.run_ops(0..n, Some(scalars), stats))?;
+        // Records measured once for two layers (`StatsJobSpec::same_as`).
+        for (j, job) in self.plan.stats_jobs.iter().enumerate() {
+            if let Some(e) = job.same_as {
+                self.records[j] = self.records[e];
+            }
+        }
         let out = self.float(self.plan.loss_out);
         self.reports.push(StepReport {
             step,

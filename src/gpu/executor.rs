@@ -92,6 +92,12 @@ impl GpuExecutor {
         let mut partial_base = Vec::with_capacity(plan.stats_jobs.len());
         let mut partial_total = 0usize;
         for job in &plan.stats_jobs {
+            // A record measured once for two layers (`StatsJobSpec::same_as`): the finalize
+            // pass makes it again from the earlier job's partials.
+            if let Some(e) = job.same_as {
+                partial_base.push(partial_base[e]);
+                continue;
+            }
             partial_base.push(partial_total);
             partial_total += stats::partial_count(job.len);
         }

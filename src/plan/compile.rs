@@ -1064,7 +1064,19 @@ pub fn compile_with(
     // Statistics of everything but the updates, then the optimizer, then the statistics of
     // every update (each parameter's update has its own buffer).
     let mut stats_jobs = Vec::new();
+    // The new job's index, and whether it needs an op of its own: a layer's output or
+    // output gradient that an earlier layer measures already (the same tensor at the same
+    // point of the step) is measured once, and this layer's record is that one's.
     let mut job = |layer: usize, kind: TensorKind, buffer: BufId, len: usize, saturation, class| {
+        let same_as = stats_jobs.iter().position(|e: &StatsJobSpec| {
+            matches!(kind, TensorKind::Output | TensorKind::OutputGrad)
+                && e.kind == kind
+                && e.buffer == buffer
+                && e.len == len
+                && e.saturation == saturation
+                && e.class == class
+                && e.same_as.is_none()
+        });
         stats_jobs.push(StatsJobSpec {
             layer,
             kind,
@@ -1072,8 +1084,9 @@ pub fn compile_with(
             len,
             saturation,
             class,
+            same_as,
         });
-        stats_jobs.len() - 1
+        (stats_jobs.len() - 1, same_as.is_none())
     };
     let every = StatsClass::EveryStep;
     let some = StatsClass::StatsSteps;
@@ -1081,35 +1094,31 @@ pub fn compile_with(
     for (l, layer) in layers.iter().enumerate() {
         let w = &params[layer.weight];
         ops.push(Op::Stats {
-            job: job(l, TensorKind::Weight, w.value, w.numel, None, some),
+            job: job(l, TensorKind::Weight, w.value, w.numel, None, some).0,
         });
         ops.push(Op::Stats {
-            job: job(l, TensorKind::WeightGrad, w.grad, w.numel, None, every),
+            job: job(l, TensorKind::WeightGrad, w.grad, w.numel, None, every).0,
         });
         if let Some(bi) = layer.bias {
             let bp = &params[bi];
             ops.push(Op::Stats {
-                job: job(l, TensorKind::Bias, bp.value, bp.numel, None, some),
+                job: job(l, TensorKind::Bias, bp.value, bp.numel, None, some).0,
             });
             ops.push(Op::Stats {
-                job: job(l, TensorKind::BiasGrad, bp.grad, bp.numel, None, every),
+                job: job(l, TensorKind::BiasGrad, bp.grad, bp.numel, None, every).0,
             });
         }
         let sat = layer.activation.and_then(|a| a.saturation_bounds());
         let out_len = b.buffers[layer.output.0].numel;
-        ops.push(Op::Stats {
-            job: job(l, TensorKind::Output, layer.output, out_len, sat, some),
-        });
-        ops.push(Op::Stats {
-            job: job(
-                l,
-                TensorKind::OutputGrad,
-                layer.output_grad,
-                out_len,
-                None,
-                some,
-            ),
-        });
+        for (kind, buffer, saturation) in [
+            (TensorKind::Output, layer.output, sat),
+            (TensorKind::OutputGrad, layer.output_grad, None),
+        ] {
+            let (j, measured) = job(l, kind, buffer, out_len, saturation, some);
+            if measured {
+                ops.push(Op::Stats { job: j });
+            }
+        }
         update_jobs[layer.weight] = Some(job(
             l,
             TensorKind::WeightUpdate,
@@ -1186,7 +1195,7 @@ pub fn compile_with(
     for p in 0..params.len() {
         ops.push(Op::Optimizer { param: p });
     }
-    for j in update_jobs.into_iter().flatten() {
+    for (j, _) in update_jobs.into_iter().flatten() {
         ops.push(Op::Stats { job: j });
     }
 

@@ -93,6 +93,11 @@ pub struct StatsJobSpec {
     pub len: usize,
     pub saturation: Option<(f32, f32)>,
     pub class: StatsClass,
+    /// The earlier job whose record this one is: the same tensor measured at the same
+    /// point of the step, for a second layer (two layers whose output gradient is one
+    /// buffer, as the branch's last BatchNorm and a projection shortcut's at a residual
+    /// merge). No op computes it; the executors give it that job's record.
+    pub same_as: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
