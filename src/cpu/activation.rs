@@ -112,7 +112,13 @@ pub fn activation_backward<T: Element>(act: Activation, x: &[T], y: &[T], dy: &[
     // As in the forward: the piecewise-linear activations loop with the activation fixed.
     match act {
         Activation::Identity => map_backward(x, y, dy, dx, |_, _, dy| dy * T::one()),
-        Activation::Relu => map_backward(x, y, dy, dx, |x, _, dy| relu_backward(x, dy)),
+        // ReLU's derivative from its output: y = max(x, 0) is > 0 exactly where x is, and
+        // NaN where x is, so `relu_backward(y, ·)` is `relu_backward(x, ·)` bit for bit.
+        // y is the tensor the next layer has just read in the backward (its weight
+        // gradient), so it is in cache, where x (the pre-activation) is not: a BatchNorm
+        // or an Add that applies the ReLU itself writes x past the caches, or not at all
+        // where nothing else reads it (cpu/executor.rs).
+        Activation::Relu => map_backward(x, y, dy, dx, |_, y, dy| relu_backward(y, dy)),
         Activation::LeakyRelu { .. } => {
             map_backward(x, y, dy, dx, |x, _, dy| dy * leaky_relu_slope(x, param))
         }
