@@ -174,7 +174,12 @@ fn cpu_fused_activation_gives_the_bits_of_the_two_ops() {
             ca::add_forward(&a, &b, &mut y1, None);
             activation_forward(act, &y1, &mut z1);
             let (mut y2, mut z2) = (vec![0f32; len], vec![f32::NAN; len]);
-            ca::add_forward(&a, &b, &mut y2, Some((act, &mut z2)));
+            let fused = gradscope::cpu::activation::FusedActivation {
+                act,
+                z: &mut z2,
+                write_y: true,
+            };
+            ca::add_forward(&a, &b, &mut y2, Some(fused));
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&y1), bits(&y2), "{name} len {len}: y");
             assert_eq!(bits(&z1), bits(&z2), "{name} len {len}: z");

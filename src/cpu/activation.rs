@@ -42,6 +42,16 @@ pub fn activation_forward<T: Element>(act: Activation, x: &[T], y: &mut [T]) {
     forward_split(act, x, y, true);
 }
 
+/// The activation that a BatchNorm's or an Add's pass applies to the values it writes (a
+/// fused activation forward): z = f(y), bit for bit `activation_forward`'s values.
+pub struct FusedActivation<'a, T> {
+    pub act: Activation,
+    pub z: &'a mut [T],
+    /// Whether the pass writes y as well. The CPU executor leaves y unwritten where no op
+    /// reads it but the activation itself (a ReLU, whose backward reads z).
+    pub write_y: bool,
+}
+
 /// `activation_forward` on the calling thread: for a pass that applies the activation to the
 /// rows it has just written (a BatchNorm's or an Add's, fused), the same values bit for bit.
 pub fn activation_forward_serial<T: Element>(act: Activation, x: &[T], y: &mut [T]) {

@@ -8,9 +8,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
-use crate::cpu::activation::activation_forward_serial;
+use crate::cpu::activation::{FusedActivation, activation_forward_serial};
 use crate::cpu::streaming::{STAGE, Streamer};
-use crate::ops::Activation;
 
 /// Passes over more elements than this split into chunks of this size across rayon's
 /// threads (each element on its own, so the split changes no result); below it the hand-off
@@ -19,9 +18,9 @@ const PAR_CHUNK: usize = 1 << 15;
 
 /// y = a + b, element-wise over `y.len()` elements.
 ///
-/// With `act` = (f, z), also z = f(y) in the same pass (a fused activation forward: the
-/// values of `activation_forward` on y, bit for bit).
-pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T], act: Option<(Activation, &mut [T])>) {
+/// With `act`, also z = f(y) in the same pass (a fused activation forward: the values of
+/// `activation_forward` on y, bit for bit), and y only where `act.write_y`.
+pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T], act: Option<FusedActivation<'_, T>>) {
     assert!(
         a.len() >= y.len() && b.len() >= y.len(),
         "add_forward: a has {} elements, b {}, y {}",
@@ -42,7 +41,7 @@ pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T], act: Option<(Activ
             .zip(a[..n].par_chunks(PAR_CHUNK))
             .zip(b[..n].par_chunks(PAR_CHUNK))
             .for_each(|((y, a), b)| sum(y, a, b)),
-        Some((f, z)) => {
+        Some(FusedActivation { act: f, z, write_y }) => {
             assert!(
                 z.len() >= n,
                 "add_forward: z has {} elements, y {n}",
@@ -59,7 +58,9 @@ pub fn add_forward<T: Element>(a: &[T], b: &[T], y: &mut [T], act: Option<(Activ
                     let stage = &mut stage[..y.len()];
                     sum(stage, &a[start..end], &b[start..end]);
                     activation_forward_serial(f, stage, &mut z[start..end]);
-                    streamer.write(stage, y);
+                    if write_y {
+                        streamer.write(stage, y);
+                    }
                 }
             };
             if n <= PAR_CHUNK {
@@ -116,10 +117,12 @@ pub fn copy_tensor<T: Element>(src: &[T], dst: &mut [T]) {
 mod tests {
     use super::*;
     use crate::cpu::activation::activation_forward;
+    use crate::ops::Activation;
 
     /// An add that writes its activation too gives y and z = f(y) bit for bit as the two
     /// ops apart, for every activation, in one task and across tasks, with a last staging
-    /// block cut short (cpu/streaming.rs).
+    /// block cut short (cpu/streaming.rs); told not to write y, it leaves y as it was and
+    /// writes the same z.
     #[test]
     fn fused_activation_gives_the_bits_of_the_two_ops() {
         for len in [5, 300, PAR_CHUNK + 77] {
@@ -131,11 +134,23 @@ mod tests {
                 let (mut y0, mut z0) = (vec![0f32; len], vec![0f32; len]);
                 add_forward(&a, &b, &mut y0, None);
                 activation_forward(act, &y0, &mut z0);
-                let (mut y1, mut z1) = (vec![f32::NAN; len], vec![f32::NAN; len]);
-                add_forward(&a, &b, &mut y1, Some((act, &mut z1[..])));
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&y0), bits(&y1), "{name}, {len}: y");
-                assert_eq!(bits(&z0), bits(&z1), "{name}, {len}: z");
+                for write_y in [true, false] {
+                    let (mut y1, mut z1) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    let fused = FusedActivation {
+                        act,
+                        z: &mut z1[..],
+                        write_y,
+                    };
+                    add_forward(&a, &b, &mut y1, Some(fused));
+                    let want_y = if write_y {
+                        bits(&y0)
+                    } else {
+                        bits(&vec![f32::NAN; len])
+                    };
+                    assert_eq!(want_y, bits(&y1), "{name}, {len}, write y {write_y}: y");
+                    assert_eq!(bits(&z0), bits(&z1), "{name}, {len}, write y {write_y}: z");
+                }
             }
         }
     }

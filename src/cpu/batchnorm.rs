@@ -30,10 +30,9 @@
 use rayon::prelude::*;
 
 use crate::cpu::Element;
-use crate::cpu::activation::activation_forward_serial;
+use crate::cpu::activation::{FusedActivation, activation_forward_serial};
 use crate::cpu::prefetch::{prefetch_lines, rows_ahead};
 use crate::cpu::streaming::{STAGE, Streamer};
-use crate::ops::Activation;
 use crate::ops::batchnorm::runs;
 
 /// Invocations per workgroup of batchnorm.wgsl and layernorm.wgsl, whose reduction orders
@@ -309,8 +308,8 @@ fn check(op: &str, n: usize, c: usize, s: usize, tensors: &[(&str, usize, usize)
 
 /// Training-mode forward. x, y: [n, c, s]; gamma, beta, save_mean, save_invstd,
 /// running_mean, running_var: [c]. Needs n·s ≥ 2 (the unbiased variance divides by M − 1).
-/// With `act` = (f, z), also z = f(y), row by row as y is written (a fused activation
-/// forward, bit for bit the unfused one).
+/// With `act`, also z = f(y), row by row as y is written (a fused activation forward, bit
+/// for bit the unfused one), and y only where `act.write_y`.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_forward_train<T: Element>(
     x: &[T],
@@ -326,7 +325,7 @@ pub fn batchnorm_forward_train<T: Element>(
     s: usize,
     eps: f64,
     momentum: f64,
-    act: Option<(Activation, &mut [T])>,
+    act: Option<FusedActivation<'_, T>>,
 ) {
     let len = n * c * s;
     check(
@@ -380,18 +379,19 @@ pub fn batchnorm_forward_train<T: Element>(
 
 /// `f(ni, ch, si, out)` writes values si .. si + out.len() of the row (sample ni, channel
 /// ch) of t[n, c, s], for every row, samples split across rayon's threads as in
-/// `for_each_row`. With `act` = (f, z), each block of values is written into a staging
-/// block first, z = f(values) is written from there, and the values go to t past the
-/// caches (cpu/streaming.rs): t is the pre-activation, which the activation's backward
-/// reads next, long after. z is `activation_forward`'s values, bit for bit.
+/// `for_each_row`. With `act`, each block of values is written into a staging block
+/// first, z = f(values) is written from there, and the values go to t past the caches
+/// (cpu/streaming.rs): t is the pre-activation, which the activation's backward reads
+/// next, long after. Where `act.write_y` is false, nothing reads t, and it is not
+/// written at all. z is `activation_forward`'s values, bit for bit.
 fn for_each_row_then<T: Element>(
     t: &mut [T],
-    act: Option<(Activation, &mut [T])>,
+    act: Option<FusedActivation<'_, T>>,
     c: usize,
     s: usize,
     f: impl Fn(usize, usize, usize, &mut [T]) + Sync,
 ) {
-    let Some((act, z)) = act else {
+    let Some(FusedActivation { act, z, write_y }) = act else {
         for_each_row(t, c, s, 0..c, |ni, ch, row| f(ni, ch, 0, row));
         return;
     };
@@ -421,7 +421,9 @@ fn for_each_row_then<T: Element>(
                 for si in (0..s).step_by(STAGE) {
                     let take = (s - si).min(STAGE);
                     if filled + take > STAGE {
-                        streamer.write(&stage[..filled], &mut samples[start..start + filled]);
+                        if write_y {
+                            streamer.write(&stage[..filled], &mut samples[start..start + filled]);
+                        }
                         (start, filled) = (start + filled, 0);
                     }
                     let piece = &mut stage[filled..filled + take];
@@ -431,7 +433,9 @@ fn for_each_row_then<T: Element>(
                     filled += take;
                 }
             }
-            streamer.write(&stage[..filled], &mut samples[start..start + filled]);
+            if write_y {
+                streamer.write(&stage[..filled], &mut samples[start..start + filled]);
+            }
         });
 }
 
@@ -461,7 +465,7 @@ pub fn batchnorm_forward_eval<T: Element>(
     c: usize,
     s: usize,
     eps: f64,
-    act: Option<(Activation, &mut [T])>,
+    act: Option<FusedActivation<'_, T>>,
 ) {
     let len = n * c * s;
     check(
@@ -596,6 +600,7 @@ mod tests {
     //! index divided out of m, one channel at a time), kept as the reference that the
     //! blocked, parallel twin must reproduce bit for bit.
     use super::*;
+    use crate::ops::Activation;
 
     fn reference_index(c: usize, s: usize, ch: usize, m: usize) -> usize {
         let (ni, si) = (m / s, m % s);
@@ -820,12 +825,17 @@ mod tests {
             for name in Activation::ALL_NAMES {
                 let act = Activation::parse(name).unwrap();
                 for train in [true, false] {
-                    let run = |fused: bool| {
-                        let mut y = vec![0f32; len];
+                    // fused: None, the ops apart; Some(write_y), one pass.
+                    let run = |fused: Option<bool>| {
+                        let mut y = vec![f32::NAN; len];
                         let mut z = vec![f32::NAN; len];
                         let (mut m, mut is) = (vec![0f32; c], vec![0f32; c]);
                         let (mut rm, mut rv) = (vec![0.1f32; c], vec![0.9f32; c]);
-                        let act_z = fused.then_some((act, &mut z[..]));
+                        let act_z = fused.map(|write_y| FusedActivation {
+                            act,
+                            z: &mut z[..],
+                            write_y,
+                        });
                         if train {
                             batchnorm_forward_train(
                                 &x, &gamma, &beta, &mut y, &mut m, &mut is, &mut rm, &mut rv, n, c,
@@ -836,14 +846,18 @@ mod tests {
                                 &x, &gamma, &beta, &rm, &rv, &mut y, n, c, s, 1e-5, act_z,
                             );
                         }
-                        if !fused {
+                        if fused.is_none() {
                             activation_forward(act, &y, &mut z);
                         }
                         (y, z)
                     };
-                    let ((y0, z0), (y1, z1)) = (run(false), run(true));
+                    let ((y0, z0), (y1, z1)) = (run(None), run(Some(true)));
                     let what = format!("{name}, train {train}, n {n} c {c} s {s}");
                     same_bits(&format!("{what}: y"), &y1, &y0);
+                    // Told not to write y, the pass leaves it as it was.
+                    let (y2, z2) = run(Some(false));
+                    same_bits(&format!("{what}: y unwritten"), &y2, &vec![f32::NAN; len]);
+                    same_bits(&format!("{what}: z without y"), &z2, &z0);
                     same_bits(&format!("{what}: z"), &z1, &z0);
                 }
             }

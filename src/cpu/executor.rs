@@ -5,6 +5,7 @@ use super::{
     Element, activation, add, batchnorm, bias, clip, conv2d, dropout, embedding, layernorm, loss,
     matmul, optimizer, pool, pool2d, recurrent, stats, stats_schedule::StatsSchedule,
 };
+use crate::cpu::activation::FusedActivation;
 use crate::cpu::aligned::AlignedBuf;
 use crate::data::loader::one_hot;
 use crate::error::{Error, Result};
@@ -51,6 +52,10 @@ pub struct CpuExecutor<T: Element = f32> {
     /// earlier op wrote it.
     fused: Vec<Fused>,
     eval_fused: Vec<Fused>,
+    /// Per op of the two lists: a fused BatchNorm or Add whose pre-activation y no op reads
+    /// (`unread_pre_activations`), so that its pass writes only z.
+    y_unread: Vec<bool>,
+    eval_y_unread: Vec<bool>,
 }
 
 /// The fusions the CPU twins have a pass for: an activation forward after a BatchNorm
@@ -64,6 +69,44 @@ fn fused_activations(plan: &Plan, ops: &[Op]) -> Vec<Fused> {
             out[i] = *f;
             out[i + 1] = Fused::Absorbed;
         }
+    }
+    out
+}
+
+/// Per op of `ops`: whether it is a BatchNorm or an Add that applies a ReLU in its own pass
+/// (`fused`) and whose output y, the ReLU's input, no op reads. The ReLU's backward reads
+/// the ReLU's output instead (`activation_backward`), so then only the fused pass itself
+/// names y, and y need not be written at all: on resnet-20 that is a tensor's worth of
+/// stores saved in each of its 19 ReLUs (BENCHMARKS.md). y is read where another op names
+/// it, where the statistics measure it, or where it is a layer's output (dead units).
+fn unread_pre_activations(plan: &Plan, ops: &[Op], fused: &[Fused]) -> Vec<bool> {
+    let measured: Vec<BufId> = plan
+        .stats_jobs
+        .iter()
+        .map(|j| j.buffer)
+        .chain(plan.layers.iter().map(|l| l.output))
+        .map(|b| plan.resolve(b))
+        .collect();
+    let mut out = vec![false; ops.len()];
+    for (i, f) in fused.iter().enumerate() {
+        let Fused::WithAct(Activation::Relu, _) = f else {
+            continue;
+        };
+        let y = match ops[i] {
+            Op::BatchNormForward { y, .. } | Op::AddForward { y, .. } => plan.resolve(y),
+            _ => continue,
+        };
+        let read_elsewhere = ops.iter().enumerate().any(|(k, op)| {
+            let relu_backward = matches!(
+                *op,
+                Op::ActivationBackward { act: Activation::Relu, x, .. } if plan.resolve(x) == y
+            );
+            k != i
+                && k != i + 1
+                && !relu_backward
+                && op.buffers().into_iter().any(|b| plan.resolve(b) == y)
+        });
+        out[i] = !read_elsewhere && !measured.contains(&y);
     }
     out
 }
@@ -137,6 +180,8 @@ impl<T: Element> CpuExecutor<T> {
         let stats_schedule = StatsSchedule::new(&plan);
         let fused = fused_activations(&plan, &plan.ops);
         let eval_fused = fused_activations(&plan, &plan.eval);
+        let y_unread = unread_pre_activations(&plan, &plan.ops, &fused);
+        let eval_y_unread = unread_pre_activations(&plan, &plan.eval, &eval_fused);
         CpuExecutor {
             plan,
             storage,
@@ -153,6 +198,8 @@ impl<T: Element> CpuExecutor<T> {
             stats_schedule,
             fused,
             eval_fused,
+            y_unread,
+            eval_y_unread,
         }
     }
 
@@ -161,6 +208,8 @@ impl<T: Element> CpuExecutor<T> {
     pub fn without_fusion(mut self) -> Self {
         self.fused.fill(Fused::Alone);
         self.eval_fused.fill(Fused::Alone);
+        self.y_unread.fill(false);
+        self.eval_y_unread.fill(false);
         self
     }
 
@@ -264,7 +313,7 @@ impl<T: Element> CpuExecutor<T> {
             }
             let i = i - 1;
             let act = match self.fused[i] {
-                Fused::WithAct(act, z) => Some((act, z)),
+                Fused::WithAct(act, z) => Some((act, z, !self.y_unread[i])),
                 _ => None,
             };
             if matches!(self.fused[i], Fused::Absorbed) {
@@ -343,20 +392,24 @@ impl<T: Element> CpuExecutor<T> {
             let op = self.plan.eval[i].clone();
             match self.eval_fused[i] {
                 Fused::Absorbed => {}
-                Fused::WithAct(act, z) => self.run_op(&op, None, Some((act, z)))?,
+                Fused::WithAct(act, z) => {
+                    let write_y = !self.eval_y_unread[i];
+                    self.run_op(&op, None, Some((act, z, write_y)))?
+                }
                 _ => self.run_op(&op, None, None)?,
             }
         }
         Ok(())
     }
 
-    /// Runs `op`; `act` = (f, z): a BatchNorm forward or an Add also writes z = f(y) (the
-    /// activation forward after it, which is then skipped).
+    /// Runs `op`; `act` = (f, z, write_y): a BatchNorm forward or an Add also writes z =
+    /// f(y) (the activation forward after it, which is then skipped), and y only where
+    /// `write_y`.
     fn run_op(
         &mut self,
         op: &Op,
         scalars: Option<StepScalars>,
-        act: Option<(Activation, BufId)>,
+        act: Option<(Activation, BufId, bool)>,
     ) -> Result<()> {
         match *op {
             Op::Matmul {
@@ -570,8 +623,12 @@ impl<T: Element> CpuExecutor<T> {
                 let mut out = self.take(y);
                 let mut rm = self.take(running_mean);
                 let mut rv = self.take(running_var);
-                let mut z = act.map(|(f, z)| (f, z, self.take(z)));
-                let z_out = z.as_mut().map(|(f, _, v)| (*f, &mut v[..]));
+                let mut z = act.map(|(f, z, write_y)| (f, z, write_y, self.take(z)));
+                let z_out = z.as_mut().map(|(f, _, write_y, v)| FusedActivation {
+                    act: *f,
+                    z: &mut v[..],
+                    write_y: *write_y,
+                });
                 if train {
                     let mut m = self.take(mean);
                     let mut is = self.take(inv_std);
@@ -611,7 +668,7 @@ impl<T: Element> CpuExecutor<T> {
                 self.put(running_mean, rm);
                 self.put(running_var, rv);
                 self.put(y, out);
-                if let Some((_, id, v)) = z {
+                if let Some((_, id, _, v)) = z {
                     self.put(id, v);
                 }
             }
@@ -769,11 +826,15 @@ impl<T: Element> CpuExecutor<T> {
             }
             Op::AddForward { a, b, y, .. } => {
                 let mut out = self.take(y);
-                let mut z = act.map(|(f, z)| (f, z, self.take(z)));
-                let z_out = z.as_mut().map(|(f, _, v)| (*f, &mut v[..]));
+                let mut z = act.map(|(f, z, write_y)| (f, z, write_y, self.take(z)));
+                let z_out = z.as_mut().map(|(f, _, write_y, v)| FusedActivation {
+                    act: *f,
+                    z: &mut v[..],
+                    write_y: *write_y,
+                });
                 add::add_forward(self.float(a), self.float(b), &mut out, z_out);
                 self.put(y, out);
-                if let Some((_, id, v)) = z {
+                if let Some((_, id, _, v)) = z {
                     self.put(id, v);
                 }
             }
@@ -1181,6 +1242,68 @@ mod tests {
                     job.kind, job.layer
                 );
             }
+        }
+    }
+
+    /// resnet-20's 19 ReLUs run inside the BatchNorm or Add before them, and no other op
+    /// reads those pre-activations (the ReLU's backward reads its output), so the CPU
+    /// executor writes none of them, in training or in evaluation; a training step leaves
+    /// those buffers as they were allocated, and still computes the same bits as the ops
+    /// apart (tests/convnet.rs).
+    #[test]
+    fn relu_pre_activations_are_left_unwritten() {
+        let model = zoo::cifar_resnet(
+            &[3, 8, 8],
+            4,
+            20,
+            true,
+            true,
+            Init::HeNormal,
+            LossKind::Xent,
+        )
+        .unwrap();
+        let plan = compile(&model, 2, OptimizerParams::new(OptimizerKind::Momentum)).unwrap();
+        let mut exec = CpuExecutor::<f32>::new(plan.clone());
+        let unread: Vec<BufId> = exec
+            .y_unread
+            .iter()
+            .zip(&plan.ops)
+            .filter(|(u, _)| **u)
+            .map(|(_, op)| match *op {
+                Op::BatchNormForward { y, .. } | Op::AddForward { y, .. } => y,
+                _ => unreachable!("only a BatchNorm or an Add leaves y unwritten"),
+            })
+            .collect();
+        assert_eq!(unread.len(), 19);
+        assert_eq!(exec.eval_y_unread.iter().filter(|u| **u).count(), 19);
+        crate::train::initialize(&mut exec, 5).unwrap();
+        let inputs: Vec<f32> = (0..plan.batch * plan.input_features)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+            .collect();
+        exec.load_batch(&inputs, &[1, 3]).unwrap();
+        let scalars = StepScalars { lr: 0.05, t: 1 };
+        exec.train_step(1, scalars, StatsLevel::Full).unwrap();
+        for y in unread {
+            assert!(
+                exec.float(y).iter().all(|v| v.to_bits() == 0),
+                "{y:?} written"
+            );
+        }
+        // Without fusion, the same buffers hold the pre-activations.
+        let mut apart = CpuExecutor::<f32>::new(plan.clone()).without_fusion();
+        crate::train::initialize(&mut apart, 5).unwrap();
+        apart.load_batch(&inputs, &[1, 3]).unwrap();
+        apart.train_step(1, scalars, StatsLevel::Full).unwrap();
+        assert!(apart.y_unread.iter().all(|u| !u));
+        let written = plan.ops.iter().filter_map(|op| match *op {
+            Op::BatchNormForward { y, .. } => Some(y),
+            _ => None,
+        });
+        for y in written {
+            assert!(
+                apart.float(y).iter().any(|v| *v != 0.0),
+                "{y:?} unwritten apart"
+            );
         }
     }
 }
