@@ -19,7 +19,10 @@
 //! the plan can observe the difference. Only the intermediate state between the fused ops
 //! (y without its bias; a copy's destination before the BatchNorm's backward runs)
 //! disappears, and no op reads it: they are consecutive in the op list. The plan is
-//! unchanged; fused ops keep their place in the op list with no pass of their own.
+//! unchanged; fused ops keep their place in the op list with no pass of their own. (The
+//! CPU executor goes one step further where the activation is a ReLU and no op, record or
+//! layer reads y but the ReLU's backward, which it serves from z: it leaves y unwritten,
+//! `cpu::executor`'s `unread_pre_activations`.)
 //!
 //! Each executor takes what it has passes for: the GPU executor every pattern (a dense one
 //! only where the product runs on a tiled variant, `gpu::fusion::plan_fusions`), the CPU
