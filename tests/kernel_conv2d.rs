@@ -419,6 +419,48 @@ fn cpu_f32_passes_match_the_f64_definition() {
             );
         }
     }
+    // Strided input gradients by stride phase on the wide grid (conv2d_strided_input.rs):
+    // resnet-20's two on the bundled data's 28×28 inputs, odd planes, strides 3 × 2, 4 × 4
+    // (one tap a phase), 2 × 1 and 1 × 2, input channels past a whole block (20, 24),
+    // no padding, a plane one column wide.
+    let strided_input = [
+        shape(2, 16, 28, 28, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(2, 32, 14, 14, 64, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(3, 16, 9, 11, 8, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        shape(1, 24, 10, 7, 8, [5, 3], [3, 2], [2, 1], [1, 1], 1),
+        shape(2, 16, 8, 8, 16, [4, 4], [4, 4], [0, 0], [1, 1], 1),
+        shape(1, 20, 7, 12, 16, [3, 3], [2, 2], [0, 0], [1, 1], 1),
+        shape(2, 16, 9, 10, 8, [3, 3], [2, 1], [1, 1], [1, 1], 1),
+        shape(2, 16, 10, 9, 8, [3, 3], [1, 2], [1, 1], [1, 1], 1),
+        shape(1, 16, 9, 1, 32, [3, 1], [2, 1], [1, 0], [1, 1], 1),
+    ];
+    if cc::direct_isa().is_some() && channels_on {
+        for s in &strided_input {
+            assert!(
+                cc::runs_input_gradient_direct::<f32>(s),
+                "{}'s input gradient runs by stride phase",
+                describe(s)
+            );
+            // Without accumulating, every element of dx is written: NaN must not remain.
+            let w = random_vec(9001, s.w_len(), -1.0, 1.0);
+            let dy = random_vec(9002, s.y_len(), -1.0, 1.0);
+            let mut dx = vec![f32::NAN; s.x_len()];
+            cc::conv2d_backward_input_with(s, &dy, &w, &mut dx, &mut AlignedBuf::default(), false);
+            let up = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+            let want: Vec<f32> = naive_backward_input(s, &up(&dy), &up(&w))
+                .iter()
+                .map(|&g| g as f32)
+                .collect();
+            let terms = s.c_out * s.kh * s.kw;
+            assert_close(
+                &format!("backward input from NaN, {}", describe(s)),
+                &dx,
+                &want,
+                4e-7 * terms as f32,
+                1e-5,
+            );
+        }
+    }
     // The input gradient of a stride-1 convolution with 32 input channels is a forward with
     // 32 output channels.
     let transposed_blocks = shape(2, 32, 6, 7, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1);
@@ -427,6 +469,7 @@ fn cpu_f32_passes_match_the_f64_definition() {
     all.extend(wide);
     all.extend(channel_blocks);
     all.extend(channels_last);
+    all.extend(strided_input);
     all.push(transposed_blocks);
     // Depthwise (conv2d_depthwise.rs): the dwsep model's three shapes on the bundled data's
     // 28×28, a channel multiplier of 2, a 5×5 dilated kernel on rows wider than a vector,

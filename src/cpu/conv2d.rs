@@ -45,6 +45,7 @@ use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_depthwise;
 use crate::cpu::conv2d_direct;
 use crate::cpu::conv2d_phases;
+use crate::cpu::conv2d_strided_input;
 use crate::cpu::conv2d_weight_nhwc;
 use crate::cpu::element::GemmThreads;
 use crate::ops::Conv2dShape;
@@ -476,6 +477,12 @@ pub fn conv2d_backward_input_with<T: Element>(
         forward_into(&t, dy, wt, dx, cols, accumulate);
         return;
     }
+    if conv2d_strided_input::applies::<T>(s) {
+        let per = images_per_part(s.n);
+        scratch.grow(conv2d_strided_input::scratch_len(s, s.n.div_ceil(per)));
+        conv2d_strided_input::backward_input(s, dy, w, dx, scratch, per, accumulate);
+        return;
+    }
     let [oh, ow] = s.out_hw();
     let (ohw, k, cpg_out) = (oh * ow, s.patch_len(), s.cout_per_group());
     let x_img = s.c_in * s.h * s.w;
@@ -557,10 +564,12 @@ pub fn conv2d_backward_input_with<T: Element>(
 }
 
 /// Whether this CPU runs the input gradient of shape `s` in `T` through direct kernels:
-/// a depthwise shape's own, or at stride 1 the forward kernel where its transposed
-/// convolution takes one.
+/// a depthwise shape's own, at stride 1 the forward kernel where its transposed
+/// convolution takes one, and strided shapes by stride phase (conv2d_strided_input.rs).
 pub fn runs_input_gradient_direct<T: Element>(s: &Conv2dShape) -> bool {
-    conv2d_depthwise::applies(s) || transposed(s).is_some_and(|t| runs_direct::<T>(&t)[0])
+    conv2d_depthwise::applies(s)
+        || transposed(s).is_some_and(|t| runs_direct::<T>(&t)[0])
+        || conv2d_strided_input::applies::<T>(s)
 }
 
 /// Input channels per group from which `transposed` applies: the smallest count measured

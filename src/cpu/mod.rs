@@ -17,6 +17,7 @@ mod conv2d_depthwise_lanes;
 mod conv2d_direct;
 mod conv2d_direct_kernels;
 mod conv2d_phases;
+mod conv2d_strided_input;
 mod conv2d_weight_nhwc;
 pub mod dropout;
 pub mod element;
