@@ -8,11 +8,13 @@
 //! kh/s × kw/s taps, whose outputs are the phase's pixels: the transposed (fractionally
 //! strided) convolution, taken apart. The im2col path (conv2d.rs) forms the patch gradient
 //! W_gᵀ·dy_g instead, a GEMM that sums over c_out/groups only, and then adds each of its
-//! kh·kw rows back into the image (conv2d_phases.rs): on resnet-20's stride-2 3×3 input
-//! gradients at batch 128 on 28×28 inputs, 1.6–1.7 ms (16→32) and 1.5–1.6 ms (32→64) that
-//! way against 1.2 and 1.1–1.2 this way, where PyTorch's oneDNN takes 1.5 and 1.3
-//! (BENCHMARKS.md). The 14×14 and 7×7 outputs are awkward for the GEMM; on 32×32 inputs
-//! (16×16 and 8×8) the two ways are closer.
+//! kh·kw rows back into the image (conv2d_phases.rs). On resnet-20's stride-2 3×3 input
+//! gradients at batch 128 on the bundled data's 28×28 inputs (dy planes of 14×14 and 7×7),
+//! that took 1.7–1.8 ms (16→32) and 1.6–1.8 ms (32→64), this way 1.3–1.4 ms each, where
+//! PyTorch's oneDNN takes 1.5 and 1.1–1.3 (two threads, BENCHMARKS.md). On 32×32 inputs
+//! (planes of 16×16 and 8×8, whole vectors) the im2col path ran 5 % (16→32) and 15 %
+//! (32→64) faster than this one, so it keeps the shapes whose dy planes are whole
+//! vectors.
 //!
 //! Method, per image: dy is copied once into zero-padded planes (`conv2d_direct::pad_image`),
 //! padded so that every phase's taps stay inside them. For each phase, the wide grid runs a
@@ -34,8 +36,9 @@
 //! Where: f32, one group, stride up to `MAX_STRIDE` along each axis (not 1 × 1), no
 //! dilation, a kernel at least as large as the stride along each axis (so that every phase
 //! has taps: a 1×1 kernel at stride 2 reaches a quarter of the pixels, which the im2col
-//! path's scatter leaves alone), and input channels that fill the blocks of CB but for a
-//! quarter of the last (a 3-channel image would compute 8 channels for 3).
+//! path's scatter leaves alone), input channels that fill the blocks of CB but for a
+//! quarter of the last (a 3-channel image would compute 8 channels for 3), and dy planes
+//! that are not whole vectors (above).
 //! `GRADSCOPE_CONV_CHANNELS=off` turns it off with the other channel-block paths, to
 //! compare on one machine.
 
@@ -148,8 +151,8 @@ impl Layout {
         // The vectors per block that cost the least: a block of PV vectors makes CB·PV FMAs
         // for PV + CB loads a step, so one vector waits on its loads (CB + 1 for CB FMAs)
         // where two or more wait on their FMAs; the blocks round each phase's positions up.
-        // On 28×28 inputs (phases of 14 rows of 15) two vectors won; on 32×32 (16 × 17), one
-        // vector, which rounds nothing up, ran 5–10 % slower than two or three.
+        // On 28×28 inputs (phases of 14 rows of 15, and 7 of 8) two vectors ran 10–20 %
+        // faster than one or three, as this cost says.
         let cost = |pv: usize| -> usize {
             let positions: usize = every_phase()
                 .map(|(pr, _)| (rows[pr].len * wp).next_multiple_of(pv * lanes))
@@ -232,9 +235,11 @@ fn layout<T: Element>(s: &Conv2dShape) -> Option<Layout> {
     let strided = s.stride != [1, 1] && s.stride[0].max(s.stride[1]) <= MAX_STRIDE;
     let every_phase = s.kh >= s.stride[0] && s.kw >= s.stride[1];
     let filled = 4 * s.c_in.next_multiple_of(isa.forward_channels()) <= 5 * s.c_in;
+    let whole_vectors = (oh * ow).is_multiple_of(isa.lanes());
     if !strided
         || !every_phase
         || !filled
+        || whole_vectors
         || s.groups != 1
         || s.dilation != [1, 1]
         || s.n == 0
