@@ -10,7 +10,7 @@
 //! W_gᵀ·dy_g instead, a GEMM that sums over c_out/groups only, and then adds each of its
 //! kh·kw rows back into the image (conv2d_phases.rs). On resnet-20's stride-2 3×3 input
 //! gradients at batch 128 on the bundled data's 28×28 inputs (dy planes of 14×14 and 7×7),
-//! that took 1.7–1.8 ms (16→32) and 1.6–1.8 ms (32→64), this way 1.3–1.4 ms each, where
+//! that took 1.55–1.77 ms (16→32) and 1.48–1.78 ms (32→64), this way 1.16–1.46 ms, where
 //! PyTorch's oneDNN takes 1.5 and 1.1–1.3 (two threads, BENCHMARKS.md). On 32×32 inputs
 //! (planes of 16×16 and 8×8, whole vectors) the im2col path ran 5 % (16→32) and 15 %
 //! (32→64) faster than this one, so it keeps the shapes whose dy planes are whole
