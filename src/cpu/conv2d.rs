@@ -19,7 +19,9 @@
 //!
 //! In f32 on AVX-512, stride-1 shapes skip the patch matrix: conv2d_direct.rs convolves
 //! zero-padded planes directly (the forward, and so the transposed input gradient, and the
-//! weight gradient); `runs_direct` says which passes of a shape take that path.
+//! weight gradient); `runs_direct` says which passes of a shape take that path. Strided
+//! input gradients go by stride phase on the same kernels (conv2d_strided_input.rs) where
+//! dy's planes are not whole vectors; `runs_input_gradient_direct` says which.
 //!
 //! Images of the batch run in parallel with rayon for the forward and input gradient; each
 //! writes its own slice of the output, so the result does not depend on scheduling.
