@@ -152,6 +152,10 @@ fn gemm_allocs(plan: &Plan) -> (usize, usize) {
                 let per = one_gemm_allocs(GemmThreads::Serial, cpg, k, oh * ow, false, false, 0.0);
                 add(s.n * s.groups, per);
             }
+            // The direct input gradients (depthwise, stride 1 as a direct forward, strided by
+            // stride phase) issue no GEMM either.
+            Op::Conv2dBackwardInput { shape: s, .. }
+                if conv2d::runs_input_gradient_direct::<f32>(&s) => {}
             // The forward of the transposed convolution, adding onto dx with `accumulate`.
             Op::Conv2dBackwardInput {
                 shape: s,
