@@ -378,16 +378,30 @@ fn channel_row_block(
 
 /// Bytes of padded images and transposed output gradients the weight gradient holds at
 /// once: every register block sums a slab over all its positions before its accumulators go
-/// back to memory, and each team's slab stays in its core's L2 cache (1 MiB on the
-/// development machine's Zen 4) while the team's blocks read it.
+/// back to memory, and each worker's slab stays in its core's L2 cache (1 MiB on the
+/// development machine's Zen 4) while the blocks read it.
 const WEIGHT_SLAB_BYTES: usize = 512 << 10;
 
-/// The weight gradient's scratch: every register block's accumulators ([P][width] each, P
-/// being the block's pairs), then for a slab of images their padded planes and their output
-/// gradients transposed to [positions, c_out].
+/// Parts of the batch the weight gradient sums apart, at most: enough for the threads of a
+/// workstation CPU to share, few enough that the parts' accumulators (a copy of dw each)
+/// stay small. Fixed, so that the sums do not depend on the thread count
+/// (conv2d_weight_nhwc.rs cuts the batch the same way).
+const WEIGHT_PARTS: usize = 8;
+
+/// The weight gradient's scratch: each part's accumulators (every register block's, [P][width]
+/// each, P being the block's pairs), then each worker's slab: its images' padded planes and
+/// their output gradients transposed to [positions, c_out].
+///
+/// The batch is cut into contiguous parts, run in parallel, each part's images laid out once
+/// and every register block run over them; the parts' sums are added in part order. Before,
+/// teams of blocks (one per thread) each laid out the whole batch, so that the slab their
+/// blocks read lay in their own core's cache: every image was padded and its output gradient
+/// transposed once per thread (BENCHMARKS.md, twenty-first session). With one slab shared by
+/// the threads before that, each block read half of it from another core's cache, and two
+/// threads ran the weight gradient only 1.1–1.5× faster than one.
 struct WeightLayout {
     l: Layout,
-    /// Images at a time: as many as fit the slab's bytes, at least one.
+    /// Images at a time: as many as fit the slab's bytes, at least one, at most a part.
     slab: usize,
     /// Output rows the register blocks sum at a time: every row of the slab's images where
     /// a whole image fits the slab's bytes; else, one image at a time, bands of rows whose
@@ -396,12 +410,11 @@ struct WeightLayout {
     band: usize,
     /// Register blocks of (input channel, tap) pairs per block of output channels.
     pair_blocks: usize,
-    /// Teams of register blocks (one per rayon thread, at most one per block), each with
-    /// its own slab: a team pads and transposes every slab itself and runs its blocks over
-    /// it, so the slab its blocks read lies in its own core's cache. With one slab shared by
-    /// the threads, each block read half of it from another core's cache, and two threads
-    /// ran the weight gradient only 1.1–1.5× faster than one (BENCHMARKS.md).
-    teams: usize,
+    /// Images per part, parts (`WEIGHT_PARTS` at most), and workers (one per rayon thread,
+    /// at most one per part), each taking a run of parts through a slab of its own.
+    per_part: usize,
+    parts: usize,
+    workers: usize,
     xp_len: usize,
     dyt_len: usize,
 }
@@ -413,26 +426,29 @@ impl WeightLayout {
         let dyt_len = l.positions * s.c_out;
         let bytes = std::mem::size_of::<f32>();
         let image_bytes = (xp_len + dyt_len) * bytes;
+        let per_part = s.n.div_ceil(WEIGHT_PARTS).max(1);
         let (slab, band) = if image_bytes <= slab_bytes {
-            ((slab_bytes / image_bytes).clamp(1, s.n), oh)
+            ((slab_bytes / image_bytes).clamp(1, per_part), oh)
         } else {
             let row_bytes = (ow * s.c_out + s.stride[0] * l.wp * s.c_in) * bytes;
             (1, (slab_bytes / row_bytes).clamp(1, oh))
         };
         let pair_blocks = s.patch_len().div_ceil(l.p);
-        let units = s.groups * l.blocks * pair_blocks;
+        let parts = s.n.div_ceil(per_part);
         WeightLayout {
             l,
             slab,
             band,
             pair_blocks,
-            teams: rayon::current_num_threads().clamp(1, units),
+            per_part,
+            parts,
+            workers: rayon::current_num_threads().clamp(1, parts.max(1)),
             xp_len,
             dyt_len,
         }
     }
 
-    /// Elements of one team's slab: its padded images, then their transposed output
+    /// Elements of one worker's slab: its padded images, then their transposed output
     /// gradients.
     fn slab_len(&self) -> usize {
         self.slab * (self.xp_len + self.dyt_len)
@@ -446,8 +462,13 @@ impl WeightLayout {
         s.groups * self.l.blocks * self.pair_blocks
     }
 
+    /// Elements of one part's accumulators: every register block's.
+    fn part_len(&self, s: &Conv2dShape) -> usize {
+        self.units(s) * self.unit_len()
+    }
+
     fn len(&self, s: &Conv2dShape) -> usize {
-        self.units(s) * self.unit_len() + self.teams * self.slab_len()
+        self.parts * self.part_len(s) + self.workers * self.slab_len()
     }
 }
 
@@ -465,11 +486,11 @@ pub(super) fn weight_scratch_len(s: &Conv2dShape) -> usize {
 }
 
 /// dw = Σ_b dy[b] ⋆ x[b] (or dw += that with `accumulate`) for a checked shape where
-/// `applies_to_weight_gradient::<T>` holds. The batch goes in slabs: each slab's images are
-/// padded and their output gradients transposed in parallel, then the register blocks run
-/// in parallel, each adding the slab's positions to its accumulators. Every weight sums its
-/// images in order and their positions in order in one lane: the result depends neither on
-/// the thread count nor on the slab.
+/// `applies_to_weight_gradient::<T>` holds. The batch goes in parts, in parallel, and each
+/// part in slabs: each slab's images are padded and their output gradients transposed, then
+/// every register block adds the slab's positions to the part's accumulators. Every weight
+/// sums a part's images in order and their positions in order in one lane, and the parts'
+/// sums in part order: the result depends neither on the thread count nor on the slab.
 pub(super) fn backward_weight<T: Element>(
     s: &Conv2dShape,
     x: &[T],
@@ -505,44 +526,50 @@ fn backward_weight_f32(
     let cpg_out = s.cout_per_group();
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * l.positions;
-    let units = wl.units(s);
-    let (accs, slabs) = scratch.split_at_mut(units * wl.unit_len());
-    let per_team = units.div_ceil(wl.teams);
+    let part_len = wl.part_len(s);
+    let (accs, slabs) = scratch[..wl.len(s)].split_at_mut(wl.parts * part_len);
+    let per_worker = wl.parts.div_ceil(wl.workers);
     let [oh, _] = s.out_hw();
-    accs.par_chunks_mut(per_team * wl.unit_len())
+    accs.par_chunks_mut(per_worker * part_len)
         .zip(slabs.par_chunks_mut(wl.slab_len()))
         .enumerate()
-        .for_each(|(team, (accs, slab))| {
+        .for_each(|(worker, (accs, slab))| {
             let (xps, dyts) = slab.split_at_mut(wl.slab * wl.xp_len);
-            for s0 in (0..s.n).step_by(wl.slab) {
-                let count = (s.n - s0).min(wl.slab);
-                let images = xps.chunks_mut(wl.xp_len).zip(dyts.chunks_mut(wl.dyt_len));
-                for (i, (xp, dyt)) in images.take(count).enumerate() {
-                    let b = s0 + i;
-                    // Each slab's images overwrite the interior only: the padding zeroed
-                    // for the first stays zero.
-                    if s0 == 0 {
-                        xp.fill(0.0);
+            // Each slab's images overwrite the interior only: the padding zeroed once stays
+            // zero.
+            xps.fill(0.0);
+            for (p, accs) in accs.chunks_mut(part_len).enumerate() {
+                let part = worker * per_worker + p;
+                let images = part * wl.per_part..((part + 1) * wl.per_part).min(s.n);
+                accs.fill(0.0);
+                for s0 in images.clone().step_by(wl.slab) {
+                    let count = (images.end - s0).min(wl.slab);
+                    let slots = xps.chunks_mut(wl.xp_len).zip(dyts.chunks_mut(wl.dyt_len));
+                    for (i, (xp, dyt)) in slots.take(count).enumerate() {
+                        let b = s0 + i;
+                        pad_image(s, l.wp, l.plane, &x[b * x_img..][..x_img], xp);
+                        transpose(&dy[b * y_img..][..y_img], s.c_out, l.positions, dyt);
                     }
-                    pad_image(s, l.wp, l.plane, &x[b * x_img..][..x_img], xp);
-                    transpose(&dy[b * y_img..][..y_img], s.c_out, l.positions, dyt);
-                }
-                let slab = &xps[..count * wl.xp_len];
-                for r0 in (0..oh).step_by(wl.band) {
-                    let rows = r0..(r0 + wl.band).min(oh);
-                    for (u, acc) in accs.chunks_mut(wl.unit_len()).enumerate() {
-                        if s0 == 0 && r0 == 0 {
-                            acc.fill(0.0);
+                    let slab = &xps[..count * wl.xp_len];
+                    for r0 in (0..oh).step_by(wl.band) {
+                        let rows = r0..(r0 + wl.band).min(oh);
+                        for (unit, acc) in accs.chunks_mut(wl.unit_len()).enumerate() {
+                            weight_block(s, wl, unit, slab, dyts, rows.clone(), acc);
                         }
-                        let unit = team * per_team + u;
-                        weight_block(s, wl, unit, slab, dyts, rows.clone(), acc);
                     }
                 }
             }
         });
-    // Written over or added to dw; block (g, b, kb)'s accumulator r, channel c, is the
-    // weight of output channel g·cpg_out + b·width + c at patch index kb·P + r.
-    for (unit, acc) in accs.chunks(wl.unit_len()).enumerate() {
+    // The parts' sums added in part order, then written over or added to dw; block (g, b,
+    // kb)'s accumulator r, channel c, is the weight of output channel g·cpg_out + b·width +
+    // c at patch index kb·P + r.
+    let (first, rest) = accs.split_at_mut(part_len);
+    for part in rest.chunks(part_len) {
+        for (a, &b) in first.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    for (unit, acc) in first.chunks(wl.unit_len()).enumerate() {
         let (g, b, kb) = unit_position(wl, unit);
         for r in 0..l.p.min(patch - kb * l.p) {
             let k = kb * l.p + r;
@@ -752,15 +779,17 @@ mod tests {
     }
 
     /// The weight gradient gives the same bits whatever the slab: bands of output rows, one
-    /// image at a time, a ragged last slab, or the whole batch at once; strided, with a ragged last block of
-    /// pairs (15·3·3 = 135 pairs).
+    /// image at a time, a ragged last slab, or a whole part at once; strided, with a ragged
+    /// last block of pairs (15·3·3 = 135 pairs).
     #[test]
     fn weight_gradient_does_not_depend_on_the_slab() {
         let Some(isa) = conv2d_direct::isa() else {
             eprintln!("no direct kernels on this CPU; nothing to compare");
             return;
         };
-        let mut s = shape(5, 15, [9, 7], 4 * isa.lanes(), 1);
+        // 17 images: parts of 3 (the last of 2), so slabs of 1, 2 and 3 images cut them
+        // differently.
+        let mut s = shape(17, 15, [9, 7], 4 * isa.lanes(), 1);
         s.stride = [2, 1];
         let l = layout::<f32>(&s).expect("the channel blocks apply");
         assert_ne!(s.patch_len() % l.p, 0, "a ragged last block of pairs");
@@ -777,7 +806,9 @@ mod tests {
             (wl.slab, dw)
         };
         let (whole, want) = run(usize::MAX);
-        assert_eq!(whole, s.n);
+        assert_eq!(whole, one.per_part);
+        // The scratch starts as NaN: every accumulator must have been zeroed before use.
+        assert!(want.iter().all(|v| v.is_finite()), "{want:?}");
         for images in [1, 2, 3] {
             let (slab, got) = run(images * image_bytes);
             assert_eq!(slab, images);
