@@ -381,12 +381,16 @@ struct WeightScratch {
     units: usize,
     /// Whether the row walk runs (`row_walk`).
     walk: bool,
-    /// Teams of register blocks (one per rayon thread, at most one per block), each with
-    /// its own slab: a team pads (and lays out) every slab itself and runs its blocks over
-    /// it, so the slab its blocks read lies in its own core's cache. With one slab shared by
-    /// the threads, two threads ran the weight gradients only 1.1–1.5× faster than one
+    /// Images per part of the batch, parts (`WEIGHT_PARTS` at most), and workers (one per
+    /// rayon thread, at most one per part), each taking a run of parts through a slab of its
+    /// own: a worker pads (and lays out) its parts' images once and runs every block over
+    /// them, so the slab the blocks read lies in its own core's cache. With one slab shared
+    /// by the threads, two threads ran the weight gradients only 1.1–1.5× faster than one;
+    /// with teams of blocks, one per thread, each team laid out the whole batch
     /// (BENCHMARKS.md).
-    teams: usize,
+    per_part: usize,
+    parts: usize,
+    workers: usize,
     /// Output gradients of one image on the wide grid; none for the row walk, which reads
     /// them in place.
     dyw_len: usize,
@@ -411,6 +415,11 @@ fn row_walk(s: &Conv2dShape, grid: &Grid) -> bool {
 /// Lane accumulators of one weight-gradient register block.
 const WEIGHT_BLOCK: usize = WEIGHT_CHANNELS * WEIGHT_TAPS * WEIGHT_LANES;
 
+/// Parts of the batch the weight gradient sums apart, at most: fixed, so that the sums do
+/// not depend on the thread count (conv2d_channels.rs and conv2d_weight_nhwc.rs cut the
+/// batch the same way).
+const WEIGHT_PARTS: usize = 8;
+
 impl WeightScratch {
     /// The scratch of shape `s` with at most `slab_bytes` of padded images at once.
     fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Self {
@@ -420,25 +429,34 @@ impl WeightScratch {
         let units = s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS);
         let dyw_len = if walk { 0 } else { (s.c_out + 1) * grid.wide };
         let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
+        let per_part = s.n.div_ceil(WEIGHT_PARTS).max(1);
+        let parts = s.n.div_ceil(per_part);
         WeightScratch {
-            slab: (slab_bytes / image_bytes).clamp(1, s.n),
+            slab: (slab_bytes / image_bytes).clamp(1, per_part),
             tap_blocks,
             unit_len: s.cin_per_group() * tap_blocks * WEIGHT_BLOCK,
             units,
-            teams: rayon::current_num_threads().clamp(1, units),
             walk,
+            per_part,
+            parts,
+            workers: rayon::current_num_threads().clamp(1, parts.max(1)),
             dyw_len,
             grid,
         }
     }
 
-    /// Elements of one team's slab: its padded images, then their output gradients.
+    /// Elements of one worker's slab: its padded images, then their output gradients.
     fn slab_len(&self) -> usize {
         self.slab * (self.grid.xp_len + self.dyw_len)
     }
 
+    /// Elements of one part's lane accumulators: every block's.
+    fn part_len(&self) -> usize {
+        self.units * self.unit_len
+    }
+
     fn len(&self) -> usize {
-        self.units * self.unit_len + self.teams * self.slab_len()
+        self.parts * self.part_len() + self.workers * self.slab_len()
     }
 }
 
@@ -490,7 +508,8 @@ fn backward_weight_f32(
     let taps = s.kh * s.kw;
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
-    let (lanes, slabs) = scratch.split_at_mut(ws.units * ws.unit_len);
+    let part_len = ws.part_len();
+    let (lanes, slabs) = scratch[..ws.len()].split_at_mut(ws.parts * part_len);
     // Shifts of each block's taps on the wide grid, in (ki, kj) order.
     let mut shifts = [[0usize; WEIGHT_TAPS]; MAX_TAP_BLOCKS];
     for t in 0..taps {
@@ -501,7 +520,7 @@ fn backward_weight_f32(
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
     let chunk = WEIGHT_POSITIONS.div_ceil(grid.wide);
-    let per_team = ws.units.div_ceil(ws.teams);
+    let per_worker = ws.parts.div_ceil(ws.workers);
     // dy's planes as `pad_image` copies them onto the wide grid: c_out planes of oh × ow,
     // `grid.wide` apart, rows `grid.wp` apart, no padding before them.
     let dy_rows = Conv2dShape {
@@ -511,82 +530,88 @@ fn backward_weight_f32(
         pad: [0, 0],
         ..*s
     };
-    // Each team: the batch in slabs of `ws.slab` images, each slab padded, then every unit of
-    // the team adds it to its lanes, so the lanes still see the images in order.
+    // Each worker: its parts, each in slabs of `ws.slab` images, each slab padded, then every
+    // unit adds it to the part's lanes, so the lanes see the part's images in order.
     lanes
-        .par_chunks_mut(per_team * ws.unit_len)
+        .par_chunks_mut(per_worker * part_len)
         .zip(slabs.par_chunks_mut(ws.slab_len()))
         .enumerate()
-        .for_each(|(team, (lanes, slab))| {
+        .for_each(|(worker, (lanes, slab))| {
             let (xps, dyws) = slab.split_at_mut(ws.slab * grid.xp_len);
-            for s0 in (0..s.n).step_by(ws.slab) {
-                let count = (s.n - s0).min(ws.slab);
-                // Padding, wrap columns, the rows past the grid and the spare row are zero.
-                // Each slab's images overwrite the interior only, so the padding zeroed for
-                // the first stays zero.
-                for (i, xp) in xps.chunks_mut(grid.xp_len).take(count).enumerate() {
-                    if s0 == 0 {
-                        xp.fill(0.0);
+            // Padding, wrap columns, the rows past the grid and the spare row are zero. Each
+            // slab's images overwrite the interior only, so the zeros written once stay.
+            xps.fill(0.0);
+            dyws.fill(0.0);
+            for (p, lanes) in lanes.chunks_mut(part_len).enumerate() {
+                let part = worker * per_worker + p;
+                let images = part * ws.per_part..((part + 1) * ws.per_part).min(s.n);
+                lanes.fill(0.0);
+                for s0 in images.clone().step_by(ws.slab) {
+                    let count = (images.end - s0).min(ws.slab);
+                    for (i, xp) in xps.chunks_mut(grid.xp_len).take(count).enumerate() {
+                        grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
                     }
-                    grid.pad_image(s, &x[(s0 + i) * x_img..][..x_img], xp);
-                }
-                // The wide grid's blocks read dy copied onto it, zero in the wrap columns and
-                // the spare row (zeroed with the first slab, as the padding above); the row
-                // walk reads it in place. Rows are copied as `pad_image` copies them: one
-                // `copy_from_slice` a row called memmove for each 28 values, and with the
-                // memset of every image took a third of the 1→16 stem's weight gradient.
-                if !ws.walk {
-                    for (i, dyw) in dyws.chunks_mut(ws.dyw_len).take(count).enumerate() {
-                        if s0 == 0 {
-                            dyw.fill(0.0);
-                        }
-                        let src = &dy[(s0 + i) * y_img..][..y_img];
-                        pad_image(&dy_rows, grid.wp, grid.wide, src, dyw);
-                    }
-                }
-                let (xps, dyws) = (&*xps, &*dyws);
-                for (u, acc) in lanes.chunks_mut(ws.unit_len).enumerate() {
-                    let unit = team * per_team + u;
-                    let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
-                    if s0 == 0 {
-                        acc.fill(0.0);
-                    }
-                    for b0 in (0..count).step_by(chunk) {
-                        let channel = g * cpg_out + co;
-                        let (dy, dy_image, dy_channel) = if ws.walk {
-                            (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
-                        } else {
-                            let at = b0 * ws.dyw_len + channel * grid.wide;
-                            (&dyws[at..], ws.dyw_len, grid.wide)
-                        };
-                        for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks) {
-                            let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
-                            weight_block(
-                                s,
-                                &ws,
-                                WeightBlock {
-                                    x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
-                                    dy,
-                                    dy_image,
-                                    dy_stride: dy_channel,
-                                    images: (count - b0).min(chunk),
-                                    shifts: &block_shifts[..n_taps],
-                                    acc: &mut acc[tb * block_len..],
-                                    acc_stride: ci_len,
-                                },
-                            );
+                    // The wide grid's blocks read dy copied onto it, zero in the wrap columns
+                    // and the spare row; the row walk reads it in place. Rows are copied as
+                    // `pad_image` copies them: one `copy_from_slice` a row called memmove for
+                    // each 28 values, and with a memset of every image took a third of the
+                    // 1→16 stem's weight gradient.
+                    if !ws.walk {
+                        for (i, dyw) in dyws.chunks_mut(ws.dyw_len).take(count).enumerate() {
+                            let src = &dy[(s0 + i) * y_img..][..y_img];
+                            pad_image(&dy_rows, grid.wp, grid.wide, src, dyw);
                         }
                     }
-                    if s0 + count == s.n {
-                        // SAFETY: `applies_to_weight_gradient` found the instruction set
-                        // present, with a weight-gradient kernel.
-                        unsafe { kernels::reduce_lanes(grid.isa, acc) };
+                    let (xps, dyws) = (&*xps, &*dyws);
+                    for (unit, acc) in lanes.chunks_mut(ws.unit_len).enumerate() {
+                        let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
+                        for b0 in (0..count).step_by(chunk) {
+                            let channel = g * cpg_out + co;
+                            let (dy, dy_image, dy_channel) = if ws.walk {
+                                (&dy[(s0 + b0) * y_img + channel * oh * ow..], y_img, oh * ow)
+                            } else {
+                                let at = b0 * ws.dyw_len + channel * grid.wide;
+                                (&dyws[at..], ws.dyw_len, grid.wide)
+                            };
+                            for (tb, block_shifts) in shifts.iter().enumerate().take(ws.tap_blocks)
+                            {
+                                let n_taps = (taps - tb * WEIGHT_TAPS).min(WEIGHT_TAPS);
+                                weight_block(
+                                    s,
+                                    &ws,
+                                    WeightBlock {
+                                        x: &xps[b0 * grid.xp_len + g * cpg_in * grid.plane..],
+                                        dy,
+                                        dy_image,
+                                        dy_stride: dy_channel,
+                                        images: (count - b0).min(chunk),
+                                        shifts: &block_shifts[..n_taps],
+                                        acc: &mut acc[tb * block_len..],
+                                        acc_stride: ci_len,
+                                    },
+                                );
+                            }
+                        }
                     }
+                }
+                for acc in lanes.chunks_mut(ws.unit_len) {
+                    // SAFETY: `applies_to_weight_gradient` found the instruction set present,
+                    // with a weight-gradient kernel.
+                    unsafe { kernels::reduce_lanes(grid.isa, acc) };
                 }
             }
         });
-    // Written over or added to dw; lane sums at the front of each unit (`reduce_lanes`).
-    for (unit, acc) in lanes.chunks(ws.unit_len).enumerate() {
+    // The parts' lane sums (at the front of each unit, `reduce_lanes`) added in part order,
+    // then written over or added to dw.
+    let (first, rest) = lanes.split_at_mut(part_len);
+    for part in rest.chunks(part_len) {
+        for (acc, sums) in first.chunks_mut(ws.unit_len).zip(part.chunks(ws.unit_len)) {
+            for (a, &b) in acc[..ws.unit_len / WEIGHT_LANES].iter_mut().zip(sums) {
+                *a += b;
+            }
+        }
+    }
+    for (unit, acc) in first.chunks(ws.unit_len).enumerate() {
         let (g, co) = (unit / pairs, (unit % pairs) * WEIGHT_CHANNELS);
         for ci in 0..cpg_in {
             for tb in 0..ws.tap_blocks {
@@ -726,13 +751,13 @@ mod tests {
     use super::*;
 
     /// The weight gradient gives the same bits whatever the slab: one image at a time, a
-    /// ragged last slab, or the whole batch at once; on the wide grid's blocks (30 columns)
+    /// ragged last slab, or a whole part at once; on the wide grid's blocks (30 columns)
     /// and on the row walk (32 columns, an even channel count).
     #[test]
     fn weight_gradient_does_not_depend_on_the_slab() {
         for (w, c_out, walk) in [(30, 5, false), (32, 4, true)] {
             let s = Conv2dShape {
-                n: 5,
+                n: 17,
                 c_in: 3,
                 h: 12,
                 w,
@@ -769,8 +794,11 @@ mod tests {
             backward_weight_f32(s, &x, &dy, &mut dw, false, &mut scratch, slab_bytes);
             (ws.slab, dw)
         };
-        let (whole, want) = run(usize::MAX);
-        assert_eq!(whole, s.n);
+        let (whole_slab, want) = run(usize::MAX);
+        // 17 images: parts of 3 (the last of 2), which slabs of 1, 2 and 3 cut differently.
+        assert_eq!(whole_slab, whole.per_part);
+        // The scratch starts as NaN: every accumulator must have been zeroed before use.
+        assert!(want.iter().all(|v| v.is_finite()), "{want:?}");
         for images in [1, 2, 3] {
             let (slab, got) = run(images * image_bytes);
             assert_eq!(slab, images);
