@@ -44,6 +44,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::batch_parts::{BatchParts, add_parts_in_order};
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut, pack_weights, pad_image};
 use crate::cpu::conv2d_direct_kernels::{
     self as kernels, CHANNEL_POSITIONS, ChannelBlock, ChannelCorrelation, Isa,
@@ -382,12 +383,6 @@ fn channel_row_block(
 /// development machine's Zen 4) while the blocks read it.
 const WEIGHT_SLAB_BYTES: usize = 512 << 10;
 
-/// Parts of the batch the weight gradient sums apart, at most: enough for the threads of a
-/// workstation CPU to share, few enough that the parts' accumulators (a copy of dw each)
-/// stay small. Fixed, so that the sums do not depend on the thread count
-/// (conv2d_weight_nhwc.rs cuts the batch the same way).
-const WEIGHT_PARTS: usize = 8;
-
 /// The weight gradient's scratch: each part's accumulators (every register block's, [P][width]
 /// each, P being the block's pairs), then each worker's slab: its images' padded planes and
 /// their output gradients transposed to [positions, c_out].
@@ -410,11 +405,8 @@ struct WeightLayout {
     band: usize,
     /// Register blocks of (input channel, tap) pairs per block of output channels.
     pair_blocks: usize,
-    /// Images per part, parts (`WEIGHT_PARTS` at most), and workers (one per rayon thread,
-    /// at most one per part), each taking a run of parts through a slab of its own.
-    per_part: usize,
-    parts: usize,
-    workers: usize,
+    /// The batch's parts (cpu/batch_parts.rs), each worker's through a slab of its own.
+    batch: BatchParts,
     xp_len: usize,
     dyt_len: usize,
 }
@@ -426,23 +418,20 @@ impl WeightLayout {
         let dyt_len = l.positions * s.c_out;
         let bytes = std::mem::size_of::<f32>();
         let image_bytes = (xp_len + dyt_len) * bytes;
-        let per_part = s.n.div_ceil(WEIGHT_PARTS).max(1);
+        let batch = BatchParts::new(s.n);
         let (slab, band) = if image_bytes <= slab_bytes {
-            ((slab_bytes / image_bytes).clamp(1, per_part), oh)
+            ((slab_bytes / image_bytes).clamp(1, batch.per_part), oh)
         } else {
             let row_bytes = (ow * s.c_out + s.stride[0] * l.wp * s.c_in) * bytes;
             (1, (slab_bytes / row_bytes).clamp(1, oh))
         };
         let pair_blocks = s.patch_len().div_ceil(l.p);
-        let parts = s.n.div_ceil(per_part);
         WeightLayout {
             l,
             slab,
             band,
             pair_blocks,
-            per_part,
-            parts,
-            workers: rayon::current_num_threads().clamp(1, parts.max(1)),
+            batch,
             xp_len,
             dyt_len,
         }
@@ -468,7 +457,7 @@ impl WeightLayout {
     }
 
     fn len(&self, s: &Conv2dShape) -> usize {
-        self.parts * self.part_len(s) + self.workers * self.slab_len()
+        self.batch.parts * self.part_len(s) + self.batch.workers * self.slab_len()
     }
 }
 
@@ -527,8 +516,8 @@ fn backward_weight_f32(
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * l.positions;
     let part_len = wl.part_len(s);
-    let (accs, slabs) = scratch[..wl.len(s)].split_at_mut(wl.parts * part_len);
-    let per_worker = wl.parts.div_ceil(wl.workers);
+    let (accs, slabs) = scratch[..wl.len(s)].split_at_mut(wl.batch.parts * part_len);
+    let per_worker = wl.batch.per_worker();
     let [oh, _] = s.out_hw();
     accs.par_chunks_mut(per_worker * part_len)
         .zip(slabs.par_chunks_mut(wl.slab_len()))
@@ -540,7 +529,7 @@ fn backward_weight_f32(
             xps.fill(0.0);
             for (p, accs) in accs.chunks_mut(part_len).enumerate() {
                 let part = worker * per_worker + p;
-                let images = part * wl.per_part..((part + 1) * wl.per_part).min(s.n);
+                let images = wl.batch.images(part, s.n);
                 accs.fill(0.0);
                 for s0 in images.clone().step_by(wl.slab) {
                     let count = (images.end - s0).min(wl.slab);
@@ -563,12 +552,7 @@ fn backward_weight_f32(
     // The parts' sums added in part order, then written over or added to dw; block (g, b,
     // kb)'s accumulator r, channel c, is the weight of output channel g·cpg_out + b·width +
     // c at patch index kb·P + r.
-    let (first, rest) = accs.split_at_mut(part_len);
-    for part in rest.chunks(part_len) {
-        for (a, &b) in first.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
+    let first = add_parts_in_order(accs, part_len);
     for (unit, acc) in first.chunks(wl.unit_len()).enumerate() {
         let (g, b, kb) = unit_position(wl, unit);
         for r in 0..l.p.min(patch - kb * l.p) {
@@ -806,7 +790,7 @@ mod tests {
             (wl.slab, dw)
         };
         let (whole, want) = run(usize::MAX);
-        assert_eq!(whole, one.per_part);
+        assert_eq!(whole, one.batch.per_part);
         // The scratch starts as NaN: every accumulator must have been zeroed before use.
         assert!(want.iter().all(|v| v.is_finite()), "{want:?}");
         for images in [1, 2, 3] {

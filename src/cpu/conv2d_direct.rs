@@ -49,6 +49,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::batch_parts::BatchParts;
 use crate::cpu::conv2d_direct_kernels::{
     self as kernels, Block, Correlation, Isa, WEIGHT_CHANNELS, WEIGHT_LANES, WEIGHT_TAPS,
 };
@@ -381,16 +382,12 @@ struct WeightScratch {
     units: usize,
     /// Whether the row walk runs (`row_walk`).
     walk: bool,
-    /// Images per part of the batch, parts (`WEIGHT_PARTS` at most), and workers (one per
-    /// rayon thread, at most one per part), each taking a run of parts through a slab of its
-    /// own: a worker pads (and lays out) its parts' images once and runs every block over
-    /// them, so the slab the blocks read lies in its own core's cache. With one slab shared
-    /// by the threads, two threads ran the weight gradients only 1.1–1.5× faster than one;
-    /// with teams of blocks, one per thread, each team laid out the whole batch
-    /// (BENCHMARKS.md).
-    per_part: usize,
-    parts: usize,
-    workers: usize,
+    /// The batch's parts (cpu/batch_parts.rs), each worker's through a slab of its own: a
+    /// worker pads (and lays out) its parts' images once and runs every block over them, so
+    /// the slab the blocks read lies in its own core's cache. With one slab shared by the
+    /// threads, two threads ran the weight gradients only 1.1–1.5× faster than one; with
+    /// teams of blocks, one per thread, each team laid out the whole batch (BENCHMARKS.md).
+    batch: BatchParts,
     /// Output gradients of one image on the wide grid; none for the row walk, which reads
     /// them in place.
     dyw_len: usize,
@@ -415,11 +412,6 @@ fn row_walk(s: &Conv2dShape, grid: &Grid) -> bool {
 /// Lane accumulators of one weight-gradient register block.
 const WEIGHT_BLOCK: usize = WEIGHT_CHANNELS * WEIGHT_TAPS * WEIGHT_LANES;
 
-/// Parts of the batch the weight gradient sums apart, at most: fixed, so that the sums do
-/// not depend on the thread count (conv2d_channels.rs and conv2d_weight_nhwc.rs cut the
-/// batch the same way).
-const WEIGHT_PARTS: usize = 8;
-
 impl WeightScratch {
     /// The scratch of shape `s` with at most `slab_bytes` of padded images at once.
     fn new(s: &Conv2dShape, isa: Isa, slab_bytes: usize) -> Self {
@@ -429,17 +421,14 @@ impl WeightScratch {
         let units = s.groups * s.cout_per_group().div_ceil(WEIGHT_CHANNELS);
         let dyw_len = if walk { 0 } else { (s.c_out + 1) * grid.wide };
         let image_bytes = (grid.xp_len + dyw_len) * std::mem::size_of::<f32>();
-        let per_part = s.n.div_ceil(WEIGHT_PARTS).max(1);
-        let parts = s.n.div_ceil(per_part);
+        let batch = BatchParts::new(s.n);
         WeightScratch {
-            slab: (slab_bytes / image_bytes).clamp(1, per_part),
+            slab: (slab_bytes / image_bytes).clamp(1, batch.per_part),
             tap_blocks,
             unit_len: s.cin_per_group() * tap_blocks * WEIGHT_BLOCK,
             units,
             walk,
-            per_part,
-            parts,
-            workers: rayon::current_num_threads().clamp(1, parts.max(1)),
+            batch,
             dyw_len,
             grid,
         }
@@ -456,7 +445,7 @@ impl WeightScratch {
     }
 
     fn len(&self) -> usize {
-        self.parts * self.part_len() + self.workers * self.slab_len()
+        self.batch.parts * self.part_len() + self.batch.workers * self.slab_len()
     }
 }
 
@@ -509,7 +498,7 @@ fn backward_weight_f32(
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
     let part_len = ws.part_len();
-    let (lanes, slabs) = scratch[..ws.len()].split_at_mut(ws.parts * part_len);
+    let (lanes, slabs) = scratch[..ws.len()].split_at_mut(ws.batch.parts * part_len);
     // Shifts of each block's taps on the wide grid, in (ki, kj) order.
     let mut shifts = [[0usize; WEIGHT_TAPS]; MAX_TAP_BLOCKS];
     for t in 0..taps {
@@ -520,7 +509,7 @@ fn backward_weight_f32(
     let block_len = WEIGHT_BLOCK;
     let ci_len = ws.tap_blocks * block_len;
     let chunk = WEIGHT_POSITIONS.div_ceil(grid.wide);
-    let per_worker = ws.parts.div_ceil(ws.workers);
+    let per_worker = ws.batch.per_worker();
     // dy's planes as `pad_image` copies them onto the wide grid: c_out planes of oh × ow,
     // `grid.wide` apart, rows `grid.wp` apart, no padding before them.
     let dy_rows = Conv2dShape {
@@ -544,7 +533,7 @@ fn backward_weight_f32(
             dyws.fill(0.0);
             for (p, lanes) in lanes.chunks_mut(part_len).enumerate() {
                 let part = worker * per_worker + p;
-                let images = part * ws.per_part..((part + 1) * ws.per_part).min(s.n);
+                let images = ws.batch.images(part, s.n);
                 lanes.fill(0.0);
                 for s0 in images.clone().step_by(ws.slab) {
                     let count = (images.end - s0).min(ws.slab);
@@ -796,7 +785,7 @@ mod tests {
         };
         let (whole_slab, want) = run(usize::MAX);
         // 17 images: parts of 3 (the last of 2), which slabs of 1, 2 and 3 cut differently.
-        assert_eq!(whole_slab, whole.per_part);
+        assert_eq!(whole_slab, whole.batch.per_part);
         // The scratch starts as NaN: every accumulator must have been zeroed before use.
         assert!(want.iter().all(|v| v.is_finite()), "{want:?}");
         for images in [1, 2, 3] {

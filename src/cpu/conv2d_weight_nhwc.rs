@@ -24,8 +24,8 @@
 //! path also takes the shapes of conv2d_direct.rs's row walk (output rows of whole vectors,
 //! as 32×32 inputs give), 5 % faster on one core and 12 % on two there.
 //!
-//! Method: the batch is cut into at most `PARTS` contiguous ranges of images, a number that
-//! depends on the batch only, run in parallel. Each part takes its images in slabs that fit
+//! Method: the batch is cut into at most eight contiguous ranges of images
+//! (cpu/batch_parts.rs), a number that depends on the batch only, run in parallel. Each part takes its images in slabs that fit
 //! a core's L2 cache: each image is transposed to [positions, c_in] and copied into
 //! zero-padded rows (and, with output lanes, its output gradient transposed to [positions,
 //! c_out]; cpu/transpose.rs), once; then every register block, one per (block of output
@@ -46,6 +46,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::cpu::Element;
+use crate::cpu::batch_parts::{BatchParts, add_parts_in_order};
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut};
 use crate::cpu::conv2d_direct_kernels::{
@@ -58,11 +59,6 @@ use crate::ops::Conv2dShape;
 /// stays in its core's L2 cache while the blocks read it (each block reads all of it), and
 /// an image larger than that goes alone.
 const SLAB_BYTES: usize = 512 << 10;
-
-/// Parts of the batch, at most: enough for the threads of a workstation CPU to share, few
-/// enough that the parts' accumulators (a copy of dw each) stay small. Fixed, so that the
-/// sums do not depend on the thread count.
-const PARTS: usize = 8;
 
 /// The register blocks and copies of one shape, for one instruction set.
 #[derive(Clone, Copy, Debug)]
@@ -87,13 +83,10 @@ struct Layout {
     dyt_len: usize,
     /// Images a part lays out at a time: as many as fit its slab's bytes, at least one.
     slab: usize,
-    /// Images per part of the batch, and parts (`PARTS` at most).
-    per_part: usize,
-    parts: usize,
-    /// Workers, one per rayon thread (at most one per part), each taking a run of parts
-    /// through one slab of its own: a slab per part, on one thread, wrote each part's
-    /// images into memory the core's L2 no longer held (1×1 kernels 15–25 % slower).
-    workers: usize,
+    /// The batch's parts (cpu/batch_parts.rs), each worker's through one slab of its own:
+    /// a slab per part, on one thread, wrote each part's images into memory the core's L2
+    /// no longer held (1×1 kernels 15–25 % slower).
+    batch: BatchParts,
 }
 
 impl Layout {
@@ -131,7 +124,7 @@ impl Layout {
         let image_bytes = (xt_len + dyt_len) * std::mem::size_of::<f32>();
         let co_blocks = s.c_out / cob;
         let ci_blocks = s.c_in / cb;
-        let per_part = s.n.div_ceil(PARTS).max(1);
+        let batch = BatchParts::new(s.n);
         Some(Layout {
             isa,
             lanes,
@@ -144,10 +137,8 @@ impl Layout {
             wp,
             xt_len,
             dyt_len,
-            slab: (slab_bytes / image_bytes).clamp(1, per_part),
-            per_part,
-            parts: s.n.div_ceil(per_part),
-            workers: rayon::current_num_threads().clamp(1, s.n.div_ceil(per_part)),
+            slab: (slab_bytes / image_bytes).clamp(1, batch.per_part),
+            batch,
         })
     }
 
@@ -173,7 +164,7 @@ impl Layout {
     }
 
     fn len(&self, s: &Conv2dShape) -> usize {
-        self.parts * self.part_len(s) + self.workers * self.slab_len(s)
+        self.batch.parts * self.part_len(s) + self.batch.workers * self.slab_len(s)
     }
 
     /// Register block `unit`'s (block of output channels, kernel row, block of input
@@ -260,8 +251,8 @@ fn backward_weight_f32(
     let x_img = s.c_in * s.h * s.w;
     let y_img = s.c_out * oh * ow;
     let unit_len = l.unit_len(s);
-    let (accs, slabs) = scratch[..l.len(s)].split_at_mut(l.parts * l.part_len(s));
-    let per_worker = l.parts.div_ceil(l.workers);
+    let (accs, slabs) = scratch[..l.len(s)].split_at_mut(l.batch.parts * l.part_len(s));
+    let per_worker = l.batch.per_worker();
     accs.par_chunks_mut(per_worker * l.part_len(s))
         .zip(slabs.par_chunks_mut(l.slab_len(s)))
         .enumerate()
@@ -270,7 +261,7 @@ fn backward_weight_f32(
             let (dyts, image) = rest.split_at_mut(l.slab * l.dyt_len);
             for (p, accs) in accs.chunks_mut(l.part_len(s)).enumerate() {
                 let part = worker * per_worker + p;
-                let images = part * l.per_part..((part + 1) * l.per_part).min(s.n);
+                let images = l.batch.images(part, s.n);
                 accs.fill(0.0);
                 for s0 in images.clone().step_by(l.slab) {
                     let count = (images.end - s0).min(l.slab);
@@ -303,12 +294,7 @@ fn backward_weight_f32(
     // The parts' sums added in part order, then written over or added to dw; block (cob, ki,
     // cib)'s accumulator (kj, c), lane o, is the weight of output channel cob·lanes + o,
     // input channel cib·cb + c, tap (ki, kj).
-    let (first, rest) = accs.split_at_mut(l.part_len(s));
-    for part in rest.chunks(l.part_len(s)) {
-        for (a, &b) in first.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
+    let first = add_parts_in_order(accs, l.part_len(s));
     let taps = s.kh * s.kw;
     if l.input_lanes {
         // Block (cob, ki, cib)'s accumulator (c, kj), lane i, is the weight of output
@@ -628,7 +614,10 @@ mod tests {
         let Some(whole) = Layout::new(&s, isa, usize::MAX, input) else {
             return;
         };
-        assert_eq!((whole.per_part, whole.parts, whole.slab), (3, 7, 3));
+        assert_eq!(
+            (whole.batch.per_part, whole.batch.parts, whole.slab),
+            (3, 7, 3)
+        );
         let mut want = vec![f32::NAN; s.w_len()];
         run(&s, &whole, &x, &dy, &mut want, false);
         let image_bytes = (whole.xt_len + whole.dyt_len) * 4;

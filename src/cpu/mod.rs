@@ -7,6 +7,7 @@ mod multiversion;
 pub mod activation;
 pub mod add;
 pub mod aligned;
+mod batch_parts;
 pub mod batchnorm;
 pub mod bias;
 pub mod clip;
