@@ -360,10 +360,10 @@ const WEIGHT_POSITIONS: usize = 1024;
 /// that made the direct pass slower (64→64 3×3 at batch 32, one core: 66 GFLOP/s against
 /// the GEMM's 77).
 const MIN_WEIGHT_POSITIONS: usize = 256;
-/// Bytes of padded images and output gradients each team of register blocks holds at once:
-/// the slab stays in its core's L2 cache (1 MiB on the development machine's Zen 4) while
-/// the team's blocks read it, a few images at a time; an image larger than that (224×224
-/// planes of 64 channels: 13 MB) goes alone.
+/// Bytes of padded images and output gradients each worker holds at once: the slab stays in
+/// its core's L2 cache (1 MiB on the development machine's Zen 4) while the register blocks
+/// read it, a few images at a time; an image larger than that (224×224 planes of 64
+/// channels: 13 MB) goes alone.
 const WEIGHT_SLAB_BYTES: usize = 512 << 10;
 /// Blocks of WEIGHT_TAPS taps, at most: kernels up to 81 taps (9×9) run directly.
 const MAX_TAP_BLOCKS: usize = 9;

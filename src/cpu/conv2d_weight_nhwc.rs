@@ -31,8 +31,9 @@
 //! c_out]; cpu/transpose.rs), once; then every register block, one per (block of output
 //! channels, kernel row, block of input channels), adds the slab's positions to the part's
 //! accumulators. Teams of blocks that each lay out the whole batch, as conv2d_channels.rs
-//! runs them, repeated the transposes per team, which cost a 1×1 kernel (2 blocks, little
-//! arithmetic per image) more on two threads than on one (BENCHMARKS.md).
+//! ran them until it moved to parts too, repeated the transposes per team, which cost a 1×1
+//! kernel (2 blocks, little arithmetic per image) more on two threads than on one
+//! (BENCHMARKS.md).
 //!
 //! Summation order: within a part, every weight sums its products in one lane, images in
 //! order and each image's output positions in row-major order, from zero; the parts' sums
