@@ -18,11 +18,12 @@
 //! within a few minutes.
 //!
 //! `cargo bench --bench conv [-- --batch N --step-batch N[,N…] --steps N --repeats N
-//!  --device cpu|gpu|both --shape TEXT --side N --no-convs --no-step]`
+//!  --device cpu|gpu|both --shape TEXT --side N --in-channels N --no-convs --no-step]`
 //!
 //! `--shape TEXT` keeps the convolutions whose name contains TEXT (`16→16`, `s2`). `--side N`
 //! takes the inputs N×N (default 32; 28 is the bundled data's side), for the passes and the
-//! step alike.
+//! step alike. `--in-channels N` gives the inputs N channels (default 3, CIFAR's; 1 is the
+//! bundled data's), which changes the stem convolution and the step's first layer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,9 +115,9 @@ fn gpu_passes(ctx: &GpuContext, s: &Conv2dShape, repeats: usize) -> gradscope::R
     err.map(|_| t)
 }
 
-fn step_plan(batch: usize, side: usize) -> Plan {
+fn step_plan(batch: usize, side: usize, in_channels: usize) -> Plan {
     let model = cifar_resnet(
-        &[3, side, side],
+        &[in_channels, side, side],
         10,
         20,
         true,
@@ -185,6 +186,9 @@ fn main() {
     let steps: usize = flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(3);
     let device = flag("--device").unwrap_or_else(|| "both".into());
     let side: usize = flag("--side").and_then(|s| s.parse().ok()).unwrap_or(32);
+    let in_channels: usize = flag("--in-channels")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let (use_cpu, use_gpu) = (device != "gpu", device != "cpu");
 
     let cpu_desc = format!("{} ({} threads)", cpu_name(), rayon::current_num_threads());
@@ -214,10 +218,21 @@ fn main() {
             "shape", "pass", "cpu ms", "cpu GF/s", "gpu ms", "gpu GF/s", "gpu/cpu"
         );
         let only = flag("--shape").unwrap_or_default();
-        for (name, s) in resnet20_shapes_on(batch, side)
+        let shapes = resnet20_shapes_on(batch, side)
             .into_iter()
-            .filter(|(name, _)| name.contains(&only))
-        {
+            .map(|(name, s)| {
+                if name.starts_with("stem") {
+                    // The stem reads the inputs' channels.
+                    let s = Conv2dShape {
+                        c_in: in_channels,
+                        ..s
+                    };
+                    (format!("stem {in_channels}→{} 3×3", s.c_out), s)
+                } else {
+                    (name.to_string(), s)
+                }
+            });
+        for (name, s) in shapes.filter(|(name, _)| name.contains(&only)) {
             let c = if use_cpu {
                 Some(cpu_passes(&s, repeats))
             } else {
@@ -240,7 +255,7 @@ fn main() {
                 };
                 println!(
                     "{:<26} {pass:<16} {cm:>8} {cg:>10} {gm:>8} {gg:>10} {ratio:>9}",
-                    if i == 0 { name } else { "" }
+                    if i == 0 { name.as_str() } else { "" }
                 );
             }
         }
@@ -250,9 +265,9 @@ fn main() {
         return;
     }
     for &sb in &step_batches {
-        let plan = step_plan(sb, side);
+        let plan = step_plan(sb, side, in_channels);
         println!(
-            "\nresnet-20 training step on 3×{side}×{side}, batch {sb}, momentum SGD, batch norm; median of {steps} \
+            "\nresnet-20 training step on {in_channels}×{side}×{side}, batch {sb}, momentum SGD, batch norm; median of {steps} \
              steps after a warm-up (samples/s)"
         );
         println!(

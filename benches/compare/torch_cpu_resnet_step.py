@@ -3,7 +3,7 @@
 stages of three basic blocks of 16, 32 and 64 channels (the first block of stages 2 and 3
 with stride 2 and a 1×1 convolution + BatchNorm shortcut), BatchNorm in training mode
 after every convolution (no convolution bias), ReLU, global average pooling, a dense layer
-to 10 classes, softmax cross-entropy, momentum SGD (lr 0.1, momentum 0.9), on 3×32×32
+to 10 classes, softmax cross-entropy, momentum SGD (lr 0.1, momentum 0.9), on 3×32×32 (by default)
 inputs, float32, eager mode. Same protocol as the other comparison scripts: 3 warm-up
 steps, then the median of R runs of S steps, in samples/s.
 
@@ -12,9 +12,11 @@ convolutions prefer on the CPU); the faster is PyTorch's figure.
 
     python3 benches/compare/torch_cpu_resnet_step.py [--threads N] [--batch B] [--steps S]
                                                      [--repeats R] [--side N]
+                                                     [--in-channels C]
 
-`--side N` takes 3×N×N inputs (default 32; 28 is the bundled data's side), as the conv
-bench's `--side`.
+`--side N` takes C×N×N inputs (default 32; 28 is the bundled data's side), as the conv
+bench's `--side`; `--in-channels C` (default 3; 1 is the bundled data's), as its
+`--in-channels`.
 
 torch.set_num_threads(N) (intra-op threads; default every core, as rayon's pool).
 """
@@ -33,6 +35,7 @@ parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--side", type=int, default=32)
+parser.add_argument("--in-channels", type=int, default=3)
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -59,7 +62,7 @@ class Block(nn.Module):
 
 
 def resnet20():
-    layers = [conv(3, 16, 3, 1), nn.BatchNorm2d(16), nn.ReLU()]
+    layers = [conv(args.in_channels, 16, 3, 1), nn.BatchNorm2d(16), nn.ReLU()]
     c_in = 16
     for stage, c_out in enumerate([16, 32, 64]):
         for b in range(3):
@@ -74,8 +77,9 @@ def measure(memory_format):
     model = resnet20().to(memory_format=memory_format).train()
     b = args.batch
     side = args.side
-    x = torch.tensor([((i * 7919) % 255) / 255.0 for i in range(b * 3 * side * side)],
-                     dtype=torch.float32).reshape(b, 3, side, side)
+    c = args.in_channels
+    x = torch.tensor([((i * 7919) % 255) / 255.0 for i in range(b * c * side * side)],
+                     dtype=torch.float32).reshape(b, c, side, side)
     x = x.contiguous(memory_format=memory_format)
     y = torch.tensor([i % 10 for i in range(b)])
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -101,7 +105,7 @@ def measure(memory_format):
 
 
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
-      f"(MKLDNN {torch.backends.mkldnn.is_available()}); resnet-20 3x{args.side}x{args.side}, batch {args.batch}, "
+      f"(MKLDNN {torch.backends.mkldnn.is_available()}); resnet-20 {args.in_channels}x{args.side}x{args.side}, batch {args.batch}, "
       f"momentum SGD; median of {args.repeats} runs of {args.steps} steps")
 for name, memory_format in [("NCHW", torch.contiguous_format),
                             ("channels_last", torch.channels_last)]:
