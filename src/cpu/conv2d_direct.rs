@@ -126,58 +126,78 @@ impl Grid {
 /// elements apart, rows `wp` apart, s.pad zero rows and columns before the image), whose
 /// padding is zero already and stays so.
 pub(super) fn pad_image(s: &Conv2dShape, wp: usize, plane: usize, xb: &[f32], xp: &mut [f32]) {
-    // Rows are short (28 values on the bundled data's first stage): `copy_from_slice` calls
-    // memmove for each, whose call and size dispatch cost more than the copy. With AVX-512
-    // a row is whole vectors and one masked vector, inline: resnet-20's step on 28×28
-    // inputs ran 1.5–5 % faster (BENCHMARKS.md).
-    #[cfg(target_arch = "x86_64")]
-    if s.c_in * s.h * s.w > 0 && std::arch::is_x86_feature_detected!("avx512f") {
-        assert!(xb.len() >= s.c_in * s.h * s.w);
-        let end = (s.c_in - 1) * plane + (s.h - 1 + s.pad[0]) * wp + s.pad[1] + s.w;
-        assert!(xp.len() >= end && s.pad[1] + s.w <= wp);
-        // SAFETY: the CPU has AVX-512F; the asserts bound every row read and written.
-        unsafe { pad_rows_avx512(s, wp, plane, xb, xp) };
+    if s.h * s.w == 0 {
         return;
     }
-    for (c, src) in xb.chunks(s.h * s.w).enumerate() {
-        for (r, row) in src.chunks(s.w).enumerate() {
-            let at = c * plane + (r + s.pad[0]) * wp + s.pad[1];
-            xp[at..at + s.w].copy_from_slice(row);
-        }
+    assert!(xb.len() >= s.c_in * s.h * s.w);
+    for (c, src) in xb.chunks(s.h * s.w).take(s.c_in).enumerate() {
+        let at = c * plane + s.pad[0] * wp + s.pad[1];
+        copy_rows(src, s.w, &mut xp[at..], wp, s.w, s.h);
     }
 }
 
-/// `pad_image`'s rows in vectors of 16 and a masked last vector.
+/// Copies `rows` rows of `len` values from `src`, rows `src_stride` apart, to `dst`, rows
+/// `dst_stride` apart.
+///
+/// Rows are short (28 values on the bundled data's first stage): `copy_from_slice` calls
+/// memmove for each, whose call and size dispatch cost more than the copy. With AVX-512
+/// a row is whole vectors and one masked vector, inline: resnet-20's step on 28×28
+/// inputs ran 1.5–5 % faster with the padded planes copied so (BENCHMARKS.md).
+pub(super) fn copy_rows(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    len: usize,
+    rows: usize,
+) {
+    if rows == 0 || len == 0 {
+        return;
+    }
+    let end = |stride: usize| (rows - 1) * stride + len;
+    assert!(src.len() >= end(src_stride) && dst.len() >= end(dst_stride));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the assert bounds every row read and written.
+        unsafe { copy_rows_avx512(src, src_stride, dst, dst_stride, len, rows) };
+        return;
+    }
+    for r in 0..rows {
+        dst[r * dst_stride..][..len].copy_from_slice(&src[r * src_stride..][..len]);
+    }
+}
+
+/// `copy_rows` in vectors of 16 and a masked last vector.
 ///
 /// # Safety
-/// The CPU has AVX-512F; xb holds c_in·h·w values and xp reaches every padded row's end.
+/// The CPU has AVX-512F; src and dst reach every row's end.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pad_rows_avx512(s: &Conv2dShape, wp: usize, plane: usize, xb: &[f32], xp: &mut [f32]) {
+unsafe fn copy_rows_avx512(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    len: usize,
+    rows: usize,
+) {
     use std::arch::x86_64::*;
-    let tail = s.w % 16;
+    let tail = len % 16;
     let mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
-    let src = xb.as_ptr();
-    let dst = xp.as_mut_ptr();
-    for c in 0..s.c_in {
-        for r in 0..s.h {
-            // SAFETY: row (c, r) of xb and its place in xp are in bounds (the caller's
-            // guarantee); the masked vector touches only the row's last `tail` values.
-            unsafe {
-                let from = src.add((c * s.h + r) * s.w);
-                let to = dst.add(c * plane + (r + s.pad[0]) * wp + s.pad[1]);
-                let mut j = 0;
-                while j + 16 <= s.w {
-                    _mm512_storeu_ps(to.add(j), _mm512_loadu_ps(from.add(j)));
-                    j += 16;
-                }
-                if tail > 0 {
-                    _mm512_mask_storeu_ps(
-                        to.add(j),
-                        mask,
-                        _mm512_maskz_loadu_ps(mask, from.add(j)),
-                    );
-                }
+    let (from0, to0) = (src.as_ptr(), dst.as_mut_ptr());
+    for r in 0..rows {
+        // SAFETY: row r of src and of dst are in bounds (the caller's guarantee); the
+        // masked vector touches only the row's last `tail` values.
+        unsafe {
+            let from = from0.add(r * src_stride);
+            let to = to0.add(r * dst_stride);
+            let mut j = 0;
+            while j + 16 <= len {
+                _mm512_storeu_ps(to.add(j), _mm512_loadu_ps(from.add(j)));
+                j += 16;
+            }
+            if tail > 0 {
+                _mm512_mask_storeu_ps(to.add(j), mask, _mm512_maskz_loadu_ps(mask, from.add(j)));
             }
         }
     }
@@ -334,14 +354,13 @@ fn forward_f32(
                     for co in 0..cpg_out {
                         let dst = &mut yb[(g * cpg_out + co) * oh * ow..][..oh * ow];
                         let src = &yw[co * grid.wide..];
+                        if !accumulate {
+                            copy_rows(src, grid.wp, dst, ow, ow, oh);
+                            continue;
+                        }
                         for (r, row) in dst.chunks_mut(ow).enumerate() {
-                            let from = &src[r * grid.wp..][..ow];
-                            if accumulate {
-                                for (d, &v) in row.iter_mut().zip(from) {
-                                    *d += v;
-                                }
-                            } else {
-                                row.copy_from_slice(from);
+                            for (d, &v) in row.iter_mut().zip(&src[r * grid.wp..][..ow]) {
+                                *d += v;
                             }
                         }
                     }
@@ -738,6 +757,35 @@ fn wide_block(s: &Conv2dShape, grid: &Grid, xg: &[f32], wb: &[f32], out: &mut [f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows of every length from 1 to 40 (no whole vector, one, two, with and without a
+    /// masked tail) copied between strides: each row lands in place and nothing between
+    /// rows or past the last is touched.
+    #[test]
+    fn copy_rows_copies_each_row_and_nothing_else() {
+        for len in 1..=40 {
+            for (rows, src_stride, dst_stride) in
+                [(1, len, len), (3, len + 5, len), (4, len, len + 3)]
+            {
+                let src: Vec<f32> = (0..(rows - 1) * src_stride + len)
+                    .map(|i| i as f32)
+                    .collect();
+                let mut dst = vec![f32::NAN; (rows - 1) * dst_stride + len + 7];
+                copy_rows(&src, src_stride, &mut dst, dst_stride, len, rows);
+                for (i, &v) in dst.iter().enumerate() {
+                    let (r, j) = (i / dst_stride, i % dst_stride);
+                    if r < rows && j < len {
+                        assert_eq!(v, src[r * src_stride + j], "len {len}, row {r}, value {j}");
+                    } else {
+                        assert!(
+                            v.is_nan(),
+                            "len {len}: value {i} between or past the rows written"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The weight gradient gives the same bits whatever the slab: one image at a time, a
     /// ragged last slab, or a whole part at once; on the wide grid's blocks (30 columns)
