@@ -88,10 +88,16 @@ impl<T: Element> Moments<T> {
 
     /// The moments of the union of two disjoint sets (Chan, Golub & LeVeque 1979).
     fn combine(a: Self, b: Self) -> Self {
-        let n = a.n + b.n;
-        if n == T::zero() {
+        if a.n + b.n == T::zero() {
             return Self::zero();
         }
+        Self::combine_unchecked(a, b)
+    }
+
+    /// `combine` of sets not both empty (of two empty ones, a mean and M2 of NaN).
+    #[inline(always)]
+    fn combine_unchecked(a: Self, b: Self) -> Self {
+        let n = a.n + b.n;
         let d = b.mean - a.mean;
         let wb = b.n / n;
         Moments {
@@ -134,17 +140,48 @@ impl<T: Element> MomentLanes<T> {
         }
     }
 
-    /// The run's moments: the lanes combined by the shaders' tree.
+    /// The run's moments: the lanes combined by the shaders' tree (`tree`: lane t with lane
+    /// t + stride, for stride = WG/2, …, 1), level by level on the lanes' arrays, so that a
+    /// level's combinations run side by side in vectors (`Moments::combine`'s operations,
+    /// its empty case as a select). As a tree of structs, one combination at a time, each
+    /// waiting on its division, this took 0.7 % of a resnet-20 step.
+    #[inline(always)]
     fn combine(&self) -> Moments<T> {
-        let mut lanes = [Moments::zero(); WG];
-        for (t, lane) in lanes.iter_mut().enumerate() {
-            *lane = Moments {
-                n: self.n[t],
-                mean: self.mean[t],
-                m2: self.m2[t],
-            };
+        let (mut n, mut mean, mut m2) = (self.n, self.mean, self.m2);
+        let mut stride = WG / 2;
+        while stride > 0 {
+            let (n_lo, n_hi) = n.split_at_mut(stride);
+            let (mean_lo, mean_hi) = mean.split_at_mut(stride);
+            let (m2_lo, m2_hi) = m2.split_at_mut(stride);
+            let lo = n_lo
+                .iter_mut()
+                .zip(mean_lo.iter_mut())
+                .zip(m2_lo.iter_mut());
+            let hi = n_hi.iter().zip(mean_hi.iter()).zip(m2_hi.iter());
+            for (((na, ma), sa), ((&nb, &mb), &sb)) in lo.zip(hi) {
+                let a = Moments {
+                    n: *na,
+                    mean: *ma,
+                    m2: *sa,
+                };
+                let b = Moments {
+                    n: nb,
+                    mean: mb,
+                    m2: sb,
+                };
+                let c = Moments::combine_unchecked(a, b);
+                let empty = c.n == T::zero();
+                *na = c.n;
+                *ma = if empty { T::zero() } else { c.mean };
+                *sa = if empty { T::zero() } else { c.m2 };
+            }
+            stride /= 2;
         }
-        tree(&mut lanes, Moments::combine)
+        Moments {
+            n: n[0],
+            mean: mean[0],
+            m2: m2[0],
+        }
     }
 }
 
@@ -257,11 +294,10 @@ fn channel_sums_kernel<T: Element>(
                 }
             });
         }
-        let mut lanes = [(T::zero(), T::zero()); WG];
-        for (t, lane) in lanes.iter_mut().enumerate() {
-            *lane = (sum_dy[t], sum_dy_xhat[t]);
-        }
-        *part = tree(&mut lanes, add);
+        // The pairs' tree, one array at a time (the same sums): a level's additions run
+        // side by side in vectors.
+        let plus = |a: T, b: T| a + b;
+        *part = (tree(&mut sum_dy, plus), tree(&mut sum_dy_xhat, plus));
         chunks += 1;
     }
     tree_n(&mut parts, chunks, add)
