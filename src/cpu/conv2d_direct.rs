@@ -129,7 +129,8 @@ pub(super) fn pad_image(s: &Conv2dShape, wp: usize, plane: usize, xb: &[f32], xp
     if s.h * s.w == 0 {
         return;
     }
-    assert!(xb.len() >= s.c_in * s.h * s.w);
+    // A row past its padded row's end would run into the next row's padding.
+    assert!(xb.len() >= s.c_in * s.h * s.w && s.pad[1] + s.w <= wp);
     for (c, src) in xb.chunks(s.h * s.w).take(s.c_in).enumerate() {
         let at = c * plane + s.pad[0] * wp + s.pad[1];
         copy_rows(src, s.w, &mut xp[at..], wp, s.w, s.h);
