@@ -92,6 +92,16 @@ pub(crate) fn valid_range(
     (lo.min(out), hi.min(out).max(lo.min(out)))
 }
 
+/// Which ends of an output row kernel column `kj` reads in the padding: `[first, last]`,
+/// where its inside columns (`valid_range`) leave out at most the row's first and last
+/// position; None where they leave out more (the direct weight gradients then take every
+/// product of that tap, the padding's zeros too), or the row is a single position.
+pub(crate) fn edge_columns(s: &Conv2dShape, kj: usize) -> Option<[bool; 2]> {
+    let [_, ow] = s.out_hw();
+    let (lo, hi) = valid_range(ow, s.stride[1], kj * s.dilation[1], s.pad[1], s.w);
+    (ow >= 2 && lo <= 1 && hi + 1 >= ow).then_some([lo == 1, hi + 1 == ow])
+}
+
 /// Whether the patch matrix of image and group is the input itself: a 1×1 kernel with stride
 /// 1 and no padding (dilation is then irrelevant) reads every pixel once, in order.
 fn is_pointwise(s: &Conv2dShape) -> bool {
@@ -875,6 +885,48 @@ pub fn conv2d_backward_bias<T: Element>(s: &Conv2dShape, dy: &[T], db: &mut [T],
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ends of a row each kernel column reads in the padding, against a walk over every
+    /// output column; None where a tap's padding reaches past a row's first or last
+    /// position, or the row is one position.
+    #[test]
+    fn edge_columns_are_the_ends_a_walk_finds_in_the_padding() {
+        let shape = |w, kw, stride, pad, dilation| Conv2dShape {
+            n: 1,
+            c_in: 1,
+            h: 3,
+            w,
+            c_out: 1,
+            kh: 1,
+            kw,
+            stride: [1, stride],
+            pad: [0, pad],
+            dilation: [1, dilation],
+            groups: 1,
+        };
+        let cases = [
+            shape(7, 3, 1, 1, 1),
+            shape(14, 3, 2, 1, 1),
+            shape(9, 3, 2, 1, 1),
+            shape(9, 5, 1, 2, 1),
+            shape(9, 3, 1, 2, 2),
+            shape(9, 3, 1, 0, 1),
+            shape(3, 3, 2, 1, 1),
+            shape(1, 3, 1, 1, 1),
+        ];
+        for s in cases {
+            let [_, ow] = s.out_hw();
+            for kj in 0..s.kw {
+                let outside = |ox: usize| {
+                    let ix = (ox * s.stride[1] + kj * s.dilation[1]) as isize - s.pad[1] as isize;
+                    ix < 0 || ix >= s.w as isize
+                };
+                let inner_outside = (1..ow.saturating_sub(1)).any(outside);
+                let want = (ow >= 2 && !inner_outside).then(|| [outside(0), outside(ow - 1)]);
+                assert_eq!(edge_columns(&s, kj), want, "{s:?}, kernel column {kj}");
+            }
+        }
+    }
 
     /// The bias gradient's whole rounds give the bits of the value-by-value loop, for planes
     /// shorter and longer than a round and not dividing it.

@@ -223,7 +223,8 @@ pub(super) struct ChannelBlock {
 /// by the position's offset (rows `steps[0]`, columns `steps[1]` apart, `out_hw` of them);
 /// the block's output gradients lie position-major at `dy` (positions `dy_position` apart,
 /// images `dy_image` apart). The accumulators, [R][CV·LANES], are read from and written
-/// back to `acc`.
+/// back to `acc`. `edges` are the pairs (bit r: pair r) whose input at each output row's
+/// first and last position is padding: the block skips those products.
 pub(super) struct ChannelCorrelation {
     pub x: *const f32,
     pub pairs: [usize; CHANNEL_POSITIONS],
@@ -234,6 +235,7 @@ pub(super) struct ChannelCorrelation {
     pub images: usize,
     pub out_hw: [usize; 2],
     pub steps: [usize; 2],
+    pub edges: [u32; 2],
     pub acc: *mut f32,
 }
 
@@ -263,7 +265,9 @@ pub(super) struct ChannelsLastCorrelation {
 /// as for `ChannelsLastCorrelation` (`x`, `x_image`, `x_steps`); the output gradients are
 /// read in place, [c_out, oh, ow] per image: the block's first output channel's plane at
 /// `dy`, the next ones `dy_plane` apart, images `dy_image` apart. The accumulators,
-/// [CO][KW][LANES], are read from and written back to `acc`.
+/// [CO][KW][LANES], are read from and written back to `acc`. `edges` are the taps (bit t:
+/// tap t) whose input at each output row's first and last position is padding: the block
+/// skips those products.
 pub(super) struct InputLaneCorrelation {
     pub x: *const f32,
     pub x_image: usize,
@@ -273,6 +277,7 @@ pub(super) struct InputLaneCorrelation {
     pub dy_image: usize,
     pub images: usize,
     pub out_hw: [usize; 2],
+    pub edges: [u32; 2],
     pub acc: *mut f32,
 }
 
@@ -1025,7 +1030,8 @@ unsafe fn channels_row_taps_body<V: Vector, const P: usize>(b: &ChannelBlock) {
 
 /// CV×R accumulators loaded from `acc`; per output position: CV loads of its output
 /// gradients, and per pair one broadcast input and CV FMAs; stored back. Each lane sums its
-/// weight's products over the images in order and their positions in order.
+/// weight's products over the images in order and their positions in order. A row's first
+/// and last positions skip the pairs in `edges` (whose inputs there are padding).
 #[inline(always)]
 unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &ChannelCorrelation) {
     let at = |c: usize, r: usize| (r * CV + c) * V::LANES;
@@ -1038,6 +1044,9 @@ unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &Ch
             }
         }
         let [oh, ow] = b.out_hw;
+        // The rows' ends apart only where they skip something (and a row of one position
+        // is both ends).
+        let ends = b.edges != [0, 0] && ow >= 2;
         for i in 0..b.images {
             let image = b.x.add(i * b.x_image);
             let mut xs = [image; R];
@@ -1047,19 +1056,20 @@ unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &Ch
             let mut dy = b.dy.add(i * b.dy_image);
             for oy in 0..oh {
                 let mut q = oy * b.steps[0];
-                for _ in 0..ow {
-                    let mut d = [V::zero(); CV];
-                    for (c, dv) in d.iter_mut().enumerate() {
-                        *dv = V::load(dy.add(c * V::LANES));
-                    }
-                    for (r, &x) in xs.iter().enumerate() {
-                        let xv = V::splat(*x.add(q));
-                        for (row, &dv) in acc.iter_mut().zip(&d) {
-                            row[r] = V::fma(dv, xv, row[r]);
-                        }
-                    }
+                if ends {
+                    channel_weight_position::<V, CV, R>(&mut acc, &xs, dy, q, b.edges[0]);
                     dy = dy.add(b.dy_position);
                     q += b.steps[1];
+                }
+                let middle = if ends { ow - 2 } else { ow };
+                for _ in 0..middle {
+                    channel_weight_position::<V, CV, R>(&mut acc, &xs, dy, q, 0);
+                    dy = dy.add(b.dy_position);
+                    q += b.steps[1];
+                }
+                if ends {
+                    channel_weight_position::<V, CV, R>(&mut acc, &xs, dy, q, b.edges[1]);
+                    dy = dy.add(b.dy_position);
                 }
             }
         }
@@ -1071,10 +1081,72 @@ unsafe fn channel_weight_body<V: Vector, const CV: usize, const R: usize>(b: &Ch
     }
 }
 
+/// One position of `channel_weight_body`: the CV vectors of output gradients at `dy`, and
+/// each pair's input at `xs[r] + q` broadcast into CV FMAs, except the pairs in `skip` (bit
+/// r: pair r; 0 in the middle of a row, where the tests fold away). A function, not a
+/// closure, so that it is compiled with its caller's target features.
+#[inline(always)]
+unsafe fn channel_weight_position<V: Vector, const CV: usize, const R: usize>(
+    acc: &mut [[V; R]; CV],
+    xs: &[*const f32; R],
+    dy: *const f32,
+    q: usize,
+    skip: u32,
+) {
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let mut d = [V::zero(); CV];
+        for (c, dv) in d.iter_mut().enumerate() {
+            *dv = V::load(dy.add(c * V::LANES));
+        }
+        for (r, &x) in xs.iter().enumerate() {
+            if skip & (1 << r) != 0 {
+                continue;
+            }
+            let xv = V::splat(*x.add(q));
+            for (row, &dv) in acc.iter_mut().zip(&d) {
+                row[r] = V::fma(dv, xv, row[r]);
+            }
+        }
+    }
+}
+
+/// One position (column `ox`) of `input_lane_weight_body`: the KW taps' input vectors from
+/// `x`, `tap` apart, and each output channel's gradient `ds[c] + ox` broadcast into their
+/// FMAs, except the taps in `skip` (bit t: tap t; 0 in the middle of a row).
+#[inline(always)]
+unsafe fn input_lane_position<V: Vector, const CO: usize, const KW: usize>(
+    acc: &mut [[V; KW]; CO],
+    x: *const f32,
+    tap: usize,
+    ds: &[*const f32; CO],
+    ox: usize,
+    skip: u32,
+) {
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let mut xv = [V::zero(); KW];
+        for (t, v) in xv.iter_mut().enumerate() {
+            if skip & (1 << t) == 0 {
+                *v = V::load(x.add(t * tap));
+            }
+        }
+        for (taps, d) in acc.iter_mut().zip(ds) {
+            let dv = V::splat(*d.add(ox));
+            for (t, (a, &v)) in taps.iter_mut().zip(&xv).enumerate() {
+                if skip & (1 << t) == 0 {
+                    *a = V::fma(v, dv, *a);
+                }
+            }
+        }
+    }
+}
+
 /// CO×KW accumulators loaded from `acc`; per output position: KW loads of its inputs (one
 /// vector of input channels per tap) and, per output channel, its output gradient
 /// broadcast into KW FMAs; stored back. Each lane sums its weight's products over the
-/// images in order and their positions in order.
+/// images in order and their positions in order. A row's first and last positions skip
+/// the taps in `edges` (whose inputs there are padding).
 #[inline(always)]
 unsafe fn input_lane_weight_body<V: Vector, const CO: usize, const KW: usize>(
     b: &InputLaneCorrelation,
@@ -1082,6 +1154,8 @@ unsafe fn input_lane_weight_body<V: Vector, const CO: usize, const KW: usize>(
     let at = |c: usize, t: usize| (c * KW + t) * V::LANES;
     let [row, col, tap] = b.x_steps;
     let [oh, ow] = b.out_hw;
+    // The rows' ends apart only where they skip a tap.
+    let ends = b.edges != [0, 0] && ow >= 2;
     // SAFETY (the whole body): within the bounds the caller guarantees.
     unsafe {
         let mut acc = [[V::zero(); KW]; CO];
@@ -1099,18 +1173,17 @@ unsafe fn input_lane_weight_body<V: Vector, const CO: usize, const KW: usize>(
                     *d = dyi.add(c * b.dy_plane + oy * ow);
                 }
                 let mut x = image.add(oy * row);
-                for ox in 0..ow {
-                    let mut xv = [V::zero(); KW];
-                    for (t, v) in xv.iter_mut().enumerate() {
-                        *v = V::load(x.add(t * tap));
-                    }
-                    for (taps, d) in acc.iter_mut().zip(&ds) {
-                        let dv = V::splat(*d.add(ox));
-                        for (a, &v) in taps.iter_mut().zip(&xv) {
-                            *a = V::fma(v, dv, *a);
-                        }
-                    }
+                if ends {
+                    input_lane_position::<V, CO, KW>(&mut acc, x, tap, &ds, 0, b.edges[0]);
                     x = x.add(col);
+                }
+                let middle = if ends { 1..ow - 1 } else { 0..ow };
+                for ox in middle {
+                    input_lane_position::<V, CO, KW>(&mut acc, x, tap, &ds, ox, 0);
+                    x = x.add(col);
+                }
+                if ends {
+                    input_lane_position::<V, CO, KW>(&mut acc, x, tap, &ds, ow - 1, b.edges[1]);
                 }
             }
         }

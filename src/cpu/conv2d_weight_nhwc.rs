@@ -38,7 +38,9 @@
 //! Summation order: within a part, every weight sums its products in one lane, images in
 //! order and each image's output positions in row-major order, from zero; the parts' sums
 //! are then added in part order. The result depends neither on the thread count nor on the
-//! slab. The padding's products are zeros, summed like the others.
+//! slab. The products with the padding's zeros are skipped where a block's kernel row reads
+//! a whole output row from the padding and, with input lanes, at a row's first and last
+//! position (conv2d_channels.rs says why that changes no bits of a finite sum).
 //!
 //! `GRADSCOPE_CONV_CHANNELS=off` turns this path off with conv2d_channels.rs.
 
@@ -48,6 +50,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::batch_parts::{BatchParts, add_parts_in_order};
+use crate::cpu::conv2d::{edge_columns, valid_range};
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut};
 use crate::cpu::conv2d_direct_kernels::{
@@ -378,6 +381,32 @@ fn input_geometry(s: &Conv2dShape, l: &Layout, ki: usize, cib: usize) -> (usize,
     (x0, steps)
 }
 
+/// The output rows whose inputs kernel row `ki` finds inside the image, None where it finds
+/// none. The other rows add only the padding's zeros and are left out: that changes no finite
+/// sum, and a non-finite output gradient there meets no input, as in the mathematical
+/// definition (each weight still sums its products in position order).
+fn rows_inside(s: &Conv2dShape, ki: usize) -> Option<std::ops::Range<usize>> {
+    let [oh, _] = s.out_hw();
+    let (lo, hi) = valid_range(oh, s.stride[0], ki * s.dilation[0], s.pad[0], s.h);
+    (lo < hi).then_some(lo..hi)
+}
+
+/// The taps (bit kj: kernel column kj) whose input at an output row's first and at its last
+/// position is padding, which the input-lane blocks skip there; none where some tap's
+/// padding reaches further (`edge_columns`).
+fn edge_taps(s: &Conv2dShape) -> [u32; 2] {
+    let mut edges = [0u32; 2];
+    for kj in 0..s.kw {
+        let Some(ends) = edge_columns(s, kj) else {
+            return [0, 0];
+        };
+        for (mask, end) in edges.iter_mut().zip(ends) {
+            *mask |= u32::from(end) << kj;
+        }
+    }
+    edges
+}
+
 /// Adds every output position of the slab's images (`xts`, channel-last and padded, and
 /// `dyts`, transposed; as many images as `xts` holds) to register block `unit`'s
 /// accumulators `acc`.
@@ -389,14 +418,19 @@ fn weight_block(
     dyts: &[f32],
     acc: &mut [f32],
 ) {
-    let [oh, ow] = s.out_hw();
+    let [_, ow] = s.out_hw();
     let (cob, ki, cib) = l.unit_position(s, unit);
     let images = xts.len() / l.xt_len;
     let (x0, x_steps) = input_geometry(s, l, ki, cib);
-    let dy0 = cob * l.lanes;
-    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`).
+    let Some(rows) = rows_inside(s, ki) else {
+        return;
+    };
+    let x0 = x0 + rows.start * x_steps[0];
+    let dy0 = rows.start * ow * s.c_out + cob * l.lanes;
+    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`,
+    // which bounds every row's).
     assert!(images >= 1 && xts.len() == images * l.xt_len);
-    assert!(dyts.len() == images * l.dyt_len && dy0 + l.lanes <= s.c_out);
+    assert!(dyts.len() == images * l.dyt_len && cob * l.lanes + l.lanes <= s.c_out);
     assert!(acc.len() >= l.unit_len(s));
     let args = ChannelsLastCorrelation {
         x: xts[x0..].as_ptr(),
@@ -406,7 +440,7 @@ fn weight_block(
         dy_position: s.c_out,
         dy_image: l.dyt_len,
         images,
-        out_hw: [oh, ow],
+        out_hw: [rows.len(), ow],
         acc: acc.as_mut_ptr(),
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
@@ -429,9 +463,14 @@ fn input_lane_block(
     let (cob, ki, cib) = l.unit_position(s, unit);
     let images = xts.len() / l.xt_len;
     let (x0, x_steps) = input_geometry(s, l, ki, cib);
+    let Some(rows) = rows_inside(s, ki) else {
+        return;
+    };
+    let x0 = x0 + rows.start * x_steps[0];
     let y_img = s.c_out * oh * ow;
-    let dy0 = cob * l.cob * oh * ow;
-    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`).
+    let dy0 = cob * l.cob * oh * ow + rows.start * ow;
+    // Bounds the unchecked reads and writes of the kernel below (with `input_geometry`,
+    // which bounds every row's).
     assert!(images >= 1 && xts.len() == images * l.xt_len);
     assert!(dys.len() == images * y_img && (cob + 1) * l.cob <= s.c_out);
     assert!(acc.len() >= l.unit_len(s));
@@ -443,7 +482,8 @@ fn input_lane_block(
         dy_plane: oh * ow,
         dy_image: y_img,
         images,
-        out_hw: [oh, ow],
+        out_hw: [rows.len(), ow],
+        edges: edge_taps(s),
         acc: acc.as_mut_ptr(),
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
