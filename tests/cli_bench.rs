@@ -190,6 +190,12 @@ fn op_filter_selects_by_family_or_name_and_refuses_nothing_matched() {
     assert!(!out.status.success());
     assert!(err.contains("matches no kernel"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // Refused before the machine's header: nothing was measured.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let out = gradscope(&["bench", "--cpu-only", "--sizes", "0"]);
     assert!(!out.status.success());

@@ -59,6 +59,33 @@ fn family_cases(family: Family, size: usize) -> Vec<Pending> {
     }
 }
 
+/// Refuses an `--op` filter that selects no case, before anything is measured: the caller
+/// checks it before it opens an adapter or prints a header.
+pub fn check_selection(opts: &BenchOptions) -> Result<()> {
+    let selects = |family: Family| {
+        if family == Family::Step {
+            return step::MODELS.iter().any(|name| {
+                opts.selected(family, name) || opts.selected(family, &step::pipelined_name(name))
+            });
+        }
+        opts.sizes_for(family).into_iter().any(|size| {
+            family_cases(family, size)
+                .iter()
+                .any(|p| opts.selected(p.family, &p.name))
+        })
+    };
+    if Family::ALL.into_iter().any(selects) {
+        return Ok(());
+    }
+    let families: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+    Err(crate::Error::config(format!(
+        "--op {} matches no kernel; use a family ({}) or part of a kernel's name \
+         (matmul_nt, backward, …)",
+        opts.ops.join(","),
+        families.join(", ")
+    )))
+}
+
 /// Runs every selected case; `progress` sees each result as it is measured (long runs
 /// print as they go). `ctx` is the GPU side (None: CPU only). Returns the whole report;
 /// kernels whose GPU result disagrees with the CPU twin are listed in `failures` (the
@@ -69,6 +96,7 @@ pub fn run(
     progress: &mut dyn FnMut(&KernelResult),
 ) -> Result<BenchReport> {
     opts.validate()?;
+    check_selection(opts)?;
     let timing = ctx.as_deref().map(GpuTiming::best_per_pass);
     let timer = match (&ctx, timing) {
         (Some(c), Some(t)) => Some(GpuTimer::new(c, t, 1)?),
@@ -76,7 +104,6 @@ pub fn run(
     };
     let gpu = ctx.as_deref().zip(timer.as_ref());
     let mut results = Vec::new();
-    let mut matched_any = false;
     for family in Family::ALL {
         for size in opts.sizes_for(family) {
             if family == Family::Step {
@@ -88,7 +115,6 @@ pub fn run(
                     if rows == (false, false) {
                         continue;
                     }
-                    matched_any = true;
                     for r in step::run(name, size, rows, opts, ctx.as_ref())? {
                         progress(&r);
                         results.push(r);
@@ -101,7 +127,6 @@ pub fn run(
                 if !opts.selected(p.family, &p.name) {
                     continue;
                 }
-                matched_any = true;
                 if !memory_checked {
                     // Refused with its size before anything is allocated, where the
                     // allocation itself would abort the process.
@@ -117,15 +142,6 @@ pub fn run(
                 results.push(r);
             }
         }
-    }
-    if !matched_any {
-        let families: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
-        return Err(crate::Error::config(format!(
-            "--op {} matches no kernel; use a family ({}) or part of a kernel's name \
-             (matmul_nt, backward, …)",
-            opts.ops.join(","),
-            families.join(", ")
-        )));
     }
     let failures = results
         .iter()

@@ -72,6 +72,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         gpu: !args.cpu_only,
     };
     opts.validate()?;
+    bench::check_selection(&opts)?;
     let json_stdout = args
         .json
         .as_deref()
