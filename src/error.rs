@@ -124,4 +124,18 @@ impl Error {
             source,
         }
     }
+
+    /// The error of reading `file`, which every run directory holds, from `run_dir`: a
+    /// missing file says that `run_dir` is no run directory and what to give instead.
+    pub fn run_dir_file(run_dir: &std::path::Path, file: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::config(format!(
+                "{} is not a run directory: it has no {file} (give a directory that \
+                 `gradscope train` wrote: runs/<time>-<name>, or its --run-dir)",
+                run_dir.display()
+            ))
+        } else {
+            Error::io(run_dir.join(file), source)
+        }
+    }
 }

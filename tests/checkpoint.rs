@@ -635,4 +635,15 @@ fn cli_export_writes_parameters_and_resume_refuses_a_preset() {
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("no readable checkpoint"), "{err}");
+    // Resuming from a directory that no run wrote names what it lacks.
+    let r = Command::new(exe)
+        .args(["train", "--resume", &empty.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("is not a run directory") && err.contains("config.toml"),
+        "{err}"
+    );
 }

@@ -142,6 +142,7 @@ fn missing_metrics_names_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let err = generate(tmp.path()).unwrap_err().to_string();
     assert!(err.contains("metrics.jsonl"), "{err}");
+    assert!(err.contains("is not a run directory"), "{err}");
 }
 
 #[test]

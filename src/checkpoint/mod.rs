@@ -85,7 +85,8 @@ impl Checkpointer {
 /// pointing at it.
 pub fn load_run_config(run_dir: &Path) -> Result<TrainConfig> {
     let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::run_dir_file(run_dir, "config.toml", e))?;
     let mut config = TrainConfig::from_toml(&text, &path)?;
     config.run_dir = Some(run_dir.to_path_buf());
     Ok(config)

@@ -172,7 +172,8 @@ impl History {
     /// Reads `run_dir/metrics.jsonl` (required) and `run_dir/summary.json` (optional).
     pub fn load(run_dir: &Path) -> Result<History> {
         let path = run_dir.join("metrics.jsonl");
-        let content = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let content = std::fs::read_to_string(&path)
+            .map_err(|e| Error::run_dir_file(run_dir, "metrics.jsonl", e))?;
         let mut h = History {
             run_dir: run_dir.to_path_buf(),
             steps: Vec::new(),
