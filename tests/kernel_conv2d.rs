@@ -290,6 +290,79 @@ fn cpu_backward_weight_matches_direct_sum_over_large_batches() {
     }
 }
 
+/// The direct weight gradients leave out the products with the padding's zeros, as the
+/// definition does (dW sums over the input pixels inside the image only): an infinite
+/// output gradient where a kernel row or column reads only padding leaves that tap's
+/// weights finite and reaches the other taps' (im2col + GEMM, and the GPU, multiply it by
+/// the padding's zero into NaN). Output row 0 meets input row −1 through kernel row 0;
+/// output column 0 meets input column −1 through kernel column 0. The channel blocks (32
+/// output channels, on every instruction set with direct kernels) and the channel-last
+/// layout (16 channels on x86-64: input lanes on AVX-512, output lanes on AVX2) skip both.
+/// The other instruction sets' runs are `cpu_f32_passes_match_with_every_instruction_set`'s
+/// child processes, which run this file's f64-definition test only.
+#[test]
+fn direct_weight_gradients_leave_out_the_padding_products() {
+    let isa = cc::direct_isa();
+    let x86 = matches!(isa, Some("avx512" | "avx2"));
+    for (s, rows, columns) in [
+        (
+            shape(2, 32, 7, 7, 32, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+            true,
+            true,
+        ),
+        (
+            shape(2, 16, 14, 28, 16, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+            x86,
+            x86,
+        ),
+    ] {
+        if !cc::runs_direct::<f32>(&s)[1] {
+            eprintln!("{}: no direct weight gradient on this CPU", describe(&s));
+            continue;
+        }
+        let [oh, ow] = s.out_hw();
+        let x = random_vec(91, s.x_len(), -1.0, 1.0);
+        let (co, b) = (3, 1);
+        let plane = (b * s.c_out + co) * oh * ow;
+        let cases = [
+            (plane + 3, Tap::Row(0), rows),
+            (plane + 2 * ow, Tap::Column(0), columns),
+        ];
+        for (at, padded_tap, _) in cases.into_iter().filter(|c| c.2) {
+            let mut dy = random_vec(92, s.y_len(), -1.0, 1.0);
+            dy[at] = f32::INFINITY;
+            let mut dw = vec![f32::NAN; s.w_len()];
+            cc::conv2d_backward_weight(&s, &x, &dy, &mut dw, false);
+            for ci in 0..s.c_in {
+                for ki in 0..s.kh {
+                    for kj in 0..s.kw {
+                        let v = dw[((co * s.c_in + ci) * s.kh + ki) * s.kw + kj];
+                        let skipped = match padded_tap {
+                            Tap::Row(r) => ki == r,
+                            Tap::Column(c) => kj == c,
+                        };
+                        assert_eq!(
+                            v.is_finite(),
+                            skipped,
+                            "{}: dw[{co}][{ci}][{ki}][{kj}] = {v} with dy = ∞ at {padded_tap:?}'s padding",
+                            describe(&s)
+                        );
+                    }
+                }
+            }
+            // The other output channels' weights stay finite.
+            assert!(dw[..co * s.patch_len()].iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+/// The kernel row or column through which an output position reads only padding.
+#[derive(Clone, Copy, Debug)]
+enum Tap {
+    Row(usize),
+    Column(usize),
+}
+
 /// The f32 passes against the f64 definition: the awkward set (im2col + GEMM) and
 /// stride-1 shapes wide enough for the direct kernels (conv2d_direct.rs): channel counts
 /// off the register blocks, odd output channels per group, dilation, non-square and 5×5

@@ -246,7 +246,9 @@ pub(super) struct ChannelCorrelation {
 /// position (0, 0) and its first tap is `x`, images `x_image` apart, and `x_steps` are the
 /// steps between output rows, output columns and the row's taps. The output gradients lie
 /// position-major at `dy` (positions `dy_position` apart, images `dy_image` apart). The
-/// accumulators, [KW][CB][LANES], are read from and written back to `acc`.
+/// accumulators, [KW][CB][LANES], are read from and written back to `acc`. `edges` are the
+/// taps (bit t: tap t) whose input at each output row's first and last position is
+/// padding: the block skips those products.
 pub(super) struct ChannelsLastCorrelation {
     pub x: *const f32,
     pub x_image: usize,
@@ -256,6 +258,7 @@ pub(super) struct ChannelsLastCorrelation {
     pub dy_image: usize,
     pub images: usize,
     pub out_hw: [usize; 2],
+    pub edges: [u32; 2],
     pub acc: *mut f32,
 }
 
@@ -1195,11 +1198,39 @@ unsafe fn input_lane_weight_body<V: Vector, const CO: usize, const KW: usize>(
     }
 }
 
+/// One position of `channels_last_weight_body`: its output gradients at `dy` times each
+/// tap's CB inputs side by side at `xs[t]`, except the taps in `skip` (bit t: tap t; 0 in
+/// the middle of a row); then `xs` and `dy` step to the next position (`steps`: the
+/// column step and `dy_position`).
+#[inline(always)]
+unsafe fn channels_last_position<V: Vector, const CB: usize, const KW: usize>(
+    acc: &mut [[V; CB]; KW],
+    xs: &mut [*const f32; KW],
+    dy: &mut *const f32,
+    steps: [usize; 2],
+    skip: u32,
+) {
+    // SAFETY (the whole body): within the bounds the caller guarantees.
+    unsafe {
+        let d = V::load(*dy);
+        for (t, (taps, x)) in acc.iter_mut().zip(xs.iter_mut()).enumerate() {
+            if skip & (1 << t) == 0 {
+                for (c, a) in taps.iter_mut().enumerate() {
+                    *a = V::fma(d, V::splat(*x.add(c)), *a);
+                }
+            }
+            *x = x.add(steps[0]);
+        }
+        *dy = dy.add(steps[1]);
+    }
+}
+
 /// KW×CB accumulators loaded from `acc`; per output position: one load of its output
 /// gradients and, per tap, CB FMAs with a broadcast input each, the CB inputs side by side
 /// behind one pointer (a broadcast folds into its FMA as a memory operand); stored back.
 /// Each lane sums its weight's products over the images in order and their positions in
-/// order.
+/// order. A row's first and last positions skip the taps in `edges` (whose inputs there
+/// are padding).
 #[inline(always)]
 unsafe fn channels_last_weight_body<V: Vector, const CB: usize, const KW: usize>(
     b: &ChannelsLastCorrelation,
@@ -1207,6 +1238,7 @@ unsafe fn channels_last_weight_body<V: Vector, const CB: usize, const KW: usize>
     let at = |t: usize, c: usize| (t * CB + c) * V::LANES;
     let [row, col, tap] = b.x_steps;
     let [oh, ow] = b.out_hw;
+    let ends = b.edges != [0, 0] && ow >= 2;
     // SAFETY (the whole body): within the bounds the caller guarantees.
     unsafe {
         let mut acc = [[V::zero(); CB]; KW];
@@ -1223,15 +1255,19 @@ unsafe fn channels_last_weight_body<V: Vector, const CB: usize, const KW: usize>
                 for (t, x) in xs.iter_mut().enumerate() {
                     *x = image.add(oy * row + t * tap);
                 }
-                for _ in 0..ow {
-                    let d = V::load(dy);
-                    for (taps, x) in acc.iter_mut().zip(&mut xs) {
-                        for (c, a) in taps.iter_mut().enumerate() {
-                            *a = V::fma(d, V::splat(*x.add(c)), *a);
-                        }
-                        *x = x.add(col);
-                    }
-                    dy = dy.add(b.dy_position);
+                let steps = [col, b.dy_position];
+                if ends {
+                    channels_last_position::<V, CB, KW>(
+                        &mut acc, &mut xs, &mut dy, steps, b.edges[0],
+                    );
+                }
+                for _ in 0..if ends { ow - 2 } else { ow } {
+                    channels_last_position::<V, CB, KW>(&mut acc, &mut xs, &mut dy, steps, 0);
+                }
+                if ends {
+                    channels_last_position::<V, CB, KW>(
+                        &mut acc, &mut xs, &mut dy, steps, b.edges[1],
+                    );
                 }
             }
         }

@@ -39,8 +39,9 @@
 //! order and each image's output positions in row-major order, from zero; the parts' sums
 //! are then added in part order. The result depends neither on the thread count nor on the
 //! slab. The products with the padding's zeros are skipped where a block's kernel row reads
-//! a whole output row from the padding and, with input lanes, at a row's first and last
-//! position (conv2d_channels.rs says why that changes no bits of a finite sum).
+//! a whole output row from the padding, and at a row's first and last position where a
+//! tap reads padding there (conv2d_channels.rs says why that changes no bits of a finite
+//! sum).
 //!
 //! `GRADSCOPE_CONV_CHANNELS=off` turns this path off with conv2d_channels.rs.
 
@@ -392,8 +393,8 @@ fn rows_inside(s: &Conv2dShape, ki: usize) -> Option<std::ops::Range<usize>> {
 }
 
 /// The taps (bit kj: kernel column kj) whose input at an output row's first and at its last
-/// position is padding, which the input-lane blocks skip there; none where some tap's
-/// padding reaches further (`edge_columns`).
+/// position is padding, which the blocks skip there; none where some tap's padding reaches
+/// further (`edge_columns`).
 fn edge_taps(s: &Conv2dShape) -> [u32; 2] {
     let mut edges = [0u32; 2];
     for kj in 0..s.kw {
@@ -441,6 +442,7 @@ fn weight_block(
         dy_image: l.dyt_len,
         images,
         out_hw: [rows.len(), ow],
+        edges: edge_taps(s),
         acc: acc.as_mut_ptr(),
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
