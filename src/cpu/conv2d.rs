@@ -102,6 +102,33 @@ pub(crate) fn edge_columns(s: &Conv2dShape, kj: usize) -> Option<[bool; 2]> {
     (ow >= 2 && lo <= 1 && hi + 1 >= ow).then_some([lo == 1, hi + 1 == ow])
 }
 
+/// The output rows whose inputs kernel row `ki` finds inside the image, None where it finds
+/// none. The direct weight gradients leave the other rows out: they add only the padding's
+/// zeros, which changes no finite sum, and a non-finite output gradient there meets no input,
+/// as in the mathematical definition.
+pub(crate) fn rows_inside(s: &Conv2dShape, ki: usize) -> Option<std::ops::Range<usize>> {
+    let [oh, _] = s.out_hw();
+    let (lo, hi) = valid_range(oh, s.stride[0], ki * s.dilation[0], s.pad[0], s.h);
+    (lo < hi).then_some(lo..hi)
+}
+
+/// The masks `[first, last]` of the taps whose input at an output row's first and at its
+/// last position is padding: bit i for the i-th kernel column of `columns` (a register
+/// block's taps, in its order). None set where some tap's padding reaches further than one
+/// position (`edge_columns`): the block then takes every product.
+pub(crate) fn edge_masks(s: &Conv2dShape, columns: impl IntoIterator<Item = usize>) -> [u32; 2] {
+    let mut masks = [0u32; 2];
+    for (i, kj) in columns.into_iter().enumerate() {
+        let Some(ends) = edge_columns(s, kj) else {
+            return [0, 0];
+        };
+        for (mask, end) in masks.iter_mut().zip(ends) {
+            *mask |= u32::from(end) << i;
+        }
+    }
+    masks
+}
+
 /// Whether the patch matrix of image and group is the input itself: a 1×1 kernel with stride
 /// 1 and no padding (dilation is then irrelevant) reads every pixel once, in order.
 fn is_pointwise(s: &Conv2dShape) -> bool {

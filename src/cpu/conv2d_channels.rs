@@ -54,7 +54,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::batch_parts::{BatchParts, add_parts_in_order};
-use crate::cpu::conv2d::{edge_columns, valid_range};
+use crate::cpu::conv2d::{edge_masks, rows_inside};
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut, pack_weights, pad_image};
 use crate::cpu::conv2d_direct_kernels::{
     self as kernels, CHANNEL_POSITIONS, ChannelBlock, ChannelCorrelation, Isa,
@@ -636,11 +636,9 @@ fn weight_block(
     // Output rows whose inputs the block's kernel row finds in the padding add only zeros:
     // they are left out (which changes no finite sum; a non-finite output gradient there
     // meets no input, as in the mathematical definition).
-    let rows = match wl.kernel_row(s, kb) {
-        Some(ki) => {
-            let (lo, hi) = valid_range(oh, s.stride[0], ki * s.dilation[0], s.pad[0], s.h);
-            rows.start.max(lo)..rows.end.min(hi)
-        }
+    let rows = match wl.kernel_row(s, kb).map(|ki| rows_inside(s, ki)) {
+        Some(Some(inside)) => rows.start.max(inside.start)..rows.end.min(inside.end),
+        Some(None) => return,
         None => rows,
     };
     if rows.is_empty() {
@@ -654,24 +652,11 @@ fn weight_block(
             + (t / s.kw) * s.dilation[0] * l.wp
             + (t % s.kw) * s.dilation[1];
     }
-    // The pairs whose input at a row's first or last position is padding skip it there
-    // (all of the block's pairs or none: a tap whose padding reaches further takes every
-    // product).
-    let mut edges = [0u32; 2];
-    for r in 0..l.p {
-        let k = wl.pair_index(s, kb, r).unwrap_or(patch - 1);
-        match edge_columns(s, k % taps % s.kw) {
-            Some(ends) => {
-                for (mask, end) in edges.iter_mut().zip(ends) {
-                    *mask |= u32::from(end) << r;
-                }
-            }
-            None => {
-                edges = [0, 0];
-                break;
-            }
-        }
-    }
+    // The pairs whose input at a row's first or last position is padding skip it there.
+    let edges = edge_masks(
+        s,
+        (0..l.p).map(|r| wl.pair_index(s, kb, r).unwrap_or(patch - 1) % taps % s.kw),
+    );
     let images = xps.len() / wl.xp_len;
     let last_pair = pairs[..l.p].iter().copied().max().unwrap_or(0);
     // The band's first input row and first output gradient.

@@ -51,7 +51,7 @@ use rayon::prelude::*;
 
 use crate::cpu::Element;
 use crate::cpu::batch_parts::{BatchParts, add_parts_in_order};
-use crate::cpu::conv2d::{edge_columns, valid_range};
+use crate::cpu::conv2d::{edge_masks, rows_inside};
 use crate::cpu::conv2d_channels;
 use crate::cpu::conv2d_direct::{self, as_f32, as_f32_mut};
 use crate::cpu::conv2d_direct_kernels::{
@@ -382,32 +382,6 @@ fn input_geometry(s: &Conv2dShape, l: &Layout, ki: usize, cib: usize) -> (usize,
     (x0, steps)
 }
 
-/// The output rows whose inputs kernel row `ki` finds inside the image, None where it finds
-/// none. The other rows add only the padding's zeros and are left out: that changes no finite
-/// sum, and a non-finite output gradient there meets no input, as in the mathematical
-/// definition (each weight still sums its products in position order).
-fn rows_inside(s: &Conv2dShape, ki: usize) -> Option<std::ops::Range<usize>> {
-    let [oh, _] = s.out_hw();
-    let (lo, hi) = valid_range(oh, s.stride[0], ki * s.dilation[0], s.pad[0], s.h);
-    (lo < hi).then_some(lo..hi)
-}
-
-/// The taps (bit kj: kernel column kj) whose input at an output row's first and at its last
-/// position is padding, which the blocks skip there; none where some tap's padding reaches
-/// further (`edge_columns`).
-fn edge_taps(s: &Conv2dShape) -> [u32; 2] {
-    let mut edges = [0u32; 2];
-    for kj in 0..s.kw {
-        let Some(ends) = edge_columns(s, kj) else {
-            return [0, 0];
-        };
-        for (mask, end) in edges.iter_mut().zip(ends) {
-            *mask |= u32::from(end) << kj;
-        }
-    }
-    edges
-}
-
 /// Adds every output position of the slab's images (`xts`, channel-last and padded, and
 /// `dyts`, transposed; as many images as `xts` holds) to register block `unit`'s
 /// accumulators `acc`.
@@ -442,7 +416,7 @@ fn weight_block(
         dy_image: l.dyt_len,
         images,
         out_hw: [rows.len(), ow],
-        edges: edge_taps(s),
+        edges: edge_masks(s, 0..s.kw),
         acc: acc.as_mut_ptr(),
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
@@ -485,7 +459,7 @@ fn input_lane_block(
         dy_image: y_img,
         images,
         out_hw: [rows.len(), ow],
-        edges: edge_taps(s),
+        edges: edge_masks(s, 0..s.kw),
         acc: acc.as_mut_ptr(),
     };
     // SAFETY: `conv2d_direct::isa` found the instruction set present and `Layout::new` took
