@@ -94,6 +94,30 @@ fn check_profile(dir: &Path, layers: &[&str]) -> Value {
         "kind fractions sum to {fractions}"
     );
     assert!(p["step_seconds"].as_f64().unwrap() > 0.0);
+    // By kernel: every op counted once, slowest first, the matmuls without their shapes.
+    let by_kernel = p["by_kernel"].as_array().unwrap();
+    let names: Vec<&str> = by_kernel
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    for k in [
+        "matmul NN",
+        "matmul NT",
+        "matmul TN",
+        "stats",
+        "optimizer update",
+    ] {
+        assert!(names.contains(&k), "kernel {k} missing from {names:?}");
+    }
+    let counted: u64 = by_kernel.iter().map(|k| k["ops"].as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, ops.len());
+    let seconds: Vec<f64> = by_kernel
+        .iter()
+        .map(|k| k["seconds"].as_f64().unwrap())
+        .collect();
+    assert!(seconds.windows(2).all(|w| w[0] >= w[1]), "{seconds:?}");
+    let kernel_sum: f64 = seconds.iter().sum();
+    assert!((kernel_sum - total).abs() <= 1e-9 + 1e-9 * total);
     p
 }
 
@@ -154,6 +178,19 @@ fn gpu_profile_has_every_kind_and_layer_and_changes_nothing() {
         per_op.iter().filter(|&&d| d == 0).count() >= 4,
         "{per_op:?}"
     );
+    // The table by kernel counts each op's dispatches once.
+    let of_ops: u64 = ops.iter().map(|o| o["dispatches"].as_u64().unwrap()).sum();
+    let of_kernels: u64 = p["by_kernel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            k["dispatches"]
+                .as_u64()
+                .expect("a GPU profile counts dispatches")
+        })
+        .sum();
+    assert_eq!(of_kernels, of_ops);
 }
 
 #[test]
@@ -198,6 +235,8 @@ fn the_cli_prints_the_profile() {
         "forward",
         "backward",
         "optimizer",
+        "kernel                              ops",
+        "matmul NT",
         "slowest ops",
     ] {
         assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");

@@ -152,6 +152,19 @@ pub fn label(op: &Op) -> String {
     }
 }
 
+/// The op's kernel without its shape ("matmul NT"): what the profile's table by kernel
+/// adds up.
+pub fn kernel(label: &str) -> &str {
+    if !label.starts_with("matmul ") {
+        return label;
+    }
+    // "matmul", the layout, then the shape.
+    match label.match_indices(' ').nth(1) {
+        Some((at, _)) => &label[..at],
+        None => label,
+    }
+}
+
 /// Kind, layer and label of op `i` of the plan's step.
 pub fn attribute(plan: &Plan, i: usize) -> (OpKind, String, String) {
     let op = &plan.ops[i];
@@ -223,5 +236,16 @@ mod tests {
         assert_eq!(layer_of_name("bn1.running_var"), "bn1");
         assert_eq!(layer_of_name("layers.0.weight.state1"), "layers.0");
         assert_eq!(layer_of_name("loss_out"), "loss_out");
+    }
+
+    #[test]
+    fn kernel_is_the_label_without_the_shape() {
+        assert_eq!(kernel("matmul NT 128×256×784"), "matmul NT");
+        assert_eq!(kernel("matmul TN"), "matmul TN");
+        assert_eq!(kernel("conv2d backward weight"), "conv2d backward weight");
+        assert_eq!(
+            kernel("stats finalize (all records)"),
+            "stats finalize (all records)"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Where a training step's time goes (`gradscope train --profile`): per op, per kind of op
-//! (forward, loss, backward, statistics, clipping, optimizer), per layer, and on the GPU the
-//! host's time to encode and submit a step.
+//! (forward, loss, backward, statistics, clipping, optimizer), per kernel (every conv2d
+//! forward of the step together, every matmul NT, …), per layer, and on the GPU the host's
+//! time to encode and submit a step.
 //!
 //! Both executors feed a [`ProfileBuilder`] with the seconds of every op of every profiled
 //! step (`slot` = the op's index in `Plan::ops`; the GPU's statistics finalize, which is no
@@ -45,6 +46,21 @@ pub struct Share {
     pub fraction: f64,
 }
 
+/// Seconds per step of one kernel, over every op of the step that runs it.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelShare {
+    /// The op's label without its shape (`attribute::kernel`).
+    pub name: String,
+    /// Ops of the step that run it.
+    pub ops: usize,
+    pub seconds: f64,
+    /// Of the sum over ops.
+    pub fraction: f64,
+    /// GPU: the dispatches those ops record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches: Option<usize>,
+}
+
 /// A run's profile, as printed and as written to `RUN_DIR/profile.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
@@ -69,6 +85,8 @@ pub struct Profile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatches_per_step: Option<usize>,
     pub by_kind: Vec<Share>,
+    /// Slowest first.
+    pub by_kernel: Vec<KernelShare>,
     pub by_layer: Vec<Share>,
     pub ops: Vec<OpProfile>,
 }
@@ -209,6 +227,32 @@ impl ProfileBuilder {
                     .then(|| share(k.name().to_string(), s))
             })
             .collect();
+        let mut by_kernel: Vec<KernelShare> = Vec::new();
+        for o in &ops {
+            let name = attribute::kernel(&o.label);
+            let k = match by_kernel.iter_mut().position(|k| k.name == name) {
+                Some(at) => &mut by_kernel[at],
+                None => {
+                    by_kernel.push(KernelShare {
+                        name: name.to_string(),
+                        ops: 0,
+                        seconds: 0.0,
+                        fraction: 0.0,
+                        dispatches: o.dispatches.map(|_| 0),
+                    });
+                    by_kernel.last_mut().expect("just pushed")
+                }
+            };
+            k.ops += 1;
+            k.seconds += o.seconds;
+            if let (Some(d), Some(n)) = (k.dispatches.as_mut(), o.dispatches) {
+                *d += n;
+            }
+        }
+        for k in &mut by_kernel {
+            k.fraction = share(String::new(), k.seconds).fraction;
+        }
+        by_kernel.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         // Layers in order of first appearance in the step.
         let mut by_layer: Vec<Share> = Vec::new();
         for o in &ops {
@@ -244,6 +288,7 @@ impl ProfileBuilder {
                     .sum()
             }),
             by_kind,
+            by_kernel,
             by_layer,
             ops,
         })

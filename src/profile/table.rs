@@ -1,5 +1,5 @@
-//! The console form of a profile: the step's time by kind of op, by layer, and the
-//! slowest ops.
+//! The console form of a profile: the step's time by kind of op, by kernel, by layer, and
+//! the slowest ops.
 
 use super::Profile;
 
@@ -40,6 +40,30 @@ pub fn render(p: &Profile) -> String {
         s += &format!(
             "{:<12} {:>10} {:>6.1}%  {}\n",
             k.name,
+            ms(k.seconds),
+            100.0 * k.fraction,
+            bar(k.fraction)
+        );
+    }
+    let dispatches = p.by_kernel.iter().any(|k| k.dispatches.is_some());
+    s += &format!(
+        "\n{:<34} {:>4}{} {:>10} {:>7}\n",
+        "kernel",
+        "ops",
+        if dispatches { "  dispatches" } else { "" },
+        "ms/step",
+        "share"
+    );
+    for k in &p.by_kernel {
+        let d = match k.dispatches {
+            Some(d) => format!(" {d:>11}"),
+            None if dispatches => format!(" {:>11}", "-"),
+            None => String::new(),
+        };
+        s += &format!(
+            "{:<34} {:>4}{d} {:>10} {:>6.1}%  {}\n",
+            k.name,
+            k.ops,
             ms(k.seconds),
             100.0 * k.fraction,
             bar(k.fraction)
