@@ -89,6 +89,46 @@ fn cpu_run_writes_metrics_summary_and_table() {
     assert!(Path::new(&dir.join("config.toml")).exists());
 }
 
+/// `--threads` sets the CPU executor's threads, and only its speed: the logs of one thread
+/// and of three are the same bytes, every step's full statistics included.
+#[test]
+fn thread_count_changes_nothing_but_the_speed() {
+    let tmp = tempfile::tempdir().unwrap();
+    for model in ["mlp", "lenet5"] {
+        let metrics = |threads: &str| {
+            let dir = tmp.path().join(format!("{model}-{threads}"));
+            let d = dir.to_str().unwrap();
+            let extra = [
+                "--device",
+                "cpu",
+                "--stats-every",
+                "1",
+                "--model",
+                model,
+                "--threads",
+                threads,
+            ];
+            let out = gradscope(&small_run(d, &extra));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "stderr: {stderr}");
+            let said = format!("({threads} thread");
+            assert!(
+                stdout.contains(&said) || stderr.contains(&said),
+                "{stdout}\n{stderr}"
+            );
+            std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap()
+        };
+        assert_eq!(
+            metrics("1"),
+            metrics("3"),
+            "{model}: one thread against three"
+        );
+    }
+    fails_with(&["train", "--threads", "0"], &["--threads", "0"]);
+    fails_with(&["bench", "--threads", "100000"], &["--threads", "100000"]);
+}
+
 #[test]
 fn gpu_run_when_an_adapter_exists() {
     if common::gpu().is_none() {

@@ -8,7 +8,11 @@ pub fn header(m: &Machine, warmup: usize, repeats: usize) -> String {
         Some(isa) => format!("direct {isa} stride-1 convolutions"),
         None => "convolutions by im2col + GEMM".to_string(),
     };
-    let mut s = format!("CPU: {} ({} threads, {convs})\n", m.cpu, m.cpu_threads);
+    let plural = if m.cpu_threads == 1 { "" } else { "s" };
+    let mut s = format!(
+        "CPU: {} ({} thread{plural}, {convs})\n",
+        m.cpu, m.cpu_threads
+    );
     match &m.adapter {
         Some(a) => {
             s += &format!(

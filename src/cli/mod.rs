@@ -24,7 +24,15 @@ use gradscope::Result;
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Threads of the CPU executor (and of the CPU side of `bench`): default one per core,
+    /// or RAYON_NUM_THREADS. Results are the same bits for any count; only the speed moves.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
+    threads: Option<u16>,
 }
+
+/// The most threads `--threads` takes: past that a count is more likely a typo than a
+/// machine.
+const MAX_THREADS: i64 = 4096;
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -45,6 +53,15 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        // Before anything runs on the pool: rayon builds its global pool once, at first use.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.into())
+            .build_global()
+            .map_err(|e| {
+                gradscope::Error::config(format!("--threads {n}: the CPU thread pool: {e}"))
+            })?;
+    }
     match cli.command {
         None => train_args::run(&train_args::TrainArgs::default()),
         Some(Command::Train(args)) => train_args::run(&args),

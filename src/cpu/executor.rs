@@ -1060,11 +1060,9 @@ impl<T: Element> CpuExecutor<T> {
 
 impl<T: Element> Executor for CpuExecutor<T> {
     fn describe(&self) -> String {
-        format!(
-            "cpu ({} threads, {})",
-            rayon::current_num_threads(),
-            T::NAME
-        )
+        let threads = rayon::current_num_threads();
+        let s = if threads == 1 { "" } else { "s" };
+        format!("cpu ({threads} thread{s}, {})", T::NAME)
     }
 
     fn plan(&self) -> &Plan {
