@@ -48,11 +48,11 @@ fn check_side(side: &Value, what: &str) {
 #[test]
 fn bench_json_has_every_family_with_sane_numbers() {
     let gpu = common::gpu().is_some();
-    // Every family, but of the training steps only the MLP and LeNet-5: a resnet-20 step
-    // takes a second or more on lavapipe even at batch 2 (its convolutions are measured
-    // alone in the conv2d family).
+    // Every family, but of the training steps only the MLP, LeNet-5 and dwsep: a resnet-20
+    // step takes a second or more on lavapipe even at batch 2 (its convolutions are
+    // measured alone in the conv2d family).
     let ops = "matmul,conv2d,pool,batchnorm,layernorm,activation,loss,stats,reduce,optimizer,\
-               step mlp,step lenet5";
+               step mlp,step lenet5,step dwsep";
     let mut args = vec![
         "bench",
         "--op",
@@ -94,7 +94,7 @@ fn bench_json_has_every_family_with_sane_numbers() {
         );
     }
     // Each training step is timed alone (waited for) and in runs submitted back to back.
-    for step in ["step mlp 784-256-256-10", "step lenet5"] {
+    for step in ["step mlp 784-256-256-10", "step lenet5", "step dwsep"] {
         for name in [step.to_string(), format!("{step} pipelined")] {
             assert!(
                 results.iter().any(|r| r["name"] == name.as_str()),

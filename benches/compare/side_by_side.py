@@ -5,8 +5,8 @@ section, from `gradscope bench --json` and `torch_gpu.py --json` outputs of one 
 
 Kernels are matched by operation and shape: matmuls by layout and size, convolutions by
 pass, channels, kernel size and stride (unique among resnet-20's convolutions), training
-steps by model and timing (the bench's resnet-20 step is 3x32x32 with momentum SGD, its MLP
-step Adam, as torch_gpu.py's; each step waited for, or runs of steps back to back). A kernel that only one side measured is listed with a dash. With a
+steps by model and timing (the bench's resnet-20 step is 3x32x32 with momentum SGD, its dwsep
+step 1x28x28 with momentum SGD, its MLP step Adam, as torch_gpu.py's; each step waited for, or runs of steps back to back). A kernel that only one side measured is listed with a dash. With a
 `gradscope train --profile` JSON, the share of each kind of op in a step follows.
 Standard library only, so it runs wherever the two JSON files are.
 """
@@ -36,6 +36,8 @@ def gradscope_key(r):
         return (kind, "resnet20 3x32x32 sgd-momentum")
     if name.startswith("step mlp"):
         return (kind, "mlp 784-256-256-10 adam")
+    if name.startswith("step dwsep"):
+        return (kind, "dwsep 1x28x28 sgd-momentum")
     return None
 
 

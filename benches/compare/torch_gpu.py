@@ -6,7 +6,9 @@ WGSL kernels do):
   * convolution forward, backward-input and backward-weight on the resnet-20 shapes at batch 128
     (cuDNN through torch.nn.functional.conv2d and torch.nn.grad);
   * whole training steps in eager fp32: resnet-20 (He et al.'s CIFAR ResNet, BatchNorm, SGD with
-    momentum) on 3x32x32 and on 1x28x28 inputs, and an MLP 784-256-256-10 with Adam, batch 128.
+    momentum) on 3x32x32 and on 1x28x28 inputs, the depthwise-separable dwsep network on
+    1x28x28 with momentum SGD (`gradscope bench`'s "step dwsep"), and an MLP 784-256-256-10
+    with Adam, batch 128.
 Times are CUDA-event medians over `--repeats` runs after warm-up.
 
     python3 benches/compare/torch_gpu.py [--sizes 1024,2048,4096] [--repeats 20] [--json out.json]
@@ -114,6 +116,25 @@ def resnet(n_blocks, in_channels, classes=10):
     return nn.Sequential(*layers)
 
 
+def dwsep(in_channels, classes=10):
+    """`gradscope train --model dwsep`: a 3x3 stem of 32 channels, then three blocks of a 3x3
+    depthwise convolution and a 1x1 pointwise one (64 channels at stride 1, 128 at stride 2,
+    128 at stride 2), each followed by BatchNorm and ReLU; global average pooling and a dense
+    layer (torch_cpu_dwsep_step.py's network)."""
+
+    def conv_bn(cin, cout, k, stride, groups):
+        return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout), nn.ReLU()]
+
+    layers = conv_bn(in_channels, 32, 3, 1, 1)
+    c = 32
+    for out, stride in ((64, 1), (128, 2), (128, 2)):
+        layers += conv_bn(c, c, 3, stride, c) + conv_bn(c, out, 1, 1, 1)
+        c = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes)]
+    return nn.Sequential(*layers)
+
+
 # Steps per timed run of the pipelined step measurement (gradscope's PIPELINED_STEPS).
 PIPELINED_STEPS = 8
 
@@ -175,6 +196,8 @@ def main():
         ("resnet20 1x28x28 sgd-momentum", resnet(3, 1), (1, 28, 28),
          lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
         ("resnet20 1x28x28 adam", resnet(3, 1), (1, 28, 28), lambda p: torch.optim.Adam(p, lr=1e-3)),
+        ("dwsep 1x28x28 sgd-momentum", dwsep(1), (1, 28, 28),
+         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
         ("mlp 784-256-256-10 adam",
          nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                        nn.Linear(256, 10)), (784,), lambda p: torch.optim.Adam(p, lr=1e-3)),

@@ -70,7 +70,7 @@ impl Family {
             }
             Family::Optimizer => "parameters updated",
             Family::Step => {
-                "batch of a training step (MLP 784-256-256-10, LeNet-5, resnet-20; full statistics)"
+                "batch of a training step (MLP 784-256-256-10, LeNet-5, resnet-20, dwsep; full statistics)"
             }
         }
     }

@@ -1,5 +1,8 @@
-//! Whole training steps: an MLP 784-256-256-10 (Adam), LeNet-5 on 1×28×28 (momentum SGD)
-//! and a CIFAR resnet-20 with batch norm on 3×32×32 (momentum SGD), each with full
+//! Whole training steps: an MLP 784-256-256-10 (Adam), LeNet-5 on 1×28×28 (momentum SGD),
+//! a CIFAR resnet-20 with batch norm on 3×32×32 (momentum SGD) and the depthwise-separable
+//! `dwsep` network on 1×28×28 (momentum SGD: after Adam's first step a parameter is about
+//! p₀ ± lr whatever its gradient's size, so a BatchNorm β whose gradient is a sum that
+//! cancels to nearly zero could land on either side on the two executors), each with full
 //! statistics (the default: `--stats-every 1`), timed twice by a host clock, in samples/s:
 //! - "step NAME": each step alone, from the call that runs it (the GPU executor encodes and
 //!   submits) to the arrival of its report (the GPU's read back): what a loop that waits
@@ -47,7 +50,12 @@ const PARAM_TOL: f64 = 5e-2;
 const SEED: u64 = 7;
 
 /// The models, as `--op` names them.
-pub const MODELS: [&str; 3] = ["step mlp 784-256-256-10", "step lenet5", "step resnet20"];
+pub const MODELS: [&str; 4] = [
+    "step mlp 784-256-256-10",
+    "step lenet5",
+    "step resnet20",
+    "step dwsep",
+];
 
 /// The plan of a model of `MODELS` at `batch` (with its optimizer: Adam for the MLP, momentum
 /// SGD for the convolutional nets); also what `benches/train_step.rs` times.
@@ -56,6 +64,10 @@ pub fn plan(name: &str, batch: usize) -> Result<Plan> {
         "step mlp 784-256-256-10" => return mlp_plan(batch, Activation::Relu),
         "step lenet5" => (
             zoo::lenet5(&[1, 28, 28], 10, Init::HeNormal, LossKind::Xent)?,
+            OptimizerKind::Momentum,
+        ),
+        "step dwsep" => (
+            zoo::depthwise_separable(&[1, 28, 28], 10, true, Init::HeNormal, LossKind::Xent)?,
             OptimizerKind::Momentum,
         ),
         _ => (
