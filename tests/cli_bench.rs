@@ -76,6 +76,14 @@ fn bench_json_has_every_family_with_sane_numbers() {
     let m = &report["machine"];
     assert!(!m["cpu"].as_str().unwrap().is_empty(), "CPU named");
     assert!(m["cpu_threads"].as_u64().unwrap() >= 1);
+    // The date, UTC to the second, in the JSON and the console's header.
+    let started = m["started_utc"].as_str().unwrap();
+    let shape: String = started
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+        .collect();
+    assert_eq!(shape, "dddd-dd-ddTdd:dd:ddZ", "{started}");
+    assert!(stderr.contains("bench, started "), "{stderr}");
     if gpu {
         let a = &m["adapter"];
         for key in ["name", "backend", "driver", "driver_info"] {

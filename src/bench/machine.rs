@@ -1,5 +1,5 @@
 //! The machine a bench ran on, named in its output: the CPU model and the CPU executor's
-//! thread count, and the GPU adapter with its backend and driver.
+//! thread count, the GPU adapter with its backend and driver, and the date.
 
 use super::result::Machine;
 use crate::gpu::GpuContext;
@@ -35,5 +35,6 @@ pub fn describe(ctx: Option<&GpuContext>, timing: Option<GpuTiming>) -> Machine 
             (Some(c), true) => Some(c.queue.get_timestamp_period() as f64),
             _ => None,
         },
+        started_utc: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     }
 }

@@ -111,6 +111,9 @@ pub struct Machine {
     pub gpu_timing_note: Option<String>,
     /// Nanoseconds per GPU timestamp tick, when timestamps are used.
     pub timestamp_period_ns: Option<f64>,
+    /// When the bench started, UTC to the second (RFC 3339): a figure copied from the JSON
+    /// keeps its date.
+    pub started_utc: String,
 }
 
 /// Everything one `gradscope bench` measured.

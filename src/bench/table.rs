@@ -10,8 +10,11 @@ pub fn header(m: &Machine, warmup: usize, repeats: usize) -> String {
     };
     let plural = if m.cpu_threads == 1 { "" } else { "s" };
     let mut s = format!(
-        "CPU: {} ({} thread{plural}, {convs})\n",
-        m.cpu, m.cpu_threads
+        "gradscope {} bench, started {}\nCPU: {} ({} thread{plural}, {convs})\n",
+        env!("CARGO_PKG_VERSION"),
+        m.started_utc,
+        m.cpu,
+        m.cpu_threads
     );
     match &m.adapter {
         Some(a) => {
