@@ -47,7 +47,8 @@ fn check_side(side: &Value, what: &str) {
 
 #[test]
 fn bench_json_has_every_family_with_sane_numbers() {
-    let gpu = common::gpu().is_some();
+    let ctx = common::gpu();
+    let gpu = ctx.is_some();
     // Every family, but of the training steps only the MLP, LeNet-5 and dwsep: a resnet-20
     // step takes a second or more on lavapipe even at batch 2 (its convolutions are
     // measured alone in the conv2d family).
@@ -65,8 +66,11 @@ fn bench_json_has_every_family_with_sane_numbers() {
         "1",
         "--json",
     ];
-    if !gpu {
-        args.push("--cpu-only");
+    // Named, so that a software renderer (lavapipe in CI) is measured too.
+    let adapter = ctx.as_ref().map(|c| c.adapter.name.clone());
+    match &adapter {
+        Some(name) => args.extend(["--adapter", name]),
+        None => args.push("--cpu-only"),
     }
     let out = gradscope(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -237,6 +241,39 @@ fn json_to_a_file_keeps_the_table_on_stdout() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(report["results"][0]["name"], "stats_record");
     assert_eq!(report["results"][0]["shape"], "5000 elements");
+}
+
+/// A software renderer is measured only when asked for: by default the bench says why it
+/// measures the CPU alone; named, or with `--gpu-only`, it is measured.
+#[test]
+fn a_software_adapter_is_measured_only_when_asked_for() {
+    let Some(ctx) = common::gpu() else { return };
+    let args = [
+        "bench",
+        "--op",
+        "stats",
+        "--sizes",
+        "4096",
+        "--repeats",
+        "1",
+        "--json",
+    ];
+    let out = gradscope(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let software = ctx.adapter.is_software();
+    assert_eq!(report["machine"]["adapter"].is_null(), software, "{err}");
+    assert_eq!(err.contains("software renderer"), software, "{err}");
+    for asked in [["--gpu-only", ""], ["--adapter", ctx.adapter.name.as_str()]] {
+        let mut with: Vec<&str> = args.to_vec();
+        with.extend(asked.iter().filter(|a| !a.is_empty()));
+        let out = gradscope(&with);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{with:?}: {err}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(!report["machine"]["adapter"].is_null(), "{with:?}: {err}");
+    }
 }
 
 /// Sizes too large for the machine are refused with what they need before anything is

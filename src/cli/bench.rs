@@ -91,7 +91,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             adapter: args.adapter.clone(),
             ..AdapterRequest::default()
         };
+        // A software renderer is measured only when asked for (as `train --device auto`
+        // leaves it): its times say nothing about GPU hardware, and it runs the default
+        // sizes many times slower than the CPU (lavapipe took 17× the CPU executor's time
+        // for a 1024³ product on the development machine).
+        let asked = args.adapter.is_some() || args.backend.is_some() || !opts.cpu;
         match GpuContext::new(&request) {
+            Ok(c) if c.adapter.is_software() && !asked => {
+                writeln!(
+                    out,
+                    "the only GPU adapter is the software renderer {}, whose times say nothing \
+                     about GPU hardware; measuring the CPU executor only (--gpu-only, --adapter \
+                     or --backend measures it anyway)",
+                    c.adapter.name
+                )
+                .map_err(io)?;
+                None
+            }
             Ok(c) => Some(Arc::new(c)),
             // Without an adapter the CPU side still runs, unless only the GPU was asked for
             // or a particular adapter or backend was named.
