@@ -635,8 +635,9 @@ fn dead_units_hand_made_and_random() {
 }
 
 /// `stats_partial_multi` writes every tensor's partial records bit for bit as one
-/// `stats_partial` per tensor does: full (16 tensors, one empty) and partial (3 tensors) sets,
-/// partial ranges laid out in another order than the tensors, saturation on some.
+/// `stats_partial` per tensor does: 16 tensors (one empty), as many as the device's width
+/// takes, and a partial set (3 tensors), partial ranges laid out in another order than the
+/// tensors, saturation on some.
 #[test]
 fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
     let Some(ctx) = common::gpu() else { return };
@@ -644,10 +645,15 @@ fn multi_dispatch_matches_single_dispatches_bit_for_bit() {
         eprintln!("skipping: the adapter has too few storage buffers per stage");
         return;
     }
+    let width = gpu::multi_capacity(ctx);
+    let sixteen = [
+        300usize, 0, 5000, 8193, 100_003, 1, 8191, 8, 4096, 16_385, 13, 8192, 9000, 1, 700, 3,
+    ];
+    // Every slot of the device's width, the lengths around the chunk again.
+    let full: Vec<usize> = (0..width).map(|i| sixteen[i % 16] + i / 16).collect();
     for lens in [
-        &[
-            300usize, 0, 5000, 8193, 100_003, 1, 8191, 8, 4096, 16_385, 13, 8192, 9000, 1, 700, 3,
-        ][..],
+        &sixteen[..sixteen.len().min(width)],
+        &full[..],
         &[7usize, 4096, 2][..],
         // A group of one: the executor groups every statistics op where it can.
         &[2049usize][..],
@@ -709,10 +715,16 @@ fn multi_dispatch_refuses_bad_job_lists() {
         return;
     }
     let x = ctx.upload("x", &[0f32; 100]).unwrap();
-    let partials = ctx.storage_buffer("partials", 32 * RECORD_BYTES).unwrap();
+    let width = gpu::multi_capacity(ctx);
+    let partials = ctx
+        .storage_buffer("partials", (width as u64 + 1) * RECORD_BYTES)
+        .unwrap();
     let err = gpu::stats_partial_multi(ctx, &[], &partials).unwrap_err();
-    assert!(err.to_string().contains("1 to 16 tensors"), "{err}");
-    let seventeen: Vec<gpu::PartialJob<'_>> = (0..17)
+    assert!(
+        err.to_string().contains(&format!("1 to {width} tensors")),
+        "{err}"
+    );
+    let too_many: Vec<gpu::PartialJob<'_>> = (0..width + 1)
         .map(|i| gpu::PartialJob {
             x: &x,
             len: 100,
@@ -720,8 +732,11 @@ fn multi_dispatch_refuses_bad_job_lists() {
             partial_base: i,
         })
         .collect();
-    let err = gpu::stats_partial_multi(ctx, &seventeen, &partials).unwrap_err();
-    assert!(err.to_string().contains("got 17"), "{err}");
+    let err = gpu::stats_partial_multi(ctx, &too_many, &partials).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("got {}", width + 1)),
+        "{err}"
+    );
     let short = [gpu::PartialJob {
         x: &x,
         len: 101,

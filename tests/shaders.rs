@@ -2,11 +2,26 @@
 //! shader error is caught here, without a GPU.
 
 use gradscope::gpu::shaders::ALL;
+use gradscope::gpu::stats_multi;
 
 #[test]
 fn every_shader_parses_and_validates() {
     assert!(!ALL.is_empty());
-    for (name, source) in ALL {
+    // The generated statistics modules (`gpu::stats_multi`): the narrowest, GL's and
+    // lavapipe's widths, and the widest, each with both reduction trees.
+    let generated: Vec<(String, String)> = [2, 15, 16, 47, stats_multi::MAX_WIDTH]
+        .into_iter()
+        .flat_map(|w| [false, true].map(|sg| (w, sg)))
+        .map(|(w, sg)| {
+            let stem = stats_multi::stem(w, sg).to_string();
+            (stem, stats_multi::source(w, sg))
+        })
+        .collect();
+    let all = ALL
+        .iter()
+        .map(|(n, s)| (*n, *s))
+        .chain(generated.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    for (name, source) in all {
         assert!(!source.trim().is_empty(), "shaders/{name}.wgsl is empty");
         let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
             panic!(

@@ -147,8 +147,9 @@ pub(super) fn group_optimizer(
     Ok(())
 }
 
-/// Each block of statistics ops: `stats_partial_multi` dispatches of up to `stats::MULTI`
-/// tensors of one class (the class decides whether a step runs them).
+/// Each block of statistics ops: `stats_partial_multi` dispatches of up to
+/// `stats::multi_capacity` tensors (the device's width) of one class (the class decides
+/// whether a step runs them).
 pub(super) fn group_statistics(
     ctx: &GpuContext,
     plan: &Plan,

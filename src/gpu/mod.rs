@@ -12,6 +12,7 @@ pub mod pipeline_cache;
 pub mod profile;
 pub mod readback;
 pub mod shaders;
+pub mod stats_multi;
 pub mod timer;
 pub mod timing;
 

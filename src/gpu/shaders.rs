@@ -133,9 +133,13 @@ pub const ALL: &[(&str, &str)] = &[
     ("embedding", include_str!("../../shaders/embedding.wgsl")),
 ];
 
-/// The source of `shaders/<stem>.wgsl`.
+/// The source of `shaders/<stem>.wgsl`, or of a stem `gpu::stats_multi` generates for the
+/// device's width.
 pub fn source(stem: &str) -> Option<&'static str> {
-    ALL.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src)
+    ALL.iter()
+        .find(|(s, _)| *s == stem)
+        .map(|(_, src)| *src)
+        .or_else(|| super::stats_multi::source_of(stem))
 }
 
 /// Shaders compiled without two of wgpu's injected runtime checks (bounds checks stay on):
@@ -159,7 +163,7 @@ pub const NEEDS_SUBGROUPS: &[&str] =
 
 /// Whether `stem` uses subgroup operations (see [`NEEDS_SUBGROUPS`]).
 pub fn needs_subgroups(stem: &str) -> bool {
-    NEEDS_SUBGROUPS.contains(&stem)
+    NEEDS_SUBGROUPS.contains(&stem) || super::stats_multi::needs_subgroups(stem)
 }
 
 /// Whether `stem` is compiled as described at [`NO_LOOP_BOUNDING`].

@@ -10,7 +10,7 @@
 use bytemuck::Zeroable;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::{Dispatch, GpuContext, stats_multi};
 use crate::stats::{RECORD_WORDS, RawStats};
 
 /// Invocations per workgroup (`WG` in shaders/stats.wgsl).
@@ -152,8 +152,8 @@ pub fn stats_partial(
     )
 }
 
-/// Tensors one `stats_partial_multi` dispatch reduces at most (`MULTI` in shaders/stats.wgsl).
-pub const MULTI: usize = 16;
+/// The widest `stats_partial_multi` (`gpu::stats_multi`): the job table's length.
+const MAX_MULTI: usize = stats_multi::MAX_WIDTH;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -173,7 +173,9 @@ struct MultiParams {
     n_jobs: u32,
     total_chunks: u32,
     _pad: [u32; 2],
-    jobs: [MultiJob; MULTI],
+    /// The first `multi_capacity` entries are the WGSL struct's `jobs`; the rest pad the
+    /// uniform, which the shader never reads past its width.
+    jobs: [MultiJob; MAX_MULTI],
 }
 
 /// One tensor of a `stats_partial_multi` dispatch: what `stats_partial` takes for it.
@@ -184,15 +186,18 @@ pub struct PartialJob<'a> {
     pub partial_base: usize,
 }
 
-/// How many tensors one `stats_partial_multi` dispatch may take on this device: it binds
-/// MULTI inputs and the partials as storage buffers, so it needs MULTI + 1 of them per
-/// stage. 0 where the device allows fewer (then every tensor takes its own dispatch).
+/// How many tensors one `stats_partial_multi` dispatch takes on this device: it binds each
+/// input and the partials as storage buffers and its parameters as a uniform, so as many
+/// as the device's storage buffers per stage less one (and its bindings per group less
+/// two), at most `stats_multi::MAX_WIDTH`. 0 where that is under two (then every tensor
+/// takes its own dispatch).
 pub fn multi_capacity(ctx: &GpuContext) -> usize {
-    if ctx.limits.max_storage_buffers_per_shader_stage as usize > MULTI {
-        MULTI
-    } else {
-        0
-    }
+    let storage = ctx.limits.max_storage_buffers_per_shader_stage as usize;
+    let bindings = ctx.limits.max_bindings_per_bind_group as usize;
+    let width = MAX_MULTI
+        .min(storage.saturating_sub(1))
+        .min(bindings.saturating_sub(2));
+    if width >= 2 { width } else { 0 }
 }
 
 fn saturation_params(op: &str, saturation: Option<(f32, f32)>) -> Result<(u32, f32, f32)> {
@@ -205,33 +210,37 @@ fn saturation_params(op: &str, saturation: Option<(f32, f32)>) -> Result<(u32, f
     }
 }
 
-/// The partial records of up to MULTI tensors in one dispatch: each tensor's
+/// The partial records of up to `multi_capacity` tensors in one dispatch: each tensor's
 /// partials[partial_base .. + partial_count(len)] come out bit for bit as `stats_partial`
-/// writes them. Fewer than MULTI jobs bind the first tensor in the unused slots.
+/// writes them. The kernel is compiled for the device's width (`gpu::stats_multi`); fewer
+/// jobs bind the first tensor in the unused slots.
 pub fn stats_partial_multi(
     ctx: &GpuContext,
     jobs: &[PartialJob<'_>],
     partials: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let op = "stats_partial_multi";
-    if jobs.is_empty() || jobs.len() > MULTI {
+    let width = multi_capacity(ctx);
+    if width == 0 {
+        return Err(Error::config(format!(
+            "{op}: the device allows {} storage buffers per shader stage, 3 needed",
+            ctx.limits.max_storage_buffers_per_shader_stage,
+        )));
+    }
+    if jobs.is_empty() || jobs.len() > width {
         return Err(Error::shape(
             op,
-            format!("takes 1 to {MULTI} tensors, got {}", jobs.len()),
+            format!(
+                "takes 1 to {width} tensors on this device, got {}",
+                jobs.len()
+            ),
         ));
-    }
-    if multi_capacity(ctx) == 0 {
-        return Err(Error::config(format!(
-            "{op}: the device allows {} storage buffers per shader stage, {} needed",
-            ctx.limits.max_storage_buffers_per_shader_stage,
-            MULTI + 1
-        )));
     }
     let mut params = MultiParams {
         n_jobs: jobs.len() as u32,
         total_chunks: 0,
         _pad: [0; 2],
-        jobs: [MultiJob::zeroed(); MULTI],
+        jobs: [MultiJob::zeroed(); MAX_MULTI],
     };
     let mut total = 0usize;
     let mut end = 0usize;
@@ -255,12 +264,18 @@ pub fn stats_partial_multi(
     to_u32(op, "partial_base + partial_count", end)?;
     need_bytes(op, "partials", partials, end.max(1) as u64 * RECORD_BYTES)?;
     let params = ctx.uniform("stats_partial_multi.params", &params)?;
-    let mut bindings: Vec<&wgpu::Buffer> = (0..MULTI)
+    let mut bindings: Vec<&wgpu::Buffer> = (0..width)
         .map(|i| jobs.get(i).unwrap_or(&jobs[0]).x)
         .collect();
     bindings.push(partials);
     bindings.push(&params);
-    reduction(ctx, "stats_partial_multi", &bindings, grid(ctx, total))
+    ctx.dispatch_reduction(
+        stats_multi::stem(width, false),
+        stats_multi::stem(width, true),
+        "stats_partial_multi",
+        &bindings,
+        grid(ctx, total),
+    )
 }
 
 /// jobs is (n_jobs,) StatsJob → records[job.record] for each job: one workgroup per job
