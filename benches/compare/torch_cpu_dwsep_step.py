@@ -14,11 +14,11 @@ lanes); the faster is PyTorch's figure.
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 import torch.nn as nn
+
+from torch_cpu_step_timing import report
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -44,32 +44,10 @@ def blocks():
     return layers + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
 
 
-def measure(memory_format):
-    torch.manual_seed(0)
-    model = nn.Sequential(*conv_bn(1, 32, 3, 1, 1), *blocks()).to(memory_format=memory_format)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(128, 1, 28, 28).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (128,))
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-for name, memory_format in [("NCHW", torch.contiguous_format),
-                            ("channels_last", torch.channels_last)]:
-    median = measure(memory_format)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {name}: dwsep step "
-        f"{128 / median:.0f} samples/s ({1e3 * median:.1f} ms)"
-    )
+report(
+    "dwsep",
+    lambda: nn.Sequential(*conv_bn(1, 32, 3, 1, 1), *blocks()),
+    lambda params: torch.optim.Adam(params, lr=1e-3),
+    128,
+    args.steps,
+)

@@ -13,11 +13,11 @@ channels_last; the faster is PyTorch's figure.
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 import torch.nn as nn
+
+from torch_cpu_step_timing import report
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -38,32 +38,10 @@ def lenet5():
     )
 
 
-def measure(memory_format):
-    torch.manual_seed(0)
-    model = lenet5().to(memory_format=memory_format)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x = torch.randn(args.batch, 1, 28, 28).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (args.batch,))
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-for name, memory_format in [("NCHW", torch.contiguous_format),
-                            ("channels_last", torch.channels_last)]:
-    median = measure(memory_format)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {name}: lenet5 step "
-        f"{args.batch / median:.0f} samples/s ({1e3 * median:.2f} ms)"
-    )
+report(
+    "lenet5",
+    lenet5,
+    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
+    args.batch,
+    args.steps,
+)
