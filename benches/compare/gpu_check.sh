@@ -37,7 +37,8 @@
 #
 # Results go to $RESULTS (default ./gpu_check): machine.txt (GPU, driver, adapters), bench.json
 # and bench.txt, variants.txt, profile.txt and profile.json (full statistics every step),
-# grad_records.txt (statistics every 10^6 steps: gradient records only), stats_cost.json
+# grad_records.txt (statistics every 10^6 steps: gradient records only), profile_group16.txt
+# (the statistics grouped 16 tensors a dispatch), stats_cost.json
 # (resnet-20 steps with full statistics, gradient norms, none), burn_gpu_*.json, torch.json and
 # torch.txt, autotune.json (the variants the autotune chose), side_by_side.md (the tables of
 # BENCHMARKS.md's GPU section, by side_by_side.py). QUICK=1 runs every stage at
@@ -132,6 +133,11 @@ stage profile 70 "${TRAIN[@]}" --profile --run-dir /tmp/gpu_check_profile >"$RES
 cp /tmp/gpu_check_profile/profile.json "$RESULTS/" 2>/dev/null && publish
 stage grad_records 40 "${TRAIN[@]}" --stats-every 1000000 --run-dir /tmp/gpu_check_grad \
   >"$RESULTS/grad_records.txt" 2>&1
+# The same profile with the statistics grouped 16 tensors a dispatch, as before 2026-12-08
+# (the device's width, up to 64, since): what the wider groups save, on this card.
+rm -rf /tmp/gpu_check_group16
+GRADSCOPE_STATS_GROUP=16 stage profile_group16 50 "${TRAIN[@]}" --profile \
+  --run-dir /tmp/gpu_check_group16 >"$RESULTS/profile_group16.txt" 2>&1
 if [ -x "$BIN/train_step" ]; then
   stage stats_cost 60 "$BIN/train_step" --model resnet20 --batch "$BATCH" --steps "$((STEPS / 2))" \
     --device gpu --json >"$RESULTS/stats_cost.json" 2>"$RESULTS/stats_cost.err"

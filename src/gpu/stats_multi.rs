@@ -114,23 +114,48 @@ pub fn source(width: usize, subgroups: bool) -> String {
         "@group(0) @binding({}) var<uniform> mp: MultiParams;",
         width + 1
     );
-    let last = width - 1;
-    s.push_str("\nfn load_x(j: u32, i: u32) -> f32 {\n    switch j {\n");
-    for j in 0..last {
-        let _ = writeln!(s, "        case {j}u: {{ return x{j}[i]; }}");
+    // One lane function per tensor: stats_partial's loop over that tensor's binding.
+    for j in 0..width {
+        let _ = write!(
+            s,
+            "
+fn lane_x{j}(first: u32, start: u32, job: MultiJob) -> Lane {{
+    let saturate = job.saturate != 0u;
+    var k0 = 0.0;
+    if (first < job.len) {{
+        k0 = x{j}[first];
+    }}
+    var l = lane_new(k0);
+    if (start + CHUNK <= job.len) {{
+        for (var k = 0u; k < PER; k += 4u) {{
+            let i = first + k * WG;
+            let v = vec4<f32>(x{j}[i], x{j}[i + WG], x{j}[i + 2u * WG], x{j}[i + 3u * WG]);
+            lane_push4(&l, v, saturate, job.lo, job.hi);
+        }}
+    }} else {{
+        for (var k = 0u; k < PER; k++) {{
+            let i = first + k * WG;
+            if (i < job.len) {{
+                lane_push(&l, x{j}[i], saturate, job.lo, job.hi);
+            }}
+        }}
+    }}
+    return l;
+}}
+"
+        );
     }
-    let _ = writeln!(s, "        default: {{ return x{last}[i]; }}\n    }}\n}}");
-    s.push_str("\nfn load4(j: u32, i: u32) -> vec4<f32> {\n    switch j {\n");
-    let four = |j: usize| {
-        format!("vec4<f32>(x{j}[i], x{j}[i + WG], x{j}[i + 2u * WG], x{j}[i + 3u * WG])")
-    };
+    let last = width - 1;
+    s.push_str("\nfn chunk_lane(j: u32, first: u32, start: u32, job: MultiJob) -> Lane {\n    switch j {\n");
     for j in 0..last {
-        let _ = writeln!(s, "        case {j}u: {{ return {}; }}", four(j));
+        let _ = writeln!(
+            s,
+            "        case {j}u: {{ return lane_x{j}(first, start, job); }}"
+        );
     }
     let _ = writeln!(
         s,
-        "        default: {{ return {}; }}\n    }}\n}}",
-        four(last)
+        "        default: {{ return lane_x{last}(first, start, job); }}\n    }}\n}}"
     );
     s
 }
@@ -149,8 +174,8 @@ mod tests {
                 src.contains(&format!("const MULTI: u32 = {width}u;")),
                 "{stem}"
             );
-            assert!(src.contains(&format!("x{}[i]", width - 1)), "{stem}");
-            assert!(!src.contains(&format!("x{width}[i]")), "{stem}");
+            assert!(src.contains(&format!("fn lane_x{}(", width - 1)), "{stem}");
+            assert!(!src.contains(&format!("fn lane_x{width}(")), "{stem}");
             // Asked again: the same module, not a second copy.
             assert!(std::ptr::eq(src, source_of(stem).unwrap()));
         }

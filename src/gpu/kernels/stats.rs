@@ -186,15 +186,28 @@ pub struct PartialJob<'a> {
     pub partial_base: usize,
 }
 
+/// The environment variable that caps the tensors of a `stats_partial_multi` dispatch
+/// (`GRADSCOPE_STATS_GROUP=16` gives the width before 2026-12-08, 1 a dispatch per tensor),
+/// to compare widths on one device.
+pub const STATS_GROUP_ENV: &str = "GRADSCOPE_STATS_GROUP";
+
 /// How many tensors one `stats_partial_multi` dispatch takes on this device: it binds each
 /// input and the partials as storage buffers and its parameters as a uniform, so as many
 /// as the device's storage buffers per stage less one (and its bindings per group less
-/// two), at most `stats_multi::MAX_WIDTH`. 0 where that is under two (then every tensor
-/// takes its own dispatch).
+/// two), at most `stats_multi::MAX_WIDTH` and `GRADSCOPE_STATS_GROUP`. 0 where that is
+/// under two (then every tensor takes its own dispatch).
 pub fn multi_capacity(ctx: &GpuContext) -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let asked = *CAP.get_or_init(|| {
+        std::env::var(STATS_GROUP_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(MAX_MULTI)
+    });
     let storage = ctx.limits.max_storage_buffers_per_shader_stage as usize;
     let bindings = ctx.limits.max_bindings_per_bind_group as usize;
     let width = MAX_MULTI
+        .min(asked)
         .min(storage.saturating_sub(1))
         .min(bindings.saturating_sub(2));
     if width >= 2 { width } else { 0 }
