@@ -209,14 +209,17 @@ impl ProfileBuilder {
             })
             .collect();
         let op_seconds: f64 = ops.iter().map(|o| o.seconds).sum();
-        let share = |name: String, seconds: f64| Share {
-            name,
-            seconds,
-            fraction: if op_seconds > 0.0 {
+        let fraction = |seconds: f64| {
+            if op_seconds > 0.0 {
                 seconds / op_seconds
             } else {
                 0.0
-            },
+            }
+        };
+        let share = |name: String, seconds: f64| Share {
+            name,
+            seconds,
+            fraction: fraction(seconds),
         };
         let by_kind = OpKind::ALL
             .iter()
@@ -250,7 +253,7 @@ impl ProfileBuilder {
             }
         }
         for k in &mut by_kernel {
-            k.fraction = share(String::new(), k.seconds).fraction;
+            k.fraction = fraction(k.seconds);
         }
         by_kernel.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         // Layers in order of first appearance in the step.
@@ -262,11 +265,7 @@ impl ProfileBuilder {
             }
         }
         for s in &mut by_layer {
-            s.fraction = if op_seconds > 0.0 {
-                s.seconds / op_seconds
-            } else {
-                0.0
-            };
+            s.fraction = fraction(s.seconds);
         }
         Some(Profile {
             executor,
