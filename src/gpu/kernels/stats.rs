@@ -188,7 +188,8 @@ pub struct PartialJob<'a> {
 
 /// The environment variable that caps the tensors of a `stats_partial_multi` dispatch
 /// (`GRADSCOPE_STATS_GROUP=16` gives the width before 2026-12-08, 1 a dispatch per tensor),
-/// to compare widths on one device.
+/// to compare widths on one device. A value that is no whole number is ignored, as the
+/// other `GRADSCOPE_*` switches ignore what they do not know.
 pub const STATS_GROUP_ENV: &str = "GRADSCOPE_STATS_GROUP";
 
 /// How many tensors one `stats_partial_multi` dispatch takes on this device: it binds each
@@ -236,7 +237,8 @@ pub fn stats_partial_multi(
     let width = multi_capacity(ctx);
     if width == 0 {
         return Err(Error::config(format!(
-            "{op}: the device allows {} storage buffers per shader stage, 3 needed",
+            "{op}: no grouped dispatch here: the device binds {} storage buffers per shader \
+             stage (3 needed), or {STATS_GROUP_ENV} is below 2",
             ctx.limits.max_storage_buffers_per_shader_stage,
         )));
     }
