@@ -6,8 +6,8 @@
 //! statistics ops 20 dispatches, each a launch and a pipeline barrier whatever its size
 //! (about 15 µs on the H200 of 2026-11-26). So the width is the device's, up to
 //! [`MAX_WIDTH`]: shaders/stats_multi.wgsl holds the kernel, and this file writes what
-//! depends on the width (the bindings, the switch that reads tensor j, `MULTI`) and joins
-//! them to shaders/stats.wgsl and its reduction tree. Each width and tree is compiled once
+//! depends on the width (the bindings, one loop function per tensor and the switch that
+//! picks it, `MULTI`) and joins them to shaders/stats.wgsl and its reduction tree. Each width and tree is compiled once
 //! per process, under a stem of its own (`stem`), which `shaders::source` resolves.
 
 use std::collections::HashMap;
